@@ -1,0 +1,451 @@
+//! The sans-IO connection: bytes and time in, events and bytes out (after str0m's `Rtc`).
+//!
+//! ```ignore
+//! let mut conn = Connection::client(host_id, "invite", secret, entropy, now_ms);
+//! conn.handle_input(Input::Bytes(&received), now_ms)?;   // from any transport
+//! conn.send_data(stream, seq, &bytes)?;                  // application data in
+//! while let Some(out) = conn.poll_output() {             // everything out
+//!     match out { Output::Transmit(bytes) => .., Output::Event(ev) => .. }
+//! }
+//! if let Some(at) = conn.poll_timeout() { /* call handle_timeout(at) then */ }
+//! ```
+//!
+//! The connection owns framing, the handshake, the secure channel, per-stream sequence cursors
+//! and flow-control windows. It owns no sockets, tasks or clocks: the caller passes a monotonic
+//! millisecond clock (`now_ms`) of its choosing, which is all WASM and tests need.
+//!
+//! Invariants:
+//! - Before authentication only `auth` frames are accepted; after it only `encrypted` ones.
+//! - Any error is final: the connection enters `Failed`, refuses further input and application
+//!   sends, and leaves only what must still go out (a host's `auth/failed`) in the output queue.
+//! - A transport that ends without the peer's sealed `close` is reported as truncated.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::channel::{Opener, Sealer};
+use crate::error::{AuthError, ConnError};
+use crate::file::FILE_CHUNK_BYTES;
+use crate::frame::{Control, FileStep, Frame, FrameDecoder, Header};
+use crate::handshake::{ClientHandshake, Credential, HandshakeEntropy, HostHandshake, Step};
+use crate::keys::SessionKeys;
+use crate::stream::{InputCursor, RecvWindow, SendWindow, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK};
+
+/// A handshake that has not finished by then is abandoned.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 30_000;
+/// After this long without sending anything, send a ping so idle links stay up and dead ones show.
+pub const KEEPALIVE_INTERVAL_MS: u64 = 15_000;
+/// After this long without receiving anything, the link is dead.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+
+/// Which end of the connection this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Host,
+}
+
+/// What the transport hands in.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// Bytes received, split wherever the transport split them.
+    Bytes(&'a [u8]),
+    /// The transport ended.
+    TransportClosed,
+}
+
+/// What the caller must act on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send these bytes on the transport.
+    Transmit(Vec<u8>),
+    Event(Event),
+}
+
+/// Something the application needs to know.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake succeeded. On the host, `identity` names the credential the client proved.
+    Authenticated { identity: String },
+    /// New bytes of a stream, each delivered once and in order. Call `consumed` once the
+    /// application's sink has taken them, or the sender stalls when its window runs out.
+    Data { stream: u32, seq: u64, bytes: Vec<u8> },
+    /// The peer asks for a stream's bytes from `from` on (reconnect or transport switch).
+    ResumeRequested { stream: u32, from: u64 },
+    /// The sender no longer has bytes `from .. to` of a stream; they are lost to this client (the
+    /// host's log still has them). Say so to the user.
+    Skipped { stream: u32, from: u64, to: u64 },
+    /// The peer's stream ended at byte `end`.
+    Eof { stream: u32, end: u64 },
+    /// Flow-control credit came back: more of `stream` may be sent.
+    Writable { stream: u32 },
+    File { step: FileStep, payload: Vec<u8> },
+    Cmd { id: u64, body: serde_json::Value },
+    Webrtc { signal: serde_json::Value },
+    /// The peer closed in order.
+    Closed { reason: String },
+}
+
+enum State {
+    Client(ClientHandshake),
+    Host(HostHandshake),
+    Open { sealer: Sealer, opener: Opener },
+    Closed,
+    Failed(ConnError),
+}
+
+#[derive(Default)]
+struct StreamState {
+    cursor: Option<InputCursor>,
+    recv: Option<RecvWindow>,
+    send: Option<SendWindow>,
+}
+
+impl StreamState {
+    fn cursor(&mut self) -> &mut InputCursor {
+        self.cursor.get_or_insert(InputCursor::new(0))
+    }
+    fn recv(&mut self) -> &mut RecvWindow {
+        self.recv.get_or_insert(RecvWindow::new(INITIAL_WINDOW_BYTES))
+    }
+    fn send(&mut self) -> &mut SendWindow {
+        self.send.get_or_insert(SendWindow::new(INITIAL_WINDOW_BYTES))
+    }
+}
+
+/// One end of an end-to-end encrypted Tether connection.
+pub struct Connection {
+    role: Role,
+    state: State,
+    decoder: FrameDecoder,
+    out: VecDeque<Output>,
+    streams: BTreeMap<u32, StreamState>,
+    identity: String,
+    handshake_deadline: u64,
+    last_sent_ms: u64,
+    last_received_ms: u64,
+    ping_nonce: u64,
+}
+
+impl Connection {
+    /// A client that proves knowledge of `secret` for `identity` on `host_id`. The first output
+    /// is the `client_hello` to transmit.
+    pub fn client(host_id: &str, identity: &str, secret: &[u8], entropy: HandshakeEntropy, now_ms: u64) -> Self {
+        let (handshake, hello) = ClientHandshake::start(host_id, identity, secret, entropy);
+        let mut conn = Connection::new(Role::Client, State::Client(handshake), now_ms);
+        conn.identity = identity.to_owned();
+        conn.transmit_plain(&hello);
+        conn
+    }
+
+    /// A host that accepts any of `credentials`.
+    pub fn host(host_id: &str, credentials: Vec<Credential>, entropy: HandshakeEntropy, now_ms: u64) -> Self {
+        let handshake = HostHandshake::new(host_id, credentials, entropy);
+        Connection::new(Role::Host, State::Host(handshake), now_ms)
+    }
+
+    fn new(role: Role, state: State, now_ms: u64) -> Self {
+        Connection {
+            role,
+            state,
+            decoder: FrameDecoder::new(),
+            out: VecDeque::new(),
+            streams: BTreeMap::new(),
+            identity: String::new(),
+            handshake_deadline: now_ms.saturating_add(HANDSHAKE_TIMEOUT_MS),
+            last_sent_ms: now_ms,
+            last_received_ms: now_ms,
+            ping_nonce: 0,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open { .. })
+    }
+
+    /// The error that ended the connection, if one did.
+    pub fn error(&self) -> Option<&ConnError> {
+        match &self.state {
+            State::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Next thing to transmit or report.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Feed what the transport delivered.
+    pub fn handle_input(&mut self, input: Input<'_>, now_ms: u64) -> Result<(), ConnError> {
+        self.check_usable()?;
+        let result = match input {
+            Input::Bytes(bytes) => {
+                self.last_received_ms = now_ms;
+                self.handle_bytes(bytes, now_ms)
+            }
+            Input::TransportClosed => Err(match self.state {
+                State::Open { .. } => ConnError::Truncated,
+                _ => ConnError::Auth(AuthError::Rejected("connection ended during handshake".into())),
+            }),
+        };
+        result.map_err(|e| self.fail(e))
+    }
+
+    fn handle_bytes(&mut self, bytes: &[u8], now_ms: u64) -> Result<(), ConnError> {
+        self.decoder.push(bytes)?;
+        while let Some(frame) = self.decoder.next_frame()? {
+            self.handle_frame(frame, now_ms)?;
+            if matches!(self.state, State::Closed) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_frame(&mut self, frame: Frame, now_ms: u64) -> Result<(), ConnError> {
+        let step = match &mut self.state {
+            State::Client(handshake) => handshake.handle(&frame),
+            State::Host(handshake) => {
+                let step = handshake.handle(&frame);
+                if let Some(identity) = handshake.identity() {
+                    self.identity = identity.to_owned();
+                }
+                step
+            }
+            State::Open { opener, .. } => {
+                let inner = opener.open(&frame)?;
+                return self.handle_inner(inner);
+            }
+            State::Closed | State::Failed(_) => return Err(ConnError::NotReady("connection is over")),
+        };
+        match step {
+            Step::Reply(reply) => {
+                self.transmit_plain(&reply);
+                Ok(())
+            }
+            Step::Done { reply, keys } => {
+                if let Some(reply) = reply {
+                    self.transmit_plain(&reply);
+                }
+                self.open(keys, now_ms);
+                Ok(())
+            }
+            Step::Failed { reply, error } => {
+                if let Some(reply) = reply {
+                    self.transmit_plain(&reply);
+                }
+                Err(ConnError::Auth(error))
+            }
+        }
+    }
+
+    fn open(&mut self, keys: SessionKeys, now_ms: u64) {
+        let (send_key, recv_key) = match self.role {
+            Role::Client => (&keys.client_to_host, &keys.host_to_client),
+            Role::Host => (&keys.host_to_client, &keys.client_to_host),
+        };
+        self.state = State::Open { sealer: Sealer::new(send_key), opener: Opener::new(recv_key) };
+        self.last_received_ms = now_ms;
+        self.event(Event::Authenticated { identity: self.identity.clone() });
+    }
+
+    fn handle_inner(&mut self, frame: Frame) -> Result<(), ConnError> {
+        match frame.header {
+            Header::Data { stream, seq } => {
+                let state = self.streams.entry(stream).or_default();
+                state.recv().on_receive(stream, frame.payload.len() as u64)?;
+                let cursor = state.cursor();
+                let at = cursor.next().max(seq);
+                let fresh = cursor.accept(stream, seq, &frame.payload)?;
+                // Duplicates still used window credit; hand it straight back.
+                let dup = (frame.payload.len() - fresh.len()) as u64;
+                let fresh = fresh.to_vec();
+                if dup > 0 {
+                    self.grant(stream, dup)?;
+                }
+                if !fresh.is_empty() {
+                    self.event(Event::Data { stream, seq: at, bytes: fresh });
+                }
+            }
+            Header::Control(control) => self.handle_control(control)?,
+            Header::File(step) => self.event(Event::File { step, payload: frame.payload }),
+            Header::Cmd { id, body } => self.event(Event::Cmd { id, body }),
+            Header::Webrtc { signal } => self.event(Event::Webrtc { signal }),
+            Header::Auth(_) | Header::Encrypted { .. } => {
+                unreachable!("Opener::open refuses auth and encrypted inner frames")
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_control(&mut self, control: Control) -> Result<(), ConnError> {
+        match control {
+            Control::Resume { stream, from } => self.event(Event::ResumeRequested { stream, from }),
+            Control::Window { stream, bytes } => {
+                self.streams.entry(stream).or_default().send().grant(bytes);
+                self.event(Event::Writable { stream });
+            }
+            Control::Skip { stream, from, to } => {
+                self.streams.entry(stream).or_default().cursor().skip_to(to);
+                self.event(Event::Skipped { stream, from, to });
+            }
+            Control::Eof { stream, end } => self.event(Event::Eof { stream, end }),
+            Control::Ping { nonce } => self.send_sealed(&Frame::bare(Header::Control(Control::Pong { nonce })))?,
+            Control::Pong { .. } => {}
+            Control::Close { reason } => {
+                self.state = State::Closed;
+                self.event(Event::Closed { reason });
+            }
+        }
+        Ok(())
+    }
+
+    /// Send stream bytes starting at sequence number `seq`. Sends as much as the flow-control
+    /// window allows and returns how many bytes that was; wait for `Event::Writable` to send the
+    /// rest. Bytes are split into frames of at most `MAX_DATA_CHUNK`.
+    pub fn send_data(&mut self, stream: u32, seq: u64, bytes: &[u8]) -> Result<usize, ConnError> {
+        self.check_open()?;
+        let window = self.streams.entry(stream).or_default().send();
+        let allowed = (window.available().min(bytes.len() as u64)) as usize;
+        window.take(allowed as u64);
+        let mut sent = 0;
+        for chunk in bytes[..allowed].chunks(MAX_DATA_CHUNK) {
+            let frame = Frame::new(Header::Data { stream, seq: seq + sent as u64 }, chunk.to_vec());
+            self.send_sealed(&frame)?;
+            sent += chunk.len();
+        }
+        Ok(sent)
+    }
+
+    /// Bytes of `stream` that may be sent right now.
+    pub fn send_window(&mut self, stream: u32) -> u64 {
+        self.streams.entry(stream).or_default().send().available()
+    }
+
+    /// The application consumed `n` bytes of `stream`: return credit to the sender when due.
+    pub fn consumed(&mut self, stream: u32, n: u64) -> Result<(), ConnError> {
+        self.check_open()?;
+        self.grant(stream, n)
+    }
+
+    fn grant(&mut self, stream: u32, n: u64) -> Result<(), ConnError> {
+        if let Some(bytes) = self.streams.entry(stream).or_default().recv().on_consume(n) {
+            self.send_sealed(&Frame::bare(Header::Control(Control::Window { stream, bytes })))?;
+        }
+        Ok(())
+    }
+
+    /// Ask the peer for `stream`'s bytes from `from` on, and expect exactly those next.
+    pub fn resume(&mut self, stream: u32, from: u64) -> Result<(), ConnError> {
+        self.check_open()?;
+        self.streams.entry(stream).or_default().cursor = Some(InputCursor::new(from));
+        self.send_sealed(&Frame::bare(Header::Control(Control::Resume { stream, from })))
+    }
+
+    /// The next byte expected on `stream` (what to resume from after a reconnect).
+    pub fn received_up_to(&self, stream: u32) -> u64 {
+        self.streams.get(&stream).and_then(|s| s.cursor).map_or(0, |c| c.next())
+    }
+
+    /// Send a control, file, cmd or webrtc frame. File chunks must respect `FILE_CHUNK_BYTES`.
+    pub fn send_frame(&mut self, frame: &Frame) -> Result<(), ConnError> {
+        self.check_open()?;
+        if let (Header::File(FileStep::Chunk { .. }), true) =
+            (&frame.header, frame.payload.len() > FILE_CHUNK_BYTES)
+        {
+            return Err(ConnError::NotReady("file chunk over FILE_CHUNK_BYTES"));
+        }
+        self.send_sealed(frame)
+    }
+
+    /// End the connection in order; the peer sees `Event::Closed`.
+    pub fn close(&mut self, reason: &str) -> Result<(), ConnError> {
+        self.check_open()?;
+        self.send_sealed(&Frame::bare(Header::Control(Control::Close { reason: reason.to_owned() })))?;
+        self.state = State::Closed;
+        Ok(())
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.state {
+            State::Client(_) | State::Host(_) => Some(self.handshake_deadline),
+            State::Open { .. } => Some(
+                (self.last_sent_ms + KEEPALIVE_INTERVAL_MS).min(self.last_received_ms + IDLE_TIMEOUT_MS),
+            ),
+            State::Closed | State::Failed(_) => None,
+        }
+    }
+
+    /// Drive timers: handshake deadline, keep-alive, idle detection.
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Result<(), ConnError> {
+        self.check_usable()?;
+        let result = match self.state {
+            State::Client(_) | State::Host(_) if now_ms >= self.handshake_deadline => {
+                Err(ConnError::Auth(AuthError::TimedOut))
+            }
+            State::Open { .. } if now_ms >= self.last_received_ms + IDLE_TIMEOUT_MS => {
+                Err(ConnError::Truncated)
+            }
+            State::Open { .. } if now_ms >= self.last_sent_ms + KEEPALIVE_INTERVAL_MS => {
+                self.ping_nonce += 1;
+                self.last_sent_ms = now_ms;
+                self.send_sealed(&Frame::bare(Header::Control(Control::Ping { nonce: self.ping_nonce })))
+            }
+            _ => Ok(()),
+        };
+        result.map_err(|e| self.fail(e))
+    }
+
+    /// Record the time of a transmit for keep-alive purposes (the caller's clock).
+    pub fn note_sent(&mut self, now_ms: u64) {
+        self.last_sent_ms = now_ms;
+    }
+
+    fn send_sealed(&mut self, frame: &Frame) -> Result<(), ConnError> {
+        let State::Open { sealer, .. } = &mut self.state else {
+            return Err(ConnError::NotReady("not authenticated"));
+        };
+        let sealed = sealer.seal(frame)?;
+        let bytes = sealed.encode()?;
+        self.out.push_back(Output::Transmit(bytes));
+        Ok(())
+    }
+
+    fn transmit_plain(&mut self, frame: &Frame) {
+        // Handshake frames are built by this crate and far below the caps.
+        match frame.encode() {
+            Ok(bytes) => self.out.push_back(Output::Transmit(bytes)),
+            Err(e) => unreachable!("handshake frame over cap: {e}"),
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn check_usable(&self) -> Result<(), ConnError> {
+        match &self.state {
+            State::Failed(e) => Err(e.clone()),
+            State::Closed => Err(ConnError::NotReady("connection closed")),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), ConnError> {
+        self.check_usable()?;
+        match self.state {
+            State::Open { .. } => Ok(()),
+            _ => Err(ConnError::NotReady("handshake not finished")),
+        }
+    }
+
+    fn fail(&mut self, error: ConnError) -> ConnError {
+        self.state = State::Failed(error.clone());
+        error
+    }
+}

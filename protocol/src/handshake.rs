@@ -1,0 +1,336 @@
+//! Layer 2: the SRP-6a handshake (RFC 5054 3072-bit group, SHA-256).
+//!
+//! ```text
+//! client                                   host (holds salt + verifier, never the secret)
+//!   auth/client_hello {host_id, identity, nonce_c}  [A]   →
+//!                                          ←   auth/server_hello {salt, nonce_h}  [B]
+//!   auth/client_proof  [M1]                          →
+//!                                          ←   auth/server_proof  [M2]   (only if M1 was right)
+//!                                          or  auth/failed {reason}
+//! ```
+//!
+//! Invariants:
+//! - The host sends M2 only after checking M1, so a wrong guess teaches the guesser nothing but
+//!   "no" (one guess per handshake; the agent throttles handshakes).
+//! - Both sides abort on `A ≡ 0 (mod N)`, `B ≡ 0 (mod N)` and `u = 0`, and on A or B longer than N.
+//! - No key material leaves a failed handshake; `SessionKeys` exist only after both proofs match.
+//! - The SRP username is `<host_id>/<identity>`, so a verifier made for one host is useless for
+//!   another; the identity says which secret the client holds (`invite`, `password`, a device id).
+//! - Randomness comes from the caller (sans-IO): 64 bytes of ephemeral exponent, 32 of nonce.
+
+use sha2::{Digest, Sha256};
+use srp::groups::G3072;
+
+use crate::error::AuthError;
+use crate::frame::{AuthStep, Frame, Header};
+use crate::hex;
+use crate::keys::{derive_session_keys, SessionKeys, NONCE_BYTES, PROTOCOL_VERSION};
+
+type SrpClient = srp::Client<G3072, Sha256>;
+type SrpServer = srp::Server<G3072, Sha256>;
+
+/// Bytes of the 3072-bit modulus N: the longest legal A or B.
+const MODULUS_BYTES: usize = 3072 / 8;
+/// Private ephemeral exponent (a or b); RFC 5054 asks for at least 256 bits.
+const EPHEMERAL_BYTES: usize = 64;
+/// Stored salt per credential.
+pub const SALT_BYTES: usize = 16;
+/// Random bytes a handshake needs from its caller.
+pub const HANDSHAKE_ENTROPY_BYTES: usize = EPHEMERAL_BYTES + NONCE_BYTES;
+
+/// Fresh randomness for one handshake, supplied by the caller's CSPRNG.
+#[derive(Clone)]
+pub struct HandshakeEntropy(pub [u8; HANDSHAKE_ENTROPY_BYTES]);
+
+impl HandshakeEntropy {
+    fn split(&self) -> ([u8; EPHEMERAL_BYTES], [u8; NONCE_BYTES]) {
+        let mut ephemeral = [0u8; EPHEMERAL_BYTES];
+        let mut nonce = [0u8; NONCE_BYTES];
+        ephemeral.copy_from_slice(&self.0[..EPHEMERAL_BYTES]);
+        nonce.copy_from_slice(&self.0[EPHEMERAL_BYTES..]);
+        (ephemeral, nonce)
+    }
+}
+
+/// What the host stores for one way in: salt and verifier, never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Credential {
+    pub identity: String,
+    pub salt: Vec<u8>,
+    pub verifier: Vec<u8>,
+}
+
+impl Credential {
+    /// Make the verifier for `secret`; `salt` must be fresh random bytes.
+    pub fn derive(host_id: &str, identity: &str, secret: &[u8], salt: [u8; SALT_BYTES]) -> Self {
+        let verifier = SrpClient::new().compute_verifier(
+            srp_username(host_id, identity).as_bytes(),
+            secret,
+            &salt,
+        );
+        Credential { identity: identity.to_owned(), salt: salt.to_vec(), verifier }
+    }
+}
+
+fn srp_username(host_id: &str, identity: &str) -> String {
+    format!("{host_id}/{identity}")
+}
+
+/// What a handshake step asks of its caller.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this frame and wait for the peer's next one.
+    Reply(Frame),
+    /// Authenticated. `reply` (the host's M2) must still be sent.
+    Done { reply: Option<Frame>, keys: SessionKeys },
+    /// Failed. Send `reply` (if any) so the peer learns why, then drop the connection.
+    Failed { reply: Option<Frame>, error: AuthError },
+}
+
+fn failed_frame(reason: &str) -> Frame {
+    Frame::bare(Header::Auth(AuthStep::Failed { reason: reason.to_owned() }))
+}
+
+/// A big number from the wire: 1..=N bytes, and not ≡ 0 mod N (the `srp` crate checks the latter).
+fn check_public_len(bytes: &[u8], name: &'static str) -> Result<(), AuthError> {
+    if bytes.is_empty() || bytes.len() > MODULUS_BYTES {
+        return Err(AuthError::IllegalParameter(name));
+    }
+    Ok(())
+}
+
+/// `u = H(PAD(A) ‖ PAD(B))` must not be zero (RFC 5054 §2.6). `srp` computes u but does not check it.
+fn check_u_nonzero(a_pub: &[u8], b_pub: &[u8]) -> Result<(), AuthError> {
+    let mut hasher = Sha256::new();
+    for value in [a_pub, b_pub] {
+        hasher.update([0u8; MODULUS_BYTES].get(value.len()..).unwrap_or_default());
+        hasher.update(value);
+    }
+    if hasher.finalize().iter().all(|&b| b == 0) {
+        return Err(AuthError::IllegalParameter("u"));
+    }
+    Ok(())
+}
+
+fn map_srp_error(e: srp::AuthError) -> AuthError {
+    match e {
+        srp::AuthError::IllegalParameter { name } => AuthError::IllegalParameter(name),
+        srp::AuthError::BadRecordMac { .. } => AuthError::WrongSecret,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+enum ClientState {
+    AwaitServerHello,
+    AwaitServerProof { verifier: srp::ClientVerifier<Sha256>, host_nonce: [u8; NONCE_BYTES] },
+    Finished,
+}
+
+/// The client side: holds the secret, proves first.
+pub struct ClientHandshake {
+    host_id: String,
+    identity: String,
+    secret: Vec<u8>,
+    ephemeral: [u8; EPHEMERAL_BYTES],
+    nonce: [u8; NONCE_BYTES],
+    state: ClientState,
+}
+
+impl ClientHandshake {
+    /// Begin: returns the handshake and the `client_hello` frame to send.
+    pub fn start(host_id: &str, identity: &str, secret: &[u8], entropy: HandshakeEntropy) -> (Self, Frame) {
+        let (ephemeral, nonce) = entropy.split();
+        let a_pub = SrpClient::new().compute_public_ephemeral(&ephemeral);
+        let hello = Frame::new(
+            Header::Auth(AuthStep::ClientHello {
+                version: PROTOCOL_VERSION,
+                host_id: host_id.to_owned(),
+                identity: identity.to_owned(),
+                nonce: hex::encode(&nonce),
+            }),
+            a_pub,
+        );
+        let handshake = ClientHandshake {
+            host_id: host_id.to_owned(),
+            identity: identity.to_owned(),
+            secret: secret.to_vec(),
+            ephemeral,
+            nonce,
+            state: ClientState::AwaitServerHello,
+        };
+        (handshake, hello)
+    }
+
+    /// Feed the host's next handshake frame.
+    pub fn handle(&mut self, frame: &Frame) -> Step {
+        match self.advance(frame) {
+            Ok(step) => step,
+            Err(error) => {
+                self.state = ClientState::Finished;
+                Step::Failed { reply: None, error }
+            }
+        }
+    }
+
+    fn advance(&mut self, frame: &Frame) -> Result<Step, AuthError> {
+        let Header::Auth(step) = &frame.header else {
+            return Err(AuthError::Unexpected("non-handshake frame during handshake".into()));
+        };
+        match (std::mem::replace(&mut self.state, ClientState::Finished), step) {
+            // The host answers a proof with `failed` only when M1 was wrong: the secret was.
+            (ClientState::AwaitServerProof { .. }, AuthStep::Failed { .. }) => Err(AuthError::WrongSecret),
+            (_, AuthStep::Failed { reason }) => Err(AuthError::Rejected(reason.clone())),
+            (ClientState::AwaitServerHello, AuthStep::ServerHello { salt, nonce }) => {
+                let host_nonce = hex::decode_array::<NONCE_BYTES>(nonce)
+                    .ok_or_else(|| AuthError::Unexpected("host nonce".into()))?;
+                let salt = hex::decode(salt).ok_or_else(|| AuthError::Unexpected("salt".into()))?;
+                let b_pub = &frame.payload;
+                check_public_len(b_pub, "b_pub")?;
+                let client = SrpClient::new();
+                check_u_nonzero(&client.compute_public_ephemeral(&self.ephemeral), b_pub)?;
+                let verifier = client
+                    .process_reply(
+                        &self.ephemeral,
+                        srp_username(&self.host_id, &self.identity).as_bytes(),
+                        &self.secret,
+                        &salt,
+                        b_pub,
+                    )
+                    .map_err(map_srp_error)?;
+                let proof = Frame::new(Header::Auth(AuthStep::ClientProof), verifier.proof().to_vec());
+                self.state = ClientState::AwaitServerProof { verifier, host_nonce };
+                Ok(Step::Reply(proof))
+            }
+            (ClientState::AwaitServerProof { verifier, host_nonce }, AuthStep::ServerProof) => {
+                // A wrong M2 means the peer is not the host that holds our verifier.
+                let key = verifier.verify_server(&frame.payload).map_err(|_| {
+                    AuthError::Rejected("host failed to prove it knows the secret".into())
+                })?;
+                let keys = derive_session_keys(key, &self.nonce, &host_nonce, &self.host_id);
+                Ok(Step::Done { reply: None, keys })
+            }
+            (_, other) => Err(AuthError::Unexpected(format!("handshake step {}", step_name(other)))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host
+
+enum HostState {
+    AwaitClientHello,
+    AwaitClientProof { verifier: srp::ServerVerifier<Sha256>, client_nonce: [u8; NONCE_BYTES] },
+    Finished,
+}
+
+/// The host side: holds verifiers, checks M1 before proving anything.
+pub struct HostHandshake {
+    host_id: String,
+    credentials: Vec<Credential>,
+    ephemeral: [u8; EPHEMERAL_BYTES],
+    nonce: [u8; NONCE_BYTES],
+    state: HostState,
+    identity: Option<String>,
+}
+
+impl HostHandshake {
+    pub fn new(host_id: &str, credentials: Vec<Credential>, entropy: HandshakeEntropy) -> Self {
+        let (ephemeral, nonce) = entropy.split();
+        HostHandshake {
+            host_id: host_id.to_owned(),
+            credentials,
+            ephemeral,
+            nonce,
+            state: HostState::AwaitClientHello,
+            identity: None,
+        }
+    }
+
+    /// The identity the client claimed, once its hello arrived (for logs and throttling).
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
+    /// Feed the client's next handshake frame.
+    pub fn handle(&mut self, frame: &Frame) -> Step {
+        match self.advance(frame) {
+            Ok(step) => step,
+            Err(error) => {
+                self.state = HostState::Finished;
+                let reason = match &error {
+                    AuthError::WrongSecret => "wrong secret or password".to_owned(),
+                    other => other.to_string(),
+                };
+                Step::Failed { reply: Some(failed_frame(&reason)), error }
+            }
+        }
+    }
+
+    fn advance(&mut self, frame: &Frame) -> Result<Step, AuthError> {
+        let Header::Auth(step) = &frame.header else {
+            return Err(AuthError::Unexpected("non-handshake frame during handshake".into()));
+        };
+        match (std::mem::replace(&mut self.state, HostState::Finished), step) {
+            (_, AuthStep::Failed { reason }) => Err(AuthError::Rejected(reason.clone())),
+            (HostState::AwaitClientHello, AuthStep::ClientHello { version, host_id, identity, nonce }) => {
+                if *version != PROTOCOL_VERSION {
+                    return Err(AuthError::UnsupportedVersion(*version));
+                }
+                if *host_id != self.host_id {
+                    return Err(AuthError::Rejected("this is not the host you asked for".into()));
+                }
+                self.identity = Some(identity.clone());
+                let client_nonce = hex::decode_array::<NONCE_BYTES>(nonce)
+                    .ok_or_else(|| AuthError::Unexpected("client nonce".into()))?;
+                let a_pub = &frame.payload;
+                check_public_len(a_pub, "a_pub")?;
+                // Which identities exist (`invite`, `password`, device ids) is not a secret worth
+                // decoys: say plainly that this one is unknown.
+                let credential = self
+                    .credentials
+                    .iter()
+                    .find(|c| c.identity == *identity)
+                    .ok_or_else(|| AuthError::Rejected(format!("no credential {identity:?} on this host")))?;
+                let server = SrpServer::new();
+                let b_pub = server.compute_public_ephemeral(&self.ephemeral, &credential.verifier);
+                check_u_nonzero(a_pub, &b_pub)?;
+                let verifier = server
+                    .process_reply(
+                        srp_username(&self.host_id, identity).as_bytes(),
+                        &credential.salt,
+                        &self.ephemeral,
+                        &credential.verifier,
+                        a_pub,
+                    )
+                    .map_err(map_srp_error)?;
+                self.state = HostState::AwaitClientProof { verifier, client_nonce };
+                Ok(Step::Reply(Frame::new(
+                    Header::Auth(AuthStep::ServerHello {
+                        salt: hex::encode(&credential.salt),
+                        nonce: hex::encode(&self.nonce),
+                    }),
+                    b_pub,
+                )))
+            }
+            (HostState::AwaitClientProof { verifier, client_nonce }, AuthStep::ClientProof) => {
+                let key = verifier.verify_client(&frame.payload).map_err(map_srp_error)?;
+                let keys = derive_session_keys(key, &client_nonce, &self.nonce, &self.host_id);
+                let reply = Frame::new(Header::Auth(AuthStep::ServerProof), verifier.proof().to_vec());
+                Ok(Step::Done { reply: Some(reply), keys })
+            }
+            (_, other) => Err(AuthError::Unexpected(format!("handshake step {}", step_name(other)))),
+        }
+    }
+}
+
+fn step_name(step: &AuthStep) -> &'static str {
+    match step {
+        AuthStep::ClientHello { .. } => "client_hello",
+        AuthStep::ServerHello { .. } => "server_hello",
+        AuthStep::ClientProof => "client_proof",
+        AuthStep::ServerProof => "server_proof",
+        AuthStep::Failed { .. } => "failed",
+    }
+}

@@ -1,0 +1,30 @@
+//! # tether-protocol
+//!
+//! Tether's wire protocol as a sans-IO library: no sockets, no async runtime, no threads, no
+//! clock. Callers feed it received bytes and the current time; it returns bytes to send and
+//! events. The same crate runs in the host agent, the CLI and (compiled to wasm32) the browser.
+//!
+//! Layers, bottom up — one module each:
+//! 1. [`frame`]: `u32 header_len | JSON header | u32 payload_len | payload`, capped, streaming.
+//! 2. [`handshake`]: SRP-6a (RFC 5054 3072-bit group, SHA-256); the host holds only a verifier.
+//! 3. [`keys`]: HKDF-SHA256 → one AES-256-SIV key per direction.
+//! 4. [`channel`]: sealed frames with strict per-direction counters.
+//! 5. [`stream`]: sequence numbers, resume, flow-control windows.
+//! 6. [`file`]: 64 KiB chunks with a running SHA-256.
+//!
+//! [`connection::Connection`] ties them into one state machine.
+
+pub mod channel;
+pub mod connection;
+pub mod error;
+pub mod file;
+pub mod frame;
+pub mod handshake;
+pub mod hex;
+pub mod keys;
+pub mod stream;
+
+pub use connection::{Connection, Event, Input, Output, Role};
+pub use error::{AuthError, ChannelError, ConnError, FileError, FrameError, StreamError};
+pub use frame::{Frame, FrameDecoder, Header};
+pub use handshake::{Credential, HandshakeEntropy, HANDSHAKE_ENTROPY_BYTES};

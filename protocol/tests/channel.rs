@@ -1,0 +1,108 @@
+//! The secure channel fails closed on replay, reorder, drop, truncation and any bit flip.
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+mod common;
+use common::*;
+
+use tether_protocol::channel::{Opener, Sealer};
+use tether_protocol::connection::{Event, Input};
+use tether_protocol::frame::{decode_exact, Control, Frame, Header};
+use tether_protocol::{ChannelError, ConnError};
+
+fn data(n: u8) -> Frame {
+    Frame::new(Header::Data { stream: 1, seq: u64::from(n) }, vec![n])
+}
+
+#[test]
+fn replayed_frame_is_rejected() {
+    let (mut client, mut host) = open_pair();
+    client.send_data(1, 0, b"ls\r").expect("send");
+    let first = next_transmit(&mut client);
+    host.handle_input(Input::Bytes(&first), 0).expect("first copy");
+    assert_eq!(
+        host.handle_input(Input::Bytes(&first), 0),
+        Err(ConnError::Channel(ChannelError::Replayed { expected: 1, got: 0 }))
+    );
+    // Fail closed: nothing more is accepted.
+    client.send_data(1, 3, b"x").expect("send");
+    let next = next_transmit(&mut client);
+    assert!(host.handle_input(Input::Bytes(&next), 0).is_err());
+}
+
+#[test]
+fn reordered_and_dropped_frames_are_rejected() {
+    let (mut client, mut host) = open_pair();
+    for i in 0..3u8 {
+        client.send_data(1, u64::from(i), &[i]).expect("send");
+    }
+    let frames: Vec<Vec<u8>> = (0..3).map(|_| next_transmit(&mut client)).collect();
+    // Deliver 0, then 2 (1 dropped or late).
+    host.handle_input(Input::Bytes(&frames[0]), 0).expect("in order");
+    assert_eq!(
+        host.handle_input(Input::Bytes(&frames[2]), 0),
+        Err(ConnError::Channel(ChannelError::OutOfOrder { expected: 1, got: 2 }))
+    );
+    assert!(host.error().is_some());
+}
+
+#[test]
+fn every_single_bit_flip_is_rejected() {
+    let key = [0x42u8; 64];
+    let mut sealer = Sealer::new(&key);
+    let wire = sealer.seal(&data(7)).expect("seals").encode().expect("encodes");
+    for bit in 0..wire.len() * 8 {
+        let mut flipped = wire.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        // A flip may break the framing, the header, the counter or the ciphertext: all must fail.
+        let accepted = decode_exact(&flipped).ok().and_then(|frame| Opener::new(&key).open(&frame).ok());
+        assert_eq!(accepted, None, "flip of bit {bit} was accepted");
+    }
+    assert_eq!(Opener::new(&key).open(&decode_exact(&wire).expect("intact")).expect("intact opens"), data(7));
+}
+
+#[test]
+fn truncated_ciphertext_and_wrong_direction_are_forgeries() {
+    let key = [0x42u8; 64];
+    let sealed = Sealer::new(&key).seal(&data(1)).expect("seals");
+    for cut in [1, 16, sealed.payload.len()] {
+        let short = Frame::new(sealed.header.clone(), sealed.payload[..sealed.payload.len() - cut].to_vec());
+        assert_eq!(Opener::new(&key).open(&short), Err(ChannelError::Forged { ctr: 0 }), "cut {cut}");
+    }
+    // A frame reflected back at its sender (other direction's key) does not authenticate.
+    assert_eq!(Opener::new(&[0x43u8; 64]).open(&sealed), Err(ChannelError::Forged { ctr: 0 }));
+}
+
+#[test]
+fn stream_truncation_is_reported() {
+    let (mut client, mut host) = open_pair();
+    client.send_data(1, 0, b"partial").expect("send");
+    host.handle_input(Input::Bytes(&next_transmit(&mut client)), 0).expect("data");
+    assert_eq!(host.handle_input(Input::TransportClosed, 0), Err(ConnError::Truncated));
+
+    // An orderly close is not a truncation.
+    let (mut client, mut host) = open_pair();
+    client.close("bye").expect("close");
+    host.handle_input(Input::Bytes(&next_transmit(&mut client)), 0).expect("close frame");
+    assert_eq!(drain(&mut host).1, vec![Event::Closed { reason: "bye".into() }]);
+}
+
+#[test]
+fn plaintext_after_handshake_is_refused() {
+    let (_, mut host) = open_pair();
+    let plain = Frame::bare(Header::Control(Control::Close { reason: "forged".into() }));
+    assert_eq!(
+        host.handle_input(Input::Bytes(&plain.encode().expect("encodes")), 0),
+        Err(ConnError::Channel(ChannelError::NotEncrypted("control")))
+    );
+}
+
+#[test]
+fn sealed_auth_or_nested_frames_are_refused() {
+    let key = [9u8; 64];
+    let mut sealer = Sealer::new(&key);
+    let nested = sealer.seal(&Frame::new(Header::Encrypted { ctr: 0 }, vec![0; 20])).expect("seals");
+    assert!(matches!(Opener::new(&key).open(&nested), Err(ChannelError::Inner(_))));
+}

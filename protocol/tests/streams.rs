@@ -1,0 +1,197 @@
+//! Streams: resume without gap or duplicate, flow control, skip notices, file digests.
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+mod common;
+use common::*;
+
+use tether_protocol::connection::Event;
+use tether_protocol::file::{FileReceiver, FileSender, FILE_CHUNK_BYTES};
+use tether_protocol::frame::{Control, FileStep, Frame, Header};
+use tether_protocol::stream::{OutputRing, INITIAL_WINDOW_BYTES};
+use tether_protocol::{ConnError, FileError, StreamError};
+
+fn received(events: &[Event], stream: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for event in events {
+        if let Event::Data { stream: s, bytes, .. } = event {
+            if *s == stream {
+                out.extend_from_slice(bytes);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn reconnect_resumes_from_last_byte_without_gap_or_duplicate() {
+    // Host side keeps the session's output in a ring; the client sees part of it, the link
+    // drops, a new connection resumes from the last byte the client had.
+    let output: Vec<u8> = (0..50_000u32).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+    let mut ring = OutputRing::new(1 << 20);
+    ring.push(&output[..200_000]);
+
+    let (mut client, mut host) = open_pair();
+    host.send_data(7, 0, &ring.read_from(0, 150_000).expect("held")).expect("send");
+    let (client_events, _, error) = pump(&mut client, &mut host);
+    assert_eq!(error, None);
+    let mut seen = received(&client_events, 7);
+    let resume_at = client.received_up_to(7);
+    assert_eq!(resume_at, 150_000);
+
+    // More output while disconnected.
+    ring.push(&output[200_000..]);
+    let (mut client, mut host) = open_pair();
+    client.resume(7, resume_at).expect("resume");
+    let (_, host_events, _) = pump(&mut client, &mut host);
+    let Some(Event::ResumeRequested { stream: 7, from }) = host_events.first() else {
+        panic!("host saw {host_events:?}");
+    };
+    // The host answers from its ring; an overlapping resend (from earlier than asked) must not
+    // duplicate anything on the client.
+    let mut at = from - 1000;
+    let mut client_events = Vec::new();
+    while at < ring.end() {
+        let chunk = ring.read_from(at, 256 * 1024).expect("held");
+        let sent = host.send_data(7, at, &chunk).expect("send");
+        at += sent as u64;
+        let (events, _, error) = pump(&mut client, &mut host);
+        assert_eq!(error, None);
+        for event in &events {
+            if let Event::Data { stream, bytes, .. } = event {
+                client.consumed(*stream, bytes.len() as u64).expect("grant");
+            }
+        }
+        pump(&mut client, &mut host);
+        client_events.extend(events);
+    }
+    seen.extend(received(&client_events, 7));
+    assert_eq!(seen.len(), output.len());
+    assert!(seen == output, "resumed output differs");
+}
+
+#[test]
+fn flow_control_bounds_the_sender_until_the_reader_consumes() {
+    let (mut client, mut host) = open_pair();
+    let big = vec![b'x'; 3 * INITIAL_WINDOW_BYTES as usize];
+    let sent = host.send_data(1, 0, &big).expect("send");
+    assert_eq!(sent as u64, INITIAL_WINDOW_BYTES, "only one window in flight");
+    assert_eq!(host.send_data(1, sent as u64, &big[sent..]).expect("send"), 0, "blocked");
+    let (client_events, host_events, _) = pump(&mut client, &mut host);
+    assert_eq!(received(&client_events, 1).len() as u64, INITIAL_WINDOW_BYTES);
+    assert!(host_events.is_empty(), "no credit back until the reader consumes");
+
+    client.consumed(1, INITIAL_WINDOW_BYTES).expect("consume");
+    let (_, host_events, _) = pump(&mut client, &mut host);
+    assert_eq!(host_events, vec![Event::Writable { stream: 1 }]);
+    assert_eq!(host.send_window(1), INITIAL_WINDOW_BYTES);
+}
+
+#[test]
+fn peer_ignoring_flow_control_is_cut_off() {
+    let (mut client, mut host) = open_pair();
+    client.send_data(2, 0, &vec![0u8; INITIAL_WINDOW_BYTES as usize]).expect("first window");
+    pump(&mut client, &mut host);
+    // The host hands out credit as a raw frame, behind the back of its own window accounting:
+    // the client, trusting it, sends bytes the host never made room for, exactly like a peer
+    // that ignores flow control. The host must refuse rather than buffer without bound.
+    host.send_frame(&Frame::bare(Header::Control(Control::Window { stream: 2, bytes: 10 })))
+        .expect("raw grant");
+    pump(&mut client, &mut host);
+    client.send_data(2, INITIAL_WINDOW_BYTES, &[1; 10]).expect("within the forged credit");
+    let (_, _, error) = pump(&mut client, &mut host);
+    assert_eq!(error, Some(ConnError::Stream(StreamError::WindowExceeded { stream: 2 })));
+}
+
+#[test]
+fn evicted_output_is_skipped_with_a_notice() {
+    let (mut client, mut host) = open_pair();
+    client.resume(3, 10).expect("resume");
+    pump(&mut client, &mut host);
+    host.send_frame(&Frame::bare(Header::Control(Control::Skip { stream: 3, from: 10, to: 500 })))
+        .expect("skip");
+    host.send_data(3, 500, b"after").expect("send");
+    let (client_events, _, error) = pump(&mut client, &mut host);
+    assert_eq!(error, None);
+    assert_eq!(
+        client_events,
+        vec![
+            Event::Skipped { stream: 3, from: 10, to: 500 },
+            Event::Data { stream: 3, seq: 500, bytes: b"after".to_vec() }
+        ]
+    );
+}
+
+#[test]
+fn data_after_a_gap_is_an_error() {
+    let (mut client, mut host) = open_pair();
+    host.send_data(4, 100, b"late").expect("send");
+    let (_, _, error) = pump(&mut client, &mut host);
+    assert_eq!(error, Some(ConnError::Stream(StreamError::Gap { stream: 4, expected: 0, got: 100 })));
+}
+
+fn file_bytes() -> Vec<u8> {
+    (0..(3 * FILE_CHUNK_BYTES + 123)).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[test]
+fn file_transfer_verifies_digest_and_detects_corruption() {
+    let file = file_bytes();
+    let send = |corrupt: Option<usize>| -> Result<Vec<u8>, FileError> {
+        let (mut sender, begin) = FileSender::begin(1, "data.bin", file.len() as u64, 0);
+        let Header::File(FileStep::Begin { size, .. }) = begin.header else { panic!("begin") };
+        let mut receiver = FileReceiver::new(size);
+        let mut written = Vec::new();
+        for piece in file.chunks(FILE_CHUNK_BYTES) {
+            let mut frame = sender.chunk(piece)?;
+            if let Some(at) = corrupt {
+                if at < frame.payload.len() {
+                    frame.payload[at] ^= 0x01;
+                }
+            }
+            written.extend_from_slice(receiver.accept(&frame)?);
+        }
+        receiver.finish(&sender.end()?)?;
+        Ok(written)
+    };
+    assert_eq!(send(None).expect("clean transfer"), file);
+    assert!(matches!(send(Some(5)), Err(FileError::DigestMismatch { .. })));
+}
+
+#[test]
+fn file_transfer_resumes_and_checks_offsets() {
+    let file = file_bytes();
+    let split = FILE_CHUNK_BYTES + 500;
+    let mut receiver = FileReceiver::resume(file.len() as u64, &file[..split]);
+    let (mut sender, _) = FileSender::begin(2, "data.bin", file.len() as u64, receiver.offset());
+    sender.absorb_prefix(&file[..split]);
+    let mut written = file[..split].to_vec();
+    for piece in file[split..].chunks(FILE_CHUNK_BYTES) {
+        written.extend_from_slice(receiver.accept(&sender.chunk(piece).expect("chunk")).expect("accept"));
+    }
+    receiver.finish(&sender.end().expect("end")).expect("digest matches");
+    assert_eq!(written, file);
+
+    let mut receiver = FileReceiver::new(10);
+    let (mut sender, _) = FileSender::begin(3, "f", 10, 0);
+    let first = sender.chunk(b"01234").expect("chunk");
+    let second = sender.chunk(b"56789").expect("chunk");
+    assert_eq!(receiver.accept(&second), Err(FileError::WrongOffset { expected: 0, got: 5 }));
+    receiver.accept(&first).expect("first");
+    assert!(FileSender::begin(4, "f", 10, 0).0.chunk(&vec![0; FILE_CHUNK_BYTES + 1]).is_err());
+}
+
+#[test]
+fn file_frames_travel_through_the_connection() {
+    let (mut client, mut host) = open_pair();
+    let (mut sender, begin) = FileSender::begin(9, "notes.txt", 5, 0);
+    client.send_frame(&begin).expect("begin");
+    client.send_frame(&sender.chunk(b"hello").expect("chunk")).expect("chunk");
+    client.send_frame(&sender.end().expect("end")).expect("end");
+    let (_, host_events, error) = pump(&mut client, &mut host);
+    assert_eq!(error, None);
+    assert_eq!(host_events.len(), 3);
+    assert!(matches!(&host_events[1], Event::File { step: FileStep::Chunk { offset: 0, .. }, payload } if payload == b"hello"));
+}
