@@ -32,7 +32,7 @@ use crate::stream::{InputCursor, RecvWindow, SendWindow, INITIAL_WINDOW_BYTES, M
 
 /// A handshake that has not finished by then is abandoned.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 30_000;
-/// After this long without sending anything, send a ping so idle links stay up and dead ones show.
+/// Ping this often so idle links stay up (NATs, proxies) and dead ones show.
 pub const KEEPALIVE_INTERVAL_MS: u64 = 15_000;
 /// After this long without receiving anything, the link is dead.
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
@@ -121,7 +121,7 @@ pub struct Connection {
     streams: BTreeMap<u32, StreamState>,
     identity: String,
     handshake_deadline: u64,
-    last_sent_ms: u64,
+    last_ping_ms: u64,
     last_received_ms: u64,
     ping_nonce: u64,
 }
@@ -152,7 +152,7 @@ impl Connection {
             streams: BTreeMap::new(),
             identity: String::new(),
             handshake_deadline: now_ms.saturating_add(HANDSHAKE_TIMEOUT_MS),
-            last_sent_ms: now_ms,
+            last_ping_ms: now_ms,
             last_received_ms: now_ms,
             ping_nonce: 0,
         }
@@ -375,7 +375,7 @@ impl Connection {
         match self.state {
             State::Client(_) | State::Host(_) => Some(self.handshake_deadline),
             State::Open { .. } => Some(
-                (self.last_sent_ms + KEEPALIVE_INTERVAL_MS).min(self.last_received_ms + IDLE_TIMEOUT_MS),
+                (self.last_ping_ms + KEEPALIVE_INTERVAL_MS).min(self.last_received_ms + IDLE_TIMEOUT_MS),
             ),
             State::Closed | State::Failed(_) => None,
         }
@@ -388,22 +388,15 @@ impl Connection {
             State::Client(_) | State::Host(_) if now_ms >= self.handshake_deadline => {
                 Err(ConnError::Auth(AuthError::TimedOut))
             }
-            State::Open { .. } if now_ms >= self.last_received_ms + IDLE_TIMEOUT_MS => {
-                Err(ConnError::Truncated)
-            }
-            State::Open { .. } if now_ms >= self.last_sent_ms + KEEPALIVE_INTERVAL_MS => {
+            State::Open { .. } if now_ms >= self.last_received_ms + IDLE_TIMEOUT_MS => Err(ConnError::Idle),
+            State::Open { .. } if now_ms >= self.last_ping_ms + KEEPALIVE_INTERVAL_MS => {
                 self.ping_nonce += 1;
-                self.last_sent_ms = now_ms;
+                self.last_ping_ms = now_ms;
                 self.send_sealed(&Frame::bare(Header::Control(Control::Ping { nonce: self.ping_nonce })))
             }
             _ => Ok(()),
         };
         result.map_err(|e| self.fail(e))
-    }
-
-    /// Record the time of a transmit for keep-alive purposes (the caller's clock).
-    pub fn note_sent(&mut self, now_ms: u64) {
-        self.last_sent_ms = now_ms;
     }
 
     fn send_sealed(&mut self, frame: &Frame) -> Result<(), ConnError> {

@@ -166,7 +166,8 @@ impl RecvWindow {
     /// The consumer took `n` bytes. Returns credit to grant once enough has accumulated: batching
     /// grants to half a window keeps control traffic small without ever stalling the sender.
     pub fn on_consume(&mut self, n: u64) -> Option<u64> {
-        let n = n.min(self.outstanding - self.consumed.min(self.outstanding));
+        // Never credit more than was received (consumed ≤ outstanding always holds).
+        let n = n.min(self.outstanding.saturating_sub(self.consumed));
         self.consumed += n;
         if self.consumed * 2 >= self.window {
             let grant = std::mem::take(&mut self.consumed);

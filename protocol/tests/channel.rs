@@ -8,7 +8,7 @@ mod common;
 use common::*;
 
 use tether_protocol::channel::{Opener, Sealer};
-use tether_protocol::connection::{Event, Input};
+use tether_protocol::connection::{Event, Input, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS};
 use tether_protocol::frame::{decode_exact, Control, Frame, Header};
 use tether_protocol::{ChannelError, ConnError};
 
@@ -105,4 +105,19 @@ fn sealed_auth_or_nested_frames_are_refused() {
     let mut sealer = Sealer::new(&key);
     let nested = sealer.seal(&Frame::new(Header::Encrypted { ctr: 0 }, vec![0; 20])).expect("seals");
     assert!(matches!(Opener::new(&key).open(&nested), Err(ChannelError::Inner(_))));
+}
+
+#[test]
+fn keepalive_pings_and_a_silent_peer_is_detected() {
+    let (mut client, mut host) = open_pair();
+    assert_eq!(client.poll_timeout(), Some(KEEPALIVE_INTERVAL_MS));
+    client.handle_timeout(KEEPALIVE_INTERVAL_MS).expect("ping");
+    let ping = next_transmit(&mut client);
+    host.handle_input(Input::Bytes(&ping), KEEPALIVE_INTERVAL_MS).expect("host takes ping");
+    let pong = next_transmit(&mut host);
+    client.handle_input(Input::Bytes(&pong), KEEPALIVE_INTERVAL_MS + 5).expect("pong");
+    // The pong counted as traffic: not idle 60 s after the handshake, but 60 s after the pong.
+    client.handle_timeout(IDLE_TIMEOUT_MS).expect("still alive");
+    drain(&mut client);
+    assert_eq!(client.handle_timeout(KEEPALIVE_INTERVAL_MS + 5 + IDLE_TIMEOUT_MS), Err(ConnError::Idle));
 }

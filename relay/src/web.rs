@@ -1,0 +1,143 @@
+//! The built web app (Trunk's `dist/`), loaded into memory at start-up.
+//!
+//! Serving from a map of known names rather than from the file system means no request path can
+//! reach outside the web root, whatever `..` or encoding tricks it holds, and a request costs no
+//! disk I/O. The app is a few hundred KiB; a rebuilt app needs a relay restart.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Refuse to load a web root bigger than this: a mistaken `--web-root /` should fail, not eat RAM.
+const MAX_WEB_ROOT_BYTES: u64 = 64 * 1024 * 1024; // 64 MiB
+
+/// One file of the app.
+struct Asset {
+    content_type: &'static str,
+    bytes: Vec<u8>,
+}
+
+/// The app's files by URL path (`/index.html`, `/tether-frontend-<hash>.js`, …).
+pub struct WebApp {
+    assets: HashMap<String, Asset>,
+}
+
+impl WebApp {
+    /// Load every file under `root`; `root/index.html` must exist.
+    pub fn load(root: &Path) -> Result<Self, String> {
+        let mut assets = HashMap::new();
+        let mut total = 0u64;
+        let mut pending = vec![root.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            for entry in entries {
+                let path = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?.path();
+                if path.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                total += bytes.len() as u64;
+                if total > MAX_WEB_ROOT_BYTES {
+                    return Err(format!("web root {} is over {MAX_WEB_ROOT_BYTES} bytes", root.display()));
+                }
+                assets.insert(url_path(root, &path)?, Asset { content_type: content_type(&path), bytes });
+            }
+        }
+        if !assets.contains_key("/index.html") {
+            return Err(format!(
+                "{} has no index.html: build the web app first (cargo xtask run does)",
+                root.display()
+            ));
+        }
+        Ok(WebApp { assets })
+    }
+
+    /// Number of files and bytes held, for the start-up line.
+    pub fn size(&self) -> (usize, usize) {
+        (self.assets.len(), self.assets.values().map(|a| a.bytes.len()).sum())
+    }
+
+    /// Respond to a GET of `path`. `/` is the app itself; its fragment (`#<host>.<secret>`) never
+    /// reaches us, by design of URLs.
+    pub fn respond(&self, path: &str) -> Response {
+        let key = if path == "/" { "/index.html" } else { path };
+        let Some(asset) = self.assets.get(key) else {
+            return (StatusCode::NOT_FOUND, "not found\n").into_response();
+        };
+        // index.html names the hashed asset files, so it must never be cached; they may be.
+        let cache = if key == "/index.html" { "no-cache" } else { "public, max-age=31536000, immutable" };
+        let mut response = Response::new(Body::from(asset.bytes.clone()));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        response
+    }
+}
+
+fn url_path(root: &Path, file: &Path) -> Result<String, String> {
+    let relative: PathBuf = file
+        .strip_prefix(root)
+        .map_err(|_| format!("{} is outside {}", file.display(), root.display()))?
+        .to_path_buf();
+    let parts: Option<Vec<&str>> = relative.iter().map(|p| p.to_str()).collect();
+    let parts = parts.ok_or_else(|| format!("{} is not UTF-8", file.display()))?;
+    Ok(format!("/{}", parts.join("/")))
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        // Browsers compile WASM while it streams in only when served with this exact type.
+        Some("wasm") => "application/wasm",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("json") | Some("map") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_root(name: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("tether-web-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("sub")).expect("temp dir");
+        root
+    }
+
+    #[test]
+    fn serves_known_files_only() {
+        let root = temp_root("serve");
+        std::fs::write(root.join("index.html"), "<html></html>").expect("write");
+        std::fs::write(root.join("sub/app.wasm"), [0, 97, 115, 109]).expect("write");
+        let app = WebApp::load(&root).expect("loads");
+        assert_eq!(app.size(), (2, 17));
+        let index = app.respond("/");
+        assert_eq!(index.status(), StatusCode::OK);
+        assert_eq!(index.headers()[header::CACHE_CONTROL], "no-cache");
+        assert_eq!(app.respond("/sub/app.wasm").headers()[header::CONTENT_TYPE], "application/wasm");
+        for escape in ["/../Cargo.toml", "/sub/../../etc/passwd", "/%2e%2e/x", "/nope"] {
+            assert_eq!(app.respond(escape).status(), StatusCode::NOT_FOUND, "{escape}");
+        }
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn missing_index_is_a_clear_error() {
+        let root = temp_root("empty");
+        let error = WebApp::load(&root).err().expect("no index.html");
+        assert!(error.contains("no index.html"), "{error}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+}

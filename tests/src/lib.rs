@@ -1,0 +1,82 @@
+//! Harness for Tether's end-to-end tests: real binaries, real browser, loopback only.
+//!
+//! Rules every helper follows:
+//! - every wait has a deadline and says what it waited for when it gives up;
+//! - every process started is killed (with its whole process group) when its guard drops, so a
+//!   failing test leaves no relay or Chromium behind.
+
+pub mod http;
+pub mod process;
+pub mod webdriver;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// Path of a workspace binary. `cargo xtask test` builds them and sets `TETHER_BIN_DIR`; a plain
+/// `cargo test` falls back to the default debug target dir.
+pub fn bin_path(name: &str) -> PathBuf {
+    let dir = std::env::var_os("TETHER_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"))
+            .join("debug")
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built: run `cargo xtask test` (or cargo build -p {name})", path.display());
+    path
+}
+
+/// The built web app. `cargo xtask test` builds it with Trunk and sets `TETHER_WEB_ROOT`.
+pub fn web_root() -> PathBuf {
+    let root = std::env::var_os("TETHER_WEB_ROOT").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("dist"));
+    assert!(root.join("index.html").exists(), "{} has no index.html: run `cargo xtask test`", root.display());
+    root
+}
+
+/// Poll `probe` until it returns `Some`, or panic after `timeout` naming `what`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A marker unlikely to appear by chance, for "did exactly this text arrive" checks.
+pub fn marker(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+/// A relay process serving the built web app on a free loopback port.
+pub struct Relay {
+    pub url: String,
+    _process: process::Guard,
+}
+
+impl Relay {
+    pub fn start() -> Relay {
+        let mut command = std::process::Command::new(bin_path("tether-relay"));
+        command.arg("--listen").arg("127.0.0.1:0").arg("--web-root").arg(web_root());
+        let (process, first_line) = process::spawn_reading_first_line(command, Duration::from_secs(20));
+        let url = first_line
+            .strip_prefix("tether-relay listening on ")
+            .unwrap_or_else(|| panic!("unexpected relay banner {first_line:?}"))
+            .trim()
+            .to_owned();
+        Relay { url, _process: process }
+    }
+}

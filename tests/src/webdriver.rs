@@ -1,0 +1,144 @@
+//! Headless Chromium driven over the W3C WebDriver protocol through chromedriver.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::http;
+use crate::process::Guard;
+
+/// WebDriver's key for element references.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Flags that make Chromium behave in a closed, root-run sandbox: no network chatter, no GPU.
+const CHROMIUM_ARGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,800",
+];
+
+fn chromedriver_path() -> PathBuf {
+    std::env::var_os("CHROMEDRIVER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromedriver"))
+}
+
+fn chromium_path() -> PathBuf {
+    std::env::var_os("CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// One browser session. Dropping it ends the session and kills chromedriver and Chromium.
+pub struct Browser {
+    base: String,
+    session: String,
+    _driver: Guard,
+}
+
+impl Browser {
+    /// Start chromedriver and a fresh headless Chromium whose profile lives under `scratch`.
+    pub fn start(scratch: &Path) -> Browser {
+        let port = free_port();
+        let mut command = Command::new(chromedriver_path());
+        command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
+        let driver = Guard::spawn(command);
+        let base = format!("http://127.0.0.1:{port}");
+        crate::wait_until(Duration::from_secs(20), "chromedriver to answer /status", || {
+            let response = http::request("GET", &format!("{base}/status"), None).ok()?;
+            let status: Value = serde_json::from_slice(&response.body).ok()?;
+            status["value"]["ready"].as_bool().filter(|ready| *ready)
+        });
+
+        let profile = scratch.join(crate::marker("chromium-profile"));
+        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let capabilities = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": { "binary": chromium_path(), "args": args },
+                "goog:loggingPrefs": { "browser": "ALL" },
+            }}
+        });
+        let created = call(&base, "POST", "/session", Some(capabilities));
+        let session = created["sessionId"].as_str().expect("session id").to_owned();
+        Browser { base, session, _driver: driver }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        call(&self.base, method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// Run `script` (a function body; `arguments` holds `args`) and return its result.
+    pub fn execute(&self, script: &str, args: Value) -> Value {
+        self.call("POST", "/execute/sync", Some(json!({ "script": script, "args": args })))
+    }
+
+    /// The first element matching a CSS selector, if any.
+    pub fn find(&self, css: &str) -> Option<String> {
+        let body = json!({ "using": "css selector", "value": css });
+        let response = http::request(
+            "POST",
+            &format!("{}/session/{}/element", self.base, self.session),
+            Some(&body.to_string()),
+        )
+        .ok()?;
+        let value: Value = serde_json::from_slice(&response.body).ok()?;
+        value["value"][ELEMENT_KEY].as_str().map(str::to_owned)
+    }
+
+    /// Type `text` into an element, as a user would.
+    pub fn send_keys(&self, element: &str, text: &str) {
+        self.call("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
+    }
+
+    /// Messages the page logged at SEVERE level (uncaught errors, failed loads, console.error).
+    pub fn console_errors(&self) -> Vec<String> {
+        let log = self.call("POST", "/se/log", Some(json!({ "type": "browser" })));
+        log.as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|e| e["level"] == "SEVERE")
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http::request("DELETE", &format!("{}/session/{}", self.base, self.session), None);
+    }
+}
+
+/// One WebDriver command; panics with the driver's own message on failure (tests only).
+fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let body = body.map(|b| b.to_string());
+    let response = http::request(method, &format!("{base}{path}"), body.as_deref())
+        .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"));
+    let value: Value = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|_| panic!("webdriver {method} {path}: non-JSON answer {}", response.text()));
+    assert!(response.status < 300, "webdriver {method} {path} failed ({}): {}", response.status, value["value"]);
+    value["value"].clone()
+}
+
+/// A port free right now on loopback. (Another process could take it before chromedriver binds;
+/// on a test machine that race is theoretical, and chromedriver's /status wait would expose it.)
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

@@ -1,0 +1,62 @@
+//! The relay serves the built web app, and a real headless Chromium gets a live xterm.js terminal.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tether_tests::http::request;
+use tether_tests::webdriver::Browser;
+use tether_tests::{marker, wait_until, Relay};
+
+const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[test]
+fn relay_serves_the_app_health_and_nothing_else() {
+    let relay = Relay::start();
+    let health = request("GET", &format!("{}healthz", relay.url), None).expect("healthz");
+    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
+
+    let index = request("GET", &relay.url, None).expect("index");
+    assert_eq!(index.status, 200);
+    assert_eq!(index.header("content-type"), Some("text/html; charset=utf-8"));
+    let html = index.text();
+    // The WASM module Trunk built is served with the type browsers need to stream-compile it.
+    let wasm = html
+        .split(['"', '\''])
+        .find(|s| s.ends_with(".wasm"))
+        .unwrap_or_else(|| panic!("index.html names no .wasm file:\n{html}"));
+    let wasm_response = request("GET", &format!("{}{}", relay.url, wasm.trim_start_matches('/')), None)
+        .expect("wasm");
+    assert_eq!(wasm_response.status, 200);
+    assert_eq!(wasm_response.header("content-type"), Some("application/wasm"));
+    assert_eq!(&wasm_response.body[..4], b"\0asm");
+
+    for path in ["../Cargo.toml", "..%2fCargo.toml", "%2e%2e/%2e%2e/etc/passwd", "no-such-file"] {
+        let response = request("GET", &format!("{}{path}", relay.url), None).expect("request");
+        assert_eq!(response.status, 404, "{path} must not be served");
+    }
+}
+
+#[test]
+fn browser_gets_a_live_terminal() {
+    let relay = Relay::start();
+    let browser = Browser::start(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    browser.goto(&relay.url);
+
+    let rows_text = "return (document.querySelector('.xterm-rows') || {}).innerText || ''";
+    wait_until(PAGE_TIMEOUT, "the terminal to render its banner", || {
+        let text = browser.execute(rows_text, serde_json::json!([]));
+        text.as_str().filter(|t| t.contains("not connected")).map(str::to_owned)
+    });
+
+    // Typing reaches xterm.js through its input textarea, goes through the app and is painted.
+    let input = wait_until(PAGE_TIMEOUT, "the terminal's input element", || browser.find(".xterm-helper-textarea"));
+    let typed = marker("tether-live");
+    browser.send_keys(&input, &typed);
+    wait_until(PAGE_TIMEOUT, "typed text to be painted", || {
+        let text = browser.execute(rows_text, serde_json::json!([]));
+        text.as_str().filter(|t| t.contains(&typed)).map(|_| ())
+    });
+
+    let errors = browser.console_errors();
+    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+}

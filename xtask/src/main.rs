@@ -1,0 +1,130 @@
+//! `cargo xtask <command>` — the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! - `run`:   install what is missing, build everything, start the relay on 127.0.0.1, print the link.
+//! - `test`:  install what is missing, build, run every test: native, wasm32 in headless Chromium,
+//!            end-to-end with real processes and a real browser.
+//! - `bench`: criterion benchmarks.
+//! - `fuzz [SECONDS]`: the cargo-fuzz targets (nightly toolchain).
+
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
+        _ => Err("usage: cargo xtask run [--listen ADDR] | test | bench [FILTER] | fuzz [SECONDS]".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// Run a command in the workspace root, failing with its description if it fails.
+fn run_cmd(command: &mut Command) -> Result {
+    command.current_dir(root());
+    let shown = format!("{command:?}");
+    eprintln!("xtask: $ {shown}");
+    let status = command.status().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Build the web app into `dist/` with Trunk, strictly from Cargo.lock and never downloading tools.
+fn build_web() -> Result {
+    // Trunk's --frozen wants every crate already fetched; fetch them (locked) first.
+    run_cmd(cargo().args(["fetch", "--locked"]))?;
+    run_cmd(Command::new("trunk").args(["build", "--release", "--frozen"]).env("PATH", tools::path_with_node_bin()))
+}
+
+fn build_bins(release: bool) -> Result<PathBuf> {
+    let mut command = cargo();
+    command.args(["build", "--locked", "-p", "tether-relay", "-p", "tether-agent"]);
+    if release {
+        command.arg("--release");
+    }
+    run_cmd(&mut command)?;
+    Ok(target_dir().join(if release { "release" } else { "debug" }))
+}
+
+fn run(args: &[String]) -> Result {
+    tools::ensure_build_tools()?;
+    build_web()?;
+    let bins = build_bins(true)?;
+    let mut relay = Command::new(bins.join("tether-relay"));
+    relay.arg("--web-root").arg(root().join("dist")).args(args);
+    eprintln!("xtask: starting the relay; open the URL it prints (Ctrl+C stops it)");
+    run_cmd(&mut relay)
+}
+
+fn test() -> Result {
+    tools::ensure_build_tools()?;
+    let chromedriver = tools::ensure_chromium()?;
+    build_web()?;
+    let bins = build_bins(false)?;
+    run_cmd(
+        cargo()
+            .args(["test", "--locked", "--workspace", "--exclude", "tether-frontend"])
+            .env("TETHER_BIN_DIR", &bins)
+            .env("TETHER_WEB_ROOT", root().join("dist"))
+            .env("CHROMEDRIVER", &chromedriver),
+    )?;
+    // The same protocol tests again, compiled to wasm32 and run in headless Chromium.
+    run_cmd(
+        cargo()
+            .args(["test", "--locked", "-p", "tether-protocol", "--target", "wasm32-unknown-unknown"])
+            .env("CHROMEDRIVER", &chromedriver)
+            .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", root().join("protocol/webdriver.json")),
+    )?;
+    eprintln!("xtask: all tests passed");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result {
+    run_cmd(cargo().args(["bench", "--locked", "-p", "tether-protocol", "--bench", "channel", "--"]).args(args))
+}
+
+fn fuzz(args: &[String]) -> Result {
+    let seconds: u64 = match args.first() {
+        Some(s) => s.parse().map_err(|_| format!("fuzz: {s:?} is not a number of seconds"))?,
+        None => 60,
+    };
+    tools::ensure_cargo_fuzz()?;
+    let fuzz_dir = root().join("protocol");
+    for target in ["frame_decoder", "channel_open"] {
+        // Plain `cargo` (the rustup proxy), not $CARGO: only the proxy understands `+nightly`.
+        run_cmd(
+            Command::new("cargo")
+                .current_dir(&fuzz_dir)
+                .args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={seconds}")]),
+        )?;
+    }
+    Ok(())
+}
