@@ -1,21 +1,475 @@
-//! `tether`: the host agent and the CLI peer in one binary. Session management and pairing
-//! subcommands are being built; this is the entry point they hang from.
+//! `tether`: the host agent and the CLI in one binary.
+//!
+//! `tether daemon` runs the agent; every other command is a client that talks to it over the
+//! Unix socket in the state dir, starting it on demand.
 
-use clap::Parser;
+mod attach;
+mod client;
+mod config;
+mod daemon;
+mod ipc;
+mod notify;
+mod paths;
+mod prompt;
+mod session;
+mod store;
+mod terminal;
+
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tether_protocol::api::{parse_input_chunk, InputChunk, Request, Response, SessionInfo, SessionStatus};
+
+use crate::client::{Client, StreamEvent};
+use crate::paths::StateDir;
+
+/// Exit status when `logs --wait-for-prompt` times out (as timeout(1)).
+const EXIT_TIMED_OUT: u8 = 124;
+/// Default terminal size for detached sessions.
+const DEFAULT_COLS: u16 = 120;
+const DEFAULT_ROWS: u16 = 32;
 
 #[derive(Parser)]
-#[command(
-    name = "tether",
-    version,
-    about = "Reach this machine's terminal from any browser, end-to-end encrypted",
-    long_about = "Reach this machine's terminal from any browser, end-to-end encrypted.\n\n\
-                  Session and pairing commands (daemon, start, ls, attach, send, logs, stop, pair, exec) \
-                  are not in this build yet."
-)]
-struct Cli {}
+#[command(name = "tether", version, about = "Persistent terminal sessions you can reach from anywhere")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("tether {}: no command given; see `tether --help`", env!("CARGO_PKG_VERSION"));
-    std::process::exit(2);
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (sessions live as long as it does).
+    Daemon {
+        /// Start in the background and return once it is ready.
+        #[arg(long)]
+        detach: bool,
+        #[command(subcommand)]
+        action: Option<DaemonAction>,
+    },
+    /// Start a session: tether start [--title T] [--cwd DIR] [--detach] -- CMD ARGS…
+    Start {
+        #[arg(long)]
+        title: Option<String>,
+        /// Working directory (default: the current one).
+        #[arg(long)]
+        cwd: Option<String>,
+        /// Print the session id instead of attaching.
+        #[arg(long, short)]
+        detach: bool,
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// List sessions, newest first.
+    Ls {
+        #[arg(long)]
+        json: bool,
+        /// Only sessions with this status (repeatable): created running stopping stopped killed failed unknown.
+        #[arg(long, value_parser = parse_status)]
+        status: Vec<SessionStatus>,
+        /// Only sessions whose id, title or command contains TEXT.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Attach this terminal to a session (detach: Ctrl-] then d).
+    Attach { id: Option<String> },
+    /// Type into a session: text, key:NAME (enter, ctrl+c, up, …), hex:BYTES; stdin when piped.
+    Send {
+        /// [ID] CHUNK… — with more input after it, a first argument that looks like an id must name
+        /// a session; otherwise all arguments go to the newest session.
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print a session's output.
+    Logs {
+        id: Option<String>,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Keep colours and other escape sequences.
+        #[arg(long)]
+        keep_color: bool,
+        /// Keep printing new output until the session ends.
+        #[arg(long, short)]
+        follow: bool,
+        /// First wait until the session waits for input (prompt + silence).
+        #[arg(long)]
+        wait_for_prompt: bool,
+        /// Limit for --wait-for-prompt (e.g. 30s, 500ms, 2m).
+        #[arg(long, value_parser = parse_duration, default_value = "30s")]
+        timeout: Duration,
+    },
+    /// Stop a session: SIGTERM to its process group, SIGKILL after the grace period.
+    Stop {
+        id: Option<String>,
+        #[arg(long, value_parser = parse_duration, default_value = "5s")]
+        grace: Duration,
+    },
+    /// Print a guide for AI agents driving sessions with these commands.
+    Skill,
+}
+
+#[derive(Subcommand)]
+enum DaemonAction {
+    /// Stop the daemon and every session it runs.
+    Stop {
+        #[arg(long, value_parser = parse_duration, default_value = "5s")]
+        grace: Duration,
+    },
+    /// Is it running, and with how many sessions?
+    Status,
+}
+
+fn parse_status(text: &str) -> Result<SessionStatus, String> {
+    SessionStatus::parse(text).ok_or_else(|| {
+        let all: Vec<&str> = SessionStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown status {text:?}; one of: {}", all.join(", "))
+    })
+}
+
+/// `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.find(|c: char| c.is_ascii_alphabetic()).map_or((text, "s"), |i| text.split_at(i));
+    let value: f64 = number.trim().parse().map_err(|_| format!("bad duration {text:?}: try 30s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("bad duration unit in {text:?}: use ms, s, m or h")),
+    };
+    if !(0.0..=1e9).contains(&seconds) {
+        return Err(format!("duration {text:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), String> {
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .map_err(|e| format!("no randomness from /dev/urandom: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let state = match StateDir::from_env() {
+        Ok(state) => state,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(cli.command, state)) {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("tether: {message}");
+    ExitCode::FAILURE
+}
+
+async fn run(command: Command, state: StateDir) -> Result<ExitCode, String> {
+    match command {
+        Command::Daemon { detach: false, action: None } => {
+            let config = config::Config::load(&state)?;
+            daemon::run(state, config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon { detach: true, action: None } => {
+            if Client::connect(&state, false).await.is_err() {
+                client::spawn_daemon(&state)?;
+                client::wait_for_socket(&state).await?;
+            }
+            println!("tether daemon running ({})", state.root().display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon { action: Some(DaemonAction::Status), .. } => match Client::connect(&state, false).await {
+            Ok(client) => {
+                if let (Response::Daemon { pid, version, state_dir, running, total }, _) =
+                    client.call(&Request::DaemonStatus, Vec::new()).await?
+                {
+                    println!("tether daemon {version} running (pid {pid}), {running} running / {total} sessions, state {state_dir}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(_) => {
+                println!("tether daemon not running ({})", state.root().display());
+                Ok(ExitCode::from(3))
+            }
+        },
+        Command::Daemon { action: Some(DaemonAction::Stop { grace }), .. } => {
+            let Ok(client) = Client::connect(&state, false).await else {
+                println!("tether daemon not running");
+                return Ok(ExitCode::SUCCESS);
+            };
+            client.call(&Request::DaemonStop { grace_ms: grace.as_millis() as u64 }, Vec::new()).await?;
+            println!("tether daemon stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Skill => {
+            print!("{}", SKILL);
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let client = Client::connect(&state, true).await?;
+            session_command(&client, command).await
+        }
+    }
+}
+
+async fn session_command(client: &Client, command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Start { title, cwd, detach, command } => {
+            let cwd = match cwd {
+                Some(cwd) => cwd,
+                None => std::env::current_dir().map_err(|e| e.to_string())?.display().to_string(),
+            };
+            let (cols, rows) = attach::terminal_size().unwrap_or((DEFAULT_COLS, DEFAULT_ROWS));
+            let request = Request::Start { command, title, cwd: Some(cwd), cols, rows };
+            let info = expect_session(client.call(&request, Vec::new()).await?)?;
+            if detach || !std::io::stdin().is_terminal() {
+                println!("{}", info.id);
+                return Ok(ExitCode::SUCCESS);
+            }
+            attach_and_report(client, &info.id).await
+        }
+        Command::Ls { json, status, search, limit } => {
+            let request = Request::List { statuses: status, search, limit };
+            let Response::Sessions { sessions } = client.call(&request, Vec::new()).await?.0 else {
+                return Err("unexpected answer to ls".into());
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sessions).map_err(|e| e.to_string())?);
+            } else {
+                print_table(&sessions);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Attach { id } => {
+            let info = get(client, id).await?;
+            attach_and_report(client, &info.id).await
+        }
+        Command::Send { args } => send(client, args).await,
+        Command::Logs { id, tail, keep_color, follow, wait_for_prompt, timeout } => {
+            let info = get(client, id).await?;
+            let mut code = ExitCode::SUCCESS;
+            if wait_for_prompt {
+                let request = Request::WaitForPrompt { session: info.id.clone(), timeout_ms: timeout.as_millis() as u64 };
+                if let Err(e) = client.call(&request, Vec::new()).await {
+                    eprintln!("tether: {e}");
+                    code = ExitCode::from(EXIT_TIMED_OUT);
+                }
+            }
+            logs(client, &info.id, tail, keep_color, follow).await?;
+            Ok(code)
+        }
+        Command::Stop { id, grace } => {
+            let info = get(client, id).await?;
+            let request = Request::Stop { session: info.id.clone(), grace_ms: grace.as_millis() as u64 };
+            let info = expect_session(client.call(&request, Vec::new()).await?)?;
+            let code = info.exit_code.map_or("?".to_owned(), |c| c.to_string());
+            println!("{} {} (exit code {code})", info.id, info.status.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon { .. } | Command::Skill => unreachable!("handled before connecting"),
+    }
+}
+
+fn expect_session(reply: (Response, Vec<u8>)) -> Result<SessionInfo, String> {
+    match reply.0 {
+        Response::Session { session } => Ok(session),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+async fn get(client: &Client, id: Option<String>) -> Result<SessionInfo, String> {
+    expect_session(client.call(&Request::Get { id }, Vec::new()).await?)
+}
+
+async fn attach_and_report(client: &Client, id: &str) -> Result<ExitCode, String> {
+    match attach::attach(client, id).await? {
+        attach::Ended::Detached => {
+            eprintln!("[detached from {id}; `tether attach {id}` to return]");
+            Ok(ExitCode::SUCCESS)
+        }
+        attach::Ended::SessionEnded => {
+            let info = get(client, Some(id.to_owned())).await?;
+            let code = info.exit_code.unwrap_or(0);
+            eprintln!("[session {id} {} with exit code {code}]", info.status.as_str());
+            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+        }
+    }
+}
+
+async fn send(client: &Client, mut args: Vec<String>) -> Result<ExitCode, String> {
+    let stdin_piped = !std::io::stdin().is_terminal();
+    // With input following (more args, or stdin), the first argument is the session when it
+    // names one. One that looks like an id but names none is an error, never typed as text.
+    let mut session = None;
+    if let Some(first) = args.first().cloned() {
+        let is_chunk = first.starts_with("key:") || first.starts_with("hex:");
+        if !is_chunk && (args.len() > 1 || stdin_piped) {
+            match get(client, Some(first.clone())).await {
+                Ok(info) => {
+                    session = Some(info.id);
+                    args.remove(0);
+                }
+                Err(e) if looks_like_id(&first) => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut chunks = args.iter().map(|a| parse_input_chunk(a)).collect::<Result<Vec<InputChunk>, String>>()?;
+    if stdin_piped && chunks.is_empty() {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).map_err(|e| format!("reading stdin: {e}"))?;
+        chunks.push(match String::from_utf8(bytes) {
+            Ok(text) => InputChunk::Text(text),
+            Err(e) => InputChunk::Hex(tether_protocol::hex::encode(e.as_bytes())),
+        });
+    }
+    if chunks.is_empty() {
+        return Err("nothing to send: give text, key:NAME or hex:BYTES, or pipe stdin".into());
+    }
+    let session = match session {
+        Some(id) => id,
+        None => get(client, None).await?.id,
+    };
+    client.call(&Request::Send { session, chunks }, Vec::new()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Session ids are short lower-case alphanumerics; text to type rarely is.
+fn looks_like_id(arg: &str) -> bool {
+    (1..=12).contains(&arg.len()) && arg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+async fn logs(client: &Client, id: &str, tail: Option<usize>, keep_color: bool, follow: bool) -> Result<(), String> {
+    let mut opened = client.open_stream(&Request::Logs { session: id.to_owned(), follow }).await?;
+    let mut stdout = std::io::stdout().lock();
+    // Without --follow, collect everything so --tail and colour stripping see whole lines.
+    let mut collected = Vec::new();
+    // With --follow, print whole lines as they complete.
+    let mut partial = Vec::new();
+    while let Some(event) = opened.events.recv().await {
+        match event {
+            StreamEvent::Data { bytes, .. } if !follow => collected.extend_from_slice(&bytes),
+            StreamEvent::Data { bytes, .. } if keep_color => {
+                stdout.write_all(&bytes).and_then(|_| stdout.flush()).map_err(|e| e.to_string())?
+            }
+            StreamEvent::Data { bytes, .. } => {
+                partial.extend_from_slice(&bytes);
+                if let Some(cut) = partial.iter().rposition(|&b| b == b'\n') {
+                    let lines: Vec<u8> = partial.drain(..=cut).collect();
+                    stdout
+                        .write_all(terminal::plain_text(&lines).as_bytes())
+                        .and_then(|_| stdout.flush())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            StreamEvent::Eof => break,
+        }
+    }
+    if follow {
+        if !partial.is_empty() {
+            let _ = stdout.write_all(terminal::plain_text(&partial).as_bytes());
+        }
+        return Ok(());
+    }
+    let text = if keep_color { String::from_utf8_lossy(&collected).into_owned() } else { terminal::plain_text(&collected) };
+    let text = match tail {
+        Some(n) => last_lines(&text, n),
+        None => text.as_str(),
+    };
+    stdout.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        stdout.write_all(b"\n").map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn last_lines(text: &str, n: usize) -> &str {
+    let trimmed = text.strip_suffix('\n').unwrap_or(text);
+    let start = trimmed.char_indices().rev().filter(|&(_, c)| c == '\n').nth(n.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
+    if n == 0 {
+        ""
+    } else {
+        &text[start..]
+    }
+}
+
+fn print_table(sessions: &[SessionInfo]) {
+    println!("{:<8} {:<9} {:<6} {:<5} {:<19} TITLE", "ID", "STATUS", "EXIT", "INPUT", "CREATED");
+    for s in sessions {
+        let exit = s.exit_code.map_or("-".to_owned(), |c| c.to_string());
+        let input = if s.waiting_for_input { "yes" } else { "-" };
+        println!("{:<8} {:<9} {:<6} {:<5} {:<19} {}", s.id, s.status.as_str(), exit, input, format_time(s.created_at), s.title);
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC, without a date crate.
+fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+const SKILL: &str = "\
+# Driving terminals with tether (guide for AI agents)
+
+Sessions are real terminals owned by a background agent: they keep running when you disconnect,
+and everything they print is kept. Ids are short; any unique prefix works; no id = newest.
+
+  tether start --detach --title build -- make test     # prints the session id
+  tether send ID 'ls -la' key:enter                     # type text, then press Enter
+  tether send ID key:ctrl+c                             # interrupt
+  tether logs ID --tail 50                              # last 50 lines, colours stripped
+  tether logs ID --wait-for-prompt --timeout 60s --tail 20
+        # wait until the program waits for input (a prompt, then silence); exit 124 on timeout
+  tether ls --json                                      # status, exit code, waiting_for_input
+  tether stop ID --grace 5s                             # SIGTERM, then SIGKILL
+
+Keys: key:enter tab shift+tab esc backspace up down left right home end pageup pagedown delete
+insert ctrl+<letter> alt+<char>; raw bytes: hex:1b5b41. Text is sent exactly as given (no newline):
+add key:enter. Piped stdin is sent as text: printf 'y\\n' | tether send ID
+
+Loop that works: send a command, `logs --wait-for-prompt --tail N` to read the result, decide,
+repeat. `ls` shows INPUT=yes for sessions waiting on you (y/n, password, continue?, shell prompt).
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_tails() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3 weeks").is_err());
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(last_lines("a\nb\nc", 5), "a\nb\nc");
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 07:06:40");
+    }
 }

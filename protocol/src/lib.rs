@@ -14,6 +14,7 @@
 //!
 //! [`connection::Connection`] ties them into one state machine.
 
+pub mod api;
 pub mod channel;
 pub mod connection;
 pub mod error;

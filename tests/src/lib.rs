@@ -5,6 +5,7 @@
 //! - every process started is killed (with its whole process group) when its guard drops, so a
 //!   failing test leaves no relay or Chromium behind.
 
+pub mod agent;
 pub mod http;
 pub mod process;
 pub mod webdriver;

@@ -1,0 +1,353 @@
+//! One session: a program on a real PTY, owned by the agent.
+//!
+//! Output path, in this order, on a dedicated reader thread so the PTY is drained whether or not
+//! anyone is attached (a program never blocks on a full PTY):
+//!
+//! ```text
+//! PTY → QueryFilter (answer + strip queries) → Screen (modes, cursor) → OutputRing (1 MiB, by
+//!       sequence number) → log file (complete, offset = sequence number) → `end` watch → clients
+//! ```
+//!
+//! Clients never get a queue of their own: each follows the `end` watch and reads from the ring
+//! at its own cursor, falling back to the log file for bytes the ring has dropped. A slow client
+//! only slows itself, memory stays bounded, and no byte is ever lost.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
+use tether_protocol::api::{InputChunk, SessionInfo, SessionStatus};
+use tether_protocol::stream::OutputRing;
+use tokio::sync::watch;
+
+use crate::terminal::{Piece, QueryFilter, Screen};
+
+/// Bytes per PTY read.
+const READ_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
+/// After the process exits, how long to wait for its last output before ending streams anyway
+/// (a background child may hold the PTY open forever).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+
+/// How a session's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub code: i32,
+    pub signal: Option<i32>,
+}
+
+/// Output state shared by the reader thread and every client.
+struct Output {
+    ring: OutputRing,
+    log: File,
+    filter: QueryFilter,
+    screen: Screen,
+}
+
+pub struct Session {
+    pub id: String,
+    info: Mutex<SessionInfo>,
+    output: Mutex<Output>,
+    log_path: PathBuf,
+    input: Mutex<Box<dyn Write + Send>>,
+    master: Mutex<Box<dyn MasterPty + Send>>,
+    /// Output end (next sequence number); changes wake streaming clients.
+    end: watch::Sender<u64>,
+    /// Set once output is complete: the process exited and its output drained.
+    finished: watch::Sender<bool>,
+    /// `Some(reason)` while the program appears to wait for input.
+    waiting: watch::Sender<Option<String>>,
+    /// We sent SIGKILL (so the end is `killed`, not `stopped`).
+    killed_by_us: Mutex<bool>,
+}
+
+/// Where a new session runs and how big its terminal is.
+pub struct Spawn {
+    pub id: String,
+    pub command: Vec<String>,
+    pub title: String,
+    pub cwd: String,
+    pub cols: u16,
+    pub rows: u16,
+    pub ring_bytes: usize,
+    pub log_path: PathBuf,
+    pub now: u64,
+}
+
+impl Session {
+    /// Start the program. On failure the error says why (missing command, bad cwd, …).
+    pub fn spawn(spec: Spawn, on_exit: impl FnOnce(&Arc<Session>) + Send + 'static) -> Result<Arc<Session>, String> {
+        let program = spec.command.first().ok_or("no command given")?;
+        if !std::path::Path::new(&spec.cwd).is_dir() {
+            return Err(format!("working directory {} does not exist", spec.cwd));
+        }
+        let size = PtySize { rows: spec.rows.max(1), cols: spec.cols.max(1), pixel_width: 0, pixel_height: 0 };
+        let pty = native_pty_system().openpty(size).map_err(|e| format!("cannot open a PTY: {e}"))?;
+        let mut builder = CommandBuilder::new(program);
+        builder.args(&spec.command[1..]);
+        builder.cwd(&spec.cwd);
+        builder.env("TERM", "xterm-256color");
+        builder.env("TETHER_SESSION", &spec.id);
+        let child = pty
+            .slave
+            .spawn_command(builder)
+            .map_err(|e| format!("cannot start {program}: {}", friendly_spawn_error(&e.to_string())))?;
+        drop(pty.slave);
+        let reader = pty.master.try_clone_reader().map_err(|e| format!("PTY reader: {e}"))?;
+        let input = pty.master.take_writer().map_err(|e| format!("PTY writer: {e}"))?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&spec.log_path)
+            .map_err(|e| format!("cannot create log {}: {e}", spec.log_path.display()))?;
+
+        let info = SessionInfo {
+            id: spec.id.clone(),
+            title: spec.title,
+            command: spec.command,
+            cwd: spec.cwd,
+            pid: child.process_id(),
+            status: SessionStatus::Running,
+            exit_code: None,
+            created_at: spec.now,
+            started_at: Some(spec.now),
+            ended_at: None,
+            output_bytes: 0,
+            waiting_for_input: false,
+            input_reason: None,
+        };
+        let session = Arc::new(Session {
+            id: spec.id,
+            info: Mutex::new(info),
+            output: Mutex::new(Output {
+                ring: OutputRing::new(spec.ring_bytes),
+                log,
+                filter: QueryFilter::default(),
+                screen: Screen::new(size.rows, size.cols),
+            }),
+            log_path: spec.log_path,
+            input: Mutex::new(input),
+            master: Mutex::new(pty.master),
+            end: watch::channel(0).0,
+            finished: watch::channel(false).0,
+            waiting: watch::channel(None).0,
+            killed_by_us: Mutex::new(false),
+        });
+        let reader_session = session.clone();
+        let (eof_tx, eof_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("pty-read-{}", session.id))
+            .spawn(move || {
+                reader_session.drain(reader);
+                let _ = eof_tx.send(());
+            })
+            .map_err(|e| format!("cannot start reader thread: {e}"))?;
+        let waiter_session = session.clone();
+        std::thread::Builder::new()
+            .name(format!("pty-wait-{}", session.id))
+            .spawn(move || {
+                let exit = wait_child(child);
+                let _ = eof_rx.recv_timeout(DRAIN_AFTER_EXIT);
+                waiter_session.record_exit(exit);
+                on_exit(&waiter_session);
+                waiter_session.finished.send_replace(true);
+            })
+            .map_err(|e| format!("cannot start waiter thread: {e}"))?;
+        Ok(session)
+    }
+
+    /// Reader thread body: everything the program prints goes through here.
+    fn drain(&self, mut reader: Box<dyn Read + Send>) {
+        let mut buf = vec![0u8; READ_CHUNK_BYTES];
+        let mut pieces = Vec::new();
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) | Err(_) => return, // EOF, or EIO once the last slave fd closed
+                Ok(n) => n,
+            };
+            let replies = self.ingest(&buf[..n], &mut pieces);
+            if !replies.is_empty() {
+                let _ = self.write_input(&replies);
+            }
+        }
+    }
+
+    /// Run output through the pipeline; returns the answers to queries it contained.
+    fn ingest(&self, bytes: &[u8], pieces: &mut Vec<Piece>) -> Vec<u8> {
+        let mut replies = Vec::new();
+        let end = {
+            let mut out = lock(&self.output);
+            let out = &mut *out;
+            pieces.clear();
+            out.filter.feed(bytes, pieces);
+            for piece in pieces.drain(..) {
+                match piece {
+                    Piece::Output(data) => {
+                        out.screen.process(&data);
+                        out.ring.push(&data);
+                        // A full disk must not stop the session; the ring still serves clients.
+                        let _ = out.log.write_all(&data);
+                    }
+                    Piece::Query(query) => replies.extend(query.reply(&out.screen)),
+                }
+            }
+            out.ring.end()
+        };
+        if self.waiting.borrow().is_some() {
+            self.waiting.send_replace(None);
+        }
+        self.end.send_replace(end);
+        replies
+    }
+
+    fn record_exit(&self, exit: Exit) {
+        let end = lock(&self.output).ring.end();
+        let mut info = lock(&self.info);
+        info.exit_code = Some(exit.code);
+        info.ended_at = Some(crate::now_ms());
+        info.output_bytes = end;
+        info.status = if exit.signal == Some(libc::SIGKILL) || *lock(&self.killed_by_us) {
+            SessionStatus::Killed
+        } else {
+            SessionStatus::Stopped
+        };
+    }
+
+    /// Current metadata, with live fields filled in.
+    pub fn info(&self) -> SessionInfo {
+        let mut info = lock(&self.info).clone();
+        info.output_bytes = *self.end.borrow();
+        let waiting = self.waiting.borrow().clone();
+        info.waiting_for_input = waiting.is_some();
+        info.input_reason = waiting;
+        info
+    }
+
+    pub fn is_finished(&self) -> bool {
+        *self.finished.borrow()
+    }
+
+    pub fn subscribe_end(&self) -> watch::Receiver<u64> {
+        self.end.subscribe()
+    }
+
+    pub fn subscribe_finished(&self) -> watch::Receiver<bool> {
+        self.finished.subscribe()
+    }
+
+    pub fn subscribe_waiting(&self) -> watch::Receiver<Option<String>> {
+        self.waiting.subscribe()
+    }
+
+    /// Output from `from`, at most `max` bytes: from the ring, or from the log for older bytes.
+    pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<u8>, String> {
+        let oldest = {
+            let out = lock(&self.output);
+            if from >= out.ring.oldest() {
+                return out.ring.read_from(from, max).map_err(|e| e.to_string());
+            }
+            out.ring.oldest()
+        };
+        let len = ((oldest - from) as usize).min(max);
+        let mut buf = vec![0u8; len];
+        let log = File::open(&self.log_path).map_err(|e| format!("session log: {e}"))?;
+        let n = log.read_at(&mut buf, from).map_err(|e| format!("session log: {e}"))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// The oldest byte the ring still holds (attach replays from here).
+    pub fn ring_oldest(&self) -> u64 {
+        lock(&self.output).ring.oldest()
+    }
+
+    /// Raw input to the program.
+    pub fn write_input(&self, bytes: &[u8]) -> Result<(), String> {
+        let mut input = lock(&self.input);
+        input.write_all(bytes).and_then(|_| input.flush()).map_err(|e| format!("cannot write to session: {e}"))
+    }
+
+    /// `send` input: keys are encoded for the terminal's current mode (DECCKM).
+    pub fn send(&self, chunks: &[InputChunk]) -> Result<(), String> {
+        let application_cursor = lock(&self.output).screen.application_cursor();
+        let mut bytes = Vec::new();
+        for chunk in chunks {
+            match chunk {
+                InputChunk::Text(text) => bytes.extend_from_slice(text.as_bytes()),
+                InputChunk::Key(key) => bytes.extend(key.bytes(application_cursor)),
+                InputChunk::Hex(hex) => {
+                    bytes.extend(tether_protocol::hex::decode(hex).ok_or_else(|| format!("bad hex {hex:?}"))?)
+                }
+            }
+        }
+        self.write_input(&bytes)
+    }
+
+    pub fn resize(&self, cols: u16, rows: u16) -> Result<(), String> {
+        let size = PtySize { rows: rows.max(1), cols: cols.max(1), pixel_width: 0, pixel_height: 0 };
+        lock(&self.master).resize(size).map_err(|e| format!("resize: {e}"))?;
+        lock(&self.output).screen.resize(size.rows, size.cols);
+        Ok(())
+    }
+
+    /// The line the cursor is on, for prompt detection.
+    pub fn cursor_line(&self) -> String {
+        lock(&self.output).screen.cursor_line()
+    }
+
+    pub fn set_waiting(&self, reason: Option<String>) {
+        self.waiting.send_replace(reason);
+    }
+
+    /// Signal the whole process group (the program and everything it started).
+    pub fn signal(&self, signal: i32) {
+        let Some(pid) = lock(&self.info).pid.and_then(|p| i32::try_from(p).ok()) else { return };
+        if signal == libc::SIGKILL {
+            *lock(&self.killed_by_us) = true;
+        }
+        // SAFETY: kill(2) has no memory effects; the PTY child leads its own process group.
+        unsafe { libc::kill(-pid, signal) };
+    }
+
+    pub fn set_status(&self, status: SessionStatus) {
+        lock(&self.info).status = status;
+    }
+}
+
+/// Poisoning only means another thread panicked mid-update; the data is still the best we have.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn wait_child(mut child: Box<dyn Child + Send + Sync>) -> Exit {
+    match child.wait() {
+        Ok(status) => match status.signal() {
+            Some(name) => {
+                let signal = signal_number(name);
+                Exit { code: 128 + signal.unwrap_or(0), signal }
+            }
+            None => Exit { code: status.exit_code() as i32, signal: None },
+        },
+        Err(_) => Exit { code: -1, signal: None },
+    }
+}
+
+/// portable-pty reports signals by their `strsignal` text; map back to the number.
+fn signal_number(name: &str) -> Option<i32> {
+    (1..32).find(|&sig| {
+        // SAFETY: strsignal returns a pointer to a static or thread-local NUL-terminated string.
+        let text = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) };
+        text.to_string_lossy() == name
+    })
+}
+
+fn friendly_spawn_error(error: &str) -> String {
+    if error.contains("No such file") || error.contains("not found") {
+        "command not found".into()
+    } else {
+        error.to_owned()
+    }
+}

@@ -1,0 +1,208 @@
+//! Session metadata in SQLite (the output itself is in per-session log files beside it).
+//!
+//! The database is the agent's memory across restarts: finished sessions stay listed with their
+//! exit codes, and sessions that were live when the agent died are marked `unknown` at the next
+//! start instead of being forgotten or shown as running.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tether_protocol::api::{SessionInfo, SessionStatus};
+
+pub struct Store {
+    db: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    id          TEXT PRIMARY KEY,
+    title       TEXT NOT NULL,
+    command     TEXT NOT NULL,      -- JSON array of argv
+    cwd         TEXT NOT NULL,
+    pid         INTEGER,
+    status      TEXT NOT NULL,
+    exit_code   INTEGER,
+    created_at  INTEGER NOT NULL,   -- ms since the Unix epoch
+    started_at  INTEGER,
+    ended_at    INTEGER,
+    output_bytes INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at);
+";
+
+fn db_error(e: rusqlite::Error) -> String {
+    format!("session database: {e}")
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, String> {
+        let db = Connection::open(path).map_err(db_error)?;
+        // WAL: readers never wait for the writer; NORMAL sync is durable across process crashes.
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(db_error)?;
+        db.execute_batch(SCHEMA).map_err(db_error)?;
+        Ok(Store { db })
+    }
+
+    /// Sessions that were live when the previous agent ended cannot be live now.
+    pub fn mark_orphans(&self, now: u64) -> Result<usize, String> {
+        self.db
+            .execute(
+                "UPDATE sessions SET status = 'unknown', ended_at = COALESCE(ended_at, ?1)
+                 WHERE status IN ('created', 'running', 'stopping')",
+                params![now as i64],
+            )
+            .map_err(db_error)
+    }
+
+    pub fn insert(&self, s: &SessionInfo) -> Result<(), String> {
+        let command = serde_json::to_string(&s.command).map_err(|e| e.to_string())?;
+        self.db
+            .execute(
+                "INSERT INTO sessions (id, title, command, cwd, pid, status, exit_code, created_at,
+                                       started_at, ended_at, output_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    s.id,
+                    s.title,
+                    command,
+                    s.cwd,
+                    s.pid,
+                    s.status.as_str(),
+                    s.exit_code,
+                    s.created_at as i64,
+                    s.started_at.map(|t| t as i64),
+                    s.ended_at.map(|t| t as i64),
+                    s.output_bytes as i64
+                ],
+            )
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    /// Write back the mutable fields of a session.
+    pub fn update(&self, s: &SessionInfo) -> Result<(), String> {
+        self.db
+            .execute(
+                "UPDATE sessions SET pid = ?2, status = ?3, exit_code = ?4, started_at = ?5,
+                                     ended_at = ?6, output_bytes = ?7, title = ?8
+                 WHERE id = ?1",
+                params![
+                    s.id,
+                    s.pid,
+                    s.status.as_str(),
+                    s.exit_code,
+                    s.started_at.map(|t| t as i64),
+                    s.ended_at.map(|t| t as i64),
+                    s.output_bytes as i64,
+                    s.title
+                ],
+            )
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<SessionInfo>, String> {
+        self.db
+            .query_row(&format!("{SELECT} WHERE id = ?1"), params![id], from_row)
+            .optional()
+            .map_err(db_error)
+    }
+
+    /// Ids starting with `prefix`, newest first (at most `limit`).
+    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>, String> {
+        let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
+        let mut stmt = self
+            .db
+            .prepare("SELECT id FROM sessions WHERE id LIKE ?1 ORDER BY created_at DESC LIMIT ?2")
+            .map_err(db_error)?;
+        let rows = stmt.query_map(params![pattern, limit as i64], |r| r.get(0)).map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
+    }
+
+    pub fn newest(&self) -> Result<Option<SessionInfo>, String> {
+        self.db
+            .query_row(&format!("{SELECT} ORDER BY created_at DESC, rowid DESC LIMIT 1"), [], from_row)
+            .optional()
+            .map_err(db_error)
+    }
+
+    /// All sessions, newest first.
+    pub fn list(&self) -> Result<Vec<SessionInfo>, String> {
+        let mut stmt = self.db.prepare(&format!("{SELECT} ORDER BY created_at DESC, rowid DESC")).map_err(db_error)?;
+        let rows = stmt.query_map([], from_row).map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
+    }
+}
+
+const SELECT: &str = "SELECT id, title, command, cwd, pid, status, exit_code, created_at, started_at,
+                             ended_at, output_bytes FROM sessions";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionInfo> {
+    let command: String = row.get(2)?;
+    let status: String = row.get(5)?;
+    Ok(SessionInfo {
+        id: row.get(0)?,
+        title: row.get(1)?,
+        command: serde_json::from_str(&command).unwrap_or_default(),
+        cwd: row.get(3)?,
+        pid: row.get(4)?,
+        status: SessionStatus::parse(&status).unwrap_or(SessionStatus::Unknown),
+        exit_code: row.get(6)?,
+        created_at: row.get::<_, i64>(7)? as u64,
+        started_at: row.get::<_, Option<i64>>(8)?.map(|t| t as u64),
+        ended_at: row.get::<_, Option<i64>>(9)?.map(|t| t as u64),
+        output_bytes: row.get::<_, i64>(10)? as u64,
+        waiting_for_input: false,
+        input_reason: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, created_at: u64, status: SessionStatus) -> SessionInfo {
+        SessionInfo {
+            id: id.into(),
+            title: "t".into(),
+            command: vec!["sh".into(), "-c".into(), "echo hi".into()],
+            cwd: "/".into(),
+            pid: Some(42),
+            status,
+            exit_code: None,
+            created_at,
+            started_at: Some(created_at),
+            ended_at: None,
+            output_bytes: 0,
+            waiting_for_input: false,
+            input_reason: None,
+        }
+    }
+
+    #[test]
+    fn survives_reopen_and_marks_orphans() {
+        let dir = std::env::temp_dir().join(format!("tether-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("s.sqlite3");
+        let _ = std::fs::remove_file(&path);
+        {
+            let store = Store::open(&path).expect("open");
+            store.insert(&info("aaa111", 1, SessionStatus::Running)).expect("insert");
+            let mut done = info("aab222", 2, SessionStatus::Running);
+            store.insert(&done).expect("insert");
+            done.status = SessionStatus::Stopped;
+            done.exit_code = Some(3);
+            store.update(&done).expect("update");
+        }
+        let store = Store::open(&path).expect("reopen");
+        assert_eq!(store.mark_orphans(99).expect("mark"), 1);
+        let orphan = store.get("aaa111").expect("get").expect("present");
+        assert_eq!((orphan.status, orphan.ended_at), (SessionStatus::Unknown, Some(99)));
+        let done = store.get("aab222").expect("get").expect("present");
+        assert_eq!((done.status, done.exit_code), (SessionStatus::Stopped, Some(3)));
+        assert_eq!(store.ids_with_prefix("aa", 5).expect("prefix"), vec!["aab222", "aaa111"]);
+        assert_eq!(store.newest().expect("newest").map(|s| s.id), Some("aab222".into()));
+        assert_eq!(store.list().expect("list").len(), 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,171 @@
+//! A real `tether` agent with its own state dir, driven through the real CLI binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{bin_path, marker, wait_until};
+
+/// Generous bound for things that take milliseconds when healthy.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct Agent {
+    pub state: PathBuf,
+}
+
+impl Agent {
+    /// A fresh state dir under `scratch`; the daemon starts on the first command.
+    pub fn new(scratch: &Path) -> Agent {
+        let state = scratch.join(marker("agent-state"));
+        std::fs::create_dir_all(&state).expect("state dir");
+        Agent { state }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(bin_path("tether"));
+        command.env("TETHER_STATE_DIR", &self.state).stdin(Stdio::null());
+        command
+    }
+
+    /// Run `tether ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run tether")
+    }
+
+    /// Run `tether ARGS`, insist on success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "tether {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Start a detached session; returns its id.
+    pub fn start(&self, command: &[&str]) -> String {
+        let mut args = vec!["start", "--detach", "--"];
+        args.extend_from_slice(command);
+        self.ok(&args).trim().to_owned()
+    }
+
+    pub fn logs(&self, id: &str) -> String {
+        self.ok(&["logs", id])
+    }
+
+    /// Wait until the session's log has a line equal to `line`; returns the log.
+    pub fn wait_for_line(&self, id: &str, line: &str) -> String {
+        wait_until(WAIT, &format!("a line {line:?} in the log of {id}"), || {
+            let log = self.logs(id);
+            log.lines().any(|l| l.trim_end() == line).then_some(log)
+        })
+    }
+
+    /// Wait until the session's log contains `text` anywhere; returns the log.
+    pub fn wait_for_text(&self, id: &str, text: &str) -> String {
+        wait_until(WAIT, &format!("{text:?} in the log of {id}"), || {
+            let log = self.logs(id);
+            log.contains(text).then_some(log)
+        })
+    }
+
+    /// The session as `ls --json` reports it.
+    pub fn info(&self, id: &str) -> Value {
+        let list: Value = serde_json::from_str(&self.ok(&["ls", "--json"])).expect("ls --json is JSON");
+        list.as_array()
+            .and_then(|a| a.iter().find(|s| s["id"] == id).cloned())
+            .unwrap_or_else(|| panic!("session {id} not in ls"))
+    }
+
+    /// Wait until the session has ended; returns its info.
+    pub fn wait_ended(&self, id: &str) -> Value {
+        wait_until(WAIT, &format!("session {id} to end"), || {
+            let info = self.info(id);
+            (!["running", "created", "stopping"].contains(&info["status"].as_str().unwrap_or(""))).then_some(info)
+        })
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.state.join("daemon.pid")).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.run(&["daemon", "stop", "--grace", "0s"]);
+        if let Some(pid) = self.daemon_pid() {
+            // SAFETY: kill(2) only sends a signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A `tether` process on a real PTY, as a person at a terminal would run it.
+pub struct PtyClient {
+    writer: Box<dyn std::io::Write + Send>,
+    output: Arc<Mutex<Vec<u8>>>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl PtyClient {
+    pub fn spawn(agent: &Agent, args: &[&str]) -> PtyClient {
+        use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+        let pty = native_pty_system()
+            .openpty(PtySize { rows: 30, cols: 100, pixel_width: 0, pixel_height: 0 })
+            .expect("openpty");
+        let mut command = CommandBuilder::new(bin_path("tether"));
+        command.args(args);
+        command.env("TETHER_STATE_DIR", &agent.state);
+        let child = pty.slave.spawn_command(command).expect("spawn on pty");
+        drop(pty.slave);
+        let mut reader = pty.master.try_clone_reader().expect("pty reader");
+        let writer = pty.master.take_writer().expect("pty writer");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("output lock").extend_from_slice(&buf[..n]);
+            }
+        });
+        PtyClient { writer, output, child, _master: pty.master }
+    }
+
+    pub fn type_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).and_then(|_| self.writer.flush()).expect("type into pty");
+    }
+
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().expect("output lock")).into_owned()
+    }
+
+    pub fn wait_for(&self, needle: &str) -> String {
+        wait_until(WAIT, &format!("{needle:?} on the attached terminal"), || {
+            let out = self.output();
+            out.contains(needle).then_some(out)
+        })
+    }
+
+    /// Wait for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> u32 {
+        let child = &mut self.child;
+        wait_until(WAIT, "the attached client to exit", || child.try_wait().ok().flatten()).exit_code()
+    }
+}
+
+impl Drop for PtyClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+use std::io::Read as _;

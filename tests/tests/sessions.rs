@@ -1,0 +1,182 @@
+//! Sessions owned by a real agent daemon: real PTYs, a real SQLite file, the real CLI.
+
+use std::path::Path;
+
+use tether_tests::agent::{self, Agent, PtyClient};
+use tether_tests::{marker, wait_until};
+
+fn scratch() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+#[test]
+fn output_reaches_logs_exactly_and_split_input_forms_one_command() {
+    let agent = Agent::new(scratch());
+    let id = agent.start(&["sh"]);
+    let token = marker("mark");
+    // One command typed in two pieces, then Enter.
+    agent.ok(&["send", &id, &format!("echo {}", &token[..6])]);
+    agent.ok(&["send", &id, &token[6..], "key:enter"]);
+    agent.wait_for_line(&id, &token);
+
+    agent.ok(&["send", &id, "i=1; while [ $i -le 500 ]; do echo burst-$i; i=$((i+1)); done", "key:enter"]);
+    let log = agent.wait_for_line(&id, "burst-500");
+    let burst: Vec<&str> = log.lines().map(str::trim_end).filter(|l| l.starts_with("burst-") && !l.contains(' ')).collect();
+    let expected: Vec<String> = (1..=500).map(|i| format!("burst-{i}")).collect();
+    assert_eq!(burst, expected, "500 lines, each once, in order");
+}
+
+#[test]
+fn ctrl_c_interrupts_and_keys_reach_the_program() {
+    let agent = Agent::new(scratch());
+    let id = agent.start(&["sh"]);
+    agent.ok(&["send", &id, "sleep 60; echo sleep-finished", "key:enter"]);
+    // The shell echoed the command line (after its prompt, `$ ` or `# `): sleep is running.
+    agent.wait_for_text(&id, "sleep 60; echo sleep-finished\n");
+    agent.ok(&["send", &id, "key:ctrl+c"]);
+    agent.ok(&["send", &id, "echo after-interrupt", "key:enter"]);
+    let log = agent.wait_for_line(&id, "after-interrupt");
+    assert!(!log.contains("\nsleep-finished"), "sleep was interrupted, not finished");
+
+    // A program reading raw keys gets the arrow's bytes, in the encoding its mode asks for.
+    let reader = "stty raw -echo; printf 'ready\\r\\n'; dd bs=1 count=3 2>/dev/null | od -An -tx1";
+    let plain = agent.start(&["sh", "-c", reader]);
+    agent.wait_for_line(&plain, "ready");
+    agent.ok(&["send", &plain, "key:up"]);
+    agent.wait_for_line(&plain, " 1b 5b 41");
+
+    let app_mode = "printf '\\033[?1h'; stty raw -echo; printf 'ready\\r\\n'; dd bs=1 count=3 2>/dev/null | od -An -tx1";
+    let app = agent.start(&["sh", "-c", app_mode]);
+    agent.wait_for_line(&app, "ready");
+    agent.ok(&["send", &app, "key:up"]);
+    agent.wait_for_line(&app, " 1b 4f 41");
+}
+
+#[test]
+fn attach_replays_then_streams_live_to_every_client() {
+    let agent = Agent::new(scratch());
+    let id = agent.start(&["sh"]);
+    agent.ok(&["send", &id, "echo before-attach", "key:enter"]);
+    agent.wait_for_line(&id, "before-attach");
+
+    let mut first = PtyClient::spawn(&agent, &["attach", &id]);
+    let mut second = PtyClient::spawn(&agent, &["attach", &id]);
+    first.wait_for("before-attach");
+    second.wait_for("before-attach");
+
+    // Typed on one attached terminal, run once, seen on both, every line.
+    first.type_bytes(b"seq 1 3000 | sed 's/^/n/'\r");
+    for client in [&first, &second] {
+        let out = client.wait_for("n3000");
+        let numbers: Vec<String> = out
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| l.starts_with('n') && l[1..].chars().all(|c| c.is_ascii_digit()) && l.len() > 1)
+            .map(str::to_owned)
+            .collect();
+        let expected: Vec<String> = (1..=3000).map(|i| format!("n{i}")).collect();
+        assert_eq!(numbers, expected, "every line, once, in order");
+    }
+
+    // Detach one; the session and the other client carry on.
+    first.type_bytes(b"\x1dd");
+    assert_eq!(first.wait_exit(), 0);
+    assert!(first.output().contains("[detached from"));
+    assert_eq!(agent.info(&id)["status"], "running");
+    agent.ok(&["send", &id, "echo still-here", "key:enter"]);
+    second.wait_for("still-here");
+    second.type_bytes(b"\x1dd");
+    assert_eq!(second.wait_exit(), 0);
+    agent.wait_for_line(&id, "still-here");
+}
+
+#[test]
+fn stop_kills_after_grace_and_exit_codes_are_recorded() {
+    let agent = Agent::new(scratch());
+    let stubborn = agent.start(&["sh", "-c", "trap '' TERM; echo ready; sleep 60"]);
+    agent.wait_for_line(&stubborn, "ready");
+    let said = agent.ok(&["stop", &stubborn, "--grace", "500ms"]);
+    assert!(said.contains("killed"), "{said}");
+    let info = agent.info(&stubborn);
+    assert_eq!((info["status"].as_str(), info["exit_code"].as_i64()), (Some("killed"), Some(137)));
+
+    let polite = agent.start(&["sh", "-c", "echo ready; sleep 60"]);
+    agent.wait_for_line(&polite, "ready");
+    agent.ok(&["stop", &polite, "--grace", "10s"]);
+    let info = agent.info(&polite);
+    assert_eq!((info["status"].as_str(), info["exit_code"].as_i64()), (Some("stopped"), Some(143)));
+
+    for (code, script) in [(0, "exit 0"), (3, "exit 3")] {
+        let id = agent.start(&["sh", "-c", script]);
+        let info = agent.wait_ended(&id);
+        assert_eq!((info["status"].as_str(), info["exit_code"].as_i64()), (Some("stopped"), Some(code)));
+    }
+}
+
+#[test]
+fn sessions_and_logs_survive_a_daemon_restart() {
+    let agent = Agent::new(scratch());
+    let token = marker("persisted");
+    let finished = agent.start(&["sh", "-c", &format!("echo {token}; exit 4")]);
+    agent.wait_ended(&finished);
+    let live = agent.start(&["sh", "-c", "echo up; exec sleep 300"]);
+    agent.wait_for_line(&live, "up");
+    let live_pid = agent.info(&live)["pid"].as_i64().expect("pid");
+
+    // The agent dies without warning; the next command starts a new one.
+    let pid = agent.daemon_pid().expect("daemon pid");
+    // SAFETY: kill(2) only sends signals.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_until(agent::WAIT, "the old daemon to die", || (unsafe { libc::kill(pid, 0) } != 0).then_some(()));
+
+    let info = agent.info(&finished);
+    assert_eq!((info["status"].as_str(), info["exit_code"].as_i64()), (Some("stopped"), Some(4)));
+    assert_eq!(agent.info(&live)["status"], "unknown", "a session that died with the agent is marked");
+    agent.wait_for_line(&finished, &token);
+    // SAFETY: clean up the orphaned sleep (its own process group).
+    unsafe { libc::kill(-(live_pid as i32), libc::SIGKILL) };
+
+    // An orderly stop keeps everything too.
+    agent.ok(&["daemon", "stop"]);
+    assert_eq!(agent.info(&finished)["exit_code"], 4);
+}
+
+#[test]
+fn wait_for_prompt_returns_at_the_prompt_and_says_when_it_times_out() {
+    let agent = Agent::new(scratch());
+    let id = agent.start(&["bash", "-c", "sleep 0.3; read -p 'continue? ' answer; echo answer=$answer"]);
+    let out = agent.run(&["logs", &id, "--wait-for-prompt", "--timeout", "20s", "--tail", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), "continue?");
+    assert_eq!(agent.info(&id)["waiting_for_input"], true);
+    agent.ok(&["send", &id, "yes", "key:enter"]);
+    agent.wait_for_line(&id, "answer=yes");
+
+    let busy = agent.start(&["sleep", "60"]);
+    let out = agent.run(&["logs", &busy, "--wait-for-prompt", "--timeout", "300ms"]);
+    assert_eq!(out.status.code(), Some(124));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let agent = Agent::new(scratch());
+    let id = agent.start(&["sh"]);
+    for (args, says) in [
+        (vec!["logs", "zzzzzz"], "no session"),
+        (vec!["attach", "zzzzzz"], "no session"),
+        (vec!["stop", "zzzzzz"], "no session"),
+        (vec!["send", "zzzzzz", "hi"], "no session"),
+        (vec!["send", id.as_str(), "key:hyper+q"], "unknown key"),
+        (vec!["send", id.as_str(), "hex:zz"], "bad hex"),
+        (vec!["start", "--detach", "--", "/no/such/command"], "command not found"),
+        (vec!["start", "--detach"], "required"),
+        (vec!["ls", "--status", "sleeping"], "unknown status"),
+    ] {
+        let out = agent.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert_eq!(agent.info(&id)["status"], "running", "errors disturb nothing");
+}
