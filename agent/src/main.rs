@@ -470,6 +470,6 @@ mod tests {
         assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
         assert_eq!(last_lines("a\nb\nc", 5), "a\nb\nc");
         assert_eq!(format_time(0), "1970-01-01 00:00:00");
-        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 07:06:40");
+        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 11:06:40");
     }
 }
