@@ -61,7 +61,7 @@ impl Client {
         let stream = match UnixStream::connect(&socket).await {
             Ok(stream) => stream,
             Err(_) if autostart => {
-                spawn_daemon(state)?;
+                spawn_daemon(state, &[])?;
                 wait_for_socket(state).await?
             }
             Err(_) => return Err(format!("the tether daemon is not running (no {})", socket.display())),
@@ -174,8 +174,8 @@ async fn route(frame: Frame, pending: &Pending, streams: &Streams) {
     }
 }
 
-/// Start `tether daemon` in the background, in its own session, logging to daemon.log.
-pub fn spawn_daemon(state: &StateDir) -> Result<(), String> {
+/// Start `tether daemon ARGS` in the background, in its own session, logging to daemon.log.
+pub fn spawn_daemon(state: &StateDir, args: &[String]) -> Result<(), String> {
     state.create()?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the tether binary: {e}"))?;
     let log = std::fs::File::options()
@@ -184,7 +184,7 @@ pub fn spawn_daemon(state: &StateDir) -> Result<(), String> {
         .open(state.daemon_log())
         .map_err(|e| format!("cannot open {}: {e}", state.daemon_log().display()))?;
     let mut command = Command::new(exe);
-    command.arg("daemon").env("TETHER_STATE_DIR", state.root()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    command.arg("daemon").args(args).env("TETHER_STATE_DIR", state.root()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal and group.
     unsafe {
         command.pre_exec(|| {

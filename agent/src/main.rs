@@ -45,6 +45,8 @@ enum Command {
         /// Start in the background and return once it is ready.
         #[arg(long)]
         detach: bool,
+        #[command(flatten)]
+        options: DaemonOptions,
         #[command(subcommand)]
         action: Option<DaemonAction>,
     },
@@ -110,6 +112,58 @@ enum Command {
     },
     /// Print a guide for AI agents driving sessions with these commands.
     Skill,
+}
+
+/// Flags that override config.toml.
+#[derive(clap::Args, Default)]
+struct DaemonOptions {
+    /// Output kept in memory per session (bytes).
+    #[arg(long)]
+    ring_bytes: Option<usize>,
+    /// Most sessions running at once.
+    #[arg(long)]
+    max_running: Option<usize>,
+    /// Silence after a prompt-like line before a session counts as waiting for input.
+    #[arg(long, value_parser = parse_duration)]
+    prompt_quiet: Option<Duration>,
+    /// Command run when a session needs input or ends (gets SESSION_ID REASON).
+    #[arg(long)]
+    notify_hook: Option<String>,
+}
+
+impl DaemonOptions {
+    fn apply(&self, config: &mut config::Config) {
+        if let Some(bytes) = self.ring_bytes {
+            config.ring_bytes = bytes;
+        }
+        if let Some(max) = self.max_running {
+            config.max_running_sessions = max;
+        }
+        if let Some(quiet) = self.prompt_quiet {
+            config.prompt_quiet_ms = quiet.as_millis() as u64;
+        }
+        if let Some(hook) = &self.notify_hook {
+            config.notify_hook = Some(hook.clone());
+        }
+    }
+
+    /// The same flags, for a daemon started in the background.
+    fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(bytes) = self.ring_bytes {
+            args.extend(["--ring-bytes".to_owned(), bytes.to_string()]);
+        }
+        if let Some(max) = self.max_running {
+            args.extend(["--max-running".to_owned(), max.to_string()]);
+        }
+        if let Some(quiet) = self.prompt_quiet {
+            args.extend(["--prompt-quiet".to_owned(), format!("{}ms", quiet.as_millis())]);
+        }
+        if let Some(hook) = &self.notify_hook {
+            args.extend(["--notify-hook".to_owned(), hook.clone()]);
+        }
+        args
+    }
 }
 
 #[derive(Subcommand)]
@@ -180,14 +234,15 @@ fn fail(message: &str) -> ExitCode {
 
 async fn run(command: Command, state: StateDir) -> Result<ExitCode, String> {
     match command {
-        Command::Daemon { detach: false, action: None } => {
-            let config = config::Config::load(&state)?;
+        Command::Daemon { detach: false, action: None, options } => {
+            let mut config = config::Config::load(&state)?;
+            options.apply(&mut config);
             daemon::run(state, config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Daemon { detach: true, action: None } => {
+        Command::Daemon { detach: true, action: None, options } => {
             if Client::connect(&state, false).await.is_err() {
-                client::spawn_daemon(&state)?;
+                client::spawn_daemon(&state, &options.to_args())?;
                 client::wait_for_socket(&state).await?;
             }
             println!("tether daemon running ({})", state.root().display());

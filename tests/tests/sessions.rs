@@ -180,3 +180,57 @@ fn bad_input_gets_a_clear_error() {
     }
     assert_eq!(agent.info(&id)["status"], "running", "errors disturb nothing");
 }
+
+#[test]
+fn config_limits_sessions_and_the_hook_hears_about_prompts() {
+    let agent = Agent::new(scratch());
+    let heard = agent.state.join("hook.txt");
+    let config = format!(
+        "max_running_sessions = 1\nprompt_quiet_ms = 200\nnotify_hook = \"printf '%s|%s\\\\n' >> {}\"\n",
+        heard.display()
+    );
+    std::fs::write(agent.state.join("config.toml"), config).expect("config");
+    let id = agent.start(&["bash", "-c", "read -s -p 'Password: ' secret; echo done"]);
+    wait_until(agent::WAIT, "the hook to run", || {
+        std::fs::read_to_string(&heard).ok().filter(|t| t.contains(&format!("{id}|password")))
+    });
+
+    let out = agent.run(&["start", "--detach", "--", "sleep", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limit"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    agent.ok(&["send", &id, "hunter2", "key:enter"]);
+    agent.wait_ended(&id);
+    wait_until(agent::WAIT, "the hook to hear of the exit", || {
+        std::fs::read_to_string(&heard).ok().filter(|t| t.contains(&format!("{id}|exited with code 0")))
+    });
+    // The hook got the reason, never the typed secret.
+    assert!(!std::fs::read_to_string(&heard).unwrap_or_default().contains("hunter2"));
+}
+
+#[test]
+fn terminal_queries_are_answered_without_a_client_and_kept_out_of_the_log() {
+    let agent = Agent::new(scratch());
+    let script = "stty raw -echo; printf 'x\\033[6n'; dd bs=1 count=6 2>/dev/null | od -An -tx1; \
+                  printf '\\033[c'; dd bs=1 count=9 2>/dev/null | od -An -c; printf 'asked\\r\\n'";
+    let id = agent.start(&["sh", "-c", script]);
+    let log = agent.wait_for_line(&id, "asked");
+    // Cursor was at row 1, column 2 (after the "x"): ESC [ 1 ; 2 R.
+    assert!(log.contains(" 1b 5b 31 3b 32 52"), "{log}");
+    assert!(log.contains("?   6   2   ;   2   2   c"), "{log}");
+    let raw = agent.ok(&["logs", &id, "--keep-color"]);
+    assert!(!raw.contains("\x1b[6n") && !raw.contains("\x1b[c"), "queries must not be replayed");
+}
+
+#[test]
+fn output_is_drained_and_kept_with_no_client_attached() {
+    let agent = Agent::new(scratch());
+    let id = agent.start(&["seq", "1", "200000"]);
+    let info = agent.wait_ended(&id);
+    assert_eq!(info["exit_code"], 0, "seq finished: nothing blocked it");
+    let log = agent.logs(&id);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 200_000);
+    assert_eq!((lines[0], lines[199_999]), ("1", "200000"));
+    assert_eq!(agent.ok(&["logs", &id, "--tail", "2"]), "199999\n200000\n");
+}
