@@ -315,12 +315,15 @@ impl Daemon {
         Err("could not find a free session id".into())
     }
 
-    /// Called on the waiter thread when a session's process has ended.
+    /// Called on the waiter thread when a session's process has ended and its output drained.
+    /// The session leaves the live map, so its ring and screen are freed once the last stream
+    /// following it ends; from now on it is served from the database and its log file.
     fn on_exit(&self, session: &Arc<Session>) {
         let info = session.info();
         if let Err(e) = lock(&self.store).update(&info) {
             eprintln!("tether daemon: {e}");
         }
+        lock(&self.sessions).remove(&session.id);
         let reason = match info.exit_code {
             Some(code) => format!("exited with code {code}"),
             None => "exited".to_owned(),

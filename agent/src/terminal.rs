@@ -83,9 +83,20 @@ impl Default for QueryFilter {
 }
 
 impl QueryFilter {
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<Piece>) {
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<Piece>) {
         let mut run = Vec::with_capacity(input.len());
-        for &byte in input {
+        while !input.is_empty() {
+            // Fast path: plain output up to the next ESC is copied in one go.
+            if self.state == State::Ground {
+                let plain = input.iter().position(|&b| b == ESC).unwrap_or(input.len());
+                run.extend_from_slice(&input[..plain]);
+                input = &input[plain..];
+                if input.is_empty() {
+                    break;
+                }
+            }
+            let byte = input[0];
+            input = &input[1..];
             match self.state {
                 State::Ground if byte == ESC => {
                     self.pending.push(byte);
@@ -300,3 +311,4 @@ mod tests {
         assert_eq!(plain_text(b"\x1b[32mok\x1b[0m\r\n10%\r50%\r100%\r\nend"), "ok\n100%\nend");
     }
 }
+

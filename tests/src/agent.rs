@@ -54,6 +54,13 @@ impl Agent {
         self.ok(&args).trim().to_owned()
     }
 
+    /// Start an interactive `sh` and wait for its first prompt, as a person would before typing.
+    pub fn start_shell(&self) -> String {
+        let id = self.start(&["sh"]);
+        self.ok(&["logs", &id, "--wait-for-prompt", "--timeout", "20s"]);
+        id
+    }
+
     pub fn logs(&self, id: &str) -> String {
         self.ok(&["logs", id])
     }
@@ -140,8 +147,19 @@ impl PtyClient {
         PtyClient { writer, output, child, _master: pty.master }
     }
 
+    /// Resize the terminal, as a window resize would (the client gets SIGWINCH).
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let size = portable_pty::PtySize { rows, cols, pixel_width: 0, pixel_height: 0 };
+        self._master.resize(size).expect("resize pty");
+    }
+
     pub fn type_bytes(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).and_then(|_| self.writer.flush()).expect("type into pty");
+    }
+
+    /// Bytes received so far.
+    pub fn output_len(&self) -> usize {
+        self.output.lock().expect("output lock").len()
     }
 
     pub fn output(&self) -> String {

@@ -12,7 +12,7 @@ fn scratch() -> &'static Path {
 #[test]
 fn output_reaches_logs_exactly_and_split_input_forms_one_command() {
     let agent = Agent::new(scratch());
-    let id = agent.start(&["sh"]);
+    let id = agent.start_shell();
     let token = marker("mark");
     // One command typed in two pieces, then Enter.
     agent.ok(&["send", &id, &format!("echo {}", &token[..6])]);
@@ -29,7 +29,7 @@ fn output_reaches_logs_exactly_and_split_input_forms_one_command() {
 #[test]
 fn ctrl_c_interrupts_and_keys_reach_the_program() {
     let agent = Agent::new(scratch());
-    let id = agent.start(&["sh"]);
+    let id = agent.start_shell();
     agent.ok(&["send", &id, "sleep 60; echo sleep-finished", "key:enter"]);
     // The shell echoed the command line (after its prompt, `$ ` or `# `): sleep is running.
     agent.wait_for_text(&id, "sleep 60; echo sleep-finished\n");
@@ -55,7 +55,7 @@ fn ctrl_c_interrupts_and_keys_reach_the_program() {
 #[test]
 fn attach_replays_then_streams_live_to_every_client() {
     let agent = Agent::new(scratch());
-    let id = agent.start(&["sh"]);
+    let id = agent.start_shell();
     agent.ok(&["send", &id, "echo before-attach", "key:enter"]);
     agent.wait_for_line(&id, "before-attach");
 
@@ -81,7 +81,7 @@ fn attach_replays_then_streams_live_to_every_client() {
     // Detach one; the session and the other client carry on.
     first.type_bytes(b"\x1dd");
     assert_eq!(first.wait_exit(), 0);
-    assert!(first.output().contains("[detached from"));
+    first.wait_for("[detached from");
     assert_eq!(agent.info(&id)["status"], "running");
     agent.ok(&["send", &id, "echo still-here", "key:enter"]);
     second.wait_for("still-here");
@@ -161,7 +161,7 @@ fn wait_for_prompt_returns_at_the_prompt_and_says_when_it_times_out() {
 #[test]
 fn bad_input_gets_a_clear_error() {
     let agent = Agent::new(scratch());
-    let id = agent.start(&["sh"]);
+    let id = agent.start_shell();
     for (args, says) in [
         (vec!["logs", "zzzzzz"], "no session"),
         (vec!["attach", "zzzzzz"], "no session"),
@@ -233,4 +233,39 @@ fn output_is_drained_and_kept_with_no_client_attached() {
     assert_eq!(lines.len(), 200_000);
     assert_eq!((lines[0], lines[199_999]), ("1", "200000"));
     assert_eq!(agent.ok(&["logs", &id, "--tail", "2"]), "199999\n200000\n");
+}
+
+#[test]
+fn attach_passes_the_terminal_size_and_detaches_from_raw_programs() {
+    let agent = Agent::new(scratch());
+    let id = agent.start_shell();
+    let mut client = PtyClient::spawn(&agent, &["attach", &id]); // a 100×30 terminal
+    client.type_bytes(b"stty size\r");
+    client.wait_for("30 100");
+    client.resize(120, 40);
+    // The resize travels asynchronously (SIGWINCH → agent → PTY); ask until it shows.
+    wait_until(agent::WAIT, "the session to see the new size", || {
+        client.type_bytes(b"stty size\r");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        client.output().contains("40 120").then_some(())
+    });
+
+    // A program that swallows every key in raw mode cannot keep us attached.
+    client.type_bytes(b"stty raw -echo; cat > /dev/null\r");
+    agent.wait_for_text(&id, "cat > /dev/null");
+    client.type_bytes(b"\x1dd");
+    assert_eq!(client.wait_exit(), 0);
+    assert_eq!(agent.info(&id)["status"], "running");
+}
+
+#[test]
+fn logs_follow_streams_until_the_session_ends() {
+    let agent = Agent::new(scratch());
+    let id = agent.start(&["sh", "-c", "echo first; read line; echo second:$line"]);
+    agent.wait_for_line(&id, "first");
+    let follow = agent.command().args(["logs", &id, "--follow"]).stdout(std::process::Stdio::piped()).spawn().expect("logs -f");
+    agent.ok(&["send", &id, "more", "key:enter"]);
+    let out = follow.wait_with_output().expect("logs -f ends with the session");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "first\nmore\nsecond:more\n");
 }

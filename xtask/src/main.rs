@@ -108,7 +108,10 @@ fn test() -> Result {
 }
 
 fn bench(args: &[String]) -> Result {
-    run_cmd(cargo().args(["bench", "--locked", "-p", "tether-protocol", "--bench", "channel", "--"]).args(args))
+    run_cmd(cargo().args(["bench", "--locked", "-p", "tether-protocol", "--bench", "channel", "--"]).args(args))?;
+    // The agent benchmark drives release binaries, as users run them.
+    let bins = build_bins(true)?;
+    run_cmd(cargo().args(["bench", "--locked", "-p", "tether-tests", "--bench", "agent"]).env("TETHER_BIN_DIR", bins))
 }
 
 fn fuzz(args: &[String]) -> Result {
