@@ -184,7 +184,15 @@ pub fn spawn_daemon(state: &StateDir, args: &[String]) -> Result<(), String> {
         .open(state.daemon_log())
         .map_err(|e| format!("cannot open {}: {e}", state.daemon_log().display()))?;
     let mut command = Command::new(exe);
-    command.arg("daemon").args(args).env("TETHER_STATE_DIR", state.root()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    // From `/`: a long-lived daemon must not keep the caller's directory busy (umount, rmdir).
+    command
+        .arg("daemon")
+        .args(args)
+        .env("TETHER_STATE_DIR", state.root())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal and group.
     unsafe {
         command.pre_exec(|| {

@@ -20,6 +20,12 @@ impl StateDir {
         } else {
             return Err("cannot find a state directory: set TETHER_STATE_DIR or HOME".into());
         };
+        // Absolute, so a daemon started elsewhere (it runs from `/`) finds the same place.
+        let root = if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir().map_err(|e| format!("cannot resolve {}: {e}", root.display()))?.join(root)
+        };
         Ok(StateDir { root })
     }
 
