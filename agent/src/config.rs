@@ -7,6 +7,7 @@
 //! prompt_patterns = ['^\$ $']   # extra regexes, matched against the cursor's line
 //! notify_hook = "/path/to/cmd"  # run with args: SESSION_ID REASON (and TETHER_* env)
 //! desktop_notifications = true
+//! notify_by_default = false     # sessions notify only when started with --notify
 //! ```
 
 use serde::Deserialize;
@@ -26,6 +27,7 @@ pub struct Config {
     pub prompt_patterns: Vec<String>,
     pub notify_hook: Option<String>,
     pub desktop_notifications: bool,
+    pub notify_by_default: bool,
 }
 
 impl Default for Config {
@@ -37,6 +39,7 @@ impl Default for Config {
             prompt_patterns: Vec::new(),
             notify_hook: None,
             desktop_notifications: true,
+            notify_by_default: false,
         }
     }
 }

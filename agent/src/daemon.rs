@@ -200,7 +200,10 @@ impl Daemon {
 
     async fn handle(&self, request: Request, payload: Vec<u8>) -> Reply {
         match request {
-            Request::Start { command, title, cwd, cols, rows } => self.start(command, title, cwd, cols, rows),
+            Request::Start { command, title, cwd, cols, rows, notify } => {
+                let notify = notify.unwrap_or(self.config.notify_by_default);
+                self.start(command, title, cwd, (cols, rows), notify)
+            }
             Request::List { statuses, search, limit } => self.list(&statuses, search.as_deref(), limit),
             Request::Get { id } => match self.resolve(id.as_deref()) {
                 Ok(info) => (Response::Session { session: info }, Vec::new()),
@@ -230,7 +233,7 @@ impl Daemon {
         }
     }
 
-    fn start(&self, command: Vec<String>, title: Option<String>, cwd: Option<String>, cols: u16, rows: u16) -> Reply {
+    fn start(&self, command: Vec<String>, title: Option<String>, cwd: Option<String>, size: (u16, u16), notify: bool) -> Reply {
         if command.is_empty() {
             return error(ErrorCode::BadRequest, "no command given: tether start -- CMD ARGS…");
         }
@@ -256,10 +259,11 @@ impl Daemon {
             command: command.clone(),
             title: title.clone(),
             cwd: cwd.clone(),
-            cols,
-            rows,
+            cols: size.0,
+            rows: size.1,
             ring_bytes: self.config.ring_bytes,
             now: crate::now_ms(),
+            notify,
         };
         let me = self.me.clone();
         match Session::spawn(spec, move |session| {
@@ -295,6 +299,7 @@ impl Daemon {
                     output_bytes: 0,
                     waiting_for_input: false,
                     input_reason: None,
+                    notify,
                 };
                 let _ = lock(&self.store).insert(&failed);
                 error(ErrorCode::BadRequest, message)

@@ -60,6 +60,12 @@ enum Command {
         /// Print the session id instead of attaching.
         #[arg(long, short)]
         detach: bool,
+        /// Notify (hook, desktop) when it waits for input or ends.
+        #[arg(long, overrides_with = "no_notify")]
+        notify: bool,
+        /// Do not notify, whatever notify_by_default says.
+        #[arg(long)]
+        no_notify: bool,
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
     },
@@ -284,13 +290,18 @@ async fn run(command: Command, state: StateDir) -> Result<ExitCode, String> {
 
 async fn session_command(client: &Client, command: Command) -> Result<ExitCode, String> {
     match command {
-        Command::Start { title, cwd, detach, command } => {
+        Command::Start { title, cwd, detach, notify, no_notify, command } => {
             let cwd = match cwd {
                 Some(cwd) => cwd,
                 None => std::env::current_dir().map_err(|e| e.to_string())?.display().to_string(),
             };
             let (cols, rows) = attach::terminal_size().unwrap_or((DEFAULT_COLS, DEFAULT_ROWS));
-            let request = Request::Start { command, title, cwd: Some(cwd), cols, rows };
+            let notify = match (notify, no_notify) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let request = Request::Start { command, title, cwd: Some(cwd), cols, rows, notify };
             let info = expect_session(client.call(&request, Vec::new()).await?)?;
             if detach || !std::io::stdin().is_terminal() {
                 println!("{}", info.id);
@@ -503,6 +514,7 @@ and everything they print is kept. Ids are short; any unique prefix works; no id
         # wait until the program waits for input (a prompt, then silence); exit 124 on timeout
   tether ls --json                                      # status, exit code, waiting_for_input
   tether stop ID --grace 5s                             # SIGTERM, then SIGKILL
+  tether start --detach --notify -- ./deploy.sh         # run the configured hook when it needs you
 
 Keys: key:enter tab shift+tab esc backspace up down left right home end pageup pagedown delete
 insert ctrl+<letter> alt+<char>; raw bytes: hex:1b5b41. Text is sent exactly as given (no newline):

@@ -18,6 +18,9 @@ impl Notifier {
 
     /// `reason` is a short phrase: "password", "shell prompt", "exited with code 3", …
     pub fn notify(&self, session: &SessionInfo, reason: &str) {
+        if !session.notify {
+            return;
+        }
         if let Some(hook) = &self.hook {
             // `sh -c 'HOOK "$@"'` lets the hook carry its own arguments; ours follow.
             let mut command = Command::new("sh");

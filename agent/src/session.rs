@@ -75,6 +75,7 @@ pub struct Spawn {
     pub ring_bytes: usize,
     pub log_path: PathBuf,
     pub now: u64,
+    pub notify: bool,
 }
 
 impl Session {
@@ -118,6 +119,7 @@ impl Session {
             output_bytes: 0,
             waiting_for_input: false,
             input_reason: None,
+            notify: spec.notify,
         };
         let session = Arc::new(Session {
             id: spec.id,

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_at  INTEGER NOT NULL,   -- ms since the Unix epoch
     started_at  INTEGER,
     ended_at    INTEGER,
-    output_bytes INTEGER NOT NULL DEFAULT 0
+    output_bytes INTEGER NOT NULL DEFAULT 0,
+    notify      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at);
 ";
@@ -59,8 +60,8 @@ impl Store {
         self.db
             .execute(
                 "INSERT INTO sessions (id, title, command, cwd, pid, status, exit_code, created_at,
-                                       started_at, ended_at, output_bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                       started_at, ended_at, output_bytes, notify)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     s.id,
                     s.title,
@@ -72,7 +73,8 @@ impl Store {
                     s.created_at as i64,
                     s.started_at.map(|t| t as i64),
                     s.ended_at.map(|t| t as i64),
-                    s.output_bytes as i64
+                    s.output_bytes as i64,
+                    s.notify
                 ],
             )
             .map(|_| ())
@@ -135,7 +137,7 @@ impl Store {
 }
 
 const SELECT: &str = "SELECT id, title, command, cwd, pid, status, exit_code, created_at, started_at,
-                             ended_at, output_bytes FROM sessions";
+                             ended_at, output_bytes, notify FROM sessions";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionInfo> {
     let command: String = row.get(2)?;
@@ -154,6 +156,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionInfo> {
         output_bytes: row.get::<_, i64>(10)? as u64,
         waiting_for_input: false,
         input_reason: None,
+        notify: row.get(11)?,
     })
 }
 
@@ -176,6 +179,7 @@ mod tests {
             output_bytes: 0,
             waiting_for_input: false,
             input_reason: None,
+            notify: true,
         }
     }
 
@@ -199,7 +203,7 @@ mod tests {
         let orphan = store.get("aaa111").expect("get").expect("present");
         assert_eq!((orphan.status, orphan.ended_at), (SessionStatus::Unknown, Some(99)));
         let done = store.get("aab222").expect("get").expect("present");
-        assert_eq!((done.status, done.exit_code), (SessionStatus::Stopped, Some(3)));
+        assert_eq!((done.status, done.exit_code, done.notify), (SessionStatus::Stopped, Some(3), true));
         assert_eq!(store.ids_with_prefix("aa", 5).expect("prefix"), vec!["aab222", "aaa111"]);
         assert_eq!(store.newest().expect("newest").map(|s| s.id), Some("aab222".into()));
         assert_eq!(store.list().expect("list").len(), 2);

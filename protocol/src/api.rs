@@ -76,6 +76,9 @@ pub struct SessionInfo {
     /// The program seems to wait for input (prompt pattern + silence); `input_reason` says which.
     pub waiting_for_input: bool,
     pub input_reason: Option<String>,
+    /// Notify (hook, desktop) when this session waits for input or ends.
+    #[serde(default)]
+    pub notify: bool,
 }
 
 /// A piece of input for `send`.
@@ -100,6 +103,8 @@ pub enum Request {
         cwd: Option<String>,
         cols: u16,
         rows: u16,
+        /// Override the agent's `notify_by_default`.
+        notify: Option<bool>,
     },
     List {
         statuses: Vec<SessionStatus>,

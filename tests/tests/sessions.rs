@@ -186,26 +186,34 @@ fn config_limits_sessions_and_the_hook_hears_about_prompts() {
     let agent = Agent::new(scratch());
     let heard = agent.state.join("hook.txt");
     let config = format!(
-        "max_running_sessions = 1\nprompt_quiet_ms = 200\nnotify_hook = \"printf '%s|%s\\\\n' >> {}\"\n",
+        "max_running_sessions = 2\nprompt_quiet_ms = 200\nnotify_hook = \"printf '%s|%s\\\\n' >> {}\"\n",
         heard.display()
     );
     std::fs::write(agent.state.join("config.toml"), config).expect("config");
-    let id = agent.start(&["bash", "-c", "read -s -p 'Password: ' secret; echo done"]);
+    let ask = "read -s -p 'Password: ' secret; echo done";
+    let quiet = agent.start(&["bash", "-c", ask]);
+    let noisy = agent.ok(&["start", "--detach", "--notify", "--", "bash", "-c", ask]).trim().to_owned();
+    assert_eq!(agent.info(&noisy)["notify"], true);
+    assert_eq!(agent.info(&quiet)["notify"], false, "notify_by_default is off");
     wait_until(agent::WAIT, "the hook to run", || {
-        std::fs::read_to_string(&heard).ok().filter(|t| t.contains(&format!("{id}|password")))
+        std::fs::read_to_string(&heard).ok().filter(|t| t.contains(&format!("{noisy}|password")))
+    });
+    wait_until(agent::WAIT, "the quiet session to wait for input", || {
+        (agent.info(&quiet)["waiting_for_input"] == true).then_some(())
     });
 
     let out = agent.run(&["start", "--detach", "--", "sleep", "1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("limit"), "{}", String::from_utf8_lossy(&out.stderr));
 
-    agent.ok(&["send", &id, "hunter2", "key:enter"]);
-    agent.wait_ended(&id);
+    agent.ok(&["send", &noisy, "hunter2", "key:enter"]);
+    agent.wait_ended(&noisy);
     wait_until(agent::WAIT, "the hook to hear of the exit", || {
-        std::fs::read_to_string(&heard).ok().filter(|t| t.contains(&format!("{id}|exited with code 0")))
+        std::fs::read_to_string(&heard).ok().filter(|t| t.contains(&format!("{noisy}|exited with code 0")))
     });
-    // The hook got the reason, never the typed secret.
-    assert!(!std::fs::read_to_string(&heard).unwrap_or_default().contains("hunter2"));
+    let heard = std::fs::read_to_string(&heard).unwrap_or_default();
+    assert!(!heard.contains(&quiet), "a session without --notify stays quiet: {heard}");
+    assert!(!heard.contains("hunter2"), "the hook gets the reason, never what was typed");
 }
 
 #[test]
