@@ -112,7 +112,7 @@ impl Opener {
     pub fn open(&mut self, frame: &Frame) -> Result<Frame, ChannelError> {
         let plain = self.open_bytes(frame)?;
         let inner = decode_exact(&plain).map_err(ChannelError::Inner)?;
-        if matches!(inner.header, Header::Encrypted { .. } | Header::Auth(_)) {
+        if matches!(inner.header, Header::Encrypted { .. } | Header::Auth(_) | Header::Relay(_)) {
             return Err(ChannelError::Inner(FrameError::Malformed(format!(
                 "{} frame inside the secure channel",
                 header_kind(&inner.header)
@@ -137,5 +137,6 @@ pub fn header_kind(header: &Header) -> &'static str {
         Header::File(_) => "file",
         Header::Cmd { .. } => "cmd",
         Header::Webrtc { .. } => "webrtc",
+        Header::Relay(_) => "relay",
     }
 }

@@ -275,8 +275,8 @@ impl Connection {
             Header::File(step) => self.event(Event::File { step, payload: frame.payload }),
             Header::Cmd { id, body } => self.event(Event::Cmd { id, body }),
             Header::Webrtc { signal } => self.event(Event::Webrtc { signal }),
-            Header::Auth(_) | Header::Encrypted { .. } => {
-                unreachable!("Opener::open refuses auth and encrypted inner frames")
+            Header::Auth(_) | Header::Encrypted { .. } | Header::Relay(_) => {
+                unreachable!("Opener::open refuses auth, encrypted and relay inner frames")
             }
         }
         Ok(())

@@ -92,6 +92,25 @@ pub enum Header {
     Cmd { id: u64, body: serde_json::Value },
     /// WebRTC signalling (offer, answer, ICE candidate), always inside the secure channel.
     Webrtc { signal: serde_json::Value },
+    /// Between a host agent and the relay only: registration and per-client routing. The relay
+    /// reads these headers and nothing else; forwarded bytes stay opaque to it.
+    Relay(RelayMsg),
+}
+
+/// Host ↔ relay messages (see `identity` for how a host proves its id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RelayMsg {
+    /// Host → relay: claim `host_id` by showing the secret it is the hash of (hex).
+    Register { host_id: String, proof: String },
+    /// Relay → host: registered; clients can reach it now.
+    Registered,
+    /// Relay → host: a client connected; its bytes will arrive as `forward` on `conn`.
+    Open { conn: u64 },
+    /// Either way: connection `conn` is over (`reason` for people).
+    Close { conn: u64, reason: String },
+    /// Either way: the payload is bytes of connection `conn`, passed on untouched.
+    Forward { conn: u64 },
 }
 
 /// Handshake messages (see `handshake`). Big numbers (A, B, proofs) travel in the payload.

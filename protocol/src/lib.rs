@@ -22,6 +22,7 @@ pub mod file;
 pub mod frame;
 pub mod handshake;
 pub mod hex;
+pub mod identity;
 pub mod keys;
 pub mod stream;
 

@@ -105,6 +105,11 @@ fn sealed_auth_or_nested_frames_are_refused() {
     let mut sealer = Sealer::new(&key);
     let nested = sealer.seal(&Frame::new(Header::Encrypted { ctr: 0 }, vec![0; 20])).expect("seals");
     assert!(matches!(Opener::new(&key).open(&nested), Err(ChannelError::Inner(_))));
+    // Relay routing frames belong outside the channel; inside it they are an attack.
+    let mut opener = Opener::new(&key);
+    let mut sealer = Sealer::new(&key);
+    let relay = Frame::bare(Header::Relay(tether_protocol::frame::RelayMsg::Registered));
+    assert!(matches!(opener.open(&sealer.seal(&relay).expect("seals")), Err(ChannelError::Inner(_))));
 }
 
 #[test]

@@ -5,7 +5,8 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use tether_protocol::frame::{
-    decode_exact, AuthStep, Control, FileStep, Frame, FrameDecoder, Header, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES,
+    decode_exact, AuthStep, Control, FileStep, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES,
+    MAX_PAYLOAD_BYTES,
 };
 use tether_protocol::FrameError;
 
@@ -29,6 +30,9 @@ fn sample_frames() -> Vec<Frame> {
         Frame::bare(Header::Cmd { id: 5, body: serde_json::json!({"op": "ls", "args": [1, "two"]}) }),
         Frame::bare(Header::Webrtc { signal: serde_json::json!({"sdp": "v=0\r\n"}) }),
         Frame::new(Header::Data { stream: 0, seq: 0 }, Vec::new()),
+        Frame::bare(Header::Relay(RelayMsg::Register { host_id: "ABC".into(), proof: "00".into() })),
+        Frame::new(Header::Relay(RelayMsg::Forward { conn: u64::MAX }), vec![1, 2, 3]),
+        Frame::bare(Header::Relay(RelayMsg::Close { conn: 3, reason: "host offline".into() })),
     ]
 }
 
