@@ -1,7 +1,10 @@
 //! `tether-relay`: pairs host agents and clients and forwards what they send without being able to
-//! read it. For now it serves the web app and a health check; routing arrives with pairing.
+//! read it, and serves the web app. Stateless: a restarted relay needs nothing back; hosts and
+//! clients reconnect.
 
+mod hub;
 mod web;
+mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +26,18 @@ struct Args {
     /// Directory of the built web app (Trunk's dist/).
     #[arg(long, env = "TETHER_WEB_ROOT", default_value = "dist")]
     web_root: PathBuf,
+    /// Most clients connected to one host at once.
+    #[arg(long, default_value_t = 64)]
+    max_clients_per_host: usize,
+    /// Most WebSocket connections one IP address may open per minute.
+    #[arg(long, default_value_t = 600)]
+    max_connects_per_minute: u32,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    web: web::WebApp,
+    relay: ws::Relay,
 }
 
 #[tokio::main]
@@ -35,8 +50,9 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let app = Arc::new(web::WebApp::load(&args.web_root)?);
-    let (files, bytes) = app.size();
+    let web = web::WebApp::load(&args.web_root)?;
+    let (files, bytes) = web.size();
+    let app = Arc::new(AppState { web, relay: ws::Relay::new(args.max_clients_per_host, args.max_connects_per_minute) });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -45,18 +61,23 @@ async fn run(args: Args) -> Result<(), String> {
     println!("tether-relay listening on http://{local}/");
     eprintln!("serving web app from {} ({files} files, {bytes} bytes)", args.web_root.display());
 
-    let router = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .fallback(get(serve_web))
-        .with_state(app);
-    axum::serve(listener, router)
+    axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server failed: {e}"))
 }
 
-async fn serve_web(State(app): State<Arc<web::WebApp>>, uri: Uri) -> Response {
-    app.respond(uri.path())
+pub fn router(app: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/ws/host", get(ws::host_endpoint))
+        .route("/ws/client/{host_id}", get(ws::client_endpoint))
+        .fallback(get(serve_web))
+        .with_state(app)
+}
+
+async fn serve_web(State(app): State<Arc<AppState>>, uri: Uri) -> Response {
+    app.web.respond(uri.path())
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,194 @@
+//! Who is connected: registered hosts and, per host, their clients. Routing metadata only.
+//!
+//! Invariants:
+//! - A host id is held by at most one host connection. A newer registration that proves the same
+//!   id (see `tether_protocol::identity`) replaces the older one: that is the same host after a
+//!   network change or restart, and the old link is dead or dying.
+//! - Every queue is bounded. A client that cannot keep up is disconnected with a reason rather
+//!   than allowed to stall the host's other clients or grow memory.
+//! - The hub never looks inside forwarded bytes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tether_protocol::frame::{Frame, Header, RelayMsg};
+use tokio::sync::mpsc;
+
+/// Frames queued toward one host.
+pub const HOST_QUEUE_FRAMES: usize = 256;
+/// Messages queued toward one client.
+pub const CLIENT_QUEUE_MESSAGES: usize = 64;
+/// How long a full client queue may block its host before the client is dropped.
+const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a client's socket task is told.
+#[derive(Debug)]
+pub enum ToClient {
+    Bytes(Vec<u8>),
+    Close(String),
+}
+
+struct HostEntry {
+    generation: u64,
+    to_host: mpsc::Sender<Frame>,
+    clients: HashMap<u64, mpsc::Sender<ToClient>>,
+}
+
+pub struct Hub {
+    hosts: Mutex<HashMap<String, HostEntry>>,
+    next_id: AtomicU64,
+    max_clients_per_host: usize,
+}
+
+/// Why a client could not be connected.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenError {
+    HostOffline,
+    TooManyClients,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn relay_frame(msg: RelayMsg, payload: Vec<u8>) -> Frame {
+    Frame::new(Header::Relay(msg), payload)
+}
+
+impl Hub {
+    pub fn new(max_clients_per_host: usize) -> Hub {
+        Hub { hosts: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), max_clients_per_host }
+    }
+
+    #[cfg(test)]
+    pub fn host_count(&self) -> usize {
+        lock(&self.hosts).len()
+    }
+
+    /// Register a host (already proven). Returns this registration's generation. Clients of a
+    /// replaced registration are told the host went away; they reconnect to the new one.
+    pub fn register(&self, host_id: &str, to_host: mpsc::Sender<Frame>) -> u64 {
+        let generation = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let old = lock(&self.hosts).insert(host_id.to_owned(), HostEntry { generation, to_host, clients: HashMap::new() });
+        if let Some(old) = old {
+            close_all(old, "host reconnected elsewhere");
+        }
+        generation
+    }
+
+    /// The host connection `generation` ended.
+    pub fn unregister(&self, host_id: &str, generation: u64) {
+        let mut hosts = lock(&self.hosts);
+        if hosts.get(host_id).is_some_and(|h| h.generation == generation) {
+            if let Some(entry) = hosts.remove(host_id) {
+                drop(hosts);
+                close_all(entry, "host went offline");
+            }
+        }
+    }
+
+    /// A client wants `host_id`. On success the host has been told (`open`) and the client
+    /// gets its connection id.
+    pub fn open_client(&self, host_id: &str, to_client: mpsc::Sender<ToClient>) -> Result<u64, OpenError> {
+        let mut hosts = lock(&self.hosts);
+        let host = hosts.get_mut(host_id).ok_or(OpenError::HostOffline)?;
+        if host.clients.len() >= self.max_clients_per_host {
+            return Err(OpenError::TooManyClients);
+        }
+        let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // try_send: opening must not wait on a busy host while holding the lock.
+        host.to_host
+            .try_send(relay_frame(RelayMsg::Open { conn }, Vec::new()))
+            .map_err(|_| OpenError::HostOffline)?;
+        host.clients.insert(conn, to_client);
+        Ok(conn)
+    }
+
+    fn host_sender(&self, host_id: &str, conn: u64) -> Option<mpsc::Sender<Frame>> {
+        let hosts = lock(&self.hosts);
+        let host = hosts.get(host_id)?;
+        host.clients.contains_key(&conn).then(|| host.to_host.clone())
+    }
+
+    /// Bytes from client `conn`, for its host. `false` if the host is gone.
+    pub async fn from_client(&self, host_id: &str, conn: u64, bytes: Vec<u8>) -> bool {
+        match self.host_sender(host_id, conn) {
+            Some(to_host) => to_host.send(relay_frame(RelayMsg::Forward { conn }, bytes)).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Client `conn` disconnected: forget it and tell its host.
+    pub fn client_gone(&self, host_id: &str, conn: u64, reason: &str) {
+        let mut hosts = lock(&self.hosts);
+        if let Some(host) = hosts.get_mut(host_id) {
+            if host.clients.remove(&conn).is_some() {
+                let _ = host.to_host.try_send(relay_frame(RelayMsg::Close { conn, reason: reason.to_owned() }, Vec::new()));
+            }
+        }
+    }
+
+    /// A frame from the host: route `forward` and `close` to the client.
+    pub async fn from_host(&self, host_id: &str, frame: Frame) {
+        let Header::Relay(msg) = frame.header else { return };
+        let (conn, message) = match msg {
+            RelayMsg::Forward { conn } => (conn, ToClient::Bytes(frame.payload)),
+            RelayMsg::Close { conn, reason } => (conn, ToClient::Close(reason)),
+            _ => return,
+        };
+        let client = {
+            let mut hosts = lock(&self.hosts);
+            let Some(host) = hosts.get_mut(host_id) else { return };
+            if matches!(message, ToClient::Close(_)) {
+                host.clients.remove(&conn)
+            } else {
+                host.clients.get(&conn).cloned()
+            }
+        };
+        let Some(client) = client else { return };
+        if tokio::time::timeout(SLOW_CLIENT_TIMEOUT, client.send(message)).await.is_err() {
+            self.client_gone(host_id, conn, "client too slow");
+            let _ = client.try_send(ToClient::Close("too slow: fell behind its host".into()));
+        }
+    }
+}
+
+fn close_all(entry: HostEntry, reason: &str) {
+    for client in entry.clients.values() {
+        let _ = client.try_send(ToClient::Close(reason.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn routes_between_one_host_and_its_clients() {
+        let hub = Hub::new(2);
+        let (host_tx, mut host_rx) = mpsc::channel(8);
+        assert_eq!(hub.open_client("H", mpsc::channel(1).0), Err(OpenError::HostOffline));
+        let generation = hub.register("H", host_tx);
+
+        let (a_tx, mut a_rx) = mpsc::channel(8);
+        let a = hub.open_client("H", a_tx).expect("open");
+        assert_eq!(host_rx.recv().await.map(|f| f.header), Some(Header::Relay(RelayMsg::Open { conn: a })));
+        assert!(hub.from_client("H", a, b"hello".to_vec()).await);
+        let forwarded = host_rx.recv().await.expect("forwarded");
+        assert_eq!((forwarded.header, forwarded.payload), (Header::Relay(RelayMsg::Forward { conn: a }), b"hello".to_vec()));
+        hub.from_host("H", relay_frame(RelayMsg::Forward { conn: a }, b"world".to_vec())).await;
+        assert!(matches!(a_rx.recv().await, Some(ToClient::Bytes(b)) if b == b"world"));
+
+        let _b = hub.open_client("H", mpsc::channel(8).0).expect("second client");
+        assert_eq!(hub.open_client("H", mpsc::channel(8).0), Err(OpenError::TooManyClients));
+
+        // A stale generation cannot unregister the live one; the live one can.
+        hub.unregister("H", generation + 1000);
+        assert_eq!(hub.host_count(), 1);
+        hub.unregister("H", generation);
+        assert_eq!(hub.host_count(), 0);
+        assert!(matches!(a_rx.recv().await, Some(ToClient::Close(reason)) if reason == "host went offline"));
+    }
+}

@@ -1,0 +1,337 @@
+//! WebSocket endpoints.
+//!
+//! - `/ws/host`: a host agent. Its first frame must be `relay/register` proving its id; then
+//!   `relay/forward` and `relay/close` frames flow both ways.
+//! - `/ws/client/{host_id}`: a client (browser or CLI). Its messages are passed to the host
+//!   as they are — the relay never parses them — and the host's answers come back the same way.
+//!
+//! Limits, each with a clear close reason: message size, clients per host, connections per IP
+//! per minute, registration deadline; and browsers from another origin are refused.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tether_protocol::frame::{decode_exact, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES};
+use tether_protocol::identity;
+use tokio::sync::mpsc;
+
+use crate::hub::{Hub, OpenError, ToClient, CLIENT_QUEUE_MESSAGES, HOST_QUEUE_FRAMES};
+
+/// Largest WebSocket message accepted: one maximal frame plus its two length prefixes.
+pub const MAX_MESSAGE_BYTES: usize = MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES + 8;
+/// A host must register this soon after connecting.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Window of the per-IP connection rate limit.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Close codes (4000–4999 are for applications).
+const CLOSE_HOST_OFFLINE: u16 = 4404;
+const CLOSE_TOO_MANY: u16 = 4429;
+const CLOSE_REFUSED: u16 = 4401;
+const CLOSE_GONE: u16 = 4410;
+
+pub struct Relay {
+    pub hub: Hub,
+    max_connects_per_minute: u32,
+    connects: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl Relay {
+    pub fn new(max_clients_per_host: usize, max_connects_per_minute: u32) -> Relay {
+        Relay { hub: Hub::new(max_clients_per_host), max_connects_per_minute, connects: Mutex::new(HashMap::new()) }
+    }
+
+    /// Count a connection attempt from `ip`; `false` when over the limit.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        let mut connects = self.connects.lock().unwrap_or_else(|p| p.into_inner());
+        if connects.len() > 100_000 {
+            connects.retain(|_, (start, _)| now.duration_since(*start) < RATE_WINDOW);
+        }
+        let entry = connects.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= RATE_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= self.max_connects_per_minute
+    }
+}
+
+/// A browser's `Origin` must be this relay itself; non-browser clients send none.
+fn origin_allowed(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else { return false };
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+    origin_host == host
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+}
+
+pub async fn host_endpoint(
+    State(relay): State<Arc<crate::AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !relay.relay.admit(peer.ip()) {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
+    }
+    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| host_session(relay, socket))
+}
+
+async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
+    let hub = &app.relay.hub;
+    let host_id = match tokio::time::timeout(REGISTER_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Binary(bytes)))) => match decode_exact(&bytes) {
+            Ok(Frame { header: Header::Relay(RelayMsg::Register { host_id, proof }), .. })
+                if identity::is_host_id(&host_id) && identity::verify(&host_id, &proof) =>
+            {
+                host_id
+            }
+            _ => {
+                let _ = socket.send(close(CLOSE_REFUSED, "registration refused: bad host id or proof")).await;
+                return;
+            }
+        },
+        _ => {
+            let _ = socket.send(close(CLOSE_REFUSED, "registration expected first")).await;
+            return;
+        }
+    };
+    let (to_host, mut queue) = mpsc::channel::<Frame>(HOST_QUEUE_FRAMES);
+    let generation = hub.register(&host_id, to_host);
+    let registered = Frame::bare(Header::Relay(RelayMsg::Registered));
+    if let Ok(bytes) = registered.encode() {
+        let _ = socket.send(Message::Binary(bytes.into())).await;
+    }
+    let mut decoder = FrameDecoder::new();
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Binary(bytes))) => {
+                    if decoder.push(&bytes).is_err() {
+                        let _ = socket.send(close(CLOSE_REFUSED, "malformed frame")).await;
+                        break;
+                    }
+                    let mut failed = false;
+                    loop {
+                        match decoder.next_frame() {
+                            Ok(Some(frame)) => hub.from_host(&host_id, frame).await,
+                            Ok(None) => break,
+                            Err(_) => { failed = true; break }
+                        }
+                    }
+                    if failed {
+                        let _ = socket.send(close(CLOSE_REFUSED, "malformed frame")).await;
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {} // pings are answered by the library; text is ignored
+            },
+            outgoing = queue.recv() => {
+                let Some(frame) = outgoing else {
+                    // Replaced by a newer registration of the same host.
+                    let _ = socket.send(close(CLOSE_GONE, "replaced by a newer connection of this host")).await;
+                    break;
+                };
+                let Ok(bytes) = frame.encode() else { continue };
+                if socket.send(Message::Binary(bytes.into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    hub.unregister(&host_id, generation);
+}
+
+pub async fn client_endpoint(
+    State(app): State<Arc<crate::AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(host_id): Path<String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers) {
+        return (StatusCode::FORBIDDEN, "cross-origin connections are refused\n").into_response();
+    }
+    if !app.relay.admit(peer.ip()) {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
+    }
+    if !identity::is_host_id(&host_id) {
+        return (StatusCode::BAD_REQUEST, "not a host id\n").into_response();
+    }
+    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| client_session(app, host_id, socket))
+}
+
+async fn client_session(app: Arc<crate::AppState>, host_id: String, mut socket: WebSocket) {
+    let hub = &app.relay.hub;
+    let (to_client, mut queue) = mpsc::channel::<ToClient>(CLIENT_QUEUE_MESSAGES);
+    let conn = match hub.open_client(&host_id, to_client) {
+        Ok(conn) => conn,
+        Err(OpenError::HostOffline) => {
+            let _ = socket.send(close(CLOSE_HOST_OFFLINE, "host offline")).await;
+            return;
+        }
+        Err(OpenError::TooManyClients) => {
+            let _ = socket.send(close(CLOSE_TOO_MANY, "too many clients for this host")).await;
+            return;
+        }
+    };
+    let mut reason = "client disconnected";
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Binary(bytes))) => {
+                    if !hub.from_client(&host_id, conn, bytes.to_vec()).await {
+                        let _ = socket.send(close(CLOSE_HOST_OFFLINE, "host offline")).await;
+                        reason = "host gone";
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            outgoing = queue.recv() => match outgoing {
+                Some(ToClient::Bytes(bytes)) => {
+                    if socket.send(Message::Binary(bytes.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ToClient::Close(why)) => {
+                    let _ = socket.send(close(CLOSE_GONE, &why)).await;
+                    reason = "closed by host";
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+    hub.client_gone(&host_id, conn, reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures_util::{SinkExt, StreamExt};
+    use tether_protocol::frame::{decode_exact, Frame, Header, RelayMsg};
+    use tether_protocol::identity;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    async fn start_relay() -> String {
+        let root = std::env::temp_dir().join(format!("tether-relay-ws-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::create_dir_all(&root).expect("web root");
+        std::fs::write(root.join("index.html"), "<html></html>").expect("index");
+        let web = crate::web::WebApp::load(&root).expect("web app");
+        let app = Arc::new(crate::AppState { web, relay: super::Relay::new(4, 1000) });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let service = crate::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let _ = axum::serve(listener, service).await;
+        });
+        format!("ws://{addr}")
+    }
+
+    async fn connect(url: &str) -> Ws {
+        tokio_tungstenite::connect_async(url).await.expect("connect").0
+    }
+
+    async fn send_frame(ws: &mut Ws, frame: Frame) {
+        ws.send(WsMessage::Binary(frame.encode().expect("encode").into())).await.expect("send");
+    }
+
+    async fn next_frame(ws: &mut Ws) -> Frame {
+        loop {
+            match ws.next().await.expect("open").expect("message") {
+                WsMessage::Binary(bytes) => return decode_exact(&bytes).expect("frame"),
+                WsMessage::Close(frame) => panic!("closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    async fn close_reason(ws: &mut Ws) -> String {
+        loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Close(Some(frame)))) => return frame.reason.to_string(),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    async fn register(url: &str, secret: [u8; 32]) -> (Ws, String) {
+        let host_id = identity::host_id(&secret);
+        let mut host = connect(&format!("{url}/ws/host")).await;
+        let proof = tether_protocol::hex::encode(&secret);
+        send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::Register { host_id: host_id.clone(), proof }))).await;
+        assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Registered));
+        (host, host_id)
+    }
+
+    #[tokio::test]
+    async fn forwards_opaque_bytes_between_client_and_host() {
+        let url = start_relay().await;
+        let (mut host, host_id) = register(&url, [1; 32]).await;
+        let mut client = connect(&format!("{url}/ws/client/{host_id}")).await;
+        let Header::Relay(RelayMsg::Open { conn }) = next_frame(&mut host).await.header else { panic!("open") };
+
+        // Whatever the client sends — here not even a valid frame — reaches the host untouched.
+        client.send(WsMessage::Binary(b"\x00opaque bytes".to_vec().into())).await.expect("send");
+        let forwarded = next_frame(&mut host).await;
+        assert_eq!(forwarded.header, Header::Relay(RelayMsg::Forward { conn }));
+        assert_eq!(forwarded.payload, b"\x00opaque bytes");
+
+        send_frame(&mut host, Frame::new(Header::Relay(RelayMsg::Forward { conn }), b"answer".to_vec())).await;
+        match client.next().await {
+            Some(Ok(WsMessage::Binary(bytes))) => assert_eq!(&bytes[..], b"answer"),
+            other => panic!("{other:?}"),
+        }
+
+        // The host closes the connection with a reason the client sees.
+        send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::Close { conn, reason: "bye".into() }))).await;
+        assert_eq!(close_reason(&mut client).await, "bye");
+    }
+
+    #[tokio::test]
+    async fn offline_hosts_and_bad_registrations_are_refused_clearly() {
+        let url = start_relay().await;
+        let offline = identity::host_id(&[9; 32]);
+        let mut client = connect(&format!("{url}/ws/client/{offline}")).await;
+        assert_eq!(close_reason(&mut client).await, "host offline");
+
+        // Claiming an id without its secret fails.
+        let victim = identity::host_id(&[2; 32]);
+        let mut squatter = connect(&format!("{url}/ws/host")).await;
+        let proof = tether_protocol::hex::encode(&[3u8; 32]);
+        send_frame(&mut squatter, Frame::bare(Header::Relay(RelayMsg::Register { host_id: victim, proof }))).await;
+        assert!(close_reason(&mut squatter).await.contains("registration refused"));
+
+        // A browser page from another origin cannot connect.
+        let mut request = format!("{url}/ws/client/{offline}").into_client_request().expect("request");
+        request.headers_mut().insert("origin", "https://evil.example".parse().expect("header"));
+        assert!(tokio_tungstenite::connect_async(request).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_reconnecting_host_takes_over_its_id() {
+        let url = start_relay().await;
+        let (mut old, host_id) = register(&url, [4; 32]).await;
+        let (mut new, _) = register(&url, [4; 32]).await;
+        assert!(close_reason(&mut old).await.contains("replaced"));
+        let _client = connect(&format!("{url}/ws/client/{host_id}")).await;
+        assert!(matches!(next_frame(&mut new).await.header, Header::Relay(RelayMsg::Open { .. })));
+    }
+}
