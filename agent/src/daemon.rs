@@ -18,12 +18,17 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 
 use crate::config::Config;
+use crate::host::HostIdentity;
+use crate::relay_link::{self, Throttle};
 use crate::ipc::{cmd_frame, write_frame, FrameReader};
 use crate::notify::Notifier;
 use crate::paths::StateDir;
 use crate::prompt::PromptDetector;
 use crate::session::{Session, Spawn};
 use crate::store::Store;
+
+/// Settings key of the relay this host stays connected to.
+const RELAY_SETTING: &str = "relay";
 
 /// Output bytes per data frame sent to clients.
 const STREAM_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
@@ -38,6 +43,9 @@ type Reply = (Response, Vec<u8>);
 
 pub struct Daemon {
     state: StateDir,
+    host: HostIdentity,
+    pub throttle: Throttle,
+    relays: Mutex<std::collections::HashSet<String>>,
     config: Config,
     store: Mutex<Store>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
@@ -69,6 +77,8 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot restrict {}: {e}", socket.display()))?;
     std::fs::write(state.root().join("daemon.pid"), std::process::id().to_string())
         .map_err(|e| format!("cannot write pid file: {e}"))?;
+    let host = HostIdentity::load_or_create(&state)?;
+    let relay = store.setting(RELAY_SETTING)?;
 
     let daemon = Arc::new_cyclic(|me| Daemon {
         prompts: PromptDetector::new(&config.prompt_patterns).unwrap_or_else(|e| {
@@ -77,6 +87,9 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
         }),
         notifier: Notifier::new(config.notify_hook.clone(), config.desktop_notifications),
         state: state.clone(),
+        host,
+        throttle: Throttle::default(),
+        relays: Mutex::new(Default::default()),
         config,
         store: Mutex::new(store),
         sessions: Mutex::new(HashMap::new()),
@@ -84,6 +97,9 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
         me: me.clone(),
     });
     eprintln!("tether daemon {} listening on {}", env!("CARGO_PKG_VERSION"), socket.display());
+    if let Some(relay) = relay {
+        daemon.ensure_relay_link(&relay);
+    }
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("signal handler: {e}"))?;
@@ -222,6 +238,7 @@ impl Daemon {
                 let version = env!("CARGO_PKG_VERSION").to_owned();
                 (Response::Daemon { pid: std::process::id(), version, state_dir, running, total }, Vec::new())
             }
+            Request::Pair { relay } => self.pair(&relay),
             Request::DaemonStop { grace_ms } => {
                 self.stop_all(Duration::from_millis(grace_ms)).await;
                 self.shutdown.notify_one();
@@ -305,6 +322,73 @@ impl Daemon {
                 error(ErrorCode::BadRequest, message)
             }
         }
+    }
+
+    pub fn host(&self) -> &HostIdentity {
+        &self.host
+    }
+
+    /// Everything that may authenticate a remote client right now.
+    pub fn credentials(&self) -> Vec<tether_protocol::handshake::Credential> {
+        lock(&self.store).credentials().unwrap_or_else(|e| {
+            eprintln!("tether daemon: {e}");
+            Vec::new()
+        })
+    }
+
+    /// A request that came through the relay from an authenticated client. Managing the agent
+    /// itself (pairing, stopping it) stays with the machine's own user.
+    pub async fn handle_remote(&self, request: Request, payload: Vec<u8>) -> Reply {
+        match request {
+            Request::Pair { .. } | Request::DaemonStop { .. } => {
+                error(ErrorCode::BadRequest, "only the host's own user can do that (run it on the host)")
+            }
+            Request::Attach { .. } | Request::Logs { .. } | Request::Detach { .. } => {
+                error(ErrorCode::BadRequest, "attach and logs are not available over the relay in this build yet")
+            }
+            request => self.handle(request, payload).await,
+        }
+    }
+
+    fn ensure_relay_link(&self, relay: &str) {
+        if lock(&self.relays).insert(relay.to_owned()) {
+            if let Some(daemon) = self.me.upgrade() {
+                tokio::spawn(relay_link::run(daemon, relay.to_owned()));
+            }
+        }
+    }
+
+    /// Remember the relay, connect to it, and issue a fresh invite.
+    fn pair(&self, relay: &str) -> Reply {
+        let relay = relay.trim_end_matches('/').to_owned();
+        if let Err(e) = relay_link::host_ws_url(&relay) {
+            return error(ErrorCode::BadRequest, e);
+        }
+        let mut secret_bytes = [0u8; tether_protocol::identity::INVITE_SECRET_BYTES];
+        let mut salt = [0u8; tether_protocol::handshake::SALT_BYTES];
+        if let Err(e) = crate::random_bytes(&mut secret_bytes).and_then(|_| crate::random_bytes(&mut salt)) {
+            return error(ErrorCode::Internal, e);
+        }
+        let invite = tether_protocol::identity::Invite {
+            relay: relay.clone(),
+            host_id: self.host.host_id.clone(),
+            secret: tether_protocol::identity::base32(&secret_bytes),
+        };
+        let credential = tether_protocol::handshake::Credential::derive(
+            &invite.host_id,
+            &invite.identity(),
+            invite.secret.as_bytes(),
+            salt,
+        );
+        let stored = {
+            let store = lock(&self.store);
+            store.add_credential(&credential, crate::now_ms()).and_then(|_| store.set_setting(RELAY_SETTING, &relay))
+        };
+        if let Err(e) = stored {
+            return error(ErrorCode::Internal, e);
+        }
+        self.ensure_relay_link(&relay);
+        (Response::Paired { invite: invite.to_url(), host_id: invite.host_id }, Vec::new())
     }
 
     fn new_id(&self) -> Result<String, String> {

@@ -7,10 +7,13 @@ mod attach;
 mod client;
 mod config;
 mod daemon;
+mod host;
 mod ipc;
 mod notify;
 mod paths;
 mod prompt;
+mod relay_link;
+mod remote;
 mod session;
 mod store;
 mod terminal;
@@ -34,6 +37,9 @@ const DEFAULT_ROWS: u16 = 32;
 #[derive(Parser)]
 #[command(name = "tether", version, about = "Persistent terminal sessions you can reach from anywhere")]
 struct Cli {
+    /// Run the session command on a paired host: its invite (https://RELAY/#HOST.SECRET).
+    #[arg(short = 'H', long = "host", global = true, env = "TETHER_INVITE", value_name = "INVITE")]
+    host: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,6 +124,15 @@ enum Command {
     },
     /// Print a guide for AI agents driving sessions with these commands.
     Skill,
+    /// Make this machine reachable through a relay and print an invite.
+    Pair {
+        /// The relay (plain http only for one on this machine).
+        #[arg(long, env = "TETHER_RELAY", default_value = "http://127.0.0.1:8080")]
+        relay: String,
+        /// Print one JSON object with `invite` and `host_id`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Flags that override config.toml.
@@ -227,7 +242,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(run(cli.command, state)) {
+    match runtime.block_on(run(cli.command, cli.host, state)) {
         Ok(code) => code,
         Err(e) => fail(&e),
     }
@@ -238,7 +253,22 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn run(command: Command, state: StateDir) -> Result<ExitCode, String> {
+async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<ExitCode, String> {
+    if let Some(invite) = host {
+        return match command {
+            Command::Daemon { .. } | Command::Skill | Command::Pair { .. } => {
+                Err("-H/--host applies to session commands (start, ls, send, logs, stop)".into())
+            }
+            command => {
+                let invite = tether_protocol::identity::Invite::parse(&invite)?;
+                let remote = remote::Remote::connect(&invite).await?;
+                let transport = Transport::Remote(tokio::sync::Mutex::new(Some(remote)));
+                let result = session_command(&transport, command).await;
+                transport.close().await;
+                result
+            }
+        };
+    }
     match command {
         Command::Daemon { detach: false, action: None, options } => {
             let mut config = config::Config::load(&state)?;
@@ -281,14 +311,60 @@ async fn run(command: Command, state: StateDir) -> Result<ExitCode, String> {
             print!("{}", SKILL);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pair { relay, json } => {
+            let client = Client::connect(&state, true).await?;
+            let (Response::Paired { invite, host_id }, _) = client.call(&Request::Pair { relay }, Vec::new()).await? else {
+                return Err("unexpected answer to pair".into());
+            };
+            if json {
+                println!("{}", serde_json::json!({ "invite": invite, "host_id": host_id }));
+            } else {
+                println!("Invite (keep it secret: it opens a shell on this machine):\n\n  {invite}\n");
+                println!("From another machine:  tether ls -H '{invite}'");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let client = Client::connect(&state, true).await?;
-            session_command(&client, command).await
+            session_command(&Transport::Local(client), command).await
         }
     }
 }
 
-async fn session_command(client: &Client, command: Command) -> Result<ExitCode, String> {
+/// Where session commands go: this machine's daemon, or a paired host through a relay.
+enum Transport {
+    Local(Client),
+    Remote(tokio::sync::Mutex<Option<remote::Remote>>),
+}
+
+impl Transport {
+    async fn call(&self, request: &Request, payload: Vec<u8>) -> Result<(Response, Vec<u8>), String> {
+        match self {
+            Transport::Local(client) => client.call(request, payload).await,
+            Transport::Remote(remote) => match remote.lock().await.as_mut() {
+                Some(remote) => remote.call(request, payload).await,
+                None => Err("connection to the host already closed".into()),
+            },
+        }
+    }
+
+    fn local(&self) -> Result<&Client, String> {
+        match self {
+            Transport::Local(client) => Ok(client),
+            Transport::Remote(_) => Err("attach and logs are not available with -H in this build yet".into()),
+        }
+    }
+
+    async fn close(self) {
+        if let Transport::Remote(remote) = self {
+            if let Some(remote) = remote.into_inner() {
+                remote.close().await;
+            }
+        }
+    }
+}
+
+async fn session_command(client: &Transport, command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Start { title, cwd, detach, notify, no_notify, command } => {
             let cwd = match cwd {
@@ -303,7 +379,7 @@ async fn session_command(client: &Client, command: Command) -> Result<ExitCode, 
             };
             let request = Request::Start { command, title, cwd: Some(cwd), cols, rows, notify };
             let info = expect_session(client.call(&request, Vec::new()).await?)?;
-            if detach || !std::io::stdin().is_terminal() {
+            if detach || !std::io::stdin().is_terminal() || matches!(client, Transport::Remote(_)) {
                 println!("{}", info.id);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -336,7 +412,7 @@ async fn session_command(client: &Client, command: Command) -> Result<ExitCode, 
                     code = ExitCode::from(EXIT_TIMED_OUT);
                 }
             }
-            logs(client, &info.id, tail, keep_color, follow).await?;
+            logs(client.local()?, &info.id, tail, keep_color, follow).await?;
             Ok(code)
         }
         Command::Stop { id, grace } => {
@@ -347,7 +423,7 @@ async fn session_command(client: &Client, command: Command) -> Result<ExitCode, 
             println!("{} {} (exit code {code})", info.id, info.status.as_str());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Daemon { .. } | Command::Skill => unreachable!("handled before connecting"),
+        Command::Daemon { .. } | Command::Skill | Command::Pair { .. } => unreachable!("handled before connecting"),
     }
 }
 
@@ -358,12 +434,12 @@ fn expect_session(reply: (Response, Vec<u8>)) -> Result<SessionInfo, String> {
     }
 }
 
-async fn get(client: &Client, id: Option<String>) -> Result<SessionInfo, String> {
+async fn get(client: &Transport, id: Option<String>) -> Result<SessionInfo, String> {
     expect_session(client.call(&Request::Get { id }, Vec::new()).await?)
 }
 
-async fn attach_and_report(client: &Client, id: &str) -> Result<ExitCode, String> {
-    match attach::attach(client, id).await? {
+async fn attach_and_report(client: &Transport, id: &str) -> Result<ExitCode, String> {
+    match attach::attach(client.local()?, id).await? {
         attach::Ended::Detached => {
             eprintln!("[detached from {id}; `tether attach {id}` to return]");
             Ok(ExitCode::SUCCESS)
@@ -377,7 +453,7 @@ async fn attach_and_report(client: &Client, id: &str) -> Result<ExitCode, String
     }
 }
 
-async fn send(client: &Client, mut args: Vec<String>) -> Result<ExitCode, String> {
+async fn send(client: &Transport, mut args: Vec<String>) -> Result<ExitCode, String> {
     let stdin_piped = !std::io::stdin().is_terminal();
     // With input following (more args, or stdin), the first argument is the session when it
     // names one. One that looks like an id but names none is an error, never typed as text.

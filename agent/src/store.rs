@@ -8,6 +8,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tether_protocol::api::{SessionInfo, SessionStatus};
+use tether_protocol::handshake::Credential;
 
 pub struct Store {
     db: Connection,
@@ -29,6 +30,17 @@ CREATE TABLE IF NOT EXISTS sessions (
     notify      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at);
+-- SRP verifiers of the ways in (invites, password): never the secrets themselves.
+CREATE TABLE IF NOT EXISTS credentials (
+    identity    TEXT PRIMARY KEY,
+    salt        BLOB NOT NULL,
+    verifier    BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
 
 fn db_error(e: rusqlite::Error) -> String {
@@ -136,6 +148,40 @@ impl Store {
     }
 }
 
+impl Store {
+    pub fn add_credential(&self, credential: &Credential, now: u64) -> Result<(), String> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO credentials (identity, salt, verifier, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![credential.identity, credential.salt, credential.verifier, now as i64],
+            )
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    pub fn credentials(&self) -> Result<Vec<Credential>, String> {
+        let mut stmt = self.db.prepare("SELECT identity, salt, verifier FROM credentials").map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| Ok(Credential { identity: r.get(0)?, salt: r.get(1)?, verifier: r.get(2)? }))
+            .map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), String> {
+        self.db
+            .execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)", params![key, value])
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>, String> {
+        self.db
+            .query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(db_error)
+    }
+}
+
 const SELECT: &str = "SELECT id, title, command, cwd, pid, status, exit_code, created_at, started_at,
                              ended_at, output_bytes, notify FROM sessions";
 
@@ -207,6 +253,11 @@ mod tests {
         assert_eq!(store.ids_with_prefix("aa", 5).expect("prefix"), vec!["aab222", "aaa111"]);
         assert_eq!(store.newest().expect("newest").map(|s| s.id), Some("aab222".into()));
         assert_eq!(store.list().expect("list").len(), 2);
+        let credential = Credential { identity: "invite-1".into(), salt: vec![1; 16], verifier: vec![2; 384] };
+        store.add_credential(&credential, 5).expect("credential");
+        assert_eq!(store.credentials().expect("credentials"), vec![credential]);
+        store.set_setting("relay", "http://r").expect("setting");
+        assert_eq!(store.setting("relay").expect("setting"), Some("http://r".into()));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -126,6 +126,8 @@ pub enum Request {
     Stop { session: String, grace_ms: u64 },
     DaemonStatus,
     DaemonStop { grace_ms: u64 },
+    /// Connect the agent to `relay` (kept across restarts) and issue a new invite.
+    Pair { relay: String },
 }
 
 /// Answers. Every request gets exactly one, with the request's `cmd` id.
@@ -141,6 +143,7 @@ pub enum Response {
     /// The log's bytes are the frame payload.
     Log { session: SessionInfo },
     Daemon { pid: u32, version: String, state_dir: String, running: usize, total: usize },
+    Paired { invite: String, host_id: String },
     Error { code: ErrorCode, message: String },
 }
 

@@ -79,7 +79,8 @@ pub enum Event {
     /// Flow-control credit came back: more of `stream` may be sent.
     Writable { stream: u32 },
     File { step: FileStep, payload: Vec<u8> },
-    Cmd { id: u64, body: serde_json::Value },
+    /// A request or response; bulk bytes (input, log data) ride in `payload`.
+    Cmd { id: u64, body: serde_json::Value, payload: Vec<u8> },
     Webrtc { signal: serde_json::Value },
     /// The peer closed in order.
     Closed { reason: String },
@@ -273,7 +274,7 @@ impl Connection {
             }
             Header::Control(control) => self.handle_control(control)?,
             Header::File(step) => self.event(Event::File { step, payload: frame.payload }),
-            Header::Cmd { id, body } => self.event(Event::Cmd { id, body }),
+            Header::Cmd { id, body } => self.event(Event::Cmd { id, body, payload: frame.payload }),
             Header::Webrtc { signal } => self.event(Event::Webrtc { signal }),
             Header::Auth(_) | Header::Encrypted { .. } | Header::Relay(_) => {
                 unreachable!("Opener::open refuses auth, encrypted and relay inner frames")

@@ -55,20 +55,23 @@ pub enum AuthError {
     TimedOut,
 }
 
+impl AuthError {
+    /// Why, without the "authentication failed" prefix (what a host sends in `auth/failed`).
+    pub fn reason(&self) -> String {
+        match self {
+            Self::WrongSecret => "wrong secret or password".into(),
+            Self::IllegalParameter(what) => format!("peer sent an illegal SRP value ({what})"),
+            Self::UnsupportedVersion(v) => format!("unsupported protocol version {v}"),
+            Self::Rejected(reason) => reason.clone(),
+            Self::Unexpected(what) => format!("unexpected {what}"),
+            Self::TimedOut => "handshake timed out".into(),
+        }
+    }
+}
+
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::WrongSecret => write!(f, "authentication failed: wrong secret or password"),
-            Self::IllegalParameter(what) => {
-                write!(f, "authentication failed: peer sent an illegal SRP value ({what})")
-            }
-            Self::UnsupportedVersion(v) => {
-                write!(f, "authentication failed: unsupported protocol version {v}")
-            }
-            Self::Rejected(reason) => write!(f, "authentication failed: {reason}"),
-            Self::Unexpected(what) => write!(f, "authentication failed: unexpected {what}"),
-            Self::TimedOut => write!(f, "authentication failed: handshake timed out"),
-        }
+        write!(f, "authentication failed: {}", self.reason())
     }
 }
 

@@ -259,11 +259,7 @@ impl HostHandshake {
             Ok(step) => step,
             Err(error) => {
                 self.state = HostState::Finished;
-                let reason = match &error {
-                    AuthError::WrongSecret => "wrong secret or password".to_owned(),
-                    other => other.to_string(),
-                };
-                Step::Failed { reply: Some(failed_frame(&reason)), error }
+                Step::Failed { reply: Some(failed_frame(&error.reason())), error }
             }
         }
     }
@@ -292,7 +288,12 @@ impl HostHandshake {
                     .credentials
                     .iter()
                     .find(|c| c.identity == *identity)
-                    .ok_or_else(|| AuthError::Rejected(format!("no credential {identity:?} on this host")))?;
+                    .ok_or_else(|| {
+                        AuthError::Rejected(match identity.starts_with("invite-") {
+                            true => "unknown or revoked invite".to_owned(),
+                            false => format!("no credential {identity:?} on this host"),
+                        })
+                    })?;
                 let server = SrpServer::new();
                 let b_pub = server.compute_public_ephemeral(&self.ephemeral, &credential.verifier);
                 check_u_nonzero(a_pub, &b_pub)?;

@@ -78,3 +78,76 @@ mod tests {
         assert!(!is_host_id("not-an-id"));
     }
 }
+
+/// Bytes of randomness in an invite secret (≥ 128 bits, as the design requires).
+pub const INVITE_SECRET_BYTES: usize = 20; // 160 bits → 32 base32 characters
+
+/// An invite: where the relay is, which host, and the secret that proves the right to connect.
+/// Written `https://RELAY/#<host-id>.<secret>`: the part after `#` never leaves the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// `http(s)://host[:port]`, no trailing slash.
+    pub relay: String,
+    pub host_id: String,
+    pub secret: String,
+}
+
+impl Invite {
+    pub fn parse(text: &str) -> Result<Invite, String> {
+        let text = text.trim();
+        let (base, fragment) = text.split_once('#').ok_or("an invite looks like https://RELAY/#HOSTID.SECRET")?;
+        let (host_id, secret) = fragment.split_once('.').ok_or("the invite's #part must be HOSTID.SECRET")?;
+        if !is_host_id(host_id) {
+            return Err(format!("{host_id:?} is not a host id"));
+        }
+        if secret.len() < INVITE_SECRET_BYTES * 8 / 5 || !secret.bytes().all(|b| BASE32.contains(&b)) {
+            return Err("the invite's secret is malformed (copied only in part?)".into());
+        }
+        let relay = base.trim_end_matches('/');
+        if !(relay.starts_with("http://") || relay.starts_with("https://")) {
+            return Err("the invite must start with http:// or https://".into());
+        }
+        Ok(Invite { relay: relay.to_owned(), host_id: host_id.to_owned(), secret: secret.to_owned() })
+    }
+
+    pub fn to_url(&self) -> String {
+        format!("{}/#{}.{}", self.relay, self.host_id, self.secret)
+    }
+
+    /// The SRP identity this invite's secret is registered under on the host. Derived from the
+    /// secret, so each invite is its own revocable credential and the URL needs nothing more.
+    pub fn identity(&self) -> String {
+        invite_identity(&self.secret)
+    }
+
+    /// The relay's WebSocket URL for clients of this host.
+    pub fn client_ws_url(&self) -> String {
+        let ws = self.relay.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
+        format!("{ws}/ws/client/{}", self.host_id)
+    }
+}
+
+/// `invite-` and 8 hex digits of SHA-256 over the secret.
+pub fn invite_identity(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    format!("invite-{}", crate::hex::encode(&digest[..4]))
+}
+
+#[cfg(test)]
+mod invite_tests {
+    use super::*;
+
+    #[test]
+    fn invites_round_trip_and_refuse_damage() {
+        let id = host_id(&[5; HOST_SECRET_BYTES]);
+        let secret = base32(&[6; INVITE_SECRET_BYTES]);
+        let url = format!("http://127.0.0.1:8080/#{id}.{secret}");
+        let invite = Invite::parse(&url).expect("parses");
+        assert_eq!(invite.to_url(), url);
+        assert_eq!(invite.client_ws_url(), format!("ws://127.0.0.1:8080/ws/client/{id}"));
+        assert!(invite.identity().starts_with("invite-"));
+        assert!(Invite::parse(&format!("http://r/#{id}.{}", &secret[..10])).is_err());
+        assert!(Invite::parse(&format!("ftp://r/#{id}.{secret}")).is_err());
+        assert!(Invite::parse("http://r/").is_err());
+    }
+}

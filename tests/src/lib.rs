@@ -70,8 +70,13 @@ pub struct Relay {
 
 impl Relay {
     pub fn start() -> Relay {
+        Relay::start_at("127.0.0.1:0")
+    }
+
+    /// Start on a given address (to restart a relay where its hosts expect it).
+    pub fn start_at(listen: &str) -> Relay {
         let mut command = std::process::Command::new(bin_path("tether-relay"));
-        command.arg("--listen").arg("127.0.0.1:0").arg("--web-root").arg(web_root());
+        command.arg("--listen").arg(listen).arg("--web-root").arg(web_root());
         let (process, first_line) = process::spawn_reading_first_line(command, Duration::from_secs(20));
         let url = first_line
             .strip_prefix("tether-relay listening on ")
@@ -79,5 +84,10 @@ impl Relay {
             .trim()
             .to_owned();
         Relay { url, _process: process }
+    }
+
+    /// `host:port` it listens on.
+    pub fn address(&self) -> String {
+        self.url.trim_start_matches("http://").trim_end_matches('/').to_owned()
     }
 }
