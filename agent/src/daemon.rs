@@ -247,6 +247,9 @@ impl Daemon {
             Request::Attach { .. } | Request::Logs { .. } | Request::Detach { .. } => {
                 error(ErrorCode::BadRequest, "stream requests are handled by the connection")
             }
+            Request::Exec { .. } | Request::Signal { .. } => {
+                error(ErrorCode::BadRequest, "exec runs on a paired host: tether exec INVITE -- CMD")
+            }
         }
     }
 

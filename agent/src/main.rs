@@ -7,6 +7,7 @@ mod attach;
 mod client;
 mod config;
 mod daemon;
+mod exec;
 mod host;
 mod ipc;
 mod notify;
@@ -124,6 +125,20 @@ enum Command {
     },
     /// Print a guide for AI agents driving sessions with these commands.
     Skill,
+    /// Run one command on a paired host; exits with its exit code. Ctrl+C interrupts it.
+    Exec {
+        /// The host's invite (or -H, TETHER_INVITE, --invite-stdin).
+        #[arg(value_name = "INVITE")]
+        invite: Option<String>,
+        /// Read the invite from the first line of stdin (the rest is the command's input).
+        #[arg(long)]
+        invite_stdin: bool,
+        /// Kill the command after this long (exit 124), e.g. 30s, 5m.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// Make this machine reachable through a relay and print an invite.
     Pair {
         /// The relay (plain http only for one on this machine).
@@ -254,9 +269,12 @@ fn fail(message: &str) -> ExitCode {
 }
 
 async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<ExitCode, String> {
+    if let Command::Exec { invite, invite_stdin, timeout, command } = command {
+        return exec(invite.or(host), invite_stdin, timeout, command).await;
+    }
     if let Some(invite) = host {
         return match command {
-            Command::Daemon { .. } | Command::Skill | Command::Pair { .. } => {
+            Command::Daemon { .. } | Command::Skill | Command::Pair { .. } | Command::Exec { .. } => {
                 Err("-H/--host applies to session commands (start, ls, send, logs, stop)".into())
             }
             command => {
@@ -321,12 +339,36 @@ async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<
             } else {
                 println!("Invite (keep it secret: it opens a shell on this machine):\n\n  {invite}\n");
                 println!("From another machine:  tether ls -H '{invite}'");
+                println!("For an AI agent:       run commands here with: tether exec '{invite}' -- CMD ARGS");
             }
             Ok(ExitCode::SUCCESS)
         }
         command => {
             let client = Client::connect(&state, true).await?;
             session_command(&Transport::Local(client), command).await
+        }
+    }
+}
+
+async fn exec(invite: Option<String>, invite_stdin: bool, timeout: Option<Duration>, command: Vec<String>) -> Result<ExitCode, String> {
+    let invite = match (invite, invite_stdin) {
+        (_, true) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| format!("reading the invite from stdin: {e}"))?;
+            line
+        }
+        (Some(invite), false) => invite,
+        (None, false) => return Err("which host? give its invite, -H, TETHER_INVITE or --invite-stdin".into()),
+    };
+    let invite = tether_protocol::identity::Invite::parse(&invite)?;
+    let mut remote = remote::Remote::connect(&invite).await?;
+    let result = remote.exec(command, timeout).await;
+    remote.close().await;
+    match result? {
+        Some(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+        None => {
+            eprintln!("tether: timed out; the command was killed");
+            Ok(ExitCode::from(EXIT_TIMED_OUT))
         }
     }
 }
@@ -423,7 +465,9 @@ async fn session_command(client: &Transport, command: Command) -> Result<ExitCod
             println!("{} {} (exit code {code})", info.id, info.status.as_str());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Daemon { .. } | Command::Skill | Command::Pair { .. } => unreachable!("handled before connecting"),
+        Command::Daemon { .. } | Command::Skill | Command::Pair { .. } | Command::Exec { .. } => {
+            unreachable!("handled before connecting")
+        }
     }
 }
 

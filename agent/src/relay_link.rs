@@ -10,24 +10,27 @@
 //! - A dropped link is re-dialled with back-off; the relay keeps no state, so re-registering is
 //!   all it takes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tether_protocol::api::{ErrorCode, Request, Response};
+use tether_protocol::api::{exec_stderr, exec_stdout, ErrorCode, Request, Response};
 use tether_protocol::connection::{Connection, Event, Input, Output};
 use tether_protocol::frame::{Frame, FrameDecoder, Header, RelayMsg};
 use tether_protocol::handshake::{HandshakeEntropy, HANDSHAKE_ENTROPY_BYTES};
 use tether_protocol::{AuthError, ConnError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::daemon::Daemon;
+use crate::exec::{Exec, ExecEvent};
 use crate::ipc::cmd_frame;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// After SIGTERM to a cancelled exec, SIGKILL follows this soon.
+const EXEC_KILL_GRACE: Duration = Duration::from_secs(2);
 /// How often connection timers (keep-alive, handshake deadline) are driven.
 const TICK: Duration = Duration::from_millis(500);
 /// Consecutive failed handshakes before the lock-out.
@@ -119,6 +122,78 @@ fn relay_frame(msg: RelayMsg, payload: Vec<u8>) -> Frame {
     Frame::new(Header::Relay(msg), payload)
 }
 
+/// Everything the link knows about one remote client.
+struct Client {
+    conn: Connection,
+    /// Output accepted from execs but not yet let through by the flow-control window.
+    pending: HashMap<u32, Pending>,
+    execs: HashMap<u64, Exec>,
+    /// Execs that finished while output was still pending: (id, exit code).
+    finished: Vec<(u64, i32)>,
+}
+
+struct Pending {
+    queue: VecDeque<Vec<u8>>,
+    seq: u64,
+    permits: Arc<Semaphore>,
+}
+
+impl Client {
+    fn new(conn: Connection) -> Client {
+        Client { conn, pending: HashMap::new(), execs: HashMap::new(), finished: Vec::new() }
+    }
+
+    /// Send queued output of `stream` as far as the window allows.
+    fn drain(&mut self, stream: u32) -> Result<(), ConnError> {
+        let Some(pending) = self.pending.get_mut(&stream) else { return Ok(()) };
+        while let Some(front) = pending.queue.front_mut() {
+            let sent = self.conn.send_data(stream, pending.seq, front)?;
+            pending.seq += sent as u64;
+            pending.permits.add_permits(sent);
+            if sent < front.len() {
+                front.drain(..sent);
+                break;
+            }
+            pending.queue.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Answer finished execs whose output has all gone out (the answer must not overtake it).
+    fn settle(&mut self) -> Result<(), ConnError> {
+        let pending = &self.pending;
+        let empty = |stream: u32| pending.get(&stream).is_none_or(|p| p.queue.is_empty());
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.finished)
+            .into_iter()
+            .partition(|&(id, _)| empty(exec_stdout(id)) && empty(exec_stderr(id)));
+        self.finished = waiting;
+        for (id, code) in done {
+            self.execs.remove(&id);
+            self.pending.remove(&exec_stdout(id));
+            self.pending.remove(&exec_stderr(id));
+            self.conn.send_frame(&cmd_frame(id, &Response::Exited { code }, Vec::new()))?;
+        }
+        Ok(())
+    }
+
+    /// The client is gone: its commands go too (SIGTERM, SIGKILL shortly after).
+    fn cancel_execs(&mut self) {
+        for exec in self.execs.values() {
+            exec.signal(libc::SIGTERM);
+            let pid = exec.pid;
+            tokio::spawn(async move {
+                tokio::time::sleep(EXEC_KILL_GRACE).await;
+                // SAFETY: kill(2) only sends a signal.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            });
+        }
+        self.execs.clear();
+    }
+}
+
+/// An answer computed by a daemon task, for client `conn`.
+type Reply = (u64, Frame);
+
 async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
     let url = host_ws_url(relay)?;
     let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| format!("cannot connect: {e}"))?;
@@ -129,20 +204,24 @@ async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
 
     let mut decoder = FrameDecoder::new();
     let mut registered = false;
-    let mut conns: HashMap<u64, Connection> = HashMap::new();
-    let (reply_tx, mut reply_rx) = mpsc::channel::<(u64, Frame)>(256);
+    let mut clients: HashMap<u64, Client> = HashMap::new();
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel::<Reply>();
+    let (exec_tx, mut exec_rx) = mpsc::unbounded_channel::<ExecEvent>();
     let mut tick = tokio::time::interval(TICK);
     loop {
+        // Which client to flush after this step, and whether it failed.
+        let mut touched: Option<(u64, Result<(), ConnError>)> = None;
         tokio::select! {
             incoming = stream.next() => {
                 let bytes = match incoming {
                     Some(Ok(Message::Binary(bytes))) => bytes,
                     Some(Ok(Message::Close(frame))) => {
                         let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                        end_all(&mut clients);
                         return if registered { Ok(()) } else { Err(format!("refused: {reason}")) };
                     }
-                    None => return Ok(()),
-                    Some(Err(e)) => return Err(format!("relay receive: {e}")),
+                    None => { end_all(&mut clients); return Ok(()) }
+                    Some(Err(e)) => { end_all(&mut clients); return Err(format!("relay receive: {e}")) }
                     Some(Ok(_)) => continue,
                 };
                 decoder.push(&bytes).map_err(|e| e.to_string())?;
@@ -159,21 +238,27 @@ async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
                                 send(&mut sink, relay_frame(RelayMsg::Close { conn, reason }, Vec::new())).await?;
                                 continue;
                             }
-                            let host_conn = Connection::host(&host.host_id, daemon.credentials(), entropy()?, crate::now_ms());
-                            conns.insert(conn, host_conn);
+                            let connection = Connection::host(&host.host_id, daemon.credentials(), entropy()?, crate::now_ms());
+                            clients.insert(conn, Client::new(connection));
                         }
                         RelayMsg::Forward { conn } => {
-                            let Some(connection) = conns.get_mut(&conn) else { continue };
-                            let result = connection.handle_input(Input::Bytes(&frame.payload), crate::now_ms());
-                            flush(daemon, conn, connection, &mut sink, &reply_tx).await?;
+                            let Some(client) = clients.get_mut(&conn) else { continue };
+                            let result = client.conn.handle_input(Input::Bytes(&frame.payload), crate::now_ms());
+                            let events = flush(conn, client, &mut sink).await?;
+                            let result = result.and_then(|()| handle_events(daemon, conn, client, events, &link_tx, &exec_tx));
+                            let result = match result {
+                                Ok(()) => flush_and_handle(daemon, conn, client, &mut sink, &link_tx, &exec_tx).await?,
+                                Err(e) => Err(e),
+                            };
                             if let Err(error) = result {
                                 end(daemon, conn, &error, &mut sink).await?;
-                                conns.remove(&conn);
+                                if let Some(mut client) = clients.remove(&conn) { client.cancel_execs() }
                             }
                         }
                         RelayMsg::Close { conn, .. } => {
-                            if let Some(mut connection) = conns.remove(&conn) {
-                                if let Err(error) = connection.handle_input(Input::TransportClosed, crate::now_ms()) {
+                            if let Some(mut client) = clients.remove(&conn) {
+                                client.cancel_execs();
+                                if let Err(error) = client.conn.handle_input(Input::TransportClosed, crate::now_ms()) {
                                     note_failure(daemon, conn, &error);
                                 }
                             }
@@ -182,64 +267,185 @@ async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
                     }
                 }
             }
-            Some((conn, frame)) = reply_rx.recv() => {
-                if let Some(connection) = conns.get_mut(&conn) {
-                    if connection.send_frame(&frame).is_ok() {
-                        flush(daemon, conn, connection, &mut sink, &reply_tx).await?;
-                    }
+            Some((conn, frame)) = link_rx.recv() => {
+                if let Some(client) = clients.get_mut(&conn) {
+                    touched = Some((conn, client.conn.send_frame(&frame)));
+                }
+            }
+            Some(event) = exec_rx.recv() => {
+                let conn = match &event {
+                    ExecEvent::Output { conn, .. } | ExecEvent::StdinTaken { conn, .. } | ExecEvent::Finished { conn, .. } => *conn,
+                };
+                if let Some(client) = clients.get_mut(&conn) {
+                    touched = Some((conn, apply_exec_event(client, event)));
                 }
             }
             _ = tick.tick() => {
                 let now = crate::now_ms();
-                let mut ended = Vec::new();
-                for (&conn, connection) in conns.iter_mut() {
-                    let due = connection.poll_timeout().is_some_and(|at| at <= now);
-                    if due {
-                        if let Err(error) = connection.handle_timeout(now) {
-                            ended.push((conn, error));
-                        }
+                let due: Vec<u64> = clients
+                    .iter()
+                    .filter(|(_, c)| c.conn.poll_timeout().is_some_and(|at| at <= now))
+                    .map(|(&conn, _)| conn)
+                    .collect();
+                for conn in due {
+                    let Some(client) = clients.get_mut(&conn) else { continue };
+                    let result = match client.conn.handle_timeout(now) {
+                        Ok(()) => flush_and_handle(daemon, conn, client, &mut sink, &link_tx, &exec_tx).await?,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(error) = result {
+                        end(daemon, conn, &error, &mut sink).await?;
+                        if let Some(mut client) = clients.remove(&conn) { client.cancel_execs() }
                     }
-                    flush(daemon, conn, connection, &mut sink, &reply_tx).await?;
                 }
-                for (conn, error) in ended {
-                    end(daemon, conn, &error, &mut sink).await?;
-                    conns.remove(&conn);
-                }
+            }
+        }
+        if let Some((conn, result)) = touched {
+            let Some(client) = clients.get_mut(&conn) else { continue };
+            let result = match result {
+                Ok(()) => flush_and_handle(daemon, conn, client, &mut sink, &link_tx, &exec_tx).await?,
+                Err(e) => Err(e),
+            };
+            if let Err(error) = result {
+                end(daemon, conn, &error, &mut sink).await?;
+                if let Some(mut client) = clients.remove(&conn) { client.cancel_execs() }
             }
         }
     }
 }
 
-/// Send what the connection wants sent; act on what it reports.
-async fn flush(
+fn end_all(clients: &mut HashMap<u64, Client>) {
+    for client in clients.values_mut() {
+        client.cancel_execs();
+    }
+    clients.clear();
+}
+
+fn apply_exec_event(client: &mut Client, event: ExecEvent) -> Result<(), ConnError> {
+    match event {
+        ExecEvent::Output { stream, bytes, .. } => {
+            if let Some(pending) = client.pending.get_mut(&stream) {
+                pending.queue.push_back(bytes);
+                client.drain(stream)?;
+            }
+        }
+        ExecEvent::StdinTaken { stream, n, .. } => client.conn.consumed(stream, n)?,
+        ExecEvent::Finished { id, code, .. } => client.finished.push((id, code)),
+    }
+    client.settle()
+}
+
+/// Flush, and keep handling what the flush reported until nothing new comes of it.
+async fn flush_and_handle(
     daemon: &Arc<Daemon>,
     conn: u64,
-    connection: &mut Connection,
+    client: &mut Client,
     sink: &mut Sink,
-    replies: &mpsc::Sender<(u64, Frame)>,
-) -> Result<(), String> {
-    while let Some(output) = connection.poll_output() {
+    link: &mpsc::UnboundedSender<Reply>,
+    exec: &mpsc::UnboundedSender<ExecEvent>,
+) -> Result<Result<(), ConnError>, String> {
+    loop {
+        let events = flush(conn, client, sink).await?;
+        if events.is_empty() {
+            return Ok(Ok(()));
+        }
+        if let Err(e) = handle_events(daemon, conn, client, events, link, exec) {
+            return Ok(Err(e));
+        }
+    }
+}
+
+/// Send what the connection wants sent; return what it reported.
+async fn flush(conn: u64, client: &mut Client, sink: &mut Sink) -> Result<Vec<Event>, String> {
+    let mut events = Vec::new();
+    while let Some(output) = client.conn.poll_output() {
         match output {
             Output::Transmit(bytes) => send(sink, relay_frame(RelayMsg::Forward { conn }, bytes)).await?,
-            Output::Event(Event::Authenticated { identity }) => {
+            Output::Event(event) => events.push(event),
+        }
+    }
+    Ok(events)
+}
+
+fn handle_events(
+    daemon: &Arc<Daemon>,
+    conn: u64,
+    client: &mut Client,
+    events: Vec<Event>,
+    link: &mpsc::UnboundedSender<Reply>,
+    exec_events: &mpsc::UnboundedSender<ExecEvent>,
+) -> Result<(), ConnError> {
+    for event in events {
+        match event {
+            Event::Authenticated { identity } => {
                 daemon.throttle.success();
                 eprintln!("tether daemon: client {conn} authenticated with {identity}");
             }
-            Output::Event(Event::Cmd { id, body, payload }) => {
-                let daemon = daemon.clone();
-                let replies = replies.clone();
-                tokio::spawn(async move {
-                    let (response, payload) = match serde_json::from_value::<Request>(body) {
-                        Ok(request) => daemon.handle_remote(request, payload).await,
-                        Err(e) => (Response::Error { code: ErrorCode::BadRequest, message: format!("bad request: {e}") }, Vec::new()),
+            Event::Cmd { id, body, payload } => match serde_json::from_value::<Request>(body) {
+                Ok(Request::Exec { command, cwd }) => match crate::exec::spawn(conn, id, &command, cwd.as_deref(), exec_events.clone()) {
+                    Ok(exec) => {
+                        for (stream, permits) in
+                            [(exec_stdout(id), exec.stdout_permits.clone()), (exec_stderr(id), exec.stderr_permits.clone())]
+                        {
+                            client.pending.insert(stream, Pending { queue: VecDeque::new(), seq: 0, permits });
+                        }
+                        client.execs.insert(id, exec);
+                    }
+                    Err(message) => {
+                        let reply = Response::Error { code: ErrorCode::BadRequest, message };
+                        client.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
+                    }
+                },
+                Ok(Request::Signal { exec, signal }) => {
+                    let reply = match client.execs.get(&exec) {
+                        Some(running) if (1..32).contains(&signal) => {
+                            running.signal(signal);
+                            Response::Ok
+                        }
+                        Some(_) => Response::Error { code: ErrorCode::BadRequest, message: format!("bad signal {signal}") },
+                        None => Response::Error { code: ErrorCode::NotRunning, message: "that command is not running".into() },
                     };
-                    let _ = replies.send((conn, cmd_frame(id, &response, payload))).await;
-                });
+                    client.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
+                }
+                Ok(request) => {
+                    let daemon = daemon.clone();
+                    let link = link.clone();
+                    tokio::spawn(async move {
+                        let (response, payload) = daemon.handle_remote(request, payload).await;
+                        let _ = link.send((conn, cmd_frame(id, &response, payload)));
+                    });
+                }
+                Err(e) => {
+                    let reply = Response::Error { code: ErrorCode::BadRequest, message: format!("bad request: {e}") };
+                    client.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
+                }
+            },
+            Event::Data { stream, bytes, .. } => match exec_for_stream(client, stream) {
+                // Credited back when the process has read it (ExecEvent::StdinTaken).
+                Some(exec) => {
+                    let _ = exec.stdin.send(Some(bytes));
+                }
+                // Input for nothing we run: credit it back so the client is not stuck.
+                None => client.conn.consumed(stream, bytes.len() as u64)?,
+            },
+            Event::Eof { stream, .. } => {
+                if let Some(exec) = exec_for_stream(client, stream) {
+                    let _ = exec.stdin.send(None);
+                }
             }
-            Output::Event(_) => {}
+            Event::Writable { stream } => {
+                client.drain(stream)?;
+                client.settle()?;
+            }
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// The exec whose stdin travels on `stream`.
+fn exec_for_stream(client: &Client, stream: u32) -> Option<&Exec> {
+    client.execs.iter().find(|(id, _)| exec_stdout(**id) == stream).map(|(_, exec)| exec)
 }
 
 /// A connection failed: log it, count auth failures, tell the relay to drop the client.

@@ -108,11 +108,130 @@ impl Remote {
         }
     }
 
+    /// Run a command on the host: its stdout and stderr to ours, our stdin to it. Returns its
+    /// exit code (128 + N for signal N); `None` when `timeout` ran out (the command was killed).
+    /// Ctrl+C is passed on as SIGINT; a second Ctrl+C gives up at once.
+    pub async fn exec(&mut self, command: Vec<String>, timeout: Option<std::time::Duration>) -> Result<Option<i32>, String> {
+        use std::io::Write;
+        use tether_protocol::api::{exec_stderr, exec_stdout};
+        use tether_protocol::frame::{Control, Frame, Header};
+
+        let id = self.next_id;
+        self.next_id += 1;
+        let (out_stream, err_stream) = (exec_stdout(id), exec_stderr(id));
+        self.conn.send_frame(&cmd_frame(id, &Request::Exec { command, cwd: None }, Vec::new())).map_err(|e| e.to_string())?;
+        self.flush().await?;
+
+        // stdin on a thread (blocking reads), in chunks no bigger than a frame's payload.
+        let (stdin_tx, mut stdin_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = vec![0u8; tether_protocol::stream::MAX_DATA_CHUNK];
+            let mut stdin = std::io::stdin().lock();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 || stdin_tx.blocking_send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+            // Dropping the sender tells the loop: end of input.
+        });
+        let mut stdin_open = true;
+        let mut stdin_pending: Vec<u8> = Vec::new();
+        let mut stdin_seq = 0u64;
+        let mut interrupts = 0;
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+        loop {
+            let mut events = Vec::new();
+            tokio::select! {
+                message = self.ws.next() => {
+                    match message {
+                        Some(Ok(Message::Binary(bytes))) => {
+                            let result = self.conn.handle_input(Input::Bytes(&bytes), crate::now_ms());
+                            result.map_err(|e| e.to_string())?;
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                            return Err(format!("connection to the host lost: {reason}"));
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(format!("relay connection failed: {e}")),
+                        None => return Err("the relay closed the connection".into()),
+                    }
+                }
+                chunk = stdin_rx.recv(), if stdin_open && stdin_pending.is_empty() => match chunk {
+                    Some(bytes) => stdin_pending = bytes,
+                    None => {
+                        stdin_open = false;
+                        let eof = Frame::bare(Header::Control(Control::Eof { stream: out_stream, end: stdin_seq }));
+                        self.conn.send_frame(&eof).map_err(|e| e.to_string())?;
+                    }
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    interrupts += 1;
+                    if interrupts > 1 {
+                        return Ok(Some(130));
+                    }
+                    let signal = Request::Signal { exec: id, signal: libc::SIGINT };
+                    let signal_id = self.next_id;
+                    self.next_id += 1;
+                    self.conn.send_frame(&cmd_frame(signal_id, &signal, Vec::new())).map_err(|e| e.to_string())?;
+                }
+                _ = sleep_until(deadline) => {
+                    let kill = Request::Signal { exec: id, signal: libc::SIGKILL };
+                    let kill_id = self.next_id;
+                    self.next_id += 1;
+                    let _ = self.conn.send_frame(&cmd_frame(kill_id, &kill, Vec::new()));
+                    let _ = self.flush().await;
+                    return Ok(None);
+                }
+            }
+            if !stdin_pending.is_empty() {
+                let sent = self.conn.send_data(out_stream, stdin_seq, &stdin_pending).map_err(|e| e.to_string())?;
+                stdin_seq += sent as u64;
+                stdin_pending.drain(..sent);
+            }
+            events.extend(self.flush().await?);
+            for event in events {
+                match event {
+                    Event::Data { stream, bytes, .. } => {
+                        let written = if stream == err_stream {
+                            stderr.write_all(&bytes).and_then(|_| stderr.flush())
+                        } else {
+                            stdout.write_all(&bytes).and_then(|_| stdout.flush())
+                        };
+                        written.map_err(|e| format!("writing output: {e}"))?;
+                        // Credit the host only for what we have really passed on.
+                        self.conn.consumed(stream, bytes.len() as u64).map_err(|e| e.to_string())?;
+                    }
+                    Event::Cmd { id: got, body, .. } if got == id => {
+                        return match serde_json::from_value::<Response>(body) {
+                            Ok(Response::Exited { code }) => Ok(Some(code)),
+                            Ok(Response::Error { message, .. }) => Err(message),
+                            Ok(other) => Err(format!("unexpected answer {other:?}")),
+                            Err(e) => Err(format!("unreadable answer from the host: {e}")),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            self.flush().await?;
+        }
+    }
+
     /// End in order, so the host sees a close rather than a cut.
     pub async fn close(mut self) {
         if self.conn.close("done").is_ok() {
             let _ = self.flush().await;
         }
         let _ = self.ws.close(None).await;
+    }
+}
+
+/// Sleep until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

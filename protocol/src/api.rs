@@ -128,6 +128,22 @@ pub enum Request {
     DaemonStop { grace_ms: u64 },
     /// Connect the agent to `relay` (kept across restarts) and issue a new invite.
     Pair { relay: String },
+    /// Run a command without a PTY. Its stdout comes as data on stream `exec_stdout(id)`, stderr
+    /// on `exec_stderr(id)`; the client's stdin goes as data on `exec_stdout(id)` the other way,
+    /// ended by `control/eof`. The one response, `exited`, comes after all output.
+    Exec { command: Vec<String>, cwd: Option<String> },
+    /// Send a signal to a running exec's process group (Ctrl+C on the client: SIGINT).
+    Signal { exec: u64, signal: i32 },
+}
+
+/// Stream carrying an exec's stdout (and, client → host, its stdin).
+pub fn exec_stdout(request_id: u64) -> u32 {
+    (request_id as u32) & 0x7fff_ffff
+}
+
+/// Stream carrying an exec's stderr.
+pub fn exec_stderr(request_id: u64) -> u32 {
+    exec_stdout(request_id) | 0x8000_0000
 }
 
 /// Answers. Every request gets exactly one, with the request's `cmd` id.
@@ -144,6 +160,8 @@ pub enum Response {
     Log { session: SessionInfo },
     Daemon { pid: u32, version: String, state_dir: String, running: usize, total: usize },
     Paired { invite: String, host_id: String },
+    /// An exec finished: exit code, 128 + N when killed by signal N.
+    Exited { code: i32 },
     Error { code: ErrorCode, message: String },
 }
 

@@ -88,3 +88,91 @@ fn the_agent_reregisters_after_a_relay_restart() {
     let _relay = Relay::start_at(&address);
     wait_reachable(&client, &invite); // same invite, no re-pairing
 }
+
+/// A relay, a paired host, and a client agent ready to exec.
+fn exec_setup() -> (Relay, Agent, Agent, String) {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    (relay, host, client, invite)
+}
+
+#[test]
+fn exec_returns_exit_codes_and_keeps_stdout_and_stderr_apart() {
+    let (_relay, _host, client, invite) = exec_setup();
+    for (script, code) in [("exit 0", 0), ("exit 3", 3), ("kill -INT $$", 130), ("kill -TERM $$", 143)] {
+        let out = client.run(&["exec", &invite, "--", "sh", "-c", script]);
+        assert_eq!(out.status.code(), Some(code), "{script}");
+    }
+    let out = client.run(&["exec", &invite, "--", "sh", "-c", "echo to-out; echo to-err >&2"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "to-out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
+
+    let out = client.run(&["exec", &invite, "--", "/no/such/command"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("command not found"));
+}
+
+#[test]
+fn exec_forwards_stdin_and_moves_50_mb_intact() {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let (_relay, _host, client, invite) = exec_setup();
+
+    let mut child = client
+        .command()
+        .args(["exec", &invite, "--", "tr", "a-z", "A-Z"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("exec");
+    child.stdin.take().expect("stdin").write_all(b"piped through\n").expect("write");
+    let out = child.wait_with_output().expect("exec ends");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED THROUGH\n");
+
+    // 50 MB of pseudo-random bytes, generated on the host, compared by digest.
+    let script = "f=$(mktemp); head -c 50000000 /dev/urandom > $f; sha256sum $f >&2; cat $f; rm -f $f";
+    let out = client.run(&["exec", &invite, "--", "sh", "-c", script]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len(), 50_000_000);
+    let host_digest = String::from_utf8_lossy(&out.stderr).split_whitespace().next().unwrap_or_default().to_owned();
+    let local_digest = tether_protocol_hex(&Sha256::digest(&out.stdout));
+    assert_eq!(local_digest, host_digest, "byte-identical");
+}
+
+fn tether_protocol_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn exec_is_bounded_interrupted_and_cancelled_with_its_client() {
+    let (_relay, _host, client, invite) = exec_setup();
+    let out = client.run(&["exec", "--timeout", "300ms", &invite, "--", "sleep", "30"]);
+    assert_eq!(out.status.code(), Some(124));
+
+    // Ctrl+C on the client interrupts the remote command: 130, like a local one.
+    let marker = std::env::temp_dir().join(tether_tests::marker("exec-int"));
+    let script = format!("trap 'exit 130' INT; touch {}; sleep 30 & wait", marker.display());
+    let child = client.command().args(["exec", &invite, "--", "sh", "-c", &script]).spawn().expect("exec");
+    wait_until(agent::WAIT, "the remote command to start", || marker.exists().then_some(()));
+    // SAFETY: kill(2) only sends a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("exec ends");
+    assert_eq!(out.status.code(), Some(130));
+
+    // The client vanishing takes the remote command (and its children) with it.
+    let pid_file = std::env::temp_dir().join(tether_tests::marker("exec-pid"));
+    let script = format!("echo $$ > {}; sleep 300", pid_file.display());
+    let mut child = client.command().args(["exec", &invite, "--", "sh", "-c", &script]).spawn().expect("exec");
+    let pid: i32 = wait_until(agent::WAIT, "the remote pid", || {
+        std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse().ok())
+    });
+    child.kill().expect("kill client");
+    let _ = child.wait();
+    // SAFETY: kill(pid, 0) only checks whether the process exists.
+    wait_until(agent::WAIT, "the remote command to be cancelled", || (unsafe { libc::kill(pid, 0) } != 0).then_some(()));
+    let _ = std::fs::remove_file(&pid_file);
+    let _ = std::fs::remove_file(&marker);
+}
