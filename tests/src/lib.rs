@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod http;
 pub mod process;
+pub mod proxy;
 pub mod webdriver;
 
 use std::path::PathBuf;

@@ -176,3 +176,56 @@ fn exec_is_bounded_interrupted_and_cancelled_with_its_client() {
     let _ = std::fs::remove_file(&pid_file);
     let _ = std::fs::remove_file(&marker);
 }
+
+#[test]
+fn the_relay_never_sees_plaintext() {
+    use tether_tests::proxy::{Tamper, WsProxy};
+    let relay = Relay::start();
+    // Host and client both reach the relay through the tap, so it sees all the relay sees.
+    let tap = WsProxy::start(&relay.address(), Tamper::None);
+    let host = Agent::new(scratch());
+    let out = host.ok(&["pair", "--relay", &tap.url, "--json"]);
+    let invite: String = serde_json::from_str::<serde_json::Value>(&out).expect("json")["invite"].as_str().expect("invite").into();
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+
+    let secret_marker = tether_tests::marker("sekrit");
+    let out = client.run(&["exec", &invite, "--", "sh", "-c", &format!("echo {secret_marker}-output")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{secret_marker}-output\n"));
+    let session = client.ok(&["start", "-H", &invite, "--", "sh"]).trim().to_owned();
+    client.ok(&["send", "-H", &invite, &session, &format!("echo typed-{secret_marker}"), "key:enter"]);
+    host.wait_for_line(&session, &format!("typed-{secret_marker}"));
+
+    let seen = tap.recorded();
+    let host_id = invite.split_once('#').and_then(|(_, f)| f.split('.').next()).expect("host id");
+    let contains = |needle: &str| seen.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(contains(host_id), "the tap saw the traffic (routing metadata is plaintext by design)");
+    assert!(!contains(&secret_marker), "command, input or output leaked to the relay");
+    let invite_secret = invite.rsplit('.').next().expect("secret");
+    assert!(!contains(invite_secret), "the invite secret leaked to the relay");
+}
+
+#[test]
+fn tampering_in_the_relay_fails_closed_with_a_clear_error() {
+    use tether_tests::proxy::{Tamper, WsProxy};
+    // Messages from the host to the client: 0 = hello, 1 = proof, 2 = first sealed output.
+    for (tamper, says) in [
+        (Tamper::FlipBit { nth: 2 }, "failed authentication"),
+        (Tamper::Replay { nth: 2 }, "replayed"),
+        (Tamper::Reorder { nth: 2 }, "dropped or reordered"),
+    ] {
+        let relay = Relay::start();
+        let host = Agent::new(scratch());
+        let invite = pair(&host, &relay);
+        let client = Agent::new(scratch());
+        wait_reachable(&client, &invite);
+        let proxy = WsProxy::start(&relay.address(), tamper);
+        let through_proxy = invite.replace(relay.url.trim_end_matches('/'), &proxy.url);
+        let script = "echo first; sleep 0.2; echo second; sleep 0.2; echo third";
+        let out = client.run(&["exec", &through_proxy, "--", "sh", "-c", script]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{tamper:?} must not succeed");
+        assert!(stderr.contains("secure channel") && stderr.contains(says), "{tamper:?}: {stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("third"), "{tamper:?}: output went on after tampering");
+    }
+}

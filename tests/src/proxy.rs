@@ -1,0 +1,114 @@
+//! A WebSocket proxy standing where an attacker in the relay's position would: it sees exactly
+//! the messages the relay sees, records them, and can flip, replay or reorder what it passes on.
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::Message;
+
+/// What to do to the relay → client messages of each client connection (counting binary
+/// messages from 0: the server's hello, its proof, then sealed frames).
+#[derive(Debug, Clone, Copy)]
+pub enum Tamper {
+    None,
+    /// Flip one bit in message `nth`.
+    FlipBit { nth: usize },
+    /// Pass message `nth` on twice.
+    Replay { nth: usize },
+    /// Hold message `nth` back until the one after it has gone.
+    Reorder { nth: usize },
+}
+
+pub struct WsProxy {
+    /// `http://127.0.0.1:PORT`: use it as the relay URL.
+    pub url: String,
+    recorded: Arc<Mutex<Vec<u8>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl WsProxy {
+    /// Proxy to the relay at `relay` (`host:port`).
+    pub fn start(relay: &str, tamper: Tamper) -> WsProxy {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let relay = relay.to_owned();
+        let record = recorded.clone();
+        runtime.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(proxy_one(tcp, relay.clone(), tamper, record.clone()));
+            }
+        });
+        WsProxy { url, recorded, _runtime: runtime }
+    }
+
+    /// Every byte of every message seen, both directions.
+    pub fn recorded(&self) -> Vec<u8> {
+        self.recorded.lock().expect("record lock").clone()
+    }
+}
+
+async fn proxy_one(tcp: tokio::net::TcpStream, relay: String, tamper: Tamper, record: Arc<Mutex<Vec<u8>>>) {
+    let path = Arc::new(Mutex::new(String::new()));
+    let seen = path.clone();
+    let callback = move |request: &Request, response: Response| {
+        *seen.lock().expect("path lock") = request.uri().path().to_owned();
+        Ok(response)
+    };
+    let Ok(client) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else { return };
+    let path = path.lock().expect("path lock").clone();
+    let Ok((upstream, _)) = tokio_tungstenite::connect_async(format!("ws://{relay}{path}")).await else { return };
+    let tamper = if path.starts_with("/ws/client/") { tamper } else { Tamper::None };
+    let (mut client_tx, mut client_rx) = client.split();
+    let (mut relay_tx, mut relay_rx) = upstream.split();
+    let up_record = record.clone();
+    let upward = async move {
+        while let Some(Ok(message)) = client_rx.next().await {
+            if let Message::Binary(bytes) = &message {
+                up_record.lock().expect("record lock").extend_from_slice(bytes);
+            }
+            if relay_tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    };
+    let downward = async move {
+        let mut index = 0;
+        let mut held: Option<Message> = None;
+        while let Some(Ok(message)) = relay_rx.next().await {
+            let Message::Binary(bytes) = &message else {
+                if client_tx.send(message).await.is_err() {
+                    break;
+                }
+                continue;
+            };
+            record.lock().expect("record lock").extend_from_slice(bytes);
+            let mut out = vec![message.clone()];
+            match tamper {
+                Tamper::FlipBit { nth } if index == nth => {
+                    let mut flipped = bytes.to_vec();
+                    let middle = flipped.len() / 2;
+                    flipped[middle] ^= 0x10;
+                    out = vec![Message::Binary(flipped.into())];
+                }
+                Tamper::Replay { nth } if index == nth => out.push(message.clone()),
+                Tamper::Reorder { nth } if index == nth => {
+                    held = Some(message.clone());
+                    out.clear();
+                }
+                Tamper::Reorder { nth } if index == nth + 1 => out.extend(held.take()),
+                _ => {}
+            }
+            index += 1;
+            for message in out {
+                if client_tx.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::select! { _ = upward => {}, _ = downward => {} }
+}
