@@ -9,7 +9,7 @@
 use tether_protocol::api::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::client::{Client, StreamEvent};
+use crate::client::{StreamEvent, Transport};
 
 /// `Ctrl-]`: the detach prefix, as in telnet.
 const DETACH_PREFIX: u8 = 0x1d;
@@ -24,7 +24,7 @@ pub enum Ended {
     SessionEnded,
 }
 
-pub async fn attach(client: &Client, session: &str) -> Result<Ended, String> {
+pub async fn attach(client: &Transport, session: &str) -> Result<Ended, String> {
     let size = terminal_size();
     let request = Request::Attach {
         session: session.to_owned(),

@@ -143,6 +143,42 @@ impl Client {
     }
 }
 
+/// Where session commands go: this machine's daemon, or a paired host through a relay. Both
+/// offer the same three calls, so every command works either way.
+pub enum Transport {
+    Local(Client),
+    Remote(crate::remote::RemoteClient),
+}
+
+impl Transport {
+    pub async fn call(&self, request: &Request, payload: Vec<u8>) -> Result<(Response, Vec<u8>), String> {
+        match self {
+            Transport::Local(client) => client.call(request, payload).await,
+            Transport::Remote(remote) => remote.call(request, payload).await,
+        }
+    }
+
+    pub async fn send(&self, request: &Request, payload: Vec<u8>) -> Result<(), String> {
+        match self {
+            Transport::Local(client) => client.send(request, payload).await,
+            Transport::Remote(remote) => remote.send(request, payload).await,
+        }
+    }
+
+    pub async fn open_stream(&self, request: &Request) -> Result<OpenStream, String> {
+        match self {
+            Transport::Local(client) => client.open_stream(request).await,
+            Transport::Remote(remote) => remote.open_stream(request).await,
+        }
+    }
+
+    pub async fn close(self) {
+        if let Transport::Remote(remote) = self {
+            remote.close().await;
+        }
+    }
+}
+
 fn lost() -> String {
     "lost the connection to the tether daemon".to_owned()
 }

@@ -346,9 +346,6 @@ impl Daemon {
             Request::Pair { .. } | Request::DaemonStop { .. } => {
                 error(ErrorCode::BadRequest, "only the host's own user can do that (run it on the host)")
             }
-            Request::Attach { .. } | Request::Logs { .. } | Request::Detach { .. } => {
-                error(ErrorCode::BadRequest, "attach and logs are not available over the relay in this build yet")
-            }
             request => self.handle(request, payload).await,
         }
     }
@@ -575,7 +572,7 @@ impl Daemon {
     }
 
     /// Serve `attach` / `logs`: answer `Streaming`, then data frames, then `eof`.
-    async fn open_stream(self: Arc<Self>, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    pub async fn open_stream(self: Arc<Self>, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
         let (session_id, from, follow, size) = match request {
             Request::Attach { session, from, cols, rows } => (session, from, true, cols.zip(rows)),
             Request::Logs { session, follow } => (session, Some(0), follow, None),

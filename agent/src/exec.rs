@@ -17,10 +17,13 @@ use tokio::sync::{mpsc, Semaphore};
 pub const WINDOW_BYTES: usize = tether_protocol::stream::INITIAL_WINDOW_BYTES as usize;
 const READ_BYTES: usize = 64 * 1024; // 64 KiB
 
-/// What exec tasks tell the relay link.
+/// What exec and session-stream tasks tell the relay link.
 pub enum ExecEvent {
-    /// Output on `stream`; its byte permits were taken and are given back once sent.
-    Output { conn: u64, stream: u32, bytes: Vec<u8> },
+    /// Output bytes `seq ..` of `stream`; their byte permits were taken and are given back once
+    /// sent.
+    Output { conn: u64, stream: u32, seq: u64, bytes: Vec<u8> },
+    /// A session stream ended at byte `end` (sent on once its output has gone out).
+    StreamEnd { conn: u64, stream: u32, end: u64 },
     /// The process read `n` bytes of stdin: credit the client.
     StdinTaken { conn: u64, stream: u32, n: u64 },
     /// All output read and the process reaped.
@@ -110,6 +113,7 @@ fn forward(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; READ_BYTES];
+        let mut seq = 0u64;
         loop {
             let n = match reader.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
@@ -120,9 +124,10 @@ fn forward(
                 Ok(permit) => permit.forget(),
                 Err(_) => return,
             }
-            if events.send(ExecEvent::Output { conn, stream, bytes: buf[..n].to_vec() }).is_err() {
+            if events.send(ExecEvent::Output { conn, stream, seq, bytes: buf[..n].to_vec() }).is_err() {
                 return;
             }
+            seq += n as u64;
         }
     })
 }

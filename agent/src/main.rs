@@ -26,7 +26,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tether_protocol::api::{parse_input_chunk, InputChunk, Request, Response, SessionInfo, SessionStatus};
 
-use crate::client::{Client, StreamEvent};
+use crate::client::{Client, StreamEvent, Transport};
 use crate::paths::StateDir;
 
 /// Exit status when `logs --wait-for-prompt` times out (as timeout(1)).
@@ -280,7 +280,7 @@ async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<
             command => {
                 let invite = tether_protocol::identity::Invite::parse(&invite)?;
                 let remote = remote::Remote::connect(&invite).await?;
-                let transport = Transport::Remote(tokio::sync::Mutex::new(Some(remote)));
+                let transport = Transport::Remote(remote::RemoteClient::spawn(remote));
                 let result = session_command(&transport, command).await;
                 transport.close().await;
                 result
@@ -373,39 +373,6 @@ async fn exec(invite: Option<String>, invite_stdin: bool, timeout: Option<Durati
     }
 }
 
-/// Where session commands go: this machine's daemon, or a paired host through a relay.
-enum Transport {
-    Local(Client),
-    Remote(tokio::sync::Mutex<Option<remote::Remote>>),
-}
-
-impl Transport {
-    async fn call(&self, request: &Request, payload: Vec<u8>) -> Result<(Response, Vec<u8>), String> {
-        match self {
-            Transport::Local(client) => client.call(request, payload).await,
-            Transport::Remote(remote) => match remote.lock().await.as_mut() {
-                Some(remote) => remote.call(request, payload).await,
-                None => Err("connection to the host already closed".into()),
-            },
-        }
-    }
-
-    fn local(&self) -> Result<&Client, String> {
-        match self {
-            Transport::Local(client) => Ok(client),
-            Transport::Remote(_) => Err("attach and logs are not available with -H in this build yet".into()),
-        }
-    }
-
-    async fn close(self) {
-        if let Transport::Remote(remote) = self {
-            if let Some(remote) = remote.into_inner() {
-                remote.close().await;
-            }
-        }
-    }
-}
-
 async fn session_command(client: &Transport, command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Start { title, cwd, detach, notify, no_notify, command } => {
@@ -421,7 +388,7 @@ async fn session_command(client: &Transport, command: Command) -> Result<ExitCod
             };
             let request = Request::Start { command, title, cwd: Some(cwd), cols, rows, notify };
             let info = expect_session(client.call(&request, Vec::new()).await?)?;
-            if detach || !std::io::stdin().is_terminal() || matches!(client, Transport::Remote(_)) {
+            if detach || !std::io::stdin().is_terminal() {
                 println!("{}", info.id);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -454,7 +421,7 @@ async fn session_command(client: &Transport, command: Command) -> Result<ExitCod
                     code = ExitCode::from(EXIT_TIMED_OUT);
                 }
             }
-            logs(client.local()?, &info.id, tail, keep_color, follow).await?;
+            logs(client, &info.id, tail, keep_color, follow).await?;
             Ok(code)
         }
         Command::Stop { id, grace } => {
@@ -483,7 +450,7 @@ async fn get(client: &Transport, id: Option<String>) -> Result<SessionInfo, Stri
 }
 
 async fn attach_and_report(client: &Transport, id: &str) -> Result<ExitCode, String> {
-    match attach::attach(client.local()?, id).await? {
+    match attach::attach(client, id).await? {
         attach::Ended::Detached => {
             eprintln!("[detached from {id}; `tether attach {id}` to return]");
             Ok(ExitCode::SUCCESS)
@@ -540,7 +507,7 @@ fn looks_like_id(arg: &str) -> bool {
     (1..=12).contains(&arg.len()) && arg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-async fn logs(client: &Client, id: &str, tail: Option<usize>, keep_color: bool, follow: bool) -> Result<(), String> {
+async fn logs(client: &Transport, id: &str, tail: Option<usize>, keep_color: bool, follow: bool) -> Result<(), String> {
     let mut opened = client.open_stream(&Request::Logs { session: id.to_owned(), follow }).await?;
     let mut stdout = std::io::stdout().lock();
     // Without --follow, collect everything so --tail and colour stripping see whole lines.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::api::{exec_stderr, exec_stdout, ErrorCode, Request, Response};
 use tether_protocol::connection::{Connection, Event, Input, Output};
-use tether_protocol::frame::{Frame, FrameDecoder, Header, RelayMsg};
+use tether_protocol::frame::{Control, Frame, FrameDecoder, Header, RelayMsg};
 use tether_protocol::handshake::{HandshakeEntropy, HANDSHAKE_ENTROPY_BYTES};
 use tether_protocol::{AuthError, ConnError};
 use tokio::sync::{mpsc, Semaphore};
@@ -130,28 +130,45 @@ struct Client {
     execs: HashMap<u64, Exec>,
     /// Execs that finished while output was still pending: (id, exit code).
     finished: Vec<(u64, i32)>,
+    /// Session streams (attach, logs) being served, to stop on detach or disconnect.
+    streams: HashMap<u32, tokio::task::AbortHandle>,
+    /// Session streams that ended while output was still pending: (stream, end).
+    ended: Vec<(u32, u64)>,
 }
 
+/// Output waiting for flow-control credit: chunks with their sequence numbers.
 struct Pending {
-    queue: VecDeque<Vec<u8>>,
-    seq: u64,
+    queue: VecDeque<(u64, Vec<u8>)>,
     permits: Arc<Semaphore>,
+}
+
+impl Pending {
+    fn new(permits: Arc<Semaphore>) -> Pending {
+        Pending { queue: VecDeque::new(), permits }
+    }
 }
 
 impl Client {
     fn new(conn: Connection) -> Client {
-        Client { conn, pending: HashMap::new(), execs: HashMap::new(), finished: Vec::new() }
+        Client {
+            conn,
+            pending: HashMap::new(),
+            execs: HashMap::new(),
+            finished: Vec::new(),
+            streams: HashMap::new(),
+            ended: Vec::new(),
+        }
     }
 
     /// Send queued output of `stream` as far as the window allows.
     fn drain(&mut self, stream: u32) -> Result<(), ConnError> {
         let Some(pending) = self.pending.get_mut(&stream) else { return Ok(()) };
-        while let Some(front) = pending.queue.front_mut() {
-            let sent = self.conn.send_data(stream, pending.seq, front)?;
-            pending.seq += sent as u64;
+        while let Some((seq, bytes)) = pending.queue.front_mut() {
+            let sent = self.conn.send_data(stream, *seq, bytes)?;
             pending.permits.add_permits(sent);
-            if sent < front.len() {
-                front.drain(..sent);
+            if sent < bytes.len() {
+                *seq += sent as u64;
+                bytes.drain(..sent);
                 break;
             }
             pending.queue.pop_front();
@@ -159,19 +176,27 @@ impl Client {
         Ok(())
     }
 
-    /// Answer finished execs whose output has all gone out (the answer must not overtake it).
+    /// Answer finished execs, and end finished streams, once their output has all gone out
+    /// (the answer or `eof` must not overtake it).
     fn settle(&mut self) -> Result<(), ConnError> {
-        let pending = &self.pending;
-        let empty = |stream: u32| pending.get(&stream).is_none_or(|p| p.queue.is_empty());
+        let drained = |pending: &HashMap<u32, Pending>, stream: u32| pending.get(&stream).is_none_or(|p| p.queue.is_empty());
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.finished)
             .into_iter()
-            .partition(|&(id, _)| empty(exec_stdout(id)) && empty(exec_stderr(id)));
+            .partition(|&(id, _)| drained(&self.pending, exec_stdout(id)) && drained(&self.pending, exec_stderr(id)));
         self.finished = waiting;
         for (id, code) in done {
             self.execs.remove(&id);
             self.pending.remove(&exec_stdout(id));
             self.pending.remove(&exec_stderr(id));
             self.conn.send_frame(&cmd_frame(id, &Response::Exited { code }, Vec::new()))?;
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.ended).into_iter().partition(|&(stream, _)| drained(&self.pending, stream));
+        self.ended = waiting;
+        for (stream, end) in done {
+            self.pending.remove(&stream);
+            self.streams.remove(&stream);
+            self.conn.send_frame(&Frame::bare(Header::Control(Control::Eof { stream, end })))?;
         }
         Ok(())
     }
@@ -188,6 +213,10 @@ impl Client {
             });
         }
         self.execs.clear();
+        for task in self.streams.values() {
+            task.abort();
+        }
+        self.streams.clear();
     }
 }
 
@@ -274,7 +303,10 @@ async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
             }
             Some(event) = exec_rx.recv() => {
                 let conn = match &event {
-                    ExecEvent::Output { conn, .. } | ExecEvent::StdinTaken { conn, .. } | ExecEvent::Finished { conn, .. } => *conn,
+                    ExecEvent::Output { conn, .. }
+                    | ExecEvent::StdinTaken { conn, .. }
+                    | ExecEvent::Finished { conn, .. }
+                    | ExecEvent::StreamEnd { conn, .. } => *conn,
                 };
                 if let Some(client) = clients.get_mut(&conn) {
                     touched = Some((conn, apply_exec_event(client, event)));
@@ -323,12 +355,13 @@ fn end_all(clients: &mut HashMap<u64, Client>) {
 
 fn apply_exec_event(client: &mut Client, event: ExecEvent) -> Result<(), ConnError> {
     match event {
-        ExecEvent::Output { stream, bytes, .. } => {
+        ExecEvent::Output { stream, seq, bytes, .. } => {
             if let Some(pending) = client.pending.get_mut(&stream) {
-                pending.queue.push_back(bytes);
+                pending.queue.push_back((seq, bytes));
                 client.drain(stream)?;
             }
         }
+        ExecEvent::StreamEnd { stream, end, .. } => client.ended.push((stream, end)),
         ExecEvent::StdinTaken { stream, n, .. } => client.conn.consumed(stream, n)?,
         ExecEvent::Finished { id, code, .. } => client.finished.push((id, code)),
     }
@@ -387,7 +420,7 @@ fn handle_events(
                         for (stream, permits) in
                             [(exec_stdout(id), exec.stdout_permits.clone()), (exec_stderr(id), exec.stderr_permits.clone())]
                         {
-                            client.pending.insert(stream, Pending { queue: VecDeque::new(), seq: 0, permits });
+                            client.pending.insert(stream, Pending::new(permits));
                         }
                         client.execs.insert(id, exec);
                     }
@@ -396,6 +429,16 @@ fn handle_events(
                         client.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
                     }
                 },
+                Ok(request @ (Request::Attach { .. } | Request::Logs { .. })) => {
+                    serve_stream(daemon, conn, client, id, request, link, exec_events);
+                }
+                Ok(Request::Detach { stream }) => {
+                    if let Some(task) = client.streams.remove(&stream) {
+                        task.abort();
+                    }
+                    client.pending.remove(&stream);
+                    client.conn.send_frame(&cmd_frame(id, &Response::Ok, Vec::new()))?;
+                }
                 Ok(Request::Signal { exec, signal }) => {
                     let reply = match client.execs.get(&exec) {
                         Some(running) if (1..32).contains(&signal) => {
@@ -441,6 +484,46 @@ fn handle_events(
         }
     }
     Ok(())
+}
+
+/// Serve `attach` / `logs` to a remote client with the daemon's own stream code: its frames are
+/// turned into permit-gated output (so the window bounds what is in flight) and a deferred `eof`.
+fn serve_stream(
+    daemon: &Arc<Daemon>,
+    conn: u64,
+    client: &mut Client,
+    id: u64,
+    request: Request,
+    replies: &mpsc::UnboundedSender<Reply>,
+    events: &mpsc::UnboundedSender<ExecEvent>,
+) {
+    let stream = id as u32;
+    let permits = Arc::new(Semaphore::new(crate::exec::WINDOW_BYTES));
+    client.pending.insert(stream, Pending::new(permits.clone()));
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(4);
+    let task = tokio::spawn(daemon.clone().open_stream(request, id, stream, frames_tx));
+    client.streams.insert(stream, task.abort_handle());
+    let (replies, events) = (replies.clone(), events.clone());
+    tokio::spawn(async move {
+        while let Some(frame) = frames_rx.recv().await {
+            match frame.header {
+                Header::Cmd { .. } => {
+                    let _ = replies.send((conn, frame));
+                }
+                Header::Data { stream, seq } => {
+                    match permits.acquire_many(frame.payload.len() as u32).await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => return,
+                    }
+                    let _ = events.send(ExecEvent::Output { conn, stream, seq, bytes: frame.payload });
+                }
+                Header::Control(Control::Eof { stream, end }) => {
+                    let _ = events.send(ExecEvent::StreamEnd { conn, stream, end });
+                }
+                _ => {}
+            }
+        }
+    });
 }
 
 /// The exec whose stdin travels on `stream`.

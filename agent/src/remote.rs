@@ -86,28 +86,6 @@ impl Remote {
         Ok(events)
     }
 
-    /// One request, one response (error responses become `Err`).
-    pub async fn call(&mut self, request: &Request, payload: Vec<u8>) -> Result<(Response, Vec<u8>), String> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.conn.send_frame(&cmd_frame(id, request, payload)).map_err(|e| e.to_string())?;
-        loop {
-            for event in self.pump().await? {
-                if let Event::Cmd { id: got, body, payload } = event {
-                    if got != id {
-                        continue;
-                    }
-                    let response: Response =
-                        serde_json::from_value(body).map_err(|e| format!("unreadable answer from the host: {e}"))?;
-                    return match response {
-                        Response::Error { message, .. } => Err(message),
-                        response => Ok((response, payload)),
-                    };
-                }
-            }
-        }
-    }
-
     /// Run a command on the host: its stdout and stderr to ours, our stdin to it. Returns its
     /// exit code (128 + N for signal N); `None` when `timeout` ran out (the command was killed).
     /// Ctrl+C is passed on as SIGINT; a second Ctrl+C gives up at once.
@@ -233,5 +211,157 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// A relay connection shared by several requests and streams at once (what `attach -H` needs:
+/// output streaming while keystrokes and resizes go the other way). One task owns the socket and
+/// the `Connection`; callers talk to it through channels, as with the local daemon's client.
+pub struct RemoteClient {
+    commands: tokio::sync::mpsc::Sender<ActorCommand>,
+}
+
+type CallReply = tokio::sync::oneshot::Sender<Result<(Response, Vec<u8>), String>>;
+
+enum ActorCommand {
+    Call { request: Request, payload: Vec<u8>, reply: Option<CallReply> },
+    Open { request: Request, events: tokio::sync::mpsc::Sender<crate::client::StreamEvent>, reply: CallReply },
+    Close { done: tokio::sync::oneshot::Sender<()> },
+}
+
+impl RemoteClient {
+    pub fn spawn(remote: Remote) -> RemoteClient {
+        let (commands, inbox) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(remote.serve(inbox));
+        RemoteClient { commands }
+    }
+
+    pub async fn call(&self, request: &Request, payload: Vec<u8>) -> Result<(Response, Vec<u8>), String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let command = ActorCommand::Call { request: request.clone(), payload, reply: Some(reply) };
+        self.commands.send(command).await.map_err(|_| lost())?;
+        answer.await.map_err(|_| lost())?
+    }
+
+    pub async fn send(&self, request: &Request, payload: Vec<u8>) -> Result<(), String> {
+        let command = ActorCommand::Call { request: request.clone(), payload, reply: None };
+        self.commands.send(command).await.map_err(|_| lost())
+    }
+
+    pub async fn open_stream(&self, request: &Request) -> Result<crate::client::OpenStream, String> {
+        let (events_tx, events) = tokio::sync::mpsc::channel(16);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let command = ActorCommand::Open { request: request.clone(), events: events_tx, reply };
+        self.commands.send(command).await.map_err(|_| lost())?;
+        match answer.await.map_err(|_| lost())?? {
+            (Response::Streaming { session, stream, .. }, _) => Ok(crate::client::OpenStream { session, stream, events }),
+            (other, _) => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    pub async fn close(self) {
+        let (done, closed) = tokio::sync::oneshot::channel();
+        if self.commands.send(ActorCommand::Close { done }).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+fn lost() -> String {
+    "lost the connection to the host".to_owned()
+}
+
+impl Remote {
+    /// The actor: requests out, answers and stream data in, until closed or the link fails.
+    async fn serve(mut self, mut inbox: tokio::sync::mpsc::Receiver<ActorCommand>) {
+        use crate::client::StreamEvent;
+        use std::collections::HashMap;
+        let mut replies: HashMap<u64, CallReply> = HashMap::new();
+        let mut streams: HashMap<u32, tokio::sync::mpsc::Sender<StreamEvent>> = HashMap::new();
+        let result: Result<(), String> = async {
+            loop {
+                let mut events = Vec::new();
+                tokio::select! {
+                    command = inbox.recv() => {
+                        let Some(command) = command else { return Ok(()) };
+                        let id = self.next_id;
+                        self.next_id += 1;
+                        let (request, payload) = match command {
+                            ActorCommand::Call { request, payload, reply } => {
+                                if let Some(reply) = reply {
+                                    replies.insert(id, reply);
+                                }
+                                (request, payload)
+                            }
+                            ActorCommand::Open { request, events, reply } => {
+                                // Registered before asking, so no early data can miss it.
+                                streams.insert(id as u32, events);
+                                replies.insert(id, reply);
+                                (request, Vec::new())
+                            }
+                            ActorCommand::Close { done } => {
+                                let _ = self.conn.close("done");
+                                let _ = self.flush().await;
+                                let _ = self.ws.close(None).await;
+                                let _ = done.send(());
+                                return Ok(());
+                            }
+                        };
+                        self.conn.send_frame(&cmd_frame(id, &request, payload)).map_err(|e| e.to_string())?;
+                    }
+                    message = self.ws.next() => match message {
+                        Some(Ok(Message::Binary(bytes))) => {
+                            self.conn.handle_input(Input::Bytes(&bytes), crate::now_ms()).map_err(|e| e.to_string())?;
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            return Err(frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty())
+                                .unwrap_or_else(|| "the relay closed the connection".into()));
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(format!("relay connection failed: {e}")),
+                        None => return Err("the relay closed the connection".into()),
+                    },
+                }
+                events.extend(self.flush().await?);
+                for event in events {
+                    match event {
+                        Event::Cmd { id, body, payload } => {
+                            let Some(reply) = replies.remove(&id) else { continue };
+                            let answer = match serde_json::from_value::<Response>(body) {
+                                Ok(Response::Error { message, .. }) => Err(message),
+                                Ok(response) => Ok((response, payload)),
+                                Err(e) => Err(format!("unreadable answer from the host: {e}")),
+                            };
+                            if answer.is_err() {
+                                streams.remove(&(id as u32));
+                            }
+                            let _ = reply.send(answer);
+                        }
+                        Event::Data { stream, bytes, .. } => {
+                            let len = bytes.len() as u64;
+                            if let Some(events) = streams.get(&stream) {
+                                // Waiting here is the back-pressure: no credit until taken.
+                                let _ = events.send(StreamEvent::Data { bytes }).await;
+                            }
+                            self.conn.consumed(stream, len).map_err(|e| e.to_string())?;
+                        }
+                        Event::Eof { stream, .. } => {
+                            if let Some(events) = streams.remove(&stream) {
+                                let _ = events.send(StreamEvent::Eof).await;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                self.flush().await?;
+            }
+        }
+        .await;
+        if let Err(message) = result {
+            for (_, reply) in replies.drain() {
+                let _ = reply.send(Err(message.clone()));
+            }
+        }
+        // Dropping the stream senders ends every stream: their readers see the loss.
     }
 }

@@ -16,7 +16,7 @@ pub fn decode_array<const N: usize>(text: &str) -> Option<[u8; N]> {
 }
 
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| match c {

@@ -113,7 +113,7 @@ impl Hub {
     }
 
     /// Bytes from client `conn`, for its host. `false` if the host is gone.
-    pub async fn from_client(&self, host_id: &str, conn: u64, bytes: Vec<u8>) -> bool {
+    pub async fn deliver_to_host(&self, host_id: &str, conn: u64, bytes: Vec<u8>) -> bool {
         match self.host_sender(host_id, conn) {
             Some(to_host) => to_host.send(relay_frame(RelayMsg::Forward { conn }, bytes)).await.is_ok(),
             None => false,
@@ -131,7 +131,7 @@ impl Hub {
     }
 
     /// A frame from the host: route `forward` and `close` to the client.
-    pub async fn from_host(&self, host_id: &str, frame: Frame) {
+    pub async fn deliver_to_client(&self, host_id: &str, frame: Frame) {
         let Header::Relay(msg) = frame.header else { return };
         let (conn, message) = match msg {
             RelayMsg::Forward { conn } => (conn, ToClient::Bytes(frame.payload)),
@@ -175,10 +175,10 @@ mod tests {
         let (a_tx, mut a_rx) = mpsc::channel(8);
         let a = hub.open_client("H", a_tx).expect("open");
         assert_eq!(host_rx.recv().await.map(|f| f.header), Some(Header::Relay(RelayMsg::Open { conn: a })));
-        assert!(hub.from_client("H", a, b"hello".to_vec()).await);
+        assert!(hub.deliver_to_host("H", a, b"hello".to_vec()).await);
         let forwarded = host_rx.recv().await.expect("forwarded");
         assert_eq!((forwarded.header, forwarded.payload), (Header::Relay(RelayMsg::Forward { conn: a }), b"hello".to_vec()));
-        hub.from_host("H", relay_frame(RelayMsg::Forward { conn: a }, b"world".to_vec())).await;
+        hub.deliver_to_client("H", relay_frame(RelayMsg::Forward { conn: a }, b"world".to_vec())).await;
         assert!(matches!(a_rx.recv().await, Some(ToClient::Bytes(b)) if b == b"world"));
 
         let _b = hub.open_client("H", mpsc::channel(8).0).expect("second client");

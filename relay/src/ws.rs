@@ -123,7 +123,7 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
                     let mut failed = false;
                     loop {
                         match decoder.next_frame() {
-                            Ok(Some(frame)) => hub.from_host(&host_id, frame).await,
+                            Ok(Some(frame)) => hub.deliver_to_client(&host_id, frame).await,
                             Ok(None) => break,
                             Err(_) => { failed = true; break }
                         }
@@ -190,7 +190,7 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, mut socket: 
         tokio::select! {
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Binary(bytes))) => {
-                    if !hub.from_client(&host_id, conn, bytes.to_vec()).await {
+                    if !hub.deliver_to_host(&host_id, conn, bytes.to_vec()).await {
                         let _ = socket.send(close(CLOSE_HOST_OFFLINE, "host offline")).await;
                         reason = "host gone";
                         break;

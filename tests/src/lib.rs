@@ -78,6 +78,7 @@ impl Relay {
     pub fn start_at(listen: &str) -> Relay {
         let mut command = std::process::Command::new(bin_path("tether-relay"));
         command.arg("--listen").arg(listen).arg("--web-root").arg(web_root());
+        command.stderr(std::process::Stdio::null()); // its start-up notes would clutter test output
         let (process, first_line) = process::spawn_reading_first_line(command, Duration::from_secs(20));
         let url = first_line
             .strip_prefix("tether-relay listening on ")

@@ -234,3 +234,31 @@ fn tampering_in_the_relay_fails_closed_with_a_clear_error() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("third"), "{tamper:?}: output went on after tampering");
     }
 }
+
+#[test]
+fn logs_and_attach_work_through_the_relay() {
+    use tether_tests::agent::PtyClient;
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+
+    let id = host.start_shell();
+    host.ok(&["send", &id, "seq 1 20000 | sed 's/^/row-/'", "key:enter"]);
+    host.wait_for_line(&id, "row-20000");
+    let tail = client.ok(&["logs", "-H", &invite, &id, "--tail", "2"]);
+    assert!(tail.starts_with("row-20000\n"), "the last row, then the prompt: {tail:?}");
+    let all = client.ok(&["logs", "-H", &invite, &id]);
+    let rows: Vec<&str> = all.lines().filter(|l| l.starts_with("row-")).collect();
+    assert_eq!(rows.len(), 20_000, "every line through the relay");
+
+    let mut attached = PtyClient::spawn(&client, &["attach", "-H", &invite, &id]);
+    attached.wait_for("row-20000");
+    attached.type_bytes(b"echo typed-over-relay\r");
+    host.wait_for_line(&id, "typed-over-relay");
+    attached.wait_for("typed-over-relay\r\n");
+    attached.type_bytes(b"\x1dd");
+    assert_eq!(attached.wait_exit(), 0);
+    assert_eq!(host.info(&id)["status"], "running", "detaching remotely leaves the session running");
+}
