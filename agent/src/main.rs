@@ -9,6 +9,7 @@ mod config;
 mod daemon;
 mod exec;
 mod host;
+mod hosts;
 mod ipc;
 mod notify;
 mod paths;
@@ -38,8 +39,9 @@ const DEFAULT_ROWS: u16 = 32;
 #[derive(Parser)]
 #[command(name = "tether", version, about = "Persistent terminal sessions you can reach from anywhere")]
 struct Cli {
-    /// Run the session command on a paired host: its invite (https://RELAY/#HOST.SECRET).
-    #[arg(short = 'H', long = "host", global = true, env = "TETHER_INVITE", value_name = "INVITE")]
+    /// Run the session command on a paired host: its invite (https://RELAY/#HOST.SECRET) or a
+    /// name from `tether hosts add`.
+    #[arg(short = 'H', long = "host", global = true, env = "TETHER_INVITE", value_name = "INVITE|NAME")]
     host: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -139,6 +141,11 @@ enum Command {
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Remember hosts by name: add NAME INVITE, ls, rm NAME.
+    Hosts {
+        #[command(subcommand)]
+        action: HostsAction,
+    },
     /// Make this machine reachable through a relay and print an invite.
     Pair {
         /// The relay (plain http only for one on this machine).
@@ -200,6 +207,13 @@ impl DaemonOptions {
         }
         args
     }
+}
+
+#[derive(Subcommand)]
+enum HostsAction {
+    Add { name: String, invite: String },
+    Ls,
+    Rm { name: String },
 }
 
 #[derive(Subcommand)]
@@ -270,15 +284,32 @@ fn fail(message: &str) -> ExitCode {
 
 async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<ExitCode, String> {
     if let Command::Exec { invite, invite_stdin, timeout, command } = command {
-        return exec(invite.or(host), invite_stdin, timeout, command).await;
+        return exec(&state, invite.or(host), invite_stdin, timeout, command).await;
+    }
+    if let Command::Hosts { action } = command {
+        let mut hosts = hosts::Hosts::load(&state)?;
+        match action {
+            HostsAction::Add { name, invite } => {
+                state.create()?;
+                hosts.add(&name, &invite)?;
+                println!("remembered {name}: tether ls -H {name}");
+            }
+            HostsAction::Rm { name } => hosts.remove(&name)?,
+            HostsAction::Ls => {
+                for (name, relay, host_id) in hosts.list() {
+                    println!("{name:<16} {host_id}  via {relay}");
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if let Some(invite) = host {
         return match command {
-            Command::Daemon { .. } | Command::Skill | Command::Pair { .. } | Command::Exec { .. } => {
-                Err("-H/--host applies to session commands (start, ls, send, logs, stop)".into())
+            Command::Daemon { .. } | Command::Skill | Command::Pair { .. } | Command::Exec { .. } | Command::Hosts { .. } => {
+                Err("-H/--host applies to session commands (start, ls, attach, send, logs, stop)".into())
             }
             command => {
-                let invite = tether_protocol::identity::Invite::parse(&invite)?;
+                let invite = hosts::Hosts::load(&state)?.resolve(&invite)?;
                 let remote = remote::Remote::connect(&invite).await?;
                 let transport = Transport::Remote(remote::RemoteClient::spawn(remote));
                 let result = session_command(&transport, command).await;
@@ -350,7 +381,13 @@ async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<
     }
 }
 
-async fn exec(invite: Option<String>, invite_stdin: bool, timeout: Option<Duration>, command: Vec<String>) -> Result<ExitCode, String> {
+async fn exec(
+    state: &StateDir,
+    invite: Option<String>,
+    invite_stdin: bool,
+    timeout: Option<Duration>,
+    command: Vec<String>,
+) -> Result<ExitCode, String> {
     let invite = match (invite, invite_stdin) {
         (_, true) => {
             let mut line = String::new();
@@ -360,7 +397,7 @@ async fn exec(invite: Option<String>, invite_stdin: bool, timeout: Option<Durati
         (Some(invite), false) => invite,
         (None, false) => return Err("which host? give its invite, -H, TETHER_INVITE or --invite-stdin".into()),
     };
-    let invite = tether_protocol::identity::Invite::parse(&invite)?;
+    let invite = hosts::Hosts::load(state)?.resolve(invite.trim())?;
     let mut remote = remote::Remote::connect(&invite).await?;
     let result = remote.exec(command, timeout).await;
     remote.close().await;
@@ -432,7 +469,7 @@ async fn session_command(client: &Transport, command: Command) -> Result<ExitCod
             println!("{} {} (exit code {code})", info.id, info.status.as_str());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Daemon { .. } | Command::Skill | Command::Pair { .. } | Command::Exec { .. } => {
+        Command::Daemon { .. } | Command::Skill | Command::Pair { .. } | Command::Exec { .. } | Command::Hosts { .. } => {
             unreachable!("handled before connecting")
         }
     }

@@ -50,6 +50,19 @@ fn session_commands_work_through_the_relay() {
     assert_eq!(sessions.as_array().map(Vec::len), Some(2));
     // The client machine itself ran nothing.
     assert!(!client.state.join("sessions.sqlite3").exists());
+
+    // A remembered name works wherever an invite does; its secret is stored 0600, never listed.
+    client.ok(&["hosts", "add", "box", &invite]);
+    assert!(client.ok(&["ls", "-H", "box"]).contains(&local));
+    assert_eq!(client.ok(&["exec", "box", "--", "echo", "by-name"]), "by-name\n");
+    let listed = client.ok(&["hosts", "ls"]);
+    let secret = invite.rsplit('.').next().expect("secret");
+    assert!(listed.contains("box") && !listed.contains(secret), "{listed}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(client.state.join("hosts.json")).expect("hosts.json").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = client.run(&["ls", "-H", "nobox"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no host named"));
 }
 
 #[test]
