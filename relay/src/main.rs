@@ -2,6 +2,7 @@
 //! read it, and serves the web app. Stateless: a restarted relay needs nothing back; hosts and
 //! clients reconnect.
 
+mod cli;
 mod hub;
 mod web;
 mod ws;
@@ -29,6 +30,12 @@ struct Args {
     /// Most clients connected to one host at once.
     #[arg(long, default_value_t = 64)]
     max_clients_per_host: usize,
+    /// Directory of tether binaries (`tether-<os>-<arch>`) offered through /cli.
+    #[arg(long)]
+    binaries: Option<PathBuf>,
+    /// The URL clients use to reach this relay (baked into /cli); default: from the request.
+    #[arg(long)]
+    public_url: Option<String>,
     /// Most WebSocket connections one IP address may open per minute.
     #[arg(long, default_value_t = 600)]
     max_connects_per_minute: u32,
@@ -38,6 +45,8 @@ struct Args {
 pub struct AppState {
     web: web::WebApp,
     relay: ws::Relay,
+    binaries: Option<cli::Binaries>,
+    public_url: Option<String>,
 }
 
 #[tokio::main]
@@ -52,7 +61,16 @@ async fn main() {
 async fn run(args: Args) -> Result<(), String> {
     let web = web::WebApp::load(&args.web_root)?;
     let (files, bytes) = web.size();
-    let app = Arc::new(AppState { web, relay: ws::Relay::new(args.max_clients_per_host, args.max_connects_per_minute) });
+    let binaries = args.binaries.as_deref().map(cli::Binaries::load).transpose()?;
+    if let Some(binaries) = &binaries {
+        eprintln!("offering {} through /cli", binaries.names().join(", "));
+    }
+    let app = Arc::new(AppState {
+        web,
+        relay: ws::Relay::new(args.max_clients_per_host, args.max_connects_per_minute),
+        binaries,
+        public_url: args.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -72,8 +90,30 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ws/host", get(ws::host_endpoint))
         .route("/ws/client/{host_id}", get(ws::client_endpoint))
+        .route("/cli", get(cli_script))
+        .route("/bin/{name}", get(cli_binary))
         .fallback(get(serve_web))
         .with_state(app)
+}
+
+async fn cli_script(State(app): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    use axum::response::IntoResponse;
+    let Some(binaries) = &app.binaries else {
+        return (axum::http::StatusCode::NOT_FOUND, "this relay offers no binaries (--binaries)\n").into_response();
+    };
+    let origin = app.public_url.clone().unwrap_or_else(|| {
+        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("http://{host}")
+    });
+    binaries.script(&origin)
+}
+
+async fn cli_binary(State(app): State<Arc<AppState>>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    use axum::response::IntoResponse;
+    match &app.binaries {
+        Some(binaries) => binaries.binary(&name).await,
+        None => (axum::http::StatusCode::NOT_FOUND, "no binaries\n").into_response(),
+    }
 }
 
 async fn serve_web(State(app): State<Arc<AppState>>, uri: Uri) -> Response {

@@ -234,7 +234,7 @@ mod tests {
         std::fs::create_dir_all(&root).expect("web root");
         std::fs::write(root.join("index.html"), "<html></html>").expect("index");
         let web = crate::web::WebApp::load(&root).expect("web app");
-        let app = Arc::new(crate::AppState { web, relay: super::Relay::new(4, 1000) });
+        let app = Arc::new(crate::AppState { web, relay: super::Relay::new(4, 1000), binaries: None, public_url: None });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {

@@ -76,8 +76,13 @@ impl Relay {
 
     /// Start on a given address (to restart a relay where its hosts expect it).
     pub fn start_at(listen: &str) -> Relay {
+        Relay::start_with(listen, &[])
+    }
+
+    /// Start with extra `tether-relay` arguments.
+    pub fn start_with(listen: &str, extra: &[&std::ffi::OsStr]) -> Relay {
         let mut command = std::process::Command::new(bin_path("tether-relay"));
-        command.arg("--listen").arg(listen).arg("--web-root").arg(web_root());
+        command.arg("--listen").arg(listen).arg("--web-root").arg(web_root()).args(extra);
         command.stderr(std::process::Stdio::null()); // its start-up notes would clutter test output
         let (process, first_line) = process::spawn_reading_first_line(command, Duration::from_secs(20));
         let url = first_line

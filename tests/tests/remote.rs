@@ -275,3 +275,34 @@ fn logs_and_attach_work_through_the_relay() {
     assert_eq!(attached.wait_exit(), 0);
     assert_eq!(host.info(&id)["status"], "running", "detaching remotely leaves the session running");
 }
+
+#[test]
+fn the_cli_bootstrapper_runs_only_a_binary_with_the_right_checksum() {
+    let binaries = scratch().join(tether_tests::marker("binaries"));
+    std::fs::create_dir_all(&binaries).expect("dir");
+    let name = format!("tether-linux-{}", std::env::consts::ARCH);
+    std::fs::copy(tether_tests::bin_path("tether"), binaries.join(&name)).expect("copy binary");
+    let relay = Relay::start_with("127.0.0.1:0", &["--binaries".as_ref(), binaries.as_os_str()]);
+    let bootstrap = |home: &str| {
+        let home = scratch().join(tether_tests::marker(home));
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("curl -fsSL {}cli | sh -s -- --version", relay.url))
+            .env("HOME", &home)
+            .env_remove("XDG_CACHE_HOME")
+            .output()
+            .expect("sh")
+    };
+    let out = bootstrap("home-ok");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("tether {}\n", env!("CARGO_PKG_VERSION")));
+
+    // The file changes after the relay hashed it: the script refuses what it downloads.
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(binaries.join(&name)).expect("open");
+    file.write_all(b"tampered").expect("tamper");
+    let out = bootstrap("home-tampered");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(binaries);
+}
