@@ -273,16 +273,7 @@ async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
                         RelayMsg::Forward { conn } => {
                             let Some(client) = clients.get_mut(&conn) else { continue };
                             let result = client.conn.handle_input(Input::Bytes(&frame.payload), crate::now_ms());
-                            let events = flush(conn, client, &mut sink).await?;
-                            let result = result.and_then(|()| handle_events(daemon, conn, client, events, &link_tx, &exec_tx));
-                            let result = match result {
-                                Ok(()) => flush_and_handle(daemon, conn, client, &mut sink, &link_tx, &exec_tx).await?,
-                                Err(e) => Err(e),
-                            };
-                            if let Err(error) = result {
-                                end(daemon, conn, &error, &mut sink).await?;
-                                if let Some(mut client) = clients.remove(&conn) { client.cancel_execs() }
-                            }
+                            conclude(daemon, &mut clients, conn, result, &mut sink, &link_tx, &exec_tx).await?;
                         }
                         RelayMsg::Close { conn, .. } => {
                             if let Some(mut client) = clients.remove(&conn) {
@@ -321,29 +312,43 @@ async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
                     .collect();
                 for conn in due {
                     let Some(client) = clients.get_mut(&conn) else { continue };
-                    let result = match client.conn.handle_timeout(now) {
-                        Ok(()) => flush_and_handle(daemon, conn, client, &mut sink, &link_tx, &exec_tx).await?,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(error) = result {
-                        end(daemon, conn, &error, &mut sink).await?;
-                        if let Some(mut client) = clients.remove(&conn) { client.cancel_execs() }
-                    }
+                    let result = client.conn.handle_timeout(now);
+                    conclude(daemon, &mut clients, conn, result, &mut sink, &link_tx, &exec_tx).await?;
                 }
             }
         }
         if let Some((conn, result)) = touched {
-            let Some(client) = clients.get_mut(&conn) else { continue };
-            let result = match result {
-                Ok(()) => flush_and_handle(daemon, conn, client, &mut sink, &link_tx, &exec_tx).await?,
-                Err(e) => Err(e),
-            };
-            if let Err(error) = result {
-                end(daemon, conn, &error, &mut sink).await?;
-                if let Some(mut client) = clients.remove(&conn) { client.cancel_execs() }
-            }
+            conclude(daemon, &mut clients, conn, result, &mut sink, &link_tx, &exec_tx).await?;
         }
     }
+}
+
+/// After a step on client `conn`: send what it produced and act on its events, or, if the step
+/// failed, send what is left (a host's `auth/failed`), drop the client and cancel its commands.
+async fn conclude(
+    daemon: &Arc<Daemon>,
+    clients: &mut HashMap<u64, Client>,
+    conn: u64,
+    step: Result<(), ConnError>,
+    sink: &mut Sink,
+    link: &mpsc::UnboundedSender<Reply>,
+    exec: &mpsc::UnboundedSender<ExecEvent>,
+) -> Result<(), String> {
+    let Some(client) = clients.get_mut(&conn) else { return Ok(()) };
+    let result = match step {
+        Ok(()) => flush_and_handle(daemon, conn, client, sink, link, exec).await?,
+        Err(error) => {
+            flush(conn, client, sink).await?;
+            Err(error)
+        }
+    };
+    if let Err(error) = result {
+        end(daemon, conn, &error, sink).await?;
+        if let Some(mut client) = clients.remove(&conn) {
+            client.cancel_execs();
+        }
+    }
+    Ok(())
 }
 
 fn end_all(clients: &mut HashMap<u64, Client>) {
