@@ -225,7 +225,10 @@ type Reply = (u64, Frame);
 
 async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
     let url = host_ws_url(relay)?;
-    let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| format!("cannot connect: {e}"))?;
+    // disable_nagle: keystrokes and echoes are small; Nagle + delayed ACK would add ~40 ms each.
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
     let (mut sink, mut stream) = ws.split();
     let host = daemon.host();
     let proof = tether_protocol::hex::encode(&host.secret);

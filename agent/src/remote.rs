@@ -26,7 +26,8 @@ impl Remote {
         if url.starts_with("wss://") {
             return Err("TLS relays are not supported by this build yet".into());
         }
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        // disable_nagle: see relay_link — small interactive frames must not wait for ACKs.
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
             .await
             .map_err(|e| format!("cannot reach the relay at {}: {e}", invite.relay))?;
         let mut entropy = [0u8; HANDSHAKE_ENTROPY_BYTES];

@@ -79,6 +79,10 @@ async fn run(args: Args) -> Result<(), String> {
     println!("tether-relay listening on http://{local}/");
     eprintln!("serving web app from {} ({files} files, {bytes} bytes)", args.web_root.display());
 
+    // Interactive traffic: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per keystroke.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await

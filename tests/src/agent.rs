@@ -122,13 +122,18 @@ pub struct PtyClient {
 
 impl PtyClient {
     pub fn spawn(agent: &Agent, args: &[&str]) -> PtyClient {
-        use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+        let mut command = portable_pty::CommandBuilder::new(bin_path("tether"));
+        command.args(args);
+        command.env("TETHER_STATE_DIR", &agent.state);
+        PtyClient::spawn_command(command)
+    }
+
+    /// Any program on a PTY (the benchmark runs `ssh -tt` this way).
+    pub fn spawn_command(command: portable_pty::CommandBuilder) -> PtyClient {
+        use portable_pty::{native_pty_system, PtySize};
         let pty = native_pty_system()
             .openpty(PtySize { rows: 30, cols: 100, pixel_width: 0, pixel_height: 0 })
             .expect("openpty");
-        let mut command = CommandBuilder::new(bin_path("tether"));
-        command.args(args);
-        command.env("TETHER_STATE_DIR", &agent.state);
         let child = pty.slave.spawn_command(command).expect("spawn on pty");
         drop(pty.slave);
         let mut reader = pty.master.try_clone_reader().expect("pty reader");

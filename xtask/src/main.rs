@@ -111,7 +111,17 @@ fn bench(args: &[String]) -> Result {
     run_cmd(cargo().args(["bench", "--locked", "-p", "tether-protocol", "--bench", "channel", "--"]).args(args))?;
     // The agent benchmark drives release binaries, as users run them.
     let bins = build_bins(true)?;
-    run_cmd(cargo().args(["bench", "--locked", "-p", "tether-tests", "--bench", "agent"]).env("TETHER_BIN_DIR", bins))
+    run_cmd(cargo().args(["bench", "--locked", "-p", "tether-tests", "--bench", "agent"]).env("TETHER_BIN_DIR", &bins))?;
+    // Beside OpenSSH on loopback: needs the web app (the relay serves it) and sshd.
+    tools::ensure_build_tools()?;
+    build_web()?;
+    tools::ensure_apt_package("/usr/sbin/sshd", "openssh-server")?;
+    run_cmd(
+        cargo()
+            .args(["bench", "--locked", "-p", "tether-tests", "--bench", "remote"])
+            .env("TETHER_BIN_DIR", &bins)
+            .env("TETHER_WEB_ROOT", root().join("dist")),
+    )
 }
 
 fn fuzz(args: &[String]) -> Result {

@@ -84,22 +84,33 @@ fn is_newer(a: &Path, b: &Path) -> bool {
 
 /// Chromium and chromedriver from Debian; returns chromedriver's path.
 pub fn ensure_chromium() -> Result<PathBuf> {
-    let chromium = Path::new("/usr/bin/chromium");
     let driver = PathBuf::from("/usr/bin/chromedriver");
-    if chromium.exists() && driver.exists() {
-        return Ok(driver);
+    if !(Path::new("/usr/bin/chromium").exists() && driver.exists()) {
+        apt_install(&["chromium", "chromium-driver"])?;
     }
+    Ok(driver)
+}
+
+/// Install Debian `package` unless `path` exists.
+pub fn ensure_apt_package(path: &str, package: &str) -> Result {
+    if Path::new(path).exists() {
+        return Ok(());
+    }
+    apt_install(&[package])
+}
+
+fn apt_install(packages: &[&str]) -> Result {
     let is_root = output(Command::new("id").arg("-u")).map(|uid| uid.trim() == "0").unwrap_or(false);
     if !is_root {
-        return Err("Chromium is missing: install Debian's chromium and chromium-driver packages".into());
+        return Err(format!("missing Debian packages: {} (install them, or run as root)", packages.join(" ")));
     }
     run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
     run_cmd(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
+            .args(["install", "-y", "-qq"])
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    Ok(driver)
+    )
 }
 
 /// cargo-fuzz for `cargo xtask fuzz`.
