@@ -101,14 +101,7 @@ impl Client {
 
     /// Send a request and wait for its response; an error response becomes `Err(message)`.
     pub async fn call(&self, request: &Request, payload: Vec<u8>) -> Result<(Response, Vec<u8>), String> {
-        let id = self.id();
-        let (done, wait) = oneshot::channel();
-        lock(&self.pending).insert(id, done);
-        self.tx.send(cmd_frame(id, request, payload)).await.map_err(|_| lost())?;
-        match wait.await.map_err(|_| lost())? {
-            (Response::Error { message, .. }, _) => Err(message),
-            reply => Ok(reply),
-        }
+        self.call_with_id(self.id(), request, payload).await
     }
 
     /// Send without waiting for the answer (keystrokes while attached).
@@ -121,7 +114,7 @@ impl Client {
         let id = self.id();
         let (events_tx, events) = mpsc::channel(STREAM_QUEUE_FRAMES);
         lock(&self.streams).insert(id as u32, events_tx);
-        let result = self.call_with_id(id, request).await;
+        let result = self.call_with_id(id, request, Vec::new()).await;
         match result {
             Ok((Response::Streaming { session, stream, .. }, _)) => Ok(OpenStream { session, stream, events }),
             Ok((other, _)) => Err(format!("unexpected answer {other:?}")),
@@ -132,10 +125,10 @@ impl Client {
         }
     }
 
-    async fn call_with_id(&self, id: u64, request: &Request) -> Result<(Response, Vec<u8>), String> {
+    async fn call_with_id(&self, id: u64, request: &Request, payload: Vec<u8>) -> Result<(Response, Vec<u8>), String> {
         let (done, wait) = oneshot::channel();
         lock(&self.pending).insert(id, done);
-        self.tx.send(cmd_frame(id, request, Vec::new())).await.map_err(|_| lost())?;
+        self.tx.send(cmd_frame(id, request, payload)).await.map_err(|_| lost())?;
         match wait.await.map_err(|_| lost())? {
             (Response::Error { message, .. }, _) => Err(message),
             reply => Ok(reply),

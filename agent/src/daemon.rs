@@ -573,30 +573,29 @@ impl Daemon {
 
     /// Serve `attach` / `logs`: answer `Streaming`, then data frames, then `eof`.
     pub async fn open_stream(self: Arc<Self>, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
-        let (session_id, from, follow, size) = match request {
-            Request::Attach { session, from, cols, rows } => (session, from, true, cols.zip(rows)),
-            Request::Logs { session, follow } => (session, Some(0), follow, None),
+        let (session_id, from, follow, size, attach) = match request {
+            Request::Attach { session, from, cols, rows } => (session, from, true, cols.zip(rows), true),
+            Request::Logs { session, follow } => (session, Some(0), follow, None, false),
             _ => return,
         };
-        let info = match self.resolve(Some(&session_id)) {
-            Ok(info) => info,
+        // Attach needs a running session; logs are served from the log once it has ended.
+        let found = if attach {
+            self.live(&session_id).map(|session| (session.info(), Source::Live(session)))
+        } else {
+            self.resolve(Some(&session_id)).map(|info| {
+                let source = match lock(&self.sessions).get(&info.id) {
+                    Some(session) => Source::Live(session.clone()),
+                    None => Source::Log { path: self.state.session_log(&info.id) },
+                };
+                (info, source)
+            })
+        };
+        let (info, source) = match found {
+            Ok(found) => found,
             Err((response, payload)) => {
                 let _ = tx.send(cmd_frame(id, &response, payload)).await;
                 return;
             }
-        };
-        let live = lock(&self.sessions).get(&info.id).cloned();
-        let source = match (live, follow) {
-            (Some(session), _) => Source::Live(session),
-            (None, true) if from.is_none() => {
-                let reply = error(
-                    ErrorCode::NotRunning,
-                    format!("session {} is not running ({}); `tether logs {}` shows its output", info.id, info.status.as_str(), info.id),
-                );
-                let _ = tx.send(cmd_frame(id, &reply.0, reply.1)).await;
-                return;
-            }
-            (None, _) => Source::Log { path: self.state.session_log(&info.id) },
         };
         if let (Source::Live(session), Some((cols, rows))) = (&source, size) {
             let _ = session.resize(cols, rows);

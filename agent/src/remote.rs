@@ -52,26 +52,29 @@ impl Remote {
     /// Send what the connection has queued, then read one message from the relay and feed it.
     async fn pump(&mut self) -> Result<Vec<Event>, String> {
         let mut events = self.flush().await?;
-        let message = match self.ws.next().await {
-            Some(Ok(message)) => message,
-            Some(Err(e)) => return Err(format!("relay connection failed: {e}")),
-            None => return Err("the relay closed the connection".into()),
-        };
+        let message = self.ws.next().await;
+        let result = self.take(message);
+        events.extend(self.flush().await?);
+        result.map(|()| events)
+    }
+
+    /// Feed one message from the relay to the connection. A close or a broken socket becomes the
+    /// error to show: the connection's own (a tampered frame, a failed handshake) when it has
+    /// one, else the reason the relay or host gave.
+    fn take(&mut self, message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> Result<(), String> {
         match message {
-            Message::Binary(bytes) => {
-                let result = self.conn.handle_input(Input::Bytes(&bytes), crate::now_ms());
-                events.extend(self.flush().await?);
-                result.map_err(|e| e.to_string())?;
+            Some(Ok(Message::Binary(bytes))) => {
+                self.conn.handle_input(Input::Bytes(&bytes), crate::now_ms()).map_err(|e| e.to_string())
             }
-            Message::Close(frame) => {
-                // A refusal from the relay or host comes as the close reason.
-                let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                let error = self.conn.error().map(|e| e.to_string());
-                return Err(error.unwrap_or(if reason.is_empty() { "the relay closed the connection".into() } else { reason }));
+            Some(Ok(Message::Close(frame))) => {
+                let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                let own = self.conn.error().map(|e| e.to_string());
+                Err(own.or(reason).unwrap_or_else(|| "the relay closed the connection".into()))
             }
-            _ => {}
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(format!("relay connection failed: {e}")),
+            None => Err("the relay closed the connection".into()),
         }
-        Ok(events)
     }
 
     async fn flush(&mut self) -> Result<Vec<Event>, String> {
@@ -123,21 +126,7 @@ impl Remote {
         loop {
             let mut events = Vec::new();
             tokio::select! {
-                message = self.ws.next() => {
-                    match message {
-                        Some(Ok(Message::Binary(bytes))) => {
-                            let result = self.conn.handle_input(Input::Bytes(&bytes), crate::now_ms());
-                            result.map_err(|e| e.to_string())?;
-                        }
-                        Some(Ok(Message::Close(frame))) => {
-                            let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                            return Err(format!("connection to the host lost: {reason}"));
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return Err(format!("relay connection failed: {e}")),
-                        None => return Err("the relay closed the connection".into()),
-                    }
-                }
+                message = self.ws.next() => self.take(message)?,
                 chunk = stdin_rx.recv(), if stdin_open && stdin_pending.is_empty() => match chunk {
                     Some(bytes) => stdin_pending = bytes,
                     None => {
@@ -310,18 +299,7 @@ impl Remote {
                         };
                         self.conn.send_frame(&cmd_frame(id, &request, payload)).map_err(|e| e.to_string())?;
                     }
-                    message = self.ws.next() => match message {
-                        Some(Ok(Message::Binary(bytes))) => {
-                            self.conn.handle_input(Input::Bytes(&bytes), crate::now_ms()).map_err(|e| e.to_string())?;
-                        }
-                        Some(Ok(Message::Close(frame))) => {
-                            return Err(frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty())
-                                .unwrap_or_else(|| "the relay closed the connection".into()));
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return Err(format!("relay connection failed: {e}")),
-                        None => return Err("the relay closed the connection".into()),
-                    },
+                    message = self.ws.next() => self.take(message)?,
                 }
                 events.extend(self.flush().await?);
                 for event in events {
