@@ -16,7 +16,8 @@ const DETACH_PREFIX: u8 = 0x1d;
 const DETACH_KEY: u8 = b'd';
 /// Leave the alternate screen, show the cursor, stop mouse reporting and bracketed paste, normal
 /// cursor keys, default colours.
-const RESET_MODES: &[u8] = b"\x1b[?1049l\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b[0m";
+const RESET_MODES: &[u8] =
+    b"\x1b[?1049l\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b[0m";
 
 /// Why attach ended.
 pub enum Ended {
@@ -26,12 +27,8 @@ pub enum Ended {
 
 pub async fn attach(client: &Transport, session: &str) -> Result<Ended, String> {
     let size = terminal_size();
-    let request = Request::Attach {
-        session: session.to_owned(),
-        from: None,
-        cols: size.map(|s| s.0),
-        rows: size.map(|s| s.1),
-    };
+    let request =
+        Request::Attach { session: session.to_owned(), from: None, cols: size.map(|s| s.0), rows: size.map(|s| s.1) };
     let opened = client.open_stream(&request).await?;
     let (id, stream, mut events) = (opened.session.id, opened.stream, opened.events);
     let raw = RawMode::enable();

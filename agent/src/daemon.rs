@@ -19,11 +19,11 @@ use tokio::task::AbortHandle;
 
 use crate::config::Config;
 use crate::host::HostIdentity;
-use crate::relay_link::{self, Throttle};
 use crate::ipc::{cmd_frame, write_frame, FrameReader};
 use crate::notify::Notifier;
 use crate::paths::StateDir;
 use crate::prompt::PromptDetector;
+use crate::relay_link::{self, Throttle};
 use crate::session::{Session, Spawn};
 use crate::store::Store;
 
@@ -253,7 +253,14 @@ impl Daemon {
         }
     }
 
-    fn start(&self, command: Vec<String>, title: Option<String>, cwd: Option<String>, size: (u16, u16), notify: bool) -> Reply {
+    fn start(
+        &self,
+        command: Vec<String>,
+        title: Option<String>,
+        cwd: Option<String>,
+        size: (u16, u16),
+        notify: bool,
+    ) -> Reply {
         if command.is_empty() {
             return error(ErrorCode::BadRequest, "no command given: tether start -- CMD ARGS…");
         }
@@ -430,7 +437,7 @@ impl Daemon {
             match tokio::time::timeout(quiet, end.changed()).await {
                 Ok(Ok(())) => continue, // more output: restart the quiet timer
                 Ok(Err(_)) => return,
-                Err(_) => {}            // quiet long enough
+                Err(_) => {} // quiet long enough
             }
             if session.is_finished() {
                 return;
@@ -470,9 +477,12 @@ impl Daemon {
             [only] => {
                 let info = store.get(only).map_err(|e| error(ErrorCode::Internal, e))?;
                 drop(store);
-                info.map(|i| self.current(i)).ok_or_else(|| error(ErrorCode::UnknownSession, format!("no session {id:?}")))
+                info.map(|i| self.current(i))
+                    .ok_or_else(|| error(ErrorCode::UnknownSession, format!("no session {id:?}")))
             }
-            _ => Err(error(ErrorCode::AmbiguousSession, format!("{id:?} matches several sessions: give more of the id"))),
+            _ => {
+                Err(error(ErrorCode::AmbiguousSession, format!("{id:?} matches several sessions: give more of the id")))
+            }
         }
     }
 
@@ -487,7 +497,12 @@ impl Daemon {
             Some(session) if !session.is_finished() => Ok(session.clone()),
             _ => Err(error(
                 ErrorCode::NotRunning,
-                format!("session {} is not running ({}); `tether logs {}` shows its output", info.id, info.status.as_str(), info.id),
+                format!(
+                    "session {} is not running ({}); `tether logs {}` shows its output",
+                    info.id,
+                    info.status.as_str(),
+                    info.id
+                ),
             )),
         }
     }
@@ -547,7 +562,11 @@ impl Daemon {
             Ok(false) => error(ErrorCode::NotRunning, format!("session {} ended without a prompt", session.id)),
             Err(_) => error(
                 ErrorCode::TimedOut,
-                format!("timed out after {:.1}s: session {} is not waiting for input", timeout_ms as f64 / 1000.0, session.id),
+                format!(
+                    "timed out after {:.1}s: session {} is not waiting for input",
+                    timeout_ms as f64 / 1000.0,
+                    session.id
+                ),
             ),
         }
     }
@@ -632,7 +651,13 @@ async fn stop_session(session: &Session, grace: Duration) {
 
 /// Follow a live session from `from`; with `follow` false, stop at the current end.
 /// Returns the end sequence number reached.
-async fn stream_live(session: &Session, stream: u32, from: u64, follow: bool, tx: &mpsc::Sender<Frame>) -> Result<u64, ()> {
+async fn stream_live(
+    session: &Session,
+    stream: u32,
+    from: u64,
+    follow: bool,
+    tx: &mpsc::Sender<Frame>,
+) -> Result<u64, ()> {
     let mut end_rx = session.subscribe_end();
     let mut finished = session.subscribe_finished();
     let mut cursor = from;

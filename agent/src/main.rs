@@ -305,7 +305,11 @@ async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<
     }
     if let Some(invite) = host {
         return match command {
-            Command::Daemon { .. } | Command::Skill | Command::Pair { .. } | Command::Exec { .. } | Command::Hosts { .. } => {
+            Command::Daemon { .. }
+            | Command::Skill
+            | Command::Pair { .. }
+            | Command::Exec { .. }
+            | Command::Hosts { .. } => {
                 Err("-H/--host applies to session commands (start, ls, attach, send, logs, stop)".into())
             }
             command => {
@@ -362,7 +366,8 @@ async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<
         }
         Command::Pair { relay, json } => {
             let client = Client::connect(&state, true).await?;
-            let (Response::Paired { invite, host_id }, _) = client.call(&Request::Pair { relay }, Vec::new()).await? else {
+            let (Response::Paired { invite, host_id }, _) = client.call(&Request::Pair { relay }, Vec::new()).await?
+            else {
                 return Err("unexpected answer to pair".into());
             };
             if json {
@@ -452,7 +457,8 @@ async fn session_command(client: &Transport, command: Command) -> Result<ExitCod
             let info = get(client, id).await?;
             let mut code = ExitCode::SUCCESS;
             if wait_for_prompt {
-                let request = Request::WaitForPrompt { session: info.id.clone(), timeout_ms: timeout.as_millis() as u64 };
+                let request =
+                    Request::WaitForPrompt { session: info.id.clone(), timeout_ms: timeout.as_millis() as u64 };
                 if let Err(e) = client.call(&request, Vec::new()).await {
                     eprintln!("tether: {e}");
                     code = ExitCode::from(EXIT_TIMED_OUT);
@@ -469,7 +475,11 @@ async fn session_command(client: &Transport, command: Command) -> Result<ExitCod
             println!("{} {} (exit code {code})", info.id, info.status.as_str());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Daemon { .. } | Command::Skill | Command::Pair { .. } | Command::Exec { .. } | Command::Hosts { .. } => {
+        Command::Daemon { .. }
+        | Command::Skill
+        | Command::Pair { .. }
+        | Command::Exec { .. }
+        | Command::Hosts { .. } => {
             unreachable!("handled before connecting")
         }
     }
@@ -576,7 +586,8 @@ async fn logs(client: &Transport, id: &str, tail: Option<usize>, keep_color: boo
         }
         return Ok(());
     }
-    let text = if keep_color { String::from_utf8_lossy(&collected).into_owned() } else { terminal::plain_text(&collected) };
+    let text =
+        if keep_color { String::from_utf8_lossy(&collected).into_owned() } else { terminal::plain_text(&collected) };
     let text = match tail {
         Some(n) => last_lines(&text, n),
         None => text.as_str(),
@@ -590,7 +601,8 @@ async fn logs(client: &Transport, id: &str, tail: Option<usize>, keep_color: boo
 
 fn last_lines(text: &str, n: usize) -> &str {
     let trimmed = text.strip_suffix('\n').unwrap_or(text);
-    let start = trimmed.char_indices().rev().filter(|&(_, c)| c == '\n').nth(n.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
+    let start =
+        trimmed.char_indices().rev().filter(|&(_, c)| c == '\n').nth(n.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
     if n == 0 {
         ""
     } else {
@@ -603,7 +615,15 @@ fn print_table(sessions: &[SessionInfo]) {
     for s in sessions {
         let exit = s.exit_code.map_or("-".to_owned(), |c| c.to_string());
         let input = if s.waiting_for_input { "yes" } else { "-" };
-        println!("{:<8} {:<9} {:<6} {:<5} {:<19} {}", s.id, s.status.as_str(), exit, input, format_time(s.created_at), s.title);
+        println!(
+            "{:<8} {:<9} {:<6} {:<5} {:<19} {}",
+            s.id,
+            s.status.as_str(),
+            exit,
+            input,
+            format_time(s.created_at),
+            s.title
+        );
     }
 }
 

@@ -179,7 +179,8 @@ impl Client {
     /// Answer finished execs, and end finished streams, once their output has all gone out
     /// (the answer or `eof` must not overtake it).
     fn settle(&mut self) -> Result<(), ConnError> {
-        let drained = |pending: &HashMap<u32, Pending>, stream: u32| pending.get(&stream).is_none_or(|p| p.queue.is_empty());
+        let drained =
+            |pending: &HashMap<u32, Pending>, stream: u32| pending.get(&stream).is_none_or(|p| p.queue.is_empty());
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.finished)
             .into_iter()
             .partition(|&(id, _)| drained(&self.pending, exec_stdout(id)) && drained(&self.pending, exec_stderr(id)));
@@ -423,20 +424,23 @@ fn handle_events(
                 eprintln!("tether daemon: client {conn} authenticated with {identity}");
             }
             Event::Cmd { id, body, payload } => match serde_json::from_value::<Request>(body) {
-                Ok(Request::Exec { command, cwd }) => match crate::exec::spawn(conn, id, &command, cwd.as_deref(), exec_events.clone()) {
-                    Ok(exec) => {
-                        for (stream, permits) in
-                            [(exec_stdout(id), exec.stdout_permits.clone()), (exec_stderr(id), exec.stderr_permits.clone())]
-                        {
-                            client.pending.insert(stream, Pending::new(permits));
+                Ok(Request::Exec { command, cwd }) => {
+                    match crate::exec::spawn(conn, id, &command, cwd.as_deref(), exec_events.clone()) {
+                        Ok(exec) => {
+                            for (stream, permits) in [
+                                (exec_stdout(id), exec.stdout_permits.clone()),
+                                (exec_stderr(id), exec.stderr_permits.clone()),
+                            ] {
+                                client.pending.insert(stream, Pending::new(permits));
+                            }
+                            client.execs.insert(id, exec);
                         }
-                        client.execs.insert(id, exec);
+                        Err(message) => {
+                            let reply = Response::Error { code: ErrorCode::BadRequest, message };
+                            client.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
+                        }
                     }
-                    Err(message) => {
-                        let reply = Response::Error { code: ErrorCode::BadRequest, message };
-                        client.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
-                    }
-                },
+                }
                 Ok(request @ (Request::Attach { .. } | Request::Logs { .. })) => {
                     serve_stream(daemon, conn, client, id, request, link, exec_events);
                 }
@@ -453,8 +457,13 @@ fn handle_events(
                             running.signal(signal);
                             Response::Ok
                         }
-                        Some(_) => Response::Error { code: ErrorCode::BadRequest, message: format!("bad signal {signal}") },
-                        None => Response::Error { code: ErrorCode::NotRunning, message: "that command is not running".into() },
+                        Some(_) => {
+                            Response::Error { code: ErrorCode::BadRequest, message: format!("bad signal {signal}") }
+                        }
+                        None => Response::Error {
+                            code: ErrorCode::NotRunning,
+                            message: "that command is not running".into(),
+                        },
                     };
                     client.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
                 }

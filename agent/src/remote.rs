@@ -93,7 +93,11 @@ impl Remote {
     /// Run a command on the host: its stdout and stderr to ours, our stdin to it. Returns its
     /// exit code (128 + N for signal N); `None` when `timeout` ran out (the command was killed).
     /// Ctrl+C is passed on as SIGINT; a second Ctrl+C gives up at once.
-    pub async fn exec(&mut self, command: Vec<String>, timeout: Option<std::time::Duration>) -> Result<Option<i32>, String> {
+    pub async fn exec(
+        &mut self,
+        command: Vec<String>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Option<i32>, String> {
         use std::io::Write;
         use tether_protocol::api::{exec_stderr, exec_stdout};
         use tether_protocol::frame::{Control, Frame, Header};
@@ -101,7 +105,9 @@ impl Remote {
         let id = self.next_id;
         self.next_id += 1;
         let (out_stream, err_stream) = (exec_stdout(id), exec_stderr(id));
-        self.conn.send_frame(&cmd_frame(id, &Request::Exec { command, cwd: None }, Vec::new())).map_err(|e| e.to_string())?;
+        self.conn
+            .send_frame(&cmd_frame(id, &Request::Exec { command, cwd: None }, Vec::new()))
+            .map_err(|e| e.to_string())?;
         self.flush().await?;
 
         // stdin on a thread (blocking reads), in chunks no bigger than a frame's payload.
@@ -244,7 +250,9 @@ impl RemoteClient {
         let command = ActorCommand::Open { request: request.clone(), events: events_tx, reply };
         self.commands.send(command).await.map_err(|_| lost())?;
         match answer.await.map_err(|_| lost())?? {
-            (Response::Streaming { session, stream, .. }, _) => Ok(crate::client::OpenStream { session, stream, events }),
+            (Response::Streaming { session, stream, .. }, _) => {
+                Ok(crate::client::OpenStream { session, stream, events })
+            }
             (other, _) => Err(format!("unexpected answer {other:?}")),
         }
     }

@@ -116,10 +116,7 @@ impl Store {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<SessionInfo>, String> {
-        self.db
-            .query_row(&format!("{SELECT} WHERE id = ?1"), params![id], from_row)
-            .optional()
-            .map_err(db_error)
+        self.db.query_row(&format!("{SELECT} WHERE id = ?1"), params![id], from_row).optional().map_err(db_error)
     }
 
     /// Ids starting with `prefix`, newest first (at most `limit`).

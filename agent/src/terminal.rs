@@ -20,7 +20,9 @@ const BEL: u8 = 0x07;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Query {
     /// DSR 6 (`CSI 6 n`) or DECXCPR (`CSI ? 6 n`).
-    CursorPosition { private: bool },
+    CursorPosition {
+        private: bool,
+    },
     /// DSR 5: "are you OK?".
     Status,
     /// DA1 (`CSI c`).
@@ -30,8 +32,12 @@ pub enum Query {
     /// XTVERSION (`CSI > q`).
     Version,
     /// OSC 10/11 `?`: foreground or background colour; `bel` = the query ended with BEL.
-    Foreground { bel: bool },
-    Background { bel: bool },
+    Foreground {
+        bel: bool,
+    },
+    Background {
+        bel: bool,
+    },
 }
 
 impl Query {
@@ -207,7 +213,6 @@ impl Screen {
         self.parser.screen().application_cursor()
     }
 
-
     /// Text of the cursor's line up to the cursor (what a prompt looks like).
     pub fn cursor_line(&self) -> String {
         let screen = self.parser.screen();
@@ -311,4 +316,3 @@ mod tests {
         assert_eq!(plain_text(b"\x1b[32mok\x1b[0m\r\n10%\r50%\r100%\r\nend"), "ok\n100%\nend");
     }
 }
-

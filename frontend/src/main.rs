@@ -10,7 +10,8 @@ use yew::prelude::*;
 use xterm::{FitAddon, Terminal};
 
 /// Shown until the app can connect to a host.
-const BANNER: &str = "Tether \u{2014} not connected.\r\nOpen an invite link from `tether pair` to reach a host.\r\n\r\n";
+const BANNER: &str =
+    "Tether \u{2014} not connected.\r\nOpen an invite link from `tether pair` to reach a host.\r\n\r\n";
 
 #[function_component(App)]
 fn app() -> Html {

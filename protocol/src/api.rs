@@ -24,15 +24,8 @@ pub enum SessionStatus {
 }
 
 impl SessionStatus {
-    pub const ALL: [SessionStatus; 7] = [
-        Self::Created,
-        Self::Running,
-        Self::Stopping,
-        Self::Stopped,
-        Self::Killed,
-        Self::Failed,
-        Self::Unknown,
-    ];
+    pub const ALL: [SessionStatus; 7] =
+        [Self::Created, Self::Running, Self::Stopping, Self::Stopped, Self::Killed, Self::Failed, Self::Unknown];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -112,28 +105,65 @@ pub enum Request {
         limit: Option<usize>,
     },
     /// Session by id or unique prefix; the newest session when `id` is absent.
-    Get { id: Option<String> },
-    Send { session: String, chunks: Vec<InputChunk> },
+    Get {
+        id: Option<String>,
+    },
+    Send {
+        session: String,
+        chunks: Vec<InputChunk>,
+    },
     /// Raw input (attached keystrokes); the bytes are the frame payload.
-    Write { session: String },
-    Resize { session: String, cols: u16, rows: u16 },
+    Write {
+        session: String,
+    },
+    Resize {
+        session: String,
+        cols: u16,
+        rows: u16,
+    },
     /// Stream output from byte `from` (default: what the ring still holds), then live.
-    Attach { session: String, from: Option<u64>, cols: Option<u16>, rows: Option<u16> },
-    Detach { stream: u32 },
+    Attach {
+        session: String,
+        from: Option<u64>,
+        cols: Option<u16>,
+        rows: Option<u16>,
+    },
+    Detach {
+        stream: u32,
+    },
     /// The session log (complete output). `follow` streams on like `attach`.
-    Logs { session: String, follow: bool },
-    WaitForPrompt { session: String, timeout_ms: u64 },
-    Stop { session: String, grace_ms: u64 },
+    Logs {
+        session: String,
+        follow: bool,
+    },
+    WaitForPrompt {
+        session: String,
+        timeout_ms: u64,
+    },
+    Stop {
+        session: String,
+        grace_ms: u64,
+    },
     DaemonStatus,
-    DaemonStop { grace_ms: u64 },
+    DaemonStop {
+        grace_ms: u64,
+    },
     /// Connect the agent to `relay` (kept across restarts) and issue a new invite.
-    Pair { relay: String },
+    Pair {
+        relay: String,
+    },
     /// Run a command without a PTY. Its stdout comes as data on stream `exec_stdout(id)`, stderr
     /// on `exec_stderr(id)`; the client's stdin goes as data on `exec_stdout(id)` the other way,
     /// ended by `control/eof`. The one response, `exited`, comes after all output.
-    Exec { command: Vec<String>, cwd: Option<String> },
+    Exec {
+        command: Vec<String>,
+        cwd: Option<String>,
+    },
     /// Send a signal to a running exec's process group (Ctrl+C on the client: SIGINT).
-    Signal { exec: u64, signal: i32 },
+    Signal {
+        exec: u64,
+        signal: i32,
+    },
 }
 
 /// Stream carrying an exec's stdout (and, client → host, its stdin).
@@ -151,18 +181,42 @@ pub fn exec_stderr(request_id: u64) -> u32 {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Response {
     Ok,
-    Session { session: SessionInfo },
-    Sessions { sessions: Vec<SessionInfo> },
+    Session {
+        session: SessionInfo,
+    },
+    Sessions {
+        sessions: Vec<SessionInfo>,
+    },
     /// Output of `session` follows as `data` frames on `stream`, starting at byte `from`; a
     /// `control/eof` ends it when the session's output ends.
-    Streaming { session: SessionInfo, stream: u32, from: u64 },
+    Streaming {
+        session: SessionInfo,
+        stream: u32,
+        from: u64,
+    },
     /// The log's bytes are the frame payload.
-    Log { session: SessionInfo },
-    Daemon { pid: u32, version: String, state_dir: String, running: usize, total: usize },
-    Paired { invite: String, host_id: String },
+    Log {
+        session: SessionInfo,
+    },
+    Daemon {
+        pid: u32,
+        version: String,
+        state_dir: String,
+        running: usize,
+        total: usize,
+    },
+    Paired {
+        invite: String,
+        host_id: String,
+    },
     /// An exec finished: exit code, 128 + N when killed by signal N.
-    Exited { code: i32 },
-    Error { code: ErrorCode, message: String },
+    Exited {
+        code: i32,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

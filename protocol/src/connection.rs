@@ -65,25 +65,54 @@ pub enum Output {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
     /// The handshake succeeded. On the host, `identity` names the credential the client proved.
-    Authenticated { identity: String },
+    Authenticated {
+        identity: String,
+    },
     /// New bytes of a stream, each delivered once and in order. Call `consumed` once the
     /// application's sink has taken them, or the sender stalls when its window runs out.
-    Data { stream: u32, seq: u64, bytes: Vec<u8> },
+    Data {
+        stream: u32,
+        seq: u64,
+        bytes: Vec<u8>,
+    },
     /// The peer asks for a stream's bytes from `from` on (reconnect or transport switch).
-    ResumeRequested { stream: u32, from: u64 },
+    ResumeRequested {
+        stream: u32,
+        from: u64,
+    },
     /// The sender no longer has bytes `from .. to` of a stream; they are lost to this client (the
     /// host's log still has them). Say so to the user.
-    Skipped { stream: u32, from: u64, to: u64 },
+    Skipped {
+        stream: u32,
+        from: u64,
+        to: u64,
+    },
     /// The peer's stream ended at byte `end`.
-    Eof { stream: u32, end: u64 },
+    Eof {
+        stream: u32,
+        end: u64,
+    },
     /// Flow-control credit came back: more of `stream` may be sent.
-    Writable { stream: u32 },
-    File { step: FileStep, payload: Vec<u8> },
+    Writable {
+        stream: u32,
+    },
+    File {
+        step: FileStep,
+        payload: Vec<u8>,
+    },
     /// A request or response; bulk bytes (input, log data) ride in `payload`.
-    Cmd { id: u64, body: serde_json::Value, payload: Vec<u8> },
-    Webrtc { signal: serde_json::Value },
+    Cmd {
+        id: u64,
+        body: serde_json::Value,
+        payload: Vec<u8>,
+    },
+    Webrtc {
+        signal: serde_json::Value,
+    },
     /// The peer closed in order.
-    Closed { reason: String },
+    Closed {
+        reason: String,
+    },
 }
 
 enum State {
@@ -355,9 +384,7 @@ impl Connection {
     /// Send a control, file, cmd or webrtc frame. File chunks must respect `FILE_CHUNK_BYTES`.
     pub fn send_frame(&mut self, frame: &Frame) -> Result<(), ConnError> {
         self.check_open()?;
-        if let (Header::File(FileStep::Chunk { .. }), true) =
-            (&frame.header, frame.payload.len() > FILE_CHUNK_BYTES)
-        {
+        if let (Header::File(FileStep::Chunk { .. }), true) = (&frame.header, frame.payload.len() > FILE_CHUNK_BYTES) {
             return Err(ConnError::NotReady("file chunk over FILE_CHUNK_BYTES"));
         }
         self.send_sealed(frame)
@@ -375,9 +402,9 @@ impl Connection {
     pub fn poll_timeout(&self) -> Option<u64> {
         match self.state {
             State::Client(_) | State::Host(_) => Some(self.handshake_deadline),
-            State::Open { .. } => Some(
-                (self.last_ping_ms + KEEPALIVE_INTERVAL_MS).min(self.last_received_ms + IDLE_TIMEOUT_MS),
-            ),
+            State::Open { .. } => {
+                Some((self.last_ping_ms + KEEPALIVE_INTERVAL_MS).min(self.last_received_ms + IDLE_TIMEOUT_MS))
+            }
             State::Closed | State::Failed(_) => None,
         }
     }

@@ -6,8 +6,12 @@ use std::fmt;
 /// Framing errors. Any of them ends the connection: the byte stream has lost its boundaries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
-    HeaderTooLarge { len: usize },
-    PayloadTooLarge { len: usize },
+    HeaderTooLarge {
+        len: usize,
+    },
+    PayloadTooLarge {
+        len: usize,
+    },
     /// The header is not valid JSON of a known frame type, or bytes follow a single frame.
     Malformed(String),
     /// A buffer that should hold one whole frame ended early.
@@ -19,16 +23,12 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::HeaderTooLarge { len } => write!(
-                f,
-                "frame header of {len} bytes exceeds the {} byte limit",
-                crate::frame::MAX_HEADER_BYTES
-            ),
-            Self::PayloadTooLarge { len } => write!(
-                f,
-                "frame payload of {len} bytes exceeds the {} byte limit",
-                crate::frame::MAX_PAYLOAD_BYTES
-            ),
+            Self::HeaderTooLarge { len } => {
+                write!(f, "frame header of {len} bytes exceeds the {} byte limit", crate::frame::MAX_HEADER_BYTES)
+            }
+            Self::PayloadTooLarge { len } => {
+                write!(f, "frame payload of {len} bytes exceeds the {} byte limit", crate::frame::MAX_PAYLOAD_BYTES)
+            }
             Self::Malformed(why) => write!(f, "malformed frame: {why}"),
             Self::Truncated => write!(f, "truncated frame"),
             Self::Poisoned => write!(f, "frame decoder already failed; connection must be dropped"),
@@ -103,10 +103,9 @@ impl fmt::Display for ChannelError {
             Self::Replayed { expected, got } => {
                 write!(f, "secure channel: replayed frame (counter {got}, expected {expected})")
             }
-            Self::OutOfOrder { expected, got } => write!(
-                f,
-                "secure channel: frame dropped or reordered (counter {got}, expected {expected})"
-            ),
+            Self::OutOfOrder { expected, got } => {
+                write!(f, "secure channel: frame dropped or reordered (counter {got}, expected {expected})")
+            }
             Self::Forged { ctr } => {
                 write!(f, "secure channel: frame {ctr} failed authentication (tampered or truncated)")
             }
@@ -139,10 +138,9 @@ impl fmt::Display for StreamError {
             Self::Gap { stream, expected, got } => {
                 write!(f, "stream {stream}: gap in output (expected byte {expected}, got {got})")
             }
-            Self::Evicted { requested, oldest } => write!(
-                f,
-                "output from byte {requested} is no longer buffered (oldest kept is {oldest})"
-            ),
+            Self::Evicted { requested, oldest } => {
+                write!(f, "output from byte {requested} is no longer buffered (oldest kept is {oldest})")
+            }
             Self::Future { requested, end } => {
                 write!(f, "resume from byte {requested} is past the end of output ({end})")
             }
@@ -210,7 +208,11 @@ impl fmt::Display for ConnError {
             Self::Channel(e) => e.fmt(f),
             Self::Stream(e) => e.fmt(f),
             Self::Truncated => write!(f, "connection cut: transport ended without an authenticated close"),
-            Self::Idle => write!(f, "connection lost: no traffic from the peer for {} s", crate::connection::IDLE_TIMEOUT_MS / 1000),
+            Self::Idle => write!(
+                f,
+                "connection lost: no traffic from the peer for {} s",
+                crate::connection::IDLE_TIMEOUT_MS / 1000
+            ),
             Self::Closed(reason) => write!(f, "connection closed by peer: {reason}"),
             Self::NotReady(what) => write!(f, "connection not ready: {what}"),
         }

@@ -30,12 +30,7 @@ impl FileSender {
     /// Start sending `name` of `size` bytes. When resuming from `offset`, first feed the bytes
     /// before it through `absorb_prefix` so the final digest covers the whole file.
     pub fn begin(transfer: u32, name: &str, size: u64, offset: u64) -> (Self, Frame) {
-        let frame = Frame::bare(Header::File(FileStep::Begin {
-            transfer,
-            name: name.to_owned(),
-            size,
-            offset,
-        }));
+        let frame = Frame::bare(Header::File(FileStep::Begin { transfer, name: name.to_owned(), size, offset }));
         (FileSender { transfer, size, offset, hasher: Sha256::new() }, frame)
     }
 
@@ -49,10 +44,8 @@ impl FileSender {
         if bytes.len() > FILE_CHUNK_BYTES {
             return Err(FileError::ChunkTooLarge { len: bytes.len() });
         }
-        let frame = Frame::new(
-            Header::File(FileStep::Chunk { transfer: self.transfer, offset: self.offset }),
-            bytes.to_vec(),
-        );
+        let frame =
+            Frame::new(Header::File(FileStep::Chunk { transfer: self.transfer, offset: self.offset }), bytes.to_vec());
         self.hasher.update(bytes);
         self.offset += bytes.len() as u64;
         Ok(frame)

@@ -134,20 +134,39 @@ pub enum AuthStep {
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Control {
     /// "Send me stream bytes from `from` on" — after a reconnect or transport switch.
-    Resume { stream: u32, from: u64 },
+    Resume {
+        stream: u32,
+        from: u64,
+    },
     /// Flow control: the receiver has consumed `bytes` more of `stream`; the sender may send that
     /// many more.
-    Window { stream: u32, bytes: u64 },
+    Window {
+        stream: u32,
+        bytes: u64,
+    },
     /// The sender no longer holds stream bytes `from .. to` (evicted from its ring); the receiver
     /// continues at `to` and tells its user that output was skipped.
-    Skip { stream: u32, from: u64, to: u64 },
+    Skip {
+        stream: u32,
+        from: u64,
+        to: u64,
+    },
     /// The sender's stream has ended at byte `end`.
-    Eof { stream: u32, end: u64 },
+    Eof {
+        stream: u32,
+        end: u64,
+    },
     /// Keep-alive and its answer.
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
     /// Orderly end of the connection. A transport that ends without one was truncated.
-    Close { reason: String },
+    Close {
+        reason: String,
+    },
 }
 
 /// File transfer steps. `transfer` identifies one transfer on a connection.

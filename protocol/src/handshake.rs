@@ -63,11 +63,7 @@ pub struct Credential {
 impl Credential {
     /// Make the verifier for `secret`; `salt` must be fresh random bytes.
     pub fn derive(host_id: &str, identity: &str, secret: &[u8], salt: [u8; SALT_BYTES]) -> Self {
-        let verifier = SrpClient::new().compute_verifier(
-            srp_username(host_id, identity).as_bytes(),
-            secret,
-            &salt,
-        );
+        let verifier = SrpClient::new().compute_verifier(srp_username(host_id, identity).as_bytes(), secret, &salt);
         Credential { identity: identity.to_owned(), salt: salt.to_vec(), verifier }
     }
 }
@@ -205,9 +201,9 @@ impl ClientHandshake {
             }
             (ClientState::AwaitServerProof { verifier, host_nonce }, AuthStep::ServerProof) => {
                 // A wrong M2 means the peer is not the host that holds our verifier.
-                let key = verifier.verify_server(&frame.payload).map_err(|_| {
-                    AuthError::Rejected("host failed to prove it knows the secret".into())
-                })?;
+                let key = verifier
+                    .verify_server(&frame.payload)
+                    .map_err(|_| AuthError::Rejected("host failed to prove it knows the secret".into()))?;
                 let keys = derive_session_keys(key, &self.nonce, &host_nonce, &self.host_id);
                 Ok(Step::Done { reply: None, keys })
             }
@@ -284,16 +280,12 @@ impl HostHandshake {
                 check_public_len(a_pub, "a_pub")?;
                 // Which identities exist (`invite`, `password`, device ids) is not a secret worth
                 // decoys: say plainly that this one is unknown.
-                let credential = self
-                    .credentials
-                    .iter()
-                    .find(|c| c.identity == *identity)
-                    .ok_or_else(|| {
-                        AuthError::Rejected(match identity.starts_with("invite-") {
-                            true => "unknown or revoked invite".to_owned(),
-                            false => format!("no credential {identity:?} on this host"),
-                        })
-                    })?;
+                let credential = self.credentials.iter().find(|c| c.identity == *identity).ok_or_else(|| {
+                    AuthError::Rejected(match identity.starts_with("invite-") {
+                        true => "unknown or revoked invite".to_owned(),
+                        false => format!("no credential {identity:?} on this host"),
+                    })
+                })?;
                 let server = SrpServer::new();
                 let b_pub = server.compute_public_ephemeral(&self.ephemeral, &credential.verifier);
                 check_u_nonzero(a_pub, &b_pub)?;

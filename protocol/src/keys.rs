@@ -74,8 +74,5 @@ pub fn derive_session_keys(
         }
         key
     };
-    SessionKeys {
-        client_to_host: expand(Direction::ClientToHost),
-        host_to_client: expand(Direction::HostToClient),
-    }
+    SessionKeys { client_to_host: expand(Direction::ClientToHost), host_to_client: expand(Direction::HostToClient) }
 }

@@ -41,10 +41,7 @@ fn wrong_secret_fails_on_both_sides_without_keys() {
     assert!(client_events.is_empty() && host_events.is_empty(), "no Authenticated anywhere");
     assert!(!client.is_open() && !host.is_open());
     assert_eq!(client.send_data(1, 0, b"x"), Err(ConnError::Auth(AuthError::WrongSecret)));
-    assert_eq!(
-        ConnError::Auth(AuthError::WrongSecret).to_string(),
-        "authentication failed: wrong secret or password"
-    );
+    assert_eq!(ConnError::Auth(AuthError::WrongSecret).to_string(), "authentication failed: wrong secret or password");
 }
 
 #[test]
@@ -115,10 +112,8 @@ fn client_refuses_illegal_host_ephemeral() {
     for (name, b_pub) in [("B = 0", vec![0u8]), ("B = N", modulus()), ("B longer than N", vec![1u8; 385])] {
         let mut client = Connection::client(HOST_ID, "invite", SECRET, entropy(12), 0);
         drain(&mut client);
-        let hello = Frame::new(
-            Header::Auth(AuthStep::ServerHello { salt: "07".repeat(16), nonce: "22".repeat(32) }),
-            b_pub,
-        );
+        let hello =
+            Frame::new(Header::Auth(AuthStep::ServerHello { salt: "07".repeat(16), nonce: "22".repeat(32) }), b_pub);
         let error = client.handle_input(Input::Bytes(&hello.encode().expect("encodes")), 0).expect_err(name);
         assert_eq!(error, ConnError::Auth(AuthError::IllegalParameter("b_pub")), "{name}");
     }
@@ -164,8 +159,5 @@ fn handshake_times_out() {
     let mut host = Connection::host(HOST_ID, vec![credential("invite", SECRET)], entropy(18), 1000);
     assert_eq!(host.poll_timeout(), Some(1000 + HANDSHAKE_TIMEOUT_MS));
     host.handle_timeout(1000 + HANDSHAKE_TIMEOUT_MS - 1).expect("not yet");
-    assert_eq!(
-        host.handle_timeout(1000 + HANDSHAKE_TIMEOUT_MS),
-        Err(ConnError::Auth(AuthError::TimedOut))
-    );
+    assert_eq!(host.handle_timeout(1000 + HANDSHAKE_TIMEOUT_MS), Err(ConnError::Auth(AuthError::TimedOut)));
 }

@@ -97,8 +97,7 @@ fn peer_ignoring_flow_control_is_cut_off() {
     // The host hands out credit as a raw frame, behind the back of its own window accounting:
     // the client, trusting it, sends bytes the host never made room for, exactly like a peer
     // that ignores flow control. The host must refuse rather than buffer without bound.
-    host.send_frame(&Frame::bare(Header::Control(Control::Window { stream: 2, bytes: 10 })))
-        .expect("raw grant");
+    host.send_frame(&Frame::bare(Header::Control(Control::Window { stream: 2, bytes: 10 }))).expect("raw grant");
     pump(&mut client, &mut host);
     client.send_data(2, INITIAL_WINDOW_BYTES, &[1; 10]).expect("within the forged credit");
     let (_, _, error) = pump(&mut client, &mut host);
@@ -110,8 +109,7 @@ fn evicted_output_is_skipped_with_a_notice() {
     let (mut client, mut host) = open_pair();
     client.resume(3, 10).expect("resume");
     pump(&mut client, &mut host);
-    host.send_frame(&Frame::bare(Header::Control(Control::Skip { stream: 3, from: 10, to: 500 })))
-        .expect("skip");
+    host.send_frame(&Frame::bare(Header::Control(Control::Skip { stream: 3, from: 10, to: 500 }))).expect("skip");
     host.send_data(3, 500, b"after").expect("send");
     let (client_events, _, error) = pump(&mut client, &mut host);
     assert_eq!(error, None);
@@ -193,5 +191,7 @@ fn file_frames_travel_through_the_connection() {
     let (_, host_events, error) = pump(&mut client, &mut host);
     assert_eq!(error, None);
     assert_eq!(host_events.len(), 3);
-    assert!(matches!(&host_events[1], Event::File { step: FileStep::Chunk { offset: 0, .. }, payload } if payload == b"hello"));
+    assert!(
+        matches!(&host_events[1], Event::File { step: FileStep::Chunk { offset: 0, .. }, payload } if payload == b"hello")
+    );
 }

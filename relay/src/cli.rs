@@ -59,7 +59,9 @@ impl Binaries {
         }
         let script = SCRIPT.replace("@RELAY@", origin).replace("@CASES@", &cases);
         let mut response = Response::new(Body::from(script));
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/x-shellscript; charset=utf-8"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/x-shellscript; charset=utf-8"));
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         response
     }
@@ -83,8 +85,9 @@ impl Binaries {
 }
 
 fn is_binary_name(name: &str) -> bool {
-    name.strip_prefix("tether-")
-        .is_some_and(|rest| rest.contains('-') && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    name.strip_prefix("tether-").is_some_and(|rest| {
+        rest.contains('-') && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 const SCRIPT: &str = r#"#!/bin/sh

@@ -71,7 +71,8 @@ impl Hub {
     /// replaced registration are told the host went away; they reconnect to the new one.
     pub fn register(&self, host_id: &str, to_host: mpsc::Sender<Frame>) -> u64 {
         let generation = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let old = lock(&self.hosts).insert(host_id.to_owned(), HostEntry { generation, to_host, clients: HashMap::new() });
+        let old =
+            lock(&self.hosts).insert(host_id.to_owned(), HostEntry { generation, to_host, clients: HashMap::new() });
         if let Some(old) = old {
             close_all(old, "host reconnected elsewhere");
         }
@@ -99,9 +100,7 @@ impl Hub {
         }
         let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
         // try_send: opening must not wait on a busy host while holding the lock.
-        host.to_host
-            .try_send(relay_frame(RelayMsg::Open { conn }, Vec::new()))
-            .map_err(|_| OpenError::HostOffline)?;
+        host.to_host.try_send(relay_frame(RelayMsg::Open { conn }, Vec::new())).map_err(|_| OpenError::HostOffline)?;
         host.clients.insert(conn, to_client);
         Ok(conn)
     }
@@ -125,7 +124,8 @@ impl Hub {
         let mut hosts = lock(&self.hosts);
         if let Some(host) = hosts.get_mut(host_id) {
             if host.clients.remove(&conn).is_some() {
-                let _ = host.to_host.try_send(relay_frame(RelayMsg::Close { conn, reason: reason.to_owned() }, Vec::new()));
+                let _ =
+                    host.to_host.try_send(relay_frame(RelayMsg::Close { conn, reason: reason.to_owned() }, Vec::new()));
             }
         }
     }
@@ -177,7 +177,10 @@ mod tests {
         assert_eq!(host_rx.recv().await.map(|f| f.header), Some(Header::Relay(RelayMsg::Open { conn: a })));
         assert!(hub.deliver_to_host("H", a, b"hello".to_vec()).await);
         let forwarded = host_rx.recv().await.expect("forwarded");
-        assert_eq!((forwarded.header, forwarded.payload), (Header::Relay(RelayMsg::Forward { conn: a }), b"hello".to_vec()));
+        assert_eq!(
+            (forwarded.header, forwarded.payload),
+            (Header::Relay(RelayMsg::Forward { conn: a }), b"hello".to_vec())
+        );
         hub.deliver_to_client("H", relay_frame(RelayMsg::Forward { conn: a }, b"world".to_vec())).await;
         assert!(matches!(a_rx.recv().await, Some(ToClient::Bytes(b)) if b == b"world"));
 

@@ -112,7 +112,10 @@ async fn cli_script(State(app): State<Arc<AppState>>, headers: axum::http::Heade
     binaries.script(&origin)
 }
 
-async fn cli_binary(State(app): State<Arc<AppState>>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+async fn cli_binary(
+    State(app): State<Arc<AppState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
     use axum::response::IntoResponse;
     match &app.binaries {
         Some(binaries) => binaries.binary(&name).await,

@@ -81,10 +81,8 @@ impl WebApp {
 }
 
 fn url_path(root: &Path, file: &Path) -> Result<String, String> {
-    let relative: PathBuf = file
-        .strip_prefix(root)
-        .map_err(|_| format!("{} is outside {}", file.display(), root.display()))?
-        .to_path_buf();
+    let relative: PathBuf =
+        file.strip_prefix(root).map_err(|_| format!("{} is outside {}", file.display(), root.display()))?.to_path_buf();
     let parts: Option<Vec<&str>> = relative.iter().map(|p| p.to_str()).collect();
     let parts = parts.ok_or_else(|| format!("{} is not UTF-8", file.display()))?;
     Ok(format!("/{}", parts.join("/")))

@@ -17,7 +17,9 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tether_protocol::frame::{decode_exact, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES};
+use tether_protocol::frame::{
+    decode_exact, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES,
+};
 use tether_protocol::identity;
 use tokio::sync::mpsc;
 
@@ -230,11 +232,16 @@ mod tests {
     type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
     async fn start_relay() -> String {
-        let root = std::env::temp_dir().join(format!("tether-relay-ws-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let root = std::env::temp_dir().join(format!(
+            "tether-relay-ws-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::create_dir_all(&root).expect("web root");
         std::fs::write(root.join("index.html"), "<html></html>").expect("index");
         let web = crate::web::WebApp::load(&root).expect("web app");
-        let app = Arc::new(crate::AppState { web, relay: super::Relay::new(4, 1000), binaries: None, public_url: None });
+        let app =
+            Arc::new(crate::AppState { web, relay: super::Relay::new(4, 1000), binaries: None, public_url: None });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {

@@ -38,9 +38,17 @@ fn main() {
 
     let agent = Agent::new(&scratch);
     let (p50, p99) = send_latency(&agent);
-    println!("  send → echo in log ({LATENCY_SAMPLES} samples):       p50 {:>6.2} ms  p99 {:>6.2} ms", ms(p50), ms(p99));
+    println!(
+        "  send → echo in log ({LATENCY_SAMPLES} samples):       p50 {:>6.2} ms  p99 {:>6.2} ms",
+        ms(p50),
+        ms(p99)
+    );
     let (p50, p99) = ls_latency(&agent);
-    println!("  ls round trip ({LATENCY_SAMPLES} samples):            p50 {:>6.2} ms  p99 {:>6.2} ms", ms(p50), ms(p99));
+    println!(
+        "  ls round trip ({LATENCY_SAMPLES} samples):            p50 {:>6.2} ms  p99 {:>6.2} ms",
+        ms(p50),
+        ms(p99)
+    );
     drop(agent);
 
     memory(&scratch);
@@ -63,9 +71,8 @@ fn write_flood(path: &Path, len: usize) {
 
 fn plain_pty_cat(data: &Path) -> Duration {
     use portable_pty::{native_pty_system, CommandBuilder, PtySize};
-    let pty = native_pty_system()
-        .openpty(PtySize { rows: 32, cols: 120, pixel_width: 0, pixel_height: 0 })
-        .expect("openpty");
+    let pty =
+        native_pty_system().openpty(PtySize { rows: 32, cols: 120, pixel_width: 0, pixel_height: 0 }).expect("openpty");
     let mut command = CommandBuilder::new("cat");
     command.arg(data);
     let started = Instant::now();
@@ -105,7 +112,8 @@ fn tether_cat(scratch: &Path, data: &Path) -> (Duration, Duration) {
     let mut logged = None;
     let mut attached = None;
     while attached.is_none() || logged.is_none() {
-        if logged.is_none() && std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0) >= base_log + FLOOD_BYTES {
+        if logged.is_none() && std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0) >= base_log + FLOOD_BYTES
+        {
             logged = Some(started.elapsed());
         }
         if attached.is_none() && client.output_len() >= base_out + FLOOD_BYTES {

@@ -33,7 +33,12 @@ fn main() {
     let command = format!("head -c {BYTES} /dev/zero");
     let tether = best_of(|| timed_bytes(client.command().args(["exec", &invite, "--", "sh", "-c", &command])));
     let openssh = best_of(|| timed_bytes(ssh.command().arg(&command)));
-    println!("  exec throughput   tether {:>7.1} MB/s   ssh {:>7.1} MB/s   tether/ssh {:.2}", mb_s(tether), mb_s(openssh), openssh.as_secs_f64() / tether.as_secs_f64());
+    println!(
+        "  exec throughput   tether {:>7.1} MB/s   ssh {:>7.1} MB/s   tether/ssh {:.2}",
+        mb_s(tether),
+        mb_s(openssh),
+        openssh.as_secs_f64() / tether.as_secs_f64()
+    );
 
     let session = host.start_shell();
     host.ok(&["send", &session, "stty raw -echo; exec cat", "key:enter"]);
@@ -57,9 +62,12 @@ fn main() {
 
 fn pair(host: &Agent, relay: &Relay) -> String {
     let out = host.ok(&["pair", "--relay", relay.url.trim_end_matches('/'), "--json"]);
-    let invite = serde_json::from_str::<serde_json::Value>(&out).expect("json")["invite"].as_str().expect("invite").to_owned();
+    let invite =
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")["invite"].as_str().expect("invite").to_owned();
     let client = Agent::new(&host.state.join(".."));
-    wait_until(Duration::from_secs(20), "the host to register", || client.run(&["ls", "-H", &invite]).status.success().then_some(()));
+    wait_until(Duration::from_secs(20), "the host to register", || {
+        client.run(&["ls", "-H", &invite]).status.success().then_some(())
+    });
     invite
 }
 
@@ -124,7 +132,8 @@ impl Sshd {
             assert!(status.success());
         }
         std::fs::copy(dir.join("client_ed25519.pub"), dir.join("authorized_keys")).expect("authorized_keys");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
              PidFile {d}/sshd.pid\nUsePAM no\nStrictModes no\nPermitRootLogin yes\nPasswordAuthentication no\n\
@@ -146,13 +155,20 @@ impl Sshd {
     fn args(&self) -> Vec<String> {
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         vec![
-            "-F".into(), "/dev/null".into(),
-            "-i".into(), self.dir.join("client_ed25519").display().to_string(),
-            "-p".into(), self.port.to_string(),
-            "-o".into(), "StrictHostKeyChecking=no".into(),
-            "-o".into(), "UserKnownHostsFile=/dev/null".into(),
-            "-o".into(), "BatchMode=yes".into(),
-            "-o".into(), "LogLevel=ERROR".into(),
+            "-F".into(),
+            "/dev/null".into(),
+            "-i".into(),
+            self.dir.join("client_ed25519").display().to_string(),
+            "-p".into(),
+            self.port.to_string(),
+            "-o".into(),
+            "StrictHostKeyChecking=no".into(),
+            "-o".into(),
+            "UserKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "LogLevel=ERROR".into(),
             format!("{user}@127.0.0.1"),
         ]
     }

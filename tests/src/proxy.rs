@@ -14,11 +14,17 @@ use tokio_tungstenite::tungstenite::Message;
 pub enum Tamper {
     None,
     /// Flip one bit in message `nth`.
-    FlipBit { nth: usize },
+    FlipBit {
+        nth: usize,
+    },
     /// Pass message `nth` on twice.
-    Replay { nth: usize },
+    Replay {
+        nth: usize,
+    },
     /// Hold message `nth` back until the one after it has gone.
-    Reorder { nth: usize },
+    Reorder {
+        nth: usize,
+    },
 }
 
 pub struct WsProxy {
@@ -31,7 +37,8 @@ pub struct WsProxy {
 impl WsProxy {
     /// Proxy to the relay at `relay` (`host:port`).
     pub fn start(relay: &str, tamper: Tamper) -> WsProxy {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().expect("addr"));

@@ -87,12 +87,9 @@ impl Browser {
     /// The first element matching a CSS selector, if any.
     pub fn find(&self, css: &str) -> Option<String> {
         let body = json!({ "using": "css selector", "value": css });
-        let response = http::request(
-            "POST",
-            &format!("{}/session/{}/element", self.base, self.session),
-            Some(&body.to_string()),
-        )
-        .ok()?;
+        let response =
+            http::request("POST", &format!("{}/session/{}/element", self.base, self.session), Some(&body.to_string()))
+                .ok()?;
         let value: Value = serde_json::from_slice(&response.body).ok()?;
         value["value"][ELEMENT_KEY].as_str().map(str::to_owned)
     }
@@ -137,8 +134,5 @@ fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> Value {
 /// A port free right now on loopback. (Another process could take it before chromedriver binds;
 /// on a test machine that race is theoretical, and chromedriver's /status wait would expose it.)
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
 }

@@ -45,8 +45,7 @@ fn session_commands_work_through_the_relay() {
     host.wait_for_line(&remote, "typed-remotely");
     let said = client.ok(&["stop", "-H", &invite, &remote, "--grace", "300ms"]);
     assert!(said.starts_with(&remote), "{said}");
-    let sessions: serde_json::Value =
-        serde_json::from_str(&client.ok(&["ls", "-H", &invite, "--json"])).expect("json");
+    let sessions: serde_json::Value = serde_json::from_str(&client.ok(&["ls", "-H", &invite, "--json"])).expect("json");
     assert_eq!(sessions.as_array().map(Vec::len), Some(2));
     // The client machine itself ran nothing.
     assert!(!client.state.join("sessions.sqlite3").exists());
@@ -190,7 +189,9 @@ fn exec_is_bounded_interrupted_and_cancelled_with_its_client() {
     child.kill().expect("kill client");
     let _ = child.wait();
     // SAFETY: kill(pid, 0) only checks whether the process exists.
-    wait_until(agent::WAIT, "the remote command to be cancelled", || (unsafe { libc::kill(pid, 0) } != 0).then_some(()));
+    wait_until(agent::WAIT, "the remote command to be cancelled", || {
+        (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+    });
     let _ = std::fs::remove_file(&pid_file);
     let _ = std::fs::remove_file(&marker);
 }
@@ -203,7 +204,8 @@ fn the_relay_never_sees_plaintext() {
     let tap = WsProxy::start(&relay.address(), Tamper::None);
     let host = Agent::new(scratch());
     let out = host.ok(&["pair", "--relay", &tap.url, "--json"]);
-    let invite: String = serde_json::from_str::<serde_json::Value>(&out).expect("json")["invite"].as_str().expect("invite").into();
+    let invite: String =
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")["invite"].as_str().expect("invite").into();
     let client = Agent::new(scratch());
     wait_reachable(&client, &invite);
 
@@ -303,6 +305,10 @@ fn the_cli_bootstrapper_runs_only_a_binary_with_the_right_checksum() {
     file.write_all(b"tampered").expect("tamper");
     let out = bootstrap("home-tampered");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(binaries);
 }

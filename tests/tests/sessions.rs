@@ -21,7 +21,8 @@ fn output_reaches_logs_exactly_and_split_input_forms_one_command() {
 
     agent.ok(&["send", &id, "i=1; while [ $i -le 500 ]; do echo burst-$i; i=$((i+1)); done", "key:enter"]);
     let log = agent.wait_for_line(&id, "burst-500");
-    let burst: Vec<&str> = log.lines().map(str::trim_end).filter(|l| l.starts_with("burst-") && !l.contains(' ')).collect();
+    let burst: Vec<&str> =
+        log.lines().map(str::trim_end).filter(|l| l.starts_with("burst-") && !l.contains(' ')).collect();
     let expected: Vec<String> = (1..=500).map(|i| format!("burst-{i}")).collect();
     assert_eq!(burst, expected, "500 lines, each once, in order");
 }
@@ -45,7 +46,8 @@ fn ctrl_c_interrupts_and_keys_reach_the_program() {
     agent.ok(&["send", &plain, "key:up"]);
     agent.wait_for_line(&plain, " 1b 5b 41");
 
-    let app_mode = "printf '\\033[?1h'; stty raw -echo; printf 'ready\\r\\n'; dd bs=1 count=3 2>/dev/null | od -An -tx1";
+    let app_mode =
+        "printf '\\033[?1h'; stty raw -echo; printf 'ready\\r\\n'; dd bs=1 count=3 2>/dev/null | od -An -tx1";
     let app = agent.start(&["sh", "-c", app_mode]);
     agent.wait_for_line(&app, "ready");
     agent.ok(&["send", &app, "key:up"]);
@@ -271,7 +273,8 @@ fn logs_follow_streams_until_the_session_ends() {
     let agent = Agent::new(scratch());
     let id = agent.start(&["sh", "-c", "echo first; read line; echo second:$line"]);
     agent.wait_for_line(&id, "first");
-    let follow = agent.command().args(["logs", &id, "--follow"]).stdout(std::process::Stdio::piped()).spawn().expect("logs -f");
+    let follow =
+        agent.command().args(["logs", &id, "--follow"]).stdout(std::process::Stdio::piped()).spawn().expect("logs -f");
     agent.ok(&["send", &id, "more", "key:enter"]);
     let out = follow.wait_with_output().expect("logs -f ends with the session");
     assert!(out.status.success());

@@ -24,8 +24,7 @@ fn relay_serves_the_app_health_and_nothing_else() {
         .split(['"', '\''])
         .find(|s| s.ends_with(".wasm"))
         .unwrap_or_else(|| panic!("index.html names no .wasm file:\n{html}"));
-    let wasm_response = request("GET", &format!("{}{}", relay.url, wasm.trim_start_matches('/')), None)
-        .expect("wasm");
+    let wasm_response = request("GET", &format!("{}{}", relay.url, wasm.trim_start_matches('/')), None).expect("wasm");
     assert_eq!(wasm_response.status, 200);
     assert_eq!(wasm_response.header("content-type"), Some("application/wasm"));
     assert_eq!(&wasm_response.body[..4], b"\0asm");

@@ -111,7 +111,9 @@ fn bench(args: &[String]) -> Result {
     run_cmd(cargo().args(["bench", "--locked", "-p", "tether-protocol", "--bench", "channel", "--"]).args(args))?;
     // The agent benchmark drives release binaries, as users run them.
     let bins = build_bins(true)?;
-    run_cmd(cargo().args(["bench", "--locked", "-p", "tether-tests", "--bench", "agent"]).env("TETHER_BIN_DIR", &bins))?;
+    run_cmd(
+        cargo().args(["bench", "--locked", "-p", "tether-tests", "--bench", "agent"]).env("TETHER_BIN_DIR", &bins),
+    )?;
     // Beside OpenSSH on loopback: needs the web app (the relay serves it) and sshd.
     tools::ensure_build_tools()?;
     build_web()?;
@@ -133,11 +135,14 @@ fn fuzz(args: &[String]) -> Result {
     let fuzz_dir = root().join("protocol");
     for target in ["frame_decoder", "channel_open"] {
         // Plain `cargo` (the rustup proxy), not $CARGO: only the proxy understands `+nightly`.
-        run_cmd(
-            Command::new("cargo")
-                .current_dir(&fuzz_dir)
-                .args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={seconds}")]),
-        )?;
+        run_cmd(Command::new("cargo").current_dir(&fuzz_dir).args([
+            "+nightly",
+            "fuzz",
+            "run",
+            target,
+            "--",
+            &format!("-max_total_time={seconds}"),
+        ]))?;
     }
     Ok(())
 }

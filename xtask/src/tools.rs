@@ -106,10 +106,7 @@ fn apt_install(packages: &[&str]) -> Result {
     }
     run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
     run_cmd(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
+        Command::new("apt-get").args(["install", "-y", "-qq"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
 
