@@ -172,7 +172,9 @@ impl Daemon {
         let mut reader = FrameReader::new(read_half);
         let mut streams: HashMap<u32, AbortHandle> = HashMap::new();
         while let Ok(Some(frame)) = reader.next().await {
-            let Header::Cmd { id, body } = frame.header else { continue };
+            let Header::Cmd { id, body } = frame.header else {
+                continue;
+            };
             let request = match serde_json::from_value::<Request>(body) {
                 Ok(request) => request,
                 Err(e) => {

@@ -86,20 +86,9 @@ pub async fn run(daemon: Arc<Daemon>, relay: String) {
     }
 }
 
-/// `http://relay` → `ws://relay/ws/host`. Plain `ws://` only to loopback: anything else would
-/// send the host secret in the clear.
+/// The relay's endpoint for hosts (plain `ws://` only to this machine).
 pub fn host_ws_url(relay: &str) -> Result<String, String> {
-    if let Some(rest) = relay.strip_prefix("http://") {
-        let host = rest.split(['/', ':']).next().unwrap_or("");
-        if !(host == "localhost" || host.starts_with("127.") || rest.starts_with("[::1]")) {
-            return Err(format!("{relay}: plain http is allowed only for a relay on this machine; use https://"));
-        }
-        return Ok(format!("ws://{}/ws/host", rest.trim_end_matches('/')));
-    }
-    if relay.starts_with("https://") {
-        return Err(format!("{relay}: TLS relays are not supported by this build yet"));
-    }
-    Err(format!("{relay}: a relay URL starts with http:// or https://"))
+    tether_protocol::identity::relay_ws_url(relay, "/ws/host")
 }
 
 fn entropy() -> Result<HandshakeEntropy, String> {
@@ -162,7 +151,9 @@ impl Client {
 
     /// Send queued output of `stream` as far as the window allows.
     fn drain(&mut self, stream: u32) -> Result<(), ConnError> {
-        let Some(pending) = self.pending.get_mut(&stream) else { return Ok(()) };
+        let Some(pending) = self.pending.get_mut(&stream) else {
+            return Ok(());
+        };
         while let Some((seq, bytes)) = pending.queue.front_mut() {
             let sent = self.conn.send_data(stream, *seq, bytes)?;
             pending.permits.add_permits(sent);
@@ -338,7 +329,9 @@ async fn conclude(
     link: &mpsc::UnboundedSender<Reply>,
     exec: &mpsc::UnboundedSender<ExecEvent>,
 ) -> Result<(), String> {
-    let Some(client) = clients.get_mut(&conn) else { return Ok(()) };
+    let Some(client) = clients.get_mut(&conn) else {
+        return Ok(());
+    };
     let result = match step {
         Ok(()) => flush_and_handle(daemon, conn, client, sink, link, exec).await?,
         Err(error) => {
@@ -579,13 +572,5 @@ mod tests {
         assert!(throttle.refuse().is_some_and(|w| w > MAX_PENALTY));
         throttle.success();
         assert_eq!(throttle.refuse(), None);
-    }
-
-    #[test]
-    fn plain_http_only_to_loopback() {
-        assert_eq!(host_ws_url("http://127.0.0.1:8080"), Ok("ws://127.0.0.1:8080/ws/host".into()));
-        assert_eq!(host_ws_url("http://localhost:9/"), Ok("ws://localhost:9/ws/host".into()));
-        assert!(host_ws_url("http://relay.example.com").is_err());
-        assert!(host_ws_url("ftp://x").is_err());
     }
 }

@@ -22,10 +22,7 @@ pub struct Remote {
 impl Remote {
     /// Connect and authenticate; fails with "authentication failed: …" on a wrong secret.
     pub async fn connect(invite: &Invite) -> Result<Remote, String> {
-        let url = invite.client_ws_url();
-        if url.starts_with("wss://") {
-            return Err("TLS relays are not supported by this build yet".into());
-        }
+        let url = invite.client_ws_url()?;
         // disable_nagle: see relay_link — small interactive frames must not wait for ACKs.
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
             .await

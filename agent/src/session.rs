@@ -306,7 +306,9 @@ impl Session {
 
     /// Signal the whole process group (the program and everything it started).
     pub fn signal(&self, signal: i32) {
-        let Some(pid) = lock(&self.info).pid.and_then(|p| i32::try_from(p).ok()) else { return };
+        let Some(pid) = lock(&self.info).pid.and_then(|p| i32::try_from(p).ok()) else {
+            return;
+        };
         if signal == libc::SIGKILL {
             *lock(&self.killed_by_us) = true;
         }

@@ -305,7 +305,13 @@ impl Key {
     /// The bytes a terminal sends for this key. `application_cursor` is DECCKM: full-screen
     /// programs switch arrows to `ESC O x`.
     pub fn bytes(self, application_cursor: bool) -> Vec<u8> {
-        let arrow = |c: u8| if application_cursor { vec![0x1b, b'O', c] } else { vec![0x1b, b'[', c] };
+        let arrow = |c: u8| {
+            if application_cursor {
+                vec![0x1b, b'O', c]
+            } else {
+                vec![0x1b, b'[', c]
+            }
+        };
         match self {
             Key::Enter => b"\r".to_vec(),
             Key::Tab => b"\t".to_vec(),

@@ -109,10 +109,14 @@ impl fmt::Display for ChannelError {
             Self::Forged { ctr } => {
                 write!(f, "secure channel: frame {ctr} failed authentication (tampered or truncated)")
             }
-            Self::NotEncrypted(what) => write!(f, "secure channel: unencrypted {what} frame refused"),
+            Self::NotEncrypted(what) => {
+                write!(f, "secure channel: unencrypted {what} frame refused")
+            }
             Self::Inner(e) => write!(f, "secure channel: {e}"),
             Self::CounterExhausted => write!(f, "secure channel: counter exhausted"),
-            Self::TooLarge { len } => write!(f, "secure channel: {len} byte frame too large to seal"),
+            Self::TooLarge { len } => {
+                write!(f, "secure channel: {len} byte frame too large to seal")
+            }
         }
     }
 }

@@ -249,12 +249,16 @@ impl FrameDecoder {
 
     fn decode_one(&mut self) -> Result<Option<Frame>, FrameError> {
         let pending = &self.buf[self.start..];
-        let Some(header_len) = read_len(pending, 0) else { return Ok(None) };
+        let Some(header_len) = read_len(pending, 0) else {
+            return Ok(None);
+        };
         if header_len > MAX_HEADER_BYTES {
             return Err(FrameError::HeaderTooLarge { len: header_len });
         }
         let payload_len_at = LEN_PREFIX_BYTES + header_len;
-        let Some(payload_len) = read_len(pending, payload_len_at) else { return Ok(None) };
+        let Some(payload_len) = read_len(pending, payload_len_at) else {
+            return Ok(None);
+        };
         if payload_len > MAX_PAYLOAD_BYTES {
             return Err(FrameError::PayloadTooLarge { len: payload_len });
         }

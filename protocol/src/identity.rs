@@ -121,9 +121,28 @@ impl Invite {
     }
 
     /// The relay's WebSocket URL for clients of this host.
-    pub fn client_ws_url(&self) -> String {
-        let ws = self.relay.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
-        format!("{ws}/ws/client/{}", self.host_id)
+    pub fn client_ws_url(&self) -> Result<String, String> {
+        relay_ws_url(&self.relay, &format!("/ws/client/{}", self.host_id))
+    }
+}
+
+/// The WebSocket URL for `path` on `relay` (`http(s)://host[:port]`). `https` becomes `wss`;
+/// plain `http` is accepted only for a relay on this machine, because anywhere else the host's
+/// registration secret and who talks to whom would cross the network in the clear.
+pub fn relay_ws_url(relay: &str, path: &str) -> Result<String, String> {
+    let relay = relay.trim_end_matches('/');
+    if let Some(rest) = relay.strip_prefix("https://") {
+        return Ok(format!("wss://{rest}{path}"));
+    }
+    let Some(rest) = relay.strip_prefix("http://") else {
+        return Err(format!("{relay}: a relay URL starts with https:// (or http:// on this machine)"));
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    let loopback_ip = host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+    if host == "localhost" || loopback_ip || rest.starts_with("[::1]") {
+        Ok(format!("ws://{rest}{path}"))
+    } else {
+        Err(format!("{relay}: plain http is allowed only for a relay on this machine; use https://"))
     }
 }
 
@@ -144,10 +163,22 @@ mod invite_tests {
         let url = format!("http://127.0.0.1:8080/#{id}.{secret}");
         let invite = Invite::parse(&url).expect("parses");
         assert_eq!(invite.to_url(), url);
-        assert_eq!(invite.client_ws_url(), format!("ws://127.0.0.1:8080/ws/client/{id}"));
+        assert_eq!(invite.client_ws_url(), Ok(format!("ws://127.0.0.1:8080/ws/client/{id}")));
         assert!(invite.identity().starts_with("invite-"));
         assert!(Invite::parse(&format!("http://r/#{id}.{}", &secret[..10])).is_err());
         assert!(Invite::parse(&format!("ftp://r/#{id}.{secret}")).is_err());
         assert!(Invite::parse("http://r/").is_err());
+    }
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        assert_eq!(relay_ws_url("http://127.0.0.1:8080", "/ws/host"), Ok("ws://127.0.0.1:8080/ws/host".into()));
+        assert_eq!(relay_ws_url("http://localhost:9/", "/ws/host"), Ok("ws://localhost:9/ws/host".into()));
+        assert_eq!(relay_ws_url("http://[::1]:9", "/x"), Ok("ws://[::1]:9/x".into()));
+        assert_eq!(relay_ws_url("https://relay.example.com", "/x"), Ok("wss://relay.example.com/x".into()));
+        assert!(relay_ws_url("http://relay.example.com", "/x").is_err());
+        assert!(relay_ws_url("http://localhost.evil.com", "/x").is_err());
+        assert!(relay_ws_url("http://127.0.0.1.evil.com", "/x").is_err());
+        assert!(relay_ws_url("ftp://x", "/x").is_err());
     }
 }

@@ -132,7 +132,9 @@ impl Hub {
 
     /// A frame from the host: route `forward` and `close` to the client.
     pub async fn deliver_to_client(&self, host_id: &str, frame: Frame) {
-        let Header::Relay(msg) = frame.header else { return };
+        let Header::Relay(msg) = frame.header else {
+            return;
+        };
         let (conn, message) = match msg {
             RelayMsg::Forward { conn } => (conn, ToClient::Bytes(frame.payload)),
             RelayMsg::Close { conn, reason } => (conn, ToClient::Close(reason)),
@@ -140,7 +142,9 @@ impl Hub {
         };
         let client = {
             let mut hosts = lock(&self.hosts);
-            let Some(host) = hosts.get_mut(host_id) else { return };
+            let Some(host) = hosts.get_mut(host_id) else {
+                return;
+            };
             if matches!(message, ToClient::Close(_)) {
                 host.clients.remove(&conn)
             } else {

@@ -4,6 +4,7 @@
 
 mod cli;
 mod hub;
+mod tls;
 mod web;
 mod ws;
 
@@ -15,6 +16,7 @@ use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use clap::Parser;
 
@@ -36,6 +38,12 @@ struct Args {
     /// The URL clients use to reach this relay (baked into /cli); default: from the request.
     #[arg(long)]
     public_url: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM); without it, plain HTTP for a TLS proxy in front.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Most WebSocket connections one IP address may open per minute.
     #[arg(long, default_value_t = 600)]
     max_connects_per_minute: u32,
@@ -65,6 +73,10 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(binaries) = &binaries {
         eprintln!("offering {} through /cli", binaries.names().join(", "));
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
     let app = Arc::new(AppState {
         web,
         relay: ws::Relay::new(args.max_clients_per_host, args.max_connects_per_minute),
@@ -75,18 +87,30 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| format!("no local address: {e}"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // The first line of stdout is the URL; scripts and tests read it to learn the port.
-    println!("tether-relay listening on http://{local}/");
+    println!("tether-relay listening on {scheme}://{local}/");
     eprintln!("serving web app from {} ({files} files, {bytes} bytes)", args.web_root.display());
 
     // Interactive traffic: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per keystroke.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server failed: {e}"))
+    // (`tap_io` also gives handlers the peer's address through ConnectInfo.)
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let served = match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config).map_err(|e| format!("TLS listener: {e}"))?;
+            let listener = ListenerExt::tap_io(listener, |tls| {
+                let _ = tls.get_ref().0.set_nodelay(true);
+            });
+            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await
+        }
+        None => {
+            let listener = ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await
+        }
+    };
+    served.map_err(|e| format!("server failed: {e}"))
 }
 
 pub fn router(app: Arc<AppState>) -> Router {

@@ -67,8 +67,12 @@ impl Relay {
 
 /// A browser's `Origin` must be this relay itself; non-browser clients send none.
 fn origin_allowed(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
     let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
     origin_host == host
 }

@@ -14,19 +14,27 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 pub struct Agent {
     pub state: PathBuf,
+    /// Extra environment for every command (and so for the daemon the first one starts).
+    env: Vec<(String, PathBuf)>,
 }
 
 impl Agent {
     /// A fresh state dir under `scratch`; the daemon starts on the first command.
     pub fn new(scratch: &Path) -> Agent {
+        Agent::with_env(scratch, &[])
+    }
+
+    /// Like `new`, with `vars` set for every `tether` run (e.g. `SSL_CERT_FILE`).
+    pub fn with_env(scratch: &Path, vars: &[(&str, &Path)]) -> Agent {
         let state = scratch.join(marker("agent-state"));
         std::fs::create_dir_all(&state).expect("state dir");
-        Agent { state }
+        Agent { state, env: vars.iter().map(|(k, v)| (k.to_string(), v.to_path_buf())).collect() }
     }
 
     pub fn command(&self) -> Command {
         let mut command = Command::new(bin_path("tether"));
         command.env("TETHER_STATE_DIR", &self.state).stdin(Stdio::null());
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 
@@ -125,6 +133,9 @@ impl PtyClient {
         let mut command = portable_pty::CommandBuilder::new(bin_path("tether"));
         command.args(args);
         command.env("TETHER_STATE_DIR", &agent.state);
+        for (key, value) in &agent.env {
+            command.env(key, value);
+        }
         PtyClient::spawn_command(command)
     }
 

@@ -55,7 +55,9 @@ pub fn request(method: &str, url: &str, body: Option<&str>) -> Result<Response, 
 
 /// The response, once `raw` holds all of it by its own framing; `None` while more must be read.
 fn complete_response(raw: &[u8]) -> Result<Option<Response>, String> {
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { return Ok(None) };
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let body = &raw[split + 4..];
     let length =

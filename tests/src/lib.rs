@@ -95,6 +95,7 @@ impl Relay {
 
     /// `host:port` it listens on.
     pub fn address(&self) -> String {
-        self.url.trim_start_matches("http://").trim_end_matches('/').to_owned()
+        let url = self.url.trim_start_matches("http://").trim_start_matches("https://");
+        url.trim_end_matches('/').to_owned()
     }
 }

@@ -65,9 +65,13 @@ async fn proxy_one(tcp: tokio::net::TcpStream, relay: String, tamper: Tamper, re
         *seen.lock().expect("path lock") = request.uri().path().to_owned();
         Ok(response)
     };
-    let Ok(client) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else { return };
+    let Ok(client) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+        return;
+    };
     let path = path.lock().expect("path lock").clone();
-    let Ok((upstream, _)) = tokio_tungstenite::connect_async(format!("ws://{relay}{path}")).await else { return };
+    let Ok((upstream, _)) = tokio_tungstenite::connect_async(format!("ws://{relay}{path}")).await else {
+        return;
+    };
     let tamper = if path.starts_with("/ws/client/") { tamper } else { Tamper::None };
     let (mut client_tx, mut client_rx) = client.split();
     let (mut relay_tx, mut relay_rx) = upstream.split();

@@ -312,3 +312,53 @@ fn the_cli_bootstrapper_runs_only_a_binary_with_the_right_checksum() {
     );
     let _ = std::fs::remove_dir_all(binaries);
 }
+
+/// A self-signed certificate for 127.0.0.1, made with openssl(1): (cert, key).
+fn loopback_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).expect("cert dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=tether-test", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl could not make a certificate");
+    (cert, key)
+}
+
+#[test]
+fn a_tls_relay_is_reached_over_wss_and_its_certificate_checked() {
+    let (cert, key) = loopback_certificate(&scratch().join(tether_tests::marker("tls")));
+    let relay = Relay::start_with(
+        "127.0.0.1:0",
+        &["--tls-cert".as_ref(), cert.as_os_str(), "--tls-key".as_ref(), key.as_os_str()],
+    );
+    assert!(relay.url.starts_with("https://127.0.0.1:"), "{}", relay.url);
+    // Host and client trust this certificate (as they would a public CA's) through SSL_CERT_FILE.
+    let host = Agent::with_env(scratch(), &[("SSL_CERT_FILE", &cert)]);
+    let invite = pair(&host, &relay);
+    let client = Agent::with_env(scratch(), &[("SSL_CERT_FILE", &cert)]);
+    wait_reachable(&client, &invite);
+    assert_eq!(client.ok(&["exec", &invite, "--", "echo", "over-tls"]), "over-tls\n");
+
+    // A client that does not trust the certificate refuses to go on.
+    let stranger = Agent::new(scratch());
+    let out = stranger.run(&["exec", &invite, "--", "true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("certificate"), "{stderr}");
+
+    // Plain http is refused for anything but this machine, before anything is sent.
+    let out = host.run(&["pair", "--relay", "http://192.0.2.1:8080"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("use https://"), "{stderr}");
+    let plain = invite.replace(relay.url.trim_end_matches('/'), "http://192.0.2.1:8080");
+    let out = client.run(&["exec", &plain, "--", "true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("use https://"), "{stderr}");
+}

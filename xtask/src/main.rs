@@ -87,6 +87,8 @@ fn run(args: &[String]) -> Result {
 fn test() -> Result {
     tools::ensure_build_tools()?;
     let chromedriver = tools::ensure_chromium()?;
+    // The TLS relay test makes its certificate with openssl(1).
+    tools::ensure_apt_package("/usr/bin/openssl", "openssl")?;
     build_web()?;
     let bins = build_bins(false)?;
     run_cmd(
