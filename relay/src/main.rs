@@ -47,6 +47,9 @@ struct Args {
     /// Most WebSocket connections one IP address may open per minute.
     #[arg(long, default_value_t = 600)]
     max_connects_per_minute: u32,
+    /// A client must authenticate with its host within this many seconds of connecting.
+    #[arg(long, default_value_t = 30)]
+    handshake_timeout_secs: u64,
 }
 
 /// Everything the handlers share.
@@ -79,7 +82,11 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let app = Arc::new(AppState {
         web,
-        relay: ws::Relay::new(args.max_clients_per_host, args.max_connects_per_minute),
+        relay: ws::Relay::new(
+            args.max_clients_per_host,
+            args.max_connects_per_minute,
+            std::time::Duration::from_secs(args.handshake_timeout_secs),
+        ),
         binaries,
         public_url: args.public_url.map(|u| u.trim_end_matches('/').to_owned()),
     });

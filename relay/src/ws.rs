@@ -6,7 +6,11 @@
 //!   as they are — the relay never parses them — and the host's answers come back the same way.
 //!
 //! Limits, each with a clear close reason: message size, clients per host, connections per IP
-//! per minute, registration deadline; and browsers from another origin are refused.
+//! per minute, registration deadline, handshake deadline, connections per host still
+//! handshaking; and browsers from another origin are refused.
+//!
+//! The relay learns that a client's handshake is over from the *outer* type of the host's
+//! frames (`auth/server_proof`, or any `encrypted` frame) — never from what is inside them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +22,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tether_protocol::frame::{
-    decode_exact, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES,
+    decode_exact, AuthStep, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES,
 };
 use tether_protocol::identity;
 use tokio::sync::mpsc;
@@ -31,22 +35,46 @@ pub const MAX_MESSAGE_BYTES: usize = MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES + 8;
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Window of the per-IP connection rate limit.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Most client connections per host that have not finished their handshake.
+const MAX_PENDING_PER_HOST: usize = 16;
 
 /// Close codes (4000–4999 are for applications).
 const CLOSE_HOST_OFFLINE: u16 = 4404;
 const CLOSE_TOO_MANY: u16 = 4429;
 const CLOSE_REFUSED: u16 = 4401;
 const CLOSE_GONE: u16 = 4410;
+const CLOSE_TIMEOUT: u16 = 4408;
 
 pub struct Relay {
     pub hub: Hub,
     max_connects_per_minute: u32,
     connects: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// A client must finish its handshake with the host this soon after connecting.
+    handshake_timeout: Duration,
+    /// Client connections per host still handshaking.
+    pending: Mutex<HashMap<String, usize>>,
 }
 
 impl Relay {
-    pub fn new(max_clients_per_host: usize, max_connects_per_minute: u32) -> Relay {
-        Relay { hub: Hub::new(max_clients_per_host), max_connects_per_minute, connects: Mutex::new(HashMap::new()) }
+    pub fn new(max_clients_per_host: usize, max_connects_per_minute: u32, handshake_timeout: Duration) -> Relay {
+        Relay {
+            hub: Hub::new(max_clients_per_host),
+            max_connects_per_minute,
+            connects: Mutex::new(HashMap::new()),
+            handshake_timeout,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Count one more handshaking client of `host_id`; `None` when there are too many.
+    fn begin_handshake(&self, host_id: &str) -> Option<Handshaking<'_>> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let count = pending.entry(host_id.to_owned()).or_insert(0);
+        if *count >= MAX_PENDING_PER_HOST {
+            return None;
+        }
+        *count += 1;
+        Some(Handshaking { relay: self, host_id: host_id.to_owned() })
     }
 
     /// Count a connection attempt from `ip`; `false` when over the limit.
@@ -63,6 +91,33 @@ impl Relay {
         entry.1 += 1;
         entry.1 <= self.max_connects_per_minute
     }
+}
+
+/// One client counted as handshaking until this is dropped (handshake over, or client gone).
+struct Handshaking<'a> {
+    relay: &'a Relay,
+    host_id: String,
+}
+
+impl Drop for Handshaking<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.relay.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = pending.get_mut(&self.host_id) {
+            *count -= 1;
+            if *count == 0 {
+                pending.remove(&self.host_id);
+            }
+        }
+    }
+}
+
+/// Whether a message from the host to a client shows the handshake is over. Only the outer
+/// frame type is looked at; a message that is not exactly one frame says nothing.
+fn ends_handshake(message: &[u8]) -> bool {
+    matches!(
+        decode_exact(message).map(|f| f.header),
+        Ok(Header::Auth(AuthStep::ServerProof) | Header::Encrypted { .. })
+    )
 }
 
 /// A browser's `Origin` must be this relay itself; non-browser clients send none.
@@ -179,6 +234,10 @@ pub async fn client_endpoint(
 
 async fn client_session(app: Arc<crate::AppState>, host_id: String, mut socket: WebSocket) {
     let hub = &app.relay.hub;
+    let Some(handshaking) = app.relay.begin_handshake(&host_id) else {
+        let _ = socket.send(close(CLOSE_TOO_MANY, "too many connections waiting to authenticate with this host")).await;
+        return;
+    };
     let (to_client, mut queue) = mpsc::channel::<ToClient>(CLIENT_QUEUE_MESSAGES);
     let conn = match hub.open_client(&host_id, to_client) {
         Ok(conn) => conn,
@@ -191,9 +250,17 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, mut socket: 
             return;
         }
     };
+    let mut handshaking = Some(handshaking);
+    let handshake_deadline = tokio::time::sleep(app.relay.handshake_timeout);
+    tokio::pin!(handshake_deadline);
     let mut reason = "client disconnected";
     loop {
         tokio::select! {
+            () = &mut handshake_deadline, if handshaking.is_some() => {
+                let _ = socket.send(close(CLOSE_TIMEOUT, "handshake timed out")).await;
+                reason = "handshake timed out";
+                break;
+            }
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Binary(bytes))) => {
                     if !hub.deliver_to_host(&host_id, conn, bytes.to_vec()).await {
@@ -207,6 +274,9 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, mut socket: 
             },
             outgoing = queue.recv() => match outgoing {
                 Some(ToClient::Bytes(bytes)) => {
+                    if handshaking.is_some() && ends_handshake(&bytes) {
+                        handshaking = None;
+                    }
                     if socket.send(Message::Binary(bytes.into())).await.is_err() {
                         break;
                     }
@@ -228,10 +298,13 @@ mod tests {
     use std::sync::Arc;
 
     use futures_util::{SinkExt, StreamExt};
-    use tether_protocol::frame::{decode_exact, Frame, Header, RelayMsg};
+    use tether_protocol::frame::{decode_exact, AuthStep, Frame, Header, RelayMsg};
     use tether_protocol::identity;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    /// Short, so the deadline test is quick; long enough for a loaded test machine's handshakes.
+    const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
     type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -245,7 +318,7 @@ mod tests {
         std::fs::write(root.join("index.html"), "<html></html>").expect("index");
         let web = crate::web::WebApp::load(&root).expect("web app");
         let app =
-            Arc::new(crate::AppState { web, relay: super::Relay::new(4, 1000), binaries: None, public_url: None });
+            Arc::new(crate::AppState { web, relay: super::Relay::new(64, 1000, HANDSHAKE_TIMEOUT), binaries: None, public_url: None });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
@@ -344,5 +417,40 @@ mod tests {
         assert!(close_reason(&mut old).await.contains("replaced"));
         let _client = connect(&format!("{url}/ws/client/{host_id}")).await;
         assert!(matches!(next_frame(&mut new).await.header, Header::Relay(RelayMsg::Open { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_client_must_finish_its_handshake_in_time() {
+        let url = start_relay().await;
+        let (mut host, host_id) = register(&url, [5; 32]).await;
+
+        // A client that never completes a handshake is closed at the deadline, and the host told.
+        let mut idle = connect(&format!("{url}/ws/client/{host_id}")).await;
+        let Header::Relay(RelayMsg::Open { conn: idle_conn }) = next_frame(&mut host).await.header else { panic!() };
+        assert_eq!(close_reason(&mut idle).await, "handshake timed out");
+        assert!(matches!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Close { conn, .. }) if conn == idle_conn));
+
+        // Once the host's proof has gone through, the deadline no longer applies. (This waits out
+        // the deadline on purpose: it checks that something does *not* happen.)
+        let mut client = connect(&format!("{url}/ws/client/{host_id}")).await;
+        let Header::Relay(RelayMsg::Open { conn }) = next_frame(&mut host).await.header else { panic!() };
+        let proof = Frame::new(Header::Auth(AuthStep::ServerProof), vec![0; 32]).encode().expect("encode");
+        send_frame(&mut host, Frame::new(Header::Relay(RelayMsg::Forward { conn }), proof)).await;
+        assert!(matches!(client.next().await, Some(Ok(WsMessage::Binary(_)))));
+        tokio::time::sleep(HANDSHAKE_TIMEOUT * 2).await;
+        client.send(WsMessage::Binary(b"still here".to_vec().into())).await.expect("send");
+        assert_eq!(next_frame(&mut host).await.payload, b"still here");
+    }
+
+    #[tokio::test]
+    async fn too_many_handshaking_clients_are_refused() {
+        let url = start_relay().await;
+        let (_host, host_id) = register(&url, [6; 32]).await;
+        let mut waiting = Vec::new();
+        for _ in 0..super::MAX_PENDING_PER_HOST {
+            waiting.push(connect(&format!("{url}/ws/client/{host_id}")).await);
+        }
+        let mut one_more = connect(&format!("{url}/ws/client/{host_id}")).await;
+        assert!(close_reason(&mut one_more).await.contains("too many connections waiting"));
     }
 }
