@@ -48,7 +48,7 @@ pub async fn attach(client: &Transport, session: &str) -> Result<Ended, String> 
                 Some(StreamEvent::Eof) => break Ended::SessionEnded,
                 None => {
                     drop(raw);
-                    return Err("lost the connection to the tether daemon".into());
+                    return Err(client.lost_reason());
                 }
             },
             read = stdin.read(&mut input) => {

@@ -111,13 +111,19 @@ impl Client {
 
     /// Open an output stream (`attach`, `logs`).
     pub async fn open_stream(&self, request: &Request) -> Result<OpenStream, String> {
+        match self.open_with_answer(request).await? {
+            (Response::Streaming { session, stream, .. }, events) => Ok(OpenStream { session, stream, events }),
+            (other, _) => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    /// A request whose answer is followed by a stream of events on stream = its id.
+    pub async fn open_with_answer(&self, request: &Request) -> Result<(Response, mpsc::Receiver<StreamEvent>), String> {
         let id = self.id();
         let (events_tx, events) = mpsc::channel(STREAM_QUEUE_FRAMES);
         lock(&self.streams).insert(id as u32, events_tx);
-        let result = self.call_with_id(id, request, Vec::new()).await;
-        match result {
-            Ok((Response::Streaming { session, stream, .. }, _)) => Ok(OpenStream { session, stream, events }),
-            Ok((other, _)) => Err(format!("unexpected answer {other:?}")),
+        match self.call_with_id(id, request, Vec::new()).await {
+            Ok((response, _)) => Ok((response, events)),
             Err(e) => {
                 lock(&self.streams).remove(&(id as u32));
                 Err(e)
@@ -162,6 +168,14 @@ impl Transport {
         match self {
             Transport::Local(client) => client.open_stream(request).await,
             Transport::Remote(remote) => remote.open_stream(request).await,
+        }
+    }
+
+    /// What to tell the user when a stream ends without `eof`.
+    pub fn lost_reason(&self) -> String {
+        match self {
+            Transport::Local(_) => lost(),
+            Transport::Remote(remote) => remote.lost_reason(),
         }
     }
 

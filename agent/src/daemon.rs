@@ -17,13 +17,16 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 
+mod ways_in;
+
+use crate::access::Access;
 use crate::config::Config;
 use crate::host::HostIdentity;
 use crate::ipc::{cmd_frame, write_frame, FrameReader};
 use crate::notify::Notifier;
 use crate::paths::StateDir;
 use crate::prompt::PromptDetector;
-use crate::relay_link::{self, Throttle};
+use crate::relay_link::Throttle;
 use crate::session::{Session, Spawn};
 use crate::store::Store;
 
@@ -45,7 +48,10 @@ pub struct Daemon {
     state: StateDir,
     host: HostIdentity,
     pub throttle: Throttle,
+    pub access: Access,
     relays: Mutex<std::collections::HashSet<String>>,
+    /// Per relay: registered (`Ok`), or why the last attempt failed.
+    link_states: tokio::sync::watch::Sender<HashMap<String, Result<(), String>>>,
     config: Config,
     store: Mutex<Store>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
@@ -89,7 +95,9 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
         state: state.clone(),
         host,
         throttle: Throttle::default(),
+        access: Access::new(),
         relays: Mutex::new(Default::default()),
+        link_states: tokio::sync::watch::Sender::new(HashMap::new()),
         config,
         store: Mutex::new(store),
         sessions: Mutex::new(HashMap::new()),
@@ -198,6 +206,12 @@ impl Daemon {
                     let task = tokio::spawn(async move { daemon.open_stream(request, id, stream, tx).await });
                     streams.insert(stream, task.abort_handle());
                 }
+                Request::Share { relay, name, idle_timeout_ms } => {
+                    // Aborted when this connection closes, which ends the share.
+                    let idle = Duration::from_millis(idle_timeout_ms);
+                    let task = tokio::spawn(self.clone().share(relay, name, idle, id, id as u32, tx.clone()));
+                    streams.insert(id as u32, task.abort_handle());
+                }
                 request => {
                     let daemon = self.clone();
                     let tx = tx.clone();
@@ -240,13 +254,16 @@ impl Daemon {
                 let version = env!("CARGO_PKG_VERSION").to_owned();
                 (Response::Daemon { pid: std::process::id(), version, state_dir, running, total }, Vec::new())
             }
-            Request::Pair { relay } => self.pair(&relay),
+            Request::Pair { relay, name } => self.pair(&relay, name).await,
+            Request::ListAccess => self.list_access(),
+            Request::Revoke { identity } => self.revoke(&identity).await,
+            Request::SetPassword { password } => self.set_password(password).await,
             Request::DaemonStop { grace_ms } => {
                 self.stop_all(Duration::from_millis(grace_ms)).await;
                 self.shutdown.notify_one();
                 (Response::Ok, Vec::new())
             }
-            Request::Attach { .. } | Request::Logs { .. } | Request::Detach { .. } => {
+            Request::Attach { .. } | Request::Logs { .. } | Request::Detach { .. } | Request::Share { .. } => {
                 error(ErrorCode::BadRequest, "stream requests are handled by the connection")
             }
             Request::Exec { .. } | Request::Signal { .. } => {
@@ -336,68 +353,46 @@ impl Daemon {
         }
     }
 
+    pub fn set_link_state(&self, relay: &str, state: Result<(), String>) {
+        self.link_states.send_modify(|states| {
+            states.insert(relay.to_owned(), state);
+        });
+    }
+
     pub fn host(&self) -> &HostIdentity {
         &self.host
     }
 
     /// Everything that may authenticate a remote client right now.
     pub fn credentials(&self) -> Vec<tether_protocol::handshake::Credential> {
-        lock(&self.store).credentials().unwrap_or_else(|e| {
+        let mut credentials = lock(&self.store).credentials().unwrap_or_else(|e| {
             eprintln!("tether daemon: {e}");
             Vec::new()
-        })
+        });
+        credentials.extend(self.access.ephemeral_credentials());
+        credentials
     }
 
-    /// A request that came through the relay from an authenticated client. Managing the agent
-    /// itself (pairing, stopping it) stays with the machine's own user.
-    pub async fn handle_remote(&self, request: Request, payload: Vec<u8>) -> Reply {
+    /// A request that came through the relay from a client authenticated as `identity`.
+    /// Managing the agent itself (pairing, access, stopping it) stays with the machine's own user.
+    pub async fn handle_remote(&self, identity: &str, request: Request, payload: Vec<u8>) -> Reply {
         match request {
-            Request::Pair { .. } | Request::DaemonStop { .. } => {
+            Request::Pair { .. }
+            | Request::Share { .. }
+            | Request::ListAccess
+            | Request::Revoke { .. }
+            | Request::SetPassword { .. }
+            | Request::DaemonStop { .. } => {
                 error(ErrorCode::BadRequest, "only the host's own user can do that (run it on the host)")
             }
-            request => self.handle(request, payload).await,
-        }
-    }
-
-    fn ensure_relay_link(&self, relay: &str) {
-        if lock(&self.relays).insert(relay.to_owned()) {
-            if let Some(daemon) = self.me.upgrade() {
-                tokio::spawn(relay_link::run(daemon, relay.to_owned()));
+            request => {
+                let reply = self.handle(request, payload).await;
+                if let (Response::Session { session }, _) = &reply {
+                    self.access.started(identity, &session.id);
+                }
+                reply
             }
         }
-    }
-
-    /// Remember the relay, connect to it, and issue a fresh invite.
-    fn pair(&self, relay: &str) -> Reply {
-        let relay = relay.trim_end_matches('/').to_owned();
-        if let Err(e) = relay_link::host_ws_url(&relay) {
-            return error(ErrorCode::BadRequest, e);
-        }
-        let mut secret_bytes = [0u8; tether_protocol::identity::INVITE_SECRET_BYTES];
-        let mut salt = [0u8; tether_protocol::handshake::SALT_BYTES];
-        if let Err(e) = crate::random_bytes(&mut secret_bytes).and_then(|_| crate::random_bytes(&mut salt)) {
-            return error(ErrorCode::Internal, e);
-        }
-        let invite = tether_protocol::identity::Invite {
-            relay: relay.clone(),
-            host_id: self.host.host_id.clone(),
-            secret: tether_protocol::identity::base32(&secret_bytes),
-        };
-        let credential = tether_protocol::handshake::Credential::derive(
-            &invite.host_id,
-            &invite.identity(),
-            invite.secret.as_bytes(),
-            salt,
-        );
-        let stored = {
-            let store = lock(&self.store);
-            store.add_credential(&credential, crate::now_ms()).and_then(|_| store.set_setting(RELAY_SETTING, &relay))
-        };
-        if let Err(e) = stored {
-            return error(ErrorCode::Internal, e);
-        }
-        self.ensure_relay_link(&relay);
-        (Response::Paired { invite: invite.to_url(), host_id: invite.host_id }, Vec::new())
     }
 
     fn new_id(&self) -> Result<String, String> {

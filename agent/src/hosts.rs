@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-use tether_protocol::identity::Invite;
+use tether_protocol::identity::Link;
 
 use crate::paths::StateDir;
 
@@ -29,8 +29,8 @@ impl Hosts {
         if name.is_empty() || name.contains("://") || name.contains(char::is_whitespace) {
             return Err(format!("{name:?} is not a usable host name"));
         }
-        let invite = Invite::parse(invite)?;
-        self.by_name.insert(name.to_owned(), invite.to_url());
+        let link = Link::parse(invite)?;
+        self.by_name.insert(name.to_owned(), link.to_url());
         self.save()
     }
 
@@ -43,20 +43,22 @@ impl Hosts {
     pub fn list(&self) -> Vec<(String, String, String)> {
         self.by_name
             .iter()
-            .filter_map(|(name, url)| Invite::parse(url).ok().map(|i| (name.clone(), i.relay, i.host_id)))
+            .filter_map(|(name, url)| {
+                Link::parse(url).ok().map(|l| (name.clone(), l.address().relay, l.address().host_id))
+            })
             .collect()
     }
 
-    /// `-H` takes an invite or a remembered name.
-    pub fn resolve(&self, name_or_invite: &str) -> Result<Invite, String> {
+    /// `-H` takes an invite, a host's address (for its password) or a remembered name.
+    pub fn resolve(&self, name_or_invite: &str) -> Result<Link, String> {
         if name_or_invite.contains("://") {
-            return Invite::parse(name_or_invite);
+            return Link::parse(name_or_invite);
         }
         let url = self
             .by_name
             .get(name_or_invite)
             .ok_or_else(|| format!("no host named {name_or_invite:?}: `tether hosts add NAME INVITE` first"))?;
-        Invite::parse(url)
+        Link::parse(url)
     }
 
     fn save(&self) -> Result<(), String> {

@@ -3,6 +3,7 @@
 //! `tether daemon` runs the agent; every other command is a client that talks to it over the
 //! Unix socket in the state dir, starting it on demand.
 
+mod access;
 mod attach;
 mod client;
 mod config;
@@ -11,23 +12,27 @@ mod exec;
 mod host;
 mod hosts;
 mod ipc;
+mod logs;
 mod notify;
+mod password;
 mod paths;
 mod prompt;
+mod qr;
 mod relay_link;
 mod remote;
 mod session;
+mod sharing;
 mod store;
 mod terminal;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tether_protocol::api::{parse_input_chunk, InputChunk, Request, Response, SessionInfo, SessionStatus};
 
-use crate::client::{Client, StreamEvent, Transport};
+use crate::client::{Client, Transport};
 use crate::paths::StateDir;
 
 /// Exit status when `logs --wait-for-prompt` times out (as timeout(1)).
@@ -100,9 +105,10 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Print a session's output.
+    /// Print a session's output; with several ids, each under a `==> ID <==` header (as tail).
     Logs {
-        id: Option<String>,
+        /// Sessions (default: the newest); with --follow, all of them at once.
+        ids: Vec<String>,
         /// Only the last N lines.
         #[arg(long)]
         tail: Option<usize>,
@@ -146,14 +152,38 @@ enum Command {
         #[command(subcommand)]
         action: HostsAction,
     },
-    /// Make this machine reachable through a relay and print an invite.
+    /// Make this machine reachable through a relay and print an invite (and a QR code).
     Pair {
         /// The relay (plain http only for one on this machine).
         #[arg(long, env = "TETHER_RELAY", default_value = "http://127.0.0.1:8080")]
         relay: String,
-        /// Print one JSON object with `invite` and `host_id`.
+        /// What clients call this host (kept; default: its hostname).
+        #[arg(long)]
+        name: Option<String>,
+        /// A one-off share: the invite ends when this command does (Ctrl+C) or when nobody has
+        /// been connected for --idle-timeout, and the sessions started through it are stopped.
+        #[arg(long)]
+        ephemeral: bool,
+        /// With --ephemeral: end the share after this long without a client (e.g. 30m, 2h).
+        #[arg(long, value_parser = parse_duration, default_value = "30m", requires = "ephemeral")]
+        idle_timeout: Duration,
+        /// Print one JSON object with `invite`, `host_id` and `name`.
         #[arg(long)]
         json: bool,
+    },
+    /// The ways in to this host: `invites ls`, `invites rm ID` (revokes it at once).
+    Invites {
+        #[command(subcommand)]
+        action: InvitesAction,
+    },
+    /// Set a password that reaches this host with its address alone (https://RELAY/#HOSTID).
+    Passwd {
+        /// Read the new password from stdin (its first line) instead of asking twice.
+        #[arg(long)]
+        stdin: bool,
+        /// Remove the password (its connections are closed).
+        #[arg(long, conflicts_with = "stdin")]
+        remove: bool,
     },
 }
 
@@ -217,6 +247,17 @@ enum HostsAction {
 }
 
 #[derive(Subcommand)]
+enum InvitesAction {
+    /// List invites and the password (never their secrets), with how many clients use each.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an invite (its id or a unique prefix) or `password`: its connections close now.
+    Rm { id: String },
+}
+
+#[derive(Subcommand)]
 enum DaemonAction {
     /// Stop the daemon and every session it runs.
     Stop {
@@ -271,7 +312,11 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(run(cli.command, cli.host, state)) {
+    let result = runtime.block_on(run(cli.command, cli.host, state));
+    // A blocking read of stdin (attach, exec) may still wait for a key that never comes: exit
+    // without waiting for it.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(e) => fail(&e),
     }
@@ -314,7 +359,7 @@ async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<
             }
             command => {
                 let invite = hosts::Hosts::load(&state)?.resolve(&invite)?;
-                let remote = remote::Remote::connect(&invite).await?;
+                let remote = remote::Remote::open(&invite).await?;
                 let transport = Transport::Remote(remote::RemoteClient::spawn(remote));
                 let result = session_command(&transport, command).await;
                 transport.close().await;
@@ -364,20 +409,18 @@ async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<
             print!("{}", SKILL);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pair { relay, json } => {
+        Command::Pair { relay, name, ephemeral, idle_timeout, json } => {
             let client = Client::connect(&state, true).await?;
-            let (Response::Paired { invite, host_id }, _) = client.call(&Request::Pair { relay }, Vec::new()).await?
-            else {
-                return Err("unexpected answer to pair".into());
-            };
-            if json {
-                println!("{}", serde_json::json!({ "invite": invite, "host_id": host_id }));
-            } else {
-                println!("Invite (keep it secret: it opens a shell on this machine):\n\n  {invite}\n");
-                println!("From another machine:  tether ls -H '{invite}'");
-                println!("For an AI agent:       run commands here with: tether exec '{invite}' -- CMD ARGS");
-            }
-            Ok(ExitCode::SUCCESS)
+            sharing::pair(&client, sharing::PairOptions { relay, name, ephemeral, idle_timeout, json }).await
+        }
+        Command::Invites { action: InvitesAction::Ls { json } } => {
+            sharing::list_invites(&Client::connect(&state, true).await?, json).await
+        }
+        Command::Invites { action: InvitesAction::Rm { id } } => {
+            sharing::revoke(&Client::connect(&state, true).await?, id).await
+        }
+        Command::Passwd { stdin, remove } => {
+            sharing::passwd(&Client::connect(&state, true).await?, stdin, remove).await
         }
         command => {
             let client = Client::connect(&state, true).await?;
@@ -403,7 +446,7 @@ async fn exec(
         (None, false) => return Err("which host? give its invite, -H, TETHER_INVITE or --invite-stdin".into()),
     };
     let invite = hosts::Hosts::load(state)?.resolve(invite.trim())?;
-    let mut remote = remote::Remote::connect(&invite).await?;
+    let mut remote = remote::Remote::open(&invite).await?;
     let result = remote.exec(command, timeout).await;
     remote.close().await;
     match result? {
@@ -453,18 +496,25 @@ async fn session_command(client: &Transport, command: Command) -> Result<ExitCod
             attach_and_report(client, &info.id).await
         }
         Command::Send { args } => send(client, args).await,
-        Command::Logs { id, tail, keep_color, follow, wait_for_prompt, timeout } => {
-            let info = get(client, id).await?;
+        Command::Logs { ids, tail, keep_color, follow, wait_for_prompt, timeout } => {
+            // No id: the newest session.
+            let wanted = if ids.is_empty() { vec![None] } else { ids.into_iter().map(Some).collect() };
+            let mut sessions = Vec::new();
+            for id in wanted {
+                sessions.push(get(client, id).await?.id);
+            }
             let mut code = ExitCode::SUCCESS;
             if wait_for_prompt {
-                let request =
-                    Request::WaitForPrompt { session: info.id.clone(), timeout_ms: timeout.as_millis() as u64 };
-                if let Err(e) = client.call(&request, Vec::new()).await {
-                    eprintln!("tether: {e}");
-                    code = ExitCode::from(EXIT_TIMED_OUT);
+                for session in &sessions {
+                    let request =
+                        Request::WaitForPrompt { session: session.clone(), timeout_ms: timeout.as_millis() as u64 };
+                    if let Err(e) = client.call(&request, Vec::new()).await {
+                        eprintln!("tether: {e}");
+                        code = ExitCode::from(EXIT_TIMED_OUT);
+                    }
                 }
             }
-            logs(client, &info.id, tail, keep_color, follow).await?;
+            logs::print(client, &sessions, logs::Options { tail, keep_color, follow }).await?;
             Ok(code)
         }
         Command::Stop { id, grace } => {
@@ -478,6 +528,8 @@ async fn session_command(client: &Transport, command: Command) -> Result<ExitCod
         Command::Daemon { .. }
         | Command::Skill
         | Command::Pair { .. }
+        | Command::Invites { .. }
+        | Command::Passwd { .. }
         | Command::Exec { .. }
         | Command::Hosts { .. } => {
             unreachable!("handled before connecting")
@@ -554,62 +606,6 @@ fn looks_like_id(arg: &str) -> bool {
     (1..=12).contains(&arg.len()) && arg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-async fn logs(client: &Transport, id: &str, tail: Option<usize>, keep_color: bool, follow: bool) -> Result<(), String> {
-    let mut opened = client.open_stream(&Request::Logs { session: id.to_owned(), follow }).await?;
-    let mut stdout = std::io::stdout().lock();
-    // Without --follow, collect everything so --tail and colour stripping see whole lines.
-    let mut collected = Vec::new();
-    // With --follow, print whole lines as they complete.
-    let mut partial = Vec::new();
-    while let Some(event) = opened.events.recv().await {
-        match event {
-            StreamEvent::Data { bytes, .. } if !follow => collected.extend_from_slice(&bytes),
-            StreamEvent::Data { bytes, .. } if keep_color => {
-                stdout.write_all(&bytes).and_then(|_| stdout.flush()).map_err(|e| e.to_string())?
-            }
-            StreamEvent::Data { bytes, .. } => {
-                partial.extend_from_slice(&bytes);
-                if let Some(cut) = partial.iter().rposition(|&b| b == b'\n') {
-                    let lines: Vec<u8> = partial.drain(..=cut).collect();
-                    stdout
-                        .write_all(terminal::plain_text(&lines).as_bytes())
-                        .and_then(|_| stdout.flush())
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            StreamEvent::Eof => break,
-        }
-    }
-    if follow {
-        if !partial.is_empty() {
-            let _ = stdout.write_all(terminal::plain_text(&partial).as_bytes());
-        }
-        return Ok(());
-    }
-    let text =
-        if keep_color { String::from_utf8_lossy(&collected).into_owned() } else { terminal::plain_text(&collected) };
-    let text = match tail {
-        Some(n) => last_lines(&text, n),
-        None => text.as_str(),
-    };
-    stdout.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
-    if !text.is_empty() && !text.ends_with('\n') {
-        stdout.write_all(b"\n").map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-fn last_lines(text: &str, n: usize) -> &str {
-    let trimmed = text.strip_suffix('\n').unwrap_or(text);
-    let start =
-        trimmed.char_indices().rev().filter(|&(_, c)| c == '\n').nth(n.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
-    if n == 0 {
-        ""
-    } else {
-        &text[start..]
-    }
-}
-
 fn print_table(sessions: &[SessionInfo]) {
     println!("{:<8} {:<9} {:<6} {:<5} {:<19} TITLE", "ID", "STATUS", "EXIT", "INPUT", "CREATED");
     for s in sessions {
@@ -627,8 +623,22 @@ fn print_table(sessions: &[SessionInfo]) {
     }
 }
 
+/// The time of day, UTC, `HH:MM:SS`.
+pub fn clock() -> String {
+    format_time(now_ms())[11..].to_owned()
+}
+
+/// A duration as a person would write it: `30m`, `2h`, `45s`.
+pub fn describe(duration: Duration) -> String {
+    match duration.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// `YYYY-MM-DD HH:MM:SS` UTC, without a date crate.
-fn format_time(ms: u64) -> String {
+pub fn format_time(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -678,8 +688,6 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("3 weeks").is_err());
-        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
-        assert_eq!(last_lines("a\nb\nc", 5), "a\nb\nc");
         assert_eq!(format_time(0), "1970-01-01 00:00:00");
         assert_eq!(format_time(1_795_000_000_000), "2026-11-18 11:06:40");
     }

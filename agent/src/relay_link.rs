@@ -7,6 +7,8 @@
 //! - Nothing from a client is acted on before its handshake succeeded (`Connection` enforces it).
 //! - Failed handshakes are throttled per host: exponential back-off, then a lock-out; while
 //!   throttled, new connections are refused at once with the wait in the reason.
+//! - A revoked credential's connections are closed at once: on every revocation (or missed
+//!   event) the link drops each client whose credential is no longer valid.
 //! - A dropped link is re-dialled with back-off; the relay keeps no state, so re-registering is
 //!   all it takes.
 
@@ -20,9 +22,10 @@ use tether_protocol::connection::{Connection, Event, Input, Output};
 use tether_protocol::frame::{Control, Frame, FrameDecoder, Header, RelayMsg};
 use tether_protocol::handshake::{HandshakeEntropy, HANDSHAKE_ENTROPY_BYTES};
 use tether_protocol::{AuthError, ConnError};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::access::{AccessEvent, ConnectionGuard};
 use crate::daemon::Daemon;
 use crate::exec::{Exec, ExecEvent};
 use crate::ipc::cmd_frame;
@@ -74,10 +77,12 @@ pub async fn run(daemon: Arc<Daemon>, relay: String) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let started = Instant::now();
-        match link_once(&daemon, &relay).await {
-            Ok(()) => eprintln!("tether daemon: relay {relay} closed the link; reconnecting"),
-            Err(e) => eprintln!("tether daemon: relay {relay}: {e}; retrying in {backoff:?}"),
-        }
+        let why = match link_once(&daemon, &relay).await {
+            Ok(()) => "the relay closed the link".to_owned(),
+            Err(e) => e,
+        };
+        eprintln!("tether daemon: relay {relay}: {why}; retrying in {backoff:?}");
+        daemon.set_link_state(&relay, Err(why));
         if started.elapsed() > MAX_BACKOFF {
             backoff = MIN_BACKOFF; // it was up for a while: start over gently
         }
@@ -114,6 +119,8 @@ fn relay_frame(msg: RelayMsg, payload: Vec<u8>) -> Frame {
 /// Everything the link knows about one remote client.
 struct Client {
     conn: Connection,
+    /// Which credential it authenticated with (counted in `Access` while it lives).
+    access: Option<ConnectionGuard>,
     /// Output accepted from execs but not yet let through by the flow-control window.
     pending: HashMap<u32, Pending>,
     execs: HashMap<u64, Exec>,
@@ -141,6 +148,7 @@ impl Client {
     fn new(conn: Connection) -> Client {
         Client {
             conn,
+            access: None,
             pending: HashMap::new(),
             execs: HashMap::new(),
             finished: Vec::new(),
@@ -232,6 +240,7 @@ async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
     let (link_tx, mut link_rx) = mpsc::unbounded_channel::<Reply>();
     let (exec_tx, mut exec_rx) = mpsc::unbounded_channel::<ExecEvent>();
     let mut tick = tokio::time::interval(TICK);
+    let mut access_events = daemon.access.subscribe();
     loop {
         // Which client to flush after this step, and whether it failed.
         let mut touched: Option<(u64, Result<(), ConnError>)> = None;
@@ -254,6 +263,7 @@ async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
                     match msg {
                         RelayMsg::Registered => {
                             registered = true;
+                            daemon.set_link_state(relay, Ok(()));
                             eprintln!("tether daemon: reachable through {relay} as {}", host.host_id);
                         }
                         RelayMsg::Open { conn } => {
@@ -296,6 +306,11 @@ async fn link_once(daemon: &Arc<Daemon>, relay: &str) -> Result<(), String> {
                 };
                 if let Some(client) = clients.get_mut(&conn) {
                     touched = Some((conn, apply_exec_event(client, event)));
+                }
+            }
+            event = access_events.recv() => {
+                if matches!(event, Ok(AccessEvent::Revoked { .. }) | Err(broadcast::error::RecvError::Lagged(_))) {
+                    drop_revoked(daemon, &mut clients, &mut sink).await?;
                 }
             }
             _ = tick.tick() => {
@@ -344,6 +359,24 @@ async fn conclude(
         if let Some(mut client) = clients.remove(&conn) {
             client.cancel_execs();
         }
+    }
+    Ok(())
+}
+
+/// Close every client whose credential is no longer among the host's.
+async fn drop_revoked(daemon: &Daemon, clients: &mut HashMap<u64, Client>, sink: &mut Sink) -> Result<(), String> {
+    let credentials = daemon.credentials();
+    let revoked: Vec<u64> = clients
+        .iter()
+        .filter(|(_, c)| c.access.as_ref().is_some_and(|a| !a.still_valid(&credentials)))
+        .map(|(&conn, _)| conn)
+        .collect();
+    for conn in revoked {
+        if let Some(mut client) = clients.remove(&conn) {
+            client.cancel_execs();
+        }
+        send(sink, relay_frame(RelayMsg::Close { conn, reason: "access revoked by the host".into() }, Vec::new()))
+            .await?;
     }
     Ok(())
 }
@@ -415,6 +448,9 @@ fn handle_events(
             Event::Authenticated { identity } => {
                 daemon.throttle.success();
                 eprintln!("tether daemon: client {conn} authenticated with {identity}");
+                let credentials = daemon.credentials();
+                let verifier = credentials.into_iter().find(|c| c.identity == identity).map(|c| c.verifier);
+                client.access = Some(daemon.access.connected(&identity, verifier.unwrap_or_default()));
             }
             Event::Cmd { id, body, payload } => match serde_json::from_value::<Request>(body) {
                 Ok(Request::Exec { command, cwd }) => {
@@ -463,8 +499,9 @@ fn handle_events(
                 Ok(request) => {
                     let daemon = daemon.clone();
                     let link = link.clone();
+                    let identity = client.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();
                     tokio::spawn(async move {
-                        let (response, payload) = daemon.handle_remote(request, payload).await;
+                        let (response, payload) = daemon.handle_remote(&identity, request, payload).await;
                         let _ = link.send((conn, cmd_frame(id, &response, payload)));
                     });
                 }

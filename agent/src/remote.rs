@@ -5,8 +5,9 @@
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::api::{Request, Response};
 use tether_protocol::connection::{Connection, Event, Input, Output};
+use tether_protocol::handshake::PASSWORD_IDENTITY;
 use tether_protocol::handshake::{HandshakeEntropy, HANDSHAKE_ENTROPY_BYTES};
-use tether_protocol::identity::Invite;
+use tether_protocol::identity::{HostAddress, Link};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::ipc::cmd_frame;
@@ -20,22 +21,29 @@ pub struct Remote {
 }
 
 impl Remote {
+    /// Connect through `link`: with an invite's secret, or else with the host password.
+    pub async fn open(link: &Link) -> Result<Remote, String> {
+        match link {
+            Link::Invite(invite) => {
+                Remote::connect(&invite.address(), &invite.identity(), invite.secret.as_bytes()).await
+            }
+            Link::Address(address) => {
+                let password = crate::password::for_host(&address.host_id)?;
+                Remote::connect(address, PASSWORD_IDENTITY, password.as_bytes()).await
+            }
+        }
+    }
+
     /// Connect and authenticate; fails with "authentication failed: …" on a wrong secret.
-    pub async fn connect(invite: &Invite) -> Result<Remote, String> {
-        let url = invite.client_ws_url()?;
+    pub async fn connect(address: &HostAddress, identity: &str, secret: &[u8]) -> Result<Remote, String> {
+        let url = address.client_ws_url()?;
         // disable_nagle: see relay_link — small interactive frames must not wait for ACKs.
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
             .await
-            .map_err(|e| format!("cannot reach the relay at {}: {e}", invite.relay))?;
+            .map_err(|e| format!("cannot reach the relay at {}: {e}", address.relay))?;
         let mut entropy = [0u8; HANDSHAKE_ENTROPY_BYTES];
         crate::random_bytes(&mut entropy)?;
-        let conn = Connection::client(
-            &invite.host_id,
-            &invite.identity(),
-            invite.secret.as_bytes(),
-            HandshakeEntropy(entropy),
-            crate::now_ms(),
-        );
+        let conn = Connection::client(&address.host_id, identity, secret, HandshakeEntropy(entropy), crate::now_ms());
         let mut remote = Remote { ws, conn, next_id: 1 };
         loop {
             for event in remote.pump().await? {
@@ -212,6 +220,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// the `Connection`; callers talk to it through channels, as with the local daemon's client.
 pub struct RemoteClient {
     commands: tokio::sync::mpsc::Sender<ActorCommand>,
+    /// Why the connection ended, once it has (e.g. "access revoked by the host").
+    ended: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 type CallReply = tokio::sync::oneshot::Sender<Result<(Response, Vec<u8>), String>>;
@@ -225,8 +235,15 @@ enum ActorCommand {
 impl RemoteClient {
     pub fn spawn(remote: Remote) -> RemoteClient {
         let (commands, inbox) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(remote.serve(inbox));
-        RemoteClient { commands }
+        let ended = std::sync::Arc::default();
+        tokio::spawn(remote.serve(inbox, std::sync::Arc::clone(&ended)));
+        RemoteClient { commands, ended }
+    }
+
+    /// Why the connection was lost, for a stream that ended without `eof`.
+    pub fn lost_reason(&self) -> String {
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        ended.map_or_else(lost, |reason| format!("lost the connection to the host: {reason}"))
     }
 
     pub async fn call(&self, request: &Request, payload: Vec<u8>) -> Result<(Response, Vec<u8>), String> {
@@ -268,7 +285,11 @@ fn lost() -> String {
 
 impl Remote {
     /// The actor: requests out, answers and stream data in, until closed or the link fails.
-    async fn serve(mut self, mut inbox: tokio::sync::mpsc::Receiver<ActorCommand>) {
+    async fn serve(
+        mut self,
+        mut inbox: tokio::sync::mpsc::Receiver<ActorCommand>,
+        ended: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    ) {
         use crate::client::StreamEvent;
         use std::collections::HashMap;
         let mut replies: HashMap<u64, CallReply> = HashMap::new();
@@ -342,6 +363,7 @@ impl Remote {
         }
         .await;
         if let Err(message) = result {
+            *ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
             for (_, reply) in replies.drain() {
                 let _ = reply.send(Err(message.clone()));
             }

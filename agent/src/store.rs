@@ -164,6 +164,22 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(db_error)
     }
 
+    /// (identity, created_at) of every stored credential, oldest first.
+    pub fn credential_list(&self) -> Result<Vec<(String, u64)>, String> {
+        let mut stmt =
+            self.db.prepare("SELECT identity, created_at FROM credentials ORDER BY created_at").map_err(db_error)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))).map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
+    }
+
+    /// Whether a credential was there to remove.
+    pub fn remove_credential(&self, identity: &str) -> Result<bool, String> {
+        self.db
+            .execute("DELETE FROM credentials WHERE identity = ?1", params![identity])
+            .map(|n| n > 0)
+            .map_err(db_error)
+    }
+
     pub fn set_setting(&self, key: &str, value: &str) -> Result<(), String> {
         self.db
             .execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)", params![key, value])
@@ -253,6 +269,10 @@ mod tests {
         let credential = Credential { identity: "invite-1".into(), salt: vec![1; 16], verifier: vec![2; 384] };
         store.add_credential(&credential, 5).expect("credential");
         assert_eq!(store.credentials().expect("credentials"), vec![credential]);
+        assert_eq!(store.credential_list().expect("list"), vec![("invite-1".to_owned(), 5)]);
+        assert!(store.remove_credential("invite-1").expect("remove"));
+        assert!(!store.remove_credential("invite-1").expect("remove again"));
+        assert!(store.credentials().expect("credentials").is_empty());
         store.set_setting("relay", "http://r").expect("setting");
         assert_eq!(store.setting("relay").expect("setting"), Some("http://r".into()));
         let _ = std::fs::remove_dir_all(dir);

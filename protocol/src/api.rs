@@ -151,6 +151,32 @@ pub enum Request {
     /// Connect the agent to `relay` (kept across restarts) and issue a new invite.
     Pair {
         relay: String,
+        /// What clients call this host (kept; default: its hostname).
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// A one-off share: like `pair`, but the invite lives only in memory and only as long as this
+    /// request. The answer `paired` comes first; then notes (a client came, left…) as text lines
+    /// on stream = request id. When the requesting client goes away, or nobody has been connected
+    /// with the invite for `idle_timeout_ms`, the invite is revoked and the sessions started
+    /// through it are stopped; `control/eof` ends the stream.
+    Share {
+        relay: String,
+        #[serde(default)]
+        name: Option<String>,
+        idle_timeout_ms: u64,
+    },
+    /// The ways in: invites (stored and ephemeral) and the password.
+    ListAccess,
+    /// Revoke a way in (its identity or a unique prefix, or `password`): its connections close at
+    /// once, and an ephemeral invite's sessions are stopped.
+    Revoke {
+        identity: String,
+    },
+    /// Set the host password (stretched and turned into an SRP verifier by the agent), or remove
+    /// it with `None`.
+    SetPassword {
+        password: Option<String>,
     },
     /// Run a command without a PTY. Its stdout comes as data on stream `exec_stdout(id)`, stderr
     /// on `exec_stderr(id)`; the client's stdin goes as data on `exec_stdout(id)` the other way,
@@ -164,6 +190,19 @@ pub enum Request {
         exec: u64,
         signal: i32,
     },
+}
+
+/// One way in to the host, as `tether invites ls` shows it. Never the secret or verifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessEntry {
+    /// `invite-…` or `password`.
+    pub identity: String,
+    /// ms since the Unix epoch; 0 when not recorded.
+    pub created_at: u64,
+    /// Lives only as long as its `tether pair --ephemeral`.
+    pub ephemeral: bool,
+    /// Authenticated connections using it now.
+    pub connected: usize,
 }
 
 /// Stream carrying an exec's stdout (and, client → host, its stdin).
@@ -208,6 +247,18 @@ pub enum Response {
     Paired {
         invite: String,
         host_id: String,
+        name: String,
+        /// Set when the relay has not confirmed the host is reachable (e.g. it is down).
+        #[serde(default)]
+        warning: Option<String>,
+    },
+    Access {
+        entries: Vec<AccessEntry>,
+    },
+    Revoked {
+        identity: String,
+        /// Sessions stopped because an ephemeral invite that started them ended.
+        stopped: Vec<String>,
     },
     /// An exec finished: exit code, 128 + N when killed by signal N.
     Exited {

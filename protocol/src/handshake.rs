@@ -17,6 +17,9 @@
 //! - The SRP username is `<host_id>/<identity>`, so a verifier made for one host is useless for
 //!   another; the identity says which secret the client holds (`invite`, `password`, a device id).
 //! - Randomness comes from the caller (sans-IO): 64 bytes of ephemeral exponent, 32 of nonce.
+//! - A password (identity `password`) is stretched with Argon2id over the credential's salt
+//!   before SRP sees it, so a stolen verifier costs an attacker Argon2id per guess, not one
+//!   SHA-256. Invite and device secrets are random (≥ 128 bits) and go to SRP as they are.
 
 use sha2::{Digest, Sha256};
 use srp::groups::G3072;
@@ -37,6 +40,27 @@ const EPHEMERAL_BYTES: usize = 64;
 pub const SALT_BYTES: usize = 16;
 /// Random bytes a handshake needs from its caller.
 pub const HANDSHAKE_ENTROPY_BYTES: usize = EPHEMERAL_BYTES + NONCE_BYTES;
+
+/// The identity of the host owner's password (`tether passwd`).
+pub const PASSWORD_IDENTITY: &str = "password";
+/// Argon2id cost for passwords: OWASP's recommended minimum (19 MiB, 2 passes, 1 lane).
+const PASSWORD_MEMORY_KIB: u32 = 19 * 1024;
+const PASSWORD_PASSES: u32 = 2;
+const STRETCHED_BYTES: usize = 32;
+
+/// What SRP is given as the password for `identity`: passwords are stretched (see above).
+fn srp_secret(identity: &str, secret: &[u8], salt: &[u8]) -> Result<Vec<u8>, AuthError> {
+    if identity != PASSWORD_IDENTITY {
+        return Ok(secret.to_vec());
+    }
+    let params = argon2::Params::new(PASSWORD_MEMORY_KIB, PASSWORD_PASSES, 1, Some(STRETCHED_BYTES))
+        .map_err(|_| AuthError::Unexpected("password parameters".into()))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut stretched = vec![0u8; STRETCHED_BYTES];
+    // Fails only for a salt outside Argon2's 8..=64 bytes, which only a broken host sends.
+    argon.hash_password_into(secret, salt, &mut stretched).map_err(|_| AuthError::Unexpected("salt".into()))?;
+    Ok(stretched)
+}
 
 /// Fresh randomness for one handshake, supplied by the caller's CSPRNG.
 #[derive(Clone)]
@@ -63,7 +87,9 @@ pub struct Credential {
 impl Credential {
     /// Make the verifier for `secret`; `salt` must be fresh random bytes.
     pub fn derive(host_id: &str, identity: &str, secret: &[u8], salt: [u8; SALT_BYTES]) -> Self {
-        let verifier = SrpClient::new().compute_verifier(srp_username(host_id, identity).as_bytes(), secret, &salt);
+        // SALT_BYTES is within Argon2's salt range, so stretching cannot fail here.
+        let secret = srp_secret(identity, secret, &salt).unwrap_or_default();
+        let verifier = SrpClient::new().compute_verifier(srp_username(host_id, identity).as_bytes(), &secret, &salt);
         Credential { identity: identity.to_owned(), salt: salt.to_vec(), verifier }
     }
 }
@@ -186,11 +212,12 @@ impl ClientHandshake {
                 check_public_len(b_pub, "b_pub")?;
                 let client = SrpClient::new();
                 check_u_nonzero(&client.compute_public_ephemeral(&self.ephemeral), b_pub)?;
+                let secret = srp_secret(&self.identity, &self.secret, &salt)?;
                 let verifier = client
                     .process_reply(
                         &self.ephemeral,
                         srp_username(&self.host_id, &self.identity).as_bytes(),
-                        &self.secret,
+                        &secret,
                         &salt,
                         b_pub,
                     )

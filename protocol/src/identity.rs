@@ -92,22 +92,83 @@ pub struct Invite {
     pub secret: String,
 }
 
-impl Invite {
-    pub fn parse(text: &str) -> Result<Invite, String> {
+/// Where a host is: its relay and id, written `https://RELAY/#<host-id>`. Without a secret
+/// attached, a client gets in with the host's password (`tether passwd`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddress {
+    /// `http(s)://host[:port]`, no trailing slash.
+    pub relay: String,
+    pub host_id: String,
+}
+
+impl HostAddress {
+    pub fn to_url(&self) -> String {
+        format!("{}/#{}", self.relay, self.host_id)
+    }
+
+    /// The relay's WebSocket URL for clients of this host.
+    pub fn client_ws_url(&self) -> Result<String, String> {
+        relay_ws_url(&self.relay, &format!("/ws/client/{}", self.host_id))
+    }
+}
+
+/// A link someone was given: an invite (address and secret), or a host's bare address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    Invite(Invite),
+    Address(HostAddress),
+}
+
+impl Link {
+    pub fn parse(text: &str) -> Result<Link, String> {
         let text = text.trim();
-        let (base, fragment) = text.split_once('#').ok_or("an invite looks like https://RELAY/#HOSTID.SECRET")?;
-        let (host_id, secret) = fragment.split_once('.').ok_or("the invite's #part must be HOSTID.SECRET")?;
+        let (base, fragment) = text
+            .split_once('#')
+            .ok_or("a host link looks like https://RELAY/#HOSTID.SECRET (or https://RELAY/#HOSTID)")?;
+        let (host_id, secret) = match fragment.split_once('.') {
+            Some((host_id, secret)) => (host_id, Some(secret)),
+            None => (fragment, None),
+        };
         if !is_host_id(host_id) {
             return Err(format!("{host_id:?} is not a host id"));
         }
+        let relay = base.trim_end_matches('/');
+        if !(relay.starts_with("http://") || relay.starts_with("https://")) {
+            return Err("a host link must start with http:// or https://".into());
+        }
+        let (relay, host_id) = (relay.to_owned(), host_id.to_owned());
+        let Some(secret) = secret else { return Ok(Link::Address(HostAddress { relay, host_id })) };
         if secret.len() < INVITE_SECRET_BYTES * 8 / 5 || !secret.bytes().all(|b| BASE32.contains(&b)) {
             return Err("the invite's secret is malformed (copied only in part?)".into());
         }
-        let relay = base.trim_end_matches('/');
-        if !(relay.starts_with("http://") || relay.starts_with("https://")) {
-            return Err("the invite must start with http:// or https://".into());
+        Ok(Link::Invite(Invite { relay, host_id, secret: secret.to_owned() }))
+    }
+
+    pub fn address(&self) -> HostAddress {
+        match self {
+            Link::Invite(invite) => invite.address(),
+            Link::Address(address) => address.clone(),
         }
-        Ok(Invite { relay: relay.to_owned(), host_id: host_id.to_owned(), secret: secret.to_owned() })
+    }
+
+    pub fn to_url(&self) -> String {
+        match self {
+            Link::Invite(invite) => invite.to_url(),
+            Link::Address(address) => address.to_url(),
+        }
+    }
+}
+
+impl Invite {
+    pub fn parse(text: &str) -> Result<Invite, String> {
+        match Link::parse(text)? {
+            Link::Invite(invite) => Ok(invite),
+            Link::Address(_) => Err("the invite's #part must be HOSTID.SECRET".into()),
+        }
+    }
+
+    pub fn address(&self) -> HostAddress {
+        HostAddress { relay: self.relay.clone(), host_id: self.host_id.clone() }
     }
 
     pub fn to_url(&self) -> String {
@@ -122,7 +183,7 @@ impl Invite {
 
     /// The relay's WebSocket URL for clients of this host.
     pub fn client_ws_url(&self) -> Result<String, String> {
-        relay_ws_url(&self.relay, &format!("/ws/client/{}", self.host_id))
+        self.address().client_ws_url()
     }
 }
 
@@ -168,6 +229,18 @@ mod invite_tests {
         assert!(Invite::parse(&format!("http://r/#{id}.{}", &secret[..10])).is_err());
         assert!(Invite::parse(&format!("ftp://r/#{id}.{secret}")).is_err());
         assert!(Invite::parse("http://r/").is_err());
+        assert!(Invite::parse(&format!("http://r/#{id}")).is_err(), "no secret: not an invite");
+    }
+
+    #[test]
+    fn a_bare_address_is_a_link_for_the_password() {
+        let id = host_id(&[5; HOST_SECRET_BYTES]);
+        let link = Link::parse(&format!("https://relay.example/#{id}")).expect("parses");
+        let address = HostAddress { relay: "https://relay.example".into(), host_id: id.clone() };
+        assert_eq!(link, Link::Address(address.clone()));
+        assert_eq!(link.to_url(), format!("https://relay.example/#{id}"));
+        assert_eq!(address.client_ws_url(), Ok(format!("wss://relay.example/ws/client/{id}")));
+        assert!(Link::parse("https://relay.example/#not-an-id").is_err());
     }
 
     #[test]

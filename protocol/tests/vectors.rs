@@ -7,6 +7,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use tether_protocol::channel::{Opener, Sealer};
 use tether_protocol::frame::{decode_exact, Header};
+use tether_protocol::handshake::{Credential, PASSWORD_IDENTITY};
 use tether_protocol::keys::derive_session_keys;
 
 struct Vectors(serde_json::Value);
@@ -64,4 +65,17 @@ fn sealing_matches_independent_implementation() {
         assert_eq!(opened, decode_exact(&inner).expect("inner frame"));
         assert_eq!(opened.payload, b"hello, tether");
     }
+}
+
+#[test]
+fn password_verifier_matches_independent_implementation() {
+    // Argon2id stretching, then SRP: the host's stored verifier for `tether passwd`.
+    let v = Vectors::load();
+    let host_id = v.0["host_id"].as_str().expect("host id");
+    let password = v.0["password"].as_str().expect("password");
+    let credential = Credential::derive(host_id, PASSWORD_IDENTITY, password.as_bytes(), v.array("password_salt"));
+    assert_eq!(credential.verifier, v.hex("password_verifier"));
+    // Any other identity takes its secret as it is: the same bytes give another verifier.
+    let unstretched = Credential::derive(host_id, "invite-x", password.as_bytes(), v.array("password_salt"));
+    assert_ne!(unstretched.verifier, credential.verifier);
 }

@@ -317,8 +317,12 @@ mod tests {
         std::fs::create_dir_all(&root).expect("web root");
         std::fs::write(root.join("index.html"), "<html></html>").expect("index");
         let web = crate::web::WebApp::load(&root).expect("web app");
-        let app =
-            Arc::new(crate::AppState { web, relay: super::Relay::new(64, 1000, HANDSHAKE_TIMEOUT), binaries: None, public_url: None });
+        let app = Arc::new(crate::AppState {
+            web,
+            relay: super::Relay::new(64, 1000, HANDSHAKE_TIMEOUT),
+            binaries: None,
+            public_url: None,
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
@@ -428,7 +432,9 @@ mod tests {
         let mut idle = connect(&format!("{url}/ws/client/{host_id}")).await;
         let Header::Relay(RelayMsg::Open { conn: idle_conn }) = next_frame(&mut host).await.header else { panic!() };
         assert_eq!(close_reason(&mut idle).await, "handshake timed out");
-        assert!(matches!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Close { conn, .. }) if conn == idle_conn));
+        assert!(
+            matches!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Close { conn, .. }) if conn == idle_conn)
+        );
 
         // Once the host's proof has gone through, the deadline no longer applies. (This waits out
         // the deadline on purpose: it checks that something does *not* happen.)

@@ -120,6 +120,25 @@ impl Drop for Agent {
     }
 }
 
+/// Pair `host` with `relay` (`tether pair --json`); returns the invite.
+pub fn pair(host: &Agent, relay: &crate::Relay) -> String {
+    let out = host.ok(&["pair", "--relay", relay.url.trim_end_matches('/'), "--json"]);
+    let json: Value = serde_json::from_str(&out).expect("pair --json is JSON");
+    let invite = json["invite"].as_str().expect("invite").to_owned();
+    assert!(invite.starts_with(&format!("{}#", relay.url)), "{invite}");
+    let fragment = invite.split_once('#').map(|(_, f)| f).unwrap_or_default();
+    assert_eq!(fragment.split('.').next(), json["host_id"].as_str(), "host id in the fragment");
+    invite
+}
+
+/// Run `ls -H` until the host has registered with the relay (pairing connects it); returns it.
+pub fn wait_reachable(client: &Agent, invite: &str) -> String {
+    wait_until(WAIT, "the host to be reachable through the relay", || {
+        let out = client.run(&["ls", "-H", invite]);
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+}
+
 /// A `tether` process on a real PTY, as a person at a terminal would run it.
 pub struct PtyClient {
     writer: Box<dyn std::io::Write + Send>,

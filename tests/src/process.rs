@@ -28,6 +28,19 @@ impl Guard {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Send `signal` to the process (as Ctrl+C or `kill` would).
+    pub fn signal(&self, signal: i32) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) only sends a signal.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
+    /// Wait for the process to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration, what: &str) -> std::process::ExitStatus {
+        crate::wait_until(timeout, what, || self.child.try_wait().ok().flatten())
+    }
 }
 
 impl Drop for Guard {
@@ -56,4 +69,21 @@ pub fn spawn_reading_first_line(mut command: Command, timeout: Duration) -> (Gua
         Ok(Some(Ok(line))) => (guard, line),
         other => panic!("process {} printed no banner within {timeout:?}: {other:?}", guard.id()),
     }
+}
+
+/// Start `command` with stdout collected (as text) into the returned buffer as it arrives.
+pub fn spawn_collecting(mut command: Command) -> (Guard, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::Read;
+    command.stdout(Stdio::piped());
+    let mut guard = Guard::spawn(command);
+    let mut stdout = guard.child.stdout.take().expect("stdout was piped");
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = collected.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (guard, collected)
 }

@@ -3,30 +3,11 @@
 
 use std::path::Path;
 
-use tether_tests::agent::{self, Agent};
+use tether_tests::agent::{self, pair, wait_reachable, Agent};
 use tether_tests::{wait_until, Relay};
 
 fn scratch() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
-}
-
-/// Pair `host` with `relay`; returns the invite.
-fn pair(host: &Agent, relay: &Relay) -> String {
-    let out = host.ok(&["pair", "--relay", relay.url.trim_end_matches('/'), "--json"]);
-    let json: serde_json::Value = serde_json::from_str(&out).expect("pair --json is JSON");
-    let invite = json["invite"].as_str().expect("invite").to_owned();
-    assert!(invite.starts_with(&format!("{}#", relay.url)), "{invite}");
-    let fragment = invite.split_once('#').map(|(_, f)| f).unwrap_or_default();
-    assert_eq!(fragment.split('.').next(), json["host_id"].as_str(), "host id in the fragment");
-    invite
-}
-
-/// Run a remote command until the host has registered with the relay (pairing connects it).
-fn wait_reachable(client: &Agent, invite: &str) -> String {
-    wait_until(agent::WAIT, "the host to be reachable through the relay", || {
-        let out = client.run(&["ls", "-H", invite]);
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    })
 }
 
 #[test]

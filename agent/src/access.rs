@@ -1,0 +1,166 @@
+//! Who is connected through which way in, and what happens when a way in is revoked.
+//!
+//! Ways in are SRP credentials: invites and the host password live in the store; ephemeral
+//! invites (`tether pair --ephemeral`) live only here, in memory, so a crashed or restarted agent
+//! can never leave one behind. This module keeps the live side:
+//! - how many authenticated connections each credential has (a guard per connection, so a
+//!   dropped client can never be miscounted);
+//! - which sessions an ephemeral invite started, to stop them when it ends;
+//! - an event feed: relay links drop a revoked credential's connections at once, and
+//!   `pair --ephemeral` reports comings and goings.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tether_protocol::handshake::Credential;
+use tokio::sync::broadcast;
+
+/// Events buffered per subscriber; a subscriber that falls further behind skips the oldest.
+const EVENT_QUEUE: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessEvent {
+    Connected { identity: String },
+    Disconnected { identity: String },
+    Revoked { identity: String },
+}
+
+#[derive(Default)]
+struct Live {
+    /// Authenticated connections per identity.
+    connections: HashMap<String, usize>,
+    /// Ephemeral invites: their credential and the sessions started through them.
+    ephemeral: HashMap<String, (Credential, Vec<String>)>,
+}
+
+pub struct Access {
+    live: Arc<Mutex<Live>>,
+    events: broadcast::Sender<AccessEvent>,
+}
+
+fn lock(live: &Mutex<Live>) -> MutexGuard<'_, Live> {
+    live.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Access {
+    pub fn new() -> Access {
+        Access { live: Arc::default(), events: broadcast::channel(EVENT_QUEUE).0 }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<AccessEvent> {
+        self.events.subscribe()
+    }
+
+    /// Count an authenticated connection of `identity` until the guard drops. `verifier` is the
+    /// one it proved itself against: a changed password makes it stale.
+    pub fn connected(&self, identity: &str, verifier: Vec<u8>) -> ConnectionGuard {
+        *lock(&self.live).connections.entry(identity.to_owned()).or_default() += 1;
+        let _ = self.events.send(AccessEvent::Connected { identity: identity.to_owned() });
+        ConnectionGuard {
+            identity: identity.to_owned(),
+            verifier,
+            live: self.live.clone(),
+            events: self.events.clone(),
+        }
+    }
+
+    pub fn connections(&self, identity: &str) -> usize {
+        lock(&self.live).connections.get(identity).copied().unwrap_or(0)
+    }
+
+    pub fn add_ephemeral(&self, credential: Credential) {
+        lock(&self.live).ephemeral.insert(credential.identity.clone(), (credential, Vec::new()));
+    }
+
+    pub fn ephemeral_credentials(&self) -> Vec<Credential> {
+        lock(&self.live).ephemeral.values().map(|(credential, _)| credential.clone()).collect()
+    }
+
+    pub fn is_ephemeral(&self, identity: &str) -> bool {
+        lock(&self.live).ephemeral.contains_key(identity)
+    }
+
+    /// A session was started by a client of `identity`: remembered if that is an ephemeral invite.
+    pub fn started(&self, identity: &str, session: &str) {
+        if let Some((_, sessions)) = lock(&self.live).ephemeral.get_mut(identity) {
+            sessions.push(session.to_owned());
+        }
+    }
+
+    /// Forget `identity` and close its connections; returns the sessions an ephemeral invite
+    /// started (for the caller to stop).
+    pub fn revoke(&self, identity: &str) -> Vec<String> {
+        let started = lock(&self.live).ephemeral.remove(identity).map(|(_, sessions)| sessions).unwrap_or_default();
+        let _ = self.events.send(AccessEvent::Revoked { identity: identity.to_owned() });
+        started
+    }
+}
+
+/// One authenticated connection; dropping it (the client left, failed or was revoked) uncounts it.
+pub struct ConnectionGuard {
+    identity: String,
+    verifier: Vec<u8>,
+    live: Arc<Mutex<Live>>,
+    events: broadcast::Sender<AccessEvent>,
+}
+
+impl ConnectionGuard {
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Whether the credential it authenticated with is still among `credentials`, unchanged.
+    pub fn still_valid(&self, credentials: &[Credential]) -> bool {
+        credentials.iter().any(|c| c.identity == self.identity && c.verifier == self.verifier)
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut live = lock(&self.live);
+        if let Some(count) = live.connections.get_mut(&self.identity) {
+            *count -= 1;
+            if *count == 0 {
+                live.connections.remove(&self.identity);
+            }
+        }
+        drop(live);
+        let _ = self.events.send(AccessEvent::Disconnected { identity: self.identity.clone() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_counted_until_their_guards_drop() {
+        let access = Access::new();
+        let mut events = access.subscribe();
+        let first = access.connected("invite-a", vec![1]);
+        let second = access.connected("invite-a", vec![1]);
+        let credential = |verifier| Credential { identity: "invite-a".into(), salt: vec![], verifier };
+        assert!(first.still_valid(&[credential(vec![1])]));
+        assert!(!first.still_valid(&[credential(vec![2])]), "a changed verifier is another credential");
+        assert!(!first.still_valid(&[]));
+        assert_eq!(access.connections("invite-a"), 2);
+        drop(first);
+        assert_eq!(access.connections("invite-a"), 1);
+        drop(second);
+        assert_eq!(access.connections("invite-a"), 0);
+        assert_eq!(events.try_recv(), Ok(AccessEvent::Connected { identity: "invite-a".into() }));
+    }
+
+    #[test]
+    fn only_ephemeral_invites_remember_their_sessions() {
+        let access = Access::new();
+        let credential = Credential { identity: "invite-e".into(), salt: vec![1; 16], verifier: vec![2; 8] };
+        access.add_ephemeral(credential.clone());
+        access.started("invite-e", "s1");
+        access.started("invite-other", "s2");
+        assert_eq!(access.ephemeral_credentials(), vec![credential]);
+        assert_eq!(access.revoke("invite-e"), vec!["s1".to_owned()]);
+        assert!(!access.is_ephemeral("invite-e"));
+        assert!(access.revoke("invite-other").is_empty());
+    }
+}

@@ -1,0 +1,134 @@
+//! The host owner's commands about who may come in: `pair` (and `pair --ephemeral`),
+//! `invites ls/rm` and `passwd`. They talk to the local daemon only.
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tether_protocol::api::{Request, Response};
+use tether_protocol::identity::Invite;
+
+use crate::client::{Client, StreamEvent};
+
+pub struct PairOptions {
+    pub relay: String,
+    pub name: Option<String>,
+    pub ephemeral: bool,
+    pub idle_timeout: Duration,
+    pub json: bool,
+}
+
+pub async fn pair(client: &Client, options: PairOptions) -> Result<ExitCode, String> {
+    let PairOptions { relay, name, ephemeral, idle_timeout, json } = options;
+    if !ephemeral {
+        let (paired, _) = client.call(&Request::Pair { relay, name }, Vec::new()).await?;
+        show_invite(&paired, json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let request = Request::Share { relay, name, idle_timeout_ms: idle_timeout.as_millis() as u64 };
+    let (paired, mut notes) = client.open_with_answer(&request).await?;
+    let invite = show_invite(&paired, json)?;
+    if !json {
+        println!("Shared until Ctrl+C, or until nobody has been connected for {}.", crate::describe(idle_timeout));
+    }
+    loop {
+        tokio::select! {
+            note = notes.recv() => match note {
+                Some(StreamEvent::Data { bytes }) => eprint!("[{}] {}", crate::clock(), String::from_utf8_lossy(&bytes)),
+                // The agent ended the share (idle, or revoked with `tether invites rm`).
+                Some(StreamEvent::Eof) | None => return Ok(ExitCode::SUCCESS),
+            },
+            _ = tokio::signal::ctrl_c() => {
+                let revoke = Request::Revoke { identity: invite.identity() };
+                let (Response::Revoked { stopped, .. }, _) = client.call(&revoke, Vec::new()).await? else {
+                    return Err("unexpected answer to revoke".into());
+                };
+                eprintln!("Invite revoked; {} session(s) it started were stopped.", stopped.len());
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+/// Print the invite (JSON, or text with a QR code on a terminal); returns it parsed.
+fn show_invite(paired: &Response, json: bool) -> Result<Invite, String> {
+    let Response::Paired { invite, host_id, name, warning } = paired else {
+        return Err(format!("unexpected answer to pair: {paired:?}"));
+    };
+    let parsed = Invite::parse(invite)?;
+    if let Some(warning) = warning {
+        eprintln!("tether: warning: {warning}");
+    }
+    if json {
+        println!("{}", serde_json::json!({ "invite": invite, "host_id": host_id, "name": name }));
+        return Ok(parsed);
+    }
+    println!("Invite to {name} (keep it secret: it opens a shell on this machine):\n\n  {invite}\n");
+    if std::io::stdout().is_terminal() {
+        for line in crate::qr::render(invite).unwrap_or_default() {
+            println!("  {line}");
+        }
+        println!();
+    }
+    println!("From another machine:  tether ls -H '{invite}'");
+    println!("For an AI agent:       run commands here with: tether exec '{invite}' -- CMD ARGS");
+    Ok(parsed)
+}
+
+pub async fn list_invites(client: &Client, json: bool) -> Result<ExitCode, String> {
+    let (Response::Access { entries }, _) = client.call(&Request::ListAccess, Vec::new()).await? else {
+        return Err("unexpected answer to invites ls".into());
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<16} {:<19} {:<10} CONNECTED", "ID", "CREATED", "KIND");
+    for entry in entries {
+        let created = if entry.created_at == 0 { "-".to_owned() } else { crate::format_time(entry.created_at) };
+        let kind = match (entry.ephemeral, entry.identity.as_str()) {
+            (true, _) => "ephemeral",
+            (false, tether_protocol::handshake::PASSWORD_IDENTITY) => "password",
+            _ => "invite",
+        };
+        println!("{:<16} {created:<19} {kind:<10} {}", entry.identity, entry.connected);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn revoke(client: &Client, identity: String) -> Result<ExitCode, String> {
+    let (Response::Revoked { identity, stopped }, _) = client.call(&Request::Revoke { identity }, Vec::new()).await?
+    else {
+        return Err("unexpected answer to invites rm".into());
+    };
+    println!("{identity} revoked; its connections were closed");
+    if !stopped.is_empty() {
+        println!("stopped the sessions it started: {}", stopped.join(" "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tether passwd`: the new password typed twice on the terminal, or one line of stdin.
+pub async fn passwd(client: &Client, from_stdin: bool, remove: bool) -> Result<ExitCode, String> {
+    let password = if remove {
+        None
+    } else if from_stdin {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|e| format!("reading stdin: {e}"))?;
+        Some(text.lines().next().unwrap_or("").to_owned())
+    } else {
+        let first = crate::password::read_hidden("New password for this host: ")?;
+        let again = crate::password::read_hidden("Again: ")?;
+        if first != again {
+            return Err("the two passwords differ; nothing changed".into());
+        }
+        Some(first)
+    };
+    client.call(&Request::SetPassword { password: password.clone() }, Vec::new()).await?;
+    if password.is_some() {
+        println!("Password set. Reach this host with its address alone (https://RELAY/#HOSTID) and the password.");
+    } else {
+        println!("Password removed; connections made with it were closed.");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,209 @@
+//! Who may come in, through a real relay: ephemeral invites (`pair --ephemeral`), revoking an
+//! invite while it is in use, the host password, and two sessions streamed at once over one
+//! encrypted connection.
+
+use std::path::Path;
+
+use serde_json::Value;
+use tether_tests::agent::{self, pair, wait_reachable, Agent, PtyClient};
+use tether_tests::process::{spawn_collecting, spawn_reading_first_line};
+use tether_tests::{marker, wait_until, Relay};
+
+fn scratch() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `tether invites ls --json` on the host.
+fn invites(host: &Agent) -> Vec<Value> {
+    let listed: Value = serde_json::from_str(&host.ok(&["invites", "ls", "--json"])).expect("invites ls --json");
+    listed.as_array().cloned().unwrap_or_default()
+}
+
+/// `tether pair --ephemeral --json ARGS…` running in the background, its stderr going to a file.
+/// Returns the process, the invite and the stderr file.
+fn share(host: &Agent, relay: &Relay, extra: &[&str]) -> (tether_tests::process::Guard, String, std::path::PathBuf) {
+    let stderr = scratch().join(marker("share-stderr"));
+    let mut command = host.command();
+    command.args(["pair", "--relay", relay.url.trim_end_matches('/'), "--ephemeral", "--json"]).args(extra);
+    command.stderr(std::fs::File::create(&stderr).expect("stderr file"));
+    let (process, first_line) = spawn_reading_first_line(command, agent::WAIT);
+    let json: Value = serde_json::from_str(&first_line).expect("pair --json is JSON");
+    (process, json["invite"].as_str().expect("invite").to_owned(), stderr)
+}
+
+#[test]
+fn an_ephemeral_invite_ends_with_its_command_and_stops_what_it_started() {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let own = host.start(&["sleep", "300"]);
+    let (mut sharing, invite, stderr) = share(&host, &relay, &[]);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    let started = client.ok(&["start", "-H", &invite, "--detach", "--", "sleep", "300"]).trim().to_owned();
+    let listed = invites(&host);
+    assert!(listed.iter().any(|e| e["ephemeral"] == true), "{listed:?}");
+
+    // Ctrl+C on `pair --ephemeral`: the invite is revoked and what it started is stopped.
+    sharing.signal(libc::SIGINT);
+    assert!(sharing.wait_exit(agent::WAIT, "pair --ephemeral to end").success());
+    let said = std::fs::read_to_string(&stderr).expect("stderr");
+    assert!(said.contains("Invite revoked; 1 session(s)"), "{said}");
+    let ended = host.wait_ended(&started);
+    assert_ne!(ended["status"], "running");
+    assert_eq!(host.info(&own)["status"], "running", "the host's own session is not the share's");
+    let out = client.run(&["ls", "-H", &invite]);
+    assert!(!out.status.success() && stderr_of(&out).contains("unknown or revoked invite"), "{}", stderr_of(&out));
+    assert!(invites(&host).iter().all(|e| e["ephemeral"] == false));
+}
+
+#[test]
+fn an_unused_ephemeral_invite_expires_by_itself() {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let (mut sharing, invite, stderr) = share(&host, &relay, &["--idle-timeout", "1s"]);
+    assert!(sharing.wait_exit(agent::WAIT, "an idle share to end").success());
+    let said = std::fs::read_to_string(&stderr).expect("stderr");
+    assert!(said.contains("nobody connected for 1s: invite revoked"), "{said}");
+    let out = Agent::new(scratch()).run(&["ls", "-H", &invite]);
+    assert!(!out.status.success(), "an expired invite still works");
+}
+
+#[test]
+fn revoking_an_invite_closes_its_live_connections_at_once() {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let shell = host.start_shell();
+    let invite = pair(&host, &relay);
+    let other = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+
+    let mut attached = PtyClient::spawn(&client, &["attach", "-H", &invite, &shell]);
+    let identity = wait_until(agent::WAIT, "the attached client to be counted", || {
+        invites(&host)
+            .into_iter()
+            .find(|e| e["connected"] == 1)
+            .map(|e| e["identity"].as_str().unwrap_or("").to_owned())
+    });
+    host.ok(&["invites", "rm", &identity]);
+    assert_ne!(attached.wait_exit(), 0);
+    assert!(attached.output().contains("access revoked"), "{}", attached.output());
+
+    let out = client.run(&["ls", "-H", &invite]);
+    assert!(stderr_of(&out).contains("unknown or revoked invite"), "{}", stderr_of(&out));
+    // Another invite is untouched. (Retried: the revoked invite's attempt above counts as a failed
+    // one, and the host holds off new attempts for a moment after it.)
+    wait_until(agent::WAIT, "the other invite to work", || {
+        let out = client.run(&["ls", "-H", &other]);
+        String::from_utf8_lossy(&out.stdout).contains(&shell).then_some(())
+    });
+    let out = host.run(&["invites", "rm", "invite-nonesuch"]);
+    assert!(!out.status.success() && stderr_of(&out).contains("no invite"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn the_host_password_reaches_the_host_by_its_address() {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let own = host.start(&["sleep", "300"]);
+    let invite = pair(&host, &relay);
+    let address = invite.rsplit_once('.').map(|(address, _)| address.to_owned()).expect("address");
+    let passwd = |input: &str| {
+        let mut command = host.command();
+        command.args(["passwd", "--stdin"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+        command.stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("passwd");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+        child.wait_with_output().expect("passwd output")
+    };
+    let short = passwd("short\n");
+    assert!(!short.status.success() && stderr_of(&short).contains("at least 8"), "{}", stderr_of(&short));
+    assert!(passwd("correct horse battery staple\n").status.success());
+
+    let client = Agent::new(scratch());
+    let with_password = |password: &str| {
+        let mut command = client.command();
+        command.env("TETHER_PASSWORD", password).args(["ls", "-H", &address]);
+        command.output().expect("ls -H")
+    };
+    let listed = wait_until(agent::WAIT, "ls with the password", || {
+        let out = with_password("correct horse battery staple");
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert!(listed.contains(&own), "{listed}");
+    let wrong = with_password("incorrect horse");
+    assert!(!wrong.status.success() && stderr_of(&wrong).contains("authentication failed"), "{}", stderr_of(&wrong));
+    // The password is stored as a verifier only.
+    let database = std::fs::read(host.state.join("sessions.sqlite3")).expect("database");
+    assert!(!database.windows(5).any(|w| w == b"horse"), "the password is in the database");
+
+    host.ok(&["passwd", "--remove"]);
+    // (Retried: the wrong password above makes the host hold off new attempts for a moment.)
+    wait_until(agent::WAIT, "a later client to be told there is no password", || {
+        let out = with_password("correct horse battery staple");
+        (!out.status.success() && stderr_of(&out).contains("no credential \"password\"")).then_some(())
+    });
+}
+
+#[test]
+fn two_sessions_stream_at_once_over_one_connection() {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    let first = client.ok(&["start", "-H", &invite, "--detach", "--", "sh"]).trim().to_owned();
+    let second = client.ok(&["start", "-H", &invite, "--detach", "--", "sh"]).trim().to_owned();
+    for id in [&first, &second] {
+        client.ok(&["logs", "-H", &invite, id, "--wait-for-prompt", "--timeout", "20s"]);
+    }
+
+    let mut command = client.command();
+    command.args(["logs", "-H", &invite, "--follow", &first, &second]);
+    let (mut following, output) = spawn_collecting(command);
+    // Every other command has finished: one connection left, the one following both sessions.
+    wait_until(agent::WAIT, "exactly one connection (logs --follow)", || {
+        (invites(&host).iter().map(|e| e["connected"].as_u64().unwrap_or(0)).sum::<u64>() == 1).then_some(())
+    });
+    let (one, two) = (marker("one"), marker("two"));
+    client.ok(&["send", "-H", &invite, &first, &format!("echo {one}"), "key:enter"]);
+    client.ok(&["send", "-H", &invite, &second, &format!("echo {two}"), "key:enter"]);
+    let text = wait_until(agent::WAIT, "both sessions' output in one `logs --follow`", || {
+        let text = output.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (section_has(&text, &first, &one) && section_has(&text, &second, &two)).then_some(text)
+    });
+    assert!(!section_has(&text, &first, &two) && !section_has(&text, &second, &one), "{text}");
+
+    for id in [&first, &second] {
+        client.ok(&["stop", "-H", &invite, id, "--grace", "300ms"]);
+    }
+    assert!(following.wait_exit(agent::WAIT, "logs --follow to end with its sessions").success());
+}
+
+/// Whether a line `needle` appears under a `==> id <==` header of `text`.
+fn section_has(text: &str, id: &str, needle: &str) -> bool {
+    let mut current = "";
+    for line in text.lines() {
+        if let Some(header) = line.strip_prefix("==> ").and_then(|l| l.strip_suffix(" <==")) {
+            current = header;
+        } else if current == id && line.trim_end() == needle {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn pairing_with_a_relay_that_is_down_says_so() {
+    // A port nothing listens on: take a free one and let it go again.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let host = Agent::new(scratch());
+    let out = host.run(&["pair", "--relay", &format!("http://127.0.0.1:{port}")]);
+    assert!(out.status.success(), "the invite is still issued: the agent keeps trying");
+    assert!(stderr_of(&out).contains("cannot reach this host yet"), "{}", stderr_of(&out));
+}
