@@ -39,6 +39,11 @@ const STREAM_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
 const CLIENT_QUEUE_FRAMES: usize = 64;
 /// After SIGKILL, how long to wait for the process to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How often a session-list watcher looks for changes no event announces (an input-needed
+/// flag cleared by new output).
+const WATCH_RECHECK: Duration = Duration::from_secs(1);
+/// Sessions a watcher gets when it names no limit.
+const WATCH_LIMIT: usize = 200;
 /// Characters in a session id (from a 36-letter alphabet: 2 billion ids).
 const ID_LEN: usize = 6;
 
@@ -52,6 +57,8 @@ pub struct Daemon {
     relays: Mutex<std::collections::HashSet<String>>,
     /// Per relay: registered (`Ok`), or why the last attempt failed.
     link_states: tokio::sync::watch::Sender<HashMap<String, Result<(), String>>>,
+    /// Bumped when a session starts, ends, or starts waiting for input.
+    sessions_changed: tokio::sync::watch::Sender<u64>,
     config: Config,
     store: Mutex<Store>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
@@ -98,6 +105,7 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
         access: Access::new(),
         relays: Mutex::new(Default::default()),
         link_states: tokio::sync::watch::Sender::new(HashMap::new()),
+        sessions_changed: tokio::sync::watch::Sender::new(0),
         config,
         store: Mutex::new(store),
         sessions: Mutex::new(HashMap::new()),
@@ -198,7 +206,7 @@ impl Daemon {
                     }
                     let _ = tx.send(cmd_frame(id, &Response::Ok, Vec::new())).await;
                 }
-                Request::Attach { .. } | Request::Logs { .. } => {
+                Request::Attach { .. } | Request::Logs { .. } | Request::WatchSessions { .. } => {
                     // The stream id is the request id: the client registered it before asking.
                     let stream = id as u32;
                     let daemon = self.clone();
@@ -263,7 +271,11 @@ impl Daemon {
                 self.shutdown.notify_one();
                 (Response::Ok, Vec::new())
             }
-            Request::Attach { .. } | Request::Logs { .. } | Request::Detach { .. } | Request::Share { .. } => {
+            Request::Attach { .. }
+            | Request::Logs { .. }
+            | Request::WatchSessions { .. }
+            | Request::Detach { .. }
+            | Request::Share { .. } => {
                 error(ErrorCode::BadRequest, "stream requests are handled by the connection")
             }
             Request::Exec { .. } | Request::Signal { .. } => {
@@ -326,6 +338,7 @@ impl Daemon {
                 if let Some(daemon) = self.me.upgrade() {
                     tokio::spawn(daemon.watch_prompts(session));
                 }
+                self.note_sessions_changed();
                 (Response::Session { session: info }, Vec::new())
             }
             Err(message) => {
@@ -417,6 +430,7 @@ impl Daemon {
             eprintln!("tether daemon: {e}");
         }
         lock(&self.sessions).remove(&session.id);
+        self.note_sessions_changed();
         let reason = match info.exit_code {
             Some(code) => format!("exited with code {code}"),
             None => "exited".to_owned(),
@@ -442,6 +456,7 @@ impl Daemon {
             if *end.borrow() > 0 {
                 if let Some(reason) = self.prompts.matches(&session.cursor_line()) {
                     session.set_waiting(Some(reason.to_owned()));
+                    self.note_sessions_changed();
                     self.notifier.notify(&session.info(), reason);
                 }
             }
@@ -573,6 +588,7 @@ impl Daemon {
             Ok(session) => session,
             Err(reply) => return reply,
         };
+        self.note_sessions_changed(); // stopping
         stop_session(&session, grace).await;
         (Response::Session { session: session.info() }, Vec::new())
     }
@@ -587,11 +603,13 @@ impl Daemon {
         while stops.join_next().await.is_some() {}
     }
 
-    /// Serve `attach` / `logs`: answer `Streaming`, then data frames, then `eof`.
+    /// Serve `attach` / `logs`: answer `Streaming`, then data frames, then `eof`; and
+    /// `watch_sessions`.
     pub async fn open_stream(self: Arc<Self>, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
         let (session_id, from, follow, size, attach) = match request {
             Request::Attach { session, from, cols, rows } => (session, from, true, cols.zip(rows), true),
             Request::Logs { session, follow } => (session, Some(0), follow, None, false),
+            Request::WatchSessions { limit } => return self.watch_sessions(limit, id, stream, &tx).await,
             _ => return,
         };
         // Attach needs a running session; logs are served from the log once it has ended.
@@ -631,6 +649,44 @@ impl Daemon {
         };
         if let Ok(end) = end {
             let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end }))).await;
+        }
+    }
+}
+
+impl Daemon {
+    fn note_sessions_changed(&self) {
+        self.sessions_changed.send_modify(|n| *n += 1);
+    }
+
+    /// The session list now and whenever it changes (see `Request::WatchSessions`). Output
+    /// counts alone do not make a change: a busy session would flood the watcher.
+    async fn watch_sessions(&self, limit: Option<usize>, id: u64, stream: u32, tx: &mpsc::Sender<Frame>) {
+        let mut changes = self.sessions_changed.subscribe();
+        if tx.send(cmd_frame(id, &Response::Watching { stream }, Vec::new())).await.is_err() {
+            return;
+        }
+        let mut recheck = tokio::time::interval(WATCH_RECHECK);
+        let (mut seq, mut last) = (0u64, None);
+        loop {
+            let (Response::Sessions { sessions }, _) = self.list(&[], None, Some(limit.unwrap_or(WATCH_LIMIT))) else {
+                return;
+            };
+            let shape: Vec<_> =
+                sessions.iter().map(|s| (s.id.clone(), s.status, s.waiting_for_input, s.exit_code, s.title.clone())).collect();
+            if last.as_ref() != Some(&shape) {
+                let mut line = serde_json::to_vec(&sessions).unwrap_or_default();
+                line.push(b'\n');
+                let len = line.len() as u64;
+                if tx.send(Frame::new(Header::Data { stream, seq }, line)).await.is_err() {
+                    return;
+                }
+                seq += len;
+                last = Some(shape);
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                _ = recheck.tick() => {}
+            }
         }
     }
 }

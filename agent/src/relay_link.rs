@@ -470,7 +470,7 @@ fn handle_events(
                         }
                     }
                 }
-                Ok(request @ (Request::Attach { .. } | Request::Logs { .. })) => {
+                Ok(request @ (Request::Attach { .. } | Request::Logs { .. } | Request::WatchSessions { .. })) => {
                     serve_stream(daemon, conn, client, id, request, link, exec_events);
                 }
                 Ok(Request::Detach { stream }) => {

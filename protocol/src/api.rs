@@ -155,6 +155,11 @@ pub enum Request {
         #[serde(default)]
         name: Option<String>,
     },
+    /// The session list (newest first, at most `limit`), now and after every change, as `data`
+    /// on stream = request id: one JSON array of `SessionInfo` per line. Answered `watching`.
+    WatchSessions {
+        limit: Option<usize>,
+    },
     /// A one-off share: like `pair`, but the invite lives only in memory and only as long as this
     /// request. The answer `paired` comes first; then notes (a client came, left…) as text lines
     /// on stream = request id. When the requesting client goes away, or nobody has been connected
@@ -251,6 +256,10 @@ pub enum Response {
         /// Set when the relay has not confirmed the host is reachable (e.g. it is down).
         #[serde(default)]
         warning: Option<String>,
+    },
+    /// A `watch_sessions` stream follows on `stream`.
+    Watching {
+        stream: u32,
     },
     Access {
         entries: Vec<AccessEntry>,

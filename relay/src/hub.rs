@@ -7,6 +7,8 @@
 //! - Every queue is bounded. A client that cannot keep up is disconnected with a reason rather
 //!   than allowed to stall the host's other clients or grow memory.
 //! - The hub never looks inside forwarded bytes.
+//! - Presence (which hosts are online) is announced on a broadcast channel as hosts come and go;
+//!   it reveals only what `/ws/client/{id}` would (online or not) to those who know the id.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +16,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tether_protocol::frame::{Frame, Header, RelayMsg};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
+
+/// Presence changes buffered per watcher; one that falls behind re-reads the current state.
+const PRESENCE_QUEUE: usize = 256;
 
 /// Frames queued toward one host.
 pub const HOST_QUEUE_FRAMES: usize = 256;
@@ -36,8 +41,16 @@ struct HostEntry {
     clients: HashMap<u64, mpsc::Sender<ToClient>>,
 }
 
+/// A host came online (`true`) or went offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub host_id: String,
+    pub online: bool,
+}
+
 pub struct Hub {
     hosts: Mutex<HashMap<String, HostEntry>>,
+    presence: broadcast::Sender<Presence>,
     next_id: AtomicU64,
     max_clients_per_host: usize,
 }
@@ -59,7 +72,20 @@ fn relay_frame(msg: RelayMsg, payload: Vec<u8>) -> Frame {
 
 impl Hub {
     pub fn new(max_clients_per_host: usize) -> Hub {
-        Hub { hosts: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), max_clients_per_host }
+        Hub {
+            hosts: Mutex::new(HashMap::new()),
+            presence: broadcast::channel(PRESENCE_QUEUE).0,
+            next_id: AtomicU64::new(1),
+            max_clients_per_host,
+        }
+    }
+
+    pub fn is_online(&self, host_id: &str) -> bool {
+        lock(&self.hosts).contains_key(host_id)
+    }
+
+    pub fn watch_presence(&self) -> broadcast::Receiver<Presence> {
+        self.presence.subscribe()
     }
 
     #[cfg(test)]
@@ -73,8 +99,11 @@ impl Hub {
         let generation = self.next_id.fetch_add(1, Ordering::Relaxed);
         let old =
             lock(&self.hosts).insert(host_id.to_owned(), HostEntry { generation, to_host, clients: HashMap::new() });
-        if let Some(old) = old {
-            close_all(old, "host reconnected elsewhere");
+        match old {
+            Some(old) => close_all(old, "host reconnected elsewhere"),
+            None => {
+                let _ = self.presence.send(Presence { host_id: host_id.to_owned(), online: true });
+            }
         }
         generation
     }
@@ -86,6 +115,7 @@ impl Hub {
             if let Some(entry) = hosts.remove(host_id) {
                 drop(hosts);
                 close_all(entry, "host went offline");
+                let _ = self.presence.send(Presence { host_id: host_id.to_owned(), online: false });
             }
         }
     }

@@ -125,6 +125,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ws/host", get(ws::host_endpoint))
         .route("/ws/client/{host_id}", get(ws::client_endpoint))
+        .route("/ws/presence", get(ws::presence_endpoint))
         .route("/cli", get(cli_script))
         .route("/bin/{name}", get(cli_binary))
         .fallback(get(serve_web))

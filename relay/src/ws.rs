@@ -2,6 +2,8 @@
 //!
 //! - `/ws/host`: a host agent. Its first frame must be `relay/register` proving its id; then
 //!   `relay/forward` and `relay/close` frames flow both ways.
+//! - `/ws/presence?hosts=ID,ID…`: whether those hosts are online, as text messages
+//!   `{"host":ID,"online":bool}` — each host's state at once, then every change.
 //! - `/ws/client/{host_id}`: a client (browser or CLI). Its messages are passed to the host
 //!   as they are — the relay never parses them — and the host's answers come back the same way.
 //!
@@ -35,6 +37,8 @@ pub const MAX_MESSAGE_BYTES: usize = MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES + 8;
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Window of the per-IP connection rate limit.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Most hosts one presence watcher may ask about.
+const MAX_PRESENCE_HOSTS: usize = 64;
 /// Most client connections per host that have not finished their handshake.
 const MAX_PENDING_PER_HOST: usize = 16;
 
@@ -211,6 +215,67 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
         }
     }
     hub.unregister(&host_id, generation);
+}
+
+#[derive(serde::Deserialize)]
+pub struct PresenceQuery {
+    hosts: String,
+}
+
+pub async fn presence_endpoint(
+    State(app): State<Arc<crate::AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Query(query): axum::extract::Query<PresenceQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers) {
+        return (StatusCode::FORBIDDEN, "cross-origin connections are refused\n").into_response();
+    }
+    if !app.relay.admit(peer.ip()) {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
+    }
+    let hosts: Vec<String> = query.hosts.split(',').filter(|id| identity::is_host_id(id)).map(str::to_owned).collect();
+    if hosts.is_empty() || hosts.len() > MAX_PRESENCE_HOSTS {
+        return (StatusCode::BAD_REQUEST, "give 1 to 64 host ids: ?hosts=ID,ID\n").into_response();
+    }
+    ws.on_upgrade(move |socket| presence_session(app, hosts, socket))
+}
+
+fn presence_message(host_id: &str, online: bool) -> Message {
+    Message::Text(format!("{{\"host\":\"{host_id}\",\"online\":{online}}}").into())
+}
+
+async fn presence_session(app: Arc<crate::AppState>, hosts: Vec<String>, mut socket: WebSocket) {
+    let hub = &app.relay.hub;
+    // Subscribe before reading the current state, so no change falls between the two.
+    let mut changes = hub.watch_presence();
+    let mut resend_all = true;
+    loop {
+        if std::mem::take(&mut resend_all) {
+            for host in &hosts {
+                if socket.send(presence_message(host, hub.is_online(host))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            change = changes.recv() => match change {
+                Ok(change) if hosts.contains(&change.host_id) => {
+                    if socket.send(presence_message(&change.host_id, change.online)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => resend_all = true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
 }
 
 pub async fn client_endpoint(
@@ -458,5 +523,28 @@ mod tests {
         }
         let mut one_more = connect(&format!("{url}/ws/client/{host_id}")).await;
         assert!(close_reason(&mut one_more).await.contains("too many connections waiting"));
+    }
+
+    #[tokio::test]
+    async fn presence_follows_hosts_coming_and_going() {
+        let url = start_relay().await;
+        let host_id = identity::host_id(&[7; 32]);
+        let mut watcher = connect(&format!("{url}/ws/presence?hosts={host_id}")).await;
+        let mut next_text = async || loop {
+            match watcher.next().await.expect("open").expect("message") {
+                WsMessage::Text(text) => return serde_json::from_str::<serde_json::Value>(&text).expect("json"),
+                _ => continue,
+            }
+        };
+        assert_eq!(next_text().await, serde_json::json!({ "host": host_id, "online": false }));
+        let (host, _) = register(&url, [7; 32]).await;
+        assert_eq!(next_text().await, serde_json::json!({ "host": host_id, "online": true }));
+        drop(host);
+        assert_eq!(next_text().await, serde_json::json!({ "host": host_id, "online": false }));
+        assert!(connect_async_status(&format!("{url}/ws/presence?hosts=nonsense")).await.is_err());
+    }
+
+    async fn connect_async_status(url: &str) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        tokio_tungstenite::connect_async(url).await.map(|_| ())
     }
 }
