@@ -221,6 +221,10 @@ impl Daemon {
                     streams.insert(id as u32, task.abort_handle());
                 }
                 request => {
+                    if let Some((response, payload)) = self.handle_in_order(&request, &frame.payload) {
+                        let _ = tx.send(cmd_frame(id, &response, payload)).await;
+                        continue;
+                    }
                     let daemon = self.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
@@ -238,7 +242,21 @@ impl Daemon {
         let _ = writer.await;
     }
 
+    /// Input and resizes, handled at once and in order: keystrokes must reach the program in
+    /// the order they were typed, so these never go to a task of their own. `None`: not one.
+    pub fn handle_in_order(&self, request: &Request, payload: &[u8]) -> Option<Reply> {
+        Some(match request {
+            Request::Send { session, chunks } => self.with_live(session, |s| s.send(chunks)),
+            Request::Write { session } => self.with_live(session, |s| s.write_input(payload)),
+            Request::Resize { session, cols, rows } => self.with_live(session, |s| s.resize(*cols, *rows)),
+            _ => return None,
+        })
+    }
+
     async fn handle(&self, request: Request, payload: Vec<u8>) -> Reply {
+        if let Some(reply) = self.handle_in_order(&request, &payload) {
+            return reply;
+        }
         match request {
             Request::Start { command, title, cwd, cols, rows, notify } => {
                 let notify = notify.unwrap_or(self.config.notify_by_default);
@@ -249,11 +267,12 @@ impl Daemon {
                 Ok(info) => (Response::Session { session: info }, Vec::new()),
                 Err(reply) => reply,
             },
-            Request::Send { session, chunks } => self.with_live(&session, |s| s.send(&chunks)),
-            Request::Write { session } => self.with_live(&session, |s| s.write_input(&payload)),
-            Request::Resize { session, cols, rows } => self.with_live(&session, |s| s.resize(cols, rows)),
+            Request::Send { .. } | Request::Write { .. } | Request::Resize { .. } => {
+                unreachable!("handled in order above")
+            }
             Request::WaitForPrompt { session, timeout_ms } => self.wait_for_prompt(&session, timeout_ms).await,
             Request::Stop { session, grace_ms } => self.stop(&session, Duration::from_millis(grace_ms)).await,
+            Request::HostInfo => (self.host_info(), Vec::new()),
             Request::DaemonStatus => {
                 let sessions = lock(&self.sessions);
                 let running = sessions.values().filter(|s| !s.is_finished()).count();
@@ -275,9 +294,7 @@ impl Daemon {
             | Request::Logs { .. }
             | Request::WatchSessions { .. }
             | Request::Detach { .. }
-            | Request::Share { .. } => {
-                error(ErrorCode::BadRequest, "stream requests are handled by the connection")
-            }
+            | Request::Share { .. } => error(ErrorCode::BadRequest, "stream requests are handled by the connection"),
             Request::Exec { .. } | Request::Signal { .. } => {
                 error(ErrorCode::BadRequest, "exec runs on a paired host: tether exec INVITE -- CMD")
             }
@@ -292,9 +309,12 @@ impl Daemon {
         size: (u16, u16),
         notify: bool,
     ) -> Reply {
-        if command.is_empty() {
-            return error(ErrorCode::BadRequest, "no command given: tether start -- CMD ARGS…");
-        }
+        // No command (the browser's "new shell"): the user's login shell, as ssh would start.
+        let command = if command.is_empty() {
+            vec![std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into())]
+        } else {
+            command
+        };
         let running = lock(&self.sessions).values().filter(|s| !s.is_finished()).count();
         if running >= self.config.max_running_sessions {
             return error(
@@ -671,8 +691,10 @@ impl Daemon {
             let (Response::Sessions { sessions }, _) = self.list(&[], None, Some(limit.unwrap_or(WATCH_LIMIT))) else {
                 return;
             };
-            let shape: Vec<_> =
-                sessions.iter().map(|s| (s.id.clone(), s.status, s.waiting_for_input, s.exit_code, s.title.clone())).collect();
+            let shape: Vec<_> = sessions
+                .iter()
+                .map(|s| (s.id.clone(), s.status, s.waiting_for_input, s.exit_code, s.title.clone()))
+                .collect();
             if last.as_ref() != Some(&shape) {
                 let mut line = serde_json::to_vec(&sessions).unwrap_or_default();
                 line.push(b'\n');

@@ -2,8 +2,7 @@
 //! because the socket itself is the security boundary (mode 0600, peer uid checked).
 //! Requests and responses are `cmd` frames; session output is `data` frames on a stream.
 
-use serde::Serialize;
-use tether_protocol::frame::{Frame, FrameDecoder, Header};
+use tether_protocol::frame::{Frame, FrameDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const READ_BYTES: usize = 64 * 1024; // 64 KiB
@@ -43,8 +42,4 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &Frame) -
     writer.write_all(&bytes).await.map_err(|e| format!("write: {e}"))
 }
 
-/// A `cmd` frame carrying `body` as JSON and `payload` as bytes.
-pub fn cmd_frame(id: u64, body: &impl Serialize, payload: Vec<u8>) -> Frame {
-    let body = serde_json::to_value(body).unwrap_or_else(|e| serde_json::json!({ "encode_error": e.to_string() }));
-    Frame::new(Header::Cmd { id, body }, payload)
-}
+pub use tether_protocol::api::cmd_frame;

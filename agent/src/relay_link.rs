@@ -497,6 +497,10 @@ fn handle_events(
                     client.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
                 }
                 Ok(request) => {
+                    if let Some((response, payload)) = daemon.handle_in_order(&request, &payload) {
+                        client.conn.send_frame(&cmd_frame(id, &response, payload))?;
+                        continue;
+                    }
                     let daemon = daemon.clone();
                     let link = link.clone();
                     let identity = client.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();

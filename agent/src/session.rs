@@ -28,6 +28,8 @@ use crate::terminal::{Piece, QueryFilter, Screen};
 
 /// Bytes per PTY read.
 const READ_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
+/// Input waiting for a program that does not read it; more is refused rather than queued.
+const INPUT_BACKLOG_BYTES: usize = 1 << 20; // 1 MiB
 /// After the process exits, how long to wait for its last output before ending streams anyway
 /// (a background child may hold the PTY open forever).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
@@ -52,7 +54,7 @@ pub struct Session {
     info: Mutex<SessionInfo>,
     output: Mutex<Output>,
     log_path: PathBuf,
-    input: Mutex<Box<dyn Write + Send>>,
+    input: InputQueue,
     master: Mutex<Box<dyn MasterPty + Send>>,
     /// Output end (next sequence number); changes wake streaming clients.
     end: watch::Sender<u64>,
@@ -99,6 +101,7 @@ impl Session {
         drop(pty.slave);
         let reader = pty.master.try_clone_reader().map_err(|e| format!("PTY reader: {e}"))?;
         let input = pty.master.take_writer().map_err(|e| format!("PTY writer: {e}"))?;
+        let input = InputQueue::start(input, &spec.id)?;
         let log = File::options()
             .create(true)
             .append(true)
@@ -131,7 +134,7 @@ impl Session {
                 screen: Screen::new(size.rows, size.cols),
             }),
             log_path: spec.log_path,
-            input: Mutex::new(input),
+            input,
             master: Mutex::new(pty.master),
             end: watch::channel(0).0,
             finished: watch::channel(false).0,
@@ -266,10 +269,9 @@ impl Session {
         lock(&self.output).ring.oldest()
     }
 
-    /// Raw input to the program.
+    /// Raw input to the program, queued in order; never blocks (see `InputQueue`).
     pub fn write_input(&self, bytes: &[u8]) -> Result<(), String> {
-        let mut input = lock(&self.input);
-        input.write_all(bytes).and_then(|_| input.flush()).map_err(|e| format!("cannot write to session: {e}"))
+        self.input.push(bytes)
     }
 
     /// `send` input: keys are encoded for the terminal's current mode (DECCKM).
@@ -318,6 +320,45 @@ impl Session {
 
     pub fn set_status(&self, status: SessionStatus) {
         lock(&self.info).status = status;
+    }
+}
+
+/// Input on its way to the PTY, written by a thread of its own. Writing to a PTY blocks when the
+/// program is not reading; with the queue, neither a client's request nor the reader thread's
+/// query answers ever wait on that, and input keeps the order it was given in.
+struct InputQueue {
+    tx: std::sync::mpsc::Sender<Vec<u8>>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl InputQueue {
+    fn start(mut pty: Box<dyn Write + Send>, id: &str) -> Result<InputQueue, String> {
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = queued.clone();
+        std::thread::Builder::new()
+            .name(format!("pty-input-{id}"))
+            .spawn(move || {
+                for bytes in rx {
+                    if pty.write_all(&bytes).and_then(|_| pty.flush()).is_err() {
+                        return; // the PTY is gone; later pushes fail
+                    }
+                    counter.fetch_sub(bytes.len(), Ordering::Relaxed);
+                }
+            })
+            .map_err(|e| format!("cannot start input thread: {e}"))?;
+        Ok(InputQueue { tx, queued })
+    }
+
+    fn push(&self, bytes: &[u8]) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let waiting = self.queued.load(Ordering::Relaxed);
+        if waiting + bytes.len() > INPUT_BACKLOG_BYTES {
+            return Err(format!("the program is not reading its input ({waiting} bytes are waiting)"));
+        }
+        self.queued.fetch_add(bytes.len(), Ordering::Relaxed);
+        self.tx.send(bytes.to_vec()).map_err(|_| "the session no longer takes input".to_owned())
     }
 }
 

@@ -1,90 +1,94 @@
-//! The Tether web app. For now: the page shell with a live xterm.js terminal. Pairing and the
-//! encrypted connection to a host arrive with the browser-app work; until then the terminal says
-//! so and echoes what is typed, which proves input and rendering end to end.
+//! The Tether web app: open an invite link (`RELAY/#HOSTID.SECRET`) and you are in the host's
+//! workspace; open `RELAY/#HOSTID` and the page asks for the host's password; open the relay
+//! itself and you see the hosts this browser knows. The secret lives in the URL fragment, which
+//! browsers never send to the relay, and is used for SRP in WASM by the same protocol crate the
+//! native CLI uses.
 
+mod hosts;
+mod keybar;
+mod link;
+mod terminal;
+mod workspace;
 mod xterm;
 
+use tether_protocol::identity::{HostAddress, Link};
 use wasm_bindgen::prelude::*;
 use yew::prelude::*;
 
-use xterm::{FitAddon, Terminal};
+use crate::workspace::Workspace;
 
-/// Shown until the app can connect to a host.
-const BANNER: &str =
-    "Tether \u{2014} not connected.\r\nOpen an invite link from `tether pair` to reach a host.\r\n\r\n";
+/// What the address bar asks for.
+#[derive(Debug, Clone, PartialEq)]
+enum Route {
+    Hosts,
+    Host { address: HostAddress, secret: Option<String> },
+    Bad(String),
+}
+
+impl Route {
+    fn current() -> Route {
+        let Some(location) = web_sys::window().map(|w| w.location()) else { return Route::Hosts };
+        let hash = location.hash().unwrap_or_default();
+        let fragment = hash.trim_start_matches('#');
+        if fragment.is_empty() {
+            return Route::Hosts;
+        }
+        // The page's own origin is the relay: the link was opened from it.
+        let origin = location.origin().unwrap_or_default();
+        match Link::parse(&format!("{origin}/#{fragment}")) {
+            Ok(Link::Invite(invite)) => Route::Host { address: invite.address(), secret: Some(invite.secret) },
+            Ok(Link::Address(address)) => {
+                let secret = hosts::remembered_secret(&address.host_id);
+                Route::Host { address, secret }
+            }
+            Err(e) => Route::Bad(e),
+        }
+    }
+}
 
 #[function_component(App)]
 fn app() -> Html {
-    let container = use_node_ref();
+    let route = use_state(Route::current);
     {
-        let container = container.clone();
+        let route = route.clone();
         use_effect_with((), move |_| {
-            let mounted = container.cast::<web_sys::HtmlElement>().map(mount_terminal);
-            move || drop(mounted)
+            let on_hash = Closure::<dyn FnMut()>::new(move || route.set(Route::current()));
+            if let Some(window) = web_sys::window() {
+                let _ = window.add_event_listener_with_callback("hashchange", on_hash.as_ref().unchecked_ref());
+            }
+            move || {
+                if let Some(window) = web_sys::window() {
+                    let _ = window.remove_event_listener_with_callback("hashchange", on_hash.as_ref().unchecked_ref());
+                }
+            }
         });
     }
-    html! {
-        <main class="app">
-            <header class="bar">
-                <span class="brand">{ "Tether" }</span>
-                <span class="status" id="status">{ "not connected" }</span>
-            </header>
-            <div class="terminal" id="terminal" ref={container}></div>
-        </main>
-    }
-}
-
-/// A terminal attached to the page, with the listeners that must live exactly as long as it.
-struct MountedTerminal {
-    terminal: Terminal,
-    input: xterm::Disposable,
-    _on_input: Closure<dyn FnMut(String)>,
-    _on_resize: Closure<dyn FnMut()>,
-}
-
-impl Drop for MountedTerminal {
-    fn drop(&mut self) {
-        self.input.dispose_listener();
-        self.terminal.dispose();
-    }
-}
-
-fn mount_terminal(parent: web_sys::HtmlElement) -> MountedTerminal {
-    let options = js_sys::Object::new();
-    let set = |key: &str, value: JsValue| {
-        // Setting a property on a fresh plain object cannot fail.
-        let _ = js_sys::Reflect::set(&options, &key.into(), &value);
-    };
-    set("cursorBlink", true.into());
-    set("fontSize", 14.into());
-    set("scrollback", 10_000.into());
-    let terminal = Terminal::new(&options);
-    terminal.open(&parent);
-    let fit = FitAddon::create().ok();
-    if let Some(fit) = &fit {
-        terminal.load_addon(fit);
-        fit.fit();
-    }
-    terminal.write_bytes(BANNER.as_bytes());
-    terminal.focus();
-
-    // Local echo until a host is connected: carriage return becomes a new line.
-    let echo_target = terminal.clone();
-    let on_input = Closure::<dyn FnMut(String)>::new(move |data: String| {
-        let echoed = data.replace('\r', "\r\n");
-        echo_target.write_bytes(echoed.as_bytes());
-    });
-    let input = terminal.on_data(on_input.as_ref().unchecked_ref());
-
-    let on_resize = Closure::<dyn FnMut()>::new(move || {
-        if let Some(fit) = &fit {
-            fit.fit();
+    let open_host = Callback::from(|host: hosts::SavedHost| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.location().set_hash(&host.host_id);
         }
     });
-    if let Some(window) = web_sys::window() {
-        let _ = window.add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref());
+    match &*route {
+        Route::Hosts => html! {
+            <main class="app home">
+                <header class="bar"><span class="brand">{ "Tether" }</span><span class="status">{ "your hosts" }</span></header>
+                <hosts::HostList on_open={open_host} />
+            </main>
+        },
+        Route::Host { address, secret } => html! {
+            <main class="app">
+                // A new link (another host, or another secret for it) is a new workspace.
+                <Workspace key={format!("{}.{}", address.host_id, secret.as_deref().unwrap_or(""))}
+                    address={address.clone()} secret={secret.clone()} />
+            </main>
+        },
+        Route::Bad(why) => html! {
+            <main class="app">
+                <header class="bar"><a class="brand" href="#">{ "Tether" }</a></header>
+                <p class="error" role="alert">{ format!("This link does not work: {why}") }</p>
+            </main>
+        },
     }
-    MountedTerminal { terminal, input, _on_input: on_input, _on_resize: on_resize }
 }
 
 fn main() {

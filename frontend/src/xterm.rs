@@ -1,8 +1,9 @@
-//! Bindings to xterm.js 6 (`@xterm/xterm`) and its fit addon, loaded as classic scripts (UMD
-//! globals `Terminal` and `FitAddon.FitAddon`) by `index.html`.
+//! Bindings to xterm.js 6 (`@xterm/xterm`) and its addons (fit, WebGL, search, web links),
+//! loaded as classic scripts (UMD globals such as `Terminal` and `FitAddon.FitAddon`) by
+//! `index.html`.
 //!
 //! Hand-written rather than `xterm-js-rs`: that crate targets xterm.js 4 (the old `xterm`
-//! package names and the removed `setOption`), and the few calls we need are a dozen lines here.
+//! package names and the removed `setOption`), and the calls we need are a few dozen lines here.
 
 use js_sys::{Function, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -30,14 +31,37 @@ extern "C" {
     #[wasm_bindgen(method, js_name = onData)]
     pub fn on_data(this: &Terminal, listener: &Function) -> Disposable;
 
+    /// Decide per key event whether xterm.js handles it (`true`) or the page does.
+    #[wasm_bindgen(method, js_name = attachCustomKeyEventHandler)]
+    pub fn attach_custom_key_event_handler(this: &Terminal, handler: &Function);
+
     #[wasm_bindgen(method, js_name = loadAddon)]
     pub fn load_addon(this: &Terminal, addon: &JsValue);
+
+    /// `loadAddon` for addons that may throw (WebGL without a GPU context).
+    #[wasm_bindgen(method, catch, js_name = loadAddon)]
+    pub fn try_load_addon(this: &Terminal, addon: &JsValue) -> Result<(), JsValue>;
 
     #[wasm_bindgen(method)]
     pub fn focus(this: &Terminal);
 
     #[wasm_bindgen(method)]
     pub fn dispose(this: &Terminal);
+
+    #[wasm_bindgen(method, getter)]
+    pub fn cols(this: &Terminal) -> u16;
+
+    #[wasm_bindgen(method, getter)]
+    pub fn rows(this: &Terminal) -> u16;
+
+    #[wasm_bindgen(method, js_name = hasSelection)]
+    pub fn has_selection(this: &Terminal) -> bool;
+
+    #[wasm_bindgen(method, js_name = getSelection)]
+    pub fn get_selection(this: &Terminal) -> String;
+
+    #[wasm_bindgen(method)]
+    pub fn paste(this: &Terminal, text: &str);
 
     /// What `onData` returns; disposing it removes the listener.
     pub type Disposable;
@@ -53,6 +77,26 @@ extern "C" {
 
     #[wasm_bindgen(method)]
     pub fn fit(this: &FitAddon);
+
+    /// The WebGL renderer addon.
+    pub type WebglAddon;
+
+    /// Called when the GPU context is lost; the addon must then be disposed (the DOM renderer
+    /// takes over).
+    #[wasm_bindgen(method, js_name = onContextLoss)]
+    pub fn on_context_loss(this: &WebglAddon, listener: &Function) -> Disposable;
+
+    #[wasm_bindgen(method)]
+    pub fn dispose(this: &WebglAddon);
+
+    /// The search addon.
+    pub type SearchAddon;
+
+    #[wasm_bindgen(method, js_name = findNext)]
+    pub fn find_next(this: &SearchAddon, term: &str) -> bool;
+
+    #[wasm_bindgen(method, js_name = findPrevious)]
+    pub fn find_previous(this: &SearchAddon, term: &str) -> bool;
 }
 
 impl Terminal {
@@ -67,14 +111,45 @@ impl Terminal {
     pub fn write_bytes_then(&self, bytes: &[u8], done: &Function) {
         self.write_with_callback(&Uint8Array::from(bytes), done);
     }
+
+    /// Whether xterm.js sends cursor keys in application mode (DECCKM), as the key bar must too.
+    pub fn application_cursor_keys(&self) -> bool {
+        let modes = js_sys::Reflect::get(self, &"modes".into()).unwrap_or(JsValue::UNDEFINED);
+        js_sys::Reflect::get(&modes, &"applicationCursorKeysMode".into())
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    }
+}
+
+/// `new X.X()` for an addon whose UMD bundle defines the global namespace `X` holding class
+/// `X` (all of xterm's addons). `#[wasm_bindgen(constructor, js_namespace = …)]` does not
+/// compile for this shape with wasm-bindgen 0.2.130, hence Reflect.
+fn construct_addon(name: &str) -> Result<JsValue, JsValue> {
+    let namespace = js_sys::Reflect::get(&js_sys::global(), &name.into())?;
+    let class: Function = js_sys::Reflect::get(&namespace, &name.into())?.dyn_into()?;
+    js_sys::Reflect::construct(&class, &js_sys::Array::new())
 }
 
 impl FitAddon {
-    /// `new FitAddon.FitAddon()`: the UMD bundle exposes the class inside a namespace object,
-    /// which `#[wasm_bindgen(constructor, js_namespace = …)]` does not compile for (0.2.130).
     pub fn create() -> Result<FitAddon, JsValue> {
-        let namespace = js_sys::Reflect::get(&js_sys::global(), &"FitAddon".into())?;
-        let class: Function = js_sys::Reflect::get(&namespace, &"FitAddon".into())?.dyn_into()?;
-        Ok(js_sys::Reflect::construct(&class, &js_sys::Array::new())?.unchecked_into())
+        construct_addon("FitAddon").map(JsCast::unchecked_into)
     }
+}
+
+impl WebglAddon {
+    pub fn create() -> Result<WebglAddon, JsValue> {
+        construct_addon("WebglAddon").map(JsCast::unchecked_into)
+    }
+}
+
+impl SearchAddon {
+    pub fn create() -> Result<SearchAddon, JsValue> {
+        construct_addon("SearchAddon").map(JsCast::unchecked_into)
+    }
+}
+
+/// Clickable URLs in the output.
+pub fn web_links_addon() -> Result<JsValue, JsValue> {
+    construct_addon("WebLinksAddon")
 }

@@ -90,6 +90,7 @@ pub enum InputChunk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
+    /// Start a session; an empty `command` means the user's shell.
     Start {
         command: Vec<String>,
         title: Option<String>,
@@ -155,6 +156,8 @@ pub enum Request {
         #[serde(default)]
         name: Option<String>,
     },
+    /// The host's id, name and agent version.
+    HostInfo,
     /// The session list (newest first, at most `limit`), now and after every change, as `data`
     /// on stream = request id: one JSON array of `SessionInfo` per line. Answered `watching`.
     WatchSessions {
@@ -210,6 +213,12 @@ pub struct AccessEntry {
     pub connected: usize,
 }
 
+/// A request or response as a `cmd` frame with id `id` (bulk bytes in `payload`).
+pub fn cmd_frame(id: u64, body: &impl Serialize, payload: Vec<u8>) -> crate::frame::Frame {
+    let body = serde_json::to_value(body).unwrap_or_else(|e| serde_json::json!({ "encode_error": e.to_string() }));
+    crate::frame::Frame::new(crate::frame::Header::Cmd { id, body }, payload)
+}
+
 /// Stream carrying an exec's stdout (and, client → host, its stdin).
 pub fn exec_stdout(request_id: u64) -> u32 {
     (request_id as u32) & 0x7fff_ffff
@@ -256,6 +265,11 @@ pub enum Response {
         /// Set when the relay has not confirmed the host is reachable (e.g. it is down).
         #[serde(default)]
         warning: Option<String>,
+    },
+    HostInfo {
+        host_id: String,
+        name: String,
+        version: String,
     },
     /// A `watch_sessions` stream follows on `stream`.
     Watching {

@@ -131,8 +131,9 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn cursor(&mut self) -> &mut InputCursor {
-        self.cursor.get_or_insert(InputCursor::new(0))
+    /// The receive cursor; a stream not resumed explicitly starts at its first bytes' `seq`.
+    fn cursor_from(&mut self, first_seq: u64) -> &mut InputCursor {
+        self.cursor.get_or_insert(InputCursor::new(first_seq))
     }
     fn recv(&mut self) -> &mut RecvWindow {
         self.recv.get_or_insert(RecvWindow::new(INITIAL_WINDOW_BYTES))
@@ -288,7 +289,7 @@ impl Connection {
             Header::Data { stream, seq } => {
                 let state = self.streams.entry(stream).or_default();
                 state.recv().on_receive(stream, frame.payload.len() as u64)?;
-                let cursor = state.cursor();
+                let cursor = state.cursor_from(seq);
                 let at = cursor.next().max(seq);
                 let fresh = cursor.accept(stream, seq, &frame.payload)?;
                 // Duplicates still used window credit; hand it straight back.
@@ -320,7 +321,7 @@ impl Connection {
                 self.event(Event::Writable { stream });
             }
             Control::Skip { stream, from, to } => {
-                self.streams.entry(stream).or_default().cursor().skip_to(to);
+                self.streams.entry(stream).or_default().cursor_from(to).skip_to(to);
                 self.event(Event::Skipped { stream, from, to });
             }
             Control::Eof { stream, end } => self.event(Event::Eof { stream, end }),

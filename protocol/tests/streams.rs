@@ -125,9 +125,16 @@ fn evicted_output_is_skipped_with_a_notice() {
 #[test]
 fn data_after_a_gap_is_an_error() {
     let (mut client, mut host) = open_pair();
+    // A stream starts wherever its first bytes are (an attach replays from the oldest byte the
+    // host still holds, or resumes from where this client was)...
     host.send_data(4, 100, b"late").expect("send");
+    let (events, _, error) = pump(&mut client, &mut host);
+    assert_eq!(error, None);
+    assert_eq!(events, vec![Event::Data { stream: 4, seq: 100, bytes: b"late".to_vec() }]);
+    // ...and from then on every byte must follow the last.
+    host.send_data(4, 200, b"gap").expect("send");
     let (_, _, error) = pump(&mut client, &mut host);
-    assert_eq!(error, Some(ConnError::Stream(StreamError::Gap { stream: 4, expected: 0, got: 100 })));
+    assert_eq!(error, Some(ConnError::Stream(StreamError::Gap { stream: 4, expected: 104, got: 200 })));
 }
 
 fn file_bytes() -> Vec<u8> {

@@ -99,6 +99,16 @@ impl Browser {
         self.call("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
     }
 
+    /// Save a PNG screenshot of the page to `path` (directories created).
+    pub fn screenshot(&self, path: &Path) {
+        let encoded = self.call("GET", "/screenshot", None);
+        let png = base64_decode(encoded.as_str().unwrap_or_default());
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+
     /// Messages the page logged at SEVERE level (uncaught errors, failed loads, console.error).
     pub fn console_errors(&self) -> Vec<String> {
         let log = self.call("POST", "/se/log", Some(json!({ "type": "browser" })));
@@ -118,6 +128,28 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = http::request("DELETE", &format!("{}/session/{}", self.base, self.session), None);
     }
+}
+
+/// Standard base64 (WebDriver's screenshot encoding), without a dependency for it.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let (mut out, mut buffer, mut bits) = (Vec::with_capacity(text.len() * 3 / 4), 0u32, 0u32);
+    for sextet in text.bytes().filter_map(value) {
+        buffer = (buffer << 6) | u32::from(sextet);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
 }
 
 /// One WebDriver command; panics with the driver's own message on failure (tests only).

@@ -91,6 +91,15 @@ impl Daemon {
         Response::Paired { invite: invite.to_url(), host_id: invite.host_id.clone(), name, warning }
     }
 
+    /// Who this host is, for a client's host list.
+    pub(super) fn host_info(&self) -> Response {
+        Response::HostInfo {
+            host_id: self.host.host_id.clone(),
+            name: self.host_name(None),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
     /// `tether pair`: a lasting invite.
     pub(super) async fn pair(&self, relay: &str, name: Option<String>) -> Reply {
         match self.issue_invite(relay, false) {

@@ -1,0 +1,511 @@
+//! The browser's connection to one host: a WebSocket to the relay with the protocol crate's
+//! sans-IO `Connection` inside. This module only moves bytes and time in and events out; every
+//! protocol rule lives in the protocol crate, exactly as in the native CLI.
+//!
+//! Invariants:
+//! - One link, many streams: every terminal tab and the session list share the connection.
+//! - A dropped connection is redialled with back-off (0.5 s doubling to 10 s; at once when the
+//!   browser comes back online or restores the page from its back-forward cache). Each new
+//!   authenticated connection bumps `generation`; stream owners then reopen their streams from
+//!   the last byte they hold, so nothing is lost or shown twice.
+//! - A failed authentication is final (a wrong secret stays wrong): no redial, a clear message.
+//! - Received bytes are credited back (`consumed`) only by their owner, once it has really used
+//!   them (xterm.js has parsed them): a slow page slows the host's stream, never loses bytes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use futures_channel::oneshot;
+use tether_protocol::api::{cmd_frame, Request, Response};
+use tether_protocol::connection::{Connection, Event, Input, Output};
+use tether_protocol::handshake::{HandshakeEntropy, HANDSHAKE_ENTROPY_BYTES};
+use tether_protocol::identity::HostAddress;
+use tether_protocol::ConnError;
+use wasm_bindgen::prelude::*;
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+use yew::Callback;
+
+const MIN_BACKOFF_MS: u32 = 500;
+const MAX_BACKOFF_MS: u32 = 10_000;
+
+/// What the status bar shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    Connecting,
+    Connected,
+    Reconnecting {
+        in_ms: u32,
+        why: String,
+    },
+    /// Authentication failed or the link is unusable: no more attempts.
+    Failed(String),
+}
+
+/// What a stream's owner is told.
+#[derive(Debug)]
+pub enum StreamEvent {
+    Data {
+        seq: u64,
+        bytes: Vec<u8>,
+    },
+    /// The host no longer had these bytes for this client (its log still has them).
+    Skipped {
+        from: u64,
+        to: u64,
+    },
+    Eof,
+}
+
+type Reply = Result<(Response, Vec<u8>), String>;
+
+/// A cheap handle; clones share one connection.
+#[derive(Clone)]
+pub struct Link(Rc<RefCell<Inner>>);
+
+impl PartialEq for Link {
+    fn eq(&self, other: &Link) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+struct Inner {
+    address: HostAddress,
+    identity: String,
+    secret: Vec<u8>,
+    status: Status,
+    on_status: Callback<(Status, u64)>,
+    /// Bumped by every successful authentication.
+    generation: u64,
+    socket: Option<Socket>,
+    conn: Option<Connection>,
+    next_id: u64,
+    calls: HashMap<u64, oneshot::Sender<Reply>>,
+    streams: HashMap<u32, Callback<(u32, StreamEvent)>>,
+    backoff_ms: u32,
+    timer: Option<Timer>,
+    redial: Option<Timer>,
+    closed: bool,
+}
+
+/// A WebSocket and the closures it calls (they must live as long as it does).
+struct Socket {
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        let _ = self.ws.close();
+    }
+}
+
+/// A `setTimeout` that is cancelled when dropped.
+pub struct Timer {
+    handle: i32,
+    _callback: Closure<dyn FnMut()>,
+}
+
+impl Timer {
+    pub fn after(ms: u32, callback: impl FnOnce() + 'static) -> Option<Timer> {
+        let mut callback = Some(callback);
+        let closure = Closure::<dyn FnMut()>::new(move || {
+            if let Some(callback) = callback.take() {
+                callback();
+            }
+        });
+        let handle = web_sys::window()?
+            .set_timeout_with_callback_and_timeout_and_arguments_0(
+                closure.as_ref().unchecked_ref(),
+                ms.min(i32::MAX as u32) as i32,
+            )
+            .ok()?;
+        Some(Timer { handle, _callback: closure })
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let Some(window) = web_sys::window() {
+            window.clear_timeout_with_handle(self.handle);
+        }
+    }
+}
+
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+fn entropy() -> Result<HandshakeEntropy, String> {
+    let mut bytes = [0u8; HANDSHAKE_ENTROPY_BYTES];
+    let crypto = web_sys::window().and_then(|w| w.crypto().ok()).ok_or("this browser has no crypto.getRandomValues")?;
+    crypto.get_random_values_with_u8_array(&mut bytes).map_err(|_| "crypto.getRandomValues failed")?;
+    Ok(HandshakeEntropy(bytes))
+}
+
+impl Link {
+    /// Start connecting to `address` as `identity` with `secret`. `on_status` hears every status
+    /// change with the current generation.
+    pub fn open(address: HostAddress, identity: String, secret: Vec<u8>, on_status: Callback<(Status, u64)>) -> Link {
+        let link = Link(Rc::new(RefCell::new(Inner {
+            address,
+            identity,
+            secret,
+            status: Status::Connecting,
+            on_status,
+            generation: 0,
+            socket: None,
+            conn: None,
+            next_id: 1,
+            calls: HashMap::new(),
+            streams: HashMap::new(),
+            backoff_ms: MIN_BACKOFF_MS,
+            timer: None,
+            redial: None,
+            closed: false,
+        })));
+        link.dial();
+        link
+    }
+
+    pub fn status(&self) -> Status {
+        self.0.borrow().status.clone()
+    }
+
+    /// Redial now (network back, page restored), unless connected or given up.
+    pub fn nudge(&self) {
+        let idle = matches!(self.0.borrow().status, Status::Reconnecting { .. });
+        if idle {
+            self.0.borrow_mut().backoff_ms = MIN_BACKOFF_MS;
+            self.dial();
+        }
+    }
+
+    /// The page's connection was probably cut without a close event (back-forward cache).
+    pub fn reconnect_now(&self) {
+        if matches!(self.0.borrow().status, Status::Failed(_)) {
+            return;
+        }
+        self.lost("the page was restored".into());
+        self.0.borrow_mut().backoff_ms = MIN_BACKOFF_MS;
+        self.dial();
+    }
+
+    /// End for good.
+    pub fn close(&self) {
+        let mut inner = self.0.borrow_mut();
+        inner.closed = true;
+        if let Some(conn) = inner.conn.as_mut() {
+            let _ = conn.close("closed");
+        }
+        drop(inner);
+        self.flush();
+        let mut inner = self.0.borrow_mut();
+        inner.socket = None;
+        inner.timer = None;
+        inner.redial = None;
+    }
+
+    fn dial(&self) {
+        let url = {
+            let mut inner = self.0.borrow_mut();
+            if inner.closed {
+                return;
+            }
+            inner.redial = None;
+            inner.socket = None;
+            inner.conn = None;
+            inner.address.client_ws_url()
+        };
+        let url = match url {
+            Ok(url) => url,
+            Err(e) => return self.set_status(Status::Failed(e)),
+        };
+        self.set_status(Status::Connecting);
+        let ws = match WebSocket::new(&url) {
+            Ok(ws) => ws,
+            Err(_) => return self.schedule_redial("cannot open a WebSocket".into()),
+        };
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        let weak = Rc::downgrade(&self.0);
+        let on_open = Closure::<dyn FnMut()>::new({
+            let weak = weak.clone();
+            move || with_link(&weak, |link| link.on_open())
+        });
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+            let weak = weak.clone();
+            move |event: MessageEvent| {
+                if let Ok(buffer) = event.data().dyn_into::<js_sys::ArrayBuffer>() {
+                    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+                    with_link(&weak, |link| link.on_bytes(&bytes));
+                }
+            }
+        });
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+            with_link(&weak, |link| link.on_close(event.reason()));
+        });
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        self.0.borrow_mut().socket =
+            Some(Socket { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close });
+    }
+
+    fn on_open(&self) {
+        let conn = {
+            let inner = self.0.borrow();
+            entropy().map(|e| Connection::client(&inner.address.host_id, &inner.identity, &inner.secret, e, now_ms()))
+        };
+        match conn {
+            Ok(conn) => {
+                self.0.borrow_mut().conn = Some(conn);
+                self.flush();
+            }
+            Err(e) => self.set_status(Status::Failed(e)),
+        }
+    }
+
+    fn on_bytes(&self, bytes: &[u8]) {
+        let result = match self.0.borrow_mut().conn.as_mut() {
+            Some(conn) => conn.handle_input(Input::Bytes(bytes), now_ms()),
+            None => return,
+        };
+        self.flush();
+        if let Err(error) = result {
+            self.fail_connection(error);
+        }
+    }
+
+    fn on_close(&self, reason: String) {
+        let own = self.0.borrow().conn.as_ref().and_then(|c| c.error().cloned());
+        match own {
+            Some(error) => self.fail_connection(error),
+            None => {
+                let why = if reason.is_empty() { "the relay closed the connection".to_owned() } else { reason };
+                self.lost(why.clone());
+                self.schedule_redial(why);
+            }
+        }
+    }
+
+    /// The connection broke a protocol rule or failed to authenticate.
+    fn fail_connection(&self, error: ConnError) {
+        let message = error.to_string();
+        self.lost(message.clone());
+        match error {
+            ConnError::Auth(_) => {
+                self.0.borrow_mut().socket = None;
+                self.set_status(Status::Failed(message));
+            }
+            _ => self.schedule_redial(message),
+        }
+    }
+
+    /// Forget the connection: pending calls fail; streams wait for the next generation.
+    fn lost(&self, why: String) {
+        let calls: Vec<_> = {
+            let mut inner = self.0.borrow_mut();
+            inner.conn = None;
+            inner.socket = None;
+            inner.timer = None;
+            inner.streams.clear();
+            inner.calls.drain().map(|(_, reply)| reply).collect()
+        };
+        for reply in calls {
+            let _ = reply.send(Err(format!("connection lost: {why}")));
+        }
+    }
+
+    fn schedule_redial(&self, why: String) {
+        let in_ms = {
+            let mut inner = self.0.borrow_mut();
+            if inner.closed {
+                return;
+            }
+            let in_ms = inner.backoff_ms;
+            inner.backoff_ms = (in_ms * 2).min(MAX_BACKOFF_MS);
+            let weak = Rc::downgrade(&self.0);
+            inner.redial = Timer::after(in_ms, move || with_link(&weak, |link| link.dial()));
+            in_ms
+        };
+        self.set_status(Status::Reconnecting { in_ms, why });
+    }
+
+    fn set_status(&self, status: Status) {
+        let (callback, generation) = {
+            let mut inner = self.0.borrow_mut();
+            inner.status = status.clone();
+            (inner.on_status.clone(), inner.generation)
+        };
+        callback.emit((status, generation));
+    }
+
+    /// Send what the connection wants sent, act on its events, and re-arm its timer.
+    fn flush(&self) {
+        loop {
+            let output = {
+                let mut inner = self.0.borrow_mut();
+                let Some(conn) = inner.conn.as_mut() else { return };
+                conn.poll_output()
+            };
+            match output {
+                Some(Output::Transmit(bytes)) => {
+                    if let Some(socket) = &self.0.borrow().socket {
+                        let _ = socket.ws.send_with_u8_array(&bytes);
+                    }
+                }
+                Some(Output::Event(event)) => self.on_event(event),
+                None => break,
+            }
+        }
+        self.arm_timer();
+    }
+
+    fn arm_timer(&self) {
+        let mut inner = self.0.borrow_mut();
+        let Some(at) = inner.conn.as_ref().and_then(Connection::poll_timeout) else {
+            inner.timer = None;
+            return;
+        };
+        let weak = Rc::downgrade(&self.0);
+        inner.timer = Timer::after(at.saturating_sub(now_ms()) as u32, move || {
+            with_link(&weak, |link| {
+                let result = match link.0.borrow_mut().conn.as_mut() {
+                    Some(conn) => conn.handle_timeout(now_ms()),
+                    None => return,
+                };
+                link.flush();
+                if let Err(error) = result {
+                    link.fail_connection(error);
+                }
+            })
+        });
+    }
+
+    fn on_event(&self, event: Event) {
+        match event {
+            Event::Authenticated { .. } => {
+                {
+                    let mut inner = self.0.borrow_mut();
+                    inner.backoff_ms = MIN_BACKOFF_MS;
+                    inner.generation += 1;
+                }
+                self.set_status(Status::Connected);
+            }
+            Event::Cmd { id, body, payload } => {
+                let Some(reply) = self.0.borrow_mut().calls.remove(&id) else { return };
+                let answer = match serde_json::from_value::<Response>(body) {
+                    Ok(Response::Error { message, .. }) => Err(message),
+                    Ok(response) => Ok((response, payload)),
+                    Err(e) => Err(format!("unreadable answer from the host: {e}")),
+                };
+                if answer.is_err() {
+                    self.0.borrow_mut().streams.remove(&(id as u32));
+                }
+                let _ = reply.send(answer);
+            }
+            Event::Data { stream, seq, bytes } => self.to_stream(stream, StreamEvent::Data { seq, bytes }),
+            Event::Skipped { stream, from, to } => self.to_stream(stream, StreamEvent::Skipped { from, to }),
+            Event::Eof { stream, .. } => {
+                let owner = self.0.borrow_mut().streams.remove(&stream);
+                if let Some(owner) = owner {
+                    owner.emit((stream, StreamEvent::Eof));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn to_stream(&self, stream: u32, event: StreamEvent) {
+        let owner = self.0.borrow().streams.get(&stream).cloned();
+        match owner {
+            Some(owner) => owner.emit((stream, event)),
+            // Nobody wants it (a closed tab): credit it back so the host is not held up.
+            None => {
+                if let StreamEvent::Data { bytes, .. } = event {
+                    self.consumed(stream, bytes.len() as u64);
+                }
+            }
+        }
+    }
+
+    /// Send a request; the answer comes back through the returned future.
+    pub async fn call(&self, request: &Request, payload: Vec<u8>) -> Reply {
+        let (_, answer) = self.send_request(request, payload, None)?;
+        answer.await.map_err(|_| "connection lost".to_owned())?
+    }
+
+    /// Open a stream (attach, logs, watch_sessions): `owner` hears its events with the stream id
+    /// (they may come before the answer does); returns the answer and the stream id.
+    pub async fn open_stream(
+        &self,
+        request: &Request,
+        owner: Callback<(u32, StreamEvent)>,
+    ) -> Result<(Response, u32), String> {
+        let (id, answer) = self.send_request(request, Vec::new(), Some(owner))?;
+        let (response, _) = answer.await.map_err(|_| "connection lost".to_owned())??;
+        Ok((response, id as u32))
+    }
+
+    fn send_request(
+        &self,
+        request: &Request,
+        payload: Vec<u8>,
+        owner: Option<Callback<(u32, StreamEvent)>>,
+    ) -> Result<(u64, oneshot::Receiver<Reply>), String> {
+        let (reply, answer) = oneshot::channel();
+        let id = {
+            let mut inner = self.0.borrow_mut();
+            let id = inner.next_id;
+            inner.next_id += 1;
+            let Some(conn) = inner.conn.as_mut().filter(|c| c.is_open()) else {
+                return Err("not connected".into());
+            };
+            conn.send_frame(&cmd_frame(id, request, payload)).map_err(|e| e.to_string())?;
+            // Registered before any answer can arrive (answers come from the event loop).
+            inner.calls.insert(id, reply);
+            if let Some(owner) = owner {
+                inner.streams.insert(id as u32, owner);
+            }
+            id
+        };
+        self.flush();
+        Ok((id, answer))
+    }
+
+    /// Send without waiting for the answer (keystrokes, resizes).
+    pub fn send(&self, request: &Request, payload: Vec<u8>) {
+        if let Ok((id, _)) = self.send_request(request, payload, None) {
+            self.0.borrow_mut().calls.remove(&id);
+        }
+    }
+
+    /// Hand back flow-control credit for `n` bytes of `stream` its owner has used.
+    pub fn consumed(&self, stream: u32, n: u64) {
+        let result = match self.0.borrow_mut().conn.as_mut() {
+            Some(conn) => conn.consumed(stream, n),
+            None => return,
+        };
+        match result {
+            Ok(()) => self.flush(),
+            Err(error) => self.fail_connection(error),
+        }
+    }
+
+    /// Stop hearing `stream` (its tab closed); the host is told to stop sending it.
+    pub fn forget_stream(&self, stream: u32) {
+        self.0.borrow_mut().streams.remove(&stream);
+        self.send(&Request::Detach { stream }, Vec::new());
+    }
+}
+
+fn with_link(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&Link)) {
+    if let Some(inner) = weak.upgrade() {
+        f(&Link(inner));
+    }
+}

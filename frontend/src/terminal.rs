@@ -1,0 +1,378 @@
+//! One terminal tab: an xterm.js terminal attached to a session on the host.
+//!
+//! - Output is written as `Uint8Array`s; flow-control credit goes back to the host only in
+//!   xterm.js's write callback, so a page that cannot keep up slows the stream down instead of
+//!   piling bytes up or dropping them.
+//! - Every byte has a sequence number. After a reconnect the tab re-attaches from the next byte it
+//!   has not shown: output produced meanwhile appears once, and the screen is never cleared.
+//! - The size is sent only after the first replay has been written, so the replay renders at the
+//!   size it was produced in before the program redraws for ours.
+//! - The container's `data-seq` is the number of bytes written so far, and `data-ended` is set
+//!   when the session has ended: what a test (or a curious user) can check.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use tether_protocol::api::{Request, Response};
+use wasm_bindgen::prelude::*;
+use yew::prelude::*;
+
+use crate::link::{Link, Status, StreamEvent};
+use crate::xterm::{FitAddon, SearchAddon, Terminal, WebglAddon};
+
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    pub link: Link,
+    pub session: String,
+    /// The link's generation while connected (0 while not): a new one means re-attach.
+    pub generation: u64,
+    pub active: bool,
+    /// Set by the key bar's Ctrl: the next key typed is sent as its control character.
+    pub ctrl_latch: Rc<Cell<bool>>,
+    /// Where keys from the key bar arrive for the active terminal.
+    pub keys: Rc<RefCell<Option<Callback<Vec<u8>>>>>,
+}
+
+/// What a tab keeps between renders.
+#[derive(Default)]
+struct Pane {
+    terminal: Option<Terminal>,
+    fit: Option<FitAddon>,
+    search: Option<SearchAddon>,
+    webgl: Option<WebglAddon>,
+    /// The next byte of output this tab has not written yet (None before the first attach).
+    next_seq: Option<u64>,
+    /// The current attach stream.
+    stream: Option<u32>,
+    /// Whether our size has been sent since the last attach.
+    sized: bool,
+    last_size: (u16, u16),
+    ended: bool,
+    listeners: Vec<JsValue>,
+    _input: Option<crate::xterm::Disposable>,
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        if let Some(input) = self._input.take() {
+            input.dispose_listener();
+        }
+        if let Some(webgl) = self.webgl.take() {
+            webgl.dispose();
+        }
+        if let Some(terminal) = self.terminal.take() {
+            terminal.dispose();
+        }
+    }
+}
+
+#[function_component(TerminalPane)]
+pub fn terminal_pane(props: &Props) -> Html {
+    let container = use_node_ref();
+    let pane = use_mut_ref(Pane::default);
+    let search_text = use_state(String::new);
+
+    // Mount xterm.js once.
+    {
+        let (container, pane, link, session, ctrl_latch) =
+            (container.clone(), pane.clone(), props.link.clone(), props.session.clone(), props.ctrl_latch.clone());
+        use_effect_with(props.session.clone(), move |_| {
+            if let Some(parent) = container.cast::<web_sys::HtmlElement>() {
+                mount(&pane, &parent, &link, &session, ctrl_latch);
+            }
+            let pane = pane.clone();
+            let link = link.clone();
+            move || {
+                let stream = pane.borrow_mut().stream.take();
+                if let Some(stream) = stream {
+                    link.forget_stream(stream);
+                }
+                *pane.borrow_mut() = Pane::default();
+            }
+        });
+    }
+
+    // (Re-)attach on every new connection.
+    {
+        let (pane, link, session, container) =
+            (pane.clone(), props.link.clone(), props.session.clone(), container.clone());
+        use_effect_with(props.generation, move |generation| {
+            if *generation > 0 && !pane.borrow().ended {
+                attach(pane, link, session, container);
+            }
+        });
+    }
+
+    // The active tab gets the key bar's keys, the focus and a fresh fit.
+    {
+        let (pane, link, session, keys) = (pane.clone(), props.link.clone(), props.session.clone(), props.keys.clone());
+        use_effect_with(props.active, move |active| {
+            if *active {
+                let (pane2, link2, session2) = (pane.clone(), link.clone(), session.clone());
+                *keys.borrow_mut() = Some(Callback::from(move |bytes: Vec<u8>| {
+                    let cursor_app = pane2.borrow().terminal.as_ref().is_some_and(Terminal::application_cursor_keys);
+                    let bytes = crate::keybar::adjust_cursor_keys(bytes, cursor_app);
+                    link2.send(&Request::Write { session: session2.clone() }, bytes);
+                }));
+                refit(&pane, &link, &session);
+                if let Some(terminal) = &pane.borrow().terminal {
+                    terminal.focus();
+                }
+            }
+        });
+    }
+
+    let on_search_input = {
+        let search_text = search_text.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Some(input) = e.target_dyn_into::<web_sys::HtmlInputElement>() {
+                search_text.set(input.value());
+            }
+        })
+    };
+    let on_search_key = {
+        let (pane, search_text) = (pane.clone(), search_text.clone());
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Enter" {
+                if let Some(search) = &pane.borrow().search {
+                    if e.shift_key() {
+                        search.find_previous(&search_text);
+                    } else {
+                        search.find_next(&search_text);
+                    }
+                }
+            }
+        })
+    };
+
+    let class = classes!("pane", (!props.active).then_some("hidden"));
+    html! {
+        <section {class} data-session={props.session.clone()}>
+            <div class="pane-tools">
+                <input class="search" type="search" placeholder="Search output (Enter, Shift+Enter)"
+                    value={(*search_text).clone()} oninput={on_search_input} onkeydown={on_search_key} />
+            </div>
+            <div class="terminal" ref={container} data-seq="0"></div>
+        </section>
+    }
+}
+
+fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, session: &str, ctrl: Rc<Cell<bool>>) {
+    let options = js_sys::Object::new();
+    let set = |key: &str, value: JsValue| {
+        // Setting a property on a fresh plain object cannot fail.
+        let _ = js_sys::Reflect::set(&options, &key.into(), &value);
+    };
+    set("cursorBlink", true.into());
+    set("fontSize", 14.into());
+    set("scrollback", 10_000.into());
+    let theme = js_sys::Object::new();
+    // The page's own background, so the terminal does not look pasted on.
+    let _ = js_sys::Reflect::set(&theme, &"background".into(), &"#101418".into());
+    set("theme", theme.into());
+    let terminal = Terminal::new(&options);
+    terminal.open(parent);
+    // What is on screen is drawn on a canvas (WebGL); scripts and tests read it through the
+    // terminal's buffer API, so the element keeps a reference to its terminal.
+    let _ = js_sys::Reflect::set(parent, &"xterm".into(), &terminal);
+    let fit = FitAddon::create().ok();
+    if let Some(fit) = &fit {
+        terminal.load_addon(fit);
+        fit.fit();
+    }
+    if let Ok(search) = SearchAddon::create() {
+        terminal.load_addon(&search);
+        pane.borrow_mut().search = Some(search);
+    }
+    if let Ok(links) = crate::xterm::web_links_addon() {
+        terminal.load_addon(&links);
+    }
+    let webgl = load_webgl(&terminal, pane);
+
+    // Ctrl+Shift+C / V are the browser's copy and paste (xterm.js copies its selection and
+    // takes the paste), never keys for the program.
+    let key_handler = Closure::<dyn FnMut(web_sys::KeyboardEvent) -> bool>::new(|e: web_sys::KeyboardEvent| {
+        !(e.ctrl_key() && e.shift_key() && matches!(e.key().as_str(), "C" | "V" | "c" | "v"))
+    });
+    terminal.attach_custom_key_event_handler(key_handler.as_ref().unchecked_ref());
+
+    let (input_link, input_session) = (link.clone(), session.to_owned());
+    let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
+        let mut bytes = data.into_bytes();
+        if ctrl.replace(false) && bytes.len() == 1 {
+            bytes[0] = crate::keybar::control_byte(bytes[0]);
+        }
+        input_link.send(&Request::Write { session: input_session.clone() }, bytes);
+    });
+    let input = terminal.on_data(on_data.as_ref().unchecked_ref());
+
+    let (resize_pane, resize_link, resize_session) = (pane.clone(), link.clone(), session.to_owned());
+    let on_resize = Closure::<dyn FnMut()>::new(move || refit(&resize_pane, &resize_link, &resize_session));
+    if let Some(window) = web_sys::window() {
+        let _ = window.add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref());
+    }
+    let mut pane = pane.borrow_mut();
+    pane.listeners = vec![key_handler.into_js_value(), on_data.into_js_value(), on_resize.into_js_value()];
+    pane._input = Some(input);
+    pane.terminal = Some(terminal);
+    pane.fit = fit;
+    pane.webgl = webgl;
+}
+
+/// The WebGL renderer when the browser can give it a context; on context loss (or none at all)
+/// xterm.js's DOM renderer does the drawing.
+fn load_webgl(terminal: &Terminal, pane: &Rc<RefCell<Pane>>) -> Option<WebglAddon> {
+    let has_webgl2 = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.create_element("canvas").ok())
+        .and_then(|c| c.dyn_into::<web_sys::HtmlCanvasElement>().ok())
+        .and_then(|c| c.get_context("webgl2").ok().flatten())
+        .is_some();
+    if !has_webgl2 {
+        return None;
+    }
+    let webgl = WebglAddon::create().ok()?;
+    terminal.try_load_addon(&webgl).ok()?;
+    let weak = Rc::downgrade(pane);
+    let on_loss = Closure::<dyn FnMut()>::new(move || {
+        if let Some(pane) = weak.upgrade() {
+            if let Some(webgl) = pane.borrow_mut().webgl.take() {
+                webgl.dispose();
+            }
+        }
+    });
+    let _ = webgl.on_context_loss(on_loss.as_ref().unchecked_ref());
+    pane.borrow_mut().listeners.push(on_loss.into_js_value());
+    Some(webgl)
+}
+
+/// Fit to the container; tell the host when the size changed (only once the replay is in).
+fn refit(pane: &Rc<RefCell<Pane>>, link: &Link, session: &str) {
+    let size = {
+        let pane = pane.borrow();
+        let (Some(terminal), Some(fit)) = (&pane.terminal, &pane.fit) else { return };
+        fit.fit();
+        (terminal.cols(), terminal.rows())
+    };
+    let mut pane = pane.borrow_mut();
+    if pane.sized && size != pane.last_size && !pane.ended {
+        pane.last_size = size;
+        link.send(&Request::Resize { session: session.to_owned(), cols: size.0, rows: size.1 }, Vec::new());
+    }
+}
+
+/// Send our size for the first time since attaching.
+fn send_size(pane: &Rc<RefCell<Pane>>, link: &Link, session: &str) {
+    if pane.borrow().sized {
+        return;
+    }
+    pane.borrow_mut().sized = true;
+    pane.borrow_mut().last_size = (0, 0);
+    refit(pane, link, session);
+}
+
+fn attach(pane: Rc<RefCell<Pane>>, link: Link, session: String, container: NodeRef) {
+    let from = pane.borrow().next_seq;
+    pane.borrow_mut().sized = false;
+    let owner = {
+        let (pane, link, session) = (pane.clone(), link.clone(), session.clone());
+        Callback::from(move |(stream, event): (u32, StreamEvent)| {
+            on_stream_event(&pane, &link, &session, &container, stream, event)
+        })
+    };
+    wasm_bindgen_futures::spawn_local(async move {
+        let request = Request::Attach { session: session.clone(), from, cols: None, rows: None };
+        let (answer, replay_from) = match link.open_stream(&request, owner.clone()).await {
+            Ok((Response::Streaming { session: info, stream, from }, _)) => {
+                // Nothing to replay: our size can go now.
+                (Ok(stream), (from < info.output_bytes).then_some(from))
+            }
+            Ok(_) => (Err("unexpected answer to attach".to_owned()), None),
+            // It ended (perhaps while we were away): what it printed since is in its log. The
+            // log starts at byte 0; what this tab already shows is skipped as a duplicate.
+            Err(_) if link.status() == Status::Connected => {
+                match link.open_stream(&Request::Logs { session: session.clone(), follow: false }, owner).await {
+                    Ok((Response::Streaming { stream, .. }, _)) => (Ok(stream), Some(0)),
+                    Ok(_) => (Err("unexpected answer to logs".to_owned()), None),
+                    Err(message) => (Err(message), None),
+                }
+            }
+            Err(message) => (Err(message), None),
+        };
+        match answer {
+            Ok(stream) => {
+                let old = pane.borrow_mut().stream.replace(stream);
+                if let Some(old) = old.filter(|old| *old != stream) {
+                    link.forget_stream(old);
+                }
+                if replay_from.is_none() {
+                    send_size(&pane, &link, &session);
+                }
+            }
+            Err(message) => {
+                if let Some(terminal) = &pane.borrow().terminal {
+                    terminal.write_bytes(format!("\r\n\x1b[2m[tether: {message}]\x1b[0m\r\n").as_bytes());
+                }
+            }
+        }
+    });
+}
+
+fn on_stream_event(
+    pane: &Rc<RefCell<Pane>>,
+    link: &Link,
+    session: &str,
+    container: &NodeRef,
+    stream: u32,
+    event: StreamEvent,
+) {
+    let Some(terminal) = pane.borrow().terminal.clone() else { return };
+    match event {
+        StreamEvent::Data { seq, bytes } => {
+            let len = bytes.len() as u64;
+            let next = pane.borrow().next_seq.unwrap_or(seq);
+            let end = seq + len;
+            // Bytes this tab already shows (an overlapping replay after a reconnect) are credited
+            // and skipped; a gap means the host could not send them: say so.
+            let fresh: &[u8] = if end <= next {
+                link.consumed(stream, len);
+                return;
+            } else if seq < next {
+                &bytes[(next - seq) as usize..]
+            } else {
+                if seq > next {
+                    terminal.write_bytes(skipped_note(next, seq, session).as_bytes());
+                }
+                &bytes
+            };
+            pane.borrow_mut().next_seq = Some(end);
+            let (pane, link, session, container) = (pane.clone(), link.clone(), session.to_owned(), container.clone());
+            let done = Closure::once_into_js(move || {
+                link.consumed(stream, len);
+                if let Some(element) = container.cast::<web_sys::Element>() {
+                    let _ = element.set_attribute("data-seq", &end.to_string());
+                }
+                send_size(&pane, &link, &session);
+            });
+            terminal.write_bytes_then(fresh, done.unchecked_ref());
+        }
+        StreamEvent::Skipped { from, to } => {
+            terminal.write_bytes(skipped_note(from, to, session).as_bytes());
+            pane.borrow_mut().next_seq = Some(to);
+        }
+        StreamEvent::Eof => {
+            pane.borrow_mut().ended = true;
+            terminal.write_bytes(b"\r\n\x1b[2m[session ended]\x1b[0m\r\n");
+            if let Some(element) = container.cast::<web_sys::Element>() {
+                let _ = element.set_attribute("data-ended", "true");
+            }
+        }
+    }
+}
+
+fn skipped_note(from: u64, to: u64, session: &str) -> String {
+    format!(
+        "\r\n\x1b[7m[tether: {} bytes of output skipped here; `tether logs {session}` has them all]\x1b[0m\r\n",
+        to - from
+    )
+}

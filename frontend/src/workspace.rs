@@ -1,0 +1,394 @@
+//! A host's workspace: authenticate (invite secret or password), then the session list, terminal
+//! tabs, the key bar, and the connection status, always visible.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use tether_protocol::api::{Request, Response, SessionInfo, SessionStatus};
+use tether_protocol::handshake::PASSWORD_IDENTITY;
+use tether_protocol::identity::{invite_identity, HostAddress};
+use wasm_bindgen::prelude::*;
+use yew::prelude::*;
+
+use crate::hosts::{self, SavedHost};
+use crate::keybar::KeyBar;
+use crate::link::{Link, Status, StreamEvent};
+use crate::terminal::TerminalPane;
+
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    pub address: HostAddress,
+    /// The invite's secret, when the page was opened with one (or this tab still has it).
+    pub secret: Option<String>,
+}
+
+/// How this page proves itself to the host.
+#[derive(Clone, PartialEq)]
+struct Credential {
+    identity: String,
+    secret: String,
+    /// An invite secret (kept for this tab) rather than a typed password (kept nowhere).
+    invite: bool,
+}
+
+#[function_component(Workspace)]
+pub fn workspace(props: &Props) -> Html {
+    let credential = use_state(|| {
+        props.secret.clone().map(|secret| Credential { identity: invite_identity(&secret), secret, invite: true })
+    });
+    let status = use_state(|| (Status::Connecting, 0u64));
+    let link = use_state(|| None::<Link>);
+    let sessions = use_state(Vec::<SessionInfo>::new);
+    let tabs = use_state(Vec::<String>::new);
+    let active = use_state(|| None::<String>);
+    let online = use_state(|| None::<bool>);
+    let ctrl_latch = use_memo((), |_| Cell::new(false));
+    let keys = use_memo((), |_| RefCell::new(None::<Callback<Vec<u8>>>));
+
+    // Connect once we know how to prove ourselves; close when leaving.
+    {
+        let (status, link, address) = (status.clone(), link.clone(), props.address.clone());
+        use_effect_with((*credential).clone(), move |credential| {
+            let opened = credential.as_ref().map(|c| {
+                let on_status = Callback::from(move |update: (Status, u64)| status.set(update));
+                Link::open(address, c.identity.clone(), c.secret.as_bytes().to_vec(), on_status)
+            });
+            link.set(opened.clone());
+            let listeners = opened.as_ref().map(page_listeners);
+            move || {
+                drop(listeners);
+                if let Some(link) = opened {
+                    link.close();
+                }
+            }
+        });
+    }
+
+    // Presence of this host, to say "offline" rather than just "reconnecting".
+    {
+        let online = online.clone();
+        use_effect_with(props.address.host_id.clone(), move |host_id| {
+            let watch = hosts::watch_presence(
+                std::slice::from_ref(host_id),
+                Callback::from(move |(_, up): (String, bool)| online.set(Some(up))),
+            );
+            move || drop(watch)
+        });
+    }
+
+    // Each new connection: remember the host, and (re)open the live session list.
+    let generation = match status.0 {
+        Status::Connected => status.1,
+        _ => 0,
+    };
+    {
+        let (link, sessions, credential, address) =
+            ((*link).clone(), sessions.clone(), (*credential).clone(), props.address.clone());
+        use_effect_with(generation, move |generation| {
+            if let (true, Some(link)) = (*generation > 0, link) {
+                wasm_bindgen_futures::spawn_local(on_connected(link, sessions, credential, address));
+            }
+        });
+    }
+
+    // No secret, or a password that did not work: ask (again).
+    let failed = match &status.0 {
+        Status::Failed(message) => Some(message.clone()),
+        _ => None,
+    };
+    let asking = match &*credential {
+        None => Some(None),
+        Some(c) if !c.invite && failed.is_some() => Some(failed),
+        Some(_) => None,
+    };
+    if let Some(error) = asking {
+        let on_password = {
+            let (credential, status) = (credential.clone(), status.clone());
+            Callback::from(move |password: String| {
+                status.set((Status::Connecting, 0));
+                credential.set(Some(Credential {
+                    identity: PASSWORD_IDENTITY.to_owned(),
+                    secret: password,
+                    invite: false,
+                }))
+            })
+        };
+        return html! { <PasswordForm host_id={props.address.host_id.clone()} on_submit={on_password} {error} /> };
+    }
+
+    let open_tab = {
+        let (tabs, active) = (tabs.clone(), active.clone());
+        Callback::from(move |id: String| {
+            if !tabs.contains(&id) {
+                let mut next = (*tabs).clone();
+                next.push(id.clone());
+                tabs.set(next);
+            }
+            active.set(Some(id));
+        })
+    };
+    let close_tab = {
+        let (tabs, active) = (tabs.clone(), active.clone());
+        Callback::from(move |id: String| {
+            let next: Vec<String> = tabs.iter().filter(|t| **t != id).cloned().collect();
+            if active.as_deref() == Some(id.as_str()) {
+                active.set(next.last().cloned());
+            }
+            tabs.set(next);
+        })
+    };
+    let new_shell = {
+        let (link, open_tab) = ((*link).clone(), open_tab.clone());
+        Callback::from(move |_: MouseEvent| {
+            let (Some(link), open_tab) = (link.clone(), open_tab.clone()) else { return };
+            wasm_bindgen_futures::spawn_local(async move {
+                let request =
+                    Request::Start { command: Vec::new(), title: None, cwd: None, cols: 80, rows: 24, notify: None };
+                if let Ok((Response::Session { session }, _)) = link.call(&request, Vec::new()).await {
+                    open_tab.emit(session.id);
+                }
+            });
+        })
+    };
+    let stop = {
+        let link = (*link).clone();
+        Callback::from(move |id: String| {
+            if let Some(link) = link.clone() {
+                wasm_bindgen_futures::spawn_local(async move {
+                    let _ = link.call(&Request::Stop { session: id, grace_ms: 2_000 }, Vec::new()).await;
+                });
+            }
+        })
+    };
+
+    let titles: HashMap<&str, &str> = sessions.iter().map(|s| (s.id.as_str(), s.title.as_str())).collect();
+    let tab_buttons = tabs.iter().map(|id| {
+        let select = {
+            let (active, id) = (active.clone(), id.clone());
+            Callback::from(move |_: MouseEvent| active.set(Some(id.clone())))
+        };
+        let close = {
+            let (close_tab, id) = (close_tab.clone(), id.clone());
+            Callback::from(move |e: MouseEvent| {
+                e.stop_propagation();
+                close_tab.emit(id.clone())
+            })
+        };
+        let class = classes!("tab", (active.as_deref() == Some(id.as_str())).then_some("active"));
+        html! {
+            <span {class} data-session={id.clone()} onclick={select}>
+                { titles.get(id.as_str()).copied().unwrap_or(id.as_str()) }
+                <button class="close" title="Close the tab (the session keeps running)" onclick={close}>{ "×" }</button>
+            </span>
+        }
+    });
+    let panes = match &*link {
+        Some(link) => tabs
+            .iter()
+            .map(|id| {
+                html! {
+                    <TerminalPane key={id.clone()} link={link.clone()} session={id.clone()} {generation}
+                        active={active.as_deref() == Some(id.as_str())}
+                        ctrl_latch={Rc::clone(&ctrl_latch)} keys={Rc::clone(&keys)} />
+                }
+            })
+            .collect::<Html>(),
+        None => Html::default(),
+    };
+    html! {
+        <div class="workspace">
+            <StatusBar status={status.0.clone()} online={*online} host_id={props.address.host_id.clone()} />
+            <div class="columns">
+                <SessionList sessions={(*sessions).clone()} on_open={open_tab} on_stop={stop}
+                    on_new={new_shell} connected={generation > 0} />
+                <div class="terminals">
+                    <div class="tabs">{ for tab_buttons }</div>
+                    { panes }
+                    <KeyBar ctrl_latch={Rc::clone(&ctrl_latch)} keys={Rc::clone(&keys)} />
+                </div>
+            </div>
+        </div>
+    }
+}
+
+/// After authenticating: remember the host (and, for an invite, its secret for this tab only,
+/// taking it out of the address bar), then follow the session list.
+async fn on_connected(
+    link: Link,
+    sessions: UseStateHandle<Vec<SessionInfo>>,
+    credential: Option<Credential>,
+    address: HostAddress,
+) {
+    if let Ok((Response::HostInfo { name, .. }, _)) = link.call(&Request::HostInfo, Vec::new()).await {
+        hosts::save(SavedHost { host_id: address.host_id.clone(), relay: address.relay.clone(), name });
+    }
+    if let Some(credential) = credential.filter(|c| c.invite) {
+        hosts::remember_secret(&address.host_id, &credential.secret);
+        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&format!("#{}", address.host_id)));
+        }
+    }
+    // Newline-separated JSON arrays; a line may arrive in pieces.
+    let partial = Rc::new(RefCell::new(Vec::<u8>::new()));
+    let owner = {
+        let link = link.clone();
+        Callback::from(move |(stream, event): (u32, StreamEvent)| {
+            let StreamEvent::Data { bytes, .. } = event else { return };
+            let mut buffer = partial.borrow_mut();
+            buffer.extend_from_slice(&bytes);
+            if let Some(cut) = buffer.iter().rposition(|&b| b == b'\n') {
+                let lines: Vec<u8> = buffer.drain(..=cut).collect();
+                let latest = lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()).next_back();
+                if let Some(list) = latest.and_then(|l| serde_json::from_slice::<Vec<SessionInfo>>(l).ok()) {
+                    sessions.set(list);
+                }
+            }
+            link.consumed(stream, bytes.len() as u64);
+        })
+    };
+    let _ = link.open_stream(&Request::WatchSessions { limit: None }, owner).await;
+}
+
+/// Window listeners that must live as long as the link: back online, and page restored from
+/// the back-forward cache (its sockets are dead even if no close event said so).
+struct PageListeners {
+    online: Closure<dyn FnMut()>,
+    pageshow: Closure<dyn FnMut(web_sys::PageTransitionEvent)>,
+}
+
+impl Drop for PageListeners {
+    fn drop(&mut self) {
+        if let Some(window) = web_sys::window() {
+            let _ = window.remove_event_listener_with_callback("online", self.online.as_ref().unchecked_ref());
+            let _ = window.remove_event_listener_with_callback("pageshow", self.pageshow.as_ref().unchecked_ref());
+        }
+    }
+}
+
+fn page_listeners(link: &Link) -> PageListeners {
+    let online = {
+        let link = link.clone();
+        Closure::<dyn FnMut()>::new(move || link.nudge())
+    };
+    let pageshow = {
+        let link = link.clone();
+        Closure::<dyn FnMut(web_sys::PageTransitionEvent)>::new(move |e: web_sys::PageTransitionEvent| {
+            if e.persisted() {
+                link.reconnect_now();
+            }
+        })
+    };
+    if let Some(window) = web_sys::window() {
+        let _ = window.add_event_listener_with_callback("online", online.as_ref().unchecked_ref());
+        let _ = window.add_event_listener_with_callback("pageshow", pageshow.as_ref().unchecked_ref());
+    }
+    PageListeners { online, pageshow }
+}
+
+#[derive(Properties, PartialEq)]
+struct StatusProps {
+    status: Status,
+    online: Option<bool>,
+    host_id: String,
+}
+
+#[function_component(StatusBar)]
+fn status_bar(props: &StatusProps) -> Html {
+    let (text, class) = match &props.status {
+        Status::Connecting => ("connecting…".to_owned(), "connecting"),
+        Status::Connected => ("connected via relay".to_owned(), "connected"),
+        Status::Reconnecting { in_ms, why } => {
+            let offline = if props.online == Some(false) { "host offline; " } else { "" };
+            (format!("{offline}reconnecting in {:.1}s ({why})", f64::from(*in_ms) / 1000.0), "reconnecting")
+        }
+        Status::Failed(message) => (message.clone(), "failed"),
+    };
+    let presence = match props.online {
+        Some(true) => "online",
+        Some(false) => "offline",
+        None => "",
+    };
+    html! {
+        <header class="bar">
+            <a class="brand" href="#">{ "Tether" }</a>
+            <span class="host-id" title="host id">{ &props.host_id }</span>
+            <span class={classes!("presence", presence)}>{ presence }</span>
+            <span class={classes!("status", class)} id="status" role="status">{ text }</span>
+        </header>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct ListProps {
+    sessions: Vec<SessionInfo>,
+    on_open: Callback<String>,
+    on_stop: Callback<String>,
+    on_new: Callback<MouseEvent>,
+    connected: bool,
+}
+
+#[function_component(SessionList)]
+fn session_list(props: &ListProps) -> Html {
+    let rows = props.sessions.iter().map(|s| {
+        let live = matches!(s.status, SessionStatus::Running | SessionStatus::Created | SessionStatus::Stopping);
+        let open = {
+            let (on_open, id) = (props.on_open.clone(), s.id.clone());
+            Callback::from(move |_: MouseEvent| on_open.emit(id.clone()))
+        };
+        let stop = {
+            let (on_stop, id) = (props.on_stop.clone(), s.id.clone());
+            Callback::from(move |_: MouseEvent| on_stop.emit(id.clone()))
+        };
+        let created = js_sys::Date::new(&JsValue::from_f64(s.created_at as f64)).to_locale_string("default", &JsValue::UNDEFINED);
+        html! {
+            <li class={classes!("session", s.status.as_str())} data-session={s.id.clone()}>
+                <button class="open" onclick={open} title={s.command.join(" ")}>
+                    <span class="title">{ &s.title }</span>
+                    if s.waiting_for_input { <span class="badge" title={s.input_reason.clone()}>{ "input" }</span> }
+                    <span class="command">{ s.command.join(" ") }</span>
+                    <span class="meta">{ format!("{} · {} · {}", s.id, s.status.as_str(), String::from(created)) }</span>
+                </button>
+                if live { <button class="stop" onclick={stop} title="Stop (SIGTERM, then SIGKILL)">{ "Stop" }</button> }
+            </li>
+        }
+    });
+    html! {
+        <aside class="sessions">
+            <button class="new" onclick={props.on_new.clone()} disabled={!props.connected}>{ "New shell" }</button>
+            <ul>{ for rows }</ul>
+        </aside>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct PasswordProps {
+    host_id: String,
+    on_submit: Callback<String>,
+    /// Why the last attempt failed.
+    error: Option<String>,
+}
+
+#[function_component(PasswordForm)]
+fn password_form(props: &PasswordProps) -> Html {
+    let input = use_node_ref();
+    let submit = {
+        let (input, on_submit) = (input.clone(), props.on_submit.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            if let Some(field) = input.cast::<web_sys::HtmlInputElement>() {
+                on_submit.emit(field.value());
+            }
+        })
+    };
+    html! {
+        <form class="password" onsubmit={submit}>
+            <h2>{ "Password" }</h2>
+            <p>{ "This link has no secret. Enter the host's password (" }<code>{ "tether passwd" }</code>{ ")." }</p>
+            <p class="host-id">{ &props.host_id }</p>
+            if let Some(error) = &props.error { <p class="error" role="alert">{ error }</p> }
+            <input ref={input} type="password" autocomplete="current-password" autofocus=true />
+            <button type="submit">{ "Connect" }</button>
+        </form>
+    }
+}

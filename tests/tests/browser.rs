@@ -1,0 +1,276 @@
+//! The web app over a real relay and agent, driven in a real headless Chromium: open the invite,
+//! use terminals, survive a relay restart, take big output — with no console errors.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tether_tests::agent::{pair, Agent};
+use tether_tests::webdriver::Browser;
+use tether_tests::{marker, wait_until, Relay};
+
+/// Page work (WASM start, SRP, first prompt) takes well under a second when healthy.
+const PAGE: Duration = Duration::from_secs(30);
+/// Enough for 20 MB to cross relay and page on a loaded 2-core machine in a debug build.
+const BULK: Duration = Duration::from_secs(180);
+
+fn scratch() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// A host with bash as its shell (the tests type `$RANDOM`), paired with `relay`.
+fn host_for(relay: &Relay) -> (Agent, String) {
+    let host = Agent::with_env(scratch(), &[("SHELL", Path::new("/bin/bash"))]);
+    let invite = pair(&host, relay);
+    (host, invite)
+}
+
+/// The browser's view of the page, through small scripts.
+struct Page<'a>(&'a Browser);
+
+impl Page<'_> {
+    fn script(&self, body: &str, args: Value) -> Value {
+        self.0.execute(body, args)
+    }
+
+    fn status(&self) -> String {
+        self.script("return (document.getElementById('status') || {}).textContent || ''", json!([]))
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn wait_status(&self, wanted: &str) -> String {
+        wait_until(PAGE, &format!("the status to say {wanted:?}"), || {
+            let status = self.status();
+            status.contains(wanted).then_some(status)
+        })
+    }
+
+    fn click(&self, css: &str) {
+        let found =
+            self.script("const e = document.querySelector(arguments[0]); if (e) e.click(); return !!e", json!([css]));
+        assert_eq!(found, json!(true), "nothing to click at {css}");
+    }
+
+    /// The visible text of the terminal of `session` (the active one when `None`).
+    fn terminal_text(&self, session: Option<&str>) -> String {
+        // What is on screen: the viewport's lines of the terminal's buffer.
+        let script = "const pane = arguments[0] ? document.querySelector(`.pane[data-session='${arguments[0]}']`) \
+                      : document.querySelector('.pane:not(.hidden)'); \
+                      const term = pane && pane.querySelector('.terminal').xterm; if (!term) return ''; \
+                      const buf = term.buffer.active; const lines = []; \
+                      for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
+                        const line = buf.getLine(i); lines.push(line ? line.translateToString(true) : ''); } \
+                      return lines.join('\\n')";
+        self.script(script, json!([session])).as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A terminal attribute (`data-seq`: bytes written; `data-ended`).
+    fn terminal_attr(&self, session: &str, name: &str) -> Option<String> {
+        let script = "const t = document.querySelector(`.pane[data-session='${arguments[0]}'] .terminal`); \
+                      return t ? t.getAttribute(arguments[1]) : null";
+        self.script(script, json!([session, name])).as_str().map(str::to_owned)
+    }
+
+    fn active_session(&self) -> Option<String> {
+        self.script(
+            "const p = document.querySelector('.pane:not(.hidden)'); return p ? p.dataset.session : null",
+            json!([]),
+        )
+        .as_str()
+        .map(str::to_owned)
+    }
+
+    /// Wait until the terminal's text passes `check`; on time-out, show what it did say.
+    fn wait_text(&self, session: Option<&str>, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + PAGE;
+        loop {
+            let text = self.terminal_text(session);
+            if check(&text) {
+                return text;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; the terminal shows:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Type into the active terminal as a user would.
+    fn type_text(&self, text: &str) {
+        let input =
+            wait_until(PAGE, "the terminal's input", || self.0.find(".pane:not(.hidden) .xterm-helper-textarea"));
+        self.0.send_keys(&input, text);
+    }
+
+    /// "New shell", then wait for its prompt; returns the session id.
+    fn new_shell(&self, before: Option<&str>) -> String {
+        self.click(".sessions .new");
+        let id = wait_until(PAGE, "a new tab", || self.active_session().filter(|id| Some(id.as_str()) != before));
+        self.wait_text(Some(&id), "a shell prompt", |t| t.lines().any(|l| l.trim_end().ends_with(['$', '#'])));
+        id
+    }
+}
+
+fn screenshot(browser: &Browser, name: &str) -> PathBuf {
+    let path = scratch().join("screenshots").join(format!("{name}.png"));
+    browser.screenshot(&path);
+    path
+}
+
+fn assert_no_console_errors(browser: &Browser) {
+    let errors = browser.console_errors();
+    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+}
+
+#[test]
+fn the_invite_opens_a_terminal_on_the_host() {
+    let relay = Relay::start();
+    let (_host, invite) = host_for(&relay);
+    let browser = Browser::start(scratch());
+    let page = Page(&browser);
+    browser.goto(&invite);
+    page.wait_status("connected via relay");
+    page.new_shell(None);
+    page.type_text("echo tether-$RANDOM\n");
+    let text = page.wait_text(None, "echo's output", |t| {
+        t.lines().any(|l| {
+            l.trim_end().strip_prefix("tether-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    });
+    let shot = screenshot(&browser, "invite-terminal");
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000), "screenshot {}", shot.display());
+    // The secret has left the address bar (it stays in this tab's session storage only).
+    let url = page.script("return location.href", json!([]));
+    let secret = invite.rsplit('.').next().unwrap_or_default();
+    assert!(!url.as_str().unwrap_or_default().contains(secret), "{url}\n{text}");
+    assert_no_console_errors(&browser);
+}
+
+#[test]
+fn a_wrong_secret_is_refused_clearly_and_a_stopped_agent_shows_offline() {
+    let relay = Relay::start();
+    let (host, invite) = host_for(&relay);
+    let browser = Browser::start(scratch());
+    let page = Page(&browser);
+    let (base, secret) = invite.rsplit_once('.').expect("invite");
+    let wrong: String = secret.chars().rev().collect();
+    browser.goto(&format!("{base}.{wrong}"));
+    let status = page.wait_status("authentication failed");
+    assert!(status.contains("unknown or revoked invite"), "{status}");
+
+    browser.goto(&invite);
+    page.wait_status("connected via relay");
+    host.ok(&["daemon", "stop", "--grace", "0s"]);
+    page.wait_status("host offline");
+    browser.goto(&relay.url);
+    wait_until(PAGE, "the host list to show the host offline", || {
+        let state =
+            page.script("const h = document.querySelector('.host'); return h ? h.dataset.presence : null", json!([]));
+        (state == json!("offline")).then_some(())
+    });
+    screenshot(&browser, "host-offline");
+    assert_no_console_errors(&browser);
+}
+
+#[test]
+fn two_tabs_work_independently_and_cli_sessions_appear() {
+    let relay = Relay::start();
+    let (host, invite) = host_for(&relay);
+    let browser = Browser::start(scratch());
+    let page = Page(&browser);
+    browser.goto(&invite);
+    page.wait_status("connected via relay");
+
+    // A session started from the CLI on the host appears in the list by itself.
+    let from_cli = host.start_shell();
+    wait_until(PAGE, "the CLI's session in the list", || {
+        let found = page
+            .script("return !!document.querySelector(`.session[data-session='${arguments[0]}']`)", json!([from_cli]));
+        (found == json!(true)).then_some(())
+    });
+    page.click(&format!(".session[data-session='{from_cli}'] .open"));
+    wait_until(PAGE, "its tab", || (page.active_session().as_deref() == Some(from_cli.as_str())).then_some(()));
+    let other = page.new_shell(Some(&from_cli));
+
+    let (one, two) = (marker("tab-one"), marker("tab-two"));
+    page.type_text(&format!("echo {two}\n"));
+    page.wait_text(Some(&other), "output in the second tab", |t| t.lines().any(|l| l.trim_end() == two));
+    page.click(&format!(".tab[data-session='{from_cli}']"));
+    wait_until(PAGE, "the first tab again", || {
+        (page.active_session().as_deref() == Some(from_cli.as_str())).then_some(())
+    });
+    page.type_text(&format!("echo {one}\n"));
+    host.wait_for_line(&from_cli, &one);
+    page.wait_text(Some(&from_cli), "output in the first tab", |t| t.lines().any(|l| l.trim_end() == one));
+    assert!(!page.terminal_text(Some(&other)).contains(&one), "the second tab got the first tab's output");
+    assert!(!page.terminal_text(Some(&from_cli)).contains(&two), "the first tab got the second tab's output");
+    screenshot(&browser, "two-tabs");
+    assert_no_console_errors(&browser);
+}
+
+#[test]
+fn the_page_reconnects_after_a_relay_restart_and_shows_what_it_missed_once() {
+    let relay = Relay::start();
+    let address = relay.address();
+    let (host, invite) = host_for(&relay);
+    let browser = Browser::start(scratch());
+    let page = Page(&browser);
+    browser.goto(&invite);
+    page.wait_status("connected via relay");
+    let id = page.new_shell(None);
+
+    drop(relay);
+    page.wait_status("reconnecting");
+    // Output produced while the relay is down (typed on the host itself).
+    host.ok(&["send", &id, "echo during-$((20+22))", "key:enter"]);
+    host.wait_for_line(&id, "during-42");
+    let _relay = Relay::start_at(&address);
+    page.wait_status("connected via relay");
+    let text = page.wait_text(Some(&id), "the missed output", |t| t.lines().any(|l| l.trim_end() == "during-42"));
+    assert_eq!(text.lines().filter(|l| l.trim_end() == "during-42").count(), 1, "shown once:\n{text}");
+    assert_eq!(text.lines().filter(|l| l.contains("echo during-")).count(), 1, "command shown once:\n{text}");
+    // And the terminal still works.
+    page.type_text("echo after-$((40+2))\n");
+    page.wait_text(Some(&id), "output after the restart", |t| t.lines().any(|l| l.trim_end() == "after-42"));
+    assert_no_console_errors(&browser);
+}
+
+#[test]
+fn big_output_reaches_the_terminal_completely() {
+    let relay = Relay::start();
+    let (host, invite) = host_for(&relay);
+    let browser = Browser::start(scratch());
+    let page = Page(&browser);
+    browser.goto(&invite);
+    page.wait_status("connected via relay");
+    let id = page.new_shell(None);
+
+    // Every byte the session printed has been written to the terminal.
+    let wait_all_written = |what: &str| {
+        wait_until(BULK, what, || {
+            let info = host.info(&id);
+            let printed = info["output_bytes"].as_u64()?;
+            let written: u64 = page.terminal_attr(&id, "data-seq")?.parse().ok()?;
+            (written == printed && written > 0).then_some(written)
+        })
+    };
+    page.type_text("seq 1 200000; echo seq-$((1+1))-done\n");
+    host.wait_for_line(&id, "seq-2-done");
+    page.wait_text(Some(&id), "seq's last line", |t| t.lines().any(|l| l.trim_end() == "seq-2-done"));
+    wait_all_written("all of seq's output in the terminal");
+    assert!(page.terminal_text(Some(&id)).lines().any(|l| l.trim_end() == "200000"), "last number visible");
+    // Responsive: a script runs at once, and typing still echoes.
+    page.type_text("echo still-$((3+4))\n");
+    page.wait_text(Some(&id), "an echo after seq", |t| t.lines().any(|l| l.trim_end() == "still-7"));
+
+    let file = scratch().join(marker("bulk.b64"));
+    let make = format!("head -c 15000000 /dev/urandom | base64 > {}", file.display());
+    assert!(std::process::Command::new("sh").args(["-c", &make]).status().is_ok_and(|s| s.success()));
+    page.type_text(&format!("cat {}; echo cat-$((5+5))-done\n", file.display()));
+    host.wait_for_line(&id, "cat-10-done");
+    let written = wait_all_written("all of the 20 MB cat in the terminal");
+    assert!(written > 20_000_000, "{written} bytes");
+    page.wait_text(Some(&id), "cat's end", |t| t.lines().any(|l| l.trim_end() == "cat-10-done"));
+    let _ = std::fs::remove_file(&file);
+    assert_no_console_errors(&browser);
+}
