@@ -241,16 +241,17 @@ fn logs_and_attach_work_through_the_relay() {
     wait_reachable(&client, &invite);
 
     let id = host.start_shell();
-    host.ok(&["send", &id, "seq 1 20000 | sed 's/^/row-/'", "key:enter"]);
-    host.wait_for_line(&id, "row-20000");
+    // 1.6 MB: more than the 1 MiB ring, so attach replays from a byte well past 0.
+    host.ok(&["send", &id, "seq 1 150000 | sed 's/^/row-/'", "key:enter"]);
+    host.wait_for_line(&id, "row-150000");
     let tail = client.ok(&["logs", "-H", &invite, &id, "--tail", "2"]);
-    assert!(tail.starts_with("row-20000\n"), "the last row, then the prompt: {tail:?}");
+    assert!(tail.starts_with("row-150000\n"), "the last row, then the prompt: {tail:?}");
     let all = client.ok(&["logs", "-H", &invite, &id]);
     let rows: Vec<&str> = all.lines().filter(|l| l.starts_with("row-")).collect();
-    assert_eq!(rows.len(), 20_000, "every line through the relay");
+    assert_eq!(rows.len(), 150_000, "every line through the relay");
 
     let mut attached = PtyClient::spawn(&client, &["attach", "-H", &invite, &id]);
-    attached.wait_for("row-20000");
+    attached.wait_for("row-150000");
     attached.type_bytes(b"echo typed-over-relay\r");
     host.wait_for_line(&id, "typed-over-relay");
     attached.wait_for("typed-over-relay\r\n");
