@@ -401,7 +401,16 @@ async fn run(command: Command, host: Option<String>, state: StateDir) -> Result<
                 println!("tether daemon not running");
                 return Ok(ExitCode::SUCCESS);
             };
-            client.call(&Request::DaemonStop { grace_ms: grace.as_millis() as u64 }, Vec::new()).await?;
+            // The daemon may exit before its answer is out: what counts is that it is gone.
+            let _ = client.call(&Request::DaemonStop { grace_ms: grace.as_millis() as u64 }, Vec::new()).await;
+            drop(client);
+            let deadline = std::time::Instant::now() + grace + Duration::from_secs(10);
+            while Client::connect(&state, false).await.is_ok() {
+                if std::time::Instant::now() > deadline {
+                    return Err("the daemon did not stop".into());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             println!("tether daemon stopped");
             Ok(ExitCode::SUCCESS)
         }

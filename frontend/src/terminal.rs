@@ -349,6 +349,7 @@ fn on_stream_event(
             let (pane, link, session, container) = (pane.clone(), link.clone(), session.to_owned(), container.clone());
             let done = Closure::once_into_js(move || {
                 link.consumed(stream, len);
+                mark_first_output();
                 if let Some(element) = container.cast::<web_sys::Element>() {
                     let _ = element.set_attribute("data-seq", &end.to_string());
                 }
@@ -368,6 +369,22 @@ fn on_stream_event(
             }
         }
     }
+}
+
+/// `performance` mark `tether:first-output` once the first output of the page has been
+/// painted (the frame after xterm.js parsed it): the page-load → first-prompt figure.
+fn mark_first_output() {
+    thread_local!(static MARKED: Cell<bool> = const { Cell::new(false) });
+    if MARKED.with(|m| m.replace(true)) {
+        return;
+    }
+    let Some(window) = web_sys::window() else { return };
+    let mark = Closure::once_into_js(|| {
+        if let Some(performance) = web_sys::window().and_then(|w| w.performance()) {
+            let _ = performance.mark("tether:first-output");
+        }
+    });
+    let _ = window.request_animation_frame(mark.unchecked_ref());
 }
 
 fn skipped_note(from: u64, to: u64, session: &str) -> String {

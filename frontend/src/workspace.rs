@@ -82,12 +82,25 @@ pub fn workspace(props: &Props) -> Html {
         Status::Connected => status.1,
         _ => 0,
     };
+    let open_tab = {
+        let (tabs, active) = (tabs.clone(), active.clone());
+        Callback::from(move |id: String| {
+            if !tabs.contains(&id) {
+                let mut next = (*tabs).clone();
+                next.push(id.clone());
+                tabs.set(next);
+            }
+            active.set(Some(id));
+        })
+    };
     {
-        let (link, sessions, credential, address) =
-            ((*link).clone(), sessions.clone(), (*credential).clone(), props.address.clone());
+        let (link, sessions, credential, address, open_tab) =
+            ((*link).clone(), sessions.clone(), (*credential).clone(), props.address.clone(), open_tab.clone());
+        let first_visit = tabs.is_empty();
         use_effect_with(generation, move |generation| {
             if let (true, Some(link)) = (*generation > 0, link) {
-                wasm_bindgen_futures::spawn_local(on_connected(link, sessions, credential, address));
+                let land = (*generation == 1 && first_visit).then_some(open_tab);
+                wasm_bindgen_futures::spawn_local(on_connected(link, sessions, credential, address, land));
             }
         });
     }
@@ -117,17 +130,6 @@ pub fn workspace(props: &Props) -> Html {
         return html! { <PasswordForm host_id={props.address.host_id.clone()} on_submit={on_password} {error} /> };
     }
 
-    let open_tab = {
-        let (tabs, active) = (tabs.clone(), active.clone());
-        Callback::from(move |id: String| {
-            if !tabs.contains(&id) {
-                let mut next = (*tabs).clone();
-                next.push(id.clone());
-                tabs.set(next);
-            }
-            active.set(Some(id));
-        })
-    };
     let close_tab = {
         let (tabs, active) = (tabs.clone(), active.clone());
         Callback::from(move |id: String| {
@@ -143,9 +145,7 @@ pub fn workspace(props: &Props) -> Html {
         Callback::from(move |_: MouseEvent| {
             let (Some(link), open_tab) = (link.clone(), open_tab.clone()) else { return };
             wasm_bindgen_futures::spawn_local(async move {
-                let request =
-                    Request::Start { command: Vec::new(), title: None, cwd: None, cols: 80, rows: 24, notify: None };
-                if let Ok((Response::Session { session }, _)) = link.call(&request, Vec::new()).await {
+                if let Ok((Response::Session { session }, _)) = link.call(&new_shell_request(), Vec::new()).await {
                     open_tab.emit(session.id);
                 }
             });
@@ -213,12 +213,14 @@ pub fn workspace(props: &Props) -> Html {
 }
 
 /// After authenticating: remember the host (and, for an invite, its secret for this tab only,
-/// taking it out of the address bar), then follow the session list.
+/// taking it out of the address bar), land in a terminal on the first visit (`land`: the newest
+/// running session, or a new shell), then follow the session list.
 async fn on_connected(
     link: Link,
     sessions: UseStateHandle<Vec<SessionInfo>>,
     credential: Option<Credential>,
     address: HostAddress,
+    land: Option<Callback<String>>,
 ) {
     if let Ok((Response::HostInfo { name, .. }, _)) = link.call(&Request::HostInfo, Vec::new()).await {
         hosts::save(SavedHost { host_id: address.host_id.clone(), relay: address.relay.clone(), name });
@@ -227,6 +229,23 @@ async fn on_connected(
         hosts::remember_secret(&address.host_id, &credential.secret);
         if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&format!("#{}", address.host_id)));
+        }
+    }
+    if let Some(open_tab) = land {
+        let running = Request::List { statuses: vec![SessionStatus::Running], search: None, limit: Some(1) };
+        let newest = match link.call(&running, Vec::new()).await {
+            Ok((Response::Sessions { sessions }, _)) => sessions.into_iter().next(),
+            _ => None,
+        };
+        let landing = match newest {
+            Some(session) => Some(session),
+            None => match link.call(&new_shell_request(), Vec::new()).await {
+                Ok((Response::Session { session }, _)) => Some(session),
+                _ => None,
+            },
+        };
+        if let Some(session) = landing {
+            open_tab.emit(session.id);
         }
     }
     // Newline-separated JSON arrays; a line may arrive in pieces.
@@ -248,6 +267,11 @@ async fn on_connected(
         })
     };
     let _ = link.open_stream(&Request::WatchSessions { limit: None }, owner).await;
+}
+
+/// The user's shell; its size follows once the tab has attached.
+fn new_shell_request() -> Request {
+    Request::Start { command: Vec::new(), title: None, cwd: None, cols: 80, rows: 24, notify: None }
 }
 
 /// Window listeners that must live as long as the link: back online, and page restored from

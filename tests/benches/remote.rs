@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tether_tests::agent::{Agent, PtyClient};
+use tether_tests::agent::{pair, wait_reachable, Agent, PtyClient};
 use tether_tests::process::Guard;
 use tether_tests::{wait_until, Relay};
 
@@ -28,6 +28,7 @@ fn main() {
     let host = Agent::new(&scratch);
     let invite = pair(&host, &relay);
     let client = Agent::new(&scratch);
+    wait_reachable(&client, &invite);
 
     println!("remote benchmark (release binaries, loopback, {} MB)", BYTES / 1_000_000);
     let command = format!("head -c {BYTES} /dev/zero");
@@ -58,17 +59,6 @@ fn main() {
         "  keystroke → echo  tether p50 {:>5.2} ms p99 {:>5.2} ms   ssh p50 {:>5.2} ms p99 {:>5.2} ms   tether/ssh (p50) {:.2}",
         ms(t50), ms(t99), ms(s50), ms(s99), t50.as_secs_f64() / s50.as_secs_f64()
     );
-}
-
-fn pair(host: &Agent, relay: &Relay) -> String {
-    let out = host.ok(&["pair", "--relay", relay.url.trim_end_matches('/'), "--json"]);
-    let invite =
-        serde_json::from_str::<serde_json::Value>(&out).expect("json")["invite"].as_str().expect("invite").to_owned();
-    let client = Agent::new(&host.state.join(".."));
-    wait_until(Duration::from_secs(20), "the host to register", || {
-        client.run(&["ls", "-H", &invite]).status.success().then_some(())
-    });
-    invite
 }
 
 /// Wall time of a command whose stdout must be exactly `BYTES` long.

@@ -84,6 +84,11 @@ impl Browser {
         self.call("POST", "/execute/sync", Some(json!({ "script": script, "args": args })))
     }
 
+    /// Run `script` asynchronously: it ends by calling `arguments[arguments.length - 1](result)`.
+    pub fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.call("POST", "/execute/async", Some(json!({ "script": script, "args": args })))
+    }
+
     /// The first element matching a CSS selector, if any.
     pub fn find(&self, css: &str) -> Option<String> {
         let body = json!({ "using": "css selector", "value": css });

@@ -102,11 +102,29 @@ impl Page<'_> {
         self.0.send_keys(&input, text);
     }
 
+    fn tabs(&self) -> Vec<String> {
+        let ids = self.script("return [...document.querySelectorAll('.tab')].map(t => t.dataset.session)", json!([]));
+        serde_json::from_value(ids).unwrap_or_default()
+    }
+
+    fn wait_prompt(&self, id: &str) {
+        self.wait_text(Some(id), "a shell prompt", |t| t.lines().any(|l| l.trim_end().ends_with(['$', '#'])));
+    }
+
+    /// Opening the invite lands in a terminal: wait for it and its prompt; returns the session.
+    fn landed(&self) -> String {
+        self.wait_status("connected via relay");
+        let id = wait_until(PAGE, "the first terminal tab", || self.active_session());
+        self.wait_prompt(&id);
+        id
+    }
+
     /// "New shell", then wait for its prompt; returns the session id.
-    fn new_shell(&self, before: Option<&str>) -> String {
+    fn new_shell(&self) -> String {
+        let before = self.tabs();
         self.click(".sessions .new");
-        let id = wait_until(PAGE, "a new tab", || self.active_session().filter(|id| Some(id.as_str()) != before));
-        self.wait_text(Some(&id), "a shell prompt", |t| t.lines().any(|l| l.trim_end().ends_with(['$', '#'])));
+        let id = wait_until(PAGE, "a new tab", || self.active_session().filter(|id| !before.contains(id)));
+        self.wait_prompt(&id);
         id
     }
 }
@@ -129,8 +147,7 @@ fn the_invite_opens_a_terminal_on_the_host() {
     let browser = Browser::start(scratch());
     let page = Page(&browser);
     browser.goto(&invite);
-    page.wait_status("connected via relay");
-    page.new_shell(None);
+    page.landed();
     page.type_text("echo tether-$RANDOM\n");
     let text = page.wait_text(None, "echo's output", |t| {
         t.lines().any(|l| {
@@ -179,7 +196,7 @@ fn two_tabs_work_independently_and_cli_sessions_appear() {
     let browser = Browser::start(scratch());
     let page = Page(&browser);
     browser.goto(&invite);
-    page.wait_status("connected via relay");
+    page.landed();
 
     // A session started from the CLI on the host appears in the list by itself.
     let from_cli = host.start_shell();
@@ -190,7 +207,7 @@ fn two_tabs_work_independently_and_cli_sessions_appear() {
     });
     page.click(&format!(".session[data-session='{from_cli}'] .open"));
     wait_until(PAGE, "its tab", || (page.active_session().as_deref() == Some(from_cli.as_str())).then_some(()));
-    let other = page.new_shell(Some(&from_cli));
+    let other = page.new_shell();
 
     let (one, two) = (marker("tab-one"), marker("tab-two"));
     page.type_text(&format!("echo {two}\n"));
@@ -216,8 +233,7 @@ fn the_page_reconnects_after_a_relay_restart_and_shows_what_it_missed_once() {
     let browser = Browser::start(scratch());
     let page = Page(&browser);
     browser.goto(&invite);
-    page.wait_status("connected via relay");
-    let id = page.new_shell(None);
+    let id = page.landed();
 
     drop(relay);
     page.wait_status("reconnecting");
@@ -242,8 +258,8 @@ fn big_output_reaches_the_terminal_completely() {
     let browser = Browser::start(scratch());
     let page = Page(&browser);
     browser.goto(&invite);
-    page.wait_status("connected via relay");
-    let id = page.new_shell(None);
+    page.landed();
+    let id = page.new_shell();
 
     // Every byte the session printed has been written to the terminal.
     let wait_all_written = |what: &str| {

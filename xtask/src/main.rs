@@ -125,6 +125,15 @@ fn bench(args: &[String]) -> Result {
             .args(["bench", "--locked", "-p", "tether-tests", "--bench", "remote"])
             .env("TETHER_BIN_DIR", &bins)
             .env("TETHER_WEB_ROOT", root().join("dist")),
+    )?;
+    // The web app in headless Chromium.
+    let chromedriver = tools::ensure_chromium()?;
+    run_cmd(
+        cargo()
+            .args(["bench", "--locked", "-p", "tether-tests", "--bench", "browser"])
+            .env("TETHER_BIN_DIR", &bins)
+            .env("TETHER_WEB_ROOT", root().join("dist"))
+            .env("CHROMEDRIVER", &chromedriver),
     )
 }
 

@@ -1,0 +1,122 @@
+//! Browser benchmark (`cargo xtask bench`): the release web app through a relay on loopback in
+//! headless Chromium, release binaries. Figures, not pass/fail:
+//! - the WASM bundle, raw and gzip -9;
+//! - page load → first prompt painted (the app's `tether:first-output` performance mark);
+//! - `seq 1 200000` and a 20 MB `cat` of base64: from typing the command to its last line shown
+//!   (output is written in order, so every byte before it was written too);
+//! - keystroke → echo painted, measured inside the page (xterm.js input → render), 50 samples.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tether_tests::agent::{pair, Agent};
+use tether_tests::webdriver::Browser;
+use tether_tests::{wait_until, web_root, Relay};
+
+const LOADS: usize = 3;
+const KEYSTROKES: usize = 50;
+const BULK: Duration = Duration::from_secs(300);
+
+fn main() {
+    let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-bench");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    println!("browser benchmark (release app and binaries, headless Chromium, loopback relay)");
+
+    let (raw, gzipped) = wasm_size(&web_root());
+    println!("  WASM bundle        {raw} B, {gzipped} B gzip -9");
+
+    let relay = Relay::start();
+    let host = Agent::with_env(&scratch, &[("SHELL", Path::new("/bin/bash"))]);
+    let invite = pair(&host, &relay);
+    let browser = Browser::start(&scratch);
+
+    let loads: Vec<f64> = (0..LOADS)
+        .map(|_| {
+            browser.goto(&relay.url); // leave the page, so the next goto is a fresh load
+            browser.goto(&invite);
+            wait_until(Duration::from_secs(60), "the first output mark", || {
+                let mark =
+                    "const m = performance.getEntriesByName('tether:first-output')[0]; return m ? m.startTime : null";
+                browser.execute(mark, json!([])).as_f64()
+            })
+        })
+        .collect();
+    println!("  load → first prompt {}", loads.iter().map(|ms| format!("{ms:.0} ms")).collect::<Vec<_>>().join(", "));
+
+    let input = wait_until(Duration::from_secs(30), "the terminal", || {
+        browser.find(".pane:not(.hidden) .xterm-helper-textarea")
+    });
+    let timed = |command: &str, last_line: &str| -> Duration {
+        let started = Instant::now();
+        browser.send_keys(&input, &format!("{command}\n"));
+        wait_until(BULK, &format!("{last_line:?} on screen"), || {
+            terminal_lines(&browser).iter().any(|l| l.trim_end() == last_line).then_some(())
+        });
+        started.elapsed()
+    };
+    let seq = timed("clear; seq 1 200000; echo seq-$((1+1))-done", "seq-2-done");
+    println!("  seq 1 200000        {:.2} s to the last line", seq.as_secs_f64());
+
+    let file = scratch.join("bulk.b64");
+    let make = format!("head -c 15000000 /dev/urandom | base64 > {}", file.display());
+    assert!(Command::new("sh").args(["-c", &make]).status().is_ok_and(|s| s.success()));
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let cat = timed(&format!("clear; cat {}; echo cat-$((5+5))-done", file.display()), "cat-10-done");
+    println!(
+        "  cat {:.1} MB base64   {:.2} s to the last line ({:.1} MB/s)",
+        size as f64 / 1e6,
+        cat.as_secs_f64(),
+        size as f64 / 1e6 / cat.as_secs_f64()
+    );
+
+    browser.send_keys(&input, "clear; exec cat\n");
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = browser.execute_async(KEYSTROKE_SCRIPT, json!([KEYSTROKES]));
+    let mut samples: Vec<f64> = serde_json::from_value(samples).expect("samples");
+    samples.sort_by(f64::total_cmp);
+    let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
+    println!("  keystroke → echo   p50 {p50:.2} ms  p99 {p99:.2} ms ({} samples, painted)", samples.len());
+}
+
+/// Type one key at a time into the active terminal (as xterm.js's own input), time until the
+/// echo moved the cursor and was rendered.
+const KEYSTROKE_SCRIPT: &str = "
+const [count, done] = [arguments[0], arguments[arguments.length - 1]];
+const term = document.querySelector('.pane:not(.hidden) .terminal').xterm;
+const samples = [];
+const cursor = () => `${term.buffer.active.cursorY + term.buffer.active.baseY}:${term.buffer.active.cursorX}`;
+function one() {
+  if (samples.length >= count) { done(samples); return; }
+  const before = cursor();
+  const started = performance.now();
+  const sub = term.onRender(() => {
+    if (cursor() !== before) { sub.dispose(); samples.push(performance.now() - started); setTimeout(one, 20); }
+  });
+  term.input('k', true);
+}
+one();
+";
+
+fn terminal_lines(browser: &Browser) -> Vec<String> {
+    let script = "const term = document.querySelector('.pane:not(.hidden) .terminal').xterm; \
+                  const buf = term.buffer.active; const lines = []; \
+                  for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
+                    const line = buf.getLine(i); lines.push(line ? line.translateToString(true) : ''); } \
+                  return lines";
+    let value: Value = browser.execute(script, json!([]));
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+fn wasm_size(dist: &Path) -> (u64, u64) {
+    let wasm = std::fs::read_dir(dist)
+        .expect("dist")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .expect("a .wasm in dist");
+    let raw = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
+    let gzip = Command::new("gzip").args(["-9", "-c"]).arg(&wasm).output().expect("gzip");
+    (raw, gzip.stdout.len() as u64)
+}
