@@ -419,8 +419,9 @@ impl Daemon {
                 error(ErrorCode::BadRequest, "only the host's own user can do that (run it on the host)")
             }
             request => {
+                let starts = matches!(request, Request::Start { .. });
                 let reply = self.handle(request, payload).await;
-                if let (Response::Session { session }, _) = &reply {
+                if let (true, (Response::Session { session }, _)) = (starts, &reply) {
                     self.access.started(identity, &session.id);
                 }
                 reply

@@ -217,6 +217,18 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
     hub.unregister(&host_id, generation);
 }
 
+/// What every client-facing endpoint checks first: a browser's page must come from this relay,
+/// and each address may open only so many connections a minute.
+fn screen_client(app: &crate::AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Response> {
+    if !origin_allowed(headers) {
+        return Err((StatusCode::FORBIDDEN, "cross-origin connections are refused\n").into_response());
+    }
+    if !app.relay.admit(peer.ip()) {
+        return Err((StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response());
+    }
+    Ok(())
+}
+
 #[derive(serde::Deserialize)]
 pub struct PresenceQuery {
     hosts: String,
@@ -229,11 +241,8 @@ pub async fn presence_endpoint(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&headers) {
-        return (StatusCode::FORBIDDEN, "cross-origin connections are refused\n").into_response();
-    }
-    if !app.relay.admit(peer.ip()) {
-        return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
+    if let Err(refused) = screen_client(&app, peer, &headers) {
+        return refused;
     }
     let hosts: Vec<String> = query.hosts.split(',').filter(|id| identity::is_host_id(id)).map(str::to_owned).collect();
     if hosts.is_empty() || hosts.len() > MAX_PRESENCE_HOSTS {
@@ -285,11 +294,8 @@ pub async fn client_endpoint(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&headers) {
-        return (StatusCode::FORBIDDEN, "cross-origin connections are refused\n").into_response();
-    }
-    if !app.relay.admit(peer.ip()) {
-        return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
+    if let Err(refused) = screen_client(&app, peer, &headers) {
+        return refused;
     }
     if !identity::is_host_id(&host_id) {
         return (StatusCode::BAD_REQUEST, "not a host id\n").into_response();

@@ -44,6 +44,8 @@ fn an_ephemeral_invite_ends_with_its_command_and_stops_what_it_started() {
     let client = Agent::new(scratch());
     wait_reachable(&client, &invite);
     let started = client.ok(&["start", "-H", &invite, "--detach", "--", "sleep", "300"]).trim().to_owned();
+    // Looking at the host's own session does not make it the share's.
+    client.ok(&["logs", "-H", &invite, &own]);
     let listed = invites(&host);
     assert!(listed.iter().any(|e| e["ephemeral"] == true), "{listed:?}");
 

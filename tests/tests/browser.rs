@@ -18,11 +18,13 @@ fn scratch() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// A host with bash as its shell (the tests type `$RANDOM`), paired with `relay`.
-fn host_for(relay: &Relay) -> (Agent, String) {
+/// A relay, a host paired with it (bash as its shell: the tests type `$RANDOM`), its invite,
+/// and a browser.
+fn setup() -> (Relay, Agent, String, Browser) {
+    let relay = Relay::start();
     let host = Agent::with_env(scratch(), &[("SHELL", Path::new("/bin/bash"))]);
-    let invite = pair(&host, relay);
-    (host, invite)
+    let invite = pair(&host, &relay);
+    (relay, host, invite, Browser::start(scratch()))
 }
 
 /// The browser's view of the page, through small scripts.
@@ -142,9 +144,7 @@ fn assert_no_console_errors(browser: &Browser) {
 
 #[test]
 fn the_invite_opens_a_terminal_on_the_host() {
-    let relay = Relay::start();
-    let (_host, invite) = host_for(&relay);
-    let browser = Browser::start(scratch());
+    let (_relay, _host, invite, browser) = setup();
     let page = Page(&browser);
     browser.goto(&invite);
     page.landed();
@@ -165,9 +165,7 @@ fn the_invite_opens_a_terminal_on_the_host() {
 
 #[test]
 fn a_wrong_secret_is_refused_clearly_and_a_stopped_agent_shows_offline() {
-    let relay = Relay::start();
-    let (host, invite) = host_for(&relay);
-    let browser = Browser::start(scratch());
+    let (relay, host, invite, browser) = setup();
     let page = Page(&browser);
     let (base, secret) = invite.rsplit_once('.').expect("invite");
     let wrong: String = secret.chars().rev().collect();
@@ -191,9 +189,7 @@ fn a_wrong_secret_is_refused_clearly_and_a_stopped_agent_shows_offline() {
 
 #[test]
 fn two_tabs_work_independently_and_cli_sessions_appear() {
-    let relay = Relay::start();
-    let (host, invite) = host_for(&relay);
-    let browser = Browser::start(scratch());
+    let (_relay, host, invite, browser) = setup();
     let page = Page(&browser);
     browser.goto(&invite);
     page.landed();
@@ -227,10 +223,8 @@ fn two_tabs_work_independently_and_cli_sessions_appear() {
 
 #[test]
 fn the_page_reconnects_after_a_relay_restart_and_shows_what_it_missed_once() {
-    let relay = Relay::start();
+    let (relay, host, invite, browser) = setup();
     let address = relay.address();
-    let (host, invite) = host_for(&relay);
-    let browser = Browser::start(scratch());
     let page = Page(&browser);
     browser.goto(&invite);
     let id = page.landed();
@@ -253,9 +247,7 @@ fn the_page_reconnects_after_a_relay_restart_and_shows_what_it_missed_once() {
 
 #[test]
 fn big_output_reaches_the_terminal_completely() {
-    let relay = Relay::start();
-    let (host, invite) = host_for(&relay);
-    let browser = Browser::start(scratch());
+    let (_relay, host, invite, browser) = setup();
     let page = Page(&browser);
     browser.goto(&invite);
     page.landed();
