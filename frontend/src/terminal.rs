@@ -13,7 +13,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use tether_protocol::api::{Request, Response};
+use tether_protocol::api::{Key, Request, Response};
 use wasm_bindgen::prelude::*;
 use yew::prelude::*;
 
@@ -30,7 +30,7 @@ pub struct Props {
     /// Set by the key bar's Ctrl: the next key typed is sent as its control character.
     pub ctrl_latch: Rc<Cell<bool>>,
     /// Where keys from the key bar arrive for the active terminal.
-    pub keys: Rc<RefCell<Option<Callback<Vec<u8>>>>>,
+    pub keys: Rc<RefCell<Option<Callback<Key>>>>,
 }
 
 /// What a tab keeps between renders.
@@ -109,10 +109,9 @@ pub fn terminal_pane(props: &Props) -> Html {
         use_effect_with(props.active, move |active| {
             if *active {
                 let (pane2, link2, session2) = (pane.clone(), link.clone(), session.clone());
-                *keys.borrow_mut() = Some(Callback::from(move |bytes: Vec<u8>| {
+                *keys.borrow_mut() = Some(Callback::from(move |key: Key| {
                     let cursor_app = pane2.borrow().terminal.as_ref().is_some_and(Terminal::application_cursor_keys);
-                    let bytes = crate::keybar::adjust_cursor_keys(bytes, cursor_app);
-                    link2.send(&Request::Write { session: session2.clone() }, bytes);
+                    link2.send(&Request::Write { session: session2.clone() }, key.bytes(cursor_app));
                 }));
                 refit(&pane, &link, &session);
                 if let Some(terminal) = &pane.borrow().terminal {
@@ -189,10 +188,24 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
     }
     let webgl = load_webgl(&terminal, pane);
 
-    // Ctrl+Shift+C / V are the browser's copy and paste (xterm.js copies its selection and
-    // takes the paste), never keys for the program.
-    let key_handler = Closure::<dyn FnMut(web_sys::KeyboardEvent) -> bool>::new(|e: web_sys::KeyboardEvent| {
-        !(e.ctrl_key() && e.shift_key() && matches!(e.key().as_str(), "C" | "V" | "c" | "v"))
+    // Ctrl+Shift+C copies the selection and Ctrl+Shift+V pastes (the browser's paste event, which
+    // xterm.js takes): as in desktop terminals, since plain Ctrl+C and Ctrl+V belong to programs.
+    let copy_from = terminal.clone();
+    let key_handler = Closure::<dyn FnMut(web_sys::KeyboardEvent) -> bool>::new(move |e: web_sys::KeyboardEvent| {
+        if !(e.ctrl_key() && e.shift_key()) {
+            return true;
+        }
+        match e.key().as_str() {
+            "C" | "c" => {
+                if e.type_() == "keydown" && copy_from.has_selection() {
+                    copy_to_clipboard(&copy_from.get_selection());
+                }
+                e.prevent_default();
+                false
+            }
+            "V" | "v" => false,
+            _ => true,
+        }
     });
     terminal.attach_custom_key_event_handler(key_handler.as_ref().unchecked_ref());
 
@@ -200,7 +213,7 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
     let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
         let mut bytes = data.into_bytes();
         if ctrl.replace(false) && bytes.len() == 1 {
-            bytes[0] = crate::keybar::control_byte(bytes[0]);
+            bytes = Key::Ctrl(char::from(bytes[0])).bytes(false);
         }
         input_link.send(&Request::Write { session: input_session.clone() }, bytes);
     });
@@ -217,6 +230,18 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
     pane.terminal = Some(terminal);
     pane.fit = fit;
     pane.webgl = webgl;
+}
+
+/// `navigator.clipboard.writeText(text)`, where the browser allows it (secure contexts).
+fn copy_to_clipboard(text: &str) {
+    let Some(window) = web_sys::window() else { return };
+    let clipboard = js_sys::Reflect::get(&window.navigator(), &"clipboard".into()).unwrap_or(JsValue::UNDEFINED);
+    let write =
+        js_sys::Reflect::get(&clipboard, &"writeText".into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    if let Some(write) = write {
+        // The promise is left to itself: a refused copy changes nothing on the page.
+        let _ = write.call1(&clipboard, &text.into());
+    }
 }
 
 /// The WebGL renderer when the browser can give it a context; on context loss (or none at all)

@@ -44,7 +44,7 @@ pub fn workspace(props: &Props) -> Html {
     let active = use_state(|| None::<String>);
     let online = use_state(|| None::<bool>);
     let ctrl_latch = use_memo((), |_| Cell::new(false));
-    let keys = use_memo((), |_| RefCell::new(None::<Callback<Vec<u8>>>));
+    let keys = use_memo((), |_| RefCell::new(None::<Callback<tether_protocol::api::Key>>));
 
     // Connect once we know how to prove ourselves; close when leaving.
     {
@@ -74,6 +74,16 @@ pub fn workspace(props: &Props) -> Html {
                 Callback::from(move |(_, up): (String, bool)| online.set(Some(up))),
             );
             move || drop(watch)
+        });
+    }
+
+    // The host came back online: redial now rather than at the end of the back-off.
+    {
+        let link = (*link).clone();
+        use_effect_with(*online, move |online| {
+            if let (Some(true), Some(link)) = (online, link) {
+                link.nudge();
+            }
         });
     }
 
