@@ -282,3 +282,32 @@ fn big_output_reaches_the_terminal_completely() {
     let _ = std::fs::remove_file(&file);
     assert_no_console_errors(&browser);
 }
+
+#[test]
+fn a_link_without_a_secret_asks_for_the_password() {
+    let (_relay, host, invite, browser) = setup();
+    let mut passwd = host.command();
+    passwd.args(["passwd", "--stdin"]).stdin(std::process::Stdio::piped());
+    let mut child = passwd.spawn().expect("passwd");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"correct horse battery staple\n")
+        .expect("write");
+    assert!(child.wait().expect("passwd").success());
+    let address = invite.rsplit_once('.').map(|(address, _)| address.to_owned()).expect("address");
+    let page = Page(&browser);
+    browser.goto(&address);
+
+    let field = wait_until(PAGE, "the password field", || browser.find("form.password input[type=password]"));
+    browser.send_keys(&field, "wrong horse battery\n");
+    wait_until(PAGE, "the wrong password's error", || {
+        let text = page.script("return document.body.innerText", json!([]));
+        text.as_str().filter(|t| t.contains("authentication failed")).map(|_| ())
+    });
+    let field = wait_until(PAGE, "the password field again", || browser.find("form.password input[type=password]"));
+    browser.send_keys(&field, "correct horse battery staple\n");
+    let id = page.landed();
+    page.type_text("echo by-$((6*7))-password\n");
+    page.wait_text(Some(&id), "output after signing in with the password", |t| {
+        t.lines().any(|l| l.trim_end() == "by-42-password")
+    });
+    assert_no_console_errors(&browser);
+}
