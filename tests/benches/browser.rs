@@ -29,7 +29,10 @@ fn main() {
     println!("  WASM bundle        {raw} B, {gzipped} B gzip -9");
 
     let relay = Relay::start();
-    let host = Agent::with_env(&scratch, &[("SHELL", Path::new("/bin/bash"))]);
+    // bash with an empty home: the machine's dotfiles are not what is measured.
+    let home = scratch.join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let host = Agent::with_env(&scratch, &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)]);
     let invite = pair(&host, &relay);
     let browser = Browser::start(&scratch);
 

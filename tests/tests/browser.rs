@@ -18,11 +18,15 @@ fn scratch() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// A relay, a host paired with it (bash as its shell: the tests type `$RANDOM`), its invite,
-/// and a browser.
+/// A relay, a host paired with it, its invite, and a browser. The host's shell is bash (the
+/// tests type `$RANDOM`) with an empty home: this machine's dotfiles must not decide whether a
+/// prompt appears (a `pyenv rehash` in ~/.bashrc, killed mid-way by an earlier test, left a lock
+/// that hung every new bash for a minute).
 fn setup() -> (Relay, Agent, String, Browser) {
     let relay = Relay::start();
-    let host = Agent::with_env(scratch(), &[("SHELL", Path::new("/bin/bash"))]);
+    let home = scratch().join(marker("home"));
+    std::fs::create_dir_all(&home).expect("home");
+    let host = Agent::with_env(scratch(), &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)]);
     let invite = pair(&host, &relay);
     (relay, host, invite, Browser::start(scratch()))
 }
