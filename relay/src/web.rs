@@ -3,6 +3,11 @@
 //! Serving from a map of known names rather than from the file system means no request path can
 //! reach outside the web root, whatever `..` or encoding tricks it holds, and a request costs no
 //! disk I/O. The app is a few hundred KiB; a rebuilt app needs a relay restart.
+//!
+//! The page is a shell on someone's machine, so it is served with a strict Content Security
+//! Policy: scripts only from this origin plus the hashes of index.html's own inline scripts
+//! (Trunk's loader), WebAssembly allowed, connections only back to this origin, and no framing
+//! (no click-jacking a terminal).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +15,7 @@ use std::path::{Path, PathBuf};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 
 /// Refuse to load a web root bigger than this: a mistaken `--web-root /` should fail, not eat RAM.
 const MAX_WEB_ROOT_BYTES: u64 = 64 * 1024 * 1024; // 64 MiB
@@ -23,6 +29,8 @@ struct Asset {
 /// The app's files by URL path (`/index.html`, `/tether-frontend-<hash>.js`, …).
 pub struct WebApp {
     assets: HashMap<String, Asset>,
+    /// The Content-Security-Policy for index.html.
+    policy: HeaderValue,
 }
 
 impl WebApp {
@@ -47,13 +55,15 @@ impl WebApp {
                 assets.insert(url_path(root, &path)?, Asset { content_type: content_type(&path), bytes });
             }
         }
-        if !assets.contains_key("/index.html") {
+        let Some(index) = assets.get("/index.html") else {
             return Err(format!(
                 "{} has no index.html: build the web app first (cargo xtask run does)",
                 root.display()
             ));
-        }
-        Ok(WebApp { assets })
+        };
+        let policy = content_security_policy(&String::from_utf8_lossy(&index.bytes));
+        let policy = HeaderValue::from_str(&policy).map_err(|e| format!("content security policy: {e}"))?;
+        Ok(WebApp { assets, policy })
     }
 
     /// Number of files and bytes held, for the start-up line.
@@ -76,8 +86,44 @@ impl WebApp {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        if key == "/index.html" {
+            headers.insert(header::CONTENT_SECURITY_POLICY, self.policy.clone());
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        }
         response
     }
+}
+
+/// The policy for a page whose inline scripts are those of `html`.
+fn content_security_policy(html: &str) -> String {
+    let hashes: String =
+        inline_scripts(html).map(|script| format!(" 'sha256-{}'", base64(&Sha256::digest(script)))).collect();
+    format!(
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'"
+    )
+}
+
+/// The bodies of `<script>` elements without a `src`, exactly as the browser hashes them.
+fn inline_scripts(html: &str) -> impl Iterator<Item = &str> {
+    html.split("<script").skip(1).filter_map(|rest| {
+        let (tag, body) = rest.split_once('>')?;
+        let (body, _) = body.split_once("</script>")?;
+        (!tag.contains("src=")).then_some(body)
+    })
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
 }
 
 fn url_path(root: &Path, file: &Path) -> Result<String, String> {
@@ -129,6 +175,21 @@ mod tests {
             assert_eq!(app.respond(escape).status(), StatusCode::NOT_FOUND, "{escape}");
         }
         let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn the_page_allows_exactly_its_own_inline_scripts() {
+        let html = "<script src=\"/a.js\"></script>\n<script type=\"module\">\nimport x;\n</script>";
+        assert_eq!(inline_scripts(html).collect::<Vec<_>>(), vec!["\nimport x;\n"]);
+        let policy = content_security_policy(html);
+        // sha256("\nimport x;\n"), base64: the form browsers compare against.
+        let expected = base64(&Sha256::digest(b"\nimport x;\n"));
+        assert!(policy.contains(&format!("'sha256-{expected}'")), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'") && policy.contains("connect-src 'self'"), "{policy}");
+        // RFC 4648 test vectors for the encoder.
+        for (input, output) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(input.as_bytes()), output);
+        }
     }
 
     #[test]

@@ -18,6 +18,10 @@ fn relay_serves_the_app_health_and_nothing_else() {
     let index = request("GET", &relay.url, None).expect("index");
     assert_eq!(index.status, 200);
     assert_eq!(index.header("content-type"), Some("text/html; charset=utf-8"));
+    // A strict policy: the page's own scripts (by hash) and origin only, never framed.
+    let policy = index.header("content-security-policy").unwrap_or_default();
+    assert!(policy.contains("'sha256-") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(index.header("x-frame-options"), Some("DENY"));
     let html = index.text();
     // The WASM module Trunk built is served with the type browsers need to stream-compile it.
     let wasm = html
