@@ -1,6 +1,7 @@
 //! `cargo xtask <command>` — the project's automation, in Rust so it runs wherever cargo does.
 //!
-//! - `run`:   install what is missing, build everything, start the relay on 127.0.0.1, print the link.
+//! - `run`:   install what is missing, build everything, start a relay and an agent on 127.0.0.1,
+//!            print the invite link.
 //! - `test`:  install what is missing, build, run every test: native, wasm32 in headless Chromium,
 //!            end-to-end with real processes and a real browser.
 //! - `bench`: criterion benchmarks.
@@ -74,14 +75,51 @@ fn build_bins(release: bool) -> Result<PathBuf> {
     Ok(target_dir().join(if release { "release" } else { "debug" }))
 }
 
+/// Build everything, then run a relay and an agent on this machine and print the invite. The
+/// agent has its own state dir under target/, so it never touches the user's own sessions. Both
+/// run in the foreground: Ctrl+C stops them together.
 fn run(args: &[String]) -> Result {
+    use std::io::{BufRead, BufReader};
     tools::ensure_build_tools()?;
     build_web()?;
     let bins = build_bins(true)?;
-    let mut relay = Command::new(bins.join("tether-relay"));
-    relay.arg("--web-root").arg(root().join("dist")).args(args);
-    eprintln!("xtask: starting the relay; open the URL it prints (Ctrl+C stops it)");
-    run_cmd(&mut relay)
+
+    let mut relay = Command::new(bins.join("tether-relay"))
+        .arg("--web-root")
+        .arg(root().join("dist"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start tether-relay: {e}"))?;
+    let mut lines = BufReader::new(relay.stdout.take().ok_or("no relay stdout")?).lines();
+    let banner = lines.next().and_then(|l| l.ok()).ok_or("the relay stopped before printing its address")?;
+    println!("{banner}");
+    std::thread::spawn(move || lines.map_while(|l| l.ok()).for_each(|line| println!("{line}")));
+    let url = banner.rsplit(' ').next().unwrap_or_default().trim_end_matches('/').to_owned();
+
+    let state = target_dir().join("xtask-run/agent");
+    let tether = |args: &[&str]| {
+        let mut command = Command::new(bins.join("tether"));
+        command.env("TETHER_STATE_DIR", &state).args(args);
+        command
+    };
+    let mut agent = tether(&["daemon"]).spawn().map_err(|e| format!("cannot start the agent: {e}"))?;
+    let started = std::time::Instant::now();
+    while !tether(&["daemon", "status"]).stdout(std::process::Stdio::null()).status().is_ok_and(|s| s.success()) {
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            return Err("the agent did not come up".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    run_cmd(&mut tether(&["pair", "--relay", &url]))?;
+    eprintln!("xtask: relay and agent running (agent state in {}); Ctrl+C stops both", state.display());
+    let status = relay.wait().map_err(|e| e.to_string())?;
+    let _ = agent.wait();
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("tether-relay exited ({status})"))
+    }
 }
 
 fn test() -> Result {
