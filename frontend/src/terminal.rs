@@ -48,12 +48,18 @@ struct Pane {
     sized: bool,
     last_size: (u16, u16),
     ended: bool,
-    listeners: Vec<JsValue>,
+    /// Callbacks xterm.js holds (key handler, input, context loss); dropped after it is disposed.
+    callbacks: Vec<JsValue>,
+    /// The window's resize listener, removed when the tab goes.
+    on_resize: Option<Closure<dyn FnMut()>>,
     _input: Option<crate::xterm::Disposable>,
 }
 
 impl Drop for Pane {
     fn drop(&mut self) {
+        if let (Some(on_resize), Some(window)) = (self.on_resize.take(), web_sys::window()) {
+            let _ = window.remove_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref());
+        }
         if let Some(input) = self._input.take() {
             input.dispose_listener();
         }
@@ -225,7 +231,8 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
         let _ = window.add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref());
     }
     let mut pane = pane.borrow_mut();
-    pane.listeners = vec![key_handler.into_js_value(), on_data.into_js_value(), on_resize.into_js_value()];
+    pane.callbacks = vec![key_handler.into_js_value(), on_data.into_js_value()];
+    pane.on_resize = Some(on_resize);
     pane._input = Some(input);
     pane.terminal = Some(terminal);
     pane.fit = fit;
@@ -287,7 +294,7 @@ fn load_webgl(terminal: &Terminal, pane: &Rc<RefCell<Pane>>) -> Option<WebglAddo
         }
     });
     let _ = webgl.on_context_loss(on_loss.as_ref().unchecked_ref());
-    pane.borrow_mut().listeners.push(on_loss.into_js_value());
+    pane.borrow_mut().callbacks.push(on_loss.into_js_value());
     Some(webgl)
 }
 
