@@ -41,5 +41,3 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &Frame) -
     let bytes = frame.encode().map_err(|e| e.to_string())?;
     writer.write_all(&bytes).await.map_err(|e| format!("write: {e}"))
 }
-
-pub use tether_protocol::api::cmd_frame;

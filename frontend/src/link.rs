@@ -18,8 +18,8 @@ use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
 use tether_protocol::api::{cmd_frame, Request, Response};
-use tether_protocol::connection::{Connection, Event, Input, Output};
-use tether_protocol::handshake::{HandshakeEntropy, HANDSHAKE_ENTROPY_BYTES};
+use tether_protocol::connection::{Connection, Event, Input};
+use tether_protocol::handshake::HandshakeEntropy;
 use tether_protocol::identity::HostAddress;
 use tether_protocol::ConnError;
 use wasm_bindgen::prelude::*;
@@ -142,10 +142,13 @@ pub fn now_ms() -> u64 {
 }
 
 fn entropy() -> Result<HandshakeEntropy, String> {
-    let mut bytes = [0u8; HANDSHAKE_ENTROPY_BYTES];
     let crypto = web_sys::window().and_then(|w| w.crypto().ok()).ok_or("this browser has no crypto.getRandomValues")?;
-    crypto.get_random_values_with_u8_array(&mut bytes).map_err(|_| "crypto.getRandomValues failed")?;
-    Ok(HandshakeEntropy(bytes))
+    HandshakeEntropy::generate(|bytes| {
+        crypto
+            .get_random_values_with_u8_array(bytes)
+            .map(|_| ())
+            .map_err(|_| "crypto.getRandomValues failed".to_owned())
+    })
 }
 
 impl Link {
@@ -348,19 +351,22 @@ impl Link {
     /// Send what the connection wants sent, act on its events, and re-arm its timer.
     fn flush(&self) {
         loop {
-            let output = {
+            let (transmits, events) = {
                 let mut inner = self.0.borrow_mut();
                 let Some(conn) = inner.conn.as_mut() else { return };
-                conn.poll_output()
+                conn.drain_output()
             };
-            match output {
-                Some(Output::Transmit(bytes)) => {
-                    if let Some(socket) = &self.0.borrow().socket {
-                        let _ = socket.ws.send_with_u8_array(&bytes);
-                    }
+            if transmits.is_empty() && events.is_empty() {
+                break;
+            }
+            if let Some(socket) = &self.0.borrow().socket {
+                for bytes in &transmits {
+                    let _ = socket.ws.send_with_u8_array(bytes);
                 }
-                Some(Output::Event(event)) => self.on_event(event),
-                None => break,
+            }
+            // Acting on events may queue more output: go round again.
+            for event in events {
+                self.on_event(event);
             }
         }
         self.arm_timer();

@@ -214,6 +214,14 @@ pub struct AccessEntry {
 }
 
 /// A request or response as a `cmd` frame with id `id` (bulk bytes in `payload`).
+/// A request's answer as the agent produces it: the response and its bulk payload.
+pub type Answer = (Response, Vec<u8>);
+
+/// An error answer.
+pub fn error_answer(code: ErrorCode, message: impl Into<String>) -> Answer {
+    (Response::Error { code, message: message.into() }, Vec::new())
+}
+
 pub fn cmd_frame(id: u64, body: &impl Serialize, payload: Vec<u8>) -> crate::frame::Frame {
     let body = serde_json::to_value(body).unwrap_or_else(|e| serde_json::json!({ "encode_error": e.to_string() }));
     crate::frame::Frame::new(crate::frame::Header::Cmd { id, body }, payload)
@@ -246,10 +254,6 @@ pub enum Response {
         session: SessionInfo,
         stream: u32,
         from: u64,
-    },
-    /// The log's bytes are the frame payload.
-    Log {
-        session: SessionInfo,
     },
     Daemon {
         pid: u32,

@@ -75,11 +75,6 @@ pub enum Event {
         seq: u64,
         bytes: Vec<u8>,
     },
-    /// The peer asks for a stream's bytes from `from` on (reconnect or transport switch).
-    ResumeRequested {
-        stream: u32,
-        from: u64,
-    },
     /// The sender no longer has bytes `from .. to` of a stream; they are lost to this client (the
     /// host's log still has them). Say so to the user.
     Skipped {
@@ -131,7 +126,8 @@ struct StreamState {
 }
 
 impl StreamState {
-    /// The receive cursor; a stream not resumed explicitly starts at its first bytes' `seq`.
+    /// The receive cursor: a stream starts at its first bytes' `seq` (a resume is a request of
+    /// the application's, e.g. `attach` from byte N, answered on a fresh stream).
     fn cursor_from(&mut self, first_seq: u64) -> &mut InputCursor {
         self.cursor.get_or_insert(InputCursor::new(first_seq))
     }
@@ -208,6 +204,20 @@ impl Connection {
     /// Next thing to transmit or report.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
+    }
+
+    /// Everything queued now, split: bytes to transmit (in order) and events to act on. What the
+    /// shells' flush loops do; acting on the events may queue more, so they call it again until
+    /// both come back empty.
+    pub fn drain_output(&mut self) -> (Vec<Vec<u8>>, Vec<Event>) {
+        let (mut transmits, mut events) = (Vec::new(), Vec::new());
+        for output in self.out.drain(..) {
+            match output {
+                Output::Transmit(bytes) => transmits.push(bytes),
+                Output::Event(event) => events.push(event),
+            }
+        }
+        (transmits, events)
     }
 
     /// Feed what the transport delivered.
@@ -315,7 +325,6 @@ impl Connection {
 
     fn handle_control(&mut self, control: Control) -> Result<(), ConnError> {
         match control {
-            Control::Resume { stream, from } => self.event(Event::ResumeRequested { stream, from }),
             Control::Window { stream, bytes } => {
                 self.streams.entry(stream).or_default().send().grant(bytes);
                 self.event(Event::Writable { stream });
@@ -370,18 +379,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Ask the peer for `stream`'s bytes from `from` on, and expect exactly those next.
-    pub fn resume(&mut self, stream: u32, from: u64) -> Result<(), ConnError> {
-        self.check_open()?;
-        self.streams.entry(stream).or_default().cursor = Some(InputCursor::new(from));
-        self.send_sealed(&Frame::bare(Header::Control(Control::Resume { stream, from })))
-    }
-
-    /// The next byte expected on `stream` (what to resume from after a reconnect).
-    pub fn received_up_to(&self, stream: u32) -> u64 {
-        self.streams.get(&stream).and_then(|s| s.cursor).map_or(0, |c| c.next())
-    }
-
     /// Send a control, file, cmd or webrtc frame. File chunks must respect `FILE_CHUNK_BYTES`.
     pub fn send_frame(&mut self, frame: &Frame) -> Result<(), ConnError> {
         self.check_open()?;
@@ -417,7 +414,9 @@ impl Connection {
             State::Client(_) | State::Host(_) if now_ms >= self.handshake_deadline => {
                 Err(ConnError::Auth(AuthError::TimedOut))
             }
-            State::Open { .. } if now_ms >= self.last_received_ms + IDLE_TIMEOUT_MS => Err(ConnError::Idle),
+            State::Open { .. } if now_ms >= self.last_received_ms + IDLE_TIMEOUT_MS => {
+                Err(ConnError::Idle { silent_ms: now_ms - self.last_received_ms })
+            }
             State::Open { .. } if now_ms >= self.last_ping_ms + KEEPALIVE_INTERVAL_MS => {
                 self.ping_nonce += 1;
                 self.last_ping_ms = now_ms;

@@ -196,8 +196,11 @@ pub enum ConnError {
     Stream(StreamError),
     /// The transport ended without the peer's authenticated `close`: traffic may have been cut.
     Truncated,
-    /// Nothing arrived from the peer for `IDLE_TIMEOUT_MS`, not even a keep-alive answer.
-    Idle,
+    /// Nothing arrived from the peer for `silent_ms` (the connection's idle timeout), not even
+    /// a keep-alive answer.
+    Idle {
+        silent_ms: u64,
+    },
     /// The peer closed the connection in order.
     Closed(String),
     /// The call is not allowed in the connection's current state (e.g. send before auth).
@@ -212,11 +215,9 @@ impl fmt::Display for ConnError {
             Self::Channel(e) => e.fmt(f),
             Self::Stream(e) => e.fmt(f),
             Self::Truncated => write!(f, "connection cut: transport ended without an authenticated close"),
-            Self::Idle => write!(
-                f,
-                "connection lost: no traffic from the peer for {} s",
-                crate::connection::IDLE_TIMEOUT_MS / 1000
-            ),
+            Self::Idle { silent_ms } => {
+                write!(f, "connection lost: no traffic from the peer for {} s", silent_ms / 1000)
+            }
             Self::Closed(reason) => write!(f, "connection closed by peer: {reason}"),
             Self::NotReady(what) => write!(f, "connection not ready: {what}"),
         }

@@ -5,7 +5,8 @@
 //! - The receiver hashes every byte as it arrives (running SHA-256) and accepts chunks only at the
 //!   exact next offset, so what it hashes is what it wrote.
 //! - Nothing is committed until `end` arrives, the size matches the announcement and the digest
-//!   matches; the agent writes to a temporary file beside the target, fsyncs, then renames.
+//!   matches. (Where the bytes go until then is the receiver's business: this layer only
+//!   checks them.)
 //! - A transfer resumes from an offset: the receiver re-hashes the bytes it already has
 //!   (`FileReceiver::resume`) and the sender starts there; the final digest still covers it all.
 

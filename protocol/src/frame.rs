@@ -45,6 +45,11 @@ impl Frame {
         Frame { header, payload: Vec::new() }
     }
 
+    /// A host ↔ relay routing frame; `payload` is forwarded connection bytes (or empty).
+    pub fn relay(msg: RelayMsg, payload: Vec<u8>) -> Self {
+        Frame { header: Header::Relay(msg), payload }
+    }
+
     /// Encode into wire bytes. Fails only if a cap would be exceeded, which is a bug in the caller
     /// (every producer in this crate chunks below the caps) but is still reported, never panicked.
     pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
@@ -133,11 +138,6 @@ pub enum AuthStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Control {
-    /// "Send me stream bytes from `from` on" — after a reconnect or transport switch.
-    Resume {
-        stream: u32,
-        from: u64,
-    },
     /// Flow control: the receiver has consumed `bytes` more of `stream`; the sender may send that
     /// many more.
     Window {
@@ -300,11 +300,11 @@ mod tests {
 
     #[test]
     fn header_json_is_flat_and_tagged() {
-        let frame = Frame::bare(Header::Control(Control::Resume { stream: 7, from: 42 }));
+        let frame = Frame::bare(Header::Control(Control::Window { stream: 7, bytes: 42 }));
         let bytes = frame.encode().expect("encodes");
         let header_len = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
         let json = std::str::from_utf8(&bytes[4..4 + header_len]).expect("utf-8");
-        assert_eq!(json, r#"{"type":"control","op":"resume","stream":7,"from":42}"#);
+        assert_eq!(json, r#"{"type":"control","op":"window","stream":7,"bytes":42}"#);
     }
 
     #[test]

@@ -15,11 +15,11 @@
 //! - Both sides abort on `A ≡ 0 (mod N)`, `B ≡ 0 (mod N)` and `u = 0`, and on A or B longer than N.
 //! - No key material leaves a failed handshake; `SessionKeys` exist only after both proofs match.
 //! - The SRP username is `<host_id>/<identity>`, so a verifier made for one host is useless for
-//!   another; the identity says which secret the client holds (`invite`, `password`, a device id).
+//!   another; the identity says which secret the client holds (an `invite-…` id or `password`).
 //! - Randomness comes from the caller (sans-IO): 64 bytes of ephemeral exponent, 32 of nonce.
 //! - A password (identity `password`) is stretched with Argon2id over the credential's salt
 //!   before SRP sees it, so a stolen verifier costs an attacker Argon2id per guess, not one
-//!   SHA-256. Invite and device secrets are random (≥ 128 bits) and go to SRP as they are.
+//!   SHA-256. Invite secrets are random (≥ 128 bits) and go to SRP as they are.
 
 use sha2::{Digest, Sha256};
 use srp::groups::G3072;
@@ -67,6 +67,13 @@ fn srp_secret(identity: &str, secret: &[u8], salt: &[u8]) -> Result<Vec<u8>, Aut
 pub struct HandshakeEntropy(pub [u8; HANDSHAKE_ENTROPY_BYTES]);
 
 impl HandshakeEntropy {
+    /// Fill a fresh one from the caller's CSPRNG (`/dev/urandom`, `crypto.getRandomValues`).
+    pub fn generate<E>(fill: impl FnOnce(&mut [u8]) -> Result<(), E>) -> Result<Self, E> {
+        let mut bytes = [0u8; HANDSHAKE_ENTROPY_BYTES];
+        fill(&mut bytes)?;
+        Ok(HandshakeEntropy(bytes))
+    }
+
     fn split(&self) -> ([u8; EPHEMERAL_BYTES], [u8; NONCE_BYTES]) {
         let mut ephemeral = [0u8; EPHEMERAL_BYTES];
         let mut nonce = [0u8; NONCE_BYTES];
@@ -305,7 +312,7 @@ impl HostHandshake {
                     .ok_or_else(|| AuthError::Unexpected("client nonce".into()))?;
                 let a_pub = &frame.payload;
                 check_public_len(a_pub, "a_pub")?;
-                // Which identities exist (`invite`, `password`, device ids) is not a secret worth
+                // Which identities exist (`invite-…`, `password`) is not a secret worth
                 // decoys: say plainly that this one is unknown.
                 let credential = self.credentials.iter().find(|c| c.identity == *identity).ok_or_else(|| {
                     AuthError::Rejected(match identity.starts_with("invite-") {

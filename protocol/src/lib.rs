@@ -25,6 +25,7 @@ pub mod hex;
 pub mod identity;
 pub mod keys;
 pub mod stream;
+pub mod sync;
 
 pub use connection::{Connection, Event, Input, Output, Role};
 pub use error::{AuthError, ChannelError, ConnError, FileError, FrameError, StreamError};

@@ -3,8 +3,10 @@
 //!
 //! Invariants:
 //! - The sender keeps recent output in an `OutputRing` addressed by sequence number, so a client
-//!   that reconnects (or switches transport) asks "from byte N" and gets exactly what it missed.
-//!   When N has been evicted the sender says so (`Control::Skip`); bytes are never dropped silently.
+//!   that reconnects (or switches transport) asks "from byte N" (its application request, e.g.
+//!   `attach` with `from`) and gets exactly what it missed. The agent reads bytes that have left
+//!   the ring back from the session log; a sender that truly no longer has them says so with
+//!   `Control::Skip`, and the receiver tells its user. Bytes are never dropped silently.
 //! - The receiver's `InputCursor` delivers each byte once: overlap with bytes already delivered is
 //!   trimmed, and a jump forward (a gap) is an error, not a skip.
 //! - Flow control is credit-based, as in SSH channels: a sender may have at most the granted

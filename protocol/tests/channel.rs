@@ -124,5 +124,8 @@ fn keepalive_pings_and_a_silent_peer_is_detected() {
     // The pong counted as traffic: not idle 60 s after the handshake, but 60 s after the pong.
     client.handle_timeout(IDLE_TIMEOUT_MS).expect("still alive");
     drain(&mut client);
-    assert_eq!(client.handle_timeout(KEEPALIVE_INTERVAL_MS + 5 + IDLE_TIMEOUT_MS), Err(ConnError::Idle));
+    assert_eq!(
+        client.handle_timeout(KEEPALIVE_INTERVAL_MS + 5 + IDLE_TIMEOUT_MS),
+        Err(ConnError::Idle { silent_ms: IDLE_TIMEOUT_MS })
+    );
 }

@@ -24,7 +24,7 @@ fn sample_frames() -> Vec<Frame> {
         Frame::bare(Header::Auth(AuthStep::Failed { reason: "nope ✗".into() })),
         Frame::new(Header::Encrypted { ctr: u64::MAX }, vec![0; 40]),
         Frame::new(Header::Data { stream: 3, seq: 1 << 40 }, b"\x1b[31mred\x1b[0m\r\n".to_vec()),
-        Frame::bare(Header::Control(Control::Resume { stream: 3, from: 17 })),
+        Frame::bare(Header::Control(Control::Skip { stream: 3, from: 17, to: 20 })),
         Frame::bare(Header::Control(Control::Close { reason: String::new() })),
         Frame::new(Header::File(FileStep::Chunk { transfer: 9, offset: 65536 }), vec![0xaa; 300]),
         Frame::bare(Header::Cmd { id: 5, body: serde_json::json!({"op": "ls", "args": [1, "two"]}) }),
@@ -145,7 +145,7 @@ fn garbage_headers_are_typed_errors() {
         r#"{"type":"data","stream":-1,"seq":0}"#,
         r#"{"type":"data","stream":1,"seq":0,"extra":true}"#,
         r#"{"type":"auth","step":"client_hello"}"#,
-        r#"{"type":"control","op":"resume","stream":"1","from":0}"#,
+        r#"{"type":"control","op":"window","stream":"1","bytes":0}"#,
         "\u{0}\u{1}",
     ] {
         let mut decoder = FrameDecoder::new();

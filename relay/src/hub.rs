@@ -5,17 +5,19 @@
 //!   id (see `tether_protocol::identity`) replaces the older one: that is the same host after a
 //!   network change or restart, and the old link is dead or dying.
 //! - Every queue is bounded. A client that cannot keep up is disconnected with a reason rather
-//!   than allowed to stall the host's other clients or grow memory.
+//!   than allowed to grow memory; until then (at most `SLOW_CLIENT_TIMEOUT`) its full queue holds
+//!   up the host's frames to its other clients too.
 //! - The hub never looks inside forwarded bytes.
 //! - Presence (which hosts are online) is announced on a broadcast channel as hosts come and go;
 //!   it reveals only what `/ws/client/{id}` would (online or not) to those who know the id.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tether_protocol::frame::{Frame, Header, RelayMsg};
+use tether_protocol::sync::lock;
 use tokio::sync::{broadcast, mpsc};
 
 /// Presence changes buffered per watcher; one that falls behind re-reads the current state.
@@ -60,14 +62,6 @@ pub struct Hub {
 pub enum OpenError {
     HostOffline,
     TooManyClients,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn relay_frame(msg: RelayMsg, payload: Vec<u8>) -> Frame {
-    Frame::new(Header::Relay(msg), payload)
 }
 
 impl Hub {
@@ -130,7 +124,7 @@ impl Hub {
         }
         let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
         // try_send: opening must not wait on a busy host while holding the lock.
-        host.to_host.try_send(relay_frame(RelayMsg::Open { conn }, Vec::new())).map_err(|_| OpenError::HostOffline)?;
+        host.to_host.try_send(Frame::relay(RelayMsg::Open { conn }, Vec::new())).map_err(|_| OpenError::HostOffline)?;
         host.clients.insert(conn, to_client);
         Ok(conn)
     }
@@ -144,7 +138,7 @@ impl Hub {
     /// Bytes from client `conn`, for its host. `false` if the host is gone.
     pub async fn deliver_to_host(&self, host_id: &str, conn: u64, bytes: Vec<u8>) -> bool {
         match self.host_sender(host_id, conn) {
-            Some(to_host) => to_host.send(relay_frame(RelayMsg::Forward { conn }, bytes)).await.is_ok(),
+            Some(to_host) => to_host.send(Frame::relay(RelayMsg::Forward { conn }, bytes)).await.is_ok(),
             None => false,
         }
     }
@@ -154,8 +148,9 @@ impl Hub {
         let mut hosts = lock(&self.hosts);
         if let Some(host) = hosts.get_mut(host_id) {
             if host.clients.remove(&conn).is_some() {
-                let _ =
-                    host.to_host.try_send(relay_frame(RelayMsg::Close { conn, reason: reason.to_owned() }, Vec::new()));
+                let _ = host
+                    .to_host
+                    .try_send(Frame::relay(RelayMsg::Close { conn, reason: reason.to_owned() }, Vec::new()));
             }
         }
     }
@@ -215,7 +210,7 @@ mod tests {
             (forwarded.header, forwarded.payload),
             (Header::Relay(RelayMsg::Forward { conn: a }), b"hello".to_vec())
         );
-        hub.deliver_to_client("H", relay_frame(RelayMsg::Forward { conn: a }, b"world".to_vec())).await;
+        hub.deliver_to_client("H", Frame::relay(RelayMsg::Forward { conn: a }, b"world".to_vec())).await;
         assert!(matches!(a_rx.recv().await, Some(ToClient::Bytes(b)) if b == b"world"));
 
         let _b = hub.open_client("H", mpsc::channel(8).0).expect("second client");

@@ -27,6 +27,7 @@ use tether_protocol::frame::{
     decode_exact, AuthStep, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES,
 };
 use tether_protocol::identity;
+use tether_protocol::sync::lock;
 use tokio::sync::mpsc;
 
 use crate::hub::{Hub, OpenError, ToClient, CLIENT_QUEUE_MESSAGES, HOST_QUEUE_FRAMES};
@@ -72,7 +73,7 @@ impl Relay {
 
     /// Count one more handshaking client of `host_id`; `None` when there are too many.
     fn begin_handshake(&self, host_id: &str) -> Option<Handshaking<'_>> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = lock(&self.pending);
         let count = pending.entry(host_id.to_owned()).or_insert(0);
         if *count >= MAX_PENDING_PER_HOST {
             return None;
@@ -84,7 +85,7 @@ impl Relay {
     /// Count a connection attempt from `ip`; `false` when over the limit.
     fn admit(&self, ip: IpAddr) -> bool {
         let now = Instant::now();
-        let mut connects = self.connects.lock().unwrap_or_else(|p| p.into_inner());
+        let mut connects = lock(&self.connects);
         if connects.len() > 100_000 {
             connects.retain(|_, (start, _)| now.duration_since(*start) < RATE_WINDOW);
         }
@@ -105,7 +106,7 @@ struct Handshaking<'a> {
 
 impl Drop for Handshaking<'_> {
     fn drop(&mut self) {
-        let mut pending = self.relay.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = lock(&self.relay.pending);
         if let Some(count) = pending.get_mut(&self.host_id) {
             *count -= 1;
             if *count == 0 {

@@ -3,7 +3,7 @@
 //! stdout and stderr are read on their own tasks and stay separate streams; stdin arrives from
 //! the client and is written as the process takes it. Flow control is end to end: a reader may
 //! hold at most `WINDOW_BYTES` of output not yet accepted by the connection (byte permits, given
-//! back as the relay link sends), and stdin is credited to the client only once the process has
+//! back as the peer's link sends), and stdin is credited to the client only once the process has
 //! read it. So a slow client slows the command instead of filling memory, and nothing is dropped.
 
 use std::os::unix::process::ExitStatusExt;
@@ -13,24 +13,13 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::host::peer::events::PeerEvent;
+
 /// Output bytes a stream may have in flight toward the client (= the protocol's window).
 pub const WINDOW_BYTES: usize = tether_protocol::stream::INITIAL_WINDOW_BYTES as usize;
 const READ_BYTES: usize = 64 * 1024; // 64 KiB
 
-/// What exec and session-stream tasks tell the relay link.
-pub enum ExecEvent {
-    /// Output bytes `seq ..` of `stream`; their byte permits were taken and are given back once
-    /// sent.
-    Output { conn: u64, stream: u32, seq: u64, bytes: Vec<u8> },
-    /// A session stream ended at byte `end` (sent on once its output has gone out).
-    StreamEnd { conn: u64, stream: u32, end: u64 },
-    /// The process read `n` bytes of stdin: credit the client.
-    StdinTaken { conn: u64, stream: u32, n: u64 },
-    /// All output read and the process reaped.
-    Finished { conn: u64, id: u64, code: i32 },
-}
-
-/// A running exec, as the link keeps it.
+/// A running exec, as its peer keeps it.
 pub struct Exec {
     pub pid: i32,
     /// `Some(bytes)` to write, `None` for end of input.
@@ -53,7 +42,7 @@ pub fn spawn(
     id: u64,
     command: &[String],
     cwd: Option<&str>,
-    events: mpsc::UnboundedSender<ExecEvent>,
+    events: mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<Exec, String> {
     let program = command.first().ok_or("no command given: tether exec INVITE -- CMD ARGS…")?;
     let cwd = cwd.map(str::to_owned).or_else(|| std::env::var("HOME").ok()).unwrap_or_else(|| "/".into());
@@ -82,7 +71,7 @@ pub fn spawn(
                 if stdin.write_all(&bytes).await.is_err() {
                     break; // the process closed its stdin; later input has nowhere to go
                 }
-                let _ = events.send(ExecEvent::StdinTaken { conn, stream: out_stream, n: bytes.len() as u64 });
+                let _ = events.send(PeerEvent::StdinTaken { conn, stream: out_stream, n: bytes.len() as u64 });
             }
             // Dropping stdin closes the pipe: the process sees end of input.
         });
@@ -99,7 +88,7 @@ pub fn spawn(
             Ok(status) => status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
             Err(_) => -1,
         };
-        let _ = events.send(ExecEvent::Finished { conn, id, code });
+        let _ = events.send(PeerEvent::ExecFinished { conn, id, code });
     });
     Ok(Exec { pid, stdin: stdin_tx, stdout_permits, stderr_permits })
 }
@@ -109,7 +98,7 @@ fn forward(
     conn: u64,
     stream: u32,
     permits: Arc<Semaphore>,
-    events: mpsc::UnboundedSender<ExecEvent>,
+    events: mpsc::UnboundedSender<PeerEvent>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; READ_BYTES];
@@ -124,7 +113,7 @@ fn forward(
                 Ok(permit) => permit.forget(),
                 Err(_) => return,
             }
-            if events.send(ExecEvent::Output { conn, stream, seq, bytes: buf[..n].to_vec() }).is_err() {
+            if events.send(PeerEvent::Output { conn, stream, seq, bytes: buf[..n].to_vec() }).is_err() {
                 return;
             }
             seq += n as u64;

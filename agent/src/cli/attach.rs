@@ -9,7 +9,8 @@
 use tether_protocol::api::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::client::{StreamEvent, Transport};
+use crate::reach::agent::Agent;
+use crate::reach::stream::StreamEvent;
 
 /// `Ctrl-]`: the detach prefix, as in telnet.
 const DETACH_PREFIX: u8 = 0x1d;
@@ -25,7 +26,7 @@ pub enum Ended {
     SessionEnded,
 }
 
-pub async fn attach(client: &Transport, session: &str) -> Result<Ended, String> {
+pub async fn attach(client: &Agent, session: &str) -> Result<Ended, String> {
     let size = terminal_size();
     let request =
         Request::Attach { session: session.to_owned(), from: None, cols: size.map(|s| s.0), rows: size.map(|s| s.1) };

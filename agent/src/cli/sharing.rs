@@ -8,7 +8,10 @@ use std::time::Duration;
 use tether_protocol::api::{Request, Response};
 use tether_protocol::identity::Invite;
 
-use crate::client::{Client, StreamEvent};
+use crate::cli::args::InvitesAction;
+use crate::reach::local::LocalClient;
+use crate::reach::stream::StreamEvent;
+use crate::time::{clock, describe, format_time};
 
 pub struct PairOptions {
     pub relay: String,
@@ -18,7 +21,7 @@ pub struct PairOptions {
     pub json: bool,
 }
 
-pub async fn pair(client: &Client, options: PairOptions) -> Result<ExitCode, String> {
+pub async fn pair(client: &LocalClient, options: PairOptions) -> Result<ExitCode, String> {
     let PairOptions { relay, name, ephemeral, idle_timeout, json } = options;
     if !ephemeral {
         let (paired, _) = client.call(&Request::Pair { relay, name }, Vec::new()).await?;
@@ -29,12 +32,12 @@ pub async fn pair(client: &Client, options: PairOptions) -> Result<ExitCode, Str
     let (paired, mut notes) = client.open_with_answer(&request).await?;
     let invite = show_invite(&paired, json)?;
     if !json {
-        println!("Shared until Ctrl+C, or until nobody has been connected for {}.", crate::describe(idle_timeout));
+        println!("Shared until Ctrl+C, or until nobody has been connected for {}.", describe(idle_timeout));
     }
     loop {
         tokio::select! {
             note = notes.recv() => match note {
-                Some(StreamEvent::Data { bytes }) => eprint!("[{}] {}", crate::clock(), String::from_utf8_lossy(&bytes)),
+                Some(StreamEvent::Data { bytes }) => eprint!("[{}] {}", clock(), String::from_utf8_lossy(&bytes)),
                 // The agent ended the share (idle, or revoked with `tether invites rm`).
                 Some(StreamEvent::Eof) | None => return Ok(ExitCode::SUCCESS),
             },
@@ -47,6 +50,14 @@ pub async fn pair(client: &Client, options: PairOptions) -> Result<ExitCode, Str
                 return Ok(ExitCode::SUCCESS);
             }
         }
+    }
+}
+
+/// `tether invites ls | rm ID`.
+pub async fn invites(client: &LocalClient, action: InvitesAction) -> Result<ExitCode, String> {
+    match action {
+        InvitesAction::Ls { json } => list_invites(client, json).await,
+        InvitesAction::Rm { id } => revoke(client, id).await,
     }
 }
 
@@ -65,7 +76,7 @@ fn show_invite(paired: &Response, json: bool) -> Result<Invite, String> {
     }
     println!("Invite to {name} (keep it secret: it opens a shell on this machine):\n\n  {invite}\n");
     if std::io::stdout().is_terminal() {
-        for line in crate::qr::render(invite).unwrap_or_default() {
+        for line in crate::cli::qr::render(invite).unwrap_or_default() {
             println!("  {line}");
         }
         println!();
@@ -75,7 +86,7 @@ fn show_invite(paired: &Response, json: bool) -> Result<Invite, String> {
     Ok(parsed)
 }
 
-pub async fn list_invites(client: &Client, json: bool) -> Result<ExitCode, String> {
+async fn list_invites(client: &LocalClient, json: bool) -> Result<ExitCode, String> {
     let (Response::Access { entries }, _) = client.call(&Request::ListAccess, Vec::new()).await? else {
         return Err("unexpected answer to invites ls".into());
     };
@@ -85,7 +96,7 @@ pub async fn list_invites(client: &Client, json: bool) -> Result<ExitCode, Strin
     }
     println!("{:<16} {:<19} {:<10} CONNECTED", "ID", "CREATED", "KIND");
     for entry in entries {
-        let created = if entry.created_at == 0 { "-".to_owned() } else { crate::format_time(entry.created_at) };
+        let created = if entry.created_at == 0 { "-".to_owned() } else { format_time(entry.created_at) };
         let kind = match (entry.ephemeral, entry.identity.as_str()) {
             (true, _) => "ephemeral",
             (false, tether_protocol::handshake::PASSWORD_IDENTITY) => "password",
@@ -96,7 +107,7 @@ pub async fn list_invites(client: &Client, json: bool) -> Result<ExitCode, Strin
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn revoke(client: &Client, identity: String) -> Result<ExitCode, String> {
+async fn revoke(client: &LocalClient, identity: String) -> Result<ExitCode, String> {
     let (Response::Revoked { identity, stopped }, _) = client.call(&Request::Revoke { identity }, Vec::new()).await?
     else {
         return Err("unexpected answer to invites rm".into());
@@ -109,7 +120,7 @@ pub async fn revoke(client: &Client, identity: String) -> Result<ExitCode, Strin
 }
 
 /// `tether passwd`: the new password typed twice on the terminal, or one line of stdin.
-pub async fn passwd(client: &Client, from_stdin: bool, remove: bool) -> Result<ExitCode, String> {
+pub async fn passwd(client: &LocalClient, from_stdin: bool, remove: bool) -> Result<ExitCode, String> {
     let password = if remove {
         None
     } else if from_stdin {
@@ -117,8 +128,8 @@ pub async fn passwd(client: &Client, from_stdin: bool, remove: bool) -> Result<E
         std::io::stdin().read_to_string(&mut text).map_err(|e| format!("reading stdin: {e}"))?;
         Some(text.lines().next().unwrap_or("").to_owned())
     } else {
-        let first = crate::password::read_hidden("New password for this host: ")?;
-        let again = crate::password::read_hidden("Again: ")?;
+        let first = crate::cli::password::read_hidden("New password for this host: ")?;
+        let again = crate::cli::password::read_hidden("Again: ")?;
         if first != again {
             return Err("the two passwords differ; nothing changed".into());
         }

@@ -10,8 +10,9 @@ use std::io::Write;
 use tether_protocol::api::Request;
 use tokio::sync::mpsc;
 
-use crate::client::{StreamEvent, Transport};
-use crate::terminal;
+use crate::escapes::plain_text;
+use crate::reach::agent::Agent;
+use crate::reach::stream::StreamEvent;
 
 pub struct Options {
     /// Only the last N lines (without --follow).
@@ -21,7 +22,7 @@ pub struct Options {
     pub follow: bool,
 }
 
-pub async fn print(client: &Transport, sessions: &[String], options: Options) -> Result<(), String> {
+pub async fn print(client: &Agent, sessions: &[String], options: Options) -> Result<(), String> {
     let several = sessions.len() > 1;
     if options.follow {
         return follow(client, sessions, options.keep_color).await;
@@ -33,11 +34,8 @@ pub async fn print(client: &Transport, sessions: &[String], options: Options) ->
         while let Some(StreamEvent::Data { bytes }) = opened.events.recv().await {
             collected.extend_from_slice(&bytes);
         }
-        let text = if options.keep_color {
-            String::from_utf8_lossy(&collected).into_owned()
-        } else {
-            terminal::plain_text(&collected)
-        };
+        let text =
+            if options.keep_color { String::from_utf8_lossy(&collected).into_owned() } else { plain_text(&collected) };
         let mut text = match options.tail {
             Some(n) => last_lines(&text, n).to_owned(),
             None => text,
@@ -51,7 +49,7 @@ pub async fn print(client: &Transport, sessions: &[String], options: Options) ->
 }
 
 /// Stream every session until all have ended.
-async fn follow(client: &Transport, sessions: &[String], keep_color: bool) -> Result<(), String> {
+async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result<(), String> {
     // (which session, its next event — `None` when its stream was lost without `eof`)
     let (tx, mut merged) = mpsc::channel::<(usize, Option<StreamEvent>)>(16);
     for (index, session) in sessions.iter().enumerate() {
@@ -82,13 +80,13 @@ async fn follow(client: &Transport, sessions: &[String], keep_color: bool) -> Re
                 pending.extend_from_slice(&bytes);
                 if let Some(cut) = pending.iter().rposition(|&b| b == b'\n') {
                     let lines: Vec<u8> = pending.drain(..=cut).collect();
-                    out.write(session, terminal::plain_text(&lines).as_bytes())?;
+                    out.write(session, plain_text(&lines).as_bytes())?;
                 }
             }
             Some(StreamEvent::Eof) => {
                 let rest = std::mem::take(&mut partial[index]);
                 if !rest.is_empty() {
-                    out.write(session, format!("{}\n", terminal::plain_text(&rest)).as_bytes())?;
+                    out.write(session, format!("{}\n", plain_text(&rest)).as_bytes())?;
                 }
                 open -= 1;
                 if open == 0 {

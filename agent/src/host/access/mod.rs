@@ -1,4 +1,5 @@
-//! Who is connected through which way in, and what happens when a way in is revoked.
+//! Who may come in and who is connected through which way in, and what happens when a way in
+//! is revoked.
 //!
 //! Ways in are SRP credentials: invites and the host password live in the store; ephemeral
 //! invites (`tether pair --ephemeral`) live only here, in memory, so a crashed or restarted agent
@@ -7,13 +8,20 @@
 //!   dropped client can never be miscounted);
 //! - which sessions an ephemeral invite started, to stop them when it ends;
 //! - an event feed: relay links drop a revoked credential's connections at once, and
-//!   `pair --ephemeral` reports comings and goings.
+//!   `pair --ephemeral` reports comings and goings;
+//! - the failed-login throttle (`throttle`).
+
+pub mod throttle;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tether_protocol::handshake::Credential;
+use tether_protocol::sync::lock;
 use tokio::sync::broadcast;
+
+use crate::host::store::Store;
+use throttle::Throttle;
 
 /// Events buffered per subscriber; a subscriber that falls further behind skips the oldest.
 const EVENT_QUEUE: usize = 64;
@@ -34,17 +42,26 @@ struct Live {
 }
 
 pub struct Access {
+    /// Lasting credentials (invites, the password) live here.
+    store: Arc<Mutex<Store>>,
     live: Arc<Mutex<Live>>,
     events: broadcast::Sender<AccessEvent>,
-}
-
-fn lock(live: &Mutex<Live>) -> MutexGuard<'_, Live> {
-    live.lock().unwrap_or_else(|p| p.into_inner())
+    pub throttle: Throttle,
 }
 
 impl Access {
-    pub fn new() -> Access {
-        Access { live: Arc::default(), events: broadcast::channel(EVENT_QUEUE).0 }
+    pub fn new(store: Arc<Mutex<Store>>) -> Access {
+        Access { store, live: Arc::default(), events: broadcast::channel(EVENT_QUEUE).0, throttle: Throttle::default() }
+    }
+
+    /// Everything that may authenticate a remote client right now.
+    pub fn credentials(&self) -> Vec<Credential> {
+        let mut credentials = lock(&self.store).credentials().unwrap_or_else(|e| {
+            eprintln!("tether daemon: {e}");
+            Vec::new()
+        });
+        credentials.extend(self.ephemeral_credentials());
+        credentials
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AccessEvent> {
@@ -133,9 +150,14 @@ impl Drop for ConnectionGuard {
 mod tests {
     use super::*;
 
+    /// Access over an in-memory store (SQLite's `:memory:`).
+    fn new_access() -> Access {
+        Access::new(Arc::new(Mutex::new(Store::open(std::path::Path::new(":memory:")).expect("store"))))
+    }
+
     #[test]
     fn connections_are_counted_until_their_guards_drop() {
-        let access = Access::new();
+        let access = new_access();
         let mut events = access.subscribe();
         let first = access.connected("invite-a", vec![1]);
         let second = access.connected("invite-a", vec![1]);
@@ -153,7 +175,7 @@ mod tests {
 
     #[test]
     fn only_ephemeral_invites_remember_their_sessions() {
-        let access = Access::new();
+        let access = new_access();
         let credential = Credential { identity: "invite-e".into(), salt: vec![1; 16], verifier: vec![2; 8] };
         access.add_ephemeral(credential.clone());
         access.started("invite-e", "s1");

@@ -16,15 +16,21 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 use tether_protocol::api::{InputChunk, SessionInfo, SessionStatus};
 use tether_protocol::stream::OutputRing;
+use tether_protocol::sync::lock;
 use tokio::sync::watch;
 
-use crate::terminal::{Piece, QueryFilter, Screen};
+use crate::time::now_ms;
+use terminal::{Piece, QueryFilter, Screen};
+
+pub mod notify;
+pub mod prompt;
+pub mod terminal;
 
 /// Bytes per PTY read.
 const READ_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
@@ -212,7 +218,7 @@ impl Session {
         let end = lock(&self.output).ring.end();
         let mut info = lock(&self.info);
         info.exit_code = Some(exit.code);
-        info.ended_at = Some(crate::now_ms());
+        info.ended_at = Some(now_ms());
         info.output_bytes = end;
         info.status = if exit.signal == Some(libc::SIGKILL) || *lock(&self.killed_by_us) {
             SessionStatus::Killed
@@ -360,11 +366,6 @@ impl InputQueue {
         self.queued.fetch_add(bytes.len(), Ordering::Relaxed);
         self.tx.send(bytes.to_vec()).map_err(|_| "the session no longer takes input".to_owned())
     }
-}
-
-/// Poisoning only means another thread panicked mid-update; the data is still the best we have.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn wait_child(mut child: Box<dyn Child + Send + Sync>) -> Exit {

@@ -22,7 +22,7 @@ impl HostIdentity {
                 .ok_or_else(|| format!("{} is damaged; remove it to get a new host id", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut secret = [0u8; HOST_SECRET_BYTES];
-                crate::random_bytes(&mut secret)?;
+                crate::random::random_bytes(&mut secret)?;
                 let mut file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)

@@ -7,14 +7,13 @@
 //! - `Screen` tracks the terminal state a headless agent needs: cursor position (for answers),
 //!   DECCKM (how to encode arrow keys for `send`), bracketed paste and the alternate screen, and
 //!   the text of the cursor's line (for prompt detection).
-//! - `plain_text` turns raw output into readable lines for `tether logs`.
+
+use crate::escapes::{EscapeState, BEL, ESC};
 
 /// Longest CSI sequence held back while deciding whether it is a query; longer ones pass as-is.
 const MAX_CSI_BYTES: usize = 64;
 /// Longest OSC sequence held back.
 const MAX_OSC_BYTES: usize = 4096;
-const ESC: u8 = 0x1b;
-const BEL: u8 = 0x07;
 
 /// A query a program sent to its terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,24 +66,16 @@ pub enum Piece {
     Query(Query),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Ground,
-    Escape,
-    Csi,
-    Osc,
-}
-
 /// Streaming query filter; sequences split across reads are held until complete.
 #[derive(Debug)]
 pub struct QueryFilter {
-    state: State,
+    state: EscapeState,
     pending: Vec<u8>,
 }
 
 impl Default for QueryFilter {
     fn default() -> Self {
-        QueryFilter { state: State::Ground, pending: Vec::new() }
+        QueryFilter { state: EscapeState::Ground, pending: Vec::new() }
     }
 }
 
@@ -93,7 +84,7 @@ impl QueryFilter {
         let mut run = Vec::with_capacity(input.len());
         while !input.is_empty() {
             // Fast path: plain output up to the next ESC is copied in one go.
-            if self.state == State::Ground {
+            if self.state == EscapeState::Ground {
                 let plain = input.iter().position(|&b| b == ESC).unwrap_or(input.len());
                 run.extend_from_slice(&input[..plain]);
                 input = &input[plain..];
@@ -104,20 +95,20 @@ impl QueryFilter {
             let byte = input[0];
             input = &input[1..];
             match self.state {
-                State::Ground if byte == ESC => {
+                EscapeState::Ground if byte == ESC => {
                     self.pending.push(byte);
-                    self.state = State::Escape;
+                    self.state = EscapeState::Escape;
                 }
-                State::Ground => run.push(byte),
-                State::Escape => {
+                EscapeState::Ground => run.push(byte),
+                EscapeState::Escape => {
                     self.pending.push(byte);
                     self.state = match byte {
-                        b'[' => State::Csi,
-                        b']' => State::Osc,
+                        b'[' => EscapeState::Csi,
+                        b']' => EscapeState::Osc,
                         _ => self.pass(&mut run),
                     };
                 }
-                State::Csi => {
+                EscapeState::Csi => {
                     self.pending.push(byte);
                     if (0x40..=0x7e).contains(&byte) {
                         self.finish(csi_query(&self.pending), &mut run, out);
@@ -125,7 +116,7 @@ impl QueryFilter {
                         self.state = self.pass(&mut run);
                     }
                 }
-                State::Osc => {
+                EscapeState::Osc => {
                     let after_esc = self.pending.last() == Some(&ESC);
                     self.pending.push(byte);
                     if byte == BEL || (after_esc && byte == b'\\') {
@@ -142,9 +133,9 @@ impl QueryFilter {
     }
 
     /// The held sequence is not a query: pass it on unchanged.
-    fn pass(&mut self, run: &mut Vec<u8>) -> State {
+    fn pass(&mut self, run: &mut Vec<u8>) -> EscapeState {
         run.append(&mut self.pending);
-        State::Ground
+        EscapeState::Ground
     }
 
     fn finish(&mut self, query: Option<Query>, run: &mut Vec<u8>, out: &mut Vec<Piece>) {
@@ -155,7 +146,7 @@ impl QueryFilter {
                 }
                 out.push(Piece::Query(query));
                 self.pending.clear();
-                self.state = State::Ground;
+                self.state = EscapeState::Ground;
             }
             None => self.state = self.pass(run),
         }
@@ -221,44 +212,6 @@ impl Screen {
     }
 }
 
-/// Raw output → readable text: escape sequences removed, `\r\n` → `\n`, and a line rewritten
-/// with `\r` (progress bars) keeps only its last version.
-pub fn plain_text(raw: &[u8]) -> String {
-    let mut stripped = Vec::with_capacity(raw.len());
-    let mut state = State::Ground;
-    let mut prev = 0u8;
-    for &byte in raw {
-        state = match (state, byte) {
-            (State::Ground, ESC) => State::Escape,
-            (State::Ground, _) => {
-                if byte == b'\n' || byte == b'\r' || byte == b'\t' || byte >= 0x20 {
-                    stripped.push(byte);
-                }
-                State::Ground
-            }
-            (State::Escape, b'[') => State::Csi,
-            (State::Escape, b']') => State::Osc,
-            (State::Escape, _) => State::Ground,
-            (State::Csi, 0x40..=0x7e) => State::Ground,
-            (State::Csi, _) => State::Csi,
-            (State::Osc, BEL) => State::Ground,
-            (State::Osc, b'\\') if prev == ESC => State::Ground,
-            (State::Osc, _) => State::Osc,
-        };
-        prev = byte;
-    }
-    let text = String::from_utf8_lossy(&stripped);
-    let mut out = String::with_capacity(text.len());
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        out.push_str(line.rsplit('\r').next().unwrap_or(line));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,10 +262,5 @@ mod tests {
         assert_eq!(screen.cursor_line(), "world");
         screen.process(b"\x1b[?1h");
         assert!(screen.application_cursor());
-    }
-
-    #[test]
-    fn plain_text_strips_colour_and_keeps_last_rewrite() {
-        assert_eq!(plain_text(b"\x1b[32mok\x1b[0m\r\n10%\r50%\r100%\r\nend"), "ok\n100%\nend");
     }
 }

@@ -10,6 +10,11 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use tether_protocol::api::{SessionInfo, SessionStatus};
 use tether_protocol::handshake::Credential;
 
+/// Settings key of the relay this host stays connected to.
+pub const RELAY_SETTING: &str = "relay";
+/// Settings key of the name clients see for this host.
+pub const NAME_SETTING: &str = "name";
+
 pub struct Store {
     db: Connection,
 }

@@ -1,0 +1,234 @@
+//! The command line, as clap parses it: every command, flag and help text in one place.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tether_protocol::api::SessionStatus;
+
+use crate::time::parse_duration;
+
+#[derive(Parser)]
+#[command(name = "tether", version, about = "Persistent terminal sessions you can reach from anywhere")]
+pub struct Cli {
+    /// Run the session command on a paired host: its invite (https://RELAY/#HOST.SECRET) or a
+    /// name from `tether hosts add`.
+    #[arg(short = 'H', long = "host", global = true, env = "TETHER_INVITE", value_name = "INVITE|NAME")]
+    pub host: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the agent (sessions live as long as it does).
+    Daemon {
+        /// Start in the background and return once it is ready.
+        #[arg(long)]
+        detach: bool,
+        #[command(flatten)]
+        options: DaemonOptions,
+        #[command(subcommand)]
+        action: Option<DaemonAction>,
+    },
+    #[command(flatten)]
+    Session(SessionCommand),
+    /// Print a guide for AI agents driving sessions with these commands.
+    Skill,
+    /// Run one command on a paired host; exits with its exit code. Ctrl+C interrupts it.
+    Exec {
+        /// The host's invite (or -H, TETHER_INVITE, --invite-stdin).
+        #[arg(value_name = "INVITE")]
+        invite: Option<String>,
+        /// Read the invite from the first line of stdin (the rest is the command's input).
+        #[arg(long)]
+        invite_stdin: bool,
+        /// Kill the command after this long (exit 124), e.g. 30s, 5m.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Remember hosts by name: add NAME INVITE, ls, rm NAME.
+    Hosts {
+        #[command(subcommand)]
+        action: HostsAction,
+    },
+    /// Make this machine reachable through a relay and print an invite (and a QR code).
+    Pair {
+        /// The relay (plain http only for one on this machine).
+        #[arg(long, env = "TETHER_RELAY", default_value = "http://127.0.0.1:8080")]
+        relay: String,
+        /// What clients call this host (kept; default: its hostname).
+        #[arg(long)]
+        name: Option<String>,
+        /// A one-off share: the invite ends when this command does (Ctrl+C) or when nobody has
+        /// been connected for --idle-timeout, and the sessions started through it are stopped.
+        #[arg(long)]
+        ephemeral: bool,
+        /// With --ephemeral: end the share after this long without a client (e.g. 30m, 2h).
+        #[arg(long, value_parser = parse_duration, default_value = "30m", requires = "ephemeral")]
+        idle_timeout: Duration,
+        /// Print one JSON object with `invite`, `host_id` and `name`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The ways in to this host: `invites ls`, `invites rm ID` (revokes it at once).
+    Invites {
+        #[command(subcommand)]
+        action: InvitesAction,
+    },
+    /// Set a password that reaches this host with its address alone (https://RELAY/#HOSTID).
+    Passwd {
+        /// Read the new password from stdin (its first line) instead of asking twice.
+        #[arg(long)]
+        stdin: bool,
+        /// Remove the password (its connections are closed).
+        #[arg(long, conflicts_with = "stdin")]
+        remove: bool,
+    },
+}
+
+/// The commands that work on this machine's agent and, with `-H`, on a paired host alike.
+#[derive(Subcommand)]
+pub enum SessionCommand {
+    /// Start a session: tether start [--title T] [--cwd DIR] [--detach] -- CMD ARGS…
+    Start {
+        #[arg(long)]
+        title: Option<String>,
+        /// Working directory (default: the current one).
+        #[arg(long)]
+        cwd: Option<String>,
+        /// Print the session id instead of attaching.
+        #[arg(long, short)]
+        detach: bool,
+        /// Notify (hook, desktop) when it waits for input or ends.
+        #[arg(long, overrides_with = "no_notify")]
+        notify: bool,
+        /// Do not notify, whatever notify_by_default says.
+        #[arg(long)]
+        no_notify: bool,
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// List sessions, newest first.
+    Ls {
+        #[arg(long)]
+        json: bool,
+        /// Only sessions with this status (repeatable): created running stopping stopped killed failed unknown.
+        #[arg(long, value_parser = parse_status)]
+        status: Vec<SessionStatus>,
+        /// Only sessions whose id, title or command contains TEXT.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Attach this terminal to a session (detach: Ctrl-] then d).
+    Attach { id: Option<String> },
+    /// Type into a session: text, key:NAME (enter, ctrl+c, up, …), hex:BYTES; stdin when piped.
+    Send {
+        /// [ID] CHUNK… — with more input after it, a first argument that looks like an id must name
+        /// a session; otherwise all arguments go to the newest session.
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print a session's output; with several ids, each under a `==> ID <==` header (as tail).
+    Logs {
+        /// Sessions (default: the newest); with --follow, all of them at once.
+        ids: Vec<String>,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Keep colours and other escape sequences.
+        #[arg(long)]
+        keep_color: bool,
+        /// Keep printing new output until the session ends.
+        #[arg(long, short)]
+        follow: bool,
+        /// First wait until the session waits for input (prompt + silence).
+        #[arg(long)]
+        wait_for_prompt: bool,
+        /// Limit for --wait-for-prompt (e.g. 30s, 500ms, 2m).
+        #[arg(long, value_parser = parse_duration, default_value = "30s")]
+        timeout: Duration,
+    },
+    /// Stop a session: SIGTERM to its process group, SIGKILL after the grace period.
+    Stop {
+        id: Option<String>,
+        #[arg(long, value_parser = parse_duration, default_value = "5s")]
+        grace: Duration,
+    },
+}
+
+/// Flags that override config.toml.
+#[derive(clap::Args, Default)]
+pub struct DaemonOptions {
+    /// Output kept in memory per session (bytes).
+    #[arg(long)]
+    pub ring_bytes: Option<usize>,
+    /// Most sessions running at once.
+    #[arg(long)]
+    pub max_running: Option<usize>,
+    /// Silence after a prompt-like line before a session counts as waiting for input.
+    #[arg(long, value_parser = parse_duration)]
+    pub prompt_quiet: Option<Duration>,
+    /// Command run when a session needs input or ends (gets SESSION_ID REASON).
+    #[arg(long)]
+    pub notify_hook: Option<String>,
+}
+
+impl DaemonOptions {
+    /// The same flags, for a daemon started in the background.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(bytes) = self.ring_bytes {
+            args.extend(["--ring-bytes".to_owned(), bytes.to_string()]);
+        }
+        if let Some(max) = self.max_running {
+            args.extend(["--max-running".to_owned(), max.to_string()]);
+        }
+        if let Some(quiet) = self.prompt_quiet {
+            args.extend(["--prompt-quiet".to_owned(), format!("{}ms", quiet.as_millis())]);
+        }
+        if let Some(hook) = &self.notify_hook {
+            args.extend(["--notify-hook".to_owned(), hook.clone()]);
+        }
+        args
+    }
+}
+
+#[derive(Subcommand)]
+pub enum HostsAction {
+    Add { name: String, invite: String },
+    Ls,
+    Rm { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum InvitesAction {
+    /// List invites and the password (never their secrets), with how many clients use each.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an invite (its id or a unique prefix) or `password`: its connections close now.
+    Rm { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum DaemonAction {
+    /// Stop the daemon and every session it runs.
+    Stop {
+        #[arg(long, value_parser = parse_duration, default_value = "5s")]
+        grace: Duration,
+    },
+    /// Is it running, and with how many sessions?
+    Status,
+}
+
+fn parse_status(text: &str) -> Result<SessionStatus, String> {
+    SessionStatus::parse(text).ok_or_else(|| {
+        let all: Vec<&str> = SessionStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown status {text:?}; one of: {}", all.join(", "))
+    })
+}

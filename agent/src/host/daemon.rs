@@ -1,0 +1,68 @@
+//! The daemon's state: who this host is, its sessions, its ways in, and its links to relays.
+//! How it is reached is elsewhere: the Unix socket in `server`, relays in `relay_link`, and what
+//! each request does in `dispatch`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+
+use tether_protocol::sync::lock;
+use tokio::sync::{watch, Notify};
+
+use crate::host::access::Access;
+use crate::host::identity::HostIdentity;
+use crate::host::relay_link;
+use crate::host::sessions::Sessions;
+use crate::host::store::Store;
+use crate::paths::StateDir;
+
+/// Per relay: registered (`Ok`), or why the last attempt failed.
+pub type LinkStates = HashMap<String, Result<(), String>>;
+
+pub struct Daemon {
+    pub state: StateDir,
+    pub host: HostIdentity,
+    pub store: Arc<Mutex<Store>>,
+    pub sessions: Arc<Sessions>,
+    pub access: Access,
+    /// Relays this host keeps a link to (one task each).
+    relays: Mutex<HashSet<String>>,
+    link_states: watch::Sender<LinkStates>,
+    /// Notified by `daemon stop`.
+    pub shutdown: Notify,
+    me: Weak<Daemon>,
+}
+
+impl Daemon {
+    pub fn new(state: StateDir, host: HostIdentity, store: Arc<Mutex<Store>>, sessions: Arc<Sessions>) -> Arc<Daemon> {
+        Arc::new_cyclic(|me| Daemon {
+            access: Access::new(store.clone()),
+            state,
+            host,
+            store,
+            sessions,
+            relays: Mutex::new(HashSet::new()),
+            link_states: watch::Sender::new(HashMap::new()),
+            shutdown: Notify::new(),
+            me: me.clone(),
+        })
+    }
+
+    /// Keep a link to `relay` up from now on (once per relay).
+    pub fn ensure_relay_link(&self, relay: &str) {
+        if lock(&self.relays).insert(relay.to_owned()) {
+            if let Some(daemon) = self.me.upgrade() {
+                tokio::spawn(relay_link::run(daemon, relay.to_owned()));
+            }
+        }
+    }
+
+    pub fn set_link_state(&self, relay: &str, state: Result<(), String>) {
+        self.link_states.send_modify(|states| {
+            states.insert(relay.to_owned(), state);
+        });
+    }
+
+    pub fn subscribe_link_states(&self) -> watch::Receiver<LinkStates> {
+        self.link_states.subscribe()
+    }
+}

@@ -1,0 +1,125 @@
+//! What each request does, whichever way it came in (the Unix socket, or a relay link through
+//! `HostService`). Streams and shares are served by their own modules; the rest is here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_protocol::api::{error_answer, Answer, ErrorCode, Request, Response};
+use tether_protocol::frame::Frame;
+use tokio::sync::mpsc;
+
+use crate::host::access::Access;
+use crate::host::daemon::Daemon;
+use crate::host::identity::HostIdentity;
+use crate::host::service::HostService;
+use crate::host::{sharing, streams};
+
+/// Input and resizes, handled at once and in order: keystrokes must reach the program in the
+/// order they were typed, so these never go to a task of their own. `None`: not one.
+pub fn handle_in_order(daemon: &Daemon, request: &Request, payload: &[u8]) -> Option<Answer> {
+    let sessions = &daemon.sessions;
+    Some(match request {
+        Request::Send { session, chunks } => sessions.with_live(session, |s| s.send(chunks)),
+        Request::Write { session } => sessions.with_live(session, |s| s.write_input(payload)),
+        Request::Resize { session, cols, rows } => sessions.with_live(session, |s| s.resize(*cols, *rows)),
+        _ => return None,
+    })
+}
+
+/// Every other request that has one answer.
+pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answer {
+    if let Some(answer) = handle_in_order(daemon, &request, &payload) {
+        return answer;
+    }
+    let sessions = &daemon.sessions;
+    match request {
+        Request::Start { command, title, cwd, cols, rows, notify } => {
+            sessions.start(command, title, cwd, (cols, rows), notify)
+        }
+        Request::List { statuses, search, limit } => sessions.list(&statuses, search.as_deref(), limit),
+        Request::Get { id } => match sessions.resolve(id.as_deref()) {
+            Ok(info) => (Response::Session { session: info }, Vec::new()),
+            Err(answer) => answer,
+        },
+        Request::WaitForPrompt { session, timeout_ms } => {
+            sessions.wait_for_prompt(&session, Duration::from_millis(timeout_ms)).await
+        }
+        Request::Stop { session, grace_ms } => sessions.stop(&session, Duration::from_millis(grace_ms)).await,
+        Request::HostInfo => (sharing::host_info(daemon), Vec::new()),
+        Request::DaemonStatus => {
+            let state_dir = daemon.state.root().display().to_string();
+            let version = env!("CARGO_PKG_VERSION").to_owned();
+            let (running, total) = (sessions.running(), sessions.total());
+            (Response::Daemon { pid: std::process::id(), version, state_dir, running, total }, Vec::new())
+        }
+        Request::Pair { relay, name } => sharing::pair(daemon, &relay, name).await,
+        Request::ListAccess => sharing::list_access(daemon),
+        Request::Revoke { identity } => sharing::revoke(daemon, &identity).await,
+        Request::SetPassword { password } => sharing::set_password(daemon, password).await,
+        Request::DaemonStop { grace_ms } => {
+            sessions.stop_all(Duration::from_millis(grace_ms)).await;
+            daemon.shutdown.notify_one();
+            (Response::Ok, Vec::new())
+        }
+        Request::Send { .. } | Request::Write { .. } | Request::Resize { .. } => {
+            unreachable!("handled in order above")
+        }
+        Request::Attach { .. }
+        | Request::Logs { .. }
+        | Request::WatchSessions { .. }
+        | Request::Detach { .. }
+        | Request::Share { .. } => error_answer(ErrorCode::BadRequest, "stream requests are handled by the connection"),
+        Request::Exec { .. } | Request::Signal { .. } => {
+            error_answer(ErrorCode::BadRequest, "exec runs on a paired host: tether exec INVITE -- CMD")
+        }
+    }
+}
+
+/// A request that came through a relay from a client authenticated as `identity`. Managing the
+/// agent itself (pairing, access, stopping it) stays with the machine's own user.
+async fn handle_remote(daemon: &Daemon, identity: &str, request: Request, payload: Vec<u8>) -> Answer {
+    match request {
+        Request::Pair { .. }
+        | Request::Share { .. }
+        | Request::ListAccess
+        | Request::Revoke { .. }
+        | Request::SetPassword { .. }
+        | Request::DaemonStop { .. } => {
+            error_answer(ErrorCode::BadRequest, "only the host's own user can do that (run it on the host)")
+        }
+        request => {
+            let starts = matches!(request, Request::Start { .. });
+            let answer = handle(daemon, request, payload).await;
+            if let (true, (Response::Session { session }, _)) = (starts, &answer) {
+                daemon.access.started(identity, &session.id);
+            }
+            answer
+        }
+    }
+}
+
+impl HostService for Daemon {
+    fn identity(&self) -> &HostIdentity {
+        &self.host
+    }
+
+    fn access(&self) -> &Access {
+        &self.access
+    }
+
+    fn handle_in_order(&self, request: &Request, payload: &[u8]) -> Option<Answer> {
+        handle_in_order(self, request, payload)
+    }
+
+    async fn handle_remote(self: Arc<Self>, identity: String, request: Request, payload: Vec<u8>) -> Answer {
+        handle_remote(&self, &identity, request, payload).await
+    }
+
+    async fn open_stream(self: Arc<Self>, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+        streams::open_stream(&self.sessions, request, id, stream, tx).await
+    }
+
+    fn set_link_state(&self, relay: &str, state: Result<(), String>) {
+        Daemon::set_link_state(self, relay, state)
+    }
+}

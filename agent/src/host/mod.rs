@@ -1,0 +1,21 @@
+//! The host wing: what `tether daemon` owns and serves. Reading order for a keystroke from a
+//! remote browser: `relay_link` (bytes off the WebSocket) → `peer` (decrypt, requests) →
+//! `service` (the narrow door into the daemon) → `dispatch` → `sessions` → `session` (the PTY);
+//! output comes back through `session` (ring, log) → `streams` → `peer` (flow control) →
+//! `relay_link`. Room is left for `files`, `editor` and `webrtc` beside `exec` and `streams`.
+
+pub mod access;
+pub mod config;
+pub mod daemon;
+pub mod dispatch;
+pub mod exec;
+pub mod identity;
+pub mod peer;
+pub mod relay_link;
+pub mod server;
+pub mod service;
+pub mod session;
+pub mod sessions;
+pub mod sharing;
+pub mod store;
+pub mod streams;

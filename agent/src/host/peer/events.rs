@@ -1,0 +1,31 @@
+//! What a remote peer's tasks (its execs, its session streams, its requests) tell the link that
+//! carries the peer. One channel per link, in the order they happened.
+
+use tether_protocol::frame::Frame;
+
+pub enum PeerEvent {
+    /// A frame ready to go out as it is (a request's answer).
+    Frame { conn: u64, frame: Frame },
+    /// Output bytes `seq ..` of `stream`; their byte permits were taken and are given back once
+    /// sent.
+    Output { conn: u64, stream: u32, seq: u64, bytes: Vec<u8> },
+    /// A session stream ended at byte `end` (sent on once its output has gone out).
+    StreamEnd { conn: u64, stream: u32, end: u64 },
+    /// An exec read `n` bytes of its stdin: credit the client.
+    StdinTaken { conn: u64, stream: u32, n: u64 },
+    /// An exec's output was all read and its process reaped.
+    ExecFinished { conn: u64, id: u64, code: i32 },
+}
+
+impl PeerEvent {
+    /// The peer (relay connection id) it is about.
+    pub fn conn(&self) -> u64 {
+        match self {
+            PeerEvent::Frame { conn, .. }
+            | PeerEvent::Output { conn, .. }
+            | PeerEvent::StreamEnd { conn, .. }
+            | PeerEvent::StdinTaken { conn, .. }
+            | PeerEvent::ExecFinished { conn, .. } => *conn,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! One remote client of this host, whichever link carries it (the relay today): its sans-IO
+//! `Connection` (SRP server, secure channel), the credential it proved, and what it runs here —
+//! execs and session streams. The link only moves bytes in and out; `requests` acts on what
+//! the client asks.
+//!
+//! Invariants:
+//! - Nothing from a client is acted on before its handshake succeeded (`Connection` enforces it).
+//! - Output is flow-controlled end to end: a task holds byte permits for what it has produced
+//!   and the `Backlog` gives them back only as the connection's window lets bytes out, so a slow
+//!   client slows its commands instead of filling memory.
+//! - An exec's answer and a stream's `eof` never overtake their output (`send_finished`).
+
+pub mod events;
+pub mod requests;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_protocol::api::{cmd_frame, exec_stderr, exec_stdout, Response};
+use tether_protocol::frame::{Control, Frame, Header};
+use tether_protocol::{ConnError, Connection};
+use tokio::sync::Semaphore;
+
+use crate::host::access::ConnectionGuard;
+use crate::host::exec::Exec;
+use events::PeerEvent;
+
+/// After SIGTERM to a cancelled exec, SIGKILL follows this soon.
+const EXEC_KILL_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Peer {
+    pub conn: Connection,
+    /// Which credential it authenticated with (counted in `Access` while it lives).
+    pub access: Option<ConnectionGuard>,
+    /// Per stream: output accepted from a task but not yet let through by the window.
+    backlogs: HashMap<u32, Backlog>,
+    execs: HashMap<u64, Exec>,
+    /// Execs that finished while output was still waiting: (id, exit code).
+    finished: Vec<(u64, i32)>,
+    /// Session streams (attach, logs) being served, to stop on detach or disconnect.
+    streams: HashMap<u32, tokio::task::AbortHandle>,
+    /// Session streams that ended while output was still waiting: (stream, end).
+    ended: Vec<(u32, u64)>,
+}
+
+/// Output waiting for flow-control credit: chunks with their sequence numbers, and the permits
+/// to give back to the producing task as they go out.
+struct Backlog {
+    queue: VecDeque<(u64, Vec<u8>)>,
+    permits: Arc<Semaphore>,
+}
+
+impl Backlog {
+    fn new(permits: Arc<Semaphore>) -> Backlog {
+        Backlog { queue: VecDeque::new(), permits }
+    }
+}
+
+impl Peer {
+    pub fn new(conn: Connection) -> Peer {
+        Peer {
+            conn,
+            access: None,
+            backlogs: HashMap::new(),
+            execs: HashMap::new(),
+            finished: Vec::new(),
+            streams: HashMap::new(),
+            ended: Vec::new(),
+        }
+    }
+
+    /// Send queued output of `stream` as far as the window allows.
+    fn drain(&mut self, stream: u32) -> Result<(), ConnError> {
+        let Some(backlog) = self.backlogs.get_mut(&stream) else {
+            return Ok(());
+        };
+        while let Some((seq, bytes)) = backlog.queue.front_mut() {
+            let sent = self.conn.send_data(stream, *seq, bytes)?;
+            backlog.permits.add_permits(sent);
+            if sent < bytes.len() {
+                *seq += sent as u64;
+                bytes.drain(..sent);
+                break;
+            }
+            backlog.queue.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Answer finished execs, and end finished streams, once their output has all gone out
+    /// (the answer or `eof` must not overtake it).
+    fn send_finished(&mut self) -> Result<(), ConnError> {
+        let drained =
+            |backlogs: &HashMap<u32, Backlog>, stream: u32| backlogs.get(&stream).is_none_or(|b| b.queue.is_empty());
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.finished)
+            .into_iter()
+            .partition(|&(id, _)| drained(&self.backlogs, exec_stdout(id)) && drained(&self.backlogs, exec_stderr(id)));
+        self.finished = waiting;
+        for (id, code) in done {
+            self.execs.remove(&id);
+            self.backlogs.remove(&exec_stdout(id));
+            self.backlogs.remove(&exec_stderr(id));
+            self.conn.send_frame(&cmd_frame(id, &Response::Exited { code }, Vec::new()))?;
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.ended).into_iter().partition(|&(stream, _)| drained(&self.backlogs, stream));
+        self.ended = waiting;
+        for (stream, end) in done {
+            self.backlogs.remove(&stream);
+            self.streams.remove(&stream);
+            self.conn.send_frame(&Frame::bare(Header::Control(Control::Eof { stream, end })))?;
+        }
+        Ok(())
+    }
+
+    /// What one of this peer's tasks reported.
+    pub fn apply(&mut self, event: PeerEvent) -> Result<(), ConnError> {
+        match event {
+            PeerEvent::Frame { frame, .. } => self.conn.send_frame(&frame)?,
+            PeerEvent::Output { stream, seq, bytes, .. } => {
+                if let Some(backlog) = self.backlogs.get_mut(&stream) {
+                    backlog.queue.push_back((seq, bytes));
+                    self.drain(stream)?;
+                }
+            }
+            PeerEvent::StreamEnd { stream, end, .. } => self.ended.push((stream, end)),
+            PeerEvent::StdinTaken { stream, n, .. } => self.conn.consumed(stream, n)?,
+            PeerEvent::ExecFinished { id, code, .. } => self.finished.push((id, code)),
+        }
+        self.send_finished()
+    }
+
+    /// The client is gone: its commands go too (SIGTERM, SIGKILL shortly after), and so do its
+    /// streams.
+    pub fn cancel(&mut self) {
+        for exec in self.execs.values() {
+            exec.signal(libc::SIGTERM);
+            let pid = exec.pid;
+            tokio::spawn(async move {
+                tokio::time::sleep(EXEC_KILL_GRACE).await;
+                // SAFETY: kill(2) only sends a signal.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            });
+        }
+        self.execs.clear();
+        for task in self.streams.values() {
+            task.abort();
+        }
+        self.streams.clear();
+    }
+}

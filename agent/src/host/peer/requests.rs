@@ -1,0 +1,168 @@
+//! Acting on what an authenticated remote client sends: its requests (exec, signals, streams,
+//! and everything the daemon answers through `HostService`) and its stream bytes (exec stdin).
+
+use std::sync::Arc;
+
+use tether_protocol::api::{cmd_frame, exec_stderr, exec_stdout, ErrorCode, Request, Response};
+use tether_protocol::connection::Event;
+use tether_protocol::frame::{Control, Frame, Header};
+use tether_protocol::ConnError;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::events::PeerEvent;
+use super::{Backlog, Peer};
+use crate::host::exec::{self, Exec, WINDOW_BYTES};
+use crate::host::service::HostService;
+
+/// Frames a session stream's task may have ready before it waits for the peer.
+const STREAM_TASK_FRAMES: usize = 4;
+
+/// Act on `events` of the peer on connection `conn`. Work that takes time runs in tasks that
+/// report back on `tasks`.
+pub fn handle_events<H: HostService>(
+    host: &Arc<H>,
+    conn: u64,
+    peer: &mut Peer,
+    events: Vec<Event>,
+    tasks: &mpsc::UnboundedSender<PeerEvent>,
+) -> Result<(), ConnError> {
+    for event in events {
+        match event {
+            Event::Authenticated { identity } => {
+                host.access().throttle.success();
+                eprintln!("tether daemon: client {conn} authenticated with {identity}");
+                let credentials = host.access().credentials();
+                let verifier = credentials.into_iter().find(|c| c.identity == identity).map(|c| c.verifier);
+                peer.access = Some(host.access().connected(&identity, verifier.unwrap_or_default()));
+            }
+            Event::Cmd { id, body, payload } => match serde_json::from_value::<Request>(body) {
+                Ok(request) => handle_request(host, conn, peer, id, request, payload, tasks)?,
+                Err(e) => {
+                    let reply = Response::Error { code: ErrorCode::BadRequest, message: format!("bad request: {e}") };
+                    peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
+                }
+            },
+            Event::Data { stream, bytes, .. } => match exec_for_stdin(peer, stream) {
+                // Credited back when the process has read it (PeerEvent::StdinTaken).
+                Some(exec) => {
+                    let _ = exec.stdin.send(Some(bytes));
+                }
+                // Input for nothing we run: credit it back so the client is not stuck.
+                None => peer.conn.consumed(stream, bytes.len() as u64)?,
+            },
+            Event::Eof { stream, .. } => {
+                if let Some(exec) = exec_for_stdin(peer, stream) {
+                    let _ = exec.stdin.send(None);
+                }
+            }
+            Event::Writable { stream } => {
+                peer.drain(stream)?;
+                peer.send_finished()?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn handle_request<H: HostService>(
+    host: &Arc<H>,
+    conn: u64,
+    peer: &mut Peer,
+    id: u64,
+    request: Request,
+    payload: Vec<u8>,
+    tasks: &mpsc::UnboundedSender<PeerEvent>,
+) -> Result<(), ConnError> {
+    match request {
+        Request::Exec { command, cwd } => match exec::spawn(conn, id, &command, cwd.as_deref(), tasks.clone()) {
+            Ok(exec) => {
+                for (stream, permits) in
+                    [(exec_stdout(id), exec.stdout_permits.clone()), (exec_stderr(id), exec.stderr_permits.clone())]
+                {
+                    peer.backlogs.insert(stream, Backlog::new(permits));
+                }
+                peer.execs.insert(id, exec);
+            }
+            Err(message) => {
+                let reply = Response::Error { code: ErrorCode::BadRequest, message };
+                peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
+            }
+        },
+        request @ (Request::Attach { .. } | Request::Logs { .. } | Request::WatchSessions { .. }) => {
+            serve_stream(host, conn, peer, id, request, tasks);
+        }
+        Request::Detach { stream } => {
+            if let Some(task) = peer.streams.remove(&stream) {
+                task.abort();
+            }
+            peer.backlogs.remove(&stream);
+            peer.conn.send_frame(&cmd_frame(id, &Response::Ok, Vec::new()))?;
+        }
+        Request::Signal { exec, signal } => {
+            let reply = match peer.execs.get(&exec) {
+                Some(running) if (1..32).contains(&signal) => {
+                    running.signal(signal);
+                    Response::Ok
+                }
+                Some(_) => Response::Error { code: ErrorCode::BadRequest, message: format!("bad signal {signal}") },
+                None => Response::Error { code: ErrorCode::NotRunning, message: "that command is not running".into() },
+            };
+            peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
+        }
+        request => {
+            if let Some((response, payload)) = host.handle_in_order(&request, &payload) {
+                return peer.conn.send_frame(&cmd_frame(id, &response, payload));
+            }
+            let host = host.clone();
+            let tasks = tasks.clone();
+            let identity = peer.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();
+            tokio::spawn(async move {
+                let (response, payload) = host.handle_remote(identity, request, payload).await;
+                let _ = tasks.send(PeerEvent::Frame { conn, frame: cmd_frame(id, &response, payload) });
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Serve `attach` / `logs` / `watch_sessions` with the daemon's own stream code: its frames are
+/// turned into permit-gated output (so the window bounds what is in flight) and a deferred `eof`.
+fn serve_stream<H: HostService>(
+    host: &Arc<H>,
+    conn: u64,
+    peer: &mut Peer,
+    id: u64,
+    request: Request,
+    tasks: &mpsc::UnboundedSender<PeerEvent>,
+) {
+    let stream = id as u32;
+    let permits = Arc::new(Semaphore::new(WINDOW_BYTES));
+    peer.backlogs.insert(stream, Backlog::new(permits.clone()));
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(STREAM_TASK_FRAMES);
+    let task = tokio::spawn(host.clone().open_stream(request, id, stream, frames_tx));
+    peer.streams.insert(stream, task.abort_handle());
+    let tasks = tasks.clone();
+    tokio::spawn(async move {
+        while let Some(frame) = frames_rx.recv().await {
+            let event = match frame.header {
+                Header::Cmd { .. } => PeerEvent::Frame { conn, frame },
+                Header::Data { stream, seq } => {
+                    match permits.acquire_many(frame.payload.len() as u32).await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => return,
+                    }
+                    PeerEvent::Output { conn, stream, seq, bytes: frame.payload }
+                }
+                Header::Control(Control::Eof { stream, end }) => PeerEvent::StreamEnd { conn, stream, end },
+                _ => continue,
+            };
+            let _ = tasks.send(event);
+        }
+    });
+}
+
+/// The exec whose stdin travels on `stream`.
+fn exec_for_stdin(peer: &Peer, stream: u32) -> Option<&Exec> {
+    peer.execs.iter().find(|(id, _)| exec_stdout(**id) == stream).map(|(_, exec)| exec)
+}

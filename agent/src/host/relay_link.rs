@@ -1,0 +1,264 @@
+//! The agent's link to a relay: dial out, prove the host id, then carry every client the relay
+//! opens a connection for. Each client is a `Peer` (its own sans-IO `Connection`); this module
+//! only moves bytes between peers and the WebSocket, and reaches the daemon through
+//! `HostService` alone.
+//!
+//! Invariants:
+//! - Failed handshakes are throttled per host: exponential back-off, then a lock-out; while
+//!   throttled, new connections are refused at once with the wait in the reason.
+//! - A revoked credential's connections are closed at once: on every revocation (or missed
+//!   event) the link drops each peer whose credential is no longer valid.
+//! - A dropped link is re-dialled with back-off; the relay keeps no state, so re-registering is
+//!   all it takes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tether_protocol::connection::{Connection, Input};
+use tether_protocol::frame::{Frame, FrameDecoder, Header, RelayMsg};
+use tether_protocol::{AuthError, ConnError};
+use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::host::access::AccessEvent;
+use crate::host::peer::events::PeerEvent;
+use crate::host::peer::requests::handle_events;
+use crate::host::peer::Peer;
+use crate::host::service::HostService;
+use crate::random::handshake_entropy;
+use crate::time::now_ms;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often connection timers (keep-alive, handshake deadline) are driven.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Keep a link to `relay` up for the daemon's lifetime.
+pub async fn run<H: HostService>(host: Arc<H>, relay: String) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let started = Instant::now();
+        let why = match link_once(&host, &relay).await {
+            Ok(()) => "the relay closed the link".to_owned(),
+            Err(e) => e,
+        };
+        eprintln!("tether daemon: relay {relay}: {why}; retrying in {backoff:?}");
+        host.set_link_state(&relay, Err(why));
+        if started.elapsed() > MAX_BACKOFF {
+            backoff = MIN_BACKOFF; // it was up for a while: start over gently
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The relay's endpoint for hosts (plain `ws://` only to this machine).
+pub fn host_ws_url(relay: &str) -> Result<String, String> {
+    tether_protocol::identity::relay_ws_url(relay, "/ws/host")
+}
+
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+async fn send(sink: &mut Sink, frame: Frame) -> Result<(), String> {
+    let bytes = frame.encode().map_err(|e| e.to_string())?;
+    sink.send(Message::Binary(bytes.into())).await.map_err(|e| format!("relay send: {e}"))
+}
+
+/// One link's state: the socket toward the relay and the peers it carries.
+struct Link<'a, H> {
+    host: &'a Arc<H>,
+    sink: Sink,
+    peers: HashMap<u64, Peer>,
+    /// Where the peers' tasks report.
+    tasks: mpsc::UnboundedSender<PeerEvent>,
+}
+
+async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), String> {
+    let url = host_ws_url(relay)?;
+    // disable_nagle: keystrokes and echoes are small; Nagle + delayed ACK would add ~40 ms each.
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let (sink, mut stream) = ws.split();
+    let identity = host.identity();
+    let (tasks, mut task_events) = mpsc::unbounded_channel::<PeerEvent>();
+    let mut link = Link { host, sink, peers: HashMap::new(), tasks };
+    let proof = tether_protocol::hex::encode(&identity.secret);
+    send(&mut link.sink, Frame::relay(RelayMsg::Register { host_id: identity.host_id.clone(), proof }, Vec::new()))
+        .await?;
+
+    let mut decoder = FrameDecoder::new();
+    let mut registered = false;
+    let mut tick = tokio::time::interval(TICK);
+    let mut access_events = host.access().subscribe();
+    loop {
+        tokio::select! {
+            incoming = stream.next() => {
+                let bytes = match incoming {
+                    Some(Ok(Message::Binary(bytes))) => bytes,
+                    Some(Ok(Message::Close(frame))) => {
+                        let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                        return if registered { Ok(()) } else { Err(format!("refused: {reason}")) };
+                    }
+                    None => return Ok(()),
+                    Some(Err(e)) => return Err(format!("relay receive: {e}")),
+                    Some(Ok(_)) => continue,
+                };
+                decoder.push(&bytes).map_err(|e| e.to_string())?;
+                while let Some(frame) = decoder.next_frame().map_err(|e| e.to_string())? {
+                    let Header::Relay(msg) = frame.header else { continue };
+                    match msg {
+                        RelayMsg::Registered => {
+                            registered = true;
+                            host.set_link_state(relay, Ok(()));
+                            eprintln!("tether daemon: reachable through {relay} as {}", identity.host_id);
+                        }
+                        RelayMsg::Open { conn } => link.open(conn).await?,
+                        RelayMsg::Forward { conn } => {
+                            let Some(peer) = link.peers.get_mut(&conn) else { continue };
+                            let step = peer.conn.handle_input(Input::Bytes(&frame.payload), now_ms());
+                            link.after_step(conn, step).await?;
+                        }
+                        RelayMsg::Close { conn, .. } => {
+                            if let Some(mut peer) = link.peers.remove(&conn) {
+                                peer.cancel();
+                                if let Err(error) = peer.conn.handle_input(Input::TransportClosed, now_ms()) {
+                                    note_failure(host, conn, &error);
+                                }
+                            }
+                        }
+                        RelayMsg::Register { .. } => {}
+                    }
+                }
+            }
+            Some(event) = task_events.recv() => {
+                let conn = event.conn();
+                if let Some(peer) = link.peers.get_mut(&conn) {
+                    let step = peer.apply(event);
+                    link.after_step(conn, step).await?;
+                }
+            }
+            event = access_events.recv() => {
+                if matches!(event, Ok(AccessEvent::Revoked { .. }) | Err(broadcast::error::RecvError::Lagged(_))) {
+                    link.drop_revoked().await?;
+                }
+            }
+            _ = tick.tick() => {
+                let now = now_ms();
+                let due: Vec<u64> = link
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.conn.poll_timeout().is_some_and(|at| at <= now))
+                    .map(|(&conn, _)| conn)
+                    .collect();
+                for conn in due {
+                    let Some(peer) = link.peers.get_mut(&conn) else { continue };
+                    let step = peer.conn.handle_timeout(now);
+                    link.after_step(conn, step).await?;
+                }
+            }
+        }
+    }
+}
+
+/// However a link ends, its peers' commands and streams end with it.
+impl<H> Drop for Link<'_, H> {
+    fn drop(&mut self) {
+        for peer in self.peers.values_mut() {
+            peer.cancel();
+        }
+    }
+}
+
+impl<H: HostService> Link<'_, H> {
+    /// The relay has a new client for us: start its handshake, unless guessing is throttled.
+    async fn open(&mut self, conn: u64) -> Result<(), String> {
+        if let Some(wait) = self.host.access().throttle.refuse() {
+            let reason = format!("too many failed attempts; try again in {}s", wait.as_secs() + 1);
+            return send(&mut self.sink, Frame::relay(RelayMsg::Close { conn, reason }, Vec::new())).await;
+        }
+        let host_id = &self.host.identity().host_id;
+        let connection = Connection::host(host_id, self.host.access().credentials(), handshake_entropy()?, now_ms());
+        self.peers.insert(conn, Peer::new(connection));
+        Ok(())
+    }
+
+    /// After a step on peer `conn`: send what it produced and act on its events, or, if the step
+    /// failed, send what is left (a host's `auth/failed`), drop the peer and cancel its commands.
+    async fn after_step(&mut self, conn: u64, step: Result<(), ConnError>) -> Result<(), String> {
+        let result = match step {
+            Ok(()) => self.flush_and_handle(conn).await?,
+            Err(error) => {
+                self.flush(conn).await?;
+                Err(error)
+            }
+        };
+        if let Err(error) = result {
+            note_failure(self.host, conn, &error);
+            let close = RelayMsg::Close { conn, reason: error.to_string() };
+            send(&mut self.sink, Frame::relay(close, Vec::new())).await?;
+            if let Some(mut peer) = self.peers.remove(&conn) {
+                peer.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush, and keep acting on what the flush reported until nothing new comes of it.
+    async fn flush_and_handle(&mut self, conn: u64) -> Result<Result<(), ConnError>, String> {
+        loop {
+            let events = self.flush(conn).await?;
+            if events.is_empty() {
+                return Ok(Ok(()));
+            }
+            let Some(peer) = self.peers.get_mut(&conn) else { return Ok(Ok(())) };
+            if let Err(e) = handle_events(self.host, conn, peer, events, &self.tasks) {
+                return Ok(Err(e));
+            }
+        }
+    }
+
+    /// Send what peer `conn`'s connection wants sent; return what it reported.
+    async fn flush(&mut self, conn: u64) -> Result<Vec<tether_protocol::Event>, String> {
+        let Some(peer) = self.peers.get_mut(&conn) else { return Ok(Vec::new()) };
+        let (transmits, events) = peer.conn.drain_output();
+        for bytes in transmits {
+            send(&mut self.sink, Frame::relay(RelayMsg::Forward { conn }, bytes)).await?;
+        }
+        Ok(events)
+    }
+
+    /// Close every peer whose credential is no longer among the host's.
+    async fn drop_revoked(&mut self) -> Result<(), String> {
+        let credentials = self.host.access().credentials();
+        let revoked: Vec<u64> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.access.as_ref().is_some_and(|a| !a.still_valid(&credentials)))
+            .map(|(&conn, _)| conn)
+            .collect();
+        for conn in revoked {
+            if let Some(mut peer) = self.peers.remove(&conn) {
+                peer.cancel();
+            }
+            let close = RelayMsg::Close { conn, reason: "access revoked by the host".into() };
+            send(&mut self.sink, Frame::relay(close, Vec::new())).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A connection failed: log it and count a failed login.
+fn note_failure<H: HostService>(host: &Arc<H>, conn: u64, error: &ConnError) {
+    if let ConnError::Auth(auth) = error {
+        if !matches!(auth, AuthError::TimedOut) {
+            host.access().throttle.failure();
+        }
+        eprintln!("tether daemon: client {conn} failed to authenticate: {error}");
+    }
+}

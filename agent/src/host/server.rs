@@ -1,0 +1,174 @@
+//! `tether daemon`: start the agent and answer clients on the Unix socket.
+//!
+//! One daemon per state dir (an exclusive `flock` on `daemon.lock`). Clients are trusted only if
+//! they run as the same user (`SO_PEERCRED`), and the socket is mode 0600 besides. Each client
+//! connection gets a reader loop and a writer task; each request runs in its own task so a slow
+//! one (`stop`, `logs --wait-for-prompt`) never holds up the others; each output stream is a task
+//! that follows its session (see `streams`).
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tether_protocol::api::{cmd_frame, error_answer, ErrorCode, Request, Response};
+use tether_protocol::frame::{Frame, Header};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::host::config::Config;
+use crate::host::daemon::Daemon;
+use crate::host::identity::HostIdentity;
+use crate::host::sessions::Sessions;
+use crate::host::store::{Store, RELAY_SETTING};
+use crate::host::{dispatch, sharing, streams};
+use crate::ipc::{write_frame, FrameReader};
+use crate::paths::StateDir;
+use crate::time::now_ms;
+
+/// Frames queued per client connection before output streaming waits for the socket.
+const CLIENT_QUEUE_FRAMES: usize = 64;
+/// Grace for sessions when the daemon is told to stop by a signal.
+const SIGNAL_STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Run the daemon until `daemon stop`, SIGTERM or SIGINT.
+pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
+    state.create()?;
+    let _lock = match acquire_lock(&state)? {
+        Some(lock) => lock,
+        None => {
+            eprintln!("tether daemon: already running for {}", state.root().display());
+            return Ok(());
+        }
+    };
+    let store = Store::open(&state.database())?;
+    let orphans = store.mark_orphans(now_ms())?;
+    if orphans > 0 {
+        eprintln!("tether daemon: {orphans} session(s) did not survive the previous agent; marked unknown");
+    }
+    let socket = state.socket();
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict {}: {e}", socket.display()))?;
+    std::fs::write(state.root().join("daemon.pid"), std::process::id().to_string())
+        .map_err(|e| format!("cannot write pid file: {e}"))?;
+    let host = HostIdentity::load_or_create(&state)?;
+    let relay = store.setting(RELAY_SETTING)?;
+    let store = Arc::new(Mutex::new(store));
+    let sessions = Sessions::new(state.clone(), config, store.clone());
+    let daemon = Daemon::new(state.clone(), host, store, sessions);
+    eprintln!("tether daemon {} listening on {}", env!("CARGO_PKG_VERSION"), socket.display());
+    if let Some(relay) = relay {
+        daemon.ensure_relay_link(&relay);
+    }
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("signal handler: {e}"))?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| format!("signal handler: {e}"))?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => { tokio::spawn(serve(daemon.clone(), stream)); }
+                Err(e) => eprintln!("tether daemon: accept failed: {e}"),
+            },
+            _ = daemon.shutdown.notified() => break,
+            _ = terminate.recv() => { daemon.sessions.stop_all(SIGNAL_STOP_GRACE).await; break }
+            _ = interrupt.recv() => { daemon.sessions.stop_all(SIGNAL_STOP_GRACE).await; break }
+        }
+    }
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(state.root().join("daemon.pid"));
+    eprintln!("tether daemon: stopped");
+    Ok(())
+}
+
+/// An exclusive lock on the state dir, held for the daemon's life; `None` if another has it.
+fn acquire_lock(state: &StateDir) -> Result<Option<std::fs::File>, String> {
+    use std::os::fd::AsRawFd;
+    let path = state.root().join("daemon.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a valid, owned file descriptor.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    Ok(locked.then_some(file))
+}
+
+/// One client connection on the socket.
+async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == me => {}
+        _ => return, // another user (or unknown): say nothing, just close
+    }
+    let (read_half, mut write_half) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Frame>(CLIENT_QUEUE_FRAMES);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if write_frame(&mut write_half, &frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut reader = FrameReader::new(read_half);
+    let mut streams: HashMap<u32, AbortHandle> = HashMap::new();
+    while let Ok(Some(frame)) = reader.next().await {
+        let Header::Cmd { id, body } = frame.header else {
+            continue;
+        };
+        let request = match serde_json::from_value::<Request>(body) {
+            Ok(request) => request,
+            Err(e) => {
+                let (response, payload) = error_answer(ErrorCode::BadRequest, format!("bad request: {e}"));
+                let _ = tx.send(cmd_frame(id, &response, payload)).await;
+                continue;
+            }
+        };
+        match request {
+            Request::Detach { stream } => {
+                if let Some(task) = streams.remove(&stream) {
+                    task.abort();
+                }
+                let _ = tx.send(cmd_frame(id, &Response::Ok, Vec::new())).await;
+            }
+            Request::Attach { .. } | Request::Logs { .. } | Request::WatchSessions { .. } => {
+                // The stream id is the request id: the client registered it before asking.
+                let stream = id as u32;
+                let (daemon, tx) = (daemon.clone(), tx.clone());
+                let task =
+                    tokio::spawn(async move { streams::open_stream(&daemon.sessions, request, id, stream, tx).await });
+                streams.insert(stream, task.abort_handle());
+            }
+            Request::Share { relay, name, idle_timeout_ms } => {
+                // Aborted when this connection closes, which ends the share.
+                let idle = Duration::from_millis(idle_timeout_ms);
+                let task = tokio::spawn(sharing::share(daemon.clone(), relay, name, idle, id, id as u32, tx.clone()));
+                streams.insert(id as u32, task.abort_handle());
+            }
+            request => {
+                if let Some((response, payload)) = dispatch::handle_in_order(&daemon, &request, &frame.payload) {
+                    let _ = tx.send(cmd_frame(id, &response, payload)).await;
+                    continue;
+                }
+                let (daemon, tx) = (daemon.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let (response, payload) = dispatch::handle(&daemon, request, frame.payload).await;
+                    let _ = tx.send(cmd_frame(id, &response, payload)).await;
+                });
+            }
+        }
+        streams.retain(|_, task| !task.is_finished());
+    }
+    for task in streams.values() {
+        task.abort();
+    }
+    drop(tx);
+    let _ = writer.await;
+}

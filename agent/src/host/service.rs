@@ -1,0 +1,46 @@
+//! The narrow interface between the daemon and the links that bring remote clients to it (the
+//! relay link today, WebRTC next): what a link may ask of the host, and nothing more. Links
+//! depend on this trait, never on the daemon's fields, so neither imports the other.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tether_protocol::api::{Answer, Request};
+use tether_protocol::frame::Frame;
+use tokio::sync::mpsc;
+
+use crate::host::access::Access;
+use crate::host::identity::HostIdentity;
+
+pub trait HostService: Send + Sync + 'static {
+    /// This host's id and relay registration secret.
+    fn identity(&self) -> &HostIdentity;
+
+    /// Credentials, live connections, revocation events and the failed-login throttle.
+    fn access(&self) -> &Access;
+
+    /// Input and resizes, answered at once and in order (keystrokes must reach the program in
+    /// the order they were typed). `None`: not one of those.
+    fn handle_in_order(&self, request: &Request, payload: &[u8]) -> Option<Answer>;
+
+    /// Any other request, from a remote client authenticated as `identity`.
+    fn handle_remote(
+        self: Arc<Self>,
+        identity: String,
+        request: Request,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Answer> + Send;
+
+    /// Serve a stream request (`attach`, `logs`, `watch_sessions`): its answer and then its
+    /// frames go to `tx`, on stream `stream`.
+    fn open_stream(
+        self: Arc<Self>,
+        request: Request,
+        id: u64,
+        stream: u32,
+        tx: mpsc::Sender<Frame>,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// The link to `relay` is up (`Ok`), or why it is not.
+    fn set_link_state(&self, relay: &str, state: Result<(), String>);
+}

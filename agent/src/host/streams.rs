@@ -1,0 +1,149 @@
+//! Output streams a client asks for: `attach` (live, from a byte), `logs` (whole or followed,
+//! from the log once a session has ended) and `watch_sessions` (the session list as it changes).
+//! Each sends `data` frames on its stream id and, when its output ends, `control/eof`.
+
+use std::time::Duration;
+
+use tether_protocol::api::{cmd_frame, Request, Response};
+use tether_protocol::frame::{Control, Frame, Header};
+use tokio::sync::mpsc;
+
+use crate::host::session::Session;
+use crate::host::sessions::{Sessions, Source};
+
+/// Output bytes per data frame sent to clients.
+const STREAM_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
+/// How often a session-list watcher looks for changes no event announces (an input-needed
+/// flag cleared by new output).
+const WATCH_RECHECK: Duration = Duration::from_secs(1);
+/// Sessions a watcher gets when it names no limit.
+const WATCH_LIMIT: usize = 200;
+
+/// Serve `attach` / `logs`: answer `Streaming`, then data frames, then `eof`; and
+/// `watch_sessions`. `id` is the request's, `stream` the stream to send on.
+pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    let (session_id, from, follow, size, attach) = match request {
+        Request::Attach { session, from, cols, rows } => (session, from, true, cols.zip(rows), true),
+        Request::Logs { session, follow } => (session, Some(0), follow, None, false),
+        Request::WatchSessions { limit } => return watch_sessions(sessions, limit, id, stream, &tx).await,
+        _ => return,
+    };
+    // Attach needs a running session; logs are served from the log once it has ended.
+    let found = if attach {
+        sessions.live(&session_id).map(|session| (session.info(), Source::Live(session)))
+    } else {
+        sessions.source(&session_id)
+    };
+    let (info, source) = match found {
+        Ok(found) => found,
+        Err((response, payload)) => {
+            let _ = tx.send(cmd_frame(id, &response, payload)).await;
+            return;
+        }
+    };
+    if let (Source::Live(session), Some((cols, rows))) = (&source, size) {
+        let _ = session.resize(cols, rows);
+    }
+    let from = match (&source, from) {
+        (_, Some(from)) => from,
+        (Source::Live(session), None) => session.ring_oldest(),
+        (Source::Log { .. }, None) => 0,
+    };
+    let streaming = Response::Streaming { session: info, stream, from };
+    if tx.send(cmd_frame(id, &streaming, Vec::new())).await.is_err() {
+        return;
+    }
+    let end = match source {
+        Source::Live(session) => stream_live(&session, stream, from, follow, &tx).await,
+        Source::Log { path } => stream_log(&path, stream, from, &tx).await,
+    };
+    if let Ok(end) = end {
+        let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end }))).await;
+    }
+}
+
+/// The session list now and whenever it changes (see `Request::WatchSessions`). Output counts
+/// alone do not make a change: a busy session would flood the watcher.
+async fn watch_sessions(sessions: &Sessions, limit: Option<usize>, id: u64, stream: u32, tx: &mpsc::Sender<Frame>) {
+    let mut changes = sessions.subscribe_changes();
+    if tx.send(cmd_frame(id, &Response::Watching { stream }, Vec::new())).await.is_err() {
+        return;
+    }
+    let mut recheck = tokio::time::interval(WATCH_RECHECK);
+    let (mut seq, mut last) = (0u64, None);
+    loop {
+        let (Response::Sessions { sessions: list }, _) = sessions.list(&[], None, Some(limit.unwrap_or(WATCH_LIMIT)))
+        else {
+            return;
+        };
+        let shape: Vec<_> =
+            list.iter().map(|s| (s.id.clone(), s.status, s.waiting_for_input, s.exit_code, s.title.clone())).collect();
+        if last.as_ref() != Some(&shape) {
+            let mut line = serde_json::to_vec(&list).unwrap_or_default();
+            line.push(b'\n');
+            let len = line.len() as u64;
+            if tx.send(Frame::new(Header::Data { stream, seq }, line)).await.is_err() {
+                return;
+            }
+            seq += len;
+            last = Some(shape);
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = recheck.tick() => {}
+        }
+    }
+}
+
+/// Follow a live session from `from`; with `follow` false, stop at the current end.
+/// Returns the end sequence number reached.
+async fn stream_live(
+    session: &Session,
+    stream: u32,
+    from: u64,
+    follow: bool,
+    tx: &mpsc::Sender<Frame>,
+) -> Result<u64, ()> {
+    let mut end_rx = session.subscribe_end();
+    let mut finished = session.subscribe_finished();
+    let mut cursor = from;
+    loop {
+        let done = *finished.borrow_and_update();
+        let end = *end_rx.borrow_and_update();
+        while cursor < end {
+            let chunk = session.read_from(cursor, STREAM_CHUNK_BYTES).map_err(|_| ())?;
+            if chunk.is_empty() {
+                break;
+            }
+            let len = chunk.len() as u64;
+            tx.send(Frame::new(Header::Data { stream, seq: cursor }, chunk)).await.map_err(|_| ())?;
+            cursor += len;
+        }
+        if done || !follow {
+            return Ok(cursor);
+        }
+        tokio::select! {
+            changed = end_rx.changed() => changed.map_err(|_| ())?,
+            changed = finished.changed() => changed.map_err(|_| ())?,
+        }
+    }
+}
+
+/// Send a finished session's log from `from`.
+async fn stream_log(path: &std::path::Path, stream: u32, from: u64, tx: &mpsc::Sender<Frame>) -> Result<u64, ()> {
+    use std::os::unix::fs::FileExt;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(_) => return Ok(0), // no output was ever written
+    };
+    let mut cursor = from;
+    let mut buf = vec![0u8; STREAM_CHUNK_BYTES];
+    loop {
+        let n = file.read_at(&mut buf, cursor).map_err(|_| ())?;
+        if n == 0 {
+            return Ok(cursor);
+        }
+        tx.send(Frame::new(Header::Data { stream, seq: cursor }, buf[..n].to_vec())).await.map_err(|_| ())?;
+        cursor += n as u64;
+    }
+}

@@ -1,0 +1,68 @@
+//! [`Agent`]: the one type every CLI command talks to, whichever way the agent is reached.
+
+use tether_protocol::api::{Answer, Request, Response};
+use tether_protocol::identity::Link;
+
+use crate::reach::local::LocalClient;
+use crate::reach::relay::RelayConnection;
+use crate::reach::remote::RemoteClient;
+use crate::reach::stream::{lost, Lost, OpenStream};
+
+/// The agent a command talks to.
+pub enum Agent {
+    /// This machine's daemon.
+    Local(LocalClient),
+    /// A paired host, through a relay.
+    Remote(RemoteClient),
+}
+
+impl Agent {
+    /// Connect through `link` to a paired host; `ask_password` supplies the host password for a
+    /// link without a secret (given the host id).
+    pub async fn remote(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Agent, String> {
+        let connection = RelayConnection::open(link, ask_password).await?;
+        Ok(Agent::Remote(RemoteClient::spawn(connection)))
+    }
+
+    /// Send a request and wait for its answer; an error response becomes `Err(message)`.
+    pub async fn call(&self, request: &Request, payload: Vec<u8>) -> Result<Answer, String> {
+        match self {
+            Agent::Local(client) => client.call(request, payload).await,
+            Agent::Remote(remote) => remote.call(request, payload).await,
+        }
+    }
+
+    /// Send without waiting for the answer (keystrokes while attached).
+    pub async fn send(&self, request: &Request, payload: Vec<u8>) -> Result<(), String> {
+        match self {
+            Agent::Local(client) => client.send(request, payload).await,
+            Agent::Remote(remote) => remote.send(request, payload).await,
+        }
+    }
+
+    /// Open an output stream (`attach`, `logs`).
+    pub async fn open_stream(&self, request: &Request) -> Result<OpenStream, String> {
+        let (answer, events) = match self {
+            Agent::Local(client) => client.open_with_answer(request).await?,
+            Agent::Remote(remote) => remote.open_with_answer(request).await?,
+        };
+        match answer {
+            Response::Streaming { session, stream, .. } => Ok(OpenStream { session, stream, events }),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    /// What to tell the user when a stream ends without `eof`.
+    pub fn lost_reason(&self) -> String {
+        match self {
+            Agent::Local(_) => lost(Lost::Daemon),
+            Agent::Remote(remote) => remote.lost_reason(),
+        }
+    }
+
+    pub async fn close(self) {
+        if let Agent::Remote(remote) = self {
+            remote.close().await;
+        }
+    }
+}

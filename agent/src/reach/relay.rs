@@ -1,0 +1,114 @@
+//! A client's encrypted connection to a host through a relay: the WebSocket to the relay, and the
+//! sans-IO `Connection` (SRP client, secure channel) end to end with the host. The relay sees
+//! only ciphertext; the same requests as on the local socket travel inside. This type only moves
+//! bytes: `remote` (shared by many requests and streams) and `cli::exec` drive it.
+
+use futures_util::{SinkExt, StreamExt};
+use tether_protocol::api::{cmd_frame, Request};
+use tether_protocol::connection::{Connection, Event, Input};
+use tether_protocol::handshake::PASSWORD_IDENTITY;
+use tether_protocol::identity::{HostAddress, Link};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::random::handshake_entropy;
+use crate::time::now_ms;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct RelayConnection {
+    ws: Ws,
+    conn: Connection,
+    next_id: u64,
+}
+
+impl RelayConnection {
+    /// Connect through `link`: with an invite's secret, or else with the host password, which
+    /// `ask_password` supplies (given the host id).
+    pub async fn open(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Self, String> {
+        match link {
+            Link::Invite(invite) => {
+                Self::connect(&invite.address(), &invite.identity(), invite.secret.as_bytes()).await
+            }
+            Link::Address(address) => {
+                let password = ask_password(&address.host_id)?;
+                Self::connect(address, PASSWORD_IDENTITY, password.as_bytes()).await
+            }
+        }
+    }
+
+    /// Connect and authenticate; fails with "authentication failed: …" on a wrong secret.
+    pub async fn connect(address: &HostAddress, identity: &str, secret: &[u8]) -> Result<Self, String> {
+        let url = address.client_ws_url()?;
+        // disable_nagle: small interactive frames must not wait for ACKs (Nagle + delayed ACK
+        // would add ~40 ms to every keystroke).
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+            .await
+            .map_err(|e| format!("cannot reach the relay at {}: {e}", address.relay))?;
+        let conn = Connection::client(&address.host_id, identity, secret, handshake_entropy()?, now_ms());
+        let mut connection = RelayConnection { ws, conn, next_id: 1 };
+        loop {
+            let mut events = connection.flush().await?;
+            let received = connection.receive().await;
+            events.extend(connection.flush().await?);
+            received?;
+            if events.iter().any(|e| matches!(e, Event::Authenticated { .. })) {
+                return Ok(connection);
+            }
+        }
+    }
+
+    /// The protocol state, for sending data and crediting what was taken.
+    pub fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// A fresh request id (stream ids are request ids, so they must fit a `u32` stream field).
+    pub fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = self.next_id % u64::from(u32::MAX) + 1;
+        id
+    }
+
+    /// Queue `request` under a fresh id; returns the id. Sent with the next `flush`.
+    pub fn request(&mut self, request: &Request, payload: Vec<u8>) -> Result<u64, String> {
+        let id = self.next_id();
+        self.conn.send_frame(&cmd_frame(id, request, payload)).map_err(|e| e.to_string())?;
+        Ok(id)
+    }
+
+    /// Read one message from the relay and feed it to the connection. A close or a broken socket
+    /// becomes the error to show: the connection's own (a tampered frame, a failed handshake)
+    /// when it has one, else the reason the relay or host gave. Cancel-safe (a `select!` arm).
+    pub async fn receive(&mut self) -> Result<(), String> {
+        match self.ws.next().await {
+            Some(Ok(Message::Binary(bytes))) => {
+                self.conn.handle_input(Input::Bytes(&bytes), now_ms()).map_err(|e| e.to_string())
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                let own = self.conn.error().map(|e| e.to_string());
+                Err(own.or(reason).unwrap_or_else(|| "the relay closed the connection".into()))
+            }
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(format!("relay connection failed: {e}")),
+            None => Err("the relay closed the connection".into()),
+        }
+    }
+
+    /// Send what the connection has queued; return what it reported.
+    pub async fn flush(&mut self) -> Result<Vec<Event>, String> {
+        let (transmits, events) = self.conn.drain_output();
+        for bytes in transmits {
+            self.ws.send(Message::Binary(bytes.into())).await.map_err(|e| format!("relay send: {e}"))?;
+        }
+        Ok(events)
+    }
+
+    /// End in order, so the host sees a close rather than a cut.
+    pub async fn close(mut self) {
+        if self.conn.close("done").is_ok() {
+            let _ = self.flush().await;
+        }
+        let _ = self.ws.close(None).await;
+    }
+}
