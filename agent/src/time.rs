@@ -8,6 +8,14 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Milliseconds on a monotonic clock (since this process first asked): what a `Connection`'s
+/// timers run on. Wall-clock time can jump (NTP, a suspended laptop) and would fire keep-alives
+/// and idle timeouts early or never.
+pub fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+}
+
 /// `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.find(|c: char| c.is_ascii_alphabetic()).map_or((text, "s"), |i| text.split_at(i));
@@ -59,6 +67,16 @@ pub fn format_time(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_timers_run_on_a_monotonic_clock() {
+        let first = monotonic_ms();
+        std::thread::sleep(Duration::from_millis(2));
+        let second = monotonic_ms();
+        assert!(second > first, "{second} after {first}");
+        // Counted from this process's start, not the Unix epoch: a wall-clock jump moves nothing.
+        assert!(second < 3_600_000, "{second} ms is wall-clock time, not a monotonic count");
+    }
 
     #[test]
     fn durations_and_dates() {

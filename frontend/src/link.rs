@@ -137,8 +137,10 @@ impl Drop for Timer {
     }
 }
 
+/// Milliseconds on the page's monotonic clock (`performance.now()`), what the connection's
+/// timers run on: `Date.now()` jumps with the wall clock (NTP, a suspended laptop).
 pub fn now_ms() -> u64 {
-    js_sys::Date::now() as u64
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now()) as u64
 }
 
 fn entropy() -> Result<HandshakeEntropy, String> {

@@ -26,7 +26,7 @@ use crate::channel::{Opener, Sealer};
 use crate::error::{AuthError, ConnError};
 use crate::file::FILE_CHUNK_BYTES;
 use crate::frame::{Control, FileStep, Frame, FrameDecoder, Header};
-use crate::handshake::{ClientHandshake, Credential, HandshakeEntropy, HostHandshake, Step};
+use crate::handshake::{ClientHandshake, Credential, HandshakeEntropy, HelloAnswer, HelloWork, HostHandshake, Step};
 use crate::keys::SessionKeys;
 use crate::stream::{InputCursor, RecvWindow, SendWindow, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK};
 
@@ -36,6 +36,10 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 30_000;
 pub const KEEPALIVE_INTERVAL_MS: u64 = 15_000;
 /// After this long without receiving anything, the link is dead.
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Streams one connection may have open at once (either direction). A peer cannot make the
+/// table grow past it: unknown streams in `window` frames are ignored, and a new stream beyond
+/// it is an error. A stream's state goes when its `eof` has passed both ways.
+pub const MAX_STREAMS: usize = 1024;
 
 /// Which end of the connection this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +70,15 @@ pub enum Output {
 pub enum Event {
     /// The handshake succeeded. On the host, `identity` names the credential the client proved.
     Authenticated {
+        identity: String,
+    },
+    /// Host: a client claims `identity`. Look its credential up now and call `answer_hello`.
+    CredentialNeeded {
+        identity: String,
+    },
+    /// Host: the client's proof is in. Call `verify_proof` with the credential as it is then,
+    /// when guessing may go on (the caller throttles).
+    ProofReceived {
         identity: String,
     },
     /// New bytes of a stream, each delivered once and in order. Call `consumed` once the
@@ -126,6 +139,9 @@ struct StreamState {
 }
 
 impl StreamState {
+    fn is_empty(&self) -> bool {
+        self.cursor.is_none() && self.recv.is_none() && self.send.is_none()
+    }
     /// The receive cursor: a stream starts at its first bytes' `seq` (a resume is a request of
     /// the application's, e.g. `attach` from byte N, answered on a fresh stream).
     fn cursor_from(&mut self, first_seq: u64) -> &mut InputCursor {
@@ -164,9 +180,10 @@ impl Connection {
         conn
     }
 
-    /// A host that accepts any of `credentials`.
-    pub fn host(host_id: &str, credentials: Vec<Credential>, entropy: HandshakeEntropy, now_ms: u64) -> Self {
-        let handshake = HostHandshake::new(host_id, credentials, entropy);
+    /// A host. It asks for credentials as it needs them (`Event::CredentialNeeded`,
+    /// `Event::ProofReceived`), so it never works from a stale copy.
+    pub fn host(host_id: &str, entropy: HandshakeEntropy, now_ms: u64) -> Self {
+        let handshake = HostHandshake::new(host_id, entropy);
         Connection::new(Role::Host, State::Host(handshake), now_ms)
     }
 
@@ -185,12 +202,79 @@ impl Connection {
         }
     }
 
+    /// A connected pair that skipped the handshake, for fuzz targets only (cargo-fuzz builds with
+    /// `--cfg fuzzing`): SRP's big-number maths would cost far more than what is under test.
+    #[cfg(fuzzing)]
+    pub fn fuzzing_pair(now_ms: u64) -> (Connection, Connection) {
+        let keys =
+            || SessionKeys { client_to_host: [1; crate::keys::KEY_BYTES], host_to_client: [2; crate::keys::KEY_BYTES] };
+        let mut client = Connection::new(Role::Client, State::Closed, now_ms);
+        let mut host = Connection::new(Role::Host, State::Closed, now_ms);
+        client.open(keys(), now_ms);
+        host.open(keys(), now_ms);
+        (client, host)
+    }
+
     pub fn role(&self) -> Role {
         self.role
     }
 
     pub fn is_open(&self) -> bool {
         matches!(self.state, State::Open { .. })
+    }
+
+    /// Host: the identity the client claims, once its hello is in (before it is proven too).
+    pub fn claimed_identity(&self) -> Option<&str> {
+        match &self.state {
+            State::Host(handshake) => handshake.identity(),
+            _ => (!self.identity.is_empty()).then_some(self.identity.as_str()),
+        }
+    }
+
+    /// Host, mid-handshake: the verifier the client's hello was answered with.
+    pub fn answered_with(&self) -> Option<&[u8]> {
+        match &self.state {
+            State::Host(handshake) => handshake.answered_with(),
+            _ => None,
+        }
+    }
+
+    /// Host: answer `Event::CredentialNeeded` with the credential as it is now (`None`:
+    /// unknown or revoked). Returns the SRP exponentiations to run (`HelloWork::compute`, on any
+    /// thread), whose answer goes to `finish_hello`.
+    pub fn answer_hello(&mut self, credential: Option<&Credential>, now_ms: u64) -> Result<HelloWork, ConnError> {
+        self.check_usable()?;
+        let State::Host(handshake) = &mut self.state else {
+            return Err(ConnError::NotReady("no host handshake waiting for that"));
+        };
+        match handshake.answer_hello(credential) {
+            Ok(work) => Ok(work),
+            Err(step) => Err(match self.take_step(step, now_ms) {
+                Err(error) => self.fail(error),
+                Ok(()) => self.fail(ConnError::NotReady("the handshake went on without a credential")),
+            }),
+        }
+    }
+
+    /// Host: the computed answer to the hello; sends the `server_hello`.
+    pub fn finish_hello(&mut self, answer: HelloAnswer, now_ms: u64) -> Result<(), ConnError> {
+        self.host_step(now_ms, |handshake| handshake.finish_hello(answer))
+    }
+
+    /// Host: answer `Event::ProofReceived`: check the proof against the credential as it is now.
+    /// A wrong proof fails with `AuthError::WrongSecret`; a credential revoked or changed since
+    /// the hello fails too.
+    pub fn verify_proof(&mut self, credential: Option<&Credential>, now_ms: u64) -> Result<(), ConnError> {
+        self.host_step(now_ms, |handshake| handshake.verify(credential))
+    }
+
+    fn host_step(&mut self, now_ms: u64, step: impl FnOnce(&mut HostHandshake) -> Step) -> Result<(), ConnError> {
+        self.check_usable()?;
+        let State::Host(handshake) = &mut self.state else {
+            return Err(ConnError::NotReady("no host handshake waiting for that"));
+        };
+        let step = step(handshake);
+        self.take_step(step, now_ms).map_err(|e| self.fail(e))
     }
 
     /// The error that ended the connection, if one did.
@@ -263,7 +347,19 @@ impl Connection {
             }
             State::Closed | State::Failed(_) => return Err(ConnError::NotReady("connection is over")),
         };
+        self.take_step(step, now_ms)
+    }
+
+    fn take_step(&mut self, step: Step, now_ms: u64) -> Result<(), ConnError> {
         match step {
+            Step::NeedCredential { identity } => {
+                self.event(Event::CredentialNeeded { identity });
+                Ok(())
+            }
+            Step::NeedVerification { identity } => {
+                self.event(Event::ProofReceived { identity });
+                Ok(())
+            }
             Step::Reply(reply) => {
                 self.transmit_plain(&reply);
                 Ok(())
@@ -297,7 +393,7 @@ impl Connection {
     fn handle_inner(&mut self, frame: Frame) -> Result<(), ConnError> {
         match frame.header {
             Header::Data { stream, seq } => {
-                let state = self.streams.entry(stream).or_default();
+                let state = self.stream_state(stream)?;
                 state.recv().on_receive(stream, frame.payload.len() as u64)?;
                 let cursor = state.cursor_from(seq);
                 let at = cursor.next().max(seq);
@@ -326,14 +422,25 @@ impl Connection {
     fn handle_control(&mut self, control: Control) -> Result<(), ConnError> {
         match control {
             Control::Window { stream, bytes } => {
-                self.streams.entry(stream).or_default().send().grant(bytes);
-                self.event(Event::Writable { stream });
+                // Credit for a stream we never sent on (or have ended) means nothing.
+                if let Some(send) = self.streams.get_mut(&stream).and_then(|s| s.send.as_mut()) {
+                    send.grant(bytes);
+                    self.event(Event::Writable { stream });
+                }
             }
             Control::Skip { stream, from, to } => {
-                self.streams.entry(stream).or_default().cursor_from(to).skip_to(to);
+                self.stream_state(stream)?.cursor_from(to).skip_to(to);
                 self.event(Event::Skipped { stream, from, to });
             }
-            Control::Eof { stream, end } => self.event(Event::Eof { stream, end }),
+            Control::Eof { stream, end } => {
+                // Our receiving side of the stream is over; its sending side may go on (an
+                // exec's stdout after its stdin ended).
+                if let Some(state) = self.streams.get_mut(&stream) {
+                    (state.cursor, state.recv) = (None, None);
+                }
+                self.prune(stream);
+                self.event(Event::Eof { stream, end });
+            }
             Control::Ping { nonce } => self.send_sealed(&Frame::bare(Header::Control(Control::Pong { nonce })))?,
             Control::Pong { .. } => {}
             Control::Close { reason } => {
@@ -349,7 +456,8 @@ impl Connection {
     /// rest. Bytes are split into frames of at most `MAX_DATA_CHUNK`.
     pub fn send_data(&mut self, stream: u32, seq: u64, bytes: &[u8]) -> Result<usize, ConnError> {
         self.check_open()?;
-        let window = self.streams.entry(stream).or_default().send();
+        crate::stream::end_of(stream, seq, bytes.len())?;
+        let window = self.stream_state(stream)?.send();
         let allowed = (window.available().min(bytes.len() as u64)) as usize;
         window.take(allowed as u64);
         let mut sent = 0;
@@ -362,8 +470,35 @@ impl Connection {
     }
 
     /// Bytes of `stream` that may be sent right now.
-    pub fn send_window(&mut self, stream: u32) -> u64 {
-        self.streams.entry(stream).or_default().send().available()
+    pub fn send_window(&self, stream: u32) -> u64 {
+        match self.streams.get(&stream).and_then(|s| s.send) {
+            Some(window) => window.available(),
+            None => INITIAL_WINDOW_BYTES,
+        }
+    }
+
+    /// Streams with state held now (at most `MAX_STREAMS`).
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// The application is done with `stream` in both directions (a detach): drop its state.
+    pub fn forget_stream(&mut self, stream: u32) {
+        self.streams.remove(&stream);
+    }
+
+    /// A stream's state, created for a new stream while there is room.
+    fn stream_state(&mut self, stream: u32) -> Result<&mut StreamState, ConnError> {
+        if !self.streams.contains_key(&stream) && self.streams.len() >= MAX_STREAMS {
+            return Err(ConnError::Stream(crate::error::StreamError::TooManyStreams { max: MAX_STREAMS }));
+        }
+        Ok(self.streams.entry(stream).or_default())
+    }
+
+    fn prune(&mut self, stream: u32) {
+        if self.streams.get(&stream).is_some_and(StreamState::is_empty) {
+            self.streams.remove(&stream);
+        }
     }
 
     /// The application consumed `n` bytes of `stream`: return credit to the sender when due.
@@ -373,7 +508,11 @@ impl Connection {
     }
 
     fn grant(&mut self, stream: u32, n: u64) -> Result<(), ConnError> {
-        if let Some(bytes) = self.streams.entry(stream).or_default().recv().on_consume(n) {
+        // Credit for an ended (or unknown) stream goes nowhere.
+        let Some(recv) = self.streams.get_mut(&stream).and_then(|s| s.recv.as_mut()) else {
+            return Ok(());
+        };
+        if let Some(bytes) = recv.on_consume(n) {
             self.send_sealed(&Frame::bare(Header::Control(Control::Window { stream, bytes })))?;
         }
         Ok(())
@@ -385,7 +524,15 @@ impl Connection {
         if let (Header::File(FileStep::Chunk { .. }), true) = (&frame.header, frame.payload.len() > FILE_CHUNK_BYTES) {
             return Err(ConnError::NotReady("file chunk over FILE_CHUNK_BYTES"));
         }
-        self.send_sealed(frame)
+        self.send_sealed(frame)?;
+        // Our sending side of a stream ends with its `eof`.
+        if let Header::Control(Control::Eof { stream, .. }) = frame.header {
+            if let Some(state) = self.streams.get_mut(&stream) {
+                state.send = None;
+            }
+            self.prune(stream);
+        }
+        Ok(())
     }
 
     /// End the connection in order; the peer sees `Event::Closed`.

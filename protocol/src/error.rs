@@ -134,6 +134,10 @@ pub enum StreamError {
     Future { requested: u64, end: u64 },
     /// The peer sent more than the window it was granted.
     WindowExceeded { stream: u32 },
+    /// Bytes numbered past `u64::MAX`: a peer's nonsense, refused rather than wrapped.
+    SeqOverflow { stream: u32 },
+    /// A new stream beyond the `max` one connection may hold.
+    TooManyStreams { max: usize },
 }
 
 impl fmt::Display for StreamError {
@@ -151,6 +155,10 @@ impl fmt::Display for StreamError {
             Self::WindowExceeded { stream } => {
                 write!(f, "stream {stream}: peer ignored flow control")
             }
+            Self::SeqOverflow { stream } => {
+                write!(f, "stream {stream}: sequence numbers past the end of the 64-bit range")
+            }
+            Self::TooManyStreams { max } => write!(f, "more than {max} streams open on one connection"),
         }
     }
 }

@@ -191,19 +191,44 @@ impl Invite {
 /// plain `http` is accepted only for a relay on this machine, because anywhere else the host's
 /// registration secret and who talks to whom would cross the network in the clear.
 pub fn relay_ws_url(relay: &str, path: &str) -> Result<String, String> {
-    let relay = relay.trim_end_matches('/');
-    if let Some(rest) = relay.strip_prefix("https://") {
-        return Ok(format!("wss://{rest}{path}"));
-    }
-    let Some(rest) = relay.strip_prefix("http://") else {
-        return Err(format!("{relay}: a relay URL starts with https:// (or http:// on this machine)"));
+    let trimmed = relay.trim_end_matches('/');
+    let (secure, rest) = match (trimmed.strip_prefix("https://"), trimmed.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err(format!("{relay}: a relay URL starts with https:// (or http:// on this machine)")),
     };
-    let host = rest.split(['/', ':']).next().unwrap_or("");
-    let loopback_ip = host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
-    if host == "localhost" || loopback_ip || rest.starts_with("[::1]") {
-        Ok(format!("ws://{rest}{path}"))
-    } else {
-        Err(format!("{relay}: plain http is allowed only for a relay on this machine; use https://"))
+    // Parsed, not matched: the authority ends at the first `/`, and everything in it must be a
+    // host and an optional port. `http://localhost:x@evil` is user `localhost` at host `evil`.
+    let (authority, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if rest.contains(['?', '#']) {
+        return Err(format!("{relay}: a relay URL has no query or fragment"));
+    }
+    if authority.contains('@') {
+        return Err(format!("{relay}: a relay URL has no user name or password"));
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(literal) => {
+            let (ip, after) = literal.split_once(']').ok_or_else(|| format!("{relay}: unclosed IPv6 address"))?;
+            ip.parse::<std::net::Ipv6Addr>().map_err(|_| format!("{relay}: bad IPv6 address"))?;
+            (&authority[..ip.len() + 2], after)
+        }
+        None => authority.split_at(authority.find(':').unwrap_or(authority.len())),
+    };
+    if let Some(port) = port.strip_prefix(':') {
+        port.parse::<u16>().map_err(|_| format!("{relay}: bad port {port:?}"))?;
+    } else if !port.is_empty() {
+        return Err(format!("{relay}: unexpected {port:?} after the host"));
+    }
+    let name_ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    if host.is_empty() || !(host.starts_with('[') || host.chars().all(name_ok)) {
+        return Err(format!("{relay}: bad host name {host:?}"));
+    }
+    let loopback =
+        host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback()) || host == "[::1]";
+    match (secure, loopback) {
+        (true, _) => Ok(format!("wss://{authority}{prefix}{path}")),
+        (false, true) => Ok(format!("ws://{authority}{prefix}{path}")),
+        (false, false) => Err(format!("{relay}: plain http is allowed only for a relay on this machine; use https://")),
     }
 }
 
@@ -253,5 +278,21 @@ mod invite_tests {
         assert!(relay_ws_url("http://localhost.evil.com", "/x").is_err());
         assert!(relay_ws_url("http://127.0.0.1.evil.com", "/x").is_err());
         assert!(relay_ws_url("ftp://x", "/x").is_err());
+    }
+
+    #[test]
+    fn relay_urls_are_parsed_not_matched() {
+        // Userinfo would make the loopback name a user name and send the secret elsewhere.
+        assert!(relay_ws_url("http://localhost:x@evil.example", "/x").is_err());
+        assert!(relay_ws_url("http://127.0.0.1@evil.example", "/x").is_err());
+        assert!(relay_ws_url("https://user:pw@relay.example.com", "/x").is_err());
+        assert!(relay_ws_url("http://localhost:99999", "/x").is_err(), "port out of range");
+        assert!(relay_ws_url("http://localhost:80x", "/x").is_err(), "port not a number");
+        assert!(relay_ws_url("https://", "/x").is_err(), "no host");
+        assert!(relay_ws_url("https://relay.example.com?a=b", "/x").is_err(), "no query");
+        assert!(relay_ws_url("http://[::1", "/x").is_err(), "unclosed IPv6 literal");
+        assert!(relay_ws_url("http://[::2]:9", "/x").is_err(), "not loopback");
+        assert_eq!(relay_ws_url("http://127.0.0.9:1/", "/x"), Ok("ws://127.0.0.9:1/x".into()));
+        assert_eq!(relay_ws_url("https://relay.example.com/t/", "/x"), Ok("wss://relay.example.com/t/x".into()));
     }
 }

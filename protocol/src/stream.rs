@@ -101,9 +101,10 @@ impl InputCursor {
         if seq > self.next {
             return Err(StreamError::Gap { stream, expected: self.next, got: seq });
         }
+        let end = end_of(stream, seq, data.len())?;
         let seen = ((self.next - seq) as usize).min(data.len());
         let fresh = &data[seen..];
-        self.next += fresh.len() as u64;
+        self.next = self.next.max(end);
         Ok(fresh)
     }
 
@@ -111,6 +112,12 @@ impl InputCursor {
     pub fn skip_to(&mut self, to: u64) {
         self.next = self.next.max(to);
     }
+}
+
+/// The sequence number after `len` bytes from `seq`; refused past `u64::MAX` (a peer controls
+/// `seq`, and wrapping would make old bytes look new).
+pub fn end_of(stream: u32, seq: u64, len: usize) -> Result<u64, StreamError> {
+    seq.checked_add(len as u64).ok_or(StreamError::SeqOverflow { stream })
 }
 
 /// Sender's view of one stream's flow-control credit.

@@ -24,7 +24,7 @@ fn right_secret_opens_both_sides_and_data_flows() {
 fn any_of_several_credentials_is_accepted() {
     let mut client = Connection::client(HOST_ID, "password", b"hunter2", entropy(3), 0);
     let creds = vec![credential("invite", SECRET), credential("password", b"hunter2")];
-    let mut host = Connection::host(HOST_ID, creds, entropy(4), 0);
+    let mut host = TestHost::new(creds, entropy(4), 0);
     let (_, host_events, error) = pump(&mut client, &mut host);
     assert_eq!(error, None);
     assert_eq!(host_events, vec![Event::Authenticated { identity: "password".into() }]);
@@ -33,7 +33,7 @@ fn any_of_several_credentials_is_accepted() {
 #[test]
 fn wrong_secret_fails_on_both_sides_without_keys() {
     let mut client = Connection::client(HOST_ID, "invite", b"wrong secret", entropy(5), 0);
-    let mut host = Connection::host(HOST_ID, vec![credential("invite", SECRET)], entropy(6), 0);
+    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(6), 0);
     let (client_events, host_events, error) = pump(&mut client, &mut host);
     assert_eq!(error, Some(ConnError::Auth(AuthError::WrongSecret)));
     assert_eq!(host.error(), Some(&ConnError::Auth(AuthError::WrongSecret)));
@@ -47,13 +47,13 @@ fn wrong_secret_fails_on_both_sides_without_keys() {
 #[test]
 fn unknown_identity_and_wrong_host_are_refused() {
     let mut client = Connection::client(HOST_ID, "device-x", SECRET, entropy(7), 0);
-    let mut host = Connection::host(HOST_ID, vec![credential("invite", SECRET)], entropy(8), 0);
+    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(8), 0);
     let (_, _, error) = pump(&mut client, &mut host);
     assert!(matches!(error, Some(ConnError::Auth(AuthError::Rejected(_)))), "{error:?}");
     assert!(matches!(client.error(), Some(ConnError::Auth(AuthError::Rejected(_)))));
 
     let mut client = Connection::client("SOMEOTHERHOST", "invite", SECRET, entropy(9), 0);
-    let mut host = Connection::host(HOST_ID, vec![credential("invite", SECRET)], entropy(10), 0);
+    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(10), 0);
     let (_, _, error) = pump(&mut client, &mut host);
     assert!(matches!(error, Some(ConnError::Auth(AuthError::Rejected(_)))));
 }
@@ -98,8 +98,12 @@ fn host_refuses_illegal_client_ephemeral() {
         ("A longer than N", too_long),
         ("A empty", Vec::new()),
     ] {
-        let mut host = Connection::host(HOST_ID, vec![credential("invite", SECRET)], entropy(11), 0);
-        let error = host.handle_input(Input::Bytes(&hello_with_a(a_pub)), 0).expect_err(name);
+        let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(11), 0);
+        // A length out of range is refused on sight; a value ≡ 0 mod N when the host computes.
+        let error = match host.handle_input(Input::Bytes(&hello_with_a(a_pub)), 0) {
+            Err(error) => error,
+            Ok(()) => host.drain_answering().expect_err(name),
+        };
         assert!(matches!(error, ConnError::Auth(AuthError::IllegalParameter("a_pub"))), "{name}: {error:?}");
         let (reply, _) = drain(&mut host);
         let failed = tether_protocol::frame::decode_exact(&reply).expect("host explains");
@@ -124,7 +128,7 @@ fn rogue_host_without_verifier_cannot_complete() {
     // A host holding a verifier for a different secret answers the proof step; the client must
     // never accept it (M2 cannot be right), and neither side opens.
     let mut client = Connection::client(HOST_ID, "invite", SECRET, entropy(13), 0);
-    let mut rogue = Connection::host(HOST_ID, vec![credential("invite", b"guess")], entropy(14), 0);
+    let mut rogue = TestHost::new(vec![credential("invite", b"guess")], entropy(14), 0);
     let (client_events, _, _) = pump(&mut client, &mut rogue);
     assert!(client_events.is_empty());
     assert!(!client.is_open());
@@ -132,15 +136,15 @@ fn rogue_host_without_verifier_cannot_complete() {
 
 #[test]
 fn out_of_order_and_plaintext_frames_fail_the_handshake() {
-    let mut host = Connection::host(HOST_ID, vec![credential("invite", SECRET)], entropy(15), 0);
+    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(15), 0);
     let proof = Frame::new(Header::Auth(AuthStep::ClientProof), vec![0; 32]).encode().expect("encodes");
     assert!(matches!(host.handle_input(Input::Bytes(&proof), 0), Err(ConnError::Auth(AuthError::Unexpected(_)))));
 
-    let mut host = Connection::host(HOST_ID, vec![credential("invite", SECRET)], entropy(16), 0);
+    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(16), 0);
     let data = Frame::new(Header::Data { stream: 1, seq: 0 }, b"rm -rf /".to_vec()).encode().expect("encodes");
     assert!(matches!(host.handle_input(Input::Bytes(&data), 0), Err(ConnError::Auth(AuthError::Unexpected(_)))));
 
-    let mut host = Connection::host(HOST_ID, vec![credential("invite", SECRET)], entropy(17), 0);
+    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(17), 0);
     let v2 = Frame::new(
         Header::Auth(AuthStep::ClientHello {
             version: 2,
@@ -156,8 +160,32 @@ fn out_of_order_and_plaintext_frames_fail_the_handshake() {
 
 #[test]
 fn handshake_times_out() {
-    let mut host = Connection::host(HOST_ID, vec![credential("invite", SECRET)], entropy(18), 1000);
+    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(18), 1000);
     assert_eq!(host.poll_timeout(), Some(1000 + HANDSHAKE_TIMEOUT_MS));
     host.handle_timeout(1000 + HANDSHAKE_TIMEOUT_MS - 1).expect("not yet");
     assert_eq!(host.handle_timeout(1000 + HANDSHAKE_TIMEOUT_MS), Err(ConnError::Auth(AuthError::TimedOut)));
+}
+
+#[test]
+fn a_credential_revoked_or_changed_mid_handshake_is_refused_at_the_proof() {
+    // The host looks the credential up again when the proof is checked, so revocation wins the
+    // race with a handshake under way, and a new password never blesses an old connection.
+    for (name, at_proof) in [("revoked", None), ("changed", Some(credential("password", b"new password")))] {
+        let mut client = Connection::client(HOST_ID, "password", b"old password", entropy(19), 0);
+        let mut host = TestHost::new(vec![], entropy(20), 0);
+        let old = credential("password", b"old password");
+        let (hello, _) = drain(&mut client);
+        host.handle_input(Input::Bytes(&hello), 0).expect("hello");
+        assert_eq!(drain(&mut host).1, vec![Event::CredentialNeeded { identity: "password".into() }]);
+        let work = host.answer_hello(Some(&old), 0).expect("answered with the credential of that moment");
+        host.finish_hello(work.compute(), 0).expect("server hello");
+        let (server_hello, _) = drain(&mut host);
+        client.handle_input(Input::Bytes(&server_hello), 0).expect("server hello");
+        let (proof, _) = drain(&mut client);
+        host.handle_input(Input::Bytes(&proof), 0).expect("proof in");
+        assert_eq!(drain(&mut host).1, vec![Event::ProofReceived { identity: "password".into() }]);
+        let error = host.verify_proof(at_proof.as_ref(), 0).expect_err(name);
+        assert!(matches!(error, ConnError::Auth(AuthError::Rejected(_))), "{name}: {error:?}");
+        assert!(!host.is_open(), "{name}");
+    }
 }

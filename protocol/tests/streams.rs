@@ -198,3 +198,39 @@ fn file_frames_travel_through_the_connection() {
         matches!(&host_events[1], Event::File { step: FileStep::Chunk { offset: 0, .. }, payload } if payload == b"hello")
     );
 }
+
+#[test]
+fn sequence_numbers_near_the_end_of_u64_are_refused_not_wrapped() {
+    // A peer controls `seq`: bytes that would run past u64::MAX are a typed error, never an
+    // overflow (a panic in debug builds, a wrap to 0 in release).
+    let (mut client, mut host) = open_pair();
+    host.send_frame(&Frame::new(Header::Data { stream: 5, seq: u64::MAX - 3 }, vec![b'x'; 10])).expect("raw data");
+    let (_, _, error) = pump(&mut client, &mut host);
+    assert_eq!(error, Some(ConnError::Stream(StreamError::SeqOverflow { stream: 5 })));
+    // And our own sender refuses to number bytes past the end.
+    let (_, mut host) = open_pair();
+    assert_eq!(host.send_data(6, u64::MAX - 1, b"abc"), Err(ConnError::Stream(StreamError::SeqOverflow { stream: 6 })));
+}
+
+#[test]
+fn a_peer_cannot_grow_the_stream_table() {
+    use tether_protocol::connection::MAX_STREAMS;
+    let (mut client, mut host) = open_pair();
+    // Credit for streams nobody sent on: ignored, nothing kept.
+    for stream in 0..5_000 {
+        client.send_frame(&Frame::bare(Header::Control(Control::Window { stream, bytes: 1 }))).expect("window");
+    }
+    let (_, host_events, error) = pump(&mut client, &mut host);
+    assert_eq!((error, host_events.len(), host.stream_count()), (None, 0, 0));
+    // A stream ends both ways: its state goes.
+    host.send_data(9, 0, b"out").expect("send");
+    host.send_frame(&Frame::bare(Header::Control(Control::Eof { stream: 9, end: 3 }))).expect("eof");
+    assert_eq!(host.stream_count(), 0);
+    // New streams past the cap are an error, not more memory.
+    for stream in 0..MAX_STREAMS as u32 + 1 {
+        client.send_frame(&Frame::bare(Header::Control(Control::Skip { stream, from: 0, to: 1 }))).expect("skip");
+    }
+    let (_, _, error) = pump(&mut client, &mut host);
+    assert_eq!(error, Some(ConnError::Stream(StreamError::TooManyStreams { max: MAX_STREAMS })));
+    assert!(host.stream_count() <= MAX_STREAMS);
+}

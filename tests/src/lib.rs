@@ -9,6 +9,7 @@ pub mod agent;
 pub mod http;
 pub mod process;
 pub mod proxy;
+pub mod raw;
 pub mod webdriver;
 
 use std::path::PathBuf;

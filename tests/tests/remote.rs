@@ -46,7 +46,7 @@ fn session_commands_work_through_the_relay() {
 }
 
 #[test]
-fn a_wrong_secret_fails_clearly_and_repeats_are_throttled() {
+fn a_wrong_secret_fails_clearly_and_the_right_one_still_works() {
     let relay = Relay::start();
     let host = Agent::new(scratch());
     let invite = pair(&host, &relay);
@@ -55,20 +55,16 @@ fn a_wrong_secret_fails_clearly_and_repeats_are_throttled() {
 
     let last = invite.chars().last().expect("secret");
     let wrong = format!("{}{}", &invite[..invite.len() - 1], if last == 'A' { 'B' } else { 'A' });
-    let out = client.run(&["ls", "-H", &wrong]);
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("authentication failed"), "{said}");
-    // Repeated guesses hit the back-off (it doubles per failure, so one of these lands in it
-    // however slowly this machine starts processes).
-    let throttled = (0..6).any(|_| {
-        let again = client.run(&["ls", "-H", &wrong]);
-        assert!(!again.status.success());
-        String::from_utf8_lossy(&again.stderr).contains("too many failed attempts")
-    });
-    assert!(throttled, "repeated wrong secrets are throttled");
-    // After the back-off the right invite works again.
-    wait_reachable(&client, &invite);
+    for _ in 0..3 {
+        let out = client.run(&["ls", "-H", &wrong]);
+        assert!(!out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("authentication failed: unknown or revoked invite"), "{said}");
+    }
+    // Guessing invites is hopeless (160 random bits), so nothing holds the right one back.
+    // (Password guessing is slowed: see tests/security.rs.)
+    let out = client.run(&["ls", "-H", &invite]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

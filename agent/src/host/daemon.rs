@@ -33,9 +33,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(state: StateDir, host: HostIdentity, store: Arc<Mutex<Store>>, sessions: Arc<Sessions>) -> Arc<Daemon> {
-        Arc::new_cyclic(|me| Daemon {
-            access: Access::new(store.clone()),
+    pub fn new(
+        state: StateDir,
+        host: HostIdentity,
+        store: Arc<Mutex<Store>>,
+        sessions: Arc<Sessions>,
+    ) -> Result<Arc<Daemon>, String> {
+        let access = Access::new(store.clone())?;
+        Ok(Arc::new_cyclic(|me| Daemon {
+            access,
             state,
             host,
             store,
@@ -44,7 +50,7 @@ impl Daemon {
             link_states: watch::Sender::new(HashMap::new()),
             shutdown: Notify::new(),
             me: me.clone(),
-        })
+        }))
     }
 
     /// Keep a link to `relay` up from now on (once per relay).

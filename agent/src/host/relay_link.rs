@@ -4,10 +4,11 @@
 //! `HostService` alone.
 //!
 //! Invariants:
-//! - Failed handshakes are throttled per host: exponential back-off, then a lock-out; while
-//!   throttled, new connections are refused at once with the wait in the reason.
+//! - Guessing is slowed where the proof is checked (`peer::requests`, `access::throttle`); the
+//!   link itself caps how many of its peers may be handshaking at once.
 //! - A revoked credential's connections are closed at once: on every revocation (or missed
-//!   event) the link drops each peer whose credential is no longer valid.
+//!   event) the link drops each peer whose credential is gone or changed — authenticated, or
+//!   still mid-handshake.
 //! - A dropped link is re-dialled with back-off; the relay keeps no state, so re-registering is
 //!   all it takes.
 
@@ -18,22 +19,24 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::connection::{Connection, Input};
 use tether_protocol::frame::{Frame, FrameDecoder, Header, RelayMsg};
-use tether_protocol::{AuthError, ConnError};
+use tether_protocol::ConnError;
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::host::access::AccessEvent;
 use crate::host::peer::events::PeerEvent;
-use crate::host::peer::requests::handle_events;
+use crate::host::peer::requests::{handle_events, handshake_step};
 use crate::host::peer::Peer;
 use crate::host::service::HostService;
 use crate::random::handshake_entropy;
-use crate::time::now_ms;
+use crate::time::monotonic_ms;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How often connection timers (keep-alive, handshake deadline) are driven.
 const TICK: Duration = Duration::from_millis(500);
+/// Peers of one link that may be handshaking at once (the relay has its own, per-host cap).
+const MAX_HANDSHAKING: usize = 32;
 
 /// Keep a link to `relay` up for the daemon's lifetime.
 pub async fn run<H: HostService>(host: Arc<H>, relay: String) {
@@ -121,14 +124,14 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                         RelayMsg::Open { conn } => link.open(conn).await?,
                         RelayMsg::Forward { conn } => {
                             let Some(peer) = link.peers.get_mut(&conn) else { continue };
-                            let step = peer.conn.handle_input(Input::Bytes(&frame.payload), now_ms());
+                            let step = peer.conn.handle_input(Input::Bytes(&frame.payload), monotonic_ms());
                             link.after_step(conn, step).await?;
                         }
                         RelayMsg::Close { conn, .. } => {
                             if let Some(mut peer) = link.peers.remove(&conn) {
                                 peer.cancel();
-                                if let Err(error) = peer.conn.handle_input(Input::TransportClosed, now_ms()) {
-                                    note_failure(host, conn, &error);
+                                if let Err(error) = peer.conn.handle_input(Input::TransportClosed, monotonic_ms()) {
+                                    note_failure(conn, &error);
                                 }
                             }
                         }
@@ -139,7 +142,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
             Some(event) = task_events.recv() => {
                 let conn = event.conn();
                 if let Some(peer) = link.peers.get_mut(&conn) {
-                    let step = peer.apply(event);
+                    let step = handshake_step(host, peer, event);
                     link.after_step(conn, step).await?;
                 }
             }
@@ -149,7 +152,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                 }
             }
             _ = tick.tick() => {
-                let now = now_ms();
+                let now = monotonic_ms();
                 let due: Vec<u64> = link
                     .peers
                     .iter()
@@ -176,14 +179,14 @@ impl<H> Drop for Link<'_, H> {
 }
 
 impl<H: HostService> Link<'_, H> {
-    /// The relay has a new client for us: start its handshake, unless guessing is throttled.
+    /// The relay has a new client for us: start its handshake, if there is room.
     async fn open(&mut self, conn: u64) -> Result<(), String> {
-        if let Some(wait) = self.host.access().throttle.refuse() {
-            let reason = format!("too many failed attempts; try again in {}s", wait.as_secs() + 1);
+        if self.peers.values().filter(|p| p.is_handshaking()).count() >= MAX_HANDSHAKING {
+            let reason = "too many clients are authenticating at once; try again shortly".to_owned();
             return send(&mut self.sink, Frame::relay(RelayMsg::Close { conn, reason }, Vec::new())).await;
         }
         let host_id = &self.host.identity().host_id;
-        let connection = Connection::host(host_id, self.host.access().credentials(), handshake_entropy()?, now_ms());
+        let connection = Connection::host(host_id, handshake_entropy()?, monotonic_ms());
         self.peers.insert(conn, Peer::new(connection));
         Ok(())
     }
@@ -199,7 +202,7 @@ impl<H: HostService> Link<'_, H> {
             }
         };
         if let Err(error) = result {
-            note_failure(self.host, conn, &error);
+            note_failure(conn, &error);
             let close = RelayMsg::Close { conn, reason: error.to_string() };
             send(&mut self.sink, Frame::relay(close, Vec::new())).await?;
             if let Some(mut peer) = self.peers.remove(&conn) {
@@ -233,15 +236,18 @@ impl<H: HostService> Link<'_, H> {
         Ok(events)
     }
 
-    /// Close every peer whose credential is no longer among the host's.
+    /// Close every peer whose credential is gone or changed: authenticated ones, and those whose
+    /// hello was answered with it.
     async fn drop_revoked(&mut self) -> Result<(), String> {
-        let credentials = self.host.access().credentials();
-        let revoked: Vec<u64> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.access.as_ref().is_some_and(|a| !a.still_valid(&credentials)))
-            .map(|(&conn, _)| conn)
-            .collect();
+        let access = self.host.access();
+        let stale = |peer: &Peer| match (&peer.access, peer.conn.claimed_identity(), peer.conn.answered_with()) {
+            (Some(guard), _, _) => !guard.still_valid(access),
+            (None, Some(identity), Some(verifier)) => {
+                access.credential(identity).is_none_or(|c| c.verifier != verifier)
+            }
+            (None, _, _) => false,
+        };
+        let revoked: Vec<u64> = self.peers.iter().filter(|(_, p)| stale(p)).map(|(&conn, _)| conn).collect();
         for conn in revoked {
             if let Some(mut peer) = self.peers.remove(&conn) {
                 peer.cancel();
@@ -253,12 +259,9 @@ impl<H: HostService> Link<'_, H> {
     }
 }
 
-/// A connection failed: log it and count a failed login.
-fn note_failure<H: HostService>(host: &Arc<H>, conn: u64, error: &ConnError) {
-    if let ConnError::Auth(auth) = error {
-        if !matches!(auth, AuthError::TimedOut) {
-            host.access().throttle.failure();
-        }
+/// A connection failed: say so in the log. (Guesses are counted where proofs are checked.)
+fn note_failure(conn: u64, error: &ConnError) {
+    if let ConnError::Auth(_) = error {
         eprintln!("tether daemon: client {conn} failed to authenticate: {error}");
     }
 }

@@ -58,7 +58,7 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
     let relay = store.setting(RELAY_SETTING)?;
     let store = Arc::new(Mutex::new(store));
     let sessions = Sessions::new(state.clone(), config, store.clone());
-    let daemon = Daemon::new(state.clone(), host, store, sessions);
+    let daemon = Daemon::new(state.clone(), host, store, sessions)?;
     eprintln!("tether daemon {} listening on {}", env!("CARGO_PKG_VERSION"), socket.display());
     if let Some(relay) = relay {
         daemon.ensure_relay_link(&relay);

@@ -39,14 +39,15 @@ fn issue_invite(daemon: &Daemon, relay: &str, ephemeral: bool) -> Result<Invite,
         .and_then(|_| random_bytes(&mut salt))
         .map_err(|e| error_answer(ErrorCode::Internal, e))?;
     let invite = Invite { relay: relay.clone(), host_id: daemon.host.host_id.clone(), secret: base32(&secret) };
-    let credential = Credential::derive(&invite.host_id, &invite.identity(), invite.secret.as_bytes(), salt);
+    let credential = Credential::derive(&invite.host_id, &invite.identity(), invite.secret.as_bytes(), salt)
+        .map_err(|e| error_answer(ErrorCode::Internal, e.to_string()))?;
     if ephemeral {
         daemon.access.add_ephemeral(credential);
     } else {
-        let store = lock(&daemon.store);
-        store
-            .add_credential(&credential, now_ms())
-            .and_then(|_| store.set_setting(RELAY_SETTING, &relay))
+        daemon
+            .access
+            .store(credential, now_ms())
+            .and_then(|_| lock(&daemon.store).set_setting(RELAY_SETTING, &relay))
             .map_err(|e| error_answer(ErrorCode::Internal, e))?;
     }
     daemon.ensure_relay_link(&relay);
@@ -163,10 +164,13 @@ pub async fn share(
 /// Revoke `identity` everywhere: the store, live connections, and an ephemeral invite's
 /// sessions (stopped together). Returns the sessions stopped.
 async fn end_access(daemon: &Daemon, identity: &str) -> Vec<String> {
-    if let Err(e) = lock(&daemon.store).remove_credential(identity) {
-        eprintln!("tether daemon: {e}");
-    }
-    let sessions = daemon.access.revoke(identity);
+    let sessions = match daemon.access.revoke(identity) {
+        Ok((_, sessions)) => sessions,
+        Err(e) => {
+            eprintln!("tether daemon: {e}");
+            Vec::new()
+        }
+    };
     eprintln!("tether daemon: {identity} revoked");
     daemon.sessions.stop_ids(&sessions, EPHEMERAL_STOP_GRACE).await;
     sessions
@@ -174,11 +178,11 @@ async fn end_access(daemon: &Daemon, identity: &str) -> Vec<String> {
 
 /// Every way in, without secrets.
 pub fn list_access(daemon: &Daemon) -> Answer {
-    let stored = match lock(&daemon.store).credential_list() {
+    let stored = match daemon.access.stored_list() {
         Ok(list) => list,
         Err(e) => return error_answer(ErrorCode::Internal, e),
     };
-    let ephemeral = daemon.access.ephemeral_credentials().into_iter().map(|c| (c.identity, 0));
+    let ephemeral = daemon.access.ephemeral_identities().into_iter().map(|identity| (identity, 0));
     let entries = stored
         .into_iter()
         .chain(ephemeral)
@@ -215,12 +219,9 @@ pub async fn revoke(daemon: &Daemon, wanted: &str) -> Answer {
 /// `tether passwd`: set or remove the host password.
 pub async fn set_password(daemon: &Daemon, password: Option<String>) -> Answer {
     let Some(password) = password else {
-        return match lock(&daemon.store).remove_credential(PASSWORD_IDENTITY) {
-            Ok(true) => {
-                daemon.access.revoke(PASSWORD_IDENTITY);
-                (Response::Ok, Vec::new())
-            }
-            Ok(false) => error_answer(ErrorCode::BadRequest, "no password is set"),
+        return match daemon.access.revoke(PASSWORD_IDENTITY) {
+            Ok((true, _)) => (Response::Ok, Vec::new()),
+            Ok((false, _)) => error_answer(ErrorCode::BadRequest, "no password is set"),
             Err(e) => error_answer(ErrorCode::Internal, e),
         };
     };
@@ -239,13 +240,14 @@ pub async fn set_password(daemon: &Daemon, password: Option<String>) -> Answer {
     let derived =
         tokio::task::spawn_blocking(move || Credential::derive(&host_id, PASSWORD_IDENTITY, password.as_bytes(), salt))
             .await;
-    let Ok(credential) = derived else { return error_answer(ErrorCode::Internal, "deriving the verifier failed") };
-    match lock(&daemon.store).add_credential(&credential, now_ms()) {
-        // Connections made with the old password are closed (their verifier is stale).
-        Ok(()) => {
-            daemon.access.revoke(PASSWORD_IDENTITY);
-            (Response::Ok, Vec::new())
-        }
+    let credential = match derived {
+        Ok(Ok(credential)) => credential,
+        Ok(Err(e)) => return error_answer(ErrorCode::Internal, format!("deriving the verifier failed: {e}")),
+        Err(_) => return error_answer(ErrorCode::Internal, "deriving the verifier failed"),
+    };
+    // Connections made with the old password are closed (`store` revokes what it replaces).
+    match daemon.access.store(credential, now_ms()) {
+        Ok(()) => (Response::Ok, Vec::new()),
         Err(e) => error_answer(ErrorCode::Internal, e),
     }
 }
@@ -294,7 +296,7 @@ impl Drop for EndOnDrop {
             }
             // No runtime: the agent is exiting, and an in-memory invite goes with it.
             Err(_) => {
-                daemon.access.revoke(&identity);
+                let _ = daemon.access.revoke(&identity);
             }
         }
     }

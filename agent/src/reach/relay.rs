@@ -11,7 +11,7 @@ use tether_protocol::identity::{HostAddress, Link};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::random::handshake_entropy;
-use crate::time::now_ms;
+use crate::time::monotonic_ms;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -44,7 +44,7 @@ impl RelayConnection {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
             .await
             .map_err(|e| format!("cannot reach the relay at {}: {e}", address.relay))?;
-        let conn = Connection::client(&address.host_id, identity, secret, handshake_entropy()?, now_ms());
+        let conn = Connection::client(&address.host_id, identity, secret, handshake_entropy()?, monotonic_ms());
         let mut connection = RelayConnection { ws, conn, next_id: 1 };
         loop {
             let mut events = connection.flush().await?;
@@ -82,7 +82,7 @@ impl RelayConnection {
     pub async fn receive(&mut self) -> Result<(), String> {
         match self.ws.next().await {
             Some(Ok(Message::Binary(bytes))) => {
-                self.conn.handle_input(Input::Bytes(&bytes), now_ms()).map_err(|e| e.to_string())
+                self.conn.handle_input(Input::Bytes(&bytes), monotonic_ms()).map_err(|e| e.to_string())
             }
             Some(Ok(Message::Close(frame))) => {
                 let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());

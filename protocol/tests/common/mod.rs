@@ -18,7 +18,7 @@ pub fn entropy(seed: u8) -> HandshakeEntropy {
 }
 
 pub fn credential(identity: &str, secret: &[u8]) -> Credential {
-    Credential::derive(HOST_ID, identity, secret, [7u8; SALT_BYTES])
+    Credential::derive(HOST_ID, identity, secret, [7u8; SALT_BYTES]).expect("derives")
 }
 
 /// Everything a connection wants to transmit, concatenated, and the events it reported.
@@ -34,24 +34,94 @@ pub fn drain(conn: &mut Connection) -> (Vec<u8>, Vec<Event>) {
     (bytes, events)
 }
 
+/// A host connection with the credentials it answers its handshakes' questions from.
+pub struct TestHost {
+    pub conn: Connection,
+    pub credentials: Vec<Credential>,
+}
+
+impl TestHost {
+    pub fn new(credentials: Vec<Credential>, entropy: HandshakeEntropy, now_ms: u64) -> TestHost {
+        TestHost { conn: Connection::host(HOST_ID, entropy, now_ms), credentials }
+    }
+
+    fn lookup(&self, identity: &str) -> Option<Credential> {
+        self.credentials.iter().find(|c| c.identity == identity).cloned()
+    }
+
+    /// Drain like `drain`, answering credential and proof questions at once from `credentials`
+    /// (the events asked with are not returned).
+    pub fn drain_answering(&mut self) -> Result<(Vec<u8>, Vec<Event>), ConnError> {
+        let (mut bytes, mut events) = (Vec::new(), Vec::new());
+        loop {
+            let (more, asked) = drain(&mut self.conn);
+            bytes.extend(more);
+            let mut answered = false;
+            for event in asked {
+                match event {
+                    Event::CredentialNeeded { identity } => {
+                        answered = true;
+                        let credential = self.lookup(&identity);
+                        let work = self.conn.answer_hello(credential.as_ref(), 0)?;
+                        self.conn.finish_hello(work.compute(), 0)?;
+                    }
+                    Event::ProofReceived { identity } => {
+                        answered = true;
+                        let credential = self.lookup(&identity);
+                        self.conn.verify_proof(credential.as_ref(), 0)?;
+                    }
+                    other => events.push(other),
+                }
+            }
+            if !answered {
+                return Ok((bytes, events));
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for TestHost {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for TestHost {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
 /// Shuttle bytes both ways until neither side has anything to say. Returns events seen by
 /// (client, host) and the first error on either side.
-pub fn pump(client: &mut Connection, host: &mut Connection) -> (Vec<Event>, Vec<Event>, Option<ConnError>) {
+pub fn pump(client: &mut Connection, host: &mut TestHost) -> (Vec<Event>, Vec<Event>, Option<ConnError>) {
     let (mut client_events, mut host_events) = (Vec::new(), Vec::new());
+    // The host failed: what it still has to say (its `auth/failed`) reaches the client.
+    let host_failed = |client: &mut Connection, host: &mut TestHost, client_events: &mut Vec<Event>| {
+        let (to_client, _) = drain(&mut host.conn);
+        let _ = client.handle_input(Input::Bytes(&to_client), 0);
+        client_events.extend(drain(client).1);
+    };
     loop {
         let (to_host, ev) = drain(client);
         client_events.extend(ev);
-        let (to_client, ev) = drain(host);
-        host_events.extend(ev);
+        let to_client = match host.drain_answering() {
+            Ok((bytes, ev)) => {
+                host_events.extend(ev);
+                bytes
+            }
+            Err(e) => {
+                host_failed(client, host, &mut client_events);
+                return (client_events, host_events, Some(e));
+            }
+        };
         if to_host.is_empty() && to_client.is_empty() {
             return (client_events, host_events, None);
         }
         if !to_host.is_empty() {
             if let Err(e) = host.handle_input(Input::Bytes(&to_host), 0) {
-                let (to_client, ev) = drain(host);
-                host_events.extend(ev);
-                let _ = client.handle_input(Input::Bytes(&to_client), 0);
-                client_events.extend(drain(client).1);
+                host_failed(client, host, &mut client_events);
                 return (client_events, host_events, Some(e));
             }
         }
@@ -65,9 +135,9 @@ pub fn pump(client: &mut Connection, host: &mut Connection) -> (Vec<Event>, Vec<
 }
 
 /// A client and host that completed the handshake with the invite secret.
-pub fn open_pair() -> (Connection, Connection) {
+pub fn open_pair() -> (Connection, TestHost) {
     let mut client = Connection::client(HOST_ID, "invite", SECRET, entropy(1), 0);
-    let mut host = Connection::host(HOST_ID, vec![credential("invite", SECRET)], entropy(2), 0);
+    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(2), 0);
     let (client_events, host_events, error) = pump(&mut client, &mut host);
     assert_eq!(error, None);
     assert!(client.is_open() && host.is_open());

@@ -42,26 +42,47 @@ struct Live {
 }
 
 pub struct Access {
-    /// Lasting credentials (invites, the password) live here.
+    /// Lasting credentials (invites, the password) are kept here, and cached in `stored`: a
+    /// handshake looks its credential up in memory, and every change goes through `Access`.
     store: Arc<Mutex<Store>>,
+    stored: Mutex<HashMap<String, Credential>>,
     live: Arc<Mutex<Live>>,
     events: broadcast::Sender<AccessEvent>,
     pub throttle: Throttle,
 }
 
 impl Access {
-    pub fn new(store: Arc<Mutex<Store>>) -> Access {
-        Access { store, live: Arc::default(), events: broadcast::channel(EVENT_QUEUE).0, throttle: Throttle::default() }
+    pub fn new(store: Arc<Mutex<Store>>) -> Result<Access, String> {
+        let stored = lock(&store).credentials()?.into_iter().map(|c| (c.identity.clone(), c)).collect();
+        Ok(Access {
+            store,
+            stored: Mutex::new(stored),
+            live: Arc::default(),
+            events: broadcast::channel(EVENT_QUEUE).0,
+            throttle: Throttle::default(),
+        })
     }
 
-    /// Everything that may authenticate a remote client right now.
-    pub fn credentials(&self) -> Vec<Credential> {
-        let mut credentials = lock(&self.store).credentials().unwrap_or_else(|e| {
-            eprintln!("tether daemon: {e}");
-            Vec::new()
-        });
-        credentials.extend(self.ephemeral_credentials());
-        credentials
+    /// The credential `identity` may authenticate with right now (`None`: unknown or revoked).
+    pub fn credential(&self, identity: &str) -> Option<Credential> {
+        let ephemeral = lock(&self.live).ephemeral.get(identity).map(|(credential, _)| credential.clone());
+        ephemeral.or_else(|| lock(&self.stored).get(identity).cloned())
+    }
+
+    /// Keep `credential` (created at `now`, ms). One that replaces another of its identity (a
+    /// new password) revokes the old one: its connections close.
+    pub fn store(&self, credential: Credential, now: u64) -> Result<(), String> {
+        lock(&self.store).add_credential(&credential, now)?;
+        let identity = credential.identity.clone();
+        if lock(&self.stored).insert(identity.clone(), credential).is_some() {
+            let _ = self.events.send(AccessEvent::Revoked { identity });
+        }
+        Ok(())
+    }
+
+    /// Lasting ways in, without secrets: (identity, created at).
+    pub fn stored_list(&self) -> Result<Vec<(String, u64)>, String> {
+        lock(&self.store).credential_list()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AccessEvent> {
@@ -89,8 +110,8 @@ impl Access {
         lock(&self.live).ephemeral.insert(credential.identity.clone(), (credential, Vec::new()));
     }
 
-    pub fn ephemeral_credentials(&self) -> Vec<Credential> {
-        lock(&self.live).ephemeral.values().map(|(credential, _)| credential.clone()).collect()
+    pub fn ephemeral_identities(&self) -> Vec<String> {
+        lock(&self.live).ephemeral.keys().cloned().collect()
     }
 
     pub fn is_ephemeral(&self, identity: &str) -> bool {
@@ -104,12 +125,15 @@ impl Access {
         }
     }
 
-    /// Forget `identity` and close its connections; returns the sessions an ephemeral invite
-    /// started (for the caller to stop).
-    pub fn revoke(&self, identity: &str) -> Vec<String> {
-        let started = lock(&self.live).ephemeral.remove(identity).map(|(_, sessions)| sessions).unwrap_or_default();
+    /// Forget `identity` (stored or ephemeral) and close its connections. Returns whether it
+    /// existed, and the sessions an ephemeral invite started (for the caller to stop).
+    pub fn revoke(&self, identity: &str) -> Result<(bool, Vec<String>), String> {
+        let stored = lock(&self.store).remove_credential(identity)?;
+        lock(&self.stored).remove(identity);
+        let ephemeral = lock(&self.live).ephemeral.remove(identity);
+        let existed = stored || ephemeral.is_some();
         let _ = self.events.send(AccessEvent::Revoked { identity: identity.to_owned() });
-        started
+        Ok((existed, ephemeral.map(|(_, sessions)| sessions).unwrap_or_default()))
     }
 }
 
@@ -126,9 +150,9 @@ impl ConnectionGuard {
         &self.identity
     }
 
-    /// Whether the credential it authenticated with is still among `credentials`, unchanged.
-    pub fn still_valid(&self, credentials: &[Credential]) -> bool {
-        credentials.iter().any(|c| c.identity == self.identity && c.verifier == self.verifier)
+    /// Whether the credential it authenticated with is still there, unchanged.
+    pub fn still_valid(&self, access: &Access) -> bool {
+        access.credential(&self.identity).is_some_and(|c| c.verifier == self.verifier)
     }
 }
 
@@ -153,24 +177,30 @@ mod tests {
     /// Access over an in-memory store (SQLite's `:memory:`).
     fn new_access() -> Access {
         Access::new(Arc::new(Mutex::new(Store::open(std::path::Path::new(":memory:")).expect("store"))))
+            .expect("access")
     }
 
     #[test]
     fn connections_are_counted_until_their_guards_drop() {
         let access = new_access();
         let mut events = access.subscribe();
+        let credential = |verifier| Credential { identity: "invite-a".into(), salt: vec![], verifier };
+        access.store(credential(vec![1]), 0).expect("store");
         let first = access.connected("invite-a", vec![1]);
         let second = access.connected("invite-a", vec![1]);
-        let credential = |verifier| Credential { identity: "invite-a".into(), salt: vec![], verifier };
-        assert!(first.still_valid(&[credential(vec![1])]));
-        assert!(!first.still_valid(&[credential(vec![2])]), "a changed verifier is another credential");
-        assert!(!first.still_valid(&[]));
+        assert!(first.still_valid(&access));
+        access.store(credential(vec![2]), 0).expect("store");
+        assert!(!first.still_valid(&access), "a changed verifier is another credential");
+        assert_eq!(events.try_recv(), Ok(AccessEvent::Connected { identity: "invite-a".into() }));
+        assert_eq!(events.try_recv(), Ok(AccessEvent::Connected { identity: "invite-a".into() }));
+        assert_eq!(events.try_recv(), Ok(AccessEvent::Revoked { identity: "invite-a".into() }));
+        access.revoke("invite-a").expect("revoke");
+        assert!(!first.still_valid(&access));
         assert_eq!(access.connections("invite-a"), 2);
         drop(first);
         assert_eq!(access.connections("invite-a"), 1);
         drop(second);
         assert_eq!(access.connections("invite-a"), 0);
-        assert_eq!(events.try_recv(), Ok(AccessEvent::Connected { identity: "invite-a".into() }));
     }
 
     #[test]
@@ -180,9 +210,10 @@ mod tests {
         access.add_ephemeral(credential.clone());
         access.started("invite-e", "s1");
         access.started("invite-other", "s2");
-        assert_eq!(access.ephemeral_credentials(), vec![credential]);
-        assert_eq!(access.revoke("invite-e"), vec!["s1".to_owned()]);
+        assert_eq!(access.credential("invite-e"), Some(credential));
+        assert_eq!(access.revoke("invite-e"), Ok((true, vec!["s1".to_owned()])));
         assert!(!access.is_ephemeral("invite-e"));
-        assert!(access.revoke("invite-other").is_empty());
+        assert_eq!(access.credential("invite-e"), None);
+        assert_eq!(access.revoke("invite-other"), Ok((false, Vec::new())));
     }
 }

@@ -2,8 +2,15 @@
 //! carries the peer. One channel per link, in the order they happened.
 
 use tether_protocol::frame::Frame;
+use tether_protocol::handshake::HelloAnswer;
+
+use crate::host::access::throttle::Turn;
 
 pub enum PeerEvent {
+    /// The SRP exponentiations for a client's hello are done (on a blocking thread).
+    HelloComputed { conn: u64, answer: HelloAnswer },
+    /// A client's password proof may be checked now: its turn came.
+    ProofTurn { conn: u64, turn: Turn },
     /// A frame ready to go out as it is (a request's answer).
     Frame { conn: u64, frame: Frame },
     /// Output bytes `seq ..` of `stream`; their byte permits were taken and are given back once
@@ -21,7 +28,9 @@ impl PeerEvent {
     /// The peer (relay connection id) it is about.
     pub fn conn(&self) -> u64 {
         match self {
-            PeerEvent::Frame { conn, .. }
+            PeerEvent::HelloComputed { conn, .. }
+            | PeerEvent::ProofTurn { conn, .. }
+            | PeerEvent::Frame { conn, .. }
             | PeerEvent::Output { conn, .. }
             | PeerEvent::StreamEnd { conn, .. }
             | PeerEvent::StdinTaken { conn, .. }

@@ -33,6 +33,8 @@ pub struct Peer {
     pub conn: Connection,
     /// Which credential it authenticated with (counted in `Access` while it lives).
     pub access: Option<ConnectionGuard>,
+    /// The verifier its proof was checked against, until `Authenticated` turns it into `access`.
+    proven: Option<Vec<u8>>,
     /// Per stream: output accepted from a task but not yet let through by the window.
     backlogs: HashMap<u32, Backlog>,
     execs: HashMap<u64, Exec>,
@@ -62,6 +64,7 @@ impl Peer {
         Peer {
             conn,
             access: None,
+            proven: None,
             backlogs: HashMap::new(),
             execs: HashMap::new(),
             finished: Vec::new(),
@@ -86,6 +89,11 @@ impl Peer {
             backlog.queue.pop_front();
         }
         Ok(())
+    }
+
+    /// Whether it is still proving who it is.
+    pub fn is_handshaking(&self) -> bool {
+        self.access.is_none()
     }
 
     /// Answer finished execs, and end finished streams, once their output has all gone out
@@ -127,6 +135,8 @@ impl Peer {
             PeerEvent::StreamEnd { stream, end, .. } => self.ended.push((stream, end)),
             PeerEvent::StdinTaken { stream, n, .. } => self.conn.consumed(stream, n)?,
             PeerEvent::ExecFinished { id, code, .. } => self.finished.push((id, code)),
+            // The handshake's events are the link's to act on (`requests::handshake_step`).
+            PeerEvent::HelloComputed { .. } | PeerEvent::ProofTurn { .. } => return Ok(()),
         }
         self.send_finished()
     }

@@ -1,18 +1,22 @@
-//! Acting on what an authenticated remote client sends: its requests (exec, signals, streams,
-//! and everything the daemon answers through `HostService`) and its stream bytes (exec stdin).
+//! Acting on what a remote client sends: its handshake (credentials looked up when they are
+//! needed, the SRP maths on a blocking thread, password proofs in turn), then its requests
+//! (exec, signals, streams, and everything the daemon answers through `HostService`) and its
+//! stream bytes (exec stdin).
 
 use std::sync::Arc;
 
 use tether_protocol::api::{cmd_frame, exec_stderr, exec_stdout, ErrorCode, Request, Response};
 use tether_protocol::connection::Event;
 use tether_protocol::frame::{Control, Frame, Header};
-use tether_protocol::ConnError;
+use tether_protocol::{AuthError, ConnError};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::events::PeerEvent;
 use super::{Backlog, Peer};
+use crate::host::access::throttle::{Throttle, Turn};
 use crate::host::exec::{self, Exec, WINDOW_BYTES};
 use crate::host::service::HostService;
+use crate::time::monotonic_ms;
 
 /// Frames a session stream's task may have ready before it waits for the peer.
 const STREAM_TASK_FRAMES: usize = 4;
@@ -28,12 +32,36 @@ pub fn handle_events<H: HostService>(
 ) -> Result<(), ConnError> {
     for event in events {
         match event {
+            Event::CredentialNeeded { identity } => {
+                let credential = host.access().credential(&identity);
+                let work = peer.conn.answer_hello(credential.as_ref(), monotonic_ms())?;
+                // Milliseconds of big-number maths: never on the task that carries every client.
+                let tasks = tasks.clone();
+                tokio::spawn(async move {
+                    if let Ok(answer) = tokio::task::spawn_blocking(move || work.compute()).await {
+                        let _ = tasks.send(PeerEvent::HelloComputed { conn, answer });
+                    }
+                });
+            }
+            Event::ProofReceived { identity } if Throttle::applies_to(&identity) => {
+                let (host, tasks) = (host.clone(), tasks.clone());
+                tokio::spawn(async move {
+                    let (turn, waited) = host.access().throttle.turn(&identity).await;
+                    if !waited.is_zero() {
+                        eprintln!(
+                            "tether daemon: client {conn}: {identity} proof checked after {} ms ({} wrong in a row)",
+                            waited.as_millis(),
+                            turn.failures()
+                        );
+                    }
+                    let _ = tasks.send(PeerEvent::ProofTurn { conn, turn });
+                });
+            }
+            Event::ProofReceived { .. } => verify(host, peer, None)?,
             Event::Authenticated { identity } => {
-                host.access().throttle.success();
                 eprintln!("tether daemon: client {conn} authenticated with {identity}");
-                let credentials = host.access().credentials();
-                let verifier = credentials.into_iter().find(|c| c.identity == identity).map(|c| c.verifier);
-                peer.access = Some(host.access().connected(&identity, verifier.unwrap_or_default()));
+                let verifier = peer.proven.take().unwrap_or_default();
+                peer.access = Some(host.access().connected(&identity, verifier));
             }
             Event::Cmd { id, body, payload } => match serde_json::from_value::<Request>(body) {
                 Ok(request) => handle_request(host, conn, peer, id, request, payload, tasks)?,
@@ -63,6 +91,34 @@ pub fn handle_events<H: HostService>(
         }
     }
     Ok(())
+}
+
+/// What a peer's handshake tasks reported: the hello's maths are done, or a proof's turn came.
+pub fn handshake_step<H: HostService>(host: &Arc<H>, peer: &mut Peer, event: PeerEvent) -> Result<(), ConnError> {
+    match event {
+        PeerEvent::HelloComputed { answer, .. } => peer.conn.finish_hello(answer, monotonic_ms()),
+        PeerEvent::ProofTurn { turn, .. } => verify(host, peer, Some(turn)),
+        other => peer.apply(other),
+    }
+}
+
+/// Check the client's proof against its credential as it is at this moment (so a revocation or a
+/// new password wins any race), and tell the throttle how it went.
+fn verify<H: HostService>(host: &Arc<H>, peer: &mut Peer, turn: Option<Turn>) -> Result<(), ConnError> {
+    let identity = peer.conn.claimed_identity().unwrap_or_default().to_owned();
+    let answered_with = peer.conn.answered_with().map(<[u8]>::to_vec);
+    let credential = host.access().credential(&identity);
+    let result = peer.conn.verify_proof(credential.as_ref(), monotonic_ms());
+    match (&result, turn) {
+        (Ok(()), Some(turn)) => turn.record(true),
+        // Only a wrong proof is a guess; a credential revoked meanwhile is not.
+        (Err(ConnError::Auth(AuthError::WrongSecret)), Some(turn)) => turn.record(false),
+        _ => {}
+    }
+    if result.is_ok() {
+        peer.proven = answered_with;
+    }
+    result
 }
 
 fn handle_request<H: HostService>(

@@ -1,0 +1,116 @@
+//! A protocol client driven by hand: the real `Connection` over a real WebSocket to the relay,
+//! stepped one message at a time, so a test can stop where no CLI would (mid-handshake, or
+//! authenticated but never reading) and send what no CLI would.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use tether_protocol::connection::{Connection, Event, Input};
+use tether_protocol::frame::Frame;
+use tether_protocol::handshake::HandshakeEntropy;
+use tether_protocol::identity::Link;
+use tokio_tungstenite::tungstenite::stream::MaybeTlsStream;
+use tokio_tungstenite::tungstenite::{Message, WebSocket};
+
+/// How long one read may block before the test's own deadline is looked at again.
+const READ_POLL: Duration = Duration::from_millis(100);
+
+/// What arrived from the relay.
+#[derive(Debug)]
+pub enum Received {
+    /// Bytes the connection took; the events they produced.
+    Events(Vec<Event>),
+    /// The socket closed, with the relay's (or host's) reason.
+    Closed(String),
+}
+
+pub struct RawClient {
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    pub conn: Connection,
+}
+
+impl RawClient {
+    /// Connect to the host an invite names and queue the client hello (not sent yet: `flush`).
+    pub fn hello(invite: &str) -> RawClient {
+        let Ok(Link::Invite(invite)) = Link::parse(invite) else { panic!("not an invite: {invite}") };
+        RawClient::hello_as(&invite.address(), &invite.identity(), invite.secret.as_bytes())
+    }
+
+    /// Connect to `address` as `identity` with `secret`; queue the hello.
+    pub fn hello_as(address: &tether_protocol::identity::HostAddress, identity: &str, secret: &[u8]) -> RawClient {
+        let url = address.client_ws_url().expect("relay url");
+        let (ws, _) = tokio_tungstenite::tungstenite::connect(url.as_str()).expect("websocket to the relay");
+        if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+            tcp.set_read_timeout(Some(READ_POLL)).expect("read timeout");
+        }
+        let entropy = HandshakeEntropy::generate(|bytes: &mut [u8]| -> Result<(), ()> {
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(113) ^ (std::process::id() as u8);
+            }
+            Ok(())
+        })
+        .expect("entropy");
+        let conn = Connection::client(&address.host_id, identity, secret, entropy, 0);
+        RawClient { ws, conn }
+    }
+
+    /// Send everything the connection has queued; returns the events it had queued too.
+    pub fn flush(&mut self) -> Vec<Event> {
+        let (transmits, events) = self.conn.drain_output();
+        for bytes in transmits {
+            self.ws.send(Message::Binary(bytes.into())).expect("send to the relay");
+        }
+        events
+    }
+
+    /// Send a frame sealed by the connection (after authentication), or fail.
+    pub fn send(&mut self, frame: &Frame) {
+        self.conn.send_frame(frame).expect("seal");
+        self.flush();
+    }
+
+    /// The next message from the relay, fed to the connection, within `timeout`. Nothing queued
+    /// in reply is sent (call `flush`). `None`: nothing came in time.
+    pub fn receive(&mut self, timeout: Duration) -> Option<Received> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.ws.read() {
+                Ok(Message::Binary(bytes)) => {
+                    if let Err(e) = self.conn.handle_input(Input::Bytes(&bytes), 0) {
+                        return Some(Received::Closed(e.to_string()));
+                    }
+                    return Some(Received::Events(self.conn.drain_output().1));
+                }
+                Ok(Message::Close(frame)) => {
+                    return Some(Received::Closed(frame.map(|f| f.reason.to_string()).unwrap_or_default()))
+                }
+                Ok(_) => {}
+                Err(tokio_tungstenite::tungstenite::Error::Io(e))
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return Some(Received::Closed(e.to_string())),
+            }
+        }
+        None
+    }
+
+    /// Feed messages until the handshake is done (`Authenticated`), sending what it asks.
+    pub fn authenticate(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.flush();
+        while !self.conn.is_open() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.receive(left) {
+                Some(Received::Events(_)) => {
+                    self.flush();
+                }
+                other => panic!("handshake did not complete: {other:?}"),
+            }
+        }
+    }
+
+    /// Close the WebSocket abruptly (no sealed close): the host sees the transport end.
+    pub fn drop_socket(mut self) {
+        let _ = self.ws.close(None);
+        let _ = self.ws.flush();
+    }
+}
