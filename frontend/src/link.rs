@@ -470,7 +470,7 @@ impl Link {
         let id = {
             let mut inner = self.0.borrow_mut();
             let id = inner.next_id;
-            inner.next_id += 1;
+            inner.next_id = tether_protocol::api::next_request_id(id);
             let Some(conn) = inner.conn.as_mut().filter(|c| c.is_open()) else {
                 return Err("not connected".into());
             };

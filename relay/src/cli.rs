@@ -43,7 +43,8 @@ impl Binaries {
         self.sums.iter().map(|(name, _)| name.as_str()).collect()
     }
 
-    /// The bootstrapper for a relay reached at `origin` (`http(s)://host[:port]`).
+    /// The bootstrapper for a relay reached at `origin` (`http(s)://host[:port]`, checked by
+    /// `origin`); it goes into the script shell-quoted all the same.
     pub fn script(&self, origin: &str) -> Response {
         let mut cases = String::new();
         for (name, sum) in &self.sums {
@@ -57,12 +58,13 @@ impl Binaries {
             };
             cases.push_str(&format!("  {os}-{arch}) name={name}; sum={sum} ;;\n"));
         }
-        let script = SCRIPT.replace("@RELAY@", origin).replace("@CASES@", &cases);
+        let script = SCRIPT.replace("@RELAY@", &shell_quote(origin)).replace("@CASES@", &cases);
         let mut response = Response::new(Body::from(script));
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/x-shellscript; charset=utf-8"));
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        // It names the origin it was asked at: no shared cache may hand it to anyone else.
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
         response
     }
 
@@ -84,6 +86,24 @@ impl Binaries {
     }
 }
 
+/// The origin to put in the script: `--public-url` when given, else this request's `Host`
+/// (only if it is a plain `host[:port]`) with the scheme this relay serves. `None`: no
+/// trustworthy origin (the request gets a 400).
+pub fn origin(public_url: Option<&str>, host_header: Option<&str>, tls: bool) -> Option<String> {
+    if let Some(url) = public_url {
+        return Some(url.to_owned());
+    }
+    let host = host_header?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    (!host.is_empty() && host.len() <= 255 && host.chars().all(plain))
+        .then(|| format!("{}://{host}", if tls { "https" } else { "http" }))
+}
+
+/// `text` as one shell word: single-quoted, each `'` closed, escaped and reopened.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 fn is_binary_name(name: &str) -> bool {
     name.strip_prefix("tether-").is_some_and(|rest| {
         rest.contains('-') && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -91,11 +111,11 @@ fn is_binary_name(name: &str) -> bool {
 }
 
 const SCRIPT: &str = r#"#!/bin/sh
-# Tether CLI bootstrapper, served by the relay at @RELAY@.
+# Tether CLI bootstrapper, served by the relay named in `relay` below.
 # Downloads the tether binary for this machine from that relay, checks its SHA-256 against the
-# sum below, and runs it with your arguments: curl -fsSL @RELAY@/cli | sh -s -- pair
+# sum below, and runs it with your arguments: curl -fsSL RELAY/cli | sh -s -- pair
 set -eu
-relay='@RELAY@'
+relay=@RELAY@
 case "$(uname -s)-$(uname -m)" in
 @CASES@  *) echo "tether: $relay has no build for $(uname -s) $(uname -m)" >&2; exit 1 ;;
 esac
@@ -125,6 +145,18 @@ exec "$bin" "$@"
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn origins_come_from_trusted_parts_and_are_quoted() {
+        use super::{origin, shell_quote};
+        assert_eq!(origin(Some("https://r.example"), Some("evil"), false).as_deref(), Some("https://r.example"));
+        assert_eq!(origin(None, Some("127.0.0.1:8080"), false).as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(origin(None, Some("r.example"), true).as_deref(), Some("https://r.example"));
+        assert_eq!(origin(None, Some("x'; touch /tmp/p; '"), false), None);
+        assert_eq!(origin(None, Some("a b"), false), None);
+        assert_eq!(origin(None, None, false), None);
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
     #[test]
     fn only_well_formed_names_are_binaries() {
         assert!(super::is_binary_name("tether-linux-x86_64"));

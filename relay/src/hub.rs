@@ -4,17 +4,18 @@
 //! - A host id is held by at most one host connection. A newer registration that proves the same
 //!   id (see `tether_protocol::identity`) replaces the older one: that is the same host after a
 //!   network change or restart, and the old link is dead or dying.
-//! - Every queue is bounded. A client that cannot keep up is disconnected with a reason rather
-//!   than allowed to grow memory; until then (at most `SLOW_CLIENT_TIMEOUT`) its full queue holds
-//!   up the host's frames to its other clients too.
+//! - Every queue is bounded, and nothing waits on one client: the host's frames are handed to
+//!   each client's queue at once, and a client whose queue holds more than
+//!   `CLIENT_BACKLOG_BYTES` (it stopped reading, or cannot keep up) is disconnected with a reason.
+//!   So one stalled client never delays another client of the same host by more than a frame.
+//!   (The protocol's flow control keeps an honest client's backlog far below the limit.)
 //! - The hub never looks inside forwarded bytes.
 //! - Presence (which hosts are online) is announced on a broadcast channel as hosts come and go;
 //!   it reveals only what `/ws/client/{id}` would (online or not) to those who know the id.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tether_protocol::frame::{Frame, Header, RelayMsg};
 use tether_protocol::sync::lock;
@@ -25,10 +26,9 @@ const PRESENCE_QUEUE: usize = 256;
 
 /// Frames queued toward one host.
 pub const HOST_QUEUE_FRAMES: usize = 256;
-/// Messages queued toward one client.
-pub const CLIENT_QUEUE_MESSAGES: usize = 64;
-/// How long a full client queue may block its host before the client is dropped.
-const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes queued toward one client before it counts as stalled and is dropped: many times what
+/// the protocol's flow control lets an honest client have in flight on a few streams.
+pub const CLIENT_BACKLOG_BYTES: usize = 32 << 20; // 32 MiB
 
 /// What a client's socket task is told.
 #[derive(Debug)]
@@ -37,10 +37,33 @@ pub enum ToClient {
     Close(String),
 }
 
+/// The sending side of a client's queue, with the bytes it holds.
+#[derive(Clone)]
+struct ClientSender {
+    tx: mpsc::UnboundedSender<ToClient>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The receiving side, for the client's socket task.
+pub struct ClientQueue {
+    rx: mpsc::UnboundedReceiver<ToClient>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl ClientQueue {
+    pub async fn recv(&mut self) -> Option<ToClient> {
+        let message = self.rx.recv().await;
+        if let Some(ToClient::Bytes(bytes)) = &message {
+            self.queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+        }
+        message
+    }
+}
+
 struct HostEntry {
     generation: u64,
     to_host: mpsc::Sender<Frame>,
-    clients: HashMap<u64, mpsc::Sender<ToClient>>,
+    clients: HashMap<u64, ClientSender>,
 }
 
 /// A host came online (`true`) or went offline.
@@ -115,8 +138,8 @@ impl Hub {
     }
 
     /// A client wants `host_id`. On success the host has been told (`open`) and the client
-    /// gets its connection id.
-    pub fn open_client(&self, host_id: &str, to_client: mpsc::Sender<ToClient>) -> Result<u64, OpenError> {
+    /// gets its connection id and its queue.
+    pub fn open_client(&self, host_id: &str) -> Result<(u64, ClientQueue), OpenError> {
         let mut hosts = lock(&self.hosts);
         let host = hosts.get_mut(host_id).ok_or(OpenError::HostOffline)?;
         if host.clients.len() >= self.max_clients_per_host {
@@ -125,8 +148,10 @@ impl Hub {
         let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
         // try_send: opening must not wait on a busy host while holding the lock.
         host.to_host.try_send(Frame::relay(RelayMsg::Open { conn }, Vec::new())).map_err(|_| OpenError::HostOffline)?;
-        host.clients.insert(conn, to_client);
-        Ok(conn)
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        host.clients.insert(conn, ClientSender { tx, queued: queued.clone() });
+        Ok((conn, ClientQueue { rx, queued }))
     }
 
     fn host_sender(&self, host_id: &str, conn: u64) -> Option<mpsc::Sender<Frame>> {
@@ -155,8 +180,8 @@ impl Hub {
         }
     }
 
-    /// A frame from the host: route `forward` and `close` to the client.
-    pub async fn deliver_to_client(&self, host_id: &str, frame: Frame) {
+    /// A frame from the host: route `forward` and `close` to the client. Never waits.
+    pub fn deliver_to_client(&self, host_id: &str, frame: Frame) {
         let Header::Relay(msg) = frame.header else {
             return;
         };
@@ -177,16 +202,22 @@ impl Hub {
             }
         };
         let Some(client) = client else { return };
-        if tokio::time::timeout(SLOW_CLIENT_TIMEOUT, client.send(message)).await.is_err() {
-            self.client_gone(host_id, conn, "client too slow");
-            let _ = client.try_send(ToClient::Close("too slow: fell behind its host".into()));
+        if let ToClient::Bytes(bytes) = &message {
+            let queued = client.queued.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+            if queued > CLIENT_BACKLOG_BYTES {
+                self.client_gone(host_id, conn, "client too slow");
+                let why = format!("too slow: fell {} MiB behind its host", queued >> 20);
+                let _ = client.tx.send(ToClient::Close(why));
+                return;
+            }
         }
+        let _ = client.tx.send(message);
     }
 }
 
 fn close_all(entry: HostEntry, reason: &str) {
     for client in entry.clients.values() {
-        let _ = client.try_send(ToClient::Close(reason.to_owned()));
+        let _ = client.tx.send(ToClient::Close(reason.to_owned()));
     }
 }
 
@@ -198,11 +229,10 @@ mod tests {
     async fn routes_between_one_host_and_its_clients() {
         let hub = Hub::new(2);
         let (host_tx, mut host_rx) = mpsc::channel(8);
-        assert_eq!(hub.open_client("H", mpsc::channel(1).0), Err(OpenError::HostOffline));
+        assert!(matches!(hub.open_client("H"), Err(OpenError::HostOffline)));
         let generation = hub.register("H", host_tx);
 
-        let (a_tx, mut a_rx) = mpsc::channel(8);
-        let a = hub.open_client("H", a_tx).expect("open");
+        let (a, mut a_rx) = hub.open_client("H").expect("open");
         assert_eq!(host_rx.recv().await.map(|f| f.header), Some(Header::Relay(RelayMsg::Open { conn: a })));
         assert!(hub.deliver_to_host("H", a, b"hello".to_vec()).await);
         let forwarded = host_rx.recv().await.expect("forwarded");
@@ -210,11 +240,11 @@ mod tests {
             (forwarded.header, forwarded.payload),
             (Header::Relay(RelayMsg::Forward { conn: a }), b"hello".to_vec())
         );
-        hub.deliver_to_client("H", Frame::relay(RelayMsg::Forward { conn: a }, b"world".to_vec())).await;
+        hub.deliver_to_client("H", Frame::relay(RelayMsg::Forward { conn: a }, b"world".to_vec()));
         assert!(matches!(a_rx.recv().await, Some(ToClient::Bytes(b)) if b == b"world"));
 
-        let _b = hub.open_client("H", mpsc::channel(8).0).expect("second client");
-        assert_eq!(hub.open_client("H", mpsc::channel(8).0), Err(OpenError::TooManyClients));
+        let _b = hub.open_client("H").expect("second client");
+        assert!(matches!(hub.open_client("H"), Err(OpenError::TooManyClients)));
 
         // A stale generation cannot unregister the live one; the live one can.
         hub.unregister("H", generation + 1000);
@@ -222,5 +252,36 @@ mod tests {
         hub.unregister("H", generation);
         assert_eq!(hub.host_count(), 0);
         assert!(matches!(a_rx.recv().await, Some(ToClient::Close(reason)) if reason == "host went offline"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_never_holds_up_another() {
+        let hub = Hub::new(4);
+        let (host_tx, mut host_rx) = mpsc::channel(8);
+        hub.register("H", host_tx);
+        let (stalled, mut stalled_rx) = hub.open_client("H").expect("open");
+        let (typing, mut typing_rx) = hub.open_client("H").expect("open");
+        let started = tokio::time::Instant::now();
+        // The host floods the client that stopped reading, then echoes a keystroke to the other.
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..(CLIENT_BACKLOG_BYTES >> 20) + 2 {
+            hub.deliver_to_client("H", Frame::relay(RelayMsg::Forward { conn: stalled }, chunk.clone()));
+        }
+        hub.deliver_to_client("H", Frame::relay(RelayMsg::Forward { conn: typing }, b"e".to_vec()));
+        assert!(matches!(typing_rx.recv().await, Some(ToClient::Bytes(b)) if b == b"e"));
+        // No waiting at all, not even on the paused clock.
+        assert_eq!(tokio::time::Instant::now(), started);
+        // The stalled client is told why and dropped; its host hears of it.
+        let mut last = None;
+        while let Ok(message) = stalled_rx.rx.try_recv() {
+            last = Some(message);
+        }
+        assert!(matches!(&last, Some(ToClient::Close(why)) if why.starts_with("too slow")), "{last:?}");
+        let mut closed = false;
+        while let Ok(frame) = host_rx.try_recv() {
+            closed |=
+                frame.header == Header::Relay(RelayMsg::Close { conn: stalled, reason: "client too slow".into() });
+        }
+        assert!(closed, "the host is told its client was dropped");
     }
 }

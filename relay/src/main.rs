@@ -44,6 +44,10 @@ struct Args {
     /// The private key (PEM) for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Behind a reverse proxy: take each client's address from the last `X-Forwarded-For` entry
+    /// (limits are per source address). Only with a proxy that sets it.
+    #[arg(long)]
+    trust_proxy: bool,
     /// Most WebSocket connections one IP address may open per minute.
     #[arg(long, default_value_t = 600)]
     max_connects_per_minute: u32,
@@ -58,6 +62,8 @@ pub struct AppState {
     relay: ws::Relay,
     binaries: Option<cli::Binaries>,
     public_url: Option<String>,
+    /// This relay terminates TLS itself (so its own origin is `https://`).
+    tls: bool,
 }
 
 #[tokio::main]
@@ -80,15 +86,23 @@ async fn run(args: Args) -> Result<(), String> {
         (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
         _ => None,
     };
+    // It goes into the /cli script and the app: parsed like any relay URL (no user name, no
+    // query, a real host), so no request can make it say something else.
+    let public_url = args.public_url.map(|u| u.trim_end_matches('/').to_owned());
+    if let Some(url) = &public_url {
+        tether_protocol::identity::relay_ws_url(url, "/").map_err(|e| format!("--public-url: {e}"))?;
+    }
     let app = Arc::new(AppState {
         web,
         relay: ws::Relay::new(
             args.max_clients_per_host,
             args.max_connects_per_minute,
             std::time::Duration::from_secs(args.handshake_timeout_secs),
+            args.trust_proxy,
         ),
         binaries,
-        public_url: args.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+        public_url,
+        tls: tls.is_some(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -137,11 +151,12 @@ async fn cli_script(State(app): State<Arc<AppState>>, headers: axum::http::Heade
     let Some(binaries) = &app.binaries else {
         return (axum::http::StatusCode::NOT_FOUND, "this relay offers no binaries (--binaries)\n").into_response();
     };
-    let origin = app.public_url.clone().unwrap_or_else(|| {
-        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-        format!("http://{host}")
-    });
-    binaries.script(&origin)
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    match cli::origin(app.public_url.as_deref(), host, app.tls) {
+        Some(origin) => binaries.script(&origin),
+        None => (axum::http::StatusCode::BAD_REQUEST, "bad Host header; the relay operator can set --public-url\n")
+            .into_response(),
+    }
 }
 
 async fn cli_binary(

@@ -30,7 +30,7 @@ use tether_protocol::identity;
 use tether_protocol::sync::lock;
 use tokio::sync::mpsc;
 
-use crate::hub::{Hub, OpenError, ToClient, CLIENT_QUEUE_MESSAGES, HOST_QUEUE_FRAMES};
+use crate::hub::{Hub, OpenError, ToClient, HOST_QUEUE_FRAMES};
 
 /// Largest WebSocket message accepted: one maximal frame plus its two length prefixes.
 pub const MAX_MESSAGE_BYTES: usize = MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES + 8;
@@ -38,10 +38,14 @@ pub const MAX_MESSAGE_BYTES: usize = MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES + 8;
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Window of the per-IP connection rate limit.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Largest message a presence watcher may send (it has nothing to say; pings are tiny).
+const MAX_PRESENCE_MESSAGE_BYTES: usize = 1024;
 /// Most hosts one presence watcher may ask about.
 const MAX_PRESENCE_HOSTS: usize = 64;
 /// Most client connections per host that have not finished their handshake.
-const MAX_PENDING_PER_HOST: usize = 16;
+const MAX_PENDING_PER_HOST: usize = 64;
+/// Most of those from one source address: one stranger cannot fill a host's door.
+const MAX_PENDING_PER_SOURCE: usize = 4;
 
 /// Close codes (4000–4999 are for applications).
 const CLOSE_HOST_OFFLINE: u16 = 4404;
@@ -56,30 +60,67 @@ pub struct Relay {
     connects: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     /// A client must finish its handshake with the host this soon after connecting.
     handshake_timeout: Duration,
-    /// Client connections per host still handshaking.
-    pending: Mutex<HashMap<String, usize>>,
+    /// Client connections per host still handshaking, in all and per source address.
+    pending: Mutex<HashMap<String, Pending>>,
+    /// Behind a proxy: the source is the address it appended to `X-Forwarded-For`.
+    trust_proxy: bool,
+}
+
+#[derive(Default)]
+struct Pending {
+    total: usize,
+    by_source: HashMap<IpAddr, usize>,
+}
+
+/// Why a client may not start a handshake now.
+enum Refusal {
+    HostFull,
+    SourceFull,
 }
 
 impl Relay {
-    pub fn new(max_clients_per_host: usize, max_connects_per_minute: u32, handshake_timeout: Duration) -> Relay {
+    pub fn new(
+        max_clients_per_host: usize,
+        max_connects_per_minute: u32,
+        handshake_timeout: Duration,
+        trust_proxy: bool,
+    ) -> Relay {
         Relay {
             hub: Hub::new(max_clients_per_host),
             max_connects_per_minute,
             connects: Mutex::new(HashMap::new()),
             handshake_timeout,
             pending: Mutex::new(HashMap::new()),
+            trust_proxy,
         }
     }
 
-    /// Count one more handshaking client of `host_id`; `None` when there are too many.
-    fn begin_handshake(&self, host_id: &str) -> Option<Handshaking<'_>> {
-        let mut pending = lock(&self.pending);
-        let count = pending.entry(host_id.to_owned()).or_insert(0);
-        if *count >= MAX_PENDING_PER_HOST {
-            return None;
+    /// Where a connection comes from: the peer, or with `--trust-proxy` the address the proxy
+    /// in front of us saw (the last entry of `X-Forwarded-For`: the ones before it are whatever
+    /// the client claimed).
+    fn source(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trust_proxy {
+            return peer.ip();
         }
-        *count += 1;
-        Some(Handshaking { relay: self, host_id: host_id.to_owned() })
+        let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).next_back();
+        forwarded.and_then(|list| list.rsplit(',').next()).and_then(|ip| ip.trim().parse().ok()).unwrap_or(peer.ip())
+    }
+
+    /// Count one more handshaking client of `host_id` from `source`, unless the host or that
+    /// source already has as many as it may.
+    fn begin_handshake(&self, host_id: &str, source: IpAddr) -> Result<Handshaking<'_>, Refusal> {
+        let mut pending = lock(&self.pending);
+        let host = pending.entry(host_id.to_owned()).or_default();
+        let from_source = host.by_source.get(&source).copied().unwrap_or(0);
+        if host.total >= MAX_PENDING_PER_HOST {
+            return Err(Refusal::HostFull);
+        }
+        if from_source >= MAX_PENDING_PER_SOURCE {
+            return Err(Refusal::SourceFull);
+        }
+        host.total += 1;
+        *host.by_source.entry(source).or_default() += 1;
+        Ok(Handshaking { relay: self, host_id: host_id.to_owned(), source })
     }
 
     /// Count a connection attempt from `ip`; `false` when over the limit.
@@ -102,16 +143,22 @@ impl Relay {
 struct Handshaking<'a> {
     relay: &'a Relay,
     host_id: String,
+    source: IpAddr,
 }
 
 impl Drop for Handshaking<'_> {
     fn drop(&mut self) {
         let mut pending = lock(&self.relay.pending);
-        if let Some(count) = pending.get_mut(&self.host_id) {
+        let Some(host) = pending.get_mut(&self.host_id) else { return };
+        host.total = host.total.saturating_sub(1);
+        if let Some(count) = host.by_source.get_mut(&self.source) {
             *count -= 1;
             if *count == 0 {
-                pending.remove(&self.host_id);
+                host.by_source.remove(&self.source);
             }
+        }
+        if host.total == 0 {
+            pending.remove(&self.host_id);
         }
     }
 }
@@ -189,7 +236,7 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
                     let mut failed = false;
                     loop {
                         match decoder.next_frame() {
-                            Ok(Some(frame)) => hub.deliver_to_client(&host_id, frame).await,
+                            Ok(Some(frame)) => hub.deliver_to_client(&host_id, frame),
                             Ok(None) => break,
                             Err(_) => { failed = true; break }
                         }
@@ -220,14 +267,16 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
 
 /// What every client-facing endpoint checks first: a browser's page must come from this relay,
 /// and each address may open only so many connections a minute.
-fn screen_client(app: &crate::AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Response> {
+/// Returns the connection's source address.
+fn screen_client(app: &crate::AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<IpAddr, Response> {
     if !origin_allowed(headers) {
         return Err((StatusCode::FORBIDDEN, "cross-origin connections are refused\n").into_response());
     }
-    if !app.relay.admit(peer.ip()) {
+    let source = app.relay.source(peer, headers);
+    if !app.relay.admit(source) {
         return Err((StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response());
     }
-    Ok(())
+    Ok(source)
 }
 
 #[derive(serde::Deserialize)]
@@ -249,7 +298,7 @@ pub async fn presence_endpoint(
     if hosts.is_empty() || hosts.len() > MAX_PRESENCE_HOSTS {
         return (StatusCode::BAD_REQUEST, "give 1 to 64 host ids: ?hosts=ID,ID\n").into_response();
     }
-    ws.on_upgrade(move |socket| presence_session(app, hosts, socket))
+    ws.max_message_size(MAX_PRESENCE_MESSAGE_BYTES).on_upgrade(move |socket| presence_session(app, hosts, socket))
 }
 
 fn presence_message(host_id: &str, online: bool) -> Message {
@@ -295,24 +344,31 @@ pub async fn client_endpoint(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Err(refused) = screen_client(&app, peer, &headers) {
-        return refused;
-    }
+    let source = match screen_client(&app, peer, &headers) {
+        Ok(source) => source,
+        Err(refused) => return refused,
+    };
     if !identity::is_host_id(&host_id) {
         return (StatusCode::BAD_REQUEST, "not a host id\n").into_response();
     }
-    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| client_session(app, host_id, socket))
+    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| client_session(app, host_id, source, socket))
 }
 
-async fn client_session(app: Arc<crate::AppState>, host_id: String, mut socket: WebSocket) {
+async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAddr, mut socket: WebSocket) {
     let hub = &app.relay.hub;
-    let Some(handshaking) = app.relay.begin_handshake(&host_id) else {
-        let _ = socket.send(close(CLOSE_TOO_MANY, "too many connections waiting to authenticate with this host")).await;
-        return;
+    let handshaking = match app.relay.begin_handshake(&host_id, source) {
+        Ok(handshaking) => handshaking,
+        Err(refusal) => {
+            let why = match refusal {
+                Refusal::HostFull => "too many connections waiting to authenticate with this host",
+                Refusal::SourceFull => "too many connections from your address waiting to authenticate",
+            };
+            let _ = socket.send(close(CLOSE_TOO_MANY, why)).await;
+            return;
+        }
     };
-    let (to_client, mut queue) = mpsc::channel::<ToClient>(CLIENT_QUEUE_MESSAGES);
-    let conn = match hub.open_client(&host_id, to_client) {
-        Ok(conn) => conn,
+    let (conn, mut queue) = match hub.open_client(&host_id) {
+        Ok(opened) => opened,
         Err(OpenError::HostOffline) => {
             let _ = socket.send(close(CLOSE_HOST_OFFLINE, "host offline")).await;
             return;
@@ -391,9 +447,10 @@ mod tests {
         let web = crate::web::WebApp::load(&root).expect("web app");
         let app = Arc::new(crate::AppState {
             web,
-            relay: super::Relay::new(64, 1000, HANDSHAKE_TIMEOUT),
+            relay: super::Relay::new(256, 1000, HANDSHAKE_TIMEOUT, true),
             binaries: None,
             public_url: None,
+            tls: false,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -406,6 +463,14 @@ mod tests {
 
     async fn connect(url: &str) -> Ws {
         tokio_tungstenite::connect_async(url).await.expect("connect").0
+    }
+
+    /// Connect as if through a proxy that saw the client at `source` (the test relay trusts it).
+    async fn connect_from(url: &str, source: &str) -> Ws {
+        let mut request = url.into_client_request().expect("request");
+        let claimed = format!("6.6.6.6, {source}");
+        request.headers_mut().insert("x-forwarded-for", claimed.parse().expect("header"));
+        tokio_tungstenite::connect_async(request).await.expect("connect").0
     }
 
     async fn send_frame(ws: &mut Ws, frame: Frame) {
@@ -524,12 +589,41 @@ mod tests {
     async fn too_many_handshaking_clients_are_refused() {
         let url = start_relay().await;
         let (_host, host_id) = register(&url, [6; 32]).await;
+        let client_url = format!("{url}/ws/client/{host_id}");
         let mut waiting = Vec::new();
-        for _ in 0..super::MAX_PENDING_PER_HOST {
-            waiting.push(connect(&format!("{url}/ws/client/{host_id}")).await);
+        for i in 0..super::MAX_PENDING_PER_HOST {
+            waiting.push(connect_from(&client_url, &format!("10.1.{}.{}", i / 200, i % 200)).await);
         }
-        let mut one_more = connect(&format!("{url}/ws/client/{host_id}")).await;
+        let mut one_more = connect_from(&client_url, "10.2.0.1").await;
         assert!(close_reason(&mut one_more).await.contains("too many connections waiting"));
+    }
+
+    #[test]
+    fn the_source_is_the_peer_unless_a_trusted_proxy_names_it() {
+        let peer: std::net::SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 10.0.0.9".parse().expect("header"));
+        let direct = super::Relay::new(1, 1, HANDSHAKE_TIMEOUT, false);
+        assert_eq!(direct.source(peer, &headers), peer.ip(), "a client cannot pick its own address");
+        let proxied = super::Relay::new(1, 1, HANDSHAKE_TIMEOUT, true);
+        assert_eq!(proxied.source(peer, &headers).to_string(), "10.0.0.9", "the proxy's entry, not the claim");
+    }
+
+    #[tokio::test]
+    async fn one_source_cannot_fill_a_hosts_door() {
+        let url = start_relay().await;
+        let (mut host, host_id) = register(&url, [8; 32]).await;
+        let client_url = format!("{url}/ws/client/{host_id}");
+        let mut idle = Vec::new();
+        for _ in 0..super::MAX_PENDING_PER_SOURCE {
+            idle.push(connect_from(&client_url, "10.0.0.1").await);
+        }
+        let mut one_more = connect_from(&client_url, "10.0.0.1").await;
+        assert!(close_reason(&mut one_more).await.contains("from your address"));
+        // Someone else still gets through to the host.
+        let _other = connect_from(&client_url, "10.0.0.2").await;
+        let opened = next_frame(&mut host).await;
+        assert!(matches!(opened.header, Header::Relay(RelayMsg::Open { .. })), "{opened:?}");
     }
 
     #[tokio::test]
@@ -549,6 +643,25 @@ mod tests {
         drop(host);
         assert_eq!(next_text().await, serde_json::json!({ "host": host_id, "online": false }));
         assert!(connect_async_status(&format!("{url}/ws/presence?hosts=nonsense")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_presence_watcher_cannot_send_big_messages() {
+        let url = start_relay().await;
+        let host_id = identity::host_id(&[9; 32]);
+        let mut watcher = connect(&format!("{url}/ws/presence?hosts={host_id}")).await;
+        watcher.send(WsMessage::Text("x".repeat(super::MAX_PRESENCE_MESSAGE_BYTES + 1).into())).await.expect("send");
+        // Its first presence line may come before the refusal; then the socket must end.
+        let ended = async {
+            loop {
+                match watcher.next().await {
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                }
+            }
+        };
+        let deadline = std::time::Duration::from_secs(10);
+        assert!(tokio::time::timeout(deadline, ended).await.is_ok(), "the relay kept reading an oversized message");
     }
 
     async fn connect_async_status(url: &str) -> Result<(), tokio_tungstenite::tungstenite::Error> {

@@ -27,6 +27,8 @@ pub enum Received {
 pub struct RawClient {
     ws: WebSocket<MaybeTlsStream<TcpStream>>,
     pub conn: Connection,
+    /// What the connection queued while receiving, until `flush`.
+    outbox: Vec<Vec<u8>>,
 }
 
 impl RawClient {
@@ -51,13 +53,13 @@ impl RawClient {
         })
         .expect("entropy");
         let conn = Connection::client(&address.host_id, identity, secret, entropy, 0);
-        RawClient { ws, conn }
+        RawClient { ws, conn, outbox: Vec::new() }
     }
 
     /// Send everything the connection has queued; returns the events it had queued too.
     pub fn flush(&mut self) -> Vec<Event> {
         let (transmits, events) = self.conn.drain_output();
-        for bytes in transmits {
+        for bytes in std::mem::take(&mut self.outbox).into_iter().chain(transmits) {
             self.ws.send(Message::Binary(bytes.into())).expect("send to the relay");
         }
         events
@@ -79,7 +81,9 @@ impl RawClient {
                     if let Err(e) = self.conn.handle_input(Input::Bytes(&bytes), 0) {
                         return Some(Received::Closed(e.to_string()));
                     }
-                    return Some(Received::Events(self.conn.drain_output().1));
+                    let (transmits, events) = self.conn.drain_output();
+                    self.outbox.extend(transmits);
+                    return Some(Received::Events(events));
                 }
                 Ok(Message::Close(frame)) => {
                     return Some(Received::Closed(frame.map(|f| f.reason.to_string()).unwrap_or_default()))

@@ -173,3 +173,197 @@ fn parallel_password_guesses_are_checked_one_at_a_time_with_back_off() {
     let waited = log.lines().filter(|l| l.contains("password proof checked after")).count();
     assert!(waited >= 4, "guesses were checked in parallel, without back-off:\n{log}");
 }
+
+// 5. `/cli` is built from trusted parts only.
+
+/// A directory with one binary for this machine, as `--binaries` wants it.
+fn binaries_dir() -> std::path::PathBuf {
+    let dir = scratch().join(tether_tests::marker("binaries"));
+    std::fs::create_dir_all(&dir).expect("binaries dir");
+    std::fs::copy(tether_tests::bin_path("tether"), dir.join("tether-linux-x86_64")).expect("copy binary");
+    dir
+}
+
+/// `curl -sS -i ARGS URL/cli`: status line, headers and body.
+fn fetch_cli(url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-i"])
+        .args(args)
+        .arg(format!("{}cli", url))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_cli_script_never_pastes_an_unchecked_host_into_shell() {
+    let binaries = binaries_dir();
+    let relay = Relay::start_with("127.0.0.1:0", &["--binaries".as_ref(), binaries.as_os_str()]);
+    let mark = scratch().join(tether_tests::marker("injected"));
+    let evil = format!("Host: x'; touch {}; '", mark.display());
+    let response = fetch_cli(&relay.url, &["-H", &evil]);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    let ran = std::process::Command::new("sh").arg("-c").arg(&body).env("HOME", scratch()).output().expect("sh");
+    drop(ran);
+    assert!(!mark.exists(), "a Host header ran shell code: {response}");
+    // An honest request gets a script that shared caches must not keep.
+    let response = fetch_cli(&relay.url, &[]);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let cache = response.lines().find(|l| l.to_ascii_lowercase().starts_with("cache-control:")).unwrap_or("");
+    assert!(cache.contains("no-store") && cache.contains("private"), "{cache}");
+    assert!(response.contains(&format!("relay='{}'", relay.url.trim_end_matches('/'))), "{response}");
+}
+
+#[test]
+fn the_cli_script_names_the_public_url_and_https_behind_tls() {
+    let binaries = binaries_dir();
+    let relay = Relay::start_with(
+        "127.0.0.1:0",
+        &["--binaries".as_ref(), binaries.as_os_str(), "--public-url".as_ref(), "https://relay.example/".as_ref()],
+    );
+    let response = fetch_cli(&relay.url, &["-H", "Host: attacker.example"]);
+    assert!(response.contains("relay='https://relay.example'"), "{response}");
+    assert!(!response.contains("attacker.example"), "{response}");
+
+    let certs = scratch().join(tether_tests::marker("certs"));
+    std::fs::create_dir_all(&certs).expect("cert dir");
+    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=tether-test", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let tls = Relay::start_with(
+        "127.0.0.1:0",
+        &[
+            "--binaries".as_ref(),
+            binaries.as_os_str(),
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    let response = fetch_cli(&tls.url, &["--insecure"]);
+    let origin = tls.url.trim_end_matches('/');
+    assert!(origin.starts_with("https://") && response.contains(&format!("relay='{origin}'")), "{response}");
+}
+
+// 7 and 8. Peer-controlled numbers and requests.
+
+/// Send `request` as a `cmd` with id `id` over an authenticated raw client.
+fn request(client: &mut RawClient, id: u64, request: &tether_protocol::api::Request) {
+    client.send(&tether_protocol::api::cmd_frame(id, request, Vec::new()));
+}
+
+/// Answers (`cmd` events) that arrive within `timeout`, by request id, crediting any data.
+fn answers(client: &mut RawClient, timeout: std::time::Duration, wanted: usize) -> Vec<(u64, serde_json::Value)> {
+    use tether_protocol::connection::Event;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut got = Vec::new();
+    while got.len() < wanted {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match client.receive(left) {
+            Some(Received::Events(events)) => {
+                for event in events {
+                    match event {
+                        Event::Cmd { id, body, .. } => got.push((id, body)),
+                        Event::Data { stream, bytes, .. } => {
+                            let _ = client.conn.consumed(stream, bytes.len() as u64);
+                        }
+                        _ => {}
+                    }
+                }
+                client.flush();
+            }
+            Some(Received::Closed(reason)) => panic!("closed: {reason}"),
+            None => break,
+        }
+    }
+    got
+}
+
+fn is_error_with(body: &serde_json::Value, text: &str) -> bool {
+    body["kind"] == "error" && body["message"].as_str().is_some_and(|m| m.contains(text))
+}
+
+#[test]
+fn request_ids_that_would_collide_as_streams_are_refused() {
+    use tether_protocol::api::Request;
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    wait_reachable(&Agent::new(scratch()), &invite);
+    let session = host.start(&["sleep", "300"]);
+    let mut client = RawClient::hello(&invite);
+    client.authenticate(agent::WAIT);
+    let attach = Request::Attach { session: session.clone(), from: None, cols: None, rows: None };
+    // 2^32 + 5 would be stream 5, and so would 5 itself.
+    request(&mut client, (1 << 32) + 5, &attach);
+    request(&mut client, 5, &attach);
+    request(&mut client, 5, &attach);
+    let got = answers(&mut client, agent::WAIT, 3);
+    assert!(got.iter().any(|(id, b)| *id == (1 << 32) + 5 && is_error_with(b, "cannot name a stream")), "{got:?}");
+    assert!(got.iter().any(|(id, b)| *id == 5 && b["kind"] == "streaming"), "{got:?}");
+    assert!(got.iter().any(|(id, b)| *id == 5 && is_error_with(b, "already open")), "{got:?}");
+}
+
+#[test]
+fn a_flood_of_requests_is_refused_rather_than_spawned_without_bound() {
+    use tether_protocol::api::Request;
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    wait_reachable(&Agent::new(scratch()), &invite);
+    let session = host.start(&["sleep", "300"]);
+    let mut client = RawClient::hello(&invite);
+    client.authenticate(agent::WAIT);
+    // Each of these would wait a minute for a prompt that never comes.
+    let wait = Request::WaitForPrompt { session, timeout_ms: 60_000 };
+    for id in 1..=300 {
+        request(&mut client, id, &wait);
+    }
+    let refused = answers(&mut client, agent::WAIT, 300 - 64)
+        .iter()
+        .filter(|(_, body)| is_error_with(body, "requests under way"))
+        .count();
+    assert_eq!(refused, 300 - 64, "requests beyond the cap were not refused");
+}
+
+// 9. The session limit holds under concurrent starts.
+
+#[test]
+fn concurrent_starts_never_pass_the_session_limit() {
+    use tether_protocol::api::Request;
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    std::fs::write(host.state.join("config.toml"), "max_running_sessions = 1\n").expect("config");
+    let invite = pair(&host, &relay);
+    wait_reachable(&Agent::new(scratch()), &invite);
+    let mut client = RawClient::hello(&invite);
+    client.authenticate(agent::WAIT);
+    // One burst: the host works on all of them at once.
+    let start = |n: u64| Request::Start {
+        command: vec!["sleep".into(), format!("{}", 60 + n)],
+        title: None,
+        cwd: None,
+        cols: 80,
+        rows: 24,
+        notify: None,
+    };
+    let frames: Vec<_> = (1..=16).map(|id| tether_protocol::api::cmd_frame(id, &start(id), Vec::new())).collect();
+    for frame in &frames {
+        client.conn.send_frame(frame).expect("seal");
+    }
+    client.flush();
+    let got = answers(&mut client, agent::WAIT, 16);
+    let started = got.iter().filter(|(_, body)| body["kind"] == "session").count();
+    let listed: serde_json::Value =
+        serde_json::from_str(&host.ok(&["ls", "--json", "--status", "running"])).expect("ls --json");
+    let running = listed.as_array().map_or(0, Vec::len);
+    assert_eq!((started, running), (1, 1), "the limit of 1 let {started} start: {got:?}");
+}

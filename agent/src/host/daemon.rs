@@ -15,6 +15,9 @@ use crate::host::sessions::Sessions;
 use crate::host::store::Store;
 use crate::paths::StateDir;
 
+/// How long a supervisor waits before starting a link that ended again.
+const LINK_RESTART_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Per relay: registered (`Ok`), or why the last attempt failed.
 pub type LinkStates = HashMap<String, Result<(), String>>;
 
@@ -53,13 +56,27 @@ impl Daemon {
         }))
     }
 
-    /// Keep a link to `relay` up from now on (once per relay).
+    /// Keep a link to `relay` up from now on (once per relay). The link re-dials by itself; if
+    /// its task ever ends anyway (a bug, a panic), a supervisor starts it again.
     pub fn ensure_relay_link(&self, relay: &str) {
-        if lock(&self.relays).insert(relay.to_owned()) {
-            if let Some(daemon) = self.me.upgrade() {
-                tokio::spawn(relay_link::run(daemon, relay.to_owned()));
-            }
+        if !lock(&self.relays).insert(relay.to_owned()) {
+            return;
         }
+        let Some(daemon) = self.me.upgrade() else { return };
+        let relay = relay.to_owned();
+        tokio::spawn(async move {
+            loop {
+                let link = tokio::spawn(relay_link::run(daemon.clone(), relay.clone()));
+                let why = match link.await {
+                    Err(e) if e.is_panic() => "crashed",
+                    Err(_) => return, // the runtime is shutting down
+                    Ok(()) => "ended",
+                };
+                eprintln!("tether daemon: the link to {relay} {why}; starting it again");
+                daemon.set_link_state(&relay, Err(format!("link {why}")));
+                tokio::time::sleep(LINK_RESTART_PAUSE).await;
+            }
+        });
     }
 
     pub fn set_link_state(&self, relay: &str, state: Result<(), String>) {

@@ -9,6 +9,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
@@ -19,9 +20,20 @@ use crate::host::peer::events::PeerEvent;
 pub const WINDOW_BYTES: usize = tether_protocol::stream::INITIAL_WINDOW_BYTES as usize;
 const READ_BYTES: usize = 64 * 1024; // 64 KiB
 
+/// After SIGTERM to a cancelled exec, SIGKILL follows this soon.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// What a peer asks of its running exec. Signals are sent by the task that reaps the process,
+/// and only until it has: a pid is never signalled after it may have been reused.
+enum Control {
+    Signal(i32),
+    /// The client is gone: SIGTERM, then SIGKILL after `CANCEL_GRACE`.
+    Cancel,
+}
+
 /// A running exec, as its peer keeps it.
 pub struct Exec {
-    pub pid: i32,
+    control: mpsc::UnboundedSender<Control>,
     /// `Some(bytes)` to write, `None` for end of input.
     pub stdin: mpsc::UnboundedSender<Option<Vec<u8>>>,
     pub stdout_permits: Arc<Semaphore>,
@@ -29,10 +41,14 @@ pub struct Exec {
 }
 
 impl Exec {
-    /// Signal the command's whole process group.
+    /// Signal the command's whole process group (if it is still running).
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) only sends a signal; the child leads its own process group.
-        unsafe { libc::kill(-self.pid, signal) };
+        let _ = self.control.send(Control::Signal(signal));
+    }
+
+    /// End it: SIGTERM to its process group, SIGKILL shortly after if it is still there.
+    pub fn cancel(&self) {
+        let _ = self.control.send(Control::Cancel);
     }
 }
 
@@ -59,6 +75,7 @@ pub fn spawn(
             _ => format!("cannot run {program}: {e}"),
         })?;
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).ok_or("the command exited at once")?;
+    let (control, controls) = mpsc::unbounded_channel();
     let (stdin_tx, mut stdin_rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
     let stdout_permits = Arc::new(Semaphore::new(WINDOW_BYTES));
     let stderr_permits = Arc::new(Semaphore::new(WINDOW_BYTES));
@@ -81,16 +98,52 @@ pub fn spawn(
         child.stderr.take().map(|r| forward(r, conn, err_stream, stderr_permits.clone(), events.clone())),
     ];
     tokio::spawn(async move {
-        for reader in readers.into_iter().flatten() {
-            let _ = reader.await;
-        }
-        let code = match child.wait().await {
+        let code = match reap(&mut child, pid, controls).await {
             Ok(status) => status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
             Err(_) => -1,
         };
+        for reader in readers.into_iter().flatten() {
+            let _ = reader.await;
+        }
         let _ = events.send(PeerEvent::ExecFinished { conn, id, code });
     });
-    Ok(Exec { pid, stdin: stdin_tx, stdout_permits, stderr_permits })
+    Ok(Exec { control, stdin: stdin_tx, stdout_permits, stderr_permits })
+}
+
+/// Wait for the child, passing on signals until it has exited (its pid is ours until reaped).
+async fn reap(
+    child: &mut tokio::process::Child,
+    pid: i32,
+    mut controls: mpsc::UnboundedReceiver<Control>,
+) -> std::io::Result<std::process::ExitStatus> {
+    // SAFETY: kill(2) only sends a signal; the child leads its own process group, and is not
+    // reaped yet, so `pid` still names it.
+    let signal_group = |signal: i32| unsafe { libc::kill(-pid, signal) };
+    let (mut kill_at, mut open) = (None, true);
+    loop {
+        let kill_due = async {
+            match kill_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            status = child.wait() => return status,
+            control = controls.recv(), if open => match control {
+                Some(Control::Signal(signal)) => { signal_group(signal); }
+                Some(Control::Cancel) => {
+                    signal_group(libc::SIGTERM);
+                    kill_at.get_or_insert(tokio::time::Instant::now() + CANCEL_GRACE);
+                }
+                // The peer let go of it; a cancel already sent still runs its course.
+                None => open = false,
+            },
+            () = kill_due => {
+                signal_group(libc::SIGKILL);
+                kill_at = None;
+            }
+        }
+    }
 }
 
 fn forward(

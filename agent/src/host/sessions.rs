@@ -31,6 +31,9 @@ pub struct Sessions {
     config: Config,
     store: Arc<Mutex<Store>>,
     live: Mutex<HashMap<String, Arc<Session>>>,
+    /// Held from the `max_running_sessions` check until the new session is counted, so two
+    /// starts at once cannot both pass the check.
+    starting: Mutex<()>,
     prompts: PromptDetector,
     notifier: Notifier,
     /// Bumped when a session starts, ends, or starts waiting for input.
@@ -57,6 +60,7 @@ impl Sessions {
             config,
             store,
             live: Mutex::new(HashMap::new()),
+            starting: Mutex::new(()),
             changed: watch::Sender::new(0),
             me: me.clone(),
         })
@@ -78,6 +82,7 @@ impl Sessions {
         } else {
             command
         };
+        let _starting = lock(&self.starting);
         let running = self.running();
         if running >= self.config.max_running_sessions {
             return error_answer(

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tether_protocol::api::{cmd_frame, Request, Response};
+use tether_protocol::api::{cmd_frame, next_request_id, Request, Response};
 use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::sync::lock;
 use tokio::net::UnixStream;
@@ -80,9 +80,9 @@ impl LocalClient {
         LocalClient { tx, waiters, streams, next_id: AtomicU64::new(1) }
     }
 
+    /// A fresh request id (one that may also name a stream).
     fn id(&self) -> u64 {
-        // Stream ids are request ids and must fit the u32 stream field.
-        self.next_id.fetch_add(1, Ordering::Relaxed) % u64::from(u32::MAX)
+        next_request_id(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Send a request and wait for its answer; an error response becomes `Err(message)`.

@@ -4,7 +4,7 @@
 //! bytes: `remote` (shared by many requests and streams) and `cli::exec` drive it.
 
 use futures_util::{SinkExt, StreamExt};
-use tether_protocol::api::{cmd_frame, Request};
+use tether_protocol::api::{cmd_frame, next_request_id, Request};
 use tether_protocol::connection::{Connection, Event, Input};
 use tether_protocol::handshake::PASSWORD_IDENTITY;
 use tether_protocol::identity::{HostAddress, Link};
@@ -62,10 +62,10 @@ impl RelayConnection {
         &mut self.conn
     }
 
-    /// A fresh request id (stream ids are request ids, so they must fit a `u32` stream field).
+    /// A fresh request id (one that may also name a stream).
     pub fn next_id(&mut self) -> u64 {
         let id = self.next_id;
-        self.next_id = self.next_id % u64::from(u32::MAX) + 1;
+        self.next_id = next_request_id(id);
         id
     }
 

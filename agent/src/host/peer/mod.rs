@@ -15,7 +15,6 @@ pub mod requests;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tether_protocol::api::{cmd_frame, exec_stderr, exec_stdout, Response};
 use tether_protocol::frame::{Control, Frame, Header};
@@ -26,8 +25,10 @@ use crate::host::access::ConnectionGuard;
 use crate::host::exec::Exec;
 use events::PeerEvent;
 
-/// After SIGTERM to a cancelled exec, SIGKILL follows this soon.
-const EXEC_KILL_GRACE: Duration = Duration::from_secs(2);
+/// Requests of one peer being worked on at once (each is a task); more are refused, not queued.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 64;
+/// Streams (attach, logs, watch, exec) one peer may have open at once.
+pub const MAX_PEER_STREAMS: usize = 256;
 
 pub struct Peer {
     pub conn: Connection,
@@ -44,6 +45,8 @@ pub struct Peer {
     streams: HashMap<u32, tokio::task::AbortHandle>,
     /// Session streams that ended while output was still waiting: (stream, end).
     ended: Vec<(u32, u64)>,
+    /// One permit per request task under way.
+    in_flight: Arc<Semaphore>,
 }
 
 /// Output waiting for flow-control credit: chunks with their sequence numbers, and the permits
@@ -70,6 +73,7 @@ impl Peer {
             finished: Vec::new(),
             streams: HashMap::new(),
             ended: Vec::new(),
+            in_flight: Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT)),
         }
     }
 
@@ -145,13 +149,7 @@ impl Peer {
     /// streams.
     pub fn cancel(&mut self) {
         for exec in self.execs.values() {
-            exec.signal(libc::SIGTERM);
-            let pid = exec.pid;
-            tokio::spawn(async move {
-                tokio::time::sleep(EXEC_KILL_GRACE).await;
-                // SAFETY: kill(2) only sends a signal.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            });
+            exec.cancel();
         }
         self.execs.clear();
         for task in self.streams.values() {

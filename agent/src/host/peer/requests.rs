@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use tether_protocol::api::{cmd_frame, exec_stderr, exec_stdout, ErrorCode, Request, Response};
+use tether_protocol::api::{cmd_frame, exec_stderr, exec_stdout, request_stream, ErrorCode, Request, Response};
 use tether_protocol::connection::Event;
 use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::{AuthError, ConnError};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::events::PeerEvent;
-use super::{Backlog, Peer};
+use super::{Backlog, Peer, MAX_PEER_STREAMS, MAX_REQUESTS_IN_FLIGHT};
 use crate::host::access::throttle::{Throttle, Turn};
 use crate::host::exec::{self, Exec, WINDOW_BYTES};
 use crate::host::service::HostService;
@@ -130,6 +130,16 @@ fn handle_request<H: HostService>(
     payload: Vec<u8>,
     tasks: &mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<(), ConnError> {
+    let opens_streams = matches!(
+        request,
+        Request::Exec { .. } | Request::Attach { .. } | Request::Logs { .. } | Request::WatchSessions { .. }
+    );
+    if opens_streams {
+        if let Err(message) = check_new_streams(peer, id, matches!(request, Request::Exec { .. })) {
+            let reply = Response::Error { code: ErrorCode::BadRequest, message };
+            return peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()));
+        }
+    }
     match request {
         Request::Exec { command, cwd } => match exec::spawn(conn, id, &command, cwd.as_deref(), tasks.clone()) {
             Ok(exec) => {
@@ -153,6 +163,7 @@ fn handle_request<H: HostService>(
                 task.abort();
             }
             peer.backlogs.remove(&stream);
+            peer.conn.forget_stream(stream);
             peer.conn.send_frame(&cmd_frame(id, &Response::Ok, Vec::new()))?;
         }
         Request::Signal { exec, signal } => {
@@ -170,12 +181,19 @@ fn handle_request<H: HostService>(
             if let Some((response, payload)) = host.handle_in_order(&request, &payload) {
                 return peer.conn.send_frame(&cmd_frame(id, &response, payload));
             }
+            // Bounded: a peer that floods requests gets refusals, not a task each.
+            let Ok(permit) = peer.in_flight.clone().try_acquire_owned() else {
+                let message = format!("more than {MAX_REQUESTS_IN_FLIGHT} requests under way; wait for answers");
+                let reply = Response::Error { code: ErrorCode::LimitReached, message };
+                return peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()));
+            };
             let host = host.clone();
             let tasks = tasks.clone();
             let identity = peer.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();
             tokio::spawn(async move {
                 let (response, payload) = host.handle_remote(identity, request, payload).await;
                 let _ = tasks.send(PeerEvent::Frame { conn, frame: cmd_frame(id, &response, payload) });
+                drop(permit);
             });
         }
     }
@@ -216,6 +234,20 @@ fn serve_stream<H: HostService>(
             let _ = tasks.send(event);
         }
     });
+}
+
+/// Whether request `id` may open its stream(s): an id that names a stream (see
+/// `request_stream`), not in use already, and room for more.
+fn check_new_streams(peer: &Peer, id: u64, exec: bool) -> Result<(), String> {
+    let stream = request_stream(id).ok_or_else(|| format!("request id {id} cannot name a stream"))?;
+    let wanted = if exec { vec![exec_stdout(id), exec_stderr(id)] } else { vec![stream] };
+    if wanted.iter().any(|s| peer.backlogs.contains_key(s) || peer.streams.contains_key(s)) {
+        return Err(format!("stream {stream} is already open"));
+    }
+    if peer.backlogs.len() + wanted.len() > MAX_PEER_STREAMS {
+        return Err(format!("more than {MAX_PEER_STREAMS} streams open; close some first"));
+    }
+    Ok(())
 }
 
 /// The exec whose stdin travels on `stream`.
