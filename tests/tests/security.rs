@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use tether_tests::agent::{self, pair, wait_reachable, Agent, PtyClient};
 use tether_tests::raw::{RawClient, Received};
-use tether_tests::Relay;
+use tether_tests::{wait_until, Relay};
 
 fn scratch() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -366,4 +366,53 @@ fn concurrent_starts_never_pass_the_session_limit() {
         serde_json::from_str(&host.ok(&["ls", "--json", "--status", "running"])).expect("ls --json");
     let running = listed.as_array().map_or(0, Vec::len);
     assert_eq!((started, running), (1, 1), "the limit of 1 let {started} start: {got:?}");
+}
+
+// 14. Every byte of output, exactly once — or a clear word about the ones the host lost.
+
+#[test]
+fn output_the_log_could_not_keep_is_reported_never_misread_or_stalled_on() {
+    use std::os::unix::process::CommandExt;
+    let agent = Agent::new(scratch());
+    // The daemon may write at most 1 MiB per file: the session log fills up, as a full disk would.
+    let mut daemon = agent.command();
+    daemon.arg("daemon").stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe; the struct is ours.
+    unsafe {
+        daemon.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 1 << 20, rlim_max: 1 << 20 };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            Ok(())
+        });
+    }
+    let mut daemon = daemon.spawn().expect("daemon");
+    wait_until(agent::WAIT, "the daemon to answer", || agent.run(&["daemon", "status"]).status.success().then_some(()));
+    let script = "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo END-OF-OUTPUT; sleep 300";
+    let session = agent.start(&["sh", "-c", script]);
+    wait_until(agent::WAIT, "the output to be produced", || {
+        (agent.info(&session)["output_bytes"].as_u64() >= Some(3_000_000)).then_some(())
+    });
+    // Running: the first MiB comes from the log, the last from memory, the gap is named.
+    let out = agent.run(&["logs", &session]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a log with a hole passed as whole");
+    assert!(stderr_of(&out).contains("output lost on the host"), "{}", stderr_of(&out));
+    assert!(text.contains("bytes of output are missing here"), "no note of the gap");
+    assert!(text.contains("END-OF-OUTPUT"), "output after the gap is missing");
+    assert!(text.starts_with("xxxx"), "the start of the log is missing");
+    // Ended: what the log could not keep is gone, and said to be.
+    agent.ok(&["stop", &session, "--grace", "0s"]);
+    let out = agent.run(&["logs", &session]);
+    assert!(!out.status.success() && stderr_of(&out).contains("output lost on the host"), "{}", stderr_of(&out));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+#[test]
+fn output_ending_inside_an_escape_sequence_is_kept() {
+    let agent = Agent::new(scratch());
+    let session = agent.start(&["printf", "tail\\033["]);
+    agent.wait_ended(&session);
+    let raw = agent.ok(&["logs", &session, "--keep-color"]);
+    assert!(raw.contains("tail\u{1b}["), "{raw:?}");
 }

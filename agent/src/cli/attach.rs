@@ -46,6 +46,10 @@ pub async fn attach(client: &Agent, session: &str) -> Result<Ended, String> {
                     stdout.write_all(&bytes).await.map_err(|e| e.to_string())?;
                     stdout.flush().await.map_err(|e| e.to_string())?;
                 }
+                Some(StreamEvent::Skipped { from, to }) => {
+                    let note = format!("\r\n[tether: {} bytes of output are missing here: the host could not keep them]\r\n", to - from);
+                    stdout.write_all(note.as_bytes()).await.map_err(|e| e.to_string())?;
+                }
                 Some(StreamEvent::Eof) => break Ended::SessionEnded,
                 None => {
                     drop(raw);

@@ -28,12 +28,23 @@ pub async fn print(client: &Agent, sessions: &[String], options: Options) -> Res
         return follow(client, sessions, options.keep_color).await;
     }
     let mut out = Output { stdout: std::io::stdout(), current: None, headers: several };
+    let mut incomplete = Vec::new();
     for session in sessions {
         let mut opened = client.open_stream(&Request::Logs { session: session.clone(), follow: false }).await?;
         let mut collected = Vec::new();
-        while let Some(StreamEvent::Data { bytes }) = opened.events.recv().await {
-            collected.extend_from_slice(&bytes);
-        }
+        let mut lost = 0;
+        let ended = loop {
+            match opened.events.recv().await {
+                Some(StreamEvent::Data { bytes }) => collected.extend_from_slice(&bytes),
+                Some(StreamEvent::Skipped { from, to }) => {
+                    lost += to - from;
+                    collected.extend_from_slice(gap_note(to - from).as_bytes());
+                }
+                Some(StreamEvent::Eof) => break Ok(()),
+                // Cut off: what came is printed, and the command fails, never passing as whole.
+                None => break Err(client.lost_reason()),
+            }
+        };
         let text =
             if options.keep_color { String::from_utf8_lossy(&collected).into_owned() } else { plain_text(&collected) };
         let mut text = match options.tail {
@@ -44,8 +55,20 @@ pub async fn print(client: &Agent, sessions: &[String], options: Options) -> Res
             text.push('\n');
         }
         out.write(session, text.as_bytes())?;
+        ended?;
+        if lost > 0 {
+            incomplete.push(format!("{session} ({lost} bytes)"));
+        }
     }
-    Ok(())
+    match incomplete.is_empty() {
+        true => Ok(()),
+        false => Err(format!("output lost on the host (the log could not be written): {}", incomplete.join(", "))),
+    }
+}
+
+/// Where bytes are missing from a session's output, in its text.
+fn gap_note(bytes: u64) -> String {
+    format!("\n[tether: {bytes} bytes of output are missing here: the host could not keep them]\n")
 }
 
 /// Stream every session until all have ended.
@@ -58,7 +81,7 @@ async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result
         tokio::spawn(async move {
             loop {
                 let event = opened.events.recv().await;
-                let last = !matches!(event, Some(StreamEvent::Data { .. }));
+                let last = matches!(event, Some(StreamEvent::Eof) | None);
                 if tx.send((index, event)).await.is_err() || last {
                     return;
                 }
@@ -70,10 +93,18 @@ async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result
     // Per session: bytes after its last complete line.
     let mut partial = vec![Vec::new(); sessions.len()];
     let mut open = sessions.len();
+    let mut lost = 0;
     while let Some((index, event)) = merged.recv().await {
         let session = &sessions[index];
         match event {
             None => return Err(client.lost_reason()),
+            Some(StreamEvent::Skipped { from, to }) => {
+                let rest = std::mem::take(&mut partial[index]);
+                let rest = if keep_color { rest } else { plain_text(&rest).into_bytes() };
+                out.write(session, &rest)?;
+                out.write(session, gap_note(to - from).as_bytes())?;
+                lost += to - from;
+            }
             Some(StreamEvent::Data { bytes }) if keep_color => out.write(session, &bytes)?,
             Some(StreamEvent::Data { bytes }) => {
                 let pending = &mut partial[index];
@@ -95,7 +126,10 @@ async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result
             }
         }
     }
-    Ok(())
+    match lost {
+        0 => Ok(()),
+        lost => Err(format!("output lost on the host (the log could not be written): {lost} bytes")),
+    }
 }
 
 /// stdout, with a header whenever the session whose text it is changes.

@@ -40,6 +40,7 @@ pub async fn pair(client: &LocalClient, options: PairOptions) -> Result<ExitCode
                 Some(StreamEvent::Data { bytes }) => eprint!("[{}] {}", clock(), String::from_utf8_lossy(&bytes)),
                 // The agent ended the share (idle, or revoked with `tether invites rm`).
                 Some(StreamEvent::Eof) | None => return Ok(ExitCode::SUCCESS),
+                Some(StreamEvent::Skipped { .. }) => {}
             },
             _ = tokio::signal::ctrl_c() => {
                 let revoke = Request::Revoke { identity: invite.identity() };

@@ -35,6 +35,7 @@ const SIGNAL_STOP_GRACE: Duration = Duration::from_secs(2);
 /// Run the daemon until `daemon stop`, SIGTERM or SIGINT.
 pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
     state.create()?;
+    survive_file_size_limits();
     let _lock = match acquire_lock(&state)? {
         Some(lock) => lock,
         None => {
@@ -83,6 +84,21 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
     let _ = std::fs::remove_file(state.root().join("daemon.pid"));
     eprintln!("tether daemon: stopped");
     Ok(())
+}
+
+/// A log that reaches a file-size limit (`ulimit -f`) must fail its write — the session then
+/// says which output it could not keep — not kill the agent and every session with it. A
+/// handler (not `SIG_IGN`, which programs would inherit) turns SIGXFSZ into EFBIG for us alone:
+/// handlers go back to the default in every program we start.
+fn survive_file_size_limits() {
+    extern "C" fn ignore(_: libc::c_int) {}
+    // SAFETY: installs an async-signal-safe handler that does nothing; the sigaction struct is
+    // zeroed (empty mask, no flags) and ours.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = ignore as *const () as usize;
+        libc::sigaction(libc::SIGXFSZ, &action, std::ptr::null_mut());
+    }
 }
 
 /// An exclusive lock on the state dir, held for the daemon's life; `None` if another has it.

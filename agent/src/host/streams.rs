@@ -8,7 +8,7 @@ use tether_protocol::api::{cmd_frame, Request, Response};
 use tether_protocol::frame::{Control, Frame, Header};
 use tokio::sync::mpsc;
 
-use crate::host::session::Session;
+use crate::host::session::{read_log, ReadError, Session};
 use crate::host::sessions::{Sessions, Source};
 
 /// Output bytes per data frame sent to clients.
@@ -49,13 +49,14 @@ pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream:
         (Source::Live(session), None) => session.ring_oldest(),
         (Source::Log { .. }, None) => 0,
     };
+    let total = info.output_bytes;
     let streaming = Response::Streaming { session: info, stream, from };
     if tx.send(cmd_frame(id, &streaming, Vec::new())).await.is_err() {
         return;
     }
     let end = match source {
         Source::Live(session) => stream_live(&session, stream, from, follow, &tx).await,
-        Source::Log { path } => stream_log(&path, stream, from, &tx).await,
+        Source::Log { path } => stream_log(&path, stream, from, total, &tx).await,
     };
     if let Ok(end) = end {
         let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end }))).await;
@@ -111,10 +112,20 @@ async fn stream_live(
         let done = *finished.borrow_and_update();
         let end = *end_rx.borrow_and_update();
         while cursor < end {
-            let chunk = session.read_from(cursor, STREAM_CHUNK_BYTES).map_err(|_| ())?;
-            if chunk.is_empty() {
-                break;
-            }
+            let chunk = match session.read_from(cursor, STREAM_CHUNK_BYTES) {
+                Ok(chunk) if chunk.is_empty() => return Err(()), // cannot happen below `end`
+                Ok(chunk) => chunk,
+                // Never logged and gone from the ring: say so, and go on after the gap.
+                Err(ReadError::Lost { to }) => {
+                    tx.send(skip(stream, cursor, to)).await.map_err(|_| ())?;
+                    cursor = to;
+                    continue;
+                }
+                Err(ReadError::Failed(why)) => {
+                    eprintln!("tether daemon: session {}: {why}", session.id);
+                    return Err(());
+                }
+            };
             let len = chunk.len() as u64;
             tx.send(Frame::new(Header::Data { stream, seq: cursor }, chunk)).await.map_err(|_| ())?;
             cursor += len;
@@ -129,21 +140,35 @@ async fn stream_live(
     }
 }
 
-/// Send a finished session's log from `from`.
-async fn stream_log(path: &std::path::Path, stream: u32, from: u64, tx: &mpsc::Sender<Frame>) -> Result<u64, ()> {
-    use std::os::unix::fs::FileExt;
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(_) => return Ok(0), // no output was ever written
-    };
+/// Send a finished session's log from `from` to its end, `total` (the session's output bytes).
+/// A log that ends short of that (it could not be written) ends with a skip over what it lacks.
+async fn stream_log(
+    path: &std::path::Path,
+    stream: u32,
+    from: u64,
+    total: u64,
+    tx: &mpsc::Sender<Frame>,
+) -> Result<u64, ()> {
     let mut cursor = from;
-    let mut buf = vec![0u8; STREAM_CHUNK_BYTES];
     loop {
-        let n = file.read_at(&mut buf, cursor).map_err(|_| ())?;
-        if n == 0 {
+        let chunk = match read_log(path, cursor, STREAM_CHUNK_BYTES) {
+            Ok(chunk) => chunk,
+            Err(_) if cursor == 0 && total == 0 => Vec::new(), // no output was ever written
+            Err(_) => return Err(()),
+        };
+        if chunk.is_empty() {
+            if cursor < total {
+                tx.send(skip(stream, cursor, total)).await.map_err(|_| ())?;
+                cursor = total;
+            }
             return Ok(cursor);
         }
-        tx.send(Frame::new(Header::Data { stream, seq: cursor }, buf[..n].to_vec())).await.map_err(|_| ())?;
-        cursor += n as u64;
+        let len = chunk.len() as u64;
+        tx.send(Frame::new(Header::Data { stream, seq: cursor }, chunk)).await.map_err(|_| ())?;
+        cursor += len;
     }
+}
+
+fn skip(stream: u32, from: u64, to: u64) -> Frame {
+    Frame::bare(Header::Control(Control::Skip { stream, from, to }))
 }

@@ -137,6 +137,12 @@ async fn route(frame: Frame, waiters: &Waiters, streams: &Streams) {
                 let _ = sender.send(StreamEvent::Data { bytes: frame.payload }).await;
             }
         }
+        Header::Control(Control::Skip { stream, from, to }) => {
+            let sender = lock(streams).get(&stream).cloned();
+            if let Some(sender) = sender {
+                let _ = sender.send(StreamEvent::Skipped { from, to }).await;
+            }
+        }
         Header::Control(Control::Eof { stream, .. }) => {
             let sender = lock(streams).remove(&stream);
             if let Some(sender) = sender {

@@ -152,6 +152,11 @@ async fn handle(
                 }
                 connection.conn().consumed(stream, len).map_err(|e| e.to_string())?;
             }
+            Event::Skipped { stream, from, to } => {
+                if let Some(events) = streams.get(&stream) {
+                    let _ = events.send(StreamEvent::Skipped { from, to }).await;
+                }
+            }
             Event::Eof { stream, .. } => {
                 if let Some(events) = streams.remove(&stream) {
                     let _ = events.send(StreamEvent::Eof).await;

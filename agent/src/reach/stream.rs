@@ -9,7 +9,14 @@ const STREAM_QUEUE_FRAMES: usize = 16;
 /// Something that happened on an output stream.
 #[derive(Debug)]
 pub enum StreamEvent {
-    Data { bytes: Vec<u8> },
+    Data {
+        bytes: Vec<u8>,
+    },
+    /// The host no longer has output bytes `from .. to`; what follows comes after them.
+    Skipped {
+        from: u64,
+        to: u64,
+    },
     Eof,
 }
 

@@ -16,6 +16,8 @@ pub enum PeerEvent {
     /// Output bytes `seq ..` of `stream`; their byte permits were taken and are given back once
     /// sent.
     Output { conn: u64, stream: u32, seq: u64, bytes: Vec<u8> },
+    /// A session stream jumps over bytes `from .. to` the host no longer has.
+    StreamSkip { conn: u64, stream: u32, from: u64, to: u64 },
     /// A session stream ended at byte `end` (sent on once its output has gone out).
     StreamEnd { conn: u64, stream: u32, end: u64 },
     /// An exec read `n` bytes of its stdin: credit the client.
@@ -32,6 +34,7 @@ impl PeerEvent {
             | PeerEvent::ProofTurn { conn, .. }
             | PeerEvent::Frame { conn, .. }
             | PeerEvent::Output { conn, .. }
+            | PeerEvent::StreamSkip { conn, .. }
             | PeerEvent::StreamEnd { conn, .. }
             | PeerEvent::StdinTaken { conn, .. }
             | PeerEvent::ExecFinished { conn, .. } => *conn,

@@ -49,11 +49,18 @@ pub struct Peer {
     in_flight: Arc<Semaphore>,
 }
 
-/// Output waiting for flow-control credit: chunks with their sequence numbers, and the permits
-/// to give back to the producing task as they go out.
+/// Output waiting for flow-control credit, in order, and the permits to give back to the
+/// producing task as bytes go out.
 struct Backlog {
-    queue: VecDeque<(u64, Vec<u8>)>,
+    queue: VecDeque<Queued>,
     permits: Arc<Semaphore>,
+}
+
+enum Queued {
+    /// Bytes from sequence number `seq`.
+    Bytes { seq: u64, bytes: Vec<u8> },
+    /// The stream jumps from `from` to `to` (bytes the host no longer has).
+    Skip { from: u64, to: u64 },
 }
 
 impl Backlog {
@@ -82,7 +89,16 @@ impl Peer {
         let Some(backlog) = self.backlogs.get_mut(&stream) else {
             return Ok(());
         };
-        while let Some((seq, bytes)) = backlog.queue.front_mut() {
+        while let Some(queued) = backlog.queue.front_mut() {
+            let (seq, bytes) = match queued {
+                Queued::Bytes { seq, bytes } => (seq, bytes),
+                Queued::Skip { from, to } => {
+                    let skip = Control::Skip { stream, from: *from, to: *to };
+                    self.conn.send_frame(&Frame::bare(Header::Control(skip)))?;
+                    backlog.queue.pop_front();
+                    continue;
+                }
+            };
             let sent = self.conn.send_data(stream, *seq, bytes)?;
             backlog.permits.add_permits(sent);
             if sent < bytes.len() {
@@ -132,7 +148,13 @@ impl Peer {
             PeerEvent::Frame { frame, .. } => self.conn.send_frame(&frame)?,
             PeerEvent::Output { stream, seq, bytes, .. } => {
                 if let Some(backlog) = self.backlogs.get_mut(&stream) {
-                    backlog.queue.push_back((seq, bytes));
+                    backlog.queue.push_back(Queued::Bytes { seq, bytes });
+                    self.drain(stream)?;
+                }
+            }
+            PeerEvent::StreamSkip { stream, from, to, .. } => {
+                if let Some(backlog) = self.backlogs.get_mut(&stream) {
+                    backlog.queue.push_back(Queued::Skip { from, to });
                     self.drain(stream)?;
                 }
             }

@@ -228,6 +228,7 @@ fn serve_stream<H: HostService>(
                     }
                     PeerEvent::Output { conn, stream, seq, bytes: frame.payload }
                 }
+                Header::Control(Control::Skip { stream, from, to }) => PeerEvent::StreamSkip { conn, stream, from, to },
                 Header::Control(Control::Eof { stream, end }) => PeerEvent::StreamEnd { conn, stream, end },
                 _ => continue,
             };

@@ -51,6 +51,10 @@ pub struct Exit {
 struct Output {
     ring: OutputRing,
     log: File,
+    /// The first byte the log failed to take (a full disk, a file-size limit). The log holds
+    /// exactly bytes `0..` this, at offset = sequence number, and is not written after it:
+    /// older bytes past it are lost, and said to be (`ReadError::Lost`), never misread.
+    log_lost_from: Option<u64>,
     filter: QueryFilter,
     screen: Screen,
 }
@@ -136,6 +140,7 @@ impl Session {
             output: Mutex::new(Output {
                 ring: OutputRing::new(spec.ring_bytes),
                 log,
+                log_lost_from: None,
                 filter: QueryFilter::default(),
                 screen: Screen::new(size.rows, size.cols),
             }),
@@ -176,7 +181,15 @@ impl Session {
         let mut pieces = Vec::new();
         loop {
             let n = match reader.read(&mut buf) {
-                Ok(0) | Err(_) => return, // EOF, or EIO once the last slave fd closed
+                // EOF, or EIO once the last slave fd closed. A sequence the program began but
+                // never finished was held back in case it was a query: it is output after all.
+                Ok(0) | Err(_) => {
+                    let held = lock(&self.output).filter.end_of_output();
+                    if let Some(held) = held {
+                        self.record(&held);
+                    }
+                    return;
+                }
                 Ok(n) => n,
             };
             let replies = self.ingest(&buf[..n], &mut pieces);
@@ -196,12 +209,7 @@ impl Session {
             out.filter.feed(bytes, pieces);
             for piece in pieces.drain(..) {
                 match piece {
-                    Piece::Output(data) => {
-                        out.screen.process(&data);
-                        out.ring.push(&data);
-                        // A full disk must not stop the session; the ring still serves clients.
-                        let _ = out.log.write_all(&data);
-                    }
+                    Piece::Output(data) => record(out, &data),
                     Piece::Query(query) => replies.extend(query.reply(&out.screen)),
                 }
             }
@@ -212,6 +220,16 @@ impl Session {
         }
         self.end.send_replace(end);
         replies
+    }
+
+    /// Output that bypasses the query filter (what it held back at the end).
+    fn record(&self, data: &[u8]) {
+        let end = {
+            let mut out = lock(&self.output);
+            record(&mut out, data);
+            out.ring.end()
+        };
+        self.end.send_replace(end);
     }
 
     fn record_exit(&self, exit: Exit) {
@@ -254,20 +272,19 @@ impl Session {
     }
 
     /// Output from `from`, at most `max` bytes: from the ring, or from the log for older bytes.
-    pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<u8>, String> {
-        let oldest = {
+    pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<u8>, ReadError> {
+        let (oldest, logged_until) = {
             let out = lock(&self.output);
             if from >= out.ring.oldest() {
-                return out.ring.read_from(from, max).map_err(|e| e.to_string());
+                return out.ring.read_from(from, max).map_err(|e| ReadError::Failed(e.to_string()));
             }
-            out.ring.oldest()
+            (out.ring.oldest(), out.log_lost_from.unwrap_or(u64::MAX))
         };
-        let len = ((oldest - from) as usize).min(max);
-        let mut buf = vec![0u8; len];
-        let log = File::open(&self.log_path).map_err(|e| format!("session log: {e}"))?;
-        let n = log.read_at(&mut buf, from).map_err(|e| format!("session log: {e}"))?;
-        buf.truncate(n);
-        Ok(buf)
+        if from >= logged_until {
+            return Err(ReadError::Lost { to: oldest });
+        }
+        let len = ((oldest.min(logged_until) - from) as usize).min(max);
+        read_log(&self.log_path, from, len)
     }
 
     /// The oldest byte the ring still holds (attach replays from here).
@@ -327,6 +344,36 @@ impl Session {
     pub fn set_status(&self, status: SessionStatus) {
         lock(&self.info).status = status;
     }
+}
+
+/// Why output could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Bytes from the requested one up to `to` are gone: out of the ring, and never logged.
+    Lost {
+        to: u64,
+    },
+    Failed(String),
+}
+
+/// Append output to the pipeline: screen, ring, and the log while it takes writes.
+fn record(out: &mut Output, data: &[u8]) {
+    out.screen.process(data);
+    let seq = out.ring.push(data);
+    // A full disk must not stop the session: the ring still serves clients, and the gap is
+    // remembered so nobody reads past it in the log.
+    if out.log_lost_from.is_none() && out.log.write_all(data).is_err() {
+        out.log_lost_from = Some(seq);
+    }
+}
+
+/// `len` bytes of a session log from `from`; fewer only if the log ends first.
+pub fn read_log(path: &std::path::Path, from: u64, len: usize) -> Result<Vec<u8>, ReadError> {
+    let mut buf = vec![0u8; len];
+    let log = File::open(path).map_err(|e| ReadError::Failed(format!("session log: {e}")))?;
+    let n = log.read_at(&mut buf, from).map_err(|e| ReadError::Failed(format!("session log: {e}")))?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// Input on its way to the PTY, written by a thread of its own. Writing to a PTY blocks when the

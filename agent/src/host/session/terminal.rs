@@ -132,6 +132,13 @@ impl QueryFilter {
         }
     }
 
+    /// The output ended: whatever was held back (the start of a sequence that never finished)
+    /// is output after all.
+    pub fn end_of_output(&mut self) -> Option<Vec<u8>> {
+        self.state = EscapeState::Ground;
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
+    }
+
     /// The held sequence is not a query: pass it on unchanged.
     fn pass(&mut self, run: &mut Vec<u8>) -> EscapeState {
         run.append(&mut self.pending);
@@ -239,6 +246,16 @@ mod tests {
                 Piece::Output(b"\x1b[31mred".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn a_sequence_cut_off_by_the_end_of_output_is_kept() {
+        let mut filter = QueryFilter::default();
+        let mut out = Vec::new();
+        filter.feed(b"tail\x1b[", &mut out);
+        assert_eq!(out, vec![Piece::Output(b"tail".to_vec())]);
+        assert_eq!(filter.end_of_output(), Some(b"\x1b[".to_vec()));
+        assert_eq!(filter.end_of_output(), None);
     }
 
     #[test]
