@@ -5,6 +5,7 @@
 //! native CLI uses.
 
 mod hosts;
+mod input;
 mod keybar;
 mod link;
 mod terminal;

@@ -52,6 +52,8 @@ struct Pane {
     callbacks: Vec<JsValue>,
     /// The window's resize listener, removed when the tab goes.
     on_resize: Option<Closure<dyn FnMut()>>,
+    /// Where typed and pasted input goes (in order, big pastes paced).
+    input: Option<crate::input::Input>,
     _input: Option<crate::xterm::Disposable>,
 }
 
@@ -114,10 +116,13 @@ pub fn terminal_pane(props: &Props) -> Html {
         let (pane, link, session, keys) = (pane.clone(), props.link.clone(), props.session.clone(), props.keys.clone());
         use_effect_with(props.active, move |active| {
             if *active {
-                let (pane2, link2, session2) = (pane.clone(), link.clone(), session.clone());
+                let pane2 = pane.clone();
                 *keys.borrow_mut() = Some(Callback::from(move |key: Key| {
-                    let cursor_app = pane2.borrow().terminal.as_ref().is_some_and(Terminal::application_cursor_keys);
-                    link2.send(&Request::Write { session: session2.clone() }, key.bytes(cursor_app));
+                    let pane = pane2.borrow();
+                    let cursor_app = pane.terminal.as_ref().is_some_and(Terminal::application_cursor_keys);
+                    if let Some(input) = &pane.input {
+                        input.write(key.bytes(cursor_app));
+                    }
                 }));
                 refit(&pane, &link, &session);
                 if let Some(terminal) = &pane.borrow().terminal {
@@ -215,13 +220,14 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
     });
     terminal.attach_custom_key_event_handler(key_handler.as_ref().unchecked_ref());
 
-    let (input_link, input_session) = (link.clone(), session.to_owned());
+    let input = crate::input::Input::new(link.clone(), session.to_owned());
+    pane.borrow_mut().input = Some(input.clone());
     let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
         let mut bytes = data.into_bytes();
         if ctrl.replace(false) && bytes.len() == 1 {
             bytes = Key::Ctrl(char::from(bytes[0])).bytes(false);
         }
-        input_link.send(&Request::Write { session: input_session.clone() }, bytes);
+        input.write(bytes);
     });
     let input = terminal.on_data(on_data.as_ref().unchecked_ref());
 

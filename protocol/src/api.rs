@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::FrameError;
+use crate::frame::{Frame, Header};
+
 /// Lifecycle of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,9 +116,13 @@ pub enum Request {
         session: String,
         chunks: Vec<InputChunk>,
     },
-    /// Raw input (attached keystrokes); the bytes are the frame payload.
+    /// Raw input (attached keystrokes); the bytes are the frame payload (at most
+    /// `MAX_INPUT_CHUNK_BYTES`). `paced`: answer only once the program's terminal has taken them,
+    /// so a sender of bulk input (a paste) goes at the program's pace. (`Send` is always paced.)
     Write {
         session: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        paced: bool,
     },
     Resize {
         session: String,
@@ -222,10 +229,66 @@ pub fn error_answer(code: ErrorCode, message: impl Into<String>) -> Answer {
     (Response::Error { code, message: message.into() }, Vec::new())
 }
 
-pub fn cmd_frame(id: u64, body: &impl Serialize, payload: Vec<u8>) -> crate::frame::Frame {
-    let body = serde_json::to_value(body).unwrap_or_else(|e| serde_json::json!({ "encode_error": e.to_string() }));
-    crate::frame::Frame::new(crate::frame::Header::Cmd { id, body }, payload)
+/// Bodies up to this size travel in the header; bigger ones (a long session list, a big `send`)
+/// in the payload, so the header cap never limits what a command may carry.
+const BODY_IN_HEADER_BYTES: usize = 4 * 1024; // 4 KiB
+
+/// A request or response as a `cmd` frame with id `id` (bulk bytes in `payload`).
+pub fn cmd_frame(id: u64, body: &impl Serialize, payload: Vec<u8>) -> Frame {
+    let encoded =
+        serde_json::to_vec(body).unwrap_or_else(|e| format!("{{\"encode_error\":{:?}}}", e.to_string()).into_bytes());
+    if encoded.len() <= BODY_IN_HEADER_BYTES {
+        let body = serde_json::from_slice(&encoded).unwrap_or(serde_json::Value::Null);
+        return Frame::new(Header::Cmd { id, body, body_bytes: None }, payload);
+    }
+    let body_bytes = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
+    let mut bulk = encoded;
+    bulk.extend_from_slice(&payload);
+    Frame::new(Header::Cmd { id, body: serde_json::Value::Null, body_bytes: Some(body_bytes) }, bulk)
 }
+
+/// A `cmd` frame's body and payload, whichever way the body travelled.
+pub fn cmd_parts(
+    body: serde_json::Value,
+    body_bytes: Option<u32>,
+    mut payload: Vec<u8>,
+) -> Result<(serde_json::Value, Vec<u8>), FrameError> {
+    let Some(len) = body_bytes else { return Ok((body, payload)) };
+    let len = len as usize;
+    if len > payload.len() {
+        return Err(FrameError::Malformed(format!("cmd body of {len} bytes in a {} byte payload", payload.len())));
+    }
+    let rest = payload.split_off(len);
+    let body = serde_json::from_slice(&payload).map_err(|e| FrameError::Malformed(format!("cmd body: {e}")))?;
+    Ok((body, rest))
+}
+
+/// Largest `cmd` frame (encoded) any transport carries: one that still seals into one message.
+pub const MAX_CMD_FRAME_BYTES: usize = crate::channel::MAX_SEALED_INNER_BYTES;
+
+/// The frame for `answer` to request `id`, or an error answer saying why when `answer` is too
+/// big to send (so a caller always gets an answer).
+pub fn answer_frame(id: u64, answer: &Answer) -> Frame {
+    let frame = cmd_frame(id, &answer.0, answer.1.clone());
+    match frame.encode().map(|bytes| bytes.len()) {
+        Ok(len) if len <= MAX_CMD_FRAME_BYTES => frame,
+        Ok(len) => too_big(id, len),
+        Err(_) => too_big(id, frame.payload.len()),
+    }
+}
+
+fn too_big(id: u64, len: usize) -> Frame {
+    let message = format!(
+        "the answer would be {} KiB, over the {} KiB one message carries; ask for less (e.g. ls --limit)",
+        len >> 10,
+        MAX_CMD_FRAME_BYTES >> 10
+    );
+    cmd_frame(id, &Response::Error { code: ErrorCode::LimitReached, message }, Vec::new())
+}
+
+/// Largest input one `write` or `send` should carry: bigger input (an 8 MiB paste, a piped
+/// `send`) goes as several paced ones.
+pub const MAX_INPUT_CHUNK_BYTES: usize = 256 * 1024; // 256 KiB
 
 /// Largest request id that may open a stream. A stream's id is its request's id, and an exec's
 /// stderr is that id with the top bit set, so below 2^31 no two requests' streams can meet.

@@ -23,6 +23,15 @@ use crate::keys::KEY_BYTES;
 
 /// SIV's synthetic IV (its authentication tag), prepended to every ciphertext.
 pub const TAG_BYTES: usize = 16;
+/// Largest message a transport carries between client and host: one encoded `encrypted` frame.
+/// It equals a frame's payload cap, so the relay can wrap any of them in its `forward` frame,
+/// and one limit holds end to end: nothing bigger is ever produced, so nothing is dropped.
+pub const MAX_MESSAGE_BYTES: usize = MAX_PAYLOAD_BYTES;
+/// What sealing adds around an inner frame: the tag, the `encrypted` header (under 48 bytes of
+/// JSON for any counter) and the two length prefixes.
+pub const SEAL_OVERHEAD_BYTES: usize = TAG_BYTES + 48 + 8;
+/// Largest inner frame (encoded) that can be sealed into one message.
+pub const MAX_SEALED_INNER_BYTES: usize = MAX_MESSAGE_BYTES - SEAL_OVERHEAD_BYTES;
 /// Domain label inside the associated data.
 const AD_LABEL: &[u8] = b"tether/v1 ctr";
 
@@ -50,7 +59,7 @@ impl Sealer {
 
     /// Seal a frame given as its wire bytes, consuming the next counter.
     pub fn seal_bytes(&mut self, inner: &[u8]) -> Result<Frame, ChannelError> {
-        if inner.len() + TAG_BYTES > MAX_PAYLOAD_BYTES {
+        if inner.len() > MAX_SEALED_INNER_BYTES {
             return Err(ChannelError::TooLarge { len: inner.len() });
         }
         let ctr = self.next;

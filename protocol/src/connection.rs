@@ -410,7 +410,10 @@ impl Connection {
             }
             Header::Control(control) => self.handle_control(control)?,
             Header::File(step) => self.event(Event::File { step, payload: frame.payload }),
-            Header::Cmd { id, body } => self.event(Event::Cmd { id, body, payload: frame.payload }),
+            Header::Cmd { id, body, body_bytes } => {
+                let (body, payload) = crate::api::cmd_parts(body, body_bytes, frame.payload)?;
+                self.event(Event::Cmd { id, body, payload })
+            }
             Header::Webrtc { signal } => self.event(Event::Webrtc { signal }),
             Header::Auth(_) | Header::Encrypted { .. } | Header::Relay(_) => {
                 unreachable!("Opener::open refuses auth, encrypted and relay inner frames")

@@ -93,8 +93,14 @@ pub enum Header {
     /// File transfer step; chunk bytes travel in the payload.
     File(FileStep),
     /// Request or response of an application command (sessions, exec, …). `id` pairs a response
-    /// with its request; the body is the application's own schema.
-    Cmd { id: u64, body: serde_json::Value },
+    /// with its request; the body is the application's own schema. A body too big for a header
+    /// travels as the first `body_bytes` bytes of the payload instead (`body` is then null).
+    Cmd {
+        id: u64,
+        body: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body_bytes: Option<u32>,
+    },
     /// WebRTC signalling (offer, answer, ICE candidate), always inside the secure channel.
     Webrtc { signal: serde_json::Value },
     /// Between a host agent and the relay only: registration and per-client routing. The relay

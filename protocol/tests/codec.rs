@@ -27,7 +27,7 @@ fn sample_frames() -> Vec<Frame> {
         Frame::bare(Header::Control(Control::Skip { stream: 3, from: 17, to: 20 })),
         Frame::bare(Header::Control(Control::Close { reason: String::new() })),
         Frame::new(Header::File(FileStep::Chunk { transfer: 9, offset: 65536 }), vec![0xaa; 300]),
-        Frame::bare(Header::Cmd { id: 5, body: serde_json::json!({"op": "ls", "args": [1, "two"]}) }),
+        Frame::bare(Header::Cmd { id: 5, body: serde_json::json!({"op": "ls", "args": [1, "two"]}), body_bytes: None }),
         Frame::bare(Header::Webrtc { signal: serde_json::json!({"sdp": "v=0\r\n"}) }),
         Frame::new(Header::Data { stream: 0, seq: 0 }, Vec::new()),
         Frame::bare(Header::Relay(RelayMsg::Register { host_id: "ABC".into(), proof: "00".into() })),

@@ -234,3 +234,23 @@ fn a_peer_cannot_grow_the_stream_table() {
     assert_eq!(error, Some(ConnError::Stream(StreamError::TooManyStreams { max: MAX_STREAMS })));
     assert!(host.stream_count() <= MAX_STREAMS);
 }
+
+#[test]
+fn command_bodies_too_big_for_a_header_travel_in_the_payload() {
+    use tether_protocol::api::{answer_frame, cmd_frame, ErrorCode, Response, MAX_CMD_FRAME_BYTES};
+    let (mut client, mut host) = open_pair();
+    // A list far over the 16 KiB header cap, with bulk bytes after it.
+    let body = serde_json::json!({ "kind": "sessions", "names": vec!["x".repeat(100); 5_000] });
+    host.send_frame(&cmd_frame(7, &body, b"bulk".to_vec())).expect("sealed");
+    let (events, _, error) = pump(&mut client, &mut host);
+    assert_eq!(error, None);
+    assert_eq!(events, vec![Event::Cmd { id: 7, body, payload: b"bulk".to_vec() }]);
+    // An answer too big for one message becomes an error answer, never a dropped one.
+    let huge = (Response::Ok, vec![0u8; MAX_CMD_FRAME_BYTES]);
+    let frame = answer_frame(8, &huge);
+    host.send_frame(&frame).expect("the substitute fits");
+    let (events, _, _) = pump(&mut client, &mut host);
+    let Some(Event::Cmd { id: 8, body, .. }) = events.first() else { panic!("{events:?}") };
+    let response: Response = serde_json::from_value(body.clone()).expect("a response");
+    assert!(matches!(response, Response::Error { code: ErrorCode::LimitReached, .. }), "{response:?}");
+}

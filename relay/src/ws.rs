@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
 use tether_protocol::frame::{
     decode_exact, AuthStep, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES,
 };
@@ -32,8 +34,14 @@ use tokio::sync::mpsc;
 
 use crate::hub::{Hub, OpenError, ToClient, HOST_QUEUE_FRAMES};
 
-/// Largest WebSocket message accepted: one maximal frame plus its two length prefixes.
-pub const MAX_MESSAGE_BYTES: usize = MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES + 8;
+/// Largest message a host may send: one maximal frame (a `forward` of the largest client
+/// message) plus its two length prefixes.
+pub const MAX_HOST_MESSAGE_BYTES: usize = MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES + 8;
+/// Largest message a client may send: what a `forward` frame's payload holds, the one limit the
+/// protocol keeps end to end (`channel::MAX_MESSAGE_BYTES`). A bigger one (up to the socket's
+/// own cap, a little above) closes the client's socket with "message too big" (close code
+/// 1009) and says why, never a silent drop.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = tether_protocol::channel::MAX_MESSAGE_BYTES;
 /// A host must register this soon after connecting.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Window of the per-IP connection rate limit.
@@ -53,6 +61,8 @@ const CLOSE_TOO_MANY: u16 = 4429;
 const CLOSE_REFUSED: u16 = 4401;
 const CLOSE_GONE: u16 = 4410;
 const CLOSE_TIMEOUT: u16 = 4408;
+/// RFC 6455's "message too big".
+const CLOSE_TOO_BIG: u16 = 1009;
 
 pub struct Relay {
     pub hub: Hub,
@@ -196,7 +206,7 @@ pub async fn host_endpoint(
     if !relay.relay.admit(peer.ip()) {
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
     }
-    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| host_session(relay, socket))
+    ws.max_message_size(MAX_HOST_MESSAGE_BYTES).on_upgrade(move |socket| host_session(relay, socket))
 }
 
 async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
@@ -224,43 +234,41 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
     if let Ok(bytes) = registered.encode() {
         let _ = socket.send(Message::Binary(bytes.into())).await;
     }
-    let mut decoder = FrameDecoder::new();
-    loop {
-        tokio::select! {
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Binary(bytes))) => {
-                    if decoder.push(&bytes).is_err() {
-                        let _ = socket.send(close(CLOSE_REFUSED, "malformed frame")).await;
-                        break;
-                    }
-                    let mut failed = false;
-                    loop {
-                        match decoder.next_frame() {
-                            Ok(Some(frame)) => hub.deliver_to_client(&host_id, frame),
-                            Ok(None) => break,
-                            Err(_) => { failed = true; break }
-                        }
-                    }
-                    if failed {
-                        let _ = socket.send(close(CLOSE_REFUSED, "malformed frame")).await;
-                        break;
+    // Reading and writing go on side by side: a host slow to take what we send must never stop
+    // us taking what it sends (it may be waiting for exactly that before it reads again).
+    let (mut sink, mut stream) = socket.split();
+    let reading = async {
+        let mut decoder = FrameDecoder::new();
+        while let Some(Ok(message)) = stream.next().await {
+            match message {
+                Message::Binary(bytes) => {
+                    decoder.push(&bytes).map_err(|_| "malformed frame")?;
+                    while let Some(frame) = decoder.next_frame().map_err(|_| "malformed frame")? {
+                        hub.deliver_to_client(&host_id, frame);
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {} // pings are answered by the library; text is ignored
-            },
-            outgoing = queue.recv() => {
-                let Some(frame) = outgoing else {
-                    // Replaced by a newer registration of the same host.
-                    let _ = socket.send(close(CLOSE_GONE, "replaced by a newer connection of this host")).await;
-                    break;
-                };
-                let Ok(bytes) = frame.encode() else { continue };
-                if socket.send(Message::Binary(bytes.into())).await.is_err() {
-                    break;
-                }
+                Message::Close(_) => break,
+                _ => {} // pings are answered by the library; text is ignored
             }
         }
+        Ok(())
+    };
+    let writing = async {
+        while let Some(frame) = queue.recv().await {
+            let Ok(bytes) = frame.encode() else { continue };
+            if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                return Ok(());
+            }
+        }
+        // The hub let go of our queue: a newer registration of this host replaced us.
+        Err("replaced by a newer connection of this host")
+    };
+    let refusal = tokio::select! {
+        read = reading => read.err().map(|why| (CLOSE_REFUSED, why)),
+        written = writing => written.err().map(|why| (CLOSE_GONE, why)),
+    };
+    if let Some((code, why)) = refusal {
+        let _ = sink.send(close(code, why)).await;
     }
     hub.unregister(&host_id, generation);
 }
@@ -351,7 +359,7 @@ pub async fn client_endpoint(
     if !identity::is_host_id(&host_id) {
         return (StatusCode::BAD_REQUEST, "not a host id\n").into_response();
     }
-    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| client_session(app, host_id, source, socket))
+    ws.max_message_size(MAX_HOST_MESSAGE_BYTES).on_upgrade(move |socket| client_session(app, host_id, source, socket))
 }
 
 async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAddr, mut socket: WebSocket) {
@@ -378,46 +386,70 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
             return;
         }
     };
-    let mut handshaking = Some(handshaking);
-    let handshake_deadline = tokio::time::sleep(app.relay.handshake_timeout);
-    tokio::pin!(handshake_deadline);
-    let mut reason = "client disconnected";
-    loop {
-        tokio::select! {
-            () = &mut handshake_deadline, if handshaking.is_some() => {
-                let _ = socket.send(close(CLOSE_TIMEOUT, "handshake timed out")).await;
-                reason = "handshake timed out";
-                break;
-            }
-            incoming = socket.recv() => match incoming {
+    // As with hosts, reading and writing go on side by side, so neither waits for the other.
+    let (mut sink, mut stream) = socket.split();
+    let authenticated = std::sync::atomic::AtomicBool::new(false);
+    let reading = async {
+        let deadline = tokio::time::sleep(app.relay.handshake_timeout);
+        tokio::pin!(deadline);
+        loop {
+            let message = tokio::select! {
+                // (Armed while waiting: the handshake may have ended since, so look again.)
+                () = &mut deadline, if !authenticated.load(Ordering::Relaxed) => {
+                    if authenticated.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    return Err((CLOSE_TIMEOUT, "handshake timed out".to_owned()));
+                }
+                message = stream.next() => message,
+            };
+            match message {
+                Some(Ok(Message::Binary(bytes))) if bytes.len() > MAX_CLIENT_MESSAGE_BYTES => {
+                    let why =
+                        format!("message of {} bytes is over the {MAX_CLIENT_MESSAGE_BYTES} byte limit", bytes.len());
+                    return Err((CLOSE_TOO_BIG, why));
+                }
                 Some(Ok(Message::Binary(bytes))) => {
                     if !hub.deliver_to_host(&host_id, conn, bytes.to_vec()).await {
-                        let _ = socket.send(close(CLOSE_HOST_OFFLINE, "host offline")).await;
-                        reason = "host gone";
-                        break;
+                        return Err((CLOSE_HOST_OFFLINE, "host offline".to_owned()));
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok("client disconnected"),
                 Some(Ok(_)) => {}
-            },
-            outgoing = queue.recv() => match outgoing {
-                Some(ToClient::Bytes(bytes)) => {
-                    if handshaking.is_some() && ends_handshake(&bytes) {
-                        handshaking = None;
-                    }
-                    if socket.send(Message::Binary(bytes.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Some(ToClient::Close(why)) => {
-                    let _ = socket.send(close(CLOSE_GONE, &why)).await;
-                    reason = "closed by host";
-                    break;
-                }
-                None => break,
             }
         }
-    }
+    };
+    let writing = async {
+        let mut handshaking = Some(handshaking);
+        while let Some(message) = queue.recv().await {
+            match message {
+                ToClient::Bytes(bytes) => {
+                    if handshaking.is_some() && ends_handshake(&bytes) {
+                        handshaking = None;
+                        authenticated.store(true, Ordering::Relaxed);
+                    }
+                    if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                        return Ok("client disconnected");
+                    }
+                }
+                ToClient::Close(why) => return Err((CLOSE_GONE, why)),
+            }
+        }
+        Ok("client disconnected")
+    };
+    let ended = tokio::select! { read = reading => read, written = writing => written };
+    let reason = match ended {
+        Ok(reason) => reason,
+        Err((code, why)) => {
+            let _ = sink.send(close(code, &why)).await;
+            match code {
+                CLOSE_TIMEOUT => "handshake timed out",
+                CLOSE_TOO_BIG => "message too big",
+                CLOSE_HOST_OFFLINE => "host gone",
+                _ => "closed by host",
+            }
+        }
+    };
     hub.client_gone(&host_id, conn, reason);
 }
 
@@ -528,6 +560,38 @@ mod tests {
         // The host closes the connection with a reason the client sees.
         send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::Close { conn, reason: "bye".into() }))).await;
         assert_eq!(close_reason(&mut client).await, "bye");
+    }
+
+    #[tokio::test]
+    async fn a_client_message_too_big_to_forward_is_refused_not_dropped() {
+        let url = start_relay().await;
+        let (mut host, host_id) = register(&url, [2; 32]).await;
+        let mut client = connect(&format!("{url}/ws/client/{host_id}")).await;
+        let Header::Relay(RelayMsg::Open { conn }) = next_frame(&mut host).await.header else { panic!("open") };
+        // The largest message that fits a forward frame is passed on whole...
+        let fits = vec![7u8; super::MAX_CLIENT_MESSAGE_BYTES];
+        client.send(WsMessage::Binary(fits.clone().into())).await.expect("send");
+        let forwarded = next_frame(&mut host).await;
+        assert_eq!(
+            (forwarded.header, forwarded.payload.len()),
+            (Header::Relay(RelayMsg::Forward { conn }), fits.len())
+        );
+        // ...one byte more is refused where it enters, and the sender hears of it.
+        let _ = client.send(WsMessage::Binary(vec![7u8; super::MAX_CLIENT_MESSAGE_BYTES + 1].into())).await;
+        let ended = async {
+            loop {
+                match client.next().await {
+                    Some(Ok(WsMessage::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => continue,
+                }
+            }
+        };
+        let code = tokio::time::timeout(std::time::Duration::from_secs(10), ended).await.expect("the relay answered");
+        assert_eq!(code, Some(1009), "closed as 'message too big'");
+        // The host is told the client is gone.
+        let closed = next_frame(&mut host).await;
+        assert!(matches!(closed.header, Header::Relay(RelayMsg::Close { conn: c, .. }) if c == conn), "{closed:?}");
     }
 
     #[tokio::test]

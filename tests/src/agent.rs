@@ -197,6 +197,12 @@ impl PtyClient {
         self.output.lock().expect("output lock").len()
     }
 
+    /// The last `n` bytes received (cheap to look at while a flood comes in).
+    pub fn tail(&self, n: usize) -> String {
+        let output = self.output.lock().expect("output lock");
+        String::from_utf8_lossy(&output[output.len().saturating_sub(n)..]).into_owned()
+    }
+
     pub fn output(&self) -> String {
         String::from_utf8_lossy(&self.output.lock().expect("output lock")).into_owned()
     }

@@ -20,6 +20,11 @@ impl Guard {
         Guard { child }
     }
 
+    /// Take charge of a child started elsewhere (it is killed on drop like the others).
+    pub fn adopt(child: std::process::Child) -> Guard {
+        Guard { child }
+    }
+
     pub fn id(&self) -> u32 {
         self.child.id()
     }
@@ -86,4 +91,27 @@ pub fn spawn_collecting(mut command: Command) -> (Guard, std::sync::Arc<std::syn
         }
     });
     (guard, collected)
+}
+
+/// Run `command` to its end with stdout and stderr collected; a command still running after
+/// `timeout` is killed and the test fails naming `what` (a hang is a failure, never a stall).
+pub fn output_within(mut command: Command, timeout: Duration, what: &str) -> std::process::Output {
+    use std::io::Read;
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut guard = Guard::spawn(command);
+    let collect = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = collect(Box::new(guard.child.stdout.take().expect("stdout was piped")));
+    let stderr = collect(Box::new(guard.child.stderr.take().expect("stderr was piped")));
+    let status = guard.wait_exit(timeout, what);
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
 }

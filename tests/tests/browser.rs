@@ -315,3 +315,29 @@ fn a_link_without_a_secret_asks_for_the_password() {
     });
     assert_no_console_errors(&browser);
 }
+
+#[test]
+fn an_8_mib_paste_reaches_the_program_whole() {
+    let (_relay, _host, invite, browser) = setup();
+    let page = Page(&browser);
+    browser.goto(&invite);
+    page.landed();
+    let target = scratch().join(marker("pasted"));
+    page.type_text(&format!("stty -echo; echo ready-$((6*7)); cat > {}\n", target.display()));
+    page.wait_text(None, "cat to be reading", |t| t.lines().any(|l| l.trim_end() == "ready-42"));
+    // 8 MiB of lines, pasted as a user would (xterm.js sends a paste as one input).
+    let line = format!("{}\n", "0123456789abcdef".repeat(15));
+    let lines = (8 << 20) / line.len();
+    let pasted = page.script(
+        "const term = document.querySelector('.pane:not(.hidden) .terminal').xterm; \
+         const text = arguments[0].repeat(arguments[1]); term.paste(text); return text.length",
+        json!([line, lines]),
+    );
+    let expected = (line.len() * lines) as u64;
+    assert_eq!(pasted.as_u64(), Some(expected));
+    wait_until(BULK, "all of the paste to reach the program", || {
+        (std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0) == expected).then_some(())
+    });
+    assert!(std::fs::read(&target).expect("pasted") == line.repeat(lines).as_bytes(), "the bytes differ");
+    assert_no_console_errors(&browser);
+}

@@ -416,3 +416,159 @@ fn output_ending_inside_an_escape_sequence_is_kept() {
     let raw = agent.ok(&["logs", &session, "--keep-color"]);
     assert!(raw.contains("tail\u{1b}["), "{raw:?}");
 }
+
+// 10 and 11. No request hangs; sizes agree end to end.
+
+/// Make `count` sessions (failed starts: no processes) through an authenticated raw client,
+/// titled `title`.
+fn make_sessions(invite: &str, count: u64, title: &str) {
+    use tether_protocol::api::Request;
+    let mut client = RawClient::hello(invite);
+    client.authenticate(agent::WAIT);
+    let start = Request::Start {
+        command: vec!["/nonexistent/tether-test".into()],
+        title: Some(title.to_owned()),
+        cwd: None,
+        cols: 80,
+        rows: 24,
+        notify: None,
+    };
+    let mut id = 1;
+    while id <= count {
+        let batch = (count - id + 1).min(50);
+        for n in 0..batch {
+            client.conn.send_frame(&tether_protocol::api::cmd_frame(id + n, &start, Vec::new())).expect("seal");
+        }
+        client.flush();
+        assert_eq!(answers(&mut client, agent::WAIT, batch as usize).len(), batch as usize);
+        id += batch;
+    }
+}
+
+fn run_within(command: std::process::Command, what: &str) -> std::process::Output {
+    tether_tests::process::output_within(command, agent::WAIT, what)
+}
+
+#[test]
+fn ls_of_a_thousand_sessions_works_and_too_much_is_a_clear_error() {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    make_sessions(&invite, 1000, "short");
+    for (args, what) in [(vec!["ls", "--json"], "ls"), (vec!["ls", "--json", "-H", &invite], "ls -H")] {
+        let mut command = if args.contains(&"-H") { client.command() } else { host.command() };
+        command.args(&args);
+        let out = run_within(command, what);
+        assert!(out.status.success(), "{what}: {}", stderr_of(&out));
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(listed.as_array().map(Vec::len), Some(1000), "{what}");
+    }
+    // Four more MiB of titles: over what one message carries, so a clear error, at once.
+    make_sessions(&invite, 1000, &"t".repeat(4000));
+    let mut command = client.command();
+    command.args(["ls", "-H", &invite]);
+    let out = run_within(command, "a too-big ls");
+    assert!(!out.status.success() && stderr_of(&out).contains("ask for less"), "{}", stderr_of(&out));
+    let mut command = host.command();
+    command.args(["ls", "--limit", "5"]);
+    assert!(run_within(command, "ls --limit").status.success());
+}
+
+#[test]
+fn send_of_8_mib_from_stdin_reaches_the_program_whole() {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    // Lines shorter than the terminal's line limit, 8 MiB in all.
+    let line = format!("{}\n", "0123456789abcdef".repeat(15));
+    let text = line.repeat((8 << 20) / line.len());
+    for (who, remote) in [("local", false), ("-H", true)] {
+        let target = scratch().join(tether_tests::marker("received"));
+        let session = host.start(&["sh", "-c", &format!("stty -echo; cat > {}", target.display())]);
+        let mut command = if remote { client.command() } else { host.command() };
+        command.arg("send");
+        if remote {
+            command.args(["-H", &invite]);
+        }
+        command.arg(&session).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().expect("send");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let writer = {
+            let text = text.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(text.as_bytes());
+            })
+        };
+        let mut guard = tether_tests::process::Guard::adopt(child);
+        let status = guard.wait_exit(agent::WAIT, &format!("send {who} of 8 MiB"));
+        writer.join().expect("writer");
+        assert!(status.success(), "send {who} failed");
+        wait_until(agent::WAIT, &format!("all 8 MiB to arrive ({who})"), || {
+            (std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0) == text.len() as u64).then_some(())
+        });
+        assert!(std::fs::read(&target).expect("received") == text.as_bytes(), "{who}: bytes differ");
+    }
+}
+
+// 15. No flow-control deadlock.
+
+/// Generous bound for 50 MB through a debug build, a relay and a PTY.
+const FLOOD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[test]
+fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    for (who, remote) in [("local", false), ("-H", true)] {
+        // Once started, a flood to the terminal while everything typed is read into a file (raw:
+        // no line limit). (`read` in the foreground: a background job's stdin is /dev/null.)
+        let typed_file = scratch().join(tether_tests::marker("typed"));
+        let script =
+            format!("stty raw -echo; read go; (seq 1 6500000; echo flood-done) & exec cat > {}", typed_file.display());
+        let session = host.start(&["sh", "-c", &script]);
+        let mut command = portable_pty::CommandBuilder::new(tether_tests::bin_path("tether"));
+        let agent = if remote { &client } else { &host };
+        command.env("TETHER_STATE_DIR", &agent.state);
+        command.args(["attach", &session]);
+        if remote {
+            command.args(["-H", &invite]);
+        }
+        let mut attached = PtyClient::spawn_command(command);
+        attached.type_bytes(b"go\n");
+        // 16 KiB typed (as a paste would come) for every 512 KiB of output, through the flood;
+        // then every number must be there, in order, once.
+        let deadline = std::time::Instant::now() + FLOOD_WAIT;
+        let (mut typed, mut typed_at) = (0, 0);
+        while !attached.tail(1 << 10).contains("flood-done") {
+            let got = attached.output_len();
+            if got >= typed_at + (512 << 10) {
+                attached.type_bytes(&[b'k'; 16 << 10]);
+                (typed, typed_at) = (typed + (16 << 10), got);
+            }
+            assert!(std::time::Instant::now() < deadline, "{who}: the flood stopped after {got} bytes");
+            std::thread::yield_now();
+        }
+        let out = attached.output();
+        let mut expected = 1u64;
+        for line in out.split('\n').filter_map(|l| l.trim().parse::<u64>().ok()) {
+            assert_eq!(line, expected, "{who}: after {} the next number was {line}", expected - 1);
+            expected += 1;
+        }
+        assert_eq!(expected, 6_500_001, "{who}: every number, about 51 MB");
+        wait_until(agent::WAIT, &format!("{who}: everything typed to arrive"), || {
+            (std::fs::metadata(&typed_file).map(|m| m.len()).unwrap_or(0) == typed as u64).then_some(())
+        });
+        attached.type_bytes(b"\x1d"); // Ctrl-] d detaches
+        attached.type_bytes(b"d");
+        assert_eq!(attached.wait_exit(), 0, "{who}");
+    }
+}

@@ -6,7 +6,7 @@
 //! program may have left on (alternate screen, hidden cursor, mouse reporting, bracketed paste,
 //! application cursor keys) are reset, so detaching from vim leaves a usable shell.
 
-use tether_protocol::api::Request;
+use tether_protocol::api::{Request, MAX_INPUT_CHUNK_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::reach::agent::Agent;
@@ -39,6 +39,11 @@ pub async fn attach(client: &Agent, session: &str) -> Result<Ended, String> {
         .map_err(|e| format!("signal handler: {e}"))?;
     let mut input = [0u8; 4096];
     let mut prefix_pending = false;
+    // Typed but not yet handed on, and a new size to send. Input waits here, never in a send:
+    // this loop must always go on draining output, or a flood and fast typing could each wait
+    // for the other (the way to the agent full of keystrokes, the output queue full of bytes).
+    let mut typed: Vec<u8> = Vec::new();
+    let mut resized: Option<(u16, u16)> = None;
     let ended = loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -56,26 +61,32 @@ pub async fn attach(client: &Agent, session: &str) -> Result<Ended, String> {
                     return Err(client.lost_reason());
                 }
             },
-            read = stdin.read(&mut input) => {
+            read = stdin.read(&mut input), if typed.len() < MAX_INPUT_CHUNK_BYTES => {
                 let n = read.map_err(|e| e.to_string())?;
                 if n == 0 {
                     break Ended::Detached;
                 }
                 let (forward, detach) = filter_input(&input[..n], &mut prefix_pending);
-                if !forward.is_empty() {
-                    client.send(&Request::Write { session: id.clone() }, forward).await?;
-                }
+                typed.extend_from_slice(&forward);
                 if detach {
                     break Ended::Detached;
                 }
             }
-            _ = winch.recv() => {
-                if let Some((cols, rows)) = terminal_size() {
-                    client.send(&Request::Resize { session: id.clone(), cols, rows }, Vec::new()).await?;
+            _ = winch.recv() => resized = terminal_size().or(resized),
+            permit = client.reserve(), if !typed.is_empty() || resized.is_some() => {
+                let permit = permit?;
+                match resized.take() {
+                    Some((cols, rows)) => permit.send(&Request::Resize { session: id.clone(), cols, rows }, Vec::new())?,
+                    None => permit.send(&Request::Write { session: id.clone(), paced: false }, std::mem::take(&mut typed))?,
                 }
             }
         }
     };
+    // No more output is read from here on: drop the stream so nothing can wait on it.
+    drop(events);
+    if !typed.is_empty() {
+        let _ = client.send(&Request::Write { session: id.clone(), paced: false }, typed).await;
+    }
     let _ = client.send(&Request::Detach { stream }, Vec::new()).await;
     stdout.write_all(RESET_MODES).await.map_err(|e| e.to_string())?;
     stdout.flush().await.map_err(|e| e.to_string())?;

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
-use tether_protocol::api::{parse_input_chunk, InputChunk, Request, Response, SessionInfo};
+use tether_protocol::api::{parse_input_chunk, InputChunk, Request, Response, SessionInfo, MAX_INPUT_CHUNK_BYTES};
 
 use crate::cli::args::SessionCommand;
 use crate::cli::attach::Ended;
@@ -129,24 +129,42 @@ async fn send(client: &Agent, mut args: Vec<String>) -> Result<ExitCode, String>
             }
         }
     }
-    let mut chunks = args.iter().map(|a| parse_input_chunk(a)).collect::<Result<Vec<InputChunk>, String>>()?;
-    if stdin_piped && chunks.is_empty() {
-        let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).map_err(|e| format!("reading stdin: {e}"))?;
-        chunks.push(match String::from_utf8(bytes) {
-            Ok(text) => InputChunk::Text(text),
-            Err(e) => InputChunk::Hex(tether_protocol::hex::encode(e.as_bytes())),
-        });
-    }
-    if chunks.is_empty() {
+    let chunks = args.iter().map(|a| parse_input_chunk(a)).collect::<Result<Vec<InputChunk>, String>>()?;
+    let from_stdin = stdin_piped && chunks.is_empty();
+    if chunks.is_empty() && !from_stdin {
         return Err("nothing to send: give text, key:NAME or hex:BYTES, or pipe stdin".into());
     }
     let session = match session {
         Some(id) => id,
         None => get(client, None).await?.id,
     };
-    client.call(&Request::Send { session, chunks }, Vec::new()).await?;
-    Ok(ExitCode::SUCCESS)
+    if !from_stdin {
+        client.call(&Request::Send { session, chunks }, Vec::new()).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Piped input, however much: read and sent a chunk at a time, each answered once the
+    // program has taken it, so memory stays bounded and a program that stops reading is named.
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0u8; MAX_INPUT_CHUNK_BYTES];
+    loop {
+        let n = read_full(&mut stdin, &mut buf).map_err(|e| format!("reading stdin: {e}"))?;
+        if n == 0 {
+            return Ok(ExitCode::SUCCESS);
+        }
+        client.call(&Request::Write { session: session.clone(), paced: true }, buf[..n].to_vec()).await?;
+    }
+}
+
+/// Fill `buf` from `reader` as far as it goes before end of input; how many bytes that was.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 /// Session ids are short lower-case alphanumerics; text to type rarely is.

@@ -11,25 +11,53 @@ use tokio::sync::mpsc;
 use crate::host::access::Access;
 use crate::host::daemon::Daemon;
 use crate::host::identity::HostIdentity;
-use crate::host::service::HostService;
+use crate::host::service::{HostService, InOrder};
+use crate::host::session::Written;
 use crate::host::{sharing, streams};
+
+/// How long paced input may wait for the program to take it before its sender hears so.
+const PACED_INPUT_WAIT: Duration = Duration::from_secs(10);
 
 /// Input and resizes, handled at once and in order: keystrokes must reach the program in the
 /// order they were typed, so these never go to a task of their own. `None`: not one.
-pub fn handle_in_order(daemon: &Daemon, request: &Request, payload: &[u8]) -> Option<Answer> {
+pub fn handle_in_order(daemon: &Daemon, request: &Request, payload: &[u8]) -> Option<InOrder> {
     let sessions = &daemon.sessions;
+    let ok = |()| (Response::Ok, Vec::new());
     Some(match request {
-        Request::Send { session, chunks } => sessions.with_live(session, |s| s.send(chunks)),
-        Request::Write { session } => sessions.with_live(session, |s| s.write_input(payload)),
-        Request::Resize { session, cols, rows } => sessions.with_live(session, |s| s.resize(*cols, *rows)),
+        Request::Send { session, chunks } => match sessions.with_live(session, |s| s.send(chunks)) {
+            Ok(written) => InOrder::Later(Box::pin(when_written(written))),
+            Err(answer) => InOrder::Now(answer),
+        },
+        Request::Write { session, paced } => match sessions.with_live(session, |s| s.write_input(payload)) {
+            Ok(written) if *paced => InOrder::Later(Box::pin(when_written(written))),
+            Ok(_) => InOrder::Now((Response::Ok, Vec::new())),
+            Err(answer) => InOrder::Now(answer),
+        },
+        Request::Resize { session, cols, rows } => {
+            InOrder::Now(sessions.with_live(session, |s| s.resize(*cols, *rows)).map_or_else(|a| a, ok))
+        }
         _ => return None,
     })
 }
 
+/// `Ok` once `written` fires; an error if the program does not take its input in time.
+async fn when_written(written: Written) -> Answer {
+    match tokio::time::timeout(PACED_INPUT_WAIT, written).await {
+        Ok(Ok(())) => (Response::Ok, Vec::new()),
+        Ok(Err(_)) => error_answer(ErrorCode::NotRunning, "the session ended before it read its input"),
+        Err(_) => error_answer(
+            ErrorCode::TimedOut,
+            format!("the program has not read its input for {} s", PACED_INPUT_WAIT.as_secs()),
+        ),
+    }
+}
+
 /// Every other request that has one answer.
 pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answer {
-    if let Some(answer) = handle_in_order(daemon, &request, &payload) {
-        return answer;
+    match handle_in_order(daemon, &request, &payload) {
+        Some(InOrder::Now(answer)) => return answer,
+        Some(InOrder::Later(answer)) => return answer.await,
+        None => {}
     }
     let sessions = &daemon.sessions;
     match request {
@@ -107,7 +135,7 @@ impl HostService for Daemon {
         &self.access
     }
 
-    fn handle_in_order(&self, request: &Request, payload: &[u8]) -> Option<Answer> {
+    fn handle_in_order(&self, request: &Request, payload: &[u8]) -> Option<InOrder> {
         handle_in_order(self, request, payload)
     }
 

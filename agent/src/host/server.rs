@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tether_protocol::api::{cmd_frame, error_answer, ErrorCode, Request, Response};
+use tether_protocol::api::{answer_frame, cmd_frame, cmd_parts, error_answer, ErrorCode, Request, Response};
 use tether_protocol::frame::{Frame, Header};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -20,6 +20,7 @@ use tokio::task::AbortHandle;
 use crate::host::config::Config;
 use crate::host::daemon::Daemon;
 use crate::host::identity::HostIdentity;
+use crate::host::service::InOrder;
 use crate::host::sessions::Sessions;
 use crate::host::store::{Store, RELAY_SETTING};
 use crate::host::{dispatch, sharing, streams};
@@ -136,14 +137,18 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let mut reader = FrameReader::new(read_half);
     let mut streams: HashMap<u32, AbortHandle> = HashMap::new();
     while let Ok(Some(frame)) = reader.next().await {
-        let Header::Cmd { id, body } = frame.header else {
+        let Header::Cmd { id, body, body_bytes } = frame.header else {
             continue;
         };
-        let request = match serde_json::from_value::<Request>(body) {
-            Ok(request) => request,
+        let parsed =
+            cmd_parts(body, body_bytes, frame.payload).map_err(|e| e.to_string()).and_then(|(body, payload)| {
+                Ok((serde_json::from_value::<Request>(body).map_err(|e| e.to_string())?, payload))
+            });
+        let (request, payload) = match parsed {
+            Ok(parsed) => parsed,
             Err(e) => {
-                let (response, payload) = error_answer(ErrorCode::BadRequest, format!("bad request: {e}"));
-                let _ = tx.send(cmd_frame(id, &response, payload)).await;
+                let _ =
+                    tx.send(answer_frame(id, &error_answer(ErrorCode::BadRequest, format!("bad request: {e}")))).await;
                 continue;
             }
         };
@@ -168,17 +173,24 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 let task = tokio::spawn(sharing::share(daemon.clone(), relay, name, idle, id, id as u32, tx.clone()));
                 streams.insert(id as u32, task.abort_handle());
             }
-            request => {
-                if let Some((response, payload)) = dispatch::handle_in_order(&daemon, &request, &frame.payload) {
-                    let _ = tx.send(cmd_frame(id, &response, payload)).await;
-                    continue;
+            request => match dispatch::handle_in_order(&daemon, &request, &payload) {
+                Some(InOrder::Now(answer)) => {
+                    let _ = tx.send(answer_frame(id, &answer)).await;
                 }
-                let (daemon, tx) = (daemon.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let (response, payload) = dispatch::handle(&daemon, request, frame.payload).await;
-                    let _ = tx.send(cmd_frame(id, &response, payload)).await;
-                });
-            }
+                Some(InOrder::Later(answer)) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(answer_frame(id, &answer.await)).await;
+                    });
+                }
+                None => {
+                    let (daemon, tx) = (daemon.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let answer = dispatch::handle(&daemon, request, payload).await;
+                        let _ = tx.send(answer_frame(id, &answer)).await;
+                    });
+                }
+            },
         }
         streams.retain(|_, task| !task.is_finished());
     }

@@ -3,6 +3,7 @@
 //! depend on this trait, never on the daemon's fields, so neither imports the other.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tether_protocol::api::{Answer, Request};
@@ -11,6 +12,12 @@ use tokio::sync::mpsc;
 
 use crate::host::access::Access;
 use crate::host::identity::HostIdentity;
+
+/// The answer to input: now, or once the program's terminal has taken it.
+pub enum InOrder {
+    Now(Answer),
+    Later(Pin<Box<dyn Future<Output = Answer> + Send>>),
+}
 
 pub trait HostService: Send + Sync + 'static {
     /// This host's id and relay registration secret.
@@ -21,7 +28,7 @@ pub trait HostService: Send + Sync + 'static {
 
     /// Input and resizes, answered at once and in order (keystrokes must reach the program in
     /// the order they were typed). `None`: not one of those.
-    fn handle_in_order(&self, request: &Request, payload: &[u8]) -> Option<Answer>;
+    fn handle_in_order(&self, request: &Request, payload: &[u8]) -> Option<InOrder>;
 
     /// Any other request, from a remote client authenticated as `identity`.
     fn handle_remote(

@@ -268,8 +268,12 @@ impl Sessions {
         lock(&self.live).get(&stored.id).map_or(stored, |s| s.info())
     }
 
-    /// The running session `id` names.
+    /// The running session `id` names. A full id is found in memory (every keystroke comes
+    /// this way); only a prefix or an ended session needs the store.
     pub fn live(&self, id: &str) -> Result<Arc<Session>, Answer> {
+        if let Some(session) = lock(&self.live).get(id).filter(|s| !s.is_finished()) {
+            return Ok(session.clone());
+        }
         let info = self.resolve(Some(id))?;
         match lock(&self.live).get(&info.id) {
             Some(session) if !session.is_finished() => Ok(session.clone()),
@@ -285,15 +289,10 @@ impl Sessions {
         }
     }
 
-    /// Do `action` to the running session `id`; `Ok` or the error as an answer.
-    pub fn with_live(&self, id: &str, action: impl FnOnce(&Session) -> Result<(), String>) -> Answer {
-        match self.live(id) {
-            Ok(session) => match action(&session) {
-                Ok(()) => (Response::Ok, Vec::new()),
-                Err(e) => error_answer(ErrorCode::Internal, e),
-            },
-            Err(answer) => answer,
-        }
+    /// Do `action` to the running session `id`; what it returned, or the error as an answer.
+    pub fn with_live<T>(&self, id: &str, action: impl FnOnce(&Session) -> Result<T, String>) -> Result<T, Answer> {
+        let session = self.live(id)?;
+        action(&session).map_err(|e| error_answer(ErrorCode::Internal, e))
     }
 
     /// Where `id`'s output is read from: the live session, or the log once it has ended.

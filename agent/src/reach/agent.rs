@@ -3,9 +3,9 @@
 use tether_protocol::api::{Answer, Request, Response};
 use tether_protocol::identity::Link;
 
-use crate::reach::local::LocalClient;
+use crate::reach::local::{LocalClient, LocalPermit};
 use crate::reach::relay::RelayConnection;
-use crate::reach::remote::RemoteClient;
+use crate::reach::remote::{RemoteClient, RemotePermit};
 use crate::reach::stream::{lost, Lost, OpenStream};
 
 /// The agent a command talks to.
@@ -40,6 +40,15 @@ impl Agent {
         }
     }
 
+    /// Room to send one request without waiting: for a loop that must go on reading its streams
+    /// while the way to the agent is busy (a full queue must never stop it draining output).
+    pub async fn reserve(&self) -> Result<SendPermit<'_>, String> {
+        Ok(match self {
+            Agent::Local(client) => SendPermit::Local(client.reserve().await?),
+            Agent::Remote(remote) => SendPermit::Remote(remote.reserve().await?),
+        })
+    }
+
     /// Open an output stream (`attach`, `logs`).
     pub async fn open_stream(&self, request: &Request) -> Result<OpenStream, String> {
         let (answer, events) = match self {
@@ -63,6 +72,25 @@ impl Agent {
     pub async fn close(self) {
         if let Agent::Remote(remote) = self {
             remote.close().await;
+        }
+    }
+}
+
+/// Room reserved by `Agent::reserve` for one request.
+pub enum SendPermit<'a> {
+    Local(LocalPermit<'a>),
+    Remote(RemotePermit<'a>),
+}
+
+impl SendPermit<'_> {
+    /// Send without waiting for the answer; never blocks.
+    pub fn send(self, request: &Request, payload: Vec<u8>) -> Result<(), String> {
+        match self {
+            SendPermit::Local(permit) => permit.send(request, payload),
+            SendPermit::Remote(permit) => {
+                permit.send(request, payload);
+                Ok(())
+            }
         }
     }
 }

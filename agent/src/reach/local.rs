@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tether_protocol::api::{cmd_frame, next_request_id, Request, Response};
+use tether_protocol::api::{cmd_frame, cmd_parts, next_request_id, Request, Response, MAX_CMD_FRAME_BYTES};
 use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::sync::lock;
 use tokio::net::UnixStream;
@@ -90,9 +90,17 @@ impl LocalClient {
         self.call_with_id(self.id(), request, payload).await
     }
 
+    /// Room for one more frame toward the daemon, for a caller that must not wait on a full
+    /// queue while it has other work (see `cli::attach`).
+    pub async fn reserve(&self) -> Result<LocalPermit<'_>, String> {
+        let permit = self.tx.reserve().await.map_err(|_| lost(Lost::Daemon))?;
+        Ok(LocalPermit { client: self, permit })
+    }
+
     /// Send without waiting for the answer (keystrokes while attached).
     pub async fn send(&self, request: &Request, payload: Vec<u8>) -> Result<(), String> {
-        self.tx.send(cmd_frame(self.id(), request, payload)).await.map_err(|_| lost(Lost::Daemon))
+        let frame = request_frame(self.id(), request, payload)?;
+        self.tx.send(frame).await.map_err(|_| lost(Lost::Daemon))
     }
 
     /// A request whose answer is followed by a stream of events on stream = its id.
@@ -110,9 +118,10 @@ impl LocalClient {
     }
 
     async fn call_with_id(&self, id: u64, request: &Request, payload: Vec<u8>) -> Result<Answer, String> {
+        let frame = request_frame(id, request, payload)?;
         let (done, wait) = oneshot::channel();
         lock(&self.waiters).insert(id, done);
-        self.tx.send(cmd_frame(id, request, payload)).await.map_err(|_| lost(Lost::Daemon))?;
+        self.tx.send(frame).await.map_err(|_| lost(Lost::Daemon))?;
         match wait.await.map_err(|_| lost(Lost::Daemon))? {
             (Response::Error { message, .. }, _) => Err(message),
             reply => Ok(reply),
@@ -120,15 +129,44 @@ impl LocalClient {
     }
 }
 
+/// A reserved place in the queue toward the daemon.
+pub struct LocalPermit<'a> {
+    client: &'a LocalClient,
+    permit: mpsc::Permit<'a, Frame>,
+}
+
+impl LocalPermit<'_> {
+    /// Send without waiting for the answer; never blocks.
+    pub fn send(self, request: &Request, payload: Vec<u8>) -> Result<(), String> {
+        self.permit.send(request_frame(self.client.id(), request, payload)?);
+        Ok(())
+    }
+}
+
+/// A request as a frame, refused at once if no transport could carry it (rather than breaking
+/// the connection on the way).
+fn request_frame(id: u64, request: &Request, payload: Vec<u8>) -> Result<Frame, String> {
+    let frame = cmd_frame(id, request, payload);
+    match frame.encode().map(|bytes| bytes.len()) {
+        Ok(len) if len <= MAX_CMD_FRAME_BYTES => Ok(frame),
+        Ok(len) => Err(format!("the request is {} KiB, over the {} KiB limit", len >> 10, MAX_CMD_FRAME_BYTES >> 10)),
+        Err(e) => Err(format!("the request cannot be sent: {e}")),
+    }
+}
+
 async fn route(frame: Frame, waiters: &Waiters, streams: &Streams) {
     match frame.header {
-        Header::Cmd { id, body } => {
-            let response = serde_json::from_value::<Response>(body).unwrap_or_else(|e| Response::Error {
-                code: tether_protocol::api::ErrorCode::Internal,
-                message: format!("unreadable answer from the daemon: {e}"),
+        Header::Cmd { id, body, body_bytes } => {
+            let parsed =
+                cmd_parts(body, body_bytes, frame.payload).map_err(|e| e.to_string()).and_then(|(body, payload)| {
+                    Ok((serde_json::from_value::<Response>(body).map_err(|e| e.to_string())?, payload))
+                });
+            let answer = parsed.unwrap_or_else(|e| {
+                let message = format!("unreadable answer from the daemon: {e}");
+                (Response::Error { code: tether_protocol::api::ErrorCode::Internal, message }, Vec::new())
             });
             if let Some(waiter) = lock(waiters).remove(&id) {
-                let _ = waiter.send((response, frame.payload));
+                let _ = waiter.send(answer);
             }
         }
         Header::Data { stream, .. } => {

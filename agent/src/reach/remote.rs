@@ -55,6 +55,11 @@ impl RemoteClient {
         answered.await.map_err(|_| lost(Lost::Host))?
     }
 
+    /// Room for one more request toward the connection's task (see `LocalClient::reserve`).
+    pub async fn reserve(&self) -> Result<RemotePermit<'_>, String> {
+        self.commands.reserve().await.map(RemotePermit).map_err(|_| lost(Lost::Host))
+    }
+
     pub async fn send(&self, request: &Request, payload: Vec<u8>) -> Result<(), String> {
         let command = Command::Call { request: request.clone(), payload, answer: None };
         self.commands.send(command).await.map_err(|_| lost(Lost::Host))
@@ -78,6 +83,16 @@ impl RemoteClient {
     }
 }
 
+/// A reserved place in the queue toward the connection's task.
+pub struct RemotePermit<'a>(mpsc::Permit<'a, Command>);
+
+impl RemotePermit<'_> {
+    /// Send without waiting for the answer; never blocks.
+    pub fn send(self, request: &Request, payload: Vec<u8>) {
+        self.0.send(Command::Call { request: request.clone(), payload, answer: None });
+    }
+}
+
 /// The connection's task: requests out, answers and stream data in, until closed or the link
 /// fails.
 async fn serve(mut connection: RelayConnection, mut inbox: mpsc::Receiver<Command>, ended: Arc<Mutex<Option<String>>>) {
@@ -97,13 +112,22 @@ async fn serve(mut connection: RelayConnection, mut inbox: mpsc::Receiver<Comman
                             return Ok(());
                         }
                     };
-                    let id = connection.request(&request, payload)?;
-                    // Registered before the request goes out, so no early data can miss it.
-                    if let Some(events) = stream_events {
-                        streams.insert(id as u32, events);
-                    }
-                    if let Some(answer) = answer {
-                        answers.insert(id, answer);
+                    // A request too big to seal fails alone; the connection goes on.
+                    match connection.request(&request, payload) {
+                        Ok(id) => {
+                            // Registered before the request goes out, so no early data can miss it.
+                            if let Some(events) = stream_events {
+                                streams.insert(id as u32, events);
+                            }
+                            if let Some(answer) = answer {
+                                answers.insert(id, answer);
+                            }
+                        }
+                        Err(e) => {
+                            if let Some(answer) = answer {
+                                let _ = answer.send(Err(format!("cannot send that request: {e}")));
+                            }
+                        }
                     }
                 }
                 received = connection.receive() => received?,

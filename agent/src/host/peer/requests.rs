@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use tether_protocol::api::{cmd_frame, exec_stderr, exec_stdout, request_stream, ErrorCode, Request, Response};
+use tether_protocol::api::{
+    answer_frame, cmd_frame, exec_stderr, exec_stdout, request_stream, ErrorCode, Request, Response,
+};
 use tether_protocol::connection::Event;
 use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::{AuthError, ConnError};
@@ -15,7 +17,7 @@ use super::events::PeerEvent;
 use super::{Backlog, Peer, MAX_PEER_STREAMS, MAX_REQUESTS_IN_FLIGHT};
 use crate::host::access::throttle::{Throttle, Turn};
 use crate::host::exec::{self, Exec, WINDOW_BYTES};
-use crate::host::service::HostService;
+use crate::host::service::{HostService, InOrder};
 use crate::time::monotonic_ms;
 
 /// Frames a session stream's task may have ready before it waits for the peer.
@@ -178,8 +180,16 @@ fn handle_request<H: HostService>(
             peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
         }
         request => {
-            if let Some((response, payload)) = host.handle_in_order(&request, &payload) {
-                return peer.conn.send_frame(&cmd_frame(id, &response, payload));
+            match host.handle_in_order(&request, &payload) {
+                Some(InOrder::Now(answer)) => return peer.conn.send_frame(&answer_frame(id, &answer)),
+                Some(InOrder::Later(answer)) => {
+                    let tasks = tasks.clone();
+                    tokio::spawn(async move {
+                        let _ = tasks.send(PeerEvent::Frame { conn, frame: answer_frame(id, &answer.await) });
+                    });
+                    return Ok(());
+                }
+                None => {}
             }
             // Bounded: a peer that floods requests gets refusals, not a task each.
             let Ok(permit) = peer.in_flight.clone().try_acquire_owned() else {
@@ -191,8 +201,8 @@ fn handle_request<H: HostService>(
             let tasks = tasks.clone();
             let identity = peer.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();
             tokio::spawn(async move {
-                let (response, payload) = host.handle_remote(identity, request, payload).await;
-                let _ = tasks.send(PeerEvent::Frame { conn, frame: cmd_frame(id, &response, payload) });
+                let answer = host.handle_remote(identity, request, payload).await;
+                let _ = tasks.send(PeerEvent::Frame { conn, frame: answer_frame(id, &answer) });
                 drop(permit);
             });
         }

@@ -292,13 +292,14 @@ impl Session {
         lock(&self.output).ring.oldest()
     }
 
-    /// Raw input to the program, queued in order; never blocks (see `InputQueue`).
-    pub fn write_input(&self, bytes: &[u8]) -> Result<(), String> {
+    /// Raw input to the program, queued in order; never blocks (see `InputQueue`). The receiver
+    /// hears when the program's terminal has taken it (for callers that pace themselves).
+    pub fn write_input(&self, bytes: &[u8]) -> Result<Written, String> {
         self.input.push(bytes)
     }
 
     /// `send` input: keys are encoded for the terminal's current mode (DECCKM).
-    pub fn send(&self, chunks: &[InputChunk]) -> Result<(), String> {
+    pub fn send(&self, chunks: &[InputChunk]) -> Result<Written, String> {
         let application_cursor = lock(&self.output).screen.application_cursor();
         let mut bytes = Vec::new();
         for chunk in chunks {
@@ -380,38 +381,44 @@ pub fn read_log(path: &std::path::Path, from: u64, len: usize) -> Result<Vec<u8>
 /// program is not reading; with the queue, neither a client's request nor the reader thread's
 /// query answers ever wait on that, and input keeps the order it was given in.
 struct InputQueue {
-    tx: std::sync::mpsc::Sender<Vec<u8>>,
+    tx: std::sync::mpsc::Sender<(Vec<u8>, tokio::sync::oneshot::Sender<()>)>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Fires once input has been written to the program's terminal (dropped if it never is).
+pub type Written = tokio::sync::oneshot::Receiver<()>;
 
 impl InputQueue {
     fn start(mut pty: Box<dyn Write + Send>, id: &str) -> Result<InputQueue, String> {
         use std::sync::atomic::Ordering;
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (tx, rx) = std::sync::mpsc::channel::<(Vec<u8>, tokio::sync::oneshot::Sender<()>)>();
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = queued.clone();
         std::thread::Builder::new()
             .name(format!("pty-input-{id}"))
             .spawn(move || {
-                for bytes in rx {
+                for (bytes, written) in rx {
                     if pty.write_all(&bytes).and_then(|_| pty.flush()).is_err() {
                         return; // the PTY is gone; later pushes fail
                     }
                     counter.fetch_sub(bytes.len(), Ordering::Relaxed);
+                    let _ = written.send(());
                 }
             })
             .map_err(|e| format!("cannot start input thread: {e}"))?;
         Ok(InputQueue { tx, queued })
     }
 
-    fn push(&self, bytes: &[u8]) -> Result<(), String> {
+    fn push(&self, bytes: &[u8]) -> Result<Written, String> {
         use std::sync::atomic::Ordering;
         let waiting = self.queued.load(Ordering::Relaxed);
         if waiting + bytes.len() > INPUT_BACKLOG_BYTES {
             return Err(format!("the program is not reading its input ({waiting} bytes are waiting)"));
         }
         self.queued.fetch_add(bytes.len(), Ordering::Relaxed);
-        self.tx.send(bytes.to_vec()).map_err(|_| "the session no longer takes input".to_owned())
+        let (written, heard) = tokio::sync::oneshot::channel();
+        self.tx.send((bytes.to_vec(), written)).map_err(|_| "the session no longer takes input".to_owned())?;
+        Ok(heard)
     }
 }
 
