@@ -349,7 +349,10 @@ fn attach(pane: Rc<RefCell<Pane>>, link: Link, session: String, container: NodeR
             // It ended (perhaps while we were away): what it printed since is in its log. The
             // log starts at byte 0; what this tab already shows is skipped as a duplicate.
             Err(_) if link.status() == Status::Connected => {
-                match link.open_stream(&Request::Logs { session: session.clone(), follow: false }, owner).await {
+                match link
+                    .open_stream(&Request::Logs { session: session.clone(), follow: false, from: None }, owner)
+                    .await
+                {
                     Ok((Response::Streaming { stream, .. }, _)) => (Ok(stream), Some(0)),
                     Ok(_) => (Err("unexpected answer to logs".to_owned()), None),
                     Err(message) => (Err(message), None),

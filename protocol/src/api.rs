@@ -143,6 +143,9 @@ pub enum Request {
     Logs {
         session: String,
         follow: bool,
+        /// Start at this byte (a client resuming after a lost link); the beginning when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<u64>,
     },
     WaitForPrompt {
         session: String,

@@ -572,3 +572,51 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
         assert_eq!(attached.wait_exit(), 0, "{who}");
     }
 }
+
+// 12. The CLI runs the connection's timers, and a lost link is made again.
+
+#[test]
+fn attach_and_logs_follow_resume_after_the_relay_restarts() {
+    let relay = Relay::start();
+    let address = relay.address();
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    let shell = host.start_shell();
+    let mut command = portable_pty::CommandBuilder::new(tether_tests::bin_path("tether"));
+    command.env("TETHER_STATE_DIR", &client.state);
+    command.args(["attach", "-H", &invite, &shell]);
+    let mut attached = PtyClient::spawn_command(command);
+    attached.type_bytes(b"echo before-$((1+1))\r");
+    attached.wait_for("before-2");
+    let mut follow = client.command();
+    follow.args(["logs", "-H", &invite, "-f", &shell]);
+    let (mut following, followed) = tether_tests::process::spawn_collecting(follow);
+    wait_until(agent::WAIT, "logs -f to show the history", || {
+        followed.lock().expect("collected").contains("before-2").then_some(())
+    });
+
+    drop(relay); // killed: both lose their link
+                 // Output the clients miss while the relay is down.
+    host.ok(&["send", &shell, "echo during-$((2+3))", "key:enter"]);
+    host.wait_for_text(&shell, "during-5");
+    let _relay = Relay::start_at(&address);
+
+    // Both come back by themselves, say so, and show what they missed exactly once.
+    attached.wait_for("reconnected");
+    attached.wait_for("during-5");
+    attached.type_bytes(b"echo after-$((3+4))\r");
+    attached.wait_for("after-7");
+    wait_until(agent::WAIT, "logs -f to catch up", || {
+        followed.lock().expect("collected").contains("after-7").then_some(())
+    });
+    let seen = followed.lock().expect("collected").clone();
+    assert_eq!(seen.matches("during-5").count(), 1, "missed output shown once:\n{seen}");
+    let attached_out = attached.output();
+    assert_eq!(attached_out.matches("during-5").count(), 1, "{attached_out}");
+    // The session ends: logs -f ends well, and so does attach.
+    attached.type_bytes(b"exit\r");
+    assert_eq!(attached.wait_exit(), 0);
+    assert!(following.wait_exit(agent::WAIT, "logs -f to end with the session").success());
+}

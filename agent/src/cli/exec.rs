@@ -12,7 +12,7 @@ use tether_protocol::frame::{Control, Frame, Header};
 
 use crate::paths::StateDir;
 use crate::reach::hosts::Hosts;
-use crate::reach::relay::RelayConnection;
+use crate::reach::relay::{sleep_until_ms, RelayConnection};
 
 /// Exit status after a second Ctrl+C (as a shell's for SIGINT).
 const EXIT_INTERRUPTED: i32 = 130;
@@ -78,8 +78,11 @@ async fn exec(
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
     loop {
+        let timer = connection.next_timeout();
         tokio::select! {
             received = connection.receive() => received?,
+            // Keep-alives out, and a silent link noticed (no command hangs on a dead one).
+            () = sleep_until_ms(timer) => connection.handle_timeout()?,
             chunk = stdin_rx.recv(), if stdin_open && stdin_pending.is_empty() => match chunk {
                 Some(bytes) => stdin_pending = bytes,
                 None => {

@@ -30,7 +30,8 @@ pub async fn print(client: &Agent, sessions: &[String], options: Options) -> Res
     let mut out = Output { stdout: std::io::stdout(), current: None, headers: several };
     let mut incomplete = Vec::new();
     for session in sessions {
-        let mut opened = client.open_stream(&Request::Logs { session: session.clone(), follow: false }).await?;
+        let mut opened =
+            client.open_stream(&Request::Logs { session: session.clone(), follow: false, from: None }).await?;
         let mut collected = Vec::new();
         let mut lost = 0;
         let ended = loop {
@@ -76,7 +77,8 @@ async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result
     // (which session, its next event — `None` when its stream was lost without `eof`)
     let (tx, mut merged) = mpsc::channel::<(usize, Option<StreamEvent>)>(16);
     for (index, session) in sessions.iter().enumerate() {
-        let mut opened = client.open_stream(&Request::Logs { session: session.clone(), follow: true }).await?;
+        let mut opened =
+            client.open_stream(&Request::Logs { session: session.clone(), follow: true, from: None }).await?;
         let tx = tx.clone();
         tokio::spawn(async move {
             loop {

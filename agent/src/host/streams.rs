@@ -24,7 +24,7 @@ const WATCH_LIMIT: usize = 200;
 pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
     let (session_id, from, follow, size, attach) = match request {
         Request::Attach { session, from, cols, rows } => (session, from, true, cols.zip(rows), true),
-        Request::Logs { session, follow } => (session, Some(0), follow, None, false),
+        Request::Logs { session, follow, from } => (session, Some(from.unwrap_or(0)), follow, None, false),
         Request::WatchSessions { limit } => return watch_sessions(sessions, limit, id, stream, &tx).await,
         _ => return,
     };

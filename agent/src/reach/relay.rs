@@ -19,21 +19,51 @@ pub struct RelayConnection {
     ws: Ws,
     conn: Connection,
     next_id: u64,
+    dial: Option<Dial>,
+}
+
+/// Where and as whom to connect: kept so a lost link can be made again without asking anew.
+#[derive(Clone)]
+pub struct Dial {
+    address: HostAddress,
+    identity: String,
+    secret: Vec<u8>,
+}
+
+impl Dial {
+    pub fn for_link(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Dial, String> {
+        Ok(match link {
+            Link::Invite(invite) => Dial {
+                address: invite.address(),
+                identity: invite.identity(),
+                secret: invite.secret.as_bytes().to_vec(),
+            },
+            Link::Address(address) => Dial {
+                address: address.clone(),
+                identity: PASSWORD_IDENTITY.to_owned(),
+                secret: ask_password(&address.host_id)?.into_bytes(),
+            },
+        })
+    }
 }
 
 impl RelayConnection {
     /// Connect through `link`: with an invite's secret, or else with the host password, which
     /// `ask_password` supplies (given the host id).
     pub async fn open(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Self, String> {
-        match link {
-            Link::Invite(invite) => {
-                Self::connect(&invite.address(), &invite.identity(), invite.secret.as_bytes()).await
-            }
-            Link::Address(address) => {
-                let password = ask_password(&address.host_id)?;
-                Self::connect(address, PASSWORD_IDENTITY, password.as_bytes()).await
-            }
-        }
+        Self::dial(&Dial::for_link(link, ask_password)?).await
+    }
+
+    /// Connect (again) as `dial` says.
+    pub async fn dial(dial: &Dial) -> Result<Self, String> {
+        let mut connection = Self::connect(&dial.address, &dial.identity, &dial.secret).await?;
+        connection.dial = Some(dial.clone());
+        Ok(connection)
+    }
+
+    /// How this connection was made, to make it again after a lost link.
+    pub fn redial(&self) -> Option<&Dial> {
+        self.dial.as_ref()
     }
 
     /// Connect and authenticate; fails with "authentication failed: …" on a wrong secret.
@@ -45,7 +75,7 @@ impl RelayConnection {
             .await
             .map_err(|e| format!("cannot reach the relay at {}: {e}", address.relay))?;
         let conn = Connection::client(&address.host_id, identity, secret, handshake_entropy()?, monotonic_ms());
-        let mut connection = RelayConnection { ws, conn, next_id: 1 };
+        let mut connection = RelayConnection { ws, conn, next_id: 1, dial: None };
         loop {
             let mut events = connection.flush().await?;
             let received = connection.receive().await;
@@ -74,6 +104,17 @@ impl RelayConnection {
         let id = self.next_id();
         self.conn.send_frame(&cmd_frame(id, request, payload)).map_err(|e| e.to_string())?;
         Ok(id)
+    }
+
+    /// When the connection's timers (keep-alive, idle, handshake deadline) want running, on the
+    /// clock of `monotonic_ms`.
+    pub fn next_timeout(&self) -> Option<u64> {
+        self.conn.poll_timeout()
+    }
+
+    /// Run the connection's timers: a keep-alive when due, an error once the link is silent.
+    pub fn handle_timeout(&mut self) -> Result<(), String> {
+        self.conn.handle_timeout(monotonic_ms()).map_err(|e| e.to_string())
     }
 
     /// Read one message from the relay and feed it to the connection. A close or a broken socket
@@ -110,5 +151,13 @@ impl RelayConnection {
             let _ = self.flush().await;
         }
         let _ = self.ws.close(None).await;
+    }
+}
+
+/// Sleep until `at` on the monotonic clock the connection runs on; for ever without one.
+pub async fn sleep_until_ms(at: Option<u64>) {
+    match at {
+        Some(at) => tokio::time::sleep(std::time::Duration::from_millis(at.saturating_sub(monotonic_ms()))).await,
+        None => std::future::pending().await,
     }
 }
