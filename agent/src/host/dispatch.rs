@@ -61,11 +61,13 @@ pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answ
     }
     let sessions = &daemon.sessions;
     match request {
+        // SQLite (and, for a start, forking a program) block: tell the runtime, so its other
+        // tasks (every client's keystrokes) move to another thread meanwhile.
         Request::Start { command, title, cwd, cols, rows, notify } => {
-            sessions.start(command, title, cwd, (cols, rows), notify)
+            blocking(|| sessions.start(command, title, cwd, (cols, rows), notify))
         }
-        Request::List { statuses, search, limit } => sessions.list(&statuses, search.as_deref(), limit),
-        Request::Get { id } => match sessions.resolve(id.as_deref()) {
+        Request::List { statuses, search, limit } => blocking(|| sessions.list(&statuses, search.as_deref(), limit)),
+        Request::Get { id } => match blocking(|| sessions.resolve(id.as_deref())) {
             Ok(info) => (Response::Session { session: info }, Vec::new()),
             Err(answer) => answer,
         },
@@ -77,11 +79,11 @@ pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answ
         Request::DaemonStatus => {
             let state_dir = daemon.state.root().display().to_string();
             let version = env!("CARGO_PKG_VERSION").to_owned();
-            let (running, total) = (sessions.running(), sessions.total());
+            let (running, total) = (sessions.running(), blocking(|| sessions.total()));
             (Response::Daemon { pid: std::process::id(), version, state_dir, running, total }, Vec::new())
         }
         Request::Pair { relay, name } => sharing::pair(daemon, &relay, name).await,
-        Request::ListAccess => sharing::list_access(daemon),
+        Request::ListAccess => blocking(|| sharing::list_access(daemon)),
         Request::Revoke { identity } => sharing::revoke(daemon, &identity).await,
         Request::SetPassword { password } => sharing::set_password(daemon, password).await,
         Request::DaemonStop { grace_ms } => {
@@ -101,6 +103,11 @@ pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answ
             error_answer(ErrorCode::BadRequest, "exec runs on a paired host: tether exec INVITE -- CMD")
         }
     }
+}
+
+/// Run blocking work (SQLite, a fork) on this worker thread, with the runtime told so.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
 }
 
 /// A request that came through a relay from a client authenticated as `identity`. Managing the

@@ -2,6 +2,7 @@
 //! from the log once a session has ended) and `watch_sessions` (the session list as it changes).
 //! Each sends `data` frames on its stream id and, when its output ends, `control/eof`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tether_protocol::api::{cmd_frame, Request, Response};
@@ -99,7 +100,7 @@ async fn watch_sessions(sessions: &Sessions, limit: Option<usize>, id: u64, stre
 /// Follow a live session from `from`; with `follow` false, stop at the current end.
 /// Returns the end sequence number reached.
 async fn stream_live(
-    session: &Session,
+    session: &Arc<Session>,
     stream: u32,
     from: u64,
     follow: bool,
@@ -112,7 +113,18 @@ async fn stream_live(
         let done = *finished.borrow_and_update();
         let end = *end_rx.borrow_and_update();
         while cursor < end {
-            let chunk = match session.read_from(cursor, STREAM_CHUNK_BYTES) {
+            // Bytes still in memory are read at once; older ones come from the log on disk, on
+            // a blocking thread, so a big replay never holds up another client's keystrokes.
+            let read = match cursor < session.ring_oldest() {
+                false => session.read_from(cursor, STREAM_CHUNK_BYTES),
+                true => {
+                    let session = session.clone();
+                    tokio::task::spawn_blocking(move || session.read_from(cursor, STREAM_CHUNK_BYTES))
+                        .await
+                        .unwrap_or_else(|e| Err(ReadError::Failed(e.to_string())))
+                }
+            };
+            let chunk = match read {
                 Ok(chunk) if chunk.is_empty() => return Err(()), // cannot happen below `end`
                 Ok(chunk) => chunk,
                 // Never logged and gone from the ring: say so, and go on after the gap.
@@ -151,7 +163,9 @@ async fn stream_log(
 ) -> Result<u64, ()> {
     let mut cursor = from;
     loop {
-        let chunk = match read_log(path, cursor, STREAM_CHUNK_BYTES) {
+        let path_owned = path.to_path_buf();
+        let read = tokio::task::spawn_blocking(move || read_log(&path_owned, cursor, STREAM_CHUNK_BYTES)).await;
+        let chunk = match read.unwrap_or_else(|e| Err(ReadError::Failed(e.to_string()))) {
             Ok(chunk) => chunk,
             Err(_) if cursor == 0 && total == 0 => Vec::new(), // no output was ever written
             Err(_) => return Err(()),
