@@ -41,9 +41,12 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
 }
 
-/// Run a command in the workspace root, failing with its description if it fails.
+/// Run a command (in the workspace root unless it names a directory of its own), failing with
+/// its description if it fails.
 fn run_cmd(command: &mut Command) -> Result {
-    command.current_dir(root());
+    if command.get_current_dir().is_none() {
+        command.current_dir(root());
+    }
     let shown = format!("{command:?}");
     eprintln!("xtask: $ {shown}");
     let status = command.status().map_err(|e| format!("cannot start {shown}: {e}"))?;
