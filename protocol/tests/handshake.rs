@@ -189,3 +189,17 @@ fn a_credential_revoked_or_changed_mid_handshake_is_refused_at_the_proof() {
         assert!(!host.is_open(), "{name}");
     }
 }
+
+#[test]
+fn a_peers_failure_reason_is_cleaned_and_capped_before_it_reaches_logs() {
+    // What a peer says in `auth/failed` ends up in error messages and the host's log: no
+    // terminal escapes, no forged log lines, no megabytes.
+    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(21), 0);
+    let reason = format!("\u{1b}[2J\nfake log line\r{}", "x".repeat(10_000));
+    let failed = Frame::new(Header::Auth(AuthStep::Failed { reason }), Vec::new()).encode().expect("encodes");
+    let Err(ConnError::Auth(AuthError::Rejected(said))) = host.handle_input(Input::Bytes(&failed), 0) else {
+        panic!("a peer's failure is a rejection");
+    };
+    assert!(!said.chars().any(char::is_control), "{said:?}");
+    assert!(said.chars().count() <= 200, "{} chars", said.chars().count());
+}
