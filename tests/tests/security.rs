@@ -563,12 +563,8 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
 
 #[test]
 fn attach_and_logs_follow_resume_after_the_relay_restarts() {
-    let relay = Relay::start();
+    let (relay, host, invite, client) = paired();
     let address = relay.address();
-    let host = Agent::new(scratch());
-    let invite = pair(&host, &relay);
-    let client = Agent::new(scratch());
-    wait_reachable(&client, &invite);
     let shell = host.start_shell();
     let mut command = portable_pty::CommandBuilder::new(tether_tests::bin_path("tether"));
     command.env("TETHER_STATE_DIR", &client.state);
