@@ -141,8 +141,7 @@ pub fn wait_reachable(client: &Agent, invite: &str) -> String {
 
 /// A `tether` process on a real PTY, as a person at a terminal would run it.
 pub struct PtyClient {
-    writer: Box<dyn std::io::Write + Send>,
-    output: Arc<Mutex<Vec<u8>>>,
+    keyboard: Keyboard,
     child: Box<dyn portable_pty::Child + Send + Sync>,
     _master: Box<dyn portable_pty::MasterPty + Send>,
 }
@@ -169,17 +168,23 @@ impl PtyClient {
         let mut reader = pty.master.try_clone_reader().expect("pty reader");
         let writer = pty.master.take_writer().expect("pty writer");
         let output = Arc::new(Mutex::new(Vec::new()));
-        let sink = output.clone();
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sink, hold) = (output.clone(), paused.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
-            while let Ok(n) = reader.read(&mut buf) {
+            loop {
+                while hold.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                let Ok(n) = reader.read(&mut buf) else { break };
                 if n == 0 {
                     break;
                 }
                 sink.lock().expect("output lock").extend_from_slice(&buf[..n]);
             }
         });
-        PtyClient { writer, output, child, _master: pty.master }
+        let keyboard = Keyboard { writer: Arc::new(Mutex::new(writer)), output, paused };
+        PtyClient { keyboard, child, _master: pty.master }
     }
 
     /// Resize the terminal, as a window resize would (the client gets SIGWINCH).
@@ -189,22 +194,28 @@ impl PtyClient {
     }
 
     pub fn type_bytes(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).and_then(|_| self.writer.flush()).expect("type into pty");
+        self.keyboard.type_bytes(bytes);
+    }
+
+    /// A handle that types and watches from another thread, so a test can notice a client that
+    /// stopped reading its keyboard instead of blocking in a write to it.
+    pub fn keyboard(&self) -> Keyboard {
+        self.keyboard.clone()
     }
 
     /// Bytes received so far.
     pub fn output_len(&self) -> usize {
-        self.output.lock().expect("output lock").len()
+        self.keyboard.output_len()
     }
 
     /// The last `n` bytes received (cheap to look at while a flood comes in).
     pub fn tail(&self, n: usize) -> String {
-        let output = self.output.lock().expect("output lock");
+        let output = self.keyboard.output.lock().expect("output lock");
         String::from_utf8_lossy(&output[output.len().saturating_sub(n)..]).into_owned()
     }
 
     pub fn output(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().expect("output lock")).into_owned()
+        String::from_utf8_lossy(&self.keyboard.output.lock().expect("output lock")).into_owned()
     }
 
     pub fn wait_for(&self, needle: &str) -> String {
@@ -218,6 +229,37 @@ impl PtyClient {
     pub fn wait_exit(&mut self) -> u32 {
         let child = &mut self.child;
         wait_until(WAIT, "the attached client to exit", || child.try_wait().ok().flatten()).exit_code()
+    }
+}
+
+/// A PTY client's keyboard and screen byte count, shareable across threads.
+#[derive(Clone)]
+pub struct Keyboard {
+    writer: Arc<Mutex<Box<dyn std::io::Write + Send>>>,
+    output: Arc<Mutex<Vec<u8>>>,
+    /// While set, the screen reads nothing (a terminal that cannot keep up).
+    paused: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Keyboard {
+    pub fn type_bytes(&self, bytes: &[u8]) {
+        self.try_type_bytes(bytes).expect("type into pty");
+    }
+
+    /// Type, or say why not (the client has gone).
+    pub fn try_type_bytes(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut writer = self.writer.lock().expect("keyboard lock");
+        writer.write_all(bytes).and_then(|_| writer.flush())
+    }
+
+    /// Bytes received so far.
+    pub fn output_len(&self) -> usize {
+        self.output.lock().expect("output lock").len()
+    }
+
+    /// Stop reading the client's output (`true`) or go on (`false`).
+    pub fn pause_screen(&self, paused: bool) {
+        self.paused.store(paused, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -94,6 +94,11 @@ impl Relay {
         Relay { url, _process: process }
     }
 
+    /// Its process id (to stop and continue it, as a network that goes silent would).
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self._process.id()).expect("pid fits")
+    }
+
     /// `host:port` it listens on.
     pub fn address(&self) -> String {
         let url = self.url.trim_start_matches("http://").trim_start_matches("https://");

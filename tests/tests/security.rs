@@ -4,6 +4,8 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use tether_tests::agent::{self, pair, wait_reachable, Agent, PtyClient};
 use tether_tests::raw::{RawClient, Received};
@@ -296,6 +298,32 @@ fn is_error_with(body: &serde_json::Value, text: &str) -> bool {
 }
 
 #[test]
+fn sequence_numbers_at_the_end_of_u64_cost_the_sender_its_connection_and_nobody_else() {
+    use tether_protocol::frame::{Control, Frame, Header};
+    let (_relay, _host, invite, client) = paired();
+    let mut attacker = RawClient::hello(&invite);
+    attacker.authenticate(agent::WAIT);
+    // Bytes numbered up to u64::MAX - 3, then ten more: they would run past the end.
+    let near_the_end = u64::MAX - 3;
+    attacker.send(&Frame::bare(Header::Control(Control::Skip { stream: 5, from: 0, to: near_the_end })));
+    attacker.send(&Frame::new(Header::Data { stream: 5, seq: near_the_end }, vec![b'x'; 10]));
+    loop {
+        match attacker.receive(agent::WAIT) {
+            Some(Received::Closed(why)) => {
+                break assert!(why.contains("64-bit range"), "closed for another reason: {why}")
+            }
+            Some(Received::Events(_)) => continue,
+            None => panic!("the host kept a connection that numbered bytes past u64::MAX"),
+        }
+    }
+    // The host stays reachable for everyone else.
+    let mut ls = client.command();
+    ls.args(["ls", "-H", &invite]);
+    let listed = run_within(ls, "ls -H after the attack");
+    assert!(listed.status.success(), "ls -H failed after the attack: {}", stderr_of(&listed));
+}
+
+#[test]
 fn request_ids_that_would_collide_as_streams_are_refused() {
     use tether_protocol::api::Request;
     let (_relay, host, invite, _client) = paired();
@@ -333,6 +361,67 @@ fn a_flood_of_requests_is_refused_rather_than_spawned_without_bound() {
 }
 
 // 9. The session limit holds under concurrent starts.
+
+/// The host side of `a_cancelled_exec_never_signals_a_process_that_took_its_pid`, run as pid 1
+/// of a pid namespace of its own (and root of a user namespace, so it may set the next pid).
+/// It pairs, waits until the exec's process group leader has been reaped, makes the next
+/// process take that pid as a group leader of its own, and writes down how that one ended.
+const PID_REUSE_HOST: &str = r#"
+set -e
+"$TETHER" pair --relay "$RELAY" --json > "$DIR/paired.json"
+until [ -s "$DIR/victim" ]; do sleep 0.02; done
+victim=$(cat "$DIR/victim")
+while kill -0 "$victim" 2>/dev/null; do sleep 0.01; done
+# Only builtins from here to the fork, so the fork is the next pid.
+echo $((victim - 1)) > /proc/sys/kernel/ns_last_pid
+setsid sleep 4 &
+echo "$!" > "$DIR/innocent"
+status=0; wait $! || status=$?
+echo "$status" > "$DIR/innocent-status"
+"$TETHER" daemon stop --grace 0s
+"#;
+
+#[test]
+fn a_cancelled_exec_never_signals_a_process_that_took_its_pid() {
+    let relay = Relay::start();
+    let dir = scratch().join(tether_tests::marker("pid-reuse"));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let mut command = std::process::Command::new("unshare");
+    command.args(["--user", "--map-root-user", "--pid", "--fork", "--mount", "--mount-proc", "--kill-child"]);
+    command.args(["sh", "-c", PID_REUSE_HOST]);
+    command.env("TETHER", tether_tests::bin_path("tether")).env("RELAY", relay.url.trim_end_matches('/'));
+    command.env("DIR", &dir).env("TETHER_STATE_DIR", dir.join("host-state")).stdin(Stdio::null());
+    let _host = tether_tests::process::Guard::spawn(command);
+    let paired = wait_until(agent::WAIT, "the host in its namespace to pair", || {
+        let text = std::fs::read_to_string(dir.join("paired.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()
+    });
+    let invite = paired["invite"].as_str().expect("invite").to_owned();
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+
+    // An exec that ends at SIGTERM at once; its client goes away, which cancels it.
+    let mut exec = client.command();
+    let victim = dir.join("victim");
+    let script = format!(
+        "cut -d' ' -f5 /proc/$$/stat > {}.tmp && mv {0}.tmp {0}; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        victim.display()
+    );
+    exec.args(["exec", "-H", &invite, "--", "sh", "-c", &script]);
+    let exec = tether_tests::process::Guard::spawn(exec);
+    let victim_pid = wait_until(agent::WAIT, "the exec to start", || std::fs::read_to_string(&victim).ok());
+    exec.signal(libc::SIGKILL);
+    drop(exec);
+
+    // The pid is taken by a process the exec never knew, which must end by itself.
+    let innocent_status = dir.join("innocent-status");
+    let status = wait_until(agent::WAIT, "the process that took the pid to end", || {
+        std::fs::read_to_string(&innocent_status).ok().filter(|s| s.ends_with('\n'))
+    });
+    let innocent = std::fs::read_to_string(dir.join("innocent")).expect("innocent pid");
+    assert_eq!(innocent.trim(), victim_pid.trim(), "the next process took the exec's pid");
+    assert_eq!(status.trim(), "0", "the process that took the exec's pid was signalled (exit status)");
+}
 
 #[test]
 fn concurrent_starts_never_pass_the_session_limit() {
@@ -404,6 +493,42 @@ fn output_the_log_could_not_keep_is_reported_never_misread_or_stalled_on() {
     assert!(!out.status.success() && stderr_of(&out).contains("output lost on the host"), "{}", stderr_of(&out));
     let _ = daemon.kill();
     let _ = daemon.wait();
+}
+
+/// A process's resident memory in bytes (`VmRSS` in `/proc/PID/status`).
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib =
+        status.lines().find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok());
+    kib.unwrap_or(0u64) * 1024
+}
+
+#[test]
+fn logs_cut_off_in_the_middle_fails_rather_than_passing_as_whole() {
+    let host = Agent::new(scratch());
+    let session = host.start(&["seq", "1", "5000000"]); // about 38 MB
+    host.wait_ended(&session);
+    let mut logs = host.command();
+    let printed = scratch().join(tether_tests::marker("cut-logs"));
+    let stdout = std::fs::File::create(&printed).expect("stdout file");
+    logs.args(["logs", &session]).stdout(stdout).stderr(Stdio::piped());
+    let mut reading = logs.spawn().expect("tether logs");
+    // Once it is reading (`logs` keeps what it has read, so its memory shows it: about 10 MB
+    // idle), the daemon goes; the client is held still meanwhile, so the cut lands in the middle
+    // however fast the rest would come.
+    wait_until(agent::WAIT, "logs to be reading", || (resident_bytes(reading.id()) > 20 << 20).then_some(()));
+    let pid = i32::try_from(reading.id()).expect("pid");
+    // SAFETY: kill(2) only sends signals.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    unsafe { libc::kill(host.daemon_pid().expect("daemon running"), libc::SIGKILL) };
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let out = wait_until(agent::WAIT, "logs to end", || reading.try_wait().ok().flatten());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(reading.stderr.as_mut().expect("stderr"), &mut stderr).expect("stderr");
+    let printed = std::fs::metadata(&printed).expect("printed").len();
+    assert!(printed < 38_888_896, "the cut came after the end ({printed} bytes printed)");
+    assert!(!out.success(), "logs exited 0 with {printed} bytes of the output; stderr: {stderr}");
+    assert!(stderr.contains("lost"), "no word of the cut: {stderr}");
 }
 
 #[test]
@@ -509,7 +634,13 @@ fn send_of_8_mib_from_stdin_reaches_the_program_whole() {
 // 15. No flow-control deadlock.
 
 /// Generous bound for 50 MB through a debug build, a relay and a PTY.
-const FLOOD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const FLOOD_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+/// Typed through the flood: `TYPE_BYTES` for every `TYPE_EVERY_BYTES` of output.
+const TYPE_BYTES: usize = 128 << 10; // 128 KiB
+const TYPE_EVERY_BYTES: usize = 256 << 10; // 256 KiB
+/// How often the screen stops reading during the flood, and for how long.
+const PAUSE_EVERY_BYTES: usize = 8 << 20; // 8 MiB
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[test]
 fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
@@ -530,19 +661,50 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
         }
         let mut attached = PtyClient::spawn_command(command);
         attached.type_bytes(b"go\n");
-        // 16 KiB typed (as a paste would come) for every 512 KiB of output, through the flood;
-        // then every number must be there, in order, once.
+        // Through the flood, 128 KiB typed (as a paste would come) for every 256 KiB of output,
+        // from a thread of its own: a client that stops reading its keyboard blocks that thread,
+        // not this one, and the flood's deadline below still fails the test.
+        let keyboard = attached.keyboard();
+        let done = Arc::new(AtomicBool::new(false));
+        let (typed_tx, typed_rx) = std::sync::mpsc::channel();
+        {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let (mut typed, mut typed_at) = (0usize, 0usize);
+                while !done.load(Ordering::Relaxed) {
+                    let got = keyboard.output_len();
+                    if got < typed_at + TYPE_EVERY_BYTES {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    if keyboard.try_type_bytes(&[b'k'; TYPE_BYTES]).is_err() {
+                        break;
+                    }
+                    (typed, typed_at) = (typed + TYPE_BYTES, got);
+                }
+                let _ = typed_tx.send(typed);
+            });
+        }
+        // Every 8 MB the screen stops reading for a moment, as a slow terminal would, while the
+        // typing goes on: the queues between the keyboard and the PTY fill in both directions.
+        let screen = attached.keyboard();
         let deadline = std::time::Instant::now() + FLOOD_WAIT;
-        let (mut typed, mut typed_at) = (0, 0);
+        let mut pause_at = PAUSE_EVERY_BYTES;
         while !attached.tail(1 << 10).contains("flood-done") {
             let got = attached.output_len();
-            if got >= typed_at + (512 << 10) {
-                attached.type_bytes(&[b'k'; 16 << 10]);
-                (typed, typed_at) = (typed + (16 << 10), got);
-            }
             assert!(std::time::Instant::now() < deadline, "{who}: the flood stopped after {got} bytes");
-            std::thread::yield_now();
+            if got >= pause_at {
+                screen.pause_screen(true);
+                std::thread::sleep(PAUSE);
+                screen.pause_screen(false);
+                pause_at += PAUSE_EVERY_BYTES;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        done.store(true, Ordering::Relaxed);
+        // A client that stopped reading its keyboard leaves the typist stuck in a write.
+        let typed = typed_rx.recv_timeout(agent::WAIT).unwrap_or_else(|_| panic!("{who}: the keyboard is stuck"));
+        assert!(typed > 0, "{who}: nothing was typed through the flood");
         let out = attached.output();
         let mut expected = 1u64;
         for line in out.split('\n').filter_map(|l| l.trim().parse::<u64>().ok()) {
@@ -550,7 +712,7 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
             expected += 1;
         }
         assert_eq!(expected, 6_500_001, "{who}: every number, about 51 MB");
-        wait_until(agent::WAIT, &format!("{who}: everything typed to arrive"), || {
+        wait_until(FLOOD_WAIT, &format!("{who}: everything typed to arrive"), || {
             (std::fs::metadata(&typed_file).map(|m| m.len()).unwrap_or(0) == typed as u64).then_some(())
         });
         attached.type_bytes(b"\x1d"); // Ctrl-] d detaches
@@ -602,3 +764,33 @@ fn attach_and_logs_follow_resume_after_the_relay_restarts() {
     assert_eq!(attached.wait_exit(), 0);
     assert!(following.wait_exit(agent::WAIT, "logs -f to end with the session").success());
 }
+
+#[test]
+fn attach_notices_a_link_gone_silent_and_comes_back_when_it_speaks_again() {
+    let (relay, host, invite, client) = paired();
+    let shell = host.start_shell();
+    let mut command = portable_pty::CommandBuilder::new(tether_tests::bin_path("tether"));
+    command.env("TETHER_STATE_DIR", &client.state);
+    command.args(["attach", "-H", &invite, &shell]);
+    let mut attached = PtyClient::spawn_command(command);
+    attached.type_bytes(b"echo before-$((1+1))\r");
+    attached.wait_for("before-2");
+    // The relay stops dead (no close, no reset: a network gone silent), then goes on.
+    // SAFETY: kill(2) only sends signals.
+    unsafe { libc::kill(relay.pid(), libc::SIGSTOP) };
+    let noticed = wait_until(SILENCE_WAIT, "attach to notice the silent link", || {
+        let out = attached.output();
+        out.contains("lost the connection").then_some(out)
+    });
+    unsafe { libc::kill(relay.pid(), libc::SIGCONT) };
+    assert!(noticed.contains("reconnecting"), "{noticed}");
+    attached.wait_for("reconnected");
+    attached.type_bytes(b"echo after-$((3+4))\r");
+    attached.wait_for("after-7");
+    attached.type_bytes(b"exit\r");
+    assert_eq!(attached.wait_exit(), 0);
+}
+
+/// The connection's idle timeout (60 s) with room to notice.
+const SILENCE_WAIT: std::time::Duration =
+    std::time::Duration::from_millis(tether_protocol::connection::IDLE_TIMEOUT_MS + 20_000);

@@ -63,20 +63,17 @@ impl Daemon {
             return;
         }
         let Some(daemon) = self.me.upgrade() else { return };
-        let relay = relay.to_owned();
-        tokio::spawn(async move {
-            loop {
-                let link = tokio::spawn(relay_link::run(daemon.clone(), relay.clone()));
-                let why = match link.await {
-                    Err(e) if e.is_panic() => "crashed",
-                    Err(_) => return, // the runtime is shutting down
-                    Ok(()) => "ended",
-                };
+        let (me, relay) = (self.me.clone(), relay.to_owned());
+        let link_to = relay.clone();
+        tokio::spawn(keep_running(LINK_RESTART_PAUSE, move || relay_link::run(daemon.clone(), link_to.clone()), {
+            let daemon = me;
+            move |why| {
                 eprintln!("tether daemon: the link to {relay} {why}; starting it again");
-                daemon.set_link_state(&relay, Err(format!("link {why}")));
-                tokio::time::sleep(LINK_RESTART_PAUSE).await;
+                if let Some(daemon) = daemon.upgrade() {
+                    daemon.set_link_state(&relay, Err(format!("link {why}")));
+                }
             }
-        });
+        }));
     }
 
     pub fn set_link_state(&self, relay: &str, state: Result<(), String>) {
@@ -87,5 +84,62 @@ impl Daemon {
 
     pub fn subscribe_link_states(&self) -> watch::Receiver<LinkStates> {
         self.link_states.subscribe()
+    }
+}
+
+/// Run the task `start` makes, and again (after `pause`) whenever it ends or panics, telling
+/// `ended` why ("ended", "crashed"); stops only when the runtime shuts down.
+async fn keep_running<F, Fut>(pause: std::time::Duration, mut start: F, mut ended: impl FnMut(&str))
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let why = match tokio::spawn(start()).await {
+            Err(e) if e.is_panic() => "crashed",
+            Err(_) => return, // the runtime is shutting down
+            Ok(()) => "ended",
+        };
+        ended(why);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_running;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    #[tokio::test]
+    async fn a_task_that_panics_or_ends_is_started_again() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let reasons = Arc::new(Mutex::new(Vec::new()));
+        let (third_start, mut started_thrice) = tokio::sync::mpsc::unbounded_channel();
+        let counter = starts.clone();
+        let start = move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let third_start = third_start.clone();
+            async move {
+                match n {
+                    0 => panic!("a bug in the link"),
+                    1 => {}
+                    _ => {
+                        let _ = third_start.send(());
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        let log = reasons.clone();
+        let supervisor = tokio::spawn(keep_running(std::time::Duration::ZERO, start, move |why| {
+            log.lock().expect("log").push(why.to_owned())
+        }));
+        tokio::time::timeout(std::time::Duration::from_secs(10), started_thrice.recv())
+            .await
+            .expect("started a third time");
+        assert_eq!(*reasons.lock().expect("log"), ["crashed", "ended"]);
+        assert_eq!(starts.load(Ordering::SeqCst), 3);
+        supervisor.abort();
     }
 }
