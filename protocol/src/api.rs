@@ -208,6 +208,19 @@ pub enum Request {
         exec: u64,
         signal: i32,
     },
+    /// The host's files (see [`crate::fs`]).
+    Fs(crate::fs::FsRequest),
+}
+
+impl Request {
+    /// Whether it is answered and then streams data on stream = its id (until `eof`).
+    pub fn opens_stream(&self) -> bool {
+        match self {
+            Request::Attach { .. } | Request::Logs { .. } | Request::WatchSessions { .. } => true,
+            Request::Fs(fs) => fs.opens_stream(),
+            _ => false,
+        }
+    }
 }
 
 /// One way in to the host, as `tether invites ls` shows it. Never the secret or verifier.
@@ -371,6 +384,8 @@ pub enum Response {
     Exited {
         code: i32,
     },
+    /// The file service's answer.
+    Fs(crate::fs::FsResponse),
     Error {
         code: ErrorCode,
         message: String,
@@ -387,6 +402,19 @@ pub enum ErrorCode {
     LimitReached,
     TimedOut,
     Internal,
+    // The file service's failures, each shown to the user as it is.
+    NotFound,
+    PermissionDenied,
+    Exists,
+    NotADirectory,
+    IsADirectory,
+    NoSpace,
+    /// The path leads outside the files root.
+    OutsideRoot,
+    /// A name that is not valid UTF-8 (or `.`/`..`/empty where a name is needed).
+    InvalidName,
+    /// The file service is turned off on this host (`--no-files`).
+    FilesOff,
 }
 
 /// A named key (`send key:…`, the browser's key bar).

@@ -143,7 +143,6 @@ pub fn header_kind(header: &Header) -> &'static str {
         Header::Encrypted { .. } => "encrypted",
         Header::Data { .. } => "data",
         Header::Control(_) => "control",
-        Header::File(_) => "file",
         Header::Cmd { .. } => "cmd",
         Header::Webrtc { .. } => "webrtc",
         Header::Relay(_) => "relay",

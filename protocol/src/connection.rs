@@ -24,8 +24,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::channel::{Opener, Sealer};
 use crate::error::{AuthError, ConnError};
-use crate::file::FILE_CHUNK_BYTES;
-use crate::frame::{Control, FileStep, Frame, FrameDecoder, Header};
+use crate::frame::{Control, Frame, FrameDecoder, Header};
 use crate::handshake::{ClientHandshake, Credential, HandshakeEntropy, HelloAnswer, HelloWork, HostHandshake, Step};
 use crate::keys::SessionKeys;
 use crate::stream::{InputCursor, RecvWindow, SendWindow, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK};
@@ -103,10 +102,6 @@ pub enum Event {
     /// Flow-control credit came back: more of `stream` may be sent.
     Writable {
         stream: u32,
-    },
-    File {
-        step: FileStep,
-        payload: Vec<u8>,
     },
     /// A request or response; bulk bytes (input, log data) ride in `payload`.
     Cmd {
@@ -409,7 +404,6 @@ impl Connection {
                 }
             }
             Header::Control(control) => self.handle_control(control)?,
-            Header::File(step) => self.event(Event::File { step, payload: frame.payload }),
             Header::Cmd { id, body, body_bytes } => {
                 let (body, payload) = crate::api::cmd_parts(body, body_bytes, frame.payload)?;
                 self.event(Event::Cmd { id, body, payload })
@@ -521,12 +515,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Send a control, file, cmd or webrtc frame. File chunks must respect `FILE_CHUNK_BYTES`.
+    /// Send a control, cmd or webrtc frame.
     pub fn send_frame(&mut self, frame: &Frame) -> Result<(), ConnError> {
         self.check_open()?;
-        if let (Header::File(FileStep::Chunk { .. }), true) = (&frame.header, frame.payload.len() > FILE_CHUNK_BYTES) {
-            return Err(ConnError::NotReady("file chunk over FILE_CHUNK_BYTES"));
-        }
         self.send_sealed(frame)?;
         // Our sending side of a stream ends with its `eof`.
         if let Header::Control(Control::Eof { stream, .. }) = frame.header {

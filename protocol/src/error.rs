@@ -169,10 +169,7 @@ impl std::error::Error for StreamError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileError {
     DigestMismatch { expected: String, actual: String },
-    WrongOffset { expected: u64, got: u64 },
     SizeMismatch { expected: u64, got: u64 },
-    ChunkTooLarge { len: usize },
-    Unexpected(String),
 }
 
 impl fmt::Display for FileError {
@@ -181,14 +178,9 @@ impl fmt::Display for FileError {
             Self::DigestMismatch { expected, actual } => {
                 write!(f, "file corrupted in transit: SHA-256 {actual}, sender had {expected}")
             }
-            Self::WrongOffset { expected, got } => {
-                write!(f, "file chunk at offset {got}, expected {expected}")
-            }
             Self::SizeMismatch { expected, got } => {
                 write!(f, "file size {got} differs from announced {expected}")
             }
-            Self::ChunkTooLarge { len } => write!(f, "file chunk of {len} bytes over the limit"),
-            Self::Unexpected(what) => write!(f, "file transfer: unexpected {what}"),
         }
     }
 }

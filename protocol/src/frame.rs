@@ -90,8 +90,6 @@ pub enum Header {
     Data { stream: u32, seq: u64 },
     /// Stream and connection management.
     Control(Control),
-    /// File transfer step; chunk bytes travel in the payload.
-    File(FileStep),
     /// Request or response of an application command (sessions, exec, …). `id` pairs a response
     /// with its request; the body is the application's own schema. A body too big for a header
     /// travels as the first `body_bytes` bytes of the payload instead (`body` is then null).
@@ -173,20 +171,6 @@ pub enum Control {
     Close {
         reason: String,
     },
-}
-
-/// File transfer steps. `transfer` identifies one transfer on a connection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum FileStep {
-    /// A file of `size` bytes follows, starting at `offset` (non-zero when resuming).
-    Begin { transfer: u32, name: String, size: u64, offset: u64 },
-    /// Payload: file bytes at `offset`.
-    Chunk { transfer: u32, offset: u64 },
-    /// All bytes sent; `sha256` (hex) is the digest of the whole file.
-    End { transfer: u32, sha256: String },
-    /// The receiver committed the file (or refuses it, with a reason).
-    Done { transfer: u32, ok: bool, reason: Option<String> },
 }
 
 /// Streaming decoder: push bytes as they arrive, split anywhere; pull whole frames.

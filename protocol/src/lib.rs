@@ -10,7 +10,8 @@
 //! 3. [`keys`]: HKDF-SHA256 → one AES-256-SIV key per direction.
 //! 4. [`channel`]: sealed frames with strict per-direction counters.
 //! 5. [`stream`]: sequence numbers, resume, flow-control windows.
-//! 6. [`file`]: 64 KiB chunks with a running SHA-256.
+//! 6. [`file`]: a file's bytes checked end to end (running SHA-256); [`fs`] is the file
+//!    service's API, whose transfers travel as streams.
 //!
 //! [`connection::Connection`] ties them into one state machine.
 
@@ -20,6 +21,7 @@ pub mod connection;
 pub mod error;
 pub mod file;
 pub mod frame;
+pub mod fs;
 pub mod handshake;
 pub mod hex;
 pub mod identity;

@@ -5,7 +5,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use tether_protocol::frame::{
-    decode_exact, AuthStep, Control, FileStep, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES,
+    decode_exact, AuthStep, Control, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES,
     MAX_PAYLOAD_BYTES,
 };
 use tether_protocol::FrameError;
@@ -26,7 +26,6 @@ fn sample_frames() -> Vec<Frame> {
         Frame::new(Header::Data { stream: 3, seq: 1 << 40 }, b"\x1b[31mred\x1b[0m\r\n".to_vec()),
         Frame::bare(Header::Control(Control::Skip { stream: 3, from: 17, to: 20 })),
         Frame::bare(Header::Control(Control::Close { reason: String::new() })),
-        Frame::new(Header::File(FileStep::Chunk { transfer: 9, offset: 65536 }), vec![0xaa; 300]),
         Frame::bare(Header::Cmd { id: 5, body: serde_json::json!({"op": "ls", "args": [1, "two"]}), body_bytes: None }),
         Frame::bare(Header::Webrtc { signal: serde_json::json!({"sdp": "v=0\r\n"}) }),
         Frame::new(Header::Data { stream: 0, seq: 0 }, Vec::new()),

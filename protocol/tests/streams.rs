@@ -8,8 +8,8 @@ mod common;
 use common::*;
 
 use tether_protocol::connection::Event;
-use tether_protocol::file::{FileReceiver, FileSender, FILE_CHUNK_BYTES};
-use tether_protocol::frame::{Control, FileStep, Frame, Header};
+use tether_protocol::file::{FileCheck, FileDigest, FILE_CHUNK_BYTES};
+use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::stream::{OutputRing, INITIAL_WINDOW_BYTES};
 use tether_protocol::{ConnError, FileError, StreamError};
 
@@ -137,66 +137,42 @@ fn file_bytes() -> Vec<u8> {
     (0..(3 * FILE_CHUNK_BYTES + 123)).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-#[test]
-fn file_transfer_verifies_digest_and_detects_corruption() {
-    let file = file_bytes();
-    let send = |corrupt: Option<usize>| -> Result<Vec<u8>, FileError> {
-        let (mut sender, begin) = FileSender::begin(1, "data.bin", file.len() as u64, 0);
-        let Header::File(FileStep::Begin { size, .. }) = begin.header else { panic!("begin") };
-        let mut receiver = FileReceiver::new(size);
-        let mut written = Vec::new();
-        for piece in file.chunks(FILE_CHUNK_BYTES) {
-            let mut frame = sender.chunk(piece)?;
-            if let Some(at) = corrupt {
-                if at < frame.payload.len() {
-                    frame.payload[at] ^= 0x01;
-                }
-            }
-            written.extend_from_slice(receiver.accept(&frame)?);
-        }
-        receiver.finish(&sender.end()?)?;
-        Ok(written)
-    };
-    assert_eq!(send(None).expect("clean transfer"), file);
-    assert!(matches!(send(Some(5)), Err(FileError::DigestMismatch { .. })));
+fn digest(bytes: &[u8]) -> String {
+    let mut digest = FileDigest::new();
+    digest.update(bytes);
+    digest.finish()
 }
 
 #[test]
-fn file_transfer_resumes_and_checks_offsets() {
+fn a_file_is_checked_by_size_and_digest_before_it_may_be_committed() {
+    let file = file_bytes();
+    let receive = |bytes: &[u8]| -> Result<(), FileError> {
+        let mut check = FileCheck::new(file.len() as u64);
+        for piece in bytes.chunks(FILE_CHUNK_BYTES) {
+            check.absorb(piece)?;
+        }
+        check.finish(&digest(&file))
+    };
+    assert_eq!(receive(&file), Ok(()));
+    let mut flipped = file.clone();
+    flipped[5] ^= 1;
+    assert!(matches!(receive(&flipped), Err(FileError::DigestMismatch { .. })));
+    assert!(matches!(receive(&file[..100]), Err(FileError::SizeMismatch { .. })));
+    let mut longer = file.clone();
+    longer.push(0);
+    assert!(matches!(receive(&longer), Err(FileError::SizeMismatch { .. })), "bytes past the size are refused");
+}
+
+#[test]
+fn a_resumed_file_is_checked_whole() {
     let file = file_bytes();
     let split = FILE_CHUNK_BYTES + 500;
-    let mut receiver = FileReceiver::resume(file.len() as u64, &file[..split]);
-    let (mut sender, _) = FileSender::begin(2, "data.bin", file.len() as u64, receiver.offset());
-    sender.absorb_prefix(&file[..split]);
-    let mut written = file[..split].to_vec();
-    for piece in file[split..].chunks(FILE_CHUNK_BYTES) {
-        written.extend_from_slice(receiver.accept(&sender.chunk(piece).expect("chunk")).expect("accept"));
-    }
-    receiver.finish(&sender.end().expect("end")).expect("digest matches");
-    assert_eq!(written, file);
-
-    let mut receiver = FileReceiver::new(10);
-    let (mut sender, _) = FileSender::begin(3, "f", 10, 0);
-    let first = sender.chunk(b"01234").expect("chunk");
-    let second = sender.chunk(b"56789").expect("chunk");
-    assert_eq!(receiver.accept(&second), Err(FileError::WrongOffset { expected: 0, got: 5 }));
-    receiver.accept(&first).expect("first");
-    assert!(FileSender::begin(4, "f", 10, 0).0.chunk(&vec![0; FILE_CHUNK_BYTES + 1]).is_err());
-}
-
-#[test]
-fn file_frames_travel_through_the_connection() {
-    let (mut client, mut host) = open_pair();
-    let (mut sender, begin) = FileSender::begin(9, "notes.txt", 5, 0);
-    client.send_frame(&begin).expect("begin");
-    client.send_frame(&sender.chunk(b"hello").expect("chunk")).expect("chunk");
-    client.send_frame(&sender.end().expect("end")).expect("end");
-    let (_, host_events, error) = pump(&mut client, &mut host);
-    assert_eq!(error, None);
-    assert_eq!(host_events.len(), 3);
-    assert!(
-        matches!(&host_events[1], Event::File { step: FileStep::Chunk { offset: 0, .. }, payload } if payload == b"hello")
-    );
+    // What the receiver kept from the first attempt is hashed again; the rest comes from `split`.
+    let mut check = FileCheck::new(file.len() as u64);
+    check.absorb(&file[..split]).expect("kept part");
+    assert_eq!(check.offset(), split as u64);
+    check.absorb(&file[split..]).expect("rest");
+    check.finish(&digest(&file)).expect("digest of the whole file");
 }
 
 #[test]

@@ -8,6 +8,8 @@
 //! notify_hook = "/path/to/cmd"  # run with args: SESSION_ID REASON (and TETHER_* env)
 //! desktop_notifications = true
 //! notify_by_default = false     # sessions notify only when started with --notify
+//! files = true                  # the file service (browser file manager, tether cp / fs)
+//! files_root = "/srv/share"     # confine the file service to this directory
 //! ```
 
 use serde::Deserialize;
@@ -28,6 +30,8 @@ pub struct Config {
     pub notify_hook: Option<String>,
     pub desktop_notifications: bool,
     pub notify_by_default: bool,
+    pub files: bool,
+    pub files_root: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -40,6 +44,8 @@ impl Default for Config {
             notify_hook: None,
             desktop_notifications: true,
             notify_by_default: false,
+            files: true,
+            files_root: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use tether_protocol::sync::lock;
 use tokio::sync::{watch, Notify};
 
 use crate::host::access::Access;
+use crate::host::files::FileService;
 use crate::host::identity::HostIdentity;
 use crate::host::relay_link;
 use crate::host::sessions::Sessions;
@@ -27,6 +28,7 @@ pub struct Daemon {
     pub store: Arc<Mutex<Store>>,
     pub sessions: Arc<Sessions>,
     pub access: Access,
+    pub files: FileService,
     /// Relays this host keeps a link to (one task each).
     relays: Mutex<HashSet<String>>,
     link_states: watch::Sender<LinkStates>,
@@ -41,10 +43,12 @@ impl Daemon {
         host: HostIdentity,
         store: Arc<Mutex<Store>>,
         sessions: Arc<Sessions>,
+        files: FileService,
     ) -> Result<Arc<Daemon>, String> {
         let access = Access::new(store.clone())?;
         Ok(Arc::new_cyclic(|me| Daemon {
             access,
+            files,
             state,
             host,
             store,

@@ -36,6 +36,7 @@ pub fn handle_in_order(daemon: &Daemon, request: &Request, payload: &[u8]) -> Op
         Request::Resize { session, cols, rows } => {
             InOrder::Now(sessions.with_live(session, |s| s.resize(*cols, *rows)).map_or_else(|a| a, ok))
         }
+        Request::Fs(request) => return daemon.files.handle_in_order(request, payload),
         _ => return None,
     })
 }
@@ -86,6 +87,7 @@ pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answ
         Request::ListAccess => blocking(|| sharing::list_access(daemon)),
         Request::Revoke { identity } => sharing::revoke(daemon, &identity).await,
         Request::SetPassword { password } => sharing::set_password(daemon, password).await,
+        Request::Fs(request) => daemon.files.handle(request).await,
         Request::DaemonStop { grace_ms } => {
             sessions.stop_all(Duration::from_millis(grace_ms)).await;
             daemon.shutdown.notify_one();
@@ -108,6 +110,14 @@ pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answ
 /// Run blocking work (SQLite, a fork) on this worker thread, with the runtime told so.
 fn blocking<T>(work: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(work)
+}
+
+/// Serve a stream request: its answer and then its frames go to `tx`, on stream `stream`.
+pub async fn open_stream(daemon: &Daemon, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    match request {
+        Request::Fs(request) => daemon.files.open_stream(request, id, stream, tx).await,
+        request => streams::open_stream(&daemon.sessions, request, id, stream, tx).await,
+    }
 }
 
 /// A request that came through a relay from a client authenticated as `identity`. Managing the
@@ -151,7 +161,7 @@ impl HostService for Daemon {
     }
 
     async fn open_stream(self: Arc<Self>, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
-        streams::open_stream(&self.sessions, request, id, stream, tx).await
+        open_stream(&self, request, id, stream, tx).await
     }
 
     fn set_link_state(&self, relay: &str, state: Result<(), String>) {

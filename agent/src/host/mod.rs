@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod exec;
+pub mod files;
 pub mod identity;
 pub mod peer;
 pub mod relay_link;

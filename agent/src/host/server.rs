@@ -19,11 +19,12 @@ use tokio::task::AbortHandle;
 
 use crate::host::config::Config;
 use crate::host::daemon::Daemon;
+use crate::host::files::{FileService, FilesConfig};
 use crate::host::identity::HostIdentity;
 use crate::host::service::InOrder;
 use crate::host::sessions::Sessions;
 use crate::host::store::{Store, RELAY_SETTING};
-use crate::host::{dispatch, sharing, streams};
+use crate::host::{dispatch, sharing};
 use crate::ipc::{write_frame, FrameReader};
 use crate::paths::StateDir;
 use crate::time::now_ms;
@@ -59,9 +60,13 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
     let host = HostIdentity::load_or_create(&state)?;
     let relay = store.setting(RELAY_SETTING)?;
     let store = Arc::new(Mutex::new(store));
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(|| "/".into());
+    let files_config = FilesConfig { enabled: config.files, root: config.files_root.clone() };
+    let files = FileService::new(&files_config, home, state.root())?;
     let sessions = Sessions::new(state.clone(), config, store.clone());
-    let daemon = Daemon::new(state.clone(), host, store, sessions)?;
+    let daemon = Daemon::new(state.clone(), host, store, sessions, files)?;
     eprintln!("tether daemon {} listening on {}", env!("CARGO_PKG_VERSION"), socket.display());
+    tokio::spawn(sweep_uploads(daemon.clone()));
     if let Some(relay) = relay {
         daemon.ensure_relay_link(&relay);
     }
@@ -117,6 +122,17 @@ fn acquire_lock(state: &StateDir) -> Result<Option<std::fs::File>, String> {
     Ok(locked.then_some(file))
 }
 
+/// How often abandoned uploads' temporary files are looked for.
+const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+async fn sweep_uploads(daemon: Arc<Daemon>) {
+    loop {
+        tokio::time::sleep(UPLOAD_SWEEP_INTERVAL).await;
+        let daemon = daemon.clone();
+        let _ = tokio::task::spawn_blocking(move || daemon.files.sweep()).await;
+    }
+}
+
 /// One client connection on the socket.
 async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     // SAFETY: geteuid has no preconditions.
@@ -159,12 +175,11 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 }
                 let _ = tx.send(cmd_frame(id, &Response::Ok, Vec::new())).await;
             }
-            Request::Attach { .. } | Request::Logs { .. } | Request::WatchSessions { .. } => {
+            request if request.opens_stream() => {
                 // The stream id is the request id: the client registered it before asking.
                 let stream = id as u32;
                 let (daemon, tx) = (daemon.clone(), tx.clone());
-                let task =
-                    tokio::spawn(async move { streams::open_stream(&daemon.sessions, request, id, stream, tx).await });
+                let task = tokio::spawn(async move { dispatch::open_stream(&daemon, request, id, stream, tx).await });
                 streams.insert(stream, task.abort_handle());
             }
             Request::Share { relay, name, idle_timeout_ms } => {

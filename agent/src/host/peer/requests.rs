@@ -132,10 +132,7 @@ fn handle_request<H: HostService>(
     payload: Vec<u8>,
     tasks: &mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<(), ConnError> {
-    let opens_streams = matches!(
-        request,
-        Request::Exec { .. } | Request::Attach { .. } | Request::Logs { .. } | Request::WatchSessions { .. }
-    );
+    let opens_streams = request.opens_stream() || matches!(request, Request::Exec { .. });
     if opens_streams {
         if let Err(message) = check_new_streams(peer, id, matches!(request, Request::Exec { .. })) {
             let reply = Response::Error { code: ErrorCode::BadRequest, message };
@@ -157,9 +154,7 @@ fn handle_request<H: HostService>(
                 peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
             }
         },
-        request @ (Request::Attach { .. } | Request::Logs { .. } | Request::WatchSessions { .. }) => {
-            serve_stream(host, conn, peer, id, request, tasks);
-        }
+        request if request.opens_stream() => serve_stream(host, conn, peer, id, request, tasks),
         Request::Detach { stream } => {
             if let Some(task) = peer.streams.remove(&stream) {
                 task.abort();

@@ -1,0 +1,121 @@
+//! Directory entries as the file manager shows them: kind, size, mode, owner, mtime, link target.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use tether_protocol::fs::{Entry, Kind, LIST_PAGE_ENTRIES};
+use tether_protocol::hex;
+
+use super::failure::{io_failure, Failure};
+
+fn kind_of(file_type: std::fs::FileType) -> Kind {
+    if file_type.is_symlink() {
+        Kind::Symlink
+    } else if file_type.is_dir() {
+        Kind::Dir
+    } else if file_type.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
+    }
+}
+
+/// Owner and group names by number, looked up once each.
+#[derive(Default)]
+pub struct Names {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+impl Names {
+    fn user(&mut self, uid: u32) -> String {
+        self.users.entry(uid).or_insert_with(|| user_name(uid).unwrap_or_else(|| uid.to_string())).clone()
+    }
+
+    fn group(&mut self, gid: u32) -> String {
+        self.groups.entry(gid).or_insert_with(|| group_name(gid).unwrap_or_else(|| gid.to_string())).clone()
+    }
+}
+
+/// Bytes for the passwd/group lookups' strings.
+const LOOKUP_BUFFER_BYTES: usize = 16 * 1024; // 16 KiB
+
+fn user_name(uid: u32) -> Option<String> {
+    let mut buffer = vec![0 as libc::c_char; LOOKUP_BUFFER_BYTES];
+    // SAFETY: an all-zero passwd is a valid out-parameter; the buffer outlives the call and its
+    // length is passed; the name is copied out before the buffer goes.
+    unsafe {
+        let mut entry: libc::passwd = std::mem::zeroed();
+        let mut found = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found);
+        (rc == 0 && !found.is_null())
+            .then(|| std::ffi::CStr::from_ptr(entry.pw_name).to_string_lossy().into_owned())
+    }
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    let mut buffer = vec![0 as libc::c_char; LOOKUP_BUFFER_BYTES];
+    // SAFETY: as in `user_name`.
+    unsafe {
+        let mut entry: libc::group = std::mem::zeroed();
+        let mut found = std::ptr::null_mut();
+        let rc = libc::getgrgid_r(gid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found);
+        (rc == 0 && !found.is_null())
+            .then(|| std::ffi::CStr::from_ptr(entry.gr_name).to_string_lossy().into_owned())
+    }
+}
+
+/// The entry at `path` (a symlink itself, with where it points), named `name`.
+pub fn entry_at(path: &Path, name: &OsStr, names: &mut Names) -> std::io::Result<Entry> {
+    let meta = std::fs::symlink_metadata(path)?;
+    let kind = kind_of(meta.file_type());
+    let (target, target_kind) = match kind {
+        Kind::Symlink => {
+            let target = std::fs::read_link(path).ok().map(|t| t.to_string_lossy().into_owned());
+            (target, std::fs::metadata(path).ok().map(|m| kind_of(m.file_type())))
+        }
+        _ => (None, None),
+    };
+    let raw_name = std::str::from_utf8(name.as_bytes()).is_err().then(|| hex::encode(name.as_bytes()));
+    Ok(Entry {
+        name: name.to_string_lossy().into_owned(),
+        raw_name,
+        kind,
+        size: meta.len(),
+        mode: meta.mode() & 0o7777,
+        owner: names.user(meta.uid()),
+        group: names.group(meta.gid()),
+        mtime_ms: meta.mtime().saturating_mul(1000).saturating_add(meta.mtime_nsec() / 1_000_000),
+        target,
+        target_kind,
+    })
+}
+
+/// One entry by path (`stat`).
+pub fn stat(path: &Path, asked: &str) -> Result<Entry, Failure> {
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    entry_at(path, name, &mut Names::default()).map_err(|e| io_failure(asked, &e))
+}
+
+/// Read the directory `dir`, handing its entries to `page` a page at a time (in the order the
+/// directory gives them: the client sorts). Stops early when `page` returns false.
+pub fn list(dir: &Path, asked: &str, mut page: impl FnMut(Vec<Entry>) -> bool) -> Result<(), Failure> {
+    let reader = std::fs::read_dir(dir).map_err(|e| io_failure(asked, &e))?;
+    let mut names = Names::default();
+    let mut entries = Vec::with_capacity(LIST_PAGE_ENTRIES);
+    for item in reader {
+        let Ok(item) = item else { continue }; // vanished while listed
+        let Ok(entry) = entry_at(&item.path(), &item.file_name(), &mut names) else { continue };
+        entries.push(entry);
+        if entries.len() == LIST_PAGE_ENTRIES && !page(std::mem::take(&mut entries)) {
+            return Ok(());
+        }
+    }
+    if !entries.is_empty() {
+        page(entries);
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The file service: a host's files for the browser's file manager, the editor and `tether cp` /
+//! `tether fs`, over the same connection as the terminals. It runs as the agent's user and reaches
+//! what that user can, like sftp, or only what lies under a files root.
+//!
+//! - `paths`: where a request's path leads, and the files root's checks.
+//! - `entries`: stat and listings. `ops`: mkdir, rename, copy, delete (trash), chmod.
+//! - `transfer`: listings and downloads as streams; uploads, atomic and resumable.
+//! - `failure`: specific errors (not found, permission denied, exists…) the user sees.
+
+mod entries;
+mod failure;
+mod ops;
+mod paths;
+mod transfer;
+
+use std::path::{Path, PathBuf};
+
+use tether_protocol::api::{error_answer, Answer, ErrorCode, Response};
+use tether_protocol::frame::Frame;
+use tether_protocol::fs::{FsRequest, FsResponse};
+use tokio::sync::mpsc;
+
+use crate::host::service::InOrder;
+use failure::Failure;
+use paths::Roots;
+use transfer::{UploadPlan, Uploads};
+
+pub struct FileService {
+    /// `None`: the service is off on this host.
+    roots: Option<Roots>,
+    /// Where deleted entries wait to be restored.
+    trash: PathBuf,
+    uploads: Uploads,
+}
+
+/// How the service is set up (`files` and `files_root` in the config).
+pub struct FilesConfig {
+    pub enabled: bool,
+    pub root: Option<PathBuf>,
+}
+
+impl FileService {
+    /// Relative paths start at `home` (or at the root); the trash and upload records live under
+    /// `state_dir`.
+    pub fn new(config: &FilesConfig, home: PathBuf, state_dir: &Path) -> Result<FileService, String> {
+        let roots = match config.enabled {
+            true => Some(Roots::new(home, config.root.as_deref())?),
+            false => None,
+        };
+        let uploads = Uploads::new(state_dir.join("uploads"));
+        uploads.sweep();
+        Ok(FileService { roots, trash: state_dir.join("trash"), uploads })
+    }
+
+    /// Remove what abandoned uploads left behind (run now and then; blocks briefly).
+    pub fn sweep(&self) {
+        self.uploads.sweep();
+    }
+
+    fn roots(&self) -> Result<&Roots, Failure> {
+        self.roots.as_ref().ok_or_else(|| Failure::new(ErrorCode::FilesOff, "the file service is turned off on this host"))
+    }
+
+    /// Upload chunks, handled in the order they came (their offsets must follow each other).
+    pub fn handle_in_order(&self, request: &FsRequest, payload: &[u8]) -> Option<InOrder> {
+        let FsRequest::Chunk { upload, offset } = request else { return None };
+        Some(match self.uploads.chunk(upload, *offset, payload.to_vec()) {
+            Ok(written) => InOrder::Later(Box::pin(async move {
+                match written.await {
+                    Ok(Ok(())) => (Response::Fs(FsResponse::Done { path: String::new() }), Vec::new()),
+                    Ok(Err(failure)) => failure.answer(),
+                    Err(_) => error_answer(ErrorCode::Internal, "the upload's writer stopped"),
+                }
+            })),
+            Err(failure) => InOrder::Now(failure.answer()),
+        })
+    }
+
+    /// Every request with one answer.
+    pub async fn handle(&self, request: FsRequest) -> Answer {
+        match self.answer(request).await {
+            Ok(response) => (Response::Fs(response), Vec::new()),
+            Err(failure) => failure.answer(),
+        }
+    }
+
+    async fn answer(&self, request: FsRequest) -> Result<FsResponse, Failure> {
+        let roots = self.roots()?;
+        let shown = |path: &Path| path.display().to_string();
+        match request {
+            FsRequest::Stat { path } => {
+                let entry = roots.entry(&path).or_else(|_| roots.existing(&path))?;
+                let found = blocking(move || entries::stat(&entry, &path)).await?;
+                Ok(FsResponse::Entry { entry: found })
+            }
+            FsRequest::Mkdir { path, parents } => {
+                let dirs = roots.missing_dirs(&path)?;
+                let made = dirs.last().map(|d| shown(d)).unwrap_or_else(|| path.clone());
+                blocking(move || ops::mkdir(&dirs, parents, &path)).await?;
+                Ok(FsResponse::Done { path: made })
+            }
+            FsRequest::Rename { from, to, overwrite } => {
+                let (source, target) = (roots.entry(&from)?, roots.entry(&to)?);
+                let done = shown(&target);
+                blocking(move || ops::rename(&source, &target, overwrite, (&from, &to))).await?;
+                Ok(FsResponse::Done { path: done })
+            }
+            FsRequest::Copy { from, to, overwrite } => {
+                let (source, target) = (roots.entry(&from)?, roots.entry(&to)?);
+                let done = shown(&target);
+                blocking(move || ops::copy(&source, &target, overwrite, (&from, &to))).await?;
+                Ok(FsResponse::Done { path: done })
+            }
+            FsRequest::Delete { path, permanent } => {
+                let entry = roots.entry(&path)?;
+                let trash = self.trash.clone();
+                match blocking(move || ops::delete(&entry, permanent, &trash, &path)).await? {
+                    Some(trash_id) => Ok(FsResponse::Trashed { trash_id }),
+                    None => Ok(FsResponse::Done { path: String::new() }),
+                }
+            }
+            FsRequest::Restore { trash_id } => {
+                let trash = self.trash.clone();
+                let back = blocking(move || ops::restore(&trash, &trash_id)).await?;
+                let back = shown(&back);
+                // Restored where it was: that must still be inside the root.
+                roots.entry(&back)?;
+                Ok(FsResponse::Done { path: back })
+            }
+            FsRequest::Chmod { path, mode } => {
+                let resolved = roots.existing(&path)?;
+                let done = shown(&resolved);
+                blocking(move || ops::chmod(&resolved, mode, &path)).await?;
+                Ok(FsResponse::Done { path: done })
+            }
+            FsRequest::Write { path, size, upload, overwrite, mode } => {
+                let target = roots.target(&path)?;
+                let done = shown(&target);
+                let plan = UploadPlan { key: upload, target, shown: path, size, overwrite, mode };
+                let offset = self.uploads.begin(plan).await?;
+                Ok(FsResponse::Writing { path: done, offset })
+            }
+            FsRequest::Commit { upload, sha256 } => {
+                let size = self.uploads.commit(&upload, sha256).await?;
+                Ok(FsResponse::Committed { path: String::new(), size })
+            }
+            FsRequest::Cancel { upload } => {
+                self.uploads.cancel(&upload).await?;
+                Ok(FsResponse::Done { path: String::new() })
+            }
+            FsRequest::Chunk { .. } => Err(Failure::new(ErrorCode::BadRequest, "chunks are handled in order")),
+            FsRequest::List { .. } | FsRequest::Read { .. } => {
+                Err(Failure::new(ErrorCode::BadRequest, "listings and reads are streams"))
+            }
+        }
+    }
+
+    /// `list` and `read`: the answer, then the stream's frames, go to `tx`.
+    pub async fn open_stream(&self, request: FsRequest, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+        let refused = |failure: Failure| async { drop(tx.send(tether_protocol::api::answer_frame(id, &failure.answer())).await) };
+        let roots = match self.roots() {
+            Ok(roots) => roots,
+            Err(failure) => return refused(failure).await,
+        };
+        match request {
+            FsRequest::List { path } => match roots.existing(&path) {
+                Ok(dir) => transfer::list(dir.clone(), dir.display().to_string(), id, stream, tx).await,
+                Err(failure) => refused(failure).await,
+            },
+            FsRequest::Read { path, offset } => match roots.existing(&path) {
+                Ok(file) => transfer::read(file, path, offset, id, stream, tx).await,
+                Err(failure) => refused(failure).await,
+            },
+            _ => refused(Failure::new(ErrorCode::BadRequest, "not a stream request")).await,
+        }
+    }
+}
+
+/// File system work runs on a blocking thread, never on the task carrying every client.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Failure> + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(Failure::new(ErrorCode::Internal, e.to_string())))
+}

@@ -1,0 +1,407 @@
+//! Bytes in and out: listings and downloads as streams, uploads as ordered chunks into a
+//! temporary file that only a matching digest puts in place.
+//!
+//! An upload's life: `write` opens (or finds again) its temporary file beside the target and
+//! says how much of it the host has; `chunk`s append at exactly that offset, in order, through
+//! one writer thread; `commit` checks size and SHA-256, syncs, keeps the old file's mode and
+//! owner, and renames into place. A mismatch or a `cancel` removes the temporary file; a lost
+//! link keeps it, so the same `write` resumes from where it stopped. Temporary files nobody came
+//! back for are removed after `ABANDONED_UPLOAD`.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use tether_protocol::api::ErrorCode;
+use tether_protocol::file::{FileCheck, FILE_CHUNK_BYTES};
+use tether_protocol::frame::{Control, Frame, Header};
+use tether_protocol::fs::{encode_page, Entry};
+use tether_protocol::sync::lock;
+use tokio::sync::{mpsc, oneshot};
+
+use super::entries;
+use super::failure::{io_failure, Failure};
+
+/// Chunks queued for one upload's writer before more are refused (the sender waits for answers).
+const UPLOAD_QUEUE_CHUNKS: usize = 64;
+
+use tether_protocol::fs::MAX_CHUNK_BYTES as MAX_UPLOAD_CHUNK_BYTES;
+/// An upload nobody sends to for this long lets go of its writer (its file stays, to resume).
+const IDLE_UPLOAD: Duration = Duration::from_secs(10 * 60);
+/// A temporary file nobody came back for goes after this long.
+pub const ABANDONED_UPLOAD: Duration = Duration::from_secs(24 * 60 * 60);
+/// Uploads under way at once on this host.
+const MAX_UPLOADS: usize = 64;
+
+/// Stream a directory's entries in pages, then `eof`. The first message says whether it could
+/// be read at all (answered as an error, never a listing).
+pub async fn list(dir: PathBuf, shown: String, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    let (pages_tx, mut pages) = mpsc::channel::<Result<Vec<Entry>, Failure>>(2);
+    let asked = shown.clone();
+    tokio::task::spawn_blocking(move || {
+        let listed = entries::list(&dir, &asked, |page| pages_tx.blocking_send(Ok(page)).is_ok());
+        if let Err(failure) = listed {
+            let _ = pages_tx.blocking_send(Err(failure));
+        }
+    });
+    let listing = tether_protocol::api::Response::Fs(tether_protocol::fs::FsResponse::Listing { path: shown, stream });
+    let mut seq = 0u64;
+    let mut answered = false;
+    while let Some(page) = pages.recv().await {
+        let page = match page {
+            Ok(page) => page,
+            Err(failure) if !answered => {
+                let _ = tx.send(tether_protocol::api::answer_frame(id, &failure.answer())).await;
+                return;
+            }
+            Err(_) => break, // cannot happen: errors come before any page
+        };
+        if !answered {
+            if tx.send(tether_protocol::api::cmd_frame(id, &listing, Vec::new())).await.is_err() {
+                return;
+            }
+            answered = true;
+        }
+        let bytes = encode_page(&page);
+        let len = bytes.len() as u64;
+        if tx.send(Frame::new(Header::Data { stream, seq }, bytes)).await.is_err() {
+            return;
+        }
+        seq += len;
+    }
+    if !answered && tx.send(tether_protocol::api::cmd_frame(id, &listing, Vec::new())).await.is_err() {
+        return;
+    }
+    let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: seq }))).await;
+}
+
+/// Stream a file from `offset` (data numbered by file offset), then `eof`.
+pub async fn read(path: PathBuf, shown: String, offset: u64, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    use tether_protocol::api::{answer_frame, cmd_frame, Response};
+    use tether_protocol::fs::FsResponse;
+    let opened = {
+        let shown = shown.clone();
+        tokio::task::spawn_blocking(move || open_for_reading(&path, &shown)).await
+    };
+    let (mut file, size, mtime_ms) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(failure)) => return drop(tx.send(answer_frame(id, &failure.answer())).await),
+        Err(_) => return,
+    };
+    let reading = Response::Fs(FsResponse::Reading { path: shown.clone(), size, mtime_ms, offset, stream });
+    if tx.send(cmd_frame(id, &reading, Vec::new())).await.is_err() {
+        return;
+    }
+    let mut cursor = offset;
+    loop {
+        let read = tokio::task::spawn_blocking(move || {
+            let mut chunk = vec![0u8; FILE_CHUNK_BYTES];
+            let n = file.seek(SeekFrom::Start(cursor)).and_then(|_| file.read(&mut chunk));
+            n.map(|n| {
+                chunk.truncate(n);
+                (file, chunk)
+            })
+        })
+        .await;
+        let Ok(Ok((back, chunk))) = read else { return }; // a read error: the stream ends without eof
+        file = back;
+        if chunk.is_empty() {
+            let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: cursor }))).await;
+            return;
+        }
+        let len = chunk.len() as u64;
+        if tx.send(Frame::new(Header::Data { stream, seq: cursor }, chunk)).await.is_err() {
+            return;
+        }
+        cursor += len;
+    }
+}
+
+fn open_for_reading(path: &Path, shown: &str) -> Result<(std::fs::File, u64, i64), Failure> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| io_failure(shown, &e))?;
+    let meta = file.metadata().map_err(|e| io_failure(shown, &e))?;
+    if meta.is_dir() {
+        return Err(Failure::new(ErrorCode::IsADirectory, format!("{shown}: is a directory")));
+    }
+    let mtime_ms = meta.mtime().saturating_mul(1000).saturating_add(meta.mtime_nsec() / 1_000_000);
+    Ok((file, meta.len(), mtime_ms))
+}
+
+/// Work for one upload's writer thread.
+enum Job {
+    Chunk { offset: u64, bytes: Vec<u8>, done: oneshot::Sender<Result<(), Failure>> },
+    Commit { sha256: String, done: oneshot::Sender<Result<u64, Failure>> },
+    Cancel { done: oneshot::Sender<()> },
+    /// How far it is (a `write` resuming an upload still open).
+    Offset { done: oneshot::Sender<u64> },
+}
+
+struct Upload {
+    target: PathBuf,
+    size: u64,
+    jobs: std_mpsc::SyncSender<Job>,
+}
+
+/// What `write` asks for.
+pub struct UploadPlan {
+    pub key: String,
+    pub target: PathBuf,
+    pub shown: String,
+    pub size: u64,
+    pub overwrite: bool,
+    pub mode: Option<u32>,
+}
+
+/// Uploads under way, by the client's name for each.
+pub struct Uploads {
+    open: Arc<Mutex<HashMap<String, Upload>>>,
+    /// One small file per upload naming its temporary file, so an abandoned one is found.
+    records: PathBuf,
+}
+
+impl Uploads {
+    pub fn new(records: PathBuf) -> Uploads {
+        Uploads { open: Arc::new(Mutex::new(HashMap::new())), records }
+    }
+
+    /// Start or resume an upload; the offset the host has.
+    pub async fn begin(&self, plan: UploadPlan) -> Result<u64, Failure> {
+        if plan.key.is_empty() || plan.key.len() > 64 || !plan.key.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+            return Err(Failure::new(ErrorCode::BadRequest, "an upload's name is 1 to 64 letters, digits, - or _"));
+        }
+        let running = lock(&self.open).get(&plan.key).map(|u| (u.target.clone(), u.size, u.jobs.clone()));
+        if let Some((target, size, jobs)) = running {
+            if target != plan.target || size != plan.size {
+                return Err(Failure::new(ErrorCode::Exists, format!("upload {} is under way for another file", plan.key)));
+            }
+            let (done, offset) = oneshot::channel();
+            if jobs.try_send(Job::Offset { done }).is_ok() {
+                if let Ok(offset) = offset.await {
+                    return Ok(offset);
+                }
+            }
+            lock(&self.open).remove(&plan.key); // its writer is gone: start afresh below
+        }
+        if lock(&self.open).len() >= MAX_UPLOADS {
+            return Err(Failure::new(ErrorCode::LimitReached, format!("{MAX_UPLOADS} uploads are under way already")));
+        }
+        let records = self.records.clone();
+        let open = self.open.clone();
+        tokio::task::spawn_blocking(move || start_writer(plan, &records, open))
+            .await
+            .unwrap_or_else(|e| Err(Failure::new(ErrorCode::Internal, e.to_string())))
+    }
+
+    fn jobs(&self, key: &str) -> Result<std_mpsc::SyncSender<Job>, Failure> {
+        lock(&self.open).get(key).map(|u| u.jobs.clone()).ok_or_else(|| {
+            Failure::new(ErrorCode::NotFound, format!("no upload {key} under way here (start it again to resume)"))
+        })
+    }
+
+    /// Queue a chunk (in the order requests came); the future says when it is written.
+    pub fn chunk(&self, key: &str, offset: u64, bytes: Vec<u8>) -> Result<oneshot::Receiver<Result<(), Failure>>, Failure> {
+        if bytes.len() > MAX_UPLOAD_CHUNK_BYTES {
+            return Err(Failure::new(ErrorCode::LimitReached, format!("chunks are at most {MAX_UPLOAD_CHUNK_BYTES} bytes")));
+        }
+        let jobs = self.jobs(key)?;
+        let (done, written) = oneshot::channel();
+        jobs.try_send(Job::Chunk { offset, bytes, done }).map_err(|e| match e {
+            std_mpsc::TrySendError::Full(_) => {
+                Failure::new(ErrorCode::LimitReached, format!("more than {UPLOAD_QUEUE_CHUNKS} chunks unanswered"))
+            }
+            std_mpsc::TrySendError::Disconnected(_) => Failure::new(ErrorCode::NotFound, format!("upload {key} ended")),
+        })?;
+        Ok(written)
+    }
+
+    pub async fn commit(&self, key: &str, sha256: String) -> Result<u64, Failure> {
+        let jobs = self.jobs(key)?;
+        let (done, committed) = oneshot::channel();
+        jobs.send(Job::Commit { sha256, done }).map_err(|_| Failure::new(ErrorCode::NotFound, "the upload ended"))?;
+        committed.await.unwrap_or_else(|_| Err(Failure::new(ErrorCode::Internal, "the upload's writer stopped")))
+    }
+
+    pub async fn cancel(&self, key: &str) -> Result<(), Failure> {
+        let jobs = self.jobs(key)?;
+        let (done, cancelled) = oneshot::channel();
+        let _ = jobs.send(Job::Cancel { done });
+        let _ = cancelled.await;
+        Ok(())
+    }
+
+    /// Remove temporary files of uploads abandoned for longer than `ABANDONED_UPLOAD`.
+    pub fn sweep(&self) {
+        let Ok(records) = std::fs::read_dir(&self.records) else { return };
+        let in_use: Vec<PathBuf> = lock(&self.open).keys().map(|key| self.records.join(key)).collect();
+        for record in records.flatten() {
+            let path = record.path();
+            if in_use.contains(&path) {
+                continue;
+            }
+            let temp = std::fs::read_to_string(&path).map(PathBuf::from).ok();
+            let age = temp.as_ref().and_then(|t| std::fs::metadata(t).ok()).and_then(|m| m.modified().ok());
+            let stale = age.and_then(|at| at.elapsed().ok()).is_none_or(|age| age > ABANDONED_UPLOAD);
+            if stale {
+                if let Some(temp) = temp {
+                    let _ = std::fs::remove_file(temp);
+                }
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// The temporary file beside `target` for upload `key`.
+fn temp_path(target: &Path, key: &str) -> PathBuf {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let short: String = name.chars().take(100).collect();
+    target.with_file_name(format!(".{short}.{key}.tether-upload"))
+}
+
+fn start_writer(plan: UploadPlan, records: &Path, open: Arc<Mutex<HashMap<String, Upload>>>) -> Result<u64, Failure> {
+    let shown = plan.shown.clone();
+    match std::fs::metadata(&plan.target) {
+        Ok(meta) if meta.is_dir() => return Err(Failure::new(ErrorCode::IsADirectory, format!("{shown}: is a directory"))),
+        Ok(_) if !plan.overwrite => return Err(Failure::new(ErrorCode::Exists, format!("{shown}: already exists"))),
+        _ => {}
+    }
+    let temp = temp_path(&plan.target, &plan.key);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(|e| io_failure(&shown, &e))?;
+    std::fs::create_dir_all(records).map_err(|e| io_failure("the upload records", &e))?;
+    let _ = std::fs::write(records.join(&plan.key), temp.as_os_str().as_encoded_bytes());
+    // What an earlier attempt left is hashed again, so the digest covers the whole file.
+    let mut check = FileCheck::new(plan.size);
+    let kept = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if kept > plan.size || rehash(&mut file, kept, &mut check).is_err() {
+        check = FileCheck::new(plan.size);
+        file.set_len(0).map_err(|e| io_failure(&shown, &e))?;
+    }
+    let offset = check.offset();
+    let (jobs, inbox) = std_mpsc::sync_channel(UPLOAD_QUEUE_CHUNKS);
+    let key = plan.key.clone();
+    lock(&open).insert(key.clone(), Upload { target: plan.target.clone(), size: plan.size, jobs });
+    let record = records.join(&key);
+    std::thread::spawn(move || {
+        let writer = Writer { plan, temp, file, check };
+        writer.run(inbox, &record);
+        lock(&open).remove(&key);
+    });
+    Ok(offset)
+}
+
+fn rehash(file: &mut std::fs::File, len: u64, check: &mut FileCheck) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut buffer = vec![0u8; FILE_CHUNK_BYTES];
+    let mut left = len;
+    while left > 0 {
+        let n = file.read(&mut buffer[..(left.min(FILE_CHUNK_BYTES as u64) as usize)])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        check.absorb(&buffer[..n]).map_err(|e| std::io::Error::other(e.to_string()))?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+struct Writer {
+    plan: UploadPlan,
+    temp: PathBuf,
+    file: std::fs::File,
+    check: FileCheck,
+}
+
+impl Writer {
+    fn run(mut self, inbox: std_mpsc::Receiver<Job>, record: &Path) {
+        loop {
+            let Ok(job) = inbox.recv_timeout(IDLE_UPLOAD) else { return }; // idle: the file stays
+            match job {
+                Job::Offset { done } => {
+                    let _ = done.send(self.check.offset());
+                }
+                Job::Chunk { offset, bytes, done } => {
+                    let _ = done.send(self.append(offset, &bytes));
+                }
+                Job::Cancel { done } => {
+                    let _ = std::fs::remove_file(&self.temp);
+                    let _ = std::fs::remove_file(record);
+                    let _ = done.send(());
+                    return;
+                }
+                Job::Commit { sha256, done } => {
+                    let committed = self.commit(&sha256);
+                    let keep_for_retry = matches!(&committed, Err(f) if f.code == ErrorCode::Exists);
+                    if !keep_for_retry {
+                        let _ = std::fs::remove_file(&self.temp); // gone by the rename if it worked
+                        let _ = std::fs::remove_file(record);
+                    }
+                    let _ = done.send(committed);
+                    if !keep_for_retry {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Failure> {
+        let expected = self.check.offset();
+        if offset != expected {
+            return Err(Failure::new(ErrorCode::BadRequest, format!("chunk at byte {offset}; the host has {expected}")));
+        }
+        let shown = &self.plan.shown;
+        self.check.absorb(bytes).map_err(|e| Failure::new(ErrorCode::BadRequest, format!("{shown}: {e}")))?;
+        let written = self.file.seek(SeekFrom::Start(offset)).and_then(|_| self.file.write_all(bytes));
+        if let Err(e) = written {
+            // Nothing half-written counts: the next chunk must come again from `expected`.
+            let _ = self.file.set_len(expected);
+            self.check = FileCheck::new(self.plan.size);
+            let _ = rehash(&mut self.file, expected, &mut self.check);
+            return Err(io_failure(shown, &e));
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, sha256: &str) -> Result<u64, Failure> {
+        let shown = self.plan.shown.clone();
+        let check = std::mem::replace(&mut self.check, FileCheck::new(self.plan.size));
+        let size = check.offset();
+        check.finish(sha256).map_err(|e| Failure::new(ErrorCode::BadRequest, format!("{shown}: {e}; nothing was written")))?;
+        self.file.sync_all().map_err(|e| io_failure(&shown, &e))?;
+        let target = &self.plan.target;
+        match std::fs::metadata(target) {
+            Ok(_) if !self.plan.overwrite => {
+                return Err(Failure::new(ErrorCode::Exists, format!("{shown}: appeared meanwhile; not replaced")))
+            }
+            Ok(old) => {
+                // The new bytes take the old file's place with its mode and (where allowed) owner.
+                let _ = self.file.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777));
+                let _ = std::os::unix::fs::fchown(&self.file, Some(old.uid()), Some(old.gid()));
+            }
+            Err(_) => {
+                let mode = self.plan.mode.unwrap_or(0o644) & 0o7777;
+                let _ = self.file.set_permissions(std::fs::Permissions::from_mode(mode));
+            }
+        }
+        std::fs::rename(&self.temp, target).map_err(|e| io_failure(&shown, &e))?;
+        if let Some(dir) = target.parent() {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(size)
+    }
+}
