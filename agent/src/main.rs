@@ -53,6 +53,11 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
             cli::exec::run(&state, invite.or(host), invite_stdin, timeout, command).await
         }
         Command::Hosts { action } => cli::hosts::run(&state, action),
+        Command::Fs { action } => cli::files::fs(&state, action).await,
+        Command::Cp { recursive, json, mut paths } => {
+            let target = paths.pop().unwrap_or_default();
+            cli::files::cp(&state, paths, target, recursive, json).await
+        }
         Command::Session(command) => {
             let agent = match host {
                 Some(name) => {

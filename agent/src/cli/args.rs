@@ -48,6 +48,24 @@ pub enum Command {
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Copy files to or from a host, like scp: `tether cp [-r] SRC… DST`, one side HOST:PATH
+    /// (HOST: an invite, a saved name, or `local`). A DST ending in `/` is a directory to copy
+    /// into. Uploads are atomic (all or nothing at DST) and a lost link resumes by itself.
+    Cp {
+        /// Copy directories and everything in them.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Print one JSON line per file copied.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true, num_args = 2.., value_name = "SRC… DST")]
+        paths: Vec<String>,
+    },
+    /// A host's files for scripts: ls, stat, mkdir, mv, rm, chmod, restore (HOST:PATH).
+    Fs {
+        #[command(subcommand)]
+        action: FsAction,
+    },
     /// Remember hosts by name: add NAME INVITE, ls, rm NAME.
     Hosts {
         #[command(subcommand)]
@@ -195,6 +213,49 @@ impl DaemonOptions {
         }
         args
     }
+}
+
+#[derive(Subcommand)]
+pub enum FsAction {
+    /// List a directory (sorted by name; dot files with -a).
+    Ls {
+        path: String,
+        #[arg(short, long)]
+        all: bool,
+        /// One JSON object per entry.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One entry (a symlink itself).
+    Stat {
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Mkdir {
+        path: String,
+        /// Make missing parents too; no error if it exists.
+        #[arg(short, long)]
+        parents: bool,
+    },
+    /// Rename or move within the host: mv HOST:FROM TO (TO on the same host).
+    Mv {
+        from: String,
+        to: String,
+        /// Replace what is at TO.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Delete into the host's trash (undo with `restore`), or for good with --permanent.
+    Rm {
+        path: String,
+        #[arg(long)]
+        permanent: bool,
+    },
+    /// Set permission bits (octal, e.g. 644).
+    Chmod { mode: String, path: String },
+    /// Put back what `rm` moved to the trash: restore HOST TRASH_ID.
+    Restore { host: String, trash_id: String },
 }
 
 #[derive(Subcommand)]

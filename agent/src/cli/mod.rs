@@ -5,6 +5,7 @@ pub mod args;
 pub mod attach;
 pub mod daemon;
 pub mod exec;
+pub mod files;
 pub mod hosts;
 pub mod logs;
 pub mod password;

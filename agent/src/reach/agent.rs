@@ -61,6 +61,22 @@ impl Agent {
         }
     }
 
+    /// Open a file service stream (`list`, `read`): its answer and events.
+    pub async fn open_fs_stream(
+        &self,
+        request: &Request,
+    ) -> Result<(tether_protocol::fs::FsResponse, tokio::sync::mpsc::Receiver<crate::reach::stream::StreamEvent>), String>
+    {
+        let (answer, events) = match self {
+            Agent::Local(client) => client.open_with_answer(request).await?,
+            Agent::Remote(remote) => remote.open_with_answer(request).await?,
+        };
+        match answer {
+            Response::Fs(answer) => Ok((answer, events)),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
     /// What to tell the user when a stream ends without `eof`.
     pub fn lost_reason(&self) -> String {
         match self {

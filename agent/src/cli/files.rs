@@ -1,0 +1,443 @@
+//! `tether fs` and `tether cp`: a host's files from the command line, like scp and sftp.
+//!
+//! A remote side is `HOST:PATH`: HOST is an invite, a saved host name or `local` (this machine's
+//! daemon). Anything else is a path on this machine.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use serde_json::json;
+use tether_protocol::api::{Request, Response};
+use tether_protocol::file::{FileDigest, FILE_CHUNK_BYTES};
+use tether_protocol::fs::{take_pages, Entry, FsRequest, FsResponse, Kind, MAX_CHUNK_BYTES};
+
+use crate::cli::args::FsAction;
+use crate::paths::StateDir;
+use crate::reach::agent::Agent;
+use crate::reach::local::LocalClient;
+use crate::reach::stream::StreamEvent;
+
+/// Upload chunks sent before the first is answered (their answers are the flow control).
+const CHUNKS_IN_FLIGHT: usize = 8;
+/// A lost link is made again this many times before `cp` gives up.
+const RECONNECTS: u32 = 8;
+
+/// Where a `cp`/`fs` argument points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Here(PathBuf),
+    Host { host: String, path: String },
+}
+
+impl Location {
+    /// `https://RELAY/#ID.SECRET:PATH`, `NAME:PATH`, `local:PATH`, or a local path (a colon
+    /// after a slash, as in `./a:b`, is part of a local name, as with scp).
+    pub fn parse(arg: &str) -> Location {
+        if let Some(hash) = arg.find('#').filter(|_| arg.starts_with("http://") || arg.starts_with("https://")) {
+            return match arg[hash..].find(':') {
+                Some(colon) => Location::Host { host: arg[..hash + colon].into(), path: arg[hash + colon + 1..].into() },
+                None => Location::Host { host: arg.into(), path: String::new() },
+            };
+        }
+        match arg.find(':') {
+            Some(colon) if colon > 0 && !arg[..colon].contains('/') => {
+                Location::Host { host: arg[..colon].into(), path: arg[colon + 1..].into() }
+            }
+            _ => Location::Here(PathBuf::from(arg)),
+        }
+    }
+}
+
+async fn connect(state: &StateDir, host: &str) -> Result<Agent, String> {
+    if host == "local" {
+        return Ok(Agent::Local(LocalClient::connect(state, true).await?));
+    }
+    let link = crate::reach::hosts::Hosts::load(state)?.resolve(host)?;
+    Agent::remote(&link, crate::cli::password::for_host).await
+}
+
+async fn call_fs(agent: &Agent, request: FsRequest, payload: Vec<u8>) -> Result<FsResponse, String> {
+    match agent.call(&Request::Fs(request), payload).await? {
+        (Response::Fs(answer), _) => Ok(answer),
+        (other, _) => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+fn remote(arg: &str) -> Result<(String, String), String> {
+    match Location::parse(arg) {
+        Location::Host { host, path } => Ok((host, path)),
+        Location::Here(_) => Err(format!("{arg}: say which host (HOST:PATH, or local:PATH for this machine)")),
+    }
+}
+
+/// `tether fs ACTION HOST:PATH…`
+pub async fn fs(state: &StateDir, action: FsAction) -> Result<ExitCode, String> {
+    let (target, json) = match &action {
+        FsAction::Ls { path, json, .. } | FsAction::Stat { path, json } => (path.clone(), *json),
+        FsAction::Mkdir { path, .. } | FsAction::Rm { path, .. } | FsAction::Chmod { path, .. } => (path.clone(), false),
+        FsAction::Mv { from, .. } => (from.clone(), false),
+        FsAction::Restore { host, .. } => (format!("{host}:"), false),
+    };
+    let (host, path) = remote(&target)?;
+    let agent = connect(state, &host).await?;
+    let done = run_fs(&agent, action, path, json).await;
+    agent.close().await;
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_fs(agent: &Agent, action: FsAction, path: String, json: bool) -> Result<(), String> {
+    match action {
+        FsAction::Ls { all, .. } => {
+            let mut entries = list(agent, &path).await?;
+            entries.retain(|e| all || !e.name.starts_with('.'));
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            for entry in &entries {
+                match json {
+                    true => println!("{}", serde_json::to_string(entry).unwrap_or_default()),
+                    false => println!("{}", ls_line(entry)),
+                }
+            }
+        }
+        FsAction::Stat { .. } => {
+            let FsResponse::Entry { entry } = call_fs(agent, FsRequest::Stat { path }, Vec::new()).await? else {
+                return Err("unexpected answer to stat".into());
+            };
+            match json {
+                true => println!("{}", serde_json::to_string(&entry).unwrap_or_default()),
+                false => println!("{}", ls_line(&entry)),
+            }
+        }
+        FsAction::Mkdir { parents, .. } => {
+            call_fs(agent, FsRequest::Mkdir { path, parents }, Vec::new()).await?;
+        }
+        FsAction::Mv { to, overwrite, .. } => {
+            let (_, to) = remote(&to)?;
+            call_fs(agent, FsRequest::Rename { from: path, to, overwrite }, Vec::new()).await?;
+        }
+        FsAction::Rm { permanent, .. } => {
+            if let FsResponse::Trashed { trash_id } =
+                call_fs(agent, FsRequest::Delete { path, permanent }, Vec::new()).await?
+            {
+                eprintln!("moved to the host's trash; undo with: tether fs restore HOST {trash_id}");
+            }
+        }
+        FsAction::Chmod { mode, .. } => {
+            let mode = u32::from_str_radix(&mode, 8).map_err(|_| format!("{mode}: not an octal mode"))?;
+            call_fs(agent, FsRequest::Chmod { path, mode }, Vec::new()).await?;
+        }
+        FsAction::Restore { trash_id, .. } => {
+            if let FsResponse::Done { path } = call_fs(agent, FsRequest::Restore { trash_id }, Vec::new()).await? {
+                println!("{path}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ls_line(entry: &Entry) -> String {
+    let kind = match entry.kind {
+        Kind::Dir => 'd',
+        Kind::Symlink => 'l',
+        Kind::File => '-',
+        Kind::Other => '?',
+    };
+    let when = crate::time::format_time(entry.mtime_ms.max(0) as u64);
+    let name = match (&entry.raw_name, &entry.target) {
+        (Some(raw), _) => format!("{} (not UTF-8: hex {raw})", entry.name),
+        (None, Some(target)) => format!("{} -> {target}", entry.name),
+        (None, None) => entry.name.clone(),
+    };
+    format!("{kind}{:04o} {:<8} {:<8} {:>12} {when} {name}", entry.mode, entry.owner, entry.group, entry.size)
+}
+
+/// A remote directory's entries, page by page.
+async fn list(agent: &Agent, path: &str) -> Result<Vec<Entry>, String> {
+    let request = Request::Fs(FsRequest::List { path: path.to_owned() });
+    let (_, mut events) = agent.open_fs_stream(&request).await?;
+    let (mut buffer, mut entries) = (Vec::new(), Vec::new());
+    loop {
+        match events.recv().await {
+            Some(StreamEvent::Data { bytes }) => {
+                buffer.extend_from_slice(&bytes);
+                entries.extend(take_pages(&mut buffer)?);
+            }
+            Some(StreamEvent::Eof) => return Ok(entries),
+            Some(StreamEvent::Skipped { .. }) => return Err(format!("{path}: part of the listing was lost")),
+            None => return Err(agent.lost_reason()),
+        }
+    }
+}
+
+/// `tether cp [-r] SRC… DST`
+pub async fn cp(state: &StateDir, sources: Vec<String>, target: String, recursive: bool, json: bool) -> Result<ExitCode, String> {
+    let target = Location::parse(&target);
+    let mut failed = false;
+    for source in sources {
+        let copied = match (Location::parse(&source), &target) {
+            (Location::Here(from), Location::Host { host, path }) => {
+                upload_tree(state, host, &from, path, sources_many(&from, path), recursive, json).await
+            }
+            (Location::Host { host, path: from }, Location::Here(to)) => {
+                download_tree(state, &host, &from, to, recursive, json).await
+            }
+            _ => Err("one side of cp must be on a host (HOST:PATH) and the other here".into()),
+        };
+        if let Err(e) = copied {
+            eprintln!("tether: {source}: {e}");
+            failed = true;
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Whether `to` names a directory to put `from` in (ends with `/`, or is empty: home).
+fn sources_many(_from: &Path, to: &str) -> bool {
+    to.is_empty() || to.ends_with('/')
+}
+
+fn joined(dir: &str, name: &str) -> String {
+    match dir {
+        "" => name.to_owned(),
+        d if d.ends_with('/') => format!("{d}{name}"),
+        d => format!("{d}/{name}"),
+    }
+}
+
+async fn upload_tree(
+    state: &StateDir,
+    host: &str,
+    from: &Path,
+    to: &str,
+    into_dir: bool,
+    recursive: bool,
+    json: bool,
+) -> Result<(), String> {
+    let name = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let to = if into_dir { joined(to, &name) } else { to.to_owned() };
+    let meta = std::fs::metadata(from).map_err(|e| e.to_string())?;
+    if meta.is_dir() {
+        if !recursive {
+            return Err("is a directory (use -r)".into());
+        }
+        let agent = connect(state, host).await?;
+        call_fs(&agent, FsRequest::Mkdir { path: to.clone(), parents: true }, Vec::new()).await?;
+        agent.close().await;
+        let mut items: Vec<_> = std::fs::read_dir(from).map_err(|e| e.to_string())?.flatten().collect();
+        items.sort_by_key(|i| i.file_name());
+        for item in items {
+            let child = joined(&to, &item.file_name().to_string_lossy());
+            Box::pin(upload_tree(state, host, &item.path(), &child, false, true, json)).await?;
+        }
+        return Ok(());
+    }
+    let size = upload_file(state, host, from, &to).await?;
+    report(json, &from.display().to_string(), &format!("{host}:{to}"), size);
+    Ok(())
+}
+
+fn report(json: bool, from: &str, to: &str, bytes: u64) {
+    if json {
+        println!("{}", json!({ "from": from, "to": to, "bytes": bytes, "ok": true }));
+    }
+}
+
+/// A name for an upload the host can find again after a lost link: this file, its size and
+/// mtime, and where it goes.
+fn upload_key(from: &Path, to: &str, meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut digest = FileDigest::new();
+    digest.update(format!("{}\0{to}\0{}\0{}", from.display(), meta.len(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000).as_bytes());
+    digest.finish()[..32].to_owned()
+}
+
+/// Upload one file, resuming after lost links; its size.
+async fn upload_file(state: &StateDir, host: &str, from: &Path, to: &str) -> Result<u64, String> {
+    let meta = std::fs::metadata(from).map_err(|e| e.to_string())?;
+    let mode = { use std::os::unix::fs::PermissionsExt; meta.permissions().mode() & 0o777 };
+    let upload = upload_key(from, to, &meta);
+    let size = meta.len();
+    let mut attempt = 0;
+    loop {
+        let agent = match connect(state, host).await {
+            Ok(agent) => agent,
+            Err(e) if attempt < RECONNECTS && is_lost(&e) => {
+                attempt += 1;
+                backoff(attempt, &e).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let sent = send_file(&agent, from, to, &upload, size, mode).await;
+        agent.close().await;
+        match sent {
+            Ok(()) => return Ok(size),
+            Err(e) if attempt < RECONNECTS && is_lost(&e) => {
+                attempt += 1;
+                backoff(attempt, &e).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_lost(error: &str) -> bool {
+    error.contains("lost the connection") || error.contains("relay connection failed") || error.contains("offline")
+}
+
+async fn backoff(attempt: u32, why: &str) {
+    let wait = std::time::Duration::from_millis(200u64 << attempt.min(6));
+    eprintln!("tether: {why}; trying again in {} ms", wait.as_millis());
+    tokio::time::sleep(wait).await;
+}
+
+async fn send_file(agent: &Agent, from: &Path, to: &str, upload: &str, size: u64, mode: u32) -> Result<(), String> {
+    let write = FsRequest::Write { path: to.to_owned(), size, upload: upload.to_owned(), overwrite: true, mode: Some(mode) };
+    let FsResponse::Writing { offset, .. } = call_fs(agent, write, Vec::new()).await? else {
+        return Err("unexpected answer to write".into());
+    };
+    let mut file = std::fs::File::open(from).map_err(|e| e.to_string())?;
+    let mut digest = FileDigest::new();
+    // The bytes the host has are hashed here too: the digest covers the whole file.
+    let mut buffer = vec![0u8; MAX_CHUNK_BYTES];
+    let mut at = 0u64;
+    while at < offset {
+        let n = std::io::Read::read(&mut file, &mut buffer[..(offset - at).min(MAX_CHUNK_BYTES as u64) as usize])
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the file shrank while it was sent".into());
+        }
+        digest.update(&buffer[..n]);
+        at += n as u64;
+    }
+    let mut in_flight = FuturesOrdered::new();
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buffer[..FILE_CHUNK_BYTES]).map_err(|e| e.to_string())?;
+        if n > 0 {
+            digest.update(&buffer[..n]);
+            let chunk = FsRequest::Chunk { upload: upload.to_owned(), offset: at };
+            in_flight.push_back(call_fs(agent, chunk, buffer[..n].to_vec()));
+            at += n as u64;
+        }
+        while in_flight.len() >= CHUNKS_IN_FLIGHT || (n == 0 && !in_flight.is_empty()) {
+            if let Some(answer) = in_flight.next().await {
+                answer?;
+            }
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    if at != size {
+        return Err(format!("the file changed while it was sent ({at} bytes, not {size})"));
+    }
+    call_fs(agent, FsRequest::Commit { upload: upload.to_owned(), sha256: digest.finish() }, Vec::new()).await?;
+    Ok(())
+}
+
+async fn download_tree(state: &StateDir, host: &str, from: &str, to: &Path, recursive: bool, json: bool) -> Result<(), String> {
+    let agent = connect(state, host).await?;
+    let entry = match call_fs(&agent, FsRequest::Stat { path: from.to_owned() }, Vec::new()).await? {
+        FsResponse::Entry { entry } => entry,
+        _ => return Err("unexpected answer to stat".into()),
+    };
+    let to = if to.is_dir() { to.join(&entry.name) } else { to.to_path_buf() };
+    if entry.is_dir_like() {
+        if !recursive {
+            agent.close().await;
+            return Err("is a directory (use -r)".into());
+        }
+        let entries = list(&agent, from).await?;
+        agent.close().await;
+        std::fs::create_dir_all(&to).map_err(|e| e.to_string())?;
+        for child in entries {
+            if child.raw_name.is_some() {
+                eprintln!("tether: {}: name not valid UTF-8, skipped", child.name);
+                continue;
+            }
+            Box::pin(download_tree(state, host, &joined(from, &child.name), &to.join(&child.name), true, json)).await?;
+        }
+        return Ok(());
+    }
+    agent.close().await;
+    let size = download_file(state, host, from, &to).await?;
+    report(json, &format!("{host}:{from}"), &to.display().to_string(), size);
+    Ok(())
+}
+
+/// Download one file into a temporary file beside `to`, resuming after lost links, then rename.
+async fn download_file(state: &StateDir, host: &str, from: &str, to: &Path) -> Result<u64, String> {
+    let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = to.with_file_name(format!(".{name}.tether-download"));
+    let mut attempt = 0;
+    loop {
+        let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        let got = match connect(state, host).await {
+            Ok(agent) => {
+                let got = receive_file(&agent, from, &partial, have).await;
+                agent.close().await;
+                got
+            }
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(size) => {
+                std::fs::rename(&partial, to).map_err(|e| e.to_string())?;
+                return Ok(size);
+            }
+            Err(e) if attempt < RECONNECTS && is_lost(&e) => {
+                attempt += 1;
+                backoff(attempt, &e).await;
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+        }
+    }
+}
+
+async fn receive_file(agent: &Agent, from: &str, partial: &Path, have: u64) -> Result<u64, String> {
+    use std::io::Write;
+    let request = Request::Fs(FsRequest::Read { path: from.to_owned(), offset: have });
+    let (answer, mut events) = agent.open_fs_stream(&request).await?;
+    let FsResponse::Reading { size, .. } = answer else { return Err("unexpected answer to read".into()) };
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(partial).map_err(|e| e.to_string())?;
+    if have > size {
+        file.set_len(0).map_err(|e| e.to_string())?;
+        return Err("lost the connection: the file got smaller; starting again".into());
+    }
+    let mut at = have;
+    loop {
+        match events.recv().await {
+            Some(StreamEvent::Data { bytes }) => {
+                file.write_all(&bytes).map_err(|e| format!("{}: {e}", partial.display()))?;
+                at += bytes.len() as u64;
+            }
+            Some(StreamEvent::Eof) => break,
+            Some(StreamEvent::Skipped { .. }) => return Err("bytes were skipped".into()),
+            None => return Err(agent.lost_reason()),
+        }
+    }
+    file.sync_all().map_err(|e| e.to_string())?;
+    if at != size {
+        return Err(format!("{from} changed while it was read ({at} bytes, not {size})"));
+    }
+    Ok(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Location;
+
+    #[test]
+    fn locations_read_like_scp() {
+        let host = |h: &str, p: &str| Location::Host { host: h.into(), path: p.into() };
+        assert_eq!(Location::parse("box:notes/a.txt"), host("box", "notes/a.txt"));
+        assert_eq!(Location::parse("local:/tmp/x"), host("local", "/tmp/x"));
+        assert_eq!(Location::parse("https://relay.example/#ID.SECRET:/etc/hosts"), host("https://relay.example/#ID.SECRET", "/etc/hosts"));
+        assert_eq!(Location::parse("http://127.0.0.1:8080/#ID.SECRET"), host("http://127.0.0.1:8080/#ID.SECRET", ""));
+        assert_eq!(Location::parse("./a:b"), Location::Here("./a:b".into()));
+        assert_eq!(Location::parse("plain.txt"), Location::Here("plain.txt".into()));
+    }
+}
