@@ -37,7 +37,10 @@ impl FileCheck {
     pub fn absorb(&mut self, bytes: &[u8]) -> Result<(), FileError> {
         let end = self.offset.checked_add(bytes.len() as u64).filter(|&end| end <= self.size);
         let Some(end) = end else {
-            return Err(FileError::SizeMismatch { expected: self.size, got: self.offset.saturating_add(bytes.len() as u64) });
+            return Err(FileError::SizeMismatch {
+                expected: self.size,
+                got: self.offset.saturating_add(bytes.len() as u64),
+            });
         };
         self.hasher.update(bytes);
         self.offset = end;

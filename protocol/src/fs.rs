@@ -99,18 +99,39 @@ pub enum FsRequest {
 #[serde(tag = "fs", rename_all = "snake_case")]
 pub enum FsResponse {
     /// Pages of the listing of `path` (as resolved) follow on `stream`.
-    Listing { path: String, stream: u32 },
-    Entry { entry: Entry },
+    Listing {
+        path: String,
+        stream: u32,
+    },
+    Entry {
+        entry: Entry,
+    },
     /// The file's bytes from `offset` follow on `stream`.
-    Reading { path: String, size: u64, mtime_ms: i64, offset: u64, stream: u32 },
+    Reading {
+        path: String,
+        size: u64,
+        mtime_ms: i64,
+        offset: u64,
+        stream: u32,
+    },
     /// Send the upload's bytes from `offset`.
-    Writing { path: String, offset: u64 },
+    Writing {
+        path: String,
+        offset: u64,
+    },
     /// The upload is at `path`: `size` bytes with the digest asked for.
-    Committed { path: String, size: u64 },
+    Committed {
+        path: String,
+        size: u64,
+    },
     /// Moved to the trash; `restore` with `trash_id` puts it back.
-    Trashed { trash_id: String },
+    Trashed {
+        trash_id: String,
+    },
     /// Done (mkdir, rename, copy, delete for good, restore, chmod, cancel).
-    Done { path: String },
+    Done {
+        path: String,
+    },
 }
 
 impl FsRequest {

@@ -5,8 +5,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use tether_protocol::frame::{
-    decode_exact, AuthStep, Control, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES,
-    MAX_PAYLOAD_BYTES,
+    decode_exact, AuthStep, Control, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES,
 };
 use tether_protocol::FrameError;
 

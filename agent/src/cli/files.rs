@@ -16,6 +16,7 @@ use crate::cli::args::FsAction;
 use crate::paths::StateDir;
 use crate::reach::agent::Agent;
 use crate::reach::local::LocalClient;
+use crate::reach::remote::is_refusal;
 use crate::reach::stream::StreamEvent;
 
 /// Upload chunks sent before the first is answered (their answers are the flow control).
@@ -36,7 +37,9 @@ impl Location {
     pub fn parse(arg: &str) -> Location {
         if let Some(hash) = arg.find('#').filter(|_| arg.starts_with("http://") || arg.starts_with("https://")) {
             return match arg[hash..].find(':') {
-                Some(colon) => Location::Host { host: arg[..hash + colon].into(), path: arg[hash + colon + 1..].into() },
+                Some(colon) => {
+                    Location::Host { host: arg[..hash + colon].into(), path: arg[hash + colon + 1..].into() }
+                }
                 None => Location::Host { host: arg.into(), path: String::new() },
             };
         }
@@ -50,11 +53,23 @@ impl Location {
 }
 
 async fn connect(state: &StateDir, host: &str) -> Result<Agent, String> {
-    if host == "local" {
-        return Ok(Agent::Local(LocalClient::connect(state, true).await?));
+    dial(state, &resolve(state, host)?).await
+}
+
+/// The way to `host`: `None` for this machine's daemon. (A name nobody saved fails here, at
+/// once, never in the retry loops below.)
+fn resolve(state: &StateDir, host: &str) -> Result<Option<tether_protocol::identity::Link>, String> {
+    match host {
+        "local" => Ok(None),
+        host => crate::reach::hosts::Hosts::load(state)?.resolve(host).map(Some),
     }
-    let link = crate::reach::hosts::Hosts::load(state)?.resolve(host)?;
-    Agent::remote(&link, crate::cli::password::for_host).await
+}
+
+async fn dial(state: &StateDir, link: &Option<tether_protocol::identity::Link>) -> Result<Agent, String> {
+    match link {
+        None => Ok(Agent::Local(LocalClient::connect(state, true).await?)),
+        Some(link) => Agent::remote(link, crate::cli::password::for_host).await,
+    }
 }
 
 async fn call_fs(agent: &Agent, request: FsRequest, payload: Vec<u8>) -> Result<FsResponse, String> {
@@ -75,7 +90,9 @@ fn remote(arg: &str) -> Result<(String, String), String> {
 pub async fn fs(state: &StateDir, action: FsAction) -> Result<ExitCode, String> {
     let (target, json) = match &action {
         FsAction::Ls { path, json, .. } | FsAction::Stat { path, json } => (path.clone(), *json),
-        FsAction::Mkdir { path, .. } | FsAction::Rm { path, .. } | FsAction::Chmod { path, .. } => (path.clone(), false),
+        FsAction::Mkdir { path, .. } | FsAction::Rm { path, .. } | FsAction::Chmod { path, .. } => {
+            (path.clone(), false)
+        }
         FsAction::Mv { from, .. } => (from.clone(), false),
         FsAction::Restore { host, .. } => (format!("{host}:"), false),
     };
@@ -170,7 +187,13 @@ async fn list(agent: &Agent, path: &str) -> Result<Vec<Entry>, String> {
 }
 
 /// `tether cp [-r] SRC… DST`
-pub async fn cp(state: &StateDir, sources: Vec<String>, target: String, recursive: bool, json: bool) -> Result<ExitCode, String> {
+pub async fn cp(
+    state: &StateDir,
+    sources: Vec<String>,
+    target: String,
+    recursive: bool,
+    json: bool,
+) -> Result<ExitCode, String> {
     let target = Location::parse(&target);
     let mut failed = false;
     for source in sources {
@@ -247,21 +270,28 @@ fn report(json: bool, from: &str, to: &str, bytes: u64) {
 fn upload_key(from: &Path, to: &str, meta: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
     let mut digest = FileDigest::new();
-    digest.update(format!("{}\0{to}\0{}\0{}", from.display(), meta.len(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000).as_bytes());
+    digest.update(
+        format!("{}\0{to}\0{}\0{}", from.display(), meta.len(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000)
+            .as_bytes(),
+    );
     digest.finish()[..32].to_owned()
 }
 
 /// Upload one file, resuming after lost links; its size.
 async fn upload_file(state: &StateDir, host: &str, from: &Path, to: &str) -> Result<u64, String> {
     let meta = std::fs::metadata(from).map_err(|e| e.to_string())?;
-    let mode = { use std::os::unix::fs::PermissionsExt; meta.permissions().mode() & 0o777 };
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o777
+    };
     let upload = upload_key(from, to, &meta);
     let size = meta.len();
+    let link = resolve(state, host)?;
     let mut attempt = 0;
     loop {
-        let agent = match connect(state, host).await {
+        let agent = match dial(state, &link).await {
             Ok(agent) => agent,
-            Err(e) if attempt < RECONNECTS && is_lost(&e) => {
+            Err(e) if attempt < RECONNECTS && !is_refusal(&e) => {
                 attempt += 1;
                 backoff(attempt, &e).await;
                 continue;
@@ -269,20 +299,17 @@ async fn upload_file(state: &StateDir, host: &str, from: &Path, to: &str) -> Res
             Err(e) => return Err(e),
         };
         let sent = send_file(&agent, from, to, &upload, size, mode).await;
+        let lost = agent.link_lost();
         agent.close().await;
         match sent {
             Ok(()) => return Ok(size),
-            Err(e) if attempt < RECONNECTS && is_lost(&e) => {
+            Err(e) if attempt < RECONNECTS && lost => {
                 attempt += 1;
                 backoff(attempt, &e).await;
             }
             Err(e) => return Err(e),
         }
     }
-}
-
-fn is_lost(error: &str) -> bool {
-    error.contains("lost the connection") || error.contains("relay connection failed") || error.contains("offline")
 }
 
 async fn backoff(attempt: u32, why: &str) {
@@ -292,7 +319,8 @@ async fn backoff(attempt: u32, why: &str) {
 }
 
 async fn send_file(agent: &Agent, from: &Path, to: &str, upload: &str, size: u64, mode: u32) -> Result<(), String> {
-    let write = FsRequest::Write { path: to.to_owned(), size, upload: upload.to_owned(), overwrite: true, mode: Some(mode) };
+    let write =
+        FsRequest::Write { path: to.to_owned(), size, upload: upload.to_owned(), overwrite: true, mode: Some(mode) };
     let FsResponse::Writing { offset, .. } = call_fs(agent, write, Vec::new()).await? else {
         return Err("unexpected answer to write".into());
     };
@@ -335,7 +363,14 @@ async fn send_file(agent: &Agent, from: &Path, to: &str, upload: &str, size: u64
     Ok(())
 }
 
-async fn download_tree(state: &StateDir, host: &str, from: &str, to: &Path, recursive: bool, json: bool) -> Result<(), String> {
+async fn download_tree(
+    state: &StateDir,
+    host: &str,
+    from: &str,
+    to: &Path,
+    recursive: bool,
+    json: bool,
+) -> Result<(), String> {
     let agent = connect(state, host).await?;
     let entry = match call_fs(&agent, FsRequest::Stat { path: from.to_owned() }, Vec::new()).await? {
         FsResponse::Entry { entry } => entry,
@@ -369,23 +404,28 @@ async fn download_tree(state: &StateDir, host: &str, from: &str, to: &Path, recu
 async fn download_file(state: &StateDir, host: &str, from: &str, to: &Path) -> Result<u64, String> {
     let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let partial = to.with_file_name(format!(".{name}.tether-download"));
+    let link = resolve(state, host)?;
     let mut attempt = 0;
     loop {
         let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
-        let got = match connect(state, host).await {
+        let (got, retry) = match dial(state, &link).await {
             Ok(agent) => {
                 let got = receive_file(&agent, from, &partial, have).await;
+                let lost = agent.link_lost();
                 agent.close().await;
-                got
+                (got, lost)
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                let retry = !is_refusal(&e);
+                (Err(e), retry)
+            }
         };
         match got {
             Ok(size) => {
                 std::fs::rename(&partial, to).map_err(|e| e.to_string())?;
                 return Ok(size);
             }
-            Err(e) if attempt < RECONNECTS && is_lost(&e) => {
+            Err(e) if attempt < RECONNECTS && retry => {
                 attempt += 1;
                 backoff(attempt, &e).await;
             }
@@ -405,7 +445,7 @@ async fn receive_file(agent: &Agent, from: &str, partial: &Path, have: u64) -> R
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(partial).map_err(|e| e.to_string())?;
     if have > size {
         file.set_len(0).map_err(|e| e.to_string())?;
-        return Err("lost the connection: the file got smaller; starting again".into());
+        return Err(format!("{from} got smaller than what was downloaded; run cp again"));
     }
     let mut at = have;
     loop {
@@ -435,7 +475,10 @@ mod tests {
         let host = |h: &str, p: &str| Location::Host { host: h.into(), path: p.into() };
         assert_eq!(Location::parse("box:notes/a.txt"), host("box", "notes/a.txt"));
         assert_eq!(Location::parse("local:/tmp/x"), host("local", "/tmp/x"));
-        assert_eq!(Location::parse("https://relay.example/#ID.SECRET:/etc/hosts"), host("https://relay.example/#ID.SECRET", "/etc/hosts"));
+        assert_eq!(
+            Location::parse("https://relay.example/#ID.SECRET:/etc/hosts"),
+            host("https://relay.example/#ID.SECRET", "/etc/hosts")
+        );
         assert_eq!(Location::parse("http://127.0.0.1:8080/#ID.SECRET"), host("http://127.0.0.1:8080/#ID.SECRET", ""));
         assert_eq!(Location::parse("./a:b"), Location::Here("./a:b".into()));
         assert_eq!(Location::parse("plain.txt"), Location::Here("plain.txt".into()));

@@ -77,6 +77,14 @@ impl Agent {
         }
     }
 
+    /// Whether the way to the agent has gone (so a failed call was the link's fault).
+    pub fn link_lost(&self) -> bool {
+        match self {
+            Agent::Local(client) => client.link_lost(),
+            Agent::Remote(remote) => remote.link_lost(),
+        }
+    }
+
     /// What to tell the user when a stream ends without `eof`.
     pub fn lost_reason(&self) -> String {
         match self {

@@ -41,6 +41,11 @@ pub struct LocalClient {
 }
 
 impl LocalClient {
+    /// Whether the daemon's socket has gone.
+    pub fn link_lost(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Connect to the daemon, starting it first if `autostart` and none is running.
     pub async fn connect(state: &StateDir, autostart: bool) -> Result<LocalClient, String> {
         let socket = state.socket();

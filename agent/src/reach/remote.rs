@@ -42,6 +42,11 @@ impl RemoteClient {
         RemoteClient { commands, ended }
     }
 
+    /// Whether the connection has ended (a call's error was the link's, not the host's answer).
+    pub fn link_lost(&self) -> bool {
+        lock(&self.ended).is_some() || self.commands.is_closed()
+    }
+
     /// Why the connection was lost, for a stream that ended without `eof`.
     pub fn lost_reason(&self) -> String {
         match lock(&self.ended).clone() {
@@ -126,13 +131,17 @@ async fn serve(mut connection: RelayConnection, mut inbox: mpsc::Receiver<Comman
             Ok(None) => return, // its owner is gone
             Err(why) => why,
         };
-        // Calls in flight cannot be answered any more; open streams can be resumed.
+        // Calls in flight cannot be answered any more; open streams can be resumed. (When this
+        // is the end, it is recorded first, so a caller woken by its failed call sees why.)
+        let resumable = streams.values().any(|s| s.reopen.is_some());
+        let redial = connection.redial().cloned().filter(|_| resumable && !is_refusal(&why));
+        if redial.is_none() {
+            *lock(&ended) = Some(why.clone());
+        }
         for (_, answer) in answers.drain() {
             let _ = answer.send(Err(why.clone()));
         }
-        let resumable = streams.values().any(|s| s.reopen.is_some());
-        let (true, false, Some(dial)) = (resumable, is_refusal(&why), connection.redial().cloned()) else {
-            *lock(&ended) = Some(why);
+        let Some(dial) = redial else {
             return; // dropping the stream senders ends every stream: their readers see the loss
         };
         let Some(again) = reconnect(&dial, &why).await else {
@@ -147,9 +156,10 @@ async fn serve(mut connection: RelayConnection, mut inbox: mpsc::Receiver<Comman
     }
 }
 
-/// Whether the host (not the network) ended the link: then trying again cannot help.
-fn is_refusal(why: &str) -> bool {
-    ["authentication failed", "revoked", "refused"].iter().any(|word| why.contains(word))
+/// Whether the host (not the network) ended the link: then trying again cannot help. (Not
+/// "refused": a relay that is down refuses TCP connections, and that is worth another try.)
+pub fn is_refusal(why: &str) -> bool {
+    ["authentication failed", "revoked"].iter().any(|word| why.contains(word))
 }
 
 /// Dial until the link is up again; `None` if the host refuses us.

@@ -51,8 +51,7 @@ fn user_name(uid: u32) -> Option<String> {
         let mut entry: libc::passwd = std::mem::zeroed();
         let mut found = std::ptr::null_mut();
         let rc = libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found);
-        (rc == 0 && !found.is_null())
-            .then(|| std::ffi::CStr::from_ptr(entry.pw_name).to_string_lossy().into_owned())
+        (rc == 0 && !found.is_null()).then(|| std::ffi::CStr::from_ptr(entry.pw_name).to_string_lossy().into_owned())
     }
 }
 
@@ -63,8 +62,7 @@ fn group_name(gid: u32) -> Option<String> {
         let mut entry: libc::group = std::mem::zeroed();
         let mut found = std::ptr::null_mut();
         let rc = libc::getgrgid_r(gid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found);
-        (rc == 0 && !found.is_null())
-            .then(|| std::ffi::CStr::from_ptr(entry.gr_name).to_string_lossy().into_owned())
+        (rc == 0 && !found.is_null()).then(|| std::ffi::CStr::from_ptr(entry.gr_name).to_string_lossy().into_owned())
     }
 }
 

@@ -58,7 +58,9 @@ impl FileService {
     }
 
     fn roots(&self) -> Result<&Roots, Failure> {
-        self.roots.as_ref().ok_or_else(|| Failure::new(ErrorCode::FilesOff, "the file service is turned off on this host"))
+        self.roots
+            .as_ref()
+            .ok_or_else(|| Failure::new(ErrorCode::FilesOff, "the file service is turned off on this host"))
     }
 
     /// Upload chunks, handled in the order they came (their offsets must follow each other).
@@ -157,7 +159,8 @@ impl FileService {
 
     /// `list` and `read`: the answer, then the stream's frames, go to `tx`.
     pub async fn open_stream(&self, request: FsRequest, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
-        let refused = |failure: Failure| async { drop(tx.send(tether_protocol::api::answer_frame(id, &failure.answer())).await) };
+        let refused =
+            |failure: Failure| async { drop(tx.send(tether_protocol::api::answer_frame(id, &failure.answer())).await) };
         let roots = match self.roots() {
             Ok(roots) => roots,
             Err(failure) => return refused(failure).await,

@@ -106,7 +106,9 @@ impl Roots {
         while std::fs::symlink_metadata(at).is_err() {
             match at.components().next_back() {
                 Some(Component::Normal(_)) => missing.push(at.to_path_buf()),
-                _ => return Err(Failure::new(ErrorCode::InvalidName, format!("{path}: `..` past a missing directory"))),
+                _ => {
+                    return Err(Failure::new(ErrorCode::InvalidName, format!("{path}: `..` past a missing directory")))
+                }
             }
             at = at.parent().unwrap_or(Path::new("/"));
         }

@@ -136,11 +136,22 @@ fn open_for_reading(path: &Path, shown: &str) -> Result<(std::fs::File, u64, i64
 
 /// Work for one upload's writer thread.
 enum Job {
-    Chunk { offset: u64, bytes: Vec<u8>, done: oneshot::Sender<Result<(), Failure>> },
-    Commit { sha256: String, done: oneshot::Sender<Result<u64, Failure>> },
-    Cancel { done: oneshot::Sender<()> },
+    Chunk {
+        offset: u64,
+        bytes: Vec<u8>,
+        done: oneshot::Sender<Result<(), Failure>>,
+    },
+    Commit {
+        sha256: String,
+        done: oneshot::Sender<Result<u64, Failure>>,
+    },
+    Cancel {
+        done: oneshot::Sender<()>,
+    },
     /// How far it is (a `write` resuming an upload still open).
-    Offset { done: oneshot::Sender<u64> },
+    Offset {
+        done: oneshot::Sender<u64>,
+    },
 }
 
 struct Upload {
@@ -173,13 +184,19 @@ impl Uploads {
 
     /// Start or resume an upload; the offset the host has.
     pub async fn begin(&self, plan: UploadPlan) -> Result<u64, Failure> {
-        if plan.key.is_empty() || plan.key.len() > 64 || !plan.key.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+        if plan.key.is_empty()
+            || plan.key.len() > 64
+            || !plan.key.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
             return Err(Failure::new(ErrorCode::BadRequest, "an upload's name is 1 to 64 letters, digits, - or _"));
         }
         let running = lock(&self.open).get(&plan.key).map(|u| (u.target.clone(), u.size, u.jobs.clone()));
         if let Some((target, size, jobs)) = running {
             if target != plan.target || size != plan.size {
-                return Err(Failure::new(ErrorCode::Exists, format!("upload {} is under way for another file", plan.key)));
+                return Err(Failure::new(
+                    ErrorCode::Exists,
+                    format!("upload {} is under way for another file", plan.key),
+                ));
             }
             let (done, offset) = oneshot::channel();
             if jobs.try_send(Job::Offset { done }).is_ok() {
@@ -206,9 +223,17 @@ impl Uploads {
     }
 
     /// Queue a chunk (in the order requests came); the future says when it is written.
-    pub fn chunk(&self, key: &str, offset: u64, bytes: Vec<u8>) -> Result<oneshot::Receiver<Result<(), Failure>>, Failure> {
+    pub fn chunk(
+        &self,
+        key: &str,
+        offset: u64,
+        bytes: Vec<u8>,
+    ) -> Result<oneshot::Receiver<Result<(), Failure>>, Failure> {
         if bytes.len() > MAX_UPLOAD_CHUNK_BYTES {
-            return Err(Failure::new(ErrorCode::LimitReached, format!("chunks are at most {MAX_UPLOAD_CHUNK_BYTES} bytes")));
+            return Err(Failure::new(
+                ErrorCode::LimitReached,
+                format!("chunks are at most {MAX_UPLOAD_CHUNK_BYTES} bytes"),
+            ));
         }
         let jobs = self.jobs(key)?;
         let (done, written) = oneshot::channel();
@@ -268,7 +293,9 @@ fn temp_path(target: &Path, key: &str) -> PathBuf {
 fn start_writer(plan: UploadPlan, records: &Path, open: Arc<Mutex<HashMap<String, Upload>>>) -> Result<u64, Failure> {
     let shown = plan.shown.clone();
     match std::fs::metadata(&plan.target) {
-        Ok(meta) if meta.is_dir() => return Err(Failure::new(ErrorCode::IsADirectory, format!("{shown}: is a directory"))),
+        Ok(meta) if meta.is_dir() => {
+            return Err(Failure::new(ErrorCode::IsADirectory, format!("{shown}: is a directory")))
+        }
         Ok(_) if !plan.overwrite => return Err(Failure::new(ErrorCode::Exists, format!("{shown}: already exists"))),
         _ => {}
     }
@@ -362,7 +389,10 @@ impl Writer {
     fn append(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Failure> {
         let expected = self.check.offset();
         if offset != expected {
-            return Err(Failure::new(ErrorCode::BadRequest, format!("chunk at byte {offset}; the host has {expected}")));
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                format!("chunk at byte {offset}; the host has {expected}"),
+            ));
         }
         let shown = &self.plan.shown;
         self.check.absorb(bytes).map_err(|e| Failure::new(ErrorCode::BadRequest, format!("{shown}: {e}")))?;
@@ -381,7 +411,9 @@ impl Writer {
         let shown = self.plan.shown.clone();
         let check = std::mem::replace(&mut self.check, FileCheck::new(self.plan.size));
         let size = check.offset();
-        check.finish(sha256).map_err(|e| Failure::new(ErrorCode::BadRequest, format!("{shown}: {e}; nothing was written")))?;
+        check
+            .finish(sha256)
+            .map_err(|e| Failure::new(ErrorCode::BadRequest, format!("{shown}: {e}; nothing was written")))?;
         self.file.sync_all().map_err(|e| io_failure(&shown, &e))?;
         let target = &self.plan.target;
         match std::fs::metadata(target) {

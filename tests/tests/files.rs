@@ -1,0 +1,214 @@
+//! The file service end to end: `tether cp` and `tether fs` against a real host agent, through a
+//! real relay (or the local daemon), with the files checked on disk.
+
+use std::path::{Path, PathBuf};
+
+use tether_tests::agent::{self, pair, wait_reachable, Agent};
+use tether_tests::{marker, wait_until, Relay};
+
+fn scratch() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// A fresh directory for one test's files.
+fn dir(name: &str) -> PathBuf {
+    let dir = scratch().join(marker(name));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// `len` bytes that do not repeat in any way a bug could hide behind (xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn paired() -> (Relay, Agent, String, Agent) {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    (relay, host, invite, client)
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn at(invite: &str, path: &Path) -> String {
+    format!("{invite}:{}", path.display())
+}
+
+#[test]
+fn cp_moves_files_and_trees_both_ways_byte_exact_through_the_relay() {
+    let (_relay, _host, invite, client) = paired();
+    let here = dir("cp-here");
+    let there = dir("cp-there");
+    let big = noise(5 << 20, 7); // 5 MiB: many chunks, several in flight
+    std::fs::write(here.join("big.bin"), &big).expect("write");
+    std::fs::create_dir_all(here.join("tree/inner")).expect("tree");
+    std::fs::write(here.join("tree/inner/a.txt"), "a\n").expect("write");
+    std::fs::write(here.join("tree/empty"), "").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(here.join("tree/inner/a.txt"), std::fs::Permissions::from_mode(0o751)).expect("chmod");
+
+    let up =
+        client.ok(&["cp", "--json", &here.join("big.bin").display().to_string(), &at(&invite, &there.join("big.bin"))]);
+    let line: serde_json::Value = serde_json::from_str(up.trim()).expect("one JSON line");
+    assert_eq!(line["bytes"], 5 << 20);
+    assert!(std::fs::read(there.join("big.bin")).expect("uploaded") == big, "uploaded bytes differ");
+    client.ok(&["cp", "-r", &here.join("tree").display().to_string(), &format!("{}/", at(&invite, &there))]);
+    assert_eq!(std::fs::read_to_string(there.join("tree/inner/a.txt")).expect("tree file"), "a\n");
+    assert_eq!(std::fs::metadata(there.join("tree/empty")).expect("empty file").len(), 0);
+    let mode = std::fs::metadata(there.join("tree/inner/a.txt")).expect("mode").permissions().mode();
+    assert_eq!(mode & 0o777, 0o751, "the mode travels with the file");
+
+    let back = dir("cp-back");
+    client.ok(&["cp", &at(&invite, &there.join("big.bin")), &back.join("big.bin").display().to_string()]);
+    assert!(std::fs::read(back.join("big.bin")).expect("downloaded") == big, "downloaded bytes differ");
+    client.ok(&["cp", "-r", &at(&invite, &there.join("tree")), &back.display().to_string()]);
+    assert_eq!(std::fs::read_to_string(back.join("tree/inner/a.txt")).expect("tree file"), "a\n");
+    // Nothing half-done is left on either side.
+    let leftovers = |d: &Path| {
+        std::fs::read_dir(d)
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    assert_eq!((leftovers(&there), leftovers(&back)), (0, 0));
+
+    let missing = client.run(&["cp", &at(&invite, &there.join("nope")), &back.display().to_string()]);
+    assert!(!missing.status.success());
+    assert!(stderr_of(&missing).contains("no such file or directory"), "{}", stderr_of(&missing));
+}
+
+#[test]
+fn an_upload_cut_off_leaves_nothing_at_its_path_and_resumes_where_it_stopped() {
+    let (relay, host, invite, client) = paired();
+    let address = relay.address();
+    let here = dir("resume-here");
+    let there = dir("resume-there");
+    let file = noise(48 << 20, 11); // 48 MiB: long enough to cut in the middle
+    std::fs::write(here.join("data.bin"), &file).expect("write");
+    // (stderr joins stdout, to see what cp says about the cut)
+    let mut cp = std::process::Command::new("sh");
+    cp.args(["-c", "exec \"$0\" \"$@\" 2>&1"]).arg(tether_tests::bin_path("tether"));
+    cp.env("TETHER_STATE_DIR", &client.state).stdin(std::process::Stdio::null());
+    cp.args(["cp", &here.join("data.bin").display().to_string(), &at(&invite, &there.join("data.bin"))]);
+    let (mut copying, said) = tether_tests::process::spawn_collecting(cp);
+    // Once part of it is on the host (in its temporary file), the relay goes away.
+    let partial = || {
+        std::fs::read_dir(&there).ok()?.flatten().find(|e| e.file_name().to_string_lossy().ends_with(".tether-upload"))
+    };
+    wait_until(agent::WAIT, "part of the upload to arrive", || {
+        partial().filter(|e| e.metadata().map(|m| m.len() > 4 << 20).unwrap_or(false))
+    });
+    drop(relay);
+    wait_until(agent::WAIT, "cp to notice", || said.lock().expect("said").contains("trying again").then_some(()));
+    let kept = partial().expect("the temporary file is kept").metadata().expect("meta").len();
+    assert!(!there.join("data.bin").exists(), "a partial file appeared at the target");
+    let _relay = Relay::start_at(&address);
+    assert!(
+        copying.wait_exit(std::time::Duration::from_secs(120), "cp to finish").success(),
+        "{}",
+        said.lock().expect("said")
+    );
+    assert!(std::fs::read(there.join("data.bin")).expect("uploaded") == file, "bytes differ after the resume");
+    assert!(partial().is_none(), "the temporary file is gone");
+    assert!(kept > 0);
+    drop(host);
+}
+
+#[test]
+fn a_files_root_keeps_the_service_inside_it_and_no_files_turns_it_off() {
+    let relay = Relay::start();
+    let root = dir("files-root");
+    let outside = dir("files-outside");
+    std::fs::write(outside.join("secret"), "s").expect("write");
+    std::os::unix::fs::symlink(&outside, root.join("way-out")).expect("symlink");
+    std::fs::write(root.join("mine.txt"), "mine").expect("write");
+    let host = Agent::new(scratch());
+    let config = format!("files_root = {:?}\n", root.display().to_string());
+    std::fs::write(host.state.join("config.toml"), config).expect("config");
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+
+    // Relative paths start at the root.
+    let listed = client.ok(&["fs", "ls", &format!("{invite}:")]);
+    assert!(listed.contains("mine.txt") && listed.contains("way-out"), "{listed}");
+    for escape in ["../", "way-out/secret", &outside.join("secret").display().to_string(), "/etc/passwd"] {
+        let out = client.run(&["cp", &format!("{invite}:{escape}"), &outside.join("copy").display().to_string()]);
+        assert!(!out.status.success(), "{escape} was read");
+        assert!(stderr_of(&out).contains("outside the files root"), "{escape}: {}", stderr_of(&out));
+    }
+    let out = client.run(&["cp", &root.join("mine.txt").display().to_string(), &format!("{invite}:way-out/planted")]);
+    assert!(stderr_of(&out).contains("outside the files root"), "{}", stderr_of(&out));
+    assert!(!outside.join("planted").exists() && !outside.join("copy").exists());
+
+    // Turned off, it says so.
+    std::fs::write(host.state.join("config.toml"), "files = false\n").expect("config");
+    host.ok(&["daemon", "stop", "--grace", "0s"]);
+    host.ok(&["ls"]); // starts it again with the new config
+    wait_until(agent::WAIT, "the host to be back", || {
+        client.run(&["ls", "-H", &invite]).status.success().then_some(())
+    });
+    let out = client.run(&["fs", "ls", &format!("{invite}:")]);
+    assert!(stderr_of(&out).contains("turned off"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn fs_commands_say_what_went_wrong_and_rm_can_be_undone() {
+    let host = Agent::new(scratch());
+    let place = dir("fs-local");
+    let local = |p: &str| format!("local:{}", place.join(p).display());
+    host.ok(&["fs", "mkdir", "-p", &local("a/b/c")]);
+    assert!(place.join("a/b/c").is_dir());
+    let again = host.run(&["fs", "mkdir", &local("a")]);
+    assert!(stderr_of(&again).contains("already exists"), "{}", stderr_of(&again));
+    std::fs::write(place.join("a/file"), "keep me").expect("write");
+    let not_dir = host.run(&["fs", "ls", &local("a/file/x")]);
+    assert!(stderr_of(&not_dir).contains("not a directory"), "{}", stderr_of(&not_dir));
+    host.ok(&["fs", "chmod", "600", &local("a/file")]);
+    let stat: serde_json::Value =
+        serde_json::from_str(&host.ok(&["fs", "stat", "--json", &local("a/file")])).expect("json");
+    assert_eq!(
+        (stat["kind"].as_str(), stat["mode"].as_u64(), stat["size"].as_u64()),
+        (Some("file"), Some(0o600), Some(7))
+    );
+    host.ok(&["fs", "mv", &local("a/file"), &local("a/moved")]);
+    assert!(!place.join("a/file").exists() && place.join("a/moved").exists());
+
+    // rm puts it in the trash; restore brings it back, bytes and all.
+    let removed = host.run(&["fs", "rm", &local("a/moved")]);
+    assert!(removed.status.success());
+    assert!(!place.join("a/moved").exists());
+    let said = stderr_of(&removed);
+    let trash_id = said.split_whitespace().last().expect("trash id").to_owned();
+    host.ok(&["fs", "restore", "local", &trash_id]);
+    assert_eq!(std::fs::read_to_string(place.join("a/moved")).expect("restored"), "keep me");
+    host.ok(&["fs", "rm", "--permanent", &local("a/moved")]);
+    assert!(!place.join("a/moved").exists());
+
+    // A name that is not UTF-8 is listed as such, its bytes shown, never renamed.
+    use std::os::unix::ffi::OsStrExt;
+    let odd = place.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    std::fs::write(&odd, "latin-1 name").expect("write");
+    let listed = host.ok(&["fs", "ls", "--json", &local("")]);
+    let entry: serde_json::Value = listed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["raw_name"].is_string())
+        .expect("the odd name is listed");
+    assert_eq!(entry["raw_name"], "636166e92e747874");
+    assert!(odd.exists());
+}
