@@ -62,6 +62,9 @@ pub enum FsRequest {
     },
     /// Put a trashed entry back where it was.
     Restore { trash_id: String },
+    /// Make a symlink at `path` pointing at `target` (as written; not resolved or checked: a
+    /// link that leads out of a files root is refused when followed, like any other).
+    Symlink { path: String, target: String },
     /// Set permission bits (`0o777` and the sticky/setuid/setgid bits).
     Chmod { path: String, mode: u32 },
     /// Download from `offset`.

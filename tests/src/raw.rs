@@ -38,10 +38,39 @@ impl RawClient {
         RawClient::hello_as(&invite.address(), &invite.identity(), invite.secret.as_bytes())
     }
 
+    /// Like `hello`, from the loopback address `source` (127.x.y.z): the relay counts pending
+    /// handshakes per source, so many sources can open more of them at once.
+    pub fn hello_from(invite: &str, source: std::net::Ipv4Addr) -> RawClient {
+        let Ok(Link::Invite(invite)) = Link::parse(invite) else { panic!("not an invite: {invite}") };
+        let url = invite.address().client_ws_url().expect("relay url");
+        let authority = url.trim_start_matches("ws://").split('/').next().unwrap_or_default();
+        let relay: std::net::SocketAddr = authority.parse().expect("a loopback relay address");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
+        let tcp = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind(std::net::SocketAddr::new(source.into(), 0)).expect("bind the source address");
+            socket.connect(relay).await.expect("connect to the relay")
+        });
+        let tcp = tcp.into_std().expect("std stream");
+        tcp.set_nonblocking(false).expect("blocking");
+        let (ws, _) =
+            tokio_tungstenite::tungstenite::client(url.as_str(), MaybeTlsStream::Plain(tcp)).expect("websocket");
+        RawClient::over(ws, &invite.address(), &invite.identity(), invite.secret.as_bytes())
+    }
+
     /// Connect to `address` as `identity` with `secret`; queue the hello.
     pub fn hello_as(address: &tether_protocol::identity::HostAddress, identity: &str, secret: &[u8]) -> RawClient {
         let url = address.client_ws_url().expect("relay url");
         let (ws, _) = tokio_tungstenite::tungstenite::connect(url.as_str()).expect("websocket to the relay");
+        RawClient::over(ws, address, identity, secret)
+    }
+
+    fn over(
+        ws: WebSocket<MaybeTlsStream<TcpStream>>,
+        address: &tether_protocol::identity::HostAddress,
+        identity: &str,
+        secret: &[u8],
+    ) -> RawClient {
         if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
             tcp.set_read_timeout(Some(READ_POLL)).expect("read timeout");
         }

@@ -39,6 +39,16 @@ fn paired() -> (Relay, Agent, String, Agent) {
     (relay, host, invite, client)
 }
 
+fn sha256_of(bytes: &[u8]) -> String {
+    let mut digest = tether_protocol::file::FileDigest::new();
+    digest.update(bytes);
+    digest.finish()
+}
+
+fn sha256(path: &Path) -> String {
+    sha256_of(&std::fs::read(path).expect("read for its digest"))
+}
+
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -52,30 +62,47 @@ fn cp_moves_files_and_trees_both_ways_byte_exact_through_the_relay() {
     let (_relay, _host, invite, client) = paired();
     let here = dir("cp-here");
     let there = dir("cp-there");
-    let big = noise(5 << 20, 7); // 5 MiB: many chunks, several in flight
+    let big = noise(200 << 20, 7); // 200 MiB
     std::fs::write(here.join("big.bin"), &big).expect("write");
     std::fs::create_dir_all(here.join("tree/inner")).expect("tree");
+    std::fs::create_dir_all(here.join("tree/empty-dir")).expect("tree");
     std::fs::write(here.join("tree/inner/a.txt"), "a\n").expect("write");
     std::fs::write(here.join("tree/empty"), "").expect("write");
+    std::os::unix::fs::symlink("inner/a.txt", here.join("tree/link")).expect("symlink");
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::write(here.join("tree").join(std::ffi::OsStr::from_bytes(b"caf\xe9")), "x").expect("odd name");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(here.join("tree/inner/a.txt"), std::fs::Permissions::from_mode(0o751)).expect("chmod");
 
     let up =
         client.ok(&["cp", "--json", &here.join("big.bin").display().to_string(), &at(&invite, &there.join("big.bin"))]);
     let line: serde_json::Value = serde_json::from_str(up.trim()).expect("one JSON line");
-    assert_eq!(line["bytes"], 5 << 20);
-    assert!(std::fs::read(there.join("big.bin")).expect("uploaded") == big, "uploaded bytes differ");
-    client.ok(&["cp", "-r", &here.join("tree").display().to_string(), &format!("{}/", at(&invite, &there))]);
+    assert_eq!(line["bytes"], 200 << 20);
+    assert!(sha256(&there.join("big.bin")) == sha256_of(&big), "uploaded bytes differ");
+    // The tree goes whole but for the name that is not UTF-8: said, counted, never mangled.
+    let tree =
+        client.run(&["cp", "-r", &here.join("tree").display().to_string(), &format!("{}/", at(&invite, &there))]);
+    assert!(!tree.status.success(), "a file left behind must fail the copy");
+    assert!(stderr_of(&tree).contains("name not valid UTF-8"), "{}", stderr_of(&tree));
     assert_eq!(std::fs::read_to_string(there.join("tree/inner/a.txt")).expect("tree file"), "a\n");
     assert_eq!(std::fs::metadata(there.join("tree/empty")).expect("empty file").len(), 0);
+    assert!(there.join("tree/empty-dir").is_dir());
+    assert_eq!(std::fs::read_link(there.join("tree/link")).expect("a symlink"), Path::new("inner/a.txt"));
+    assert_eq!(
+        std::fs::read_dir(there.join("tree")).expect("tree").count(),
+        4,
+        "inner, empty-dir, empty, link; no odd name"
+    );
     let mode = std::fs::metadata(there.join("tree/inner/a.txt")).expect("mode").permissions().mode();
     assert_eq!(mode & 0o777, 0o751, "the mode travels with the file");
 
     let back = dir("cp-back");
     client.ok(&["cp", &at(&invite, &there.join("big.bin")), &back.join("big.bin").display().to_string()]);
-    assert!(std::fs::read(back.join("big.bin")).expect("downloaded") == big, "downloaded bytes differ");
+    assert!(sha256(&back.join("big.bin")) == sha256_of(&big), "downloaded bytes differ");
     client.ok(&["cp", "-r", &at(&invite, &there.join("tree")), &back.display().to_string()]);
     assert_eq!(std::fs::read_to_string(back.join("tree/inner/a.txt")).expect("tree file"), "a\n");
+    assert!(back.join("tree/empty-dir").is_dir());
+    assert_eq!(std::fs::read_link(back.join("tree/link")).expect("a symlink"), Path::new("inner/a.txt"));
     // Nothing half-done is left on either side.
     let leftovers = |d: &Path| {
         std::fs::read_dir(d)
@@ -91,41 +118,81 @@ fn cp_moves_files_and_trees_both_ways_byte_exact_through_the_relay() {
     assert!(stderr_of(&missing).contains("no such file or directory"), "{}", stderr_of(&missing));
 }
 
-#[test]
-fn an_upload_cut_off_leaves_nothing_at_its_path_and_resumes_where_it_stopped() {
-    let (relay, host, invite, client) = paired();
-    let address = relay.address();
-    let here = dir("resume-here");
-    let there = dir("resume-there");
-    let file = noise(48 << 20, 11); // 48 MiB: long enough to cut in the middle
-    std::fs::write(here.join("data.bin"), &file).expect("write");
-    // (stderr joins stdout, to see what cp says about the cut)
+/// `tether cp ARGS` with its stderr in the collected output (to see what it says about a cut).
+fn spawn_cp(
+    client: &Agent,
+    args: &[String],
+) -> (tether_tests::process::Guard, std::sync::Arc<std::sync::Mutex<String>>) {
     let mut cp = std::process::Command::new("sh");
     cp.args(["-c", "exec \"$0\" \"$@\" 2>&1"]).arg(tether_tests::bin_path("tether"));
     cp.env("TETHER_STATE_DIR", &client.state).stdin(std::process::Stdio::null());
-    cp.args(["cp", &here.join("data.bin").display().to_string(), &at(&invite, &there.join("data.bin"))]);
-    let (mut copying, said) = tether_tests::process::spawn_collecting(cp);
-    // Once part of it is on the host (in its temporary file), the relay goes away.
-    let partial = || {
-        std::fs::read_dir(&there).ok()?.flatten().find(|e| e.file_name().to_string_lossy().ends_with(".tether-upload"))
-    };
-    wait_until(agent::WAIT, "part of the upload to arrive", || {
-        partial().filter(|e| e.metadata().map(|m| m.len() > 4 << 20).unwrap_or(false))
-    });
-    drop(relay);
-    wait_until(agent::WAIT, "cp to notice", || said.lock().expect("said").contains("trying again").then_some(()));
-    let kept = partial().expect("the temporary file is kept").metadata().expect("meta").len();
-    assert!(!there.join("data.bin").exists(), "a partial file appeared at the target");
-    let _relay = Relay::start_at(&address);
-    assert!(
-        copying.wait_exit(std::time::Duration::from_secs(120), "cp to finish").success(),
-        "{}",
-        said.lock().expect("said")
-    );
-    assert!(std::fs::read(there.join("data.bin")).expect("uploaded") == file, "bytes differ after the resume");
-    assert!(partial().is_none(), "the temporary file is gone");
-    assert!(kept > 0);
-    drop(host);
+    cp.arg("cp").args(args);
+    tether_tests::process::spawn_collecting(cp)
+}
+
+/// The temporary file a transfer keeps in `dir` (`suffix`: which side's).
+fn partial_in(dir: &Path, suffix: &str) -> Option<std::fs::DirEntry> {
+    std::fs::read_dir(dir).ok()?.flatten().find(|e| e.file_name().to_string_lossy().ends_with(suffix))
+}
+
+#[test]
+fn a_transfer_cut_off_leaves_nothing_at_its_path_and_resumes_where_it_stopped() {
+    let (relay, _host, invite, client) = paired();
+    let address = relay.address();
+    let (here, there) = (dir("resume-here"), dir("resume-there"));
+    let file = noise(48 << 20, 11); // 48 MiB: long enough to cut in the middle
+    std::fs::write(here.join("data.bin"), &file).expect("write");
+    let mut relay = Some(relay);
+    // Up, then down; each time the relay goes away once part of the file has arrived.
+    let legs = [
+        (
+            here.join("data.bin").display().to_string(),
+            at(&invite, &there.join("data.bin")),
+            there.clone(),
+            ".tether-upload",
+        ),
+        (
+            at(&invite, &there.join("data.bin")),
+            here.join("back.bin").display().to_string(),
+            here.clone(),
+            ".tether-download",
+        ),
+    ];
+    for (from, to, arriving, suffix) in legs {
+        let (mut copying, said) = spawn_cp(&client, &[from, to.clone()]);
+        wait_until(agent::WAIT, "part of the file to arrive", || {
+            partial_in(&arriving, suffix).filter(|e| e.metadata().map(|m| m.len() > 4 << 20).unwrap_or(false))
+        });
+        drop(relay.take());
+        wait_until(agent::WAIT, "cp to notice", || said.lock().expect("said").contains("trying again").then_some(()));
+        let kept = partial_in(&arriving, suffix).expect("the part that came is kept").metadata().expect("meta").len();
+        assert!(kept > 0);
+        let target = if suffix == ".tether-upload" { there.join("data.bin") } else { here.join("back.bin") };
+        assert!(!target.exists(), "a partial file appeared at {}", target.display());
+        relay = Some(Relay::start_at(&address));
+        let done = copying.wait_exit(std::time::Duration::from_secs(120), "cp to finish");
+        assert!(done.success(), "{}", said.lock().expect("said"));
+        assert!(sha256(&target) == sha256_of(&file), "bytes differ after the resume");
+        assert!(partial_in(&arriving, suffix).is_none(), "the temporary file is gone");
+    }
+}
+
+#[test]
+fn an_upload_the_host_got_wrong_is_refused_and_nothing_is_committed() {
+    let relay = Relay::start();
+    // The host flips byte 100,000 of every upload on its way to disk.
+    let host = Agent::with_env(scratch(), &[("TETHER_TEST_FLIP_UPLOAD_BYTE", Path::new("100000"))]);
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    let (here, there) = (dir("corrupt-here"), dir("corrupt-there"));
+    std::fs::write(here.join("f.bin"), noise(1 << 20, 5)).expect("write");
+    std::fs::write(there.join("f.bin"), "the old contents").expect("write");
+    let out = client.run(&["cp", &here.join("f.bin").display().to_string(), &at(&invite, &there.join("f.bin"))]);
+    assert!(!out.status.success(), "a corrupted upload passed");
+    assert!(stderr_of(&out).contains("corrupted"), "{}", stderr_of(&out));
+    assert_eq!(std::fs::read_to_string(there.join("f.bin")).expect("old file"), "the old contents");
+    assert!(partial_in(&there, ".tether-upload").is_none(), "the bad bytes were not kept");
 }
 
 #[test]
@@ -135,6 +202,7 @@ fn a_files_root_keeps_the_service_inside_it_and_no_files_turns_it_off() {
     let outside = dir("files-outside");
     std::fs::write(outside.join("secret"), "s").expect("write");
     std::os::unix::fs::symlink(&outside, root.join("way-out")).expect("symlink");
+    std::os::unix::fs::symlink("/etc", root.join("etc")).expect("symlink");
     std::fs::write(root.join("mine.txt"), "mine").expect("write");
     let host = Agent::new(scratch());
     let config = format!("files_root = {:?}\n", root.display().to_string());
@@ -146,7 +214,8 @@ fn a_files_root_keeps_the_service_inside_it_and_no_files_turns_it_off() {
     // Relative paths start at the root.
     let listed = client.ok(&["fs", "ls", &format!("{invite}:")]);
     assert!(listed.contains("mine.txt") && listed.contains("way-out"), "{listed}");
-    for escape in ["../", "way-out/secret", &outside.join("secret").display().to_string(), "/etc/passwd"] {
+    for escape in ["../", "way-out/secret", &outside.join("secret").display().to_string(), "/etc/passwd", "etc/passwd"]
+    {
         let out = client.run(&["cp", &format!("{invite}:{escape}"), &outside.join("copy").display().to_string()]);
         assert!(!out.status.success(), "{escape} was read");
         assert!(stderr_of(&out).contains("outside the files root"), "{escape}: {}", stderr_of(&out));

@@ -794,3 +794,44 @@ fn attach_notices_a_link_gone_silent_and_comes_back_when_it_speaks_again() {
 /// The connection's idle timeout (60 s) with room to notice.
 const SILENCE_WAIT: std::time::Duration =
     std::time::Duration::from_millis(tether_protocol::connection::IDLE_TIMEOUT_MS + 20_000);
+
+// 16. Nothing blocks the runtime.
+
+#[test]
+fn handshakes_being_computed_never_hold_up_another_clients_requests() {
+    use tether_protocol::api::Request;
+    let (_relay, _host, invite, _client) = paired();
+    let mut busy = RawClient::hello(&invite);
+    busy.authenticate(agent::WAIT);
+    // Strangers' hellos from 4 loopback sources, 4 each (what the relay lets one source have
+    // pending), set the host to 16 handshakes' SRP maths; meanwhile an authenticated client
+    // asks something. Each reads on a thread of its own, so each arrival is seen as it happens.
+    let strangers: Vec<RawClient> =
+        (0..16u8).map(|n| RawClient::hello_from(&invite, std::net::Ipv4Addr::new(127, 0, 1, 1 + n / 4))).collect();
+    let start = std::time::Instant::now();
+    let hellos: Vec<_> = strangers
+        .into_iter()
+        .map(|mut stranger| {
+            std::thread::spawn(move || {
+                stranger.flush();
+                match stranger.receive(agent::WAIT) {
+                    Some(Received::Events(_)) => start.elapsed(),
+                    other => panic!("no server hello: {other:?}"),
+                }
+            })
+        })
+        .collect();
+    request(&mut busy, 7, &Request::HostInfo);
+    assert_eq!(answers(&mut busy, agent::WAIT, 1).len(), 1, "the host info came");
+    let answered = start.elapsed();
+    let mut hellos: Vec<_> = hellos.into_iter().map(|h| h.join().expect("stranger")).collect();
+    hellos.sort();
+    // Done one after another where the client's requests are handled, the handshakes would all
+    // come before the answer; beside it, most come after.
+    let before = hellos.iter().filter(|&&at| at < answered).count();
+    assert!(
+        before < hellos.len() / 2,
+        "{before} of {} handshakes came first: answered after {answered:?}, hellos {hellos:?}",
+        hellos.len()
+    );
+}

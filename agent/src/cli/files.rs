@@ -13,6 +13,7 @@ use tether_protocol::file::{FileDigest, FILE_CHUNK_BYTES};
 use tether_protocol::fs::{take_pages, Entry, FsRequest, FsResponse, Kind, MAX_CHUNK_BYTES};
 
 use crate::cli::args::FsAction;
+use crate::cli::progress::Progress;
 use crate::paths::StateDir;
 use crate::reach::agent::Agent;
 use crate::reach::local::LocalClient;
@@ -195,28 +196,26 @@ pub async fn cp(
     json: bool,
 ) -> Result<ExitCode, String> {
     let target = Location::parse(&target);
-    let mut failed = false;
-    for source in sources {
-        let copied = match (Location::parse(&source), &target) {
+    let copy = Copier { state, recursive, json, failures: std::cell::Cell::new(0) };
+    for source in &sources {
+        match (Location::parse(source), &target) {
             (Location::Here(from), Location::Host { host, path }) => {
-                upload_tree(state, host, &from, path, sources_many(&from, path), recursive, json).await
+                let to = into_dir(path, &from.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+                copy.upload(host, &from, &to).await;
             }
-            (Location::Host { host, path: from }, Location::Here(to)) => {
-                download_tree(state, &host, &from, to, recursive, json).await
-            }
-            _ => Err("one side of cp must be on a host (HOST:PATH) and the other here".into()),
-        };
-        if let Err(e) = copied {
-            eprintln!("tether: {source}: {e}");
-            failed = true;
+            (Location::Host { host, path: from }, Location::Here(to)) => copy.download(&host, &from, to, true).await,
+            _ => copy.failed(source, "one side of cp must be on a host (HOST:PATH) and the other here"),
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if copy.failures.get() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// Whether `to` names a directory to put `from` in (ends with `/`, or is empty: home).
-fn sources_many(_from: &Path, to: &str) -> bool {
-    to.is_empty() || to.ends_with('/')
+/// A remote DST ending in `/` (or empty: the home directory) is a directory to copy into.
+fn into_dir(to: &str, name: &str) -> String {
+    match to.is_empty() || to.ends_with('/') {
+        true => joined(to, name),
+        false => to.to_owned(),
+    }
 }
 
 fn joined(dir: &str, name: &str) -> String {
@@ -227,41 +226,133 @@ fn joined(dir: &str, name: &str) -> String {
     }
 }
 
-async fn upload_tree(
-    state: &StateDir,
-    host: &str,
-    from: &Path,
-    to: &str,
-    into_dir: bool,
+/// One `cp` run: every file is tried; each failure is said and counted, and the rest go on.
+struct Copier<'a> {
+    state: &'a StateDir,
     recursive: bool,
     json: bool,
-) -> Result<(), String> {
-    let name = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let to = if into_dir { joined(to, &name) } else { to.to_owned() };
-    let meta = std::fs::metadata(from).map_err(|e| e.to_string())?;
-    if meta.is_dir() {
-        if !recursive {
-            return Err("is a directory (use -r)".into());
-        }
-        let agent = connect(state, host).await?;
-        call_fs(&agent, FsRequest::Mkdir { path: to.clone(), parents: true }, Vec::new()).await?;
-        agent.close().await;
-        let mut items: Vec<_> = std::fs::read_dir(from).map_err(|e| e.to_string())?.flatten().collect();
-        items.sort_by_key(|i| i.file_name());
-        for item in items {
-            let child = joined(&to, &item.file_name().to_string_lossy());
-            Box::pin(upload_tree(state, host, &item.path(), &child, false, true, json)).await?;
-        }
-        return Ok(());
-    }
-    let size = upload_file(state, host, from, &to).await?;
-    report(json, &from.display().to_string(), &format!("{host}:{to}"), size);
-    Ok(())
+    failures: std::cell::Cell<u32>,
 }
 
-fn report(json: bool, from: &str, to: &str, bytes: u64) {
-    if json {
-        println!("{}", json!({ "from": from, "to": to, "bytes": bytes, "ok": true }));
+impl Copier<'_> {
+    fn failed(&self, what: &str, why: &str) {
+        eprintln!("tether: {what}: {why}");
+        self.failures.set(self.failures.get() + 1);
+    }
+
+    fn copied(&self, from: &str, to: &str, bytes: u64) {
+        if self.json {
+            println!("{}", json!({ "from": from, "to": to, "bytes": bytes }));
+        }
+    }
+
+    async fn upload(&self, host: &str, from: &Path, to: &str) {
+        let shown = from.display().to_string();
+        if from.file_name().is_some_and(|n| n.to_str().is_none()) {
+            return self.failed(&shown, "name not valid UTF-8; not copied");
+        }
+        let meta = match std::fs::symlink_metadata(from) {
+            Ok(meta) => meta,
+            Err(e) => return self.failed(&shown, &e.to_string()),
+        };
+        if meta.file_type().is_symlink() {
+            let target = match std::fs::read_link(from).map(|t| t.to_str().map(str::to_owned)) {
+                Ok(Some(target)) => target,
+                Ok(None) => return self.failed(&shown, "link target not valid UTF-8; not copied"),
+                Err(e) => return self.failed(&shown, &e.to_string()),
+            };
+            let link = FsRequest::Symlink { path: to.to_owned(), target };
+            return match self.one_call(host, link).await {
+                Ok(_) => self.copied(&shown, &format!("{host}:{to}"), 0),
+                Err(e) => self.failed(&shown, &e),
+            };
+        }
+        if meta.is_dir() {
+            if !self.recursive {
+                return self.failed(&shown, "is a directory (use -r)");
+            }
+            if let Err(e) = self.one_call(host, FsRequest::Mkdir { path: to.to_owned(), parents: true }).await {
+                return self.failed(&shown, &e);
+            }
+            let mut items: Vec<_> = match std::fs::read_dir(from) {
+                Ok(items) => items.flatten().collect(),
+                Err(e) => return self.failed(&shown, &e.to_string()),
+            };
+            items.sort_by_key(|i| i.file_name());
+            for item in items {
+                let child = joined(to, &item.file_name().to_string_lossy());
+                Box::pin(self.upload(host, &item.path(), &child)).await;
+            }
+            return;
+        }
+        match upload_file(self.state, host, from, to).await {
+            Ok(size) => self.copied(&shown, &format!("{host}:{to}"), size),
+            Err(e) => self.failed(&shown, &e),
+        }
+    }
+
+    /// One request on a connection of its own.
+    async fn one_call(&self, host: &str, request: FsRequest) -> Result<FsResponse, String> {
+        let agent = connect(self.state, host).await?;
+        let answer = call_fs(&agent, request, Vec::new()).await;
+        agent.close().await;
+        answer
+    }
+
+    /// `top`: the path as given (a DST that is a directory takes the entry's name).
+    async fn download(&self, host: &str, from: &str, to: &Path, top: bool) {
+        let shown = format!("{host}:{from}");
+        let entry = match self.one_call(host, FsRequest::Stat { path: from.to_owned() }).await {
+            Ok(FsResponse::Entry { entry }) => entry,
+            Ok(_) => return self.failed(&shown, "unexpected answer to stat"),
+            Err(e) => return self.failed(&shown, &e),
+        };
+        if entry.raw_name.is_some() {
+            return self.failed(&shown, "name not valid UTF-8; not copied");
+        }
+        let to = if top && to.is_dir() { to.join(&entry.name) } else { to.to_path_buf() };
+        match (entry.kind, &entry.target) {
+            (Kind::Symlink, Some(target)) if !top || self.recursive => {
+                return match std::os::unix::fs::symlink(target, &to) {
+                    Ok(()) => self.copied(&shown, &to.display().to_string(), 0),
+                    Err(e) => self.failed(&shown, &e.to_string()),
+                };
+            }
+            _ => {}
+        }
+        if entry.is_dir_like() {
+            if !self.recursive {
+                return self.failed(&shown, "is a directory (use -r)");
+            }
+            let listed = match connect(self.state, host).await {
+                Ok(agent) => {
+                    let listed = list(&agent, from).await;
+                    agent.close().await;
+                    listed
+                }
+                Err(e) => Err(e),
+            };
+            let mut entries = match listed {
+                Ok(entries) => entries,
+                Err(e) => return self.failed(&shown, &e),
+            };
+            if let Err(e) = std::fs::create_dir_all(&to) {
+                return self.failed(&to.display().to_string(), &e.to_string());
+            }
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            for child in entries {
+                if child.raw_name.is_some() {
+                    self.failed(&joined(&shown, &child.name), "name not valid UTF-8; not copied");
+                    continue;
+                }
+                Box::pin(self.download(host, &joined(from, &child.name), &to.join(&child.name), false)).await;
+            }
+            return;
+        }
+        match download_file(self.state, host, from, &to).await {
+            Ok(size) => self.copied(&shown, &to.display().to_string(), size),
+            Err(e) => self.failed(&shown, &e),
+        }
     }
 }
 
@@ -338,18 +429,22 @@ async fn send_file(agent: &Agent, from: &Path, to: &str, upload: &str, size: u64
         digest.update(&buffer[..n]);
         at += n as u64;
     }
+    let mut progress = Progress::new(to, size, offset);
+    let mut answered = offset;
     let mut in_flight = FuturesOrdered::new();
     loop {
         let n = std::io::Read::read(&mut file, &mut buffer[..FILE_CHUNK_BYTES]).map_err(|e| e.to_string())?;
         if n > 0 {
             digest.update(&buffer[..n]);
             let chunk = FsRequest::Chunk { upload: upload.to_owned(), offset: at };
-            in_flight.push_back(call_fs(agent, chunk, buffer[..n].to_vec()));
+            let call = call_fs(agent, chunk, buffer[..n].to_vec());
+            in_flight.push_back(async move { call.await.map(|_| n as u64) });
             at += n as u64;
         }
         while in_flight.len() >= CHUNKS_IN_FLIGHT || (n == 0 && !in_flight.is_empty()) {
             if let Some(answer) = in_flight.next().await {
-                answer?;
+                answered += answer.inspect_err(|_| progress.finish(answered))?;
+                progress.update(answered);
             }
         }
         if n == 0 {
@@ -359,44 +454,8 @@ async fn send_file(agent: &Agent, from: &Path, to: &str, upload: &str, size: u64
     if at != size {
         return Err(format!("the file changed while it was sent ({at} bytes, not {size})"));
     }
+    progress.finish(answered);
     call_fs(agent, FsRequest::Commit { upload: upload.to_owned(), sha256: digest.finish() }, Vec::new()).await?;
-    Ok(())
-}
-
-async fn download_tree(
-    state: &StateDir,
-    host: &str,
-    from: &str,
-    to: &Path,
-    recursive: bool,
-    json: bool,
-) -> Result<(), String> {
-    let agent = connect(state, host).await?;
-    let entry = match call_fs(&agent, FsRequest::Stat { path: from.to_owned() }, Vec::new()).await? {
-        FsResponse::Entry { entry } => entry,
-        _ => return Err("unexpected answer to stat".into()),
-    };
-    let to = if to.is_dir() { to.join(&entry.name) } else { to.to_path_buf() };
-    if entry.is_dir_like() {
-        if !recursive {
-            agent.close().await;
-            return Err("is a directory (use -r)".into());
-        }
-        let entries = list(&agent, from).await?;
-        agent.close().await;
-        std::fs::create_dir_all(&to).map_err(|e| e.to_string())?;
-        for child in entries {
-            if child.raw_name.is_some() {
-                eprintln!("tether: {}: name not valid UTF-8, skipped", child.name);
-                continue;
-            }
-            Box::pin(download_tree(state, host, &joined(from, &child.name), &to.join(&child.name), true, json)).await?;
-        }
-        return Ok(());
-    }
-    agent.close().await;
-    let size = download_file(state, host, from, &to).await?;
-    report(json, &format!("{host}:{from}"), &to.display().to_string(), size);
     Ok(())
 }
 
@@ -448,17 +507,21 @@ async fn receive_file(agent: &Agent, from: &str, partial: &Path, have: u64) -> R
         return Err(format!("{from} got smaller than what was downloaded; run cp again"));
     }
     let mut at = have;
-    loop {
+    let mut progress = Progress::new(from, size, have);
+    let ended = loop {
         match events.recv().await {
             Some(StreamEvent::Data { bytes }) => {
                 file.write_all(&bytes).map_err(|e| format!("{}: {e}", partial.display()))?;
                 at += bytes.len() as u64;
+                progress.update(at);
             }
-            Some(StreamEvent::Eof) => break,
-            Some(StreamEvent::Skipped { .. }) => return Err("bytes were skipped".into()),
-            None => return Err(agent.lost_reason()),
+            Some(StreamEvent::Eof) => break Ok(()),
+            Some(StreamEvent::Skipped { .. }) => break Err("bytes were skipped".to_owned()),
+            None => break Err(agent.lost_reason()),
         }
-    }
+    };
+    progress.finish(at);
+    ended?;
     file.sync_all().map_err(|e| e.to_string())?;
     if at != size {
         return Err(format!("{from} changed while it was read ({at} bytes, not {size})"));

@@ -9,6 +9,7 @@ pub mod files;
 pub mod hosts;
 pub mod logs;
 pub mod password;
+pub mod progress;
 pub mod qr;
 pub mod sessions;
 pub mod sharing;

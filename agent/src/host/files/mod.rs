@@ -129,6 +129,12 @@ impl FileService {
                 roots.entry(&back)?;
                 Ok(FsResponse::Done { path: back })
             }
+            FsRequest::Symlink { path, target } => {
+                let entry = roots.entry(&path)?;
+                let done = shown(&entry);
+                blocking(move || ops::symlink(&entry, &target, &path)).await?;
+                Ok(FsResponse::Done { path: done })
+            }
             FsRequest::Chmod { path, mode } => {
                 let resolved = roots.existing(&path)?;
                 let done = shown(&resolved);

@@ -89,6 +89,10 @@ fn remove_tree(path: &Path) -> std::io::Result<()> {
     }
 }
 
+pub fn symlink(path: &Path, target: &str, asked: &str) -> Result<(), Failure> {
+    std::os::unix::fs::symlink(target, path).map_err(|e| io_failure(asked, &e))
+}
+
 pub fn chmod(path: &Path, mode: u32, asked: &str) -> Result<(), Failure> {
     if mode > 0o7777 {
         return Err(Failure::new(ErrorCode::BadRequest, format!("mode {mode:o} is not a permission mode")));

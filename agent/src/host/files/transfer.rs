@@ -346,6 +346,21 @@ fn rehash(file: &mut std::fs::File, len: u64, check: &mut FileCheck) -> std::io:
     Ok(())
 }
 
+/// Debug builds only: `TETHER_TEST_FLIP_UPLOAD_BYTE=N` flips the upload's byte N on its way to
+/// disk, as a bad disk or a bug would, so a test can watch the digest check refuse the file.
+fn corrupted_for_tests(offset: u64, bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    #[cfg(debug_assertions)]
+    if let Some(flip) = std::env::var("TETHER_TEST_FLIP_UPLOAD_BYTE").ok().and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(at) = flip.checked_sub(offset).filter(|&at| at < bytes.len() as u64) {
+            let mut bytes = bytes.to_vec();
+            bytes[at as usize] ^= 0x01;
+            return std::borrow::Cow::Owned(bytes);
+        }
+    }
+    let _ = offset;
+    std::borrow::Cow::Borrowed(bytes)
+}
+
 struct Writer {
     plan: UploadPlan,
     temp: PathBuf,
@@ -395,8 +410,9 @@ impl Writer {
             ));
         }
         let shown = &self.plan.shown;
-        self.check.absorb(bytes).map_err(|e| Failure::new(ErrorCode::BadRequest, format!("{shown}: {e}")))?;
-        let written = self.file.seek(SeekFrom::Start(offset)).and_then(|_| self.file.write_all(bytes));
+        let bytes = corrupted_for_tests(offset, bytes);
+        self.check.absorb(&bytes).map_err(|e| Failure::new(ErrorCode::BadRequest, format!("{shown}: {e}")))?;
+        let written = self.file.seek(SeekFrom::Start(offset)).and_then(|_| self.file.write_all(&bytes));
         if let Err(e) = written {
             // Nothing half-written counts: the next chunk must come again from `expected`.
             let _ = self.file.set_len(expected);
