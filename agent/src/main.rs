@@ -84,8 +84,9 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
             print!("{}", cli::skill::SKILL);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pair { relay, name, ephemeral, idle_timeout, json } => {
-            let options = cli::sharing::PairOptions { relay, name, ephemeral, idle_timeout, json };
+        Command::Pair { relay, name, ephemeral, idle_timeout, json, files_root, no_files } => {
+            let options =
+                cli::sharing::PairOptions { relay, name, ephemeral, idle_timeout, json, files_root, no_files };
             cli::sharing::pair(&LocalClient::connect(&state, true).await?, options).await
         }
         Command::Invites { action } => cli::sharing::invites(&LocalClient::connect(&state, true).await?, action).await,

@@ -210,6 +210,12 @@ pub enum Request {
     },
     /// The host's files (see [`crate::fs`]).
     Fs(crate::fs::FsRequest),
+    /// Turn the file service on or off, and confine it to `root` (or not), from now on and
+    /// across restarts (`tether pair --files-root DIR`, `--no-files`). Only the host's own user.
+    SetFiles {
+        enabled: bool,
+        root: Option<String>,
+    },
 }
 
 impl Request {

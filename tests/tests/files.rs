@@ -205,9 +205,10 @@ fn a_files_root_keeps_the_service_inside_it_and_no_files_turns_it_off() {
     std::os::unix::fs::symlink("/etc", root.join("etc")).expect("symlink");
     std::fs::write(root.join("mine.txt"), "mine").expect("write");
     let host = Agent::new(scratch());
-    let config = format!("files_root = {:?}\n", root.display().to_string());
-    std::fs::write(host.state.join("config.toml"), config).expect("config");
-    let invite = pair(&host, &relay);
+    let relay_url = relay.url.trim_end_matches('/');
+    let paired = host.ok(&["pair", "--relay", relay_url, "--json", "--files-root", &root.display().to_string()]);
+    let paired: serde_json::Value = serde_json::from_str(&paired).expect("pair --json");
+    let invite = paired["invite"].as_str().expect("invite").to_owned();
     let client = Agent::new(scratch());
     wait_reachable(&client, &invite);
 
@@ -224,13 +225,17 @@ fn a_files_root_keeps_the_service_inside_it_and_no_files_turns_it_off() {
     assert!(stderr_of(&out).contains("outside the files root"), "{}", stderr_of(&out));
     assert!(!outside.join("planted").exists() && !outside.join("copy").exists());
 
-    // Turned off, it says so.
-    std::fs::write(host.state.join("config.toml"), "files = false\n").expect("config");
+    // The root outlives a restart.
     host.ok(&["daemon", "stop", "--grace", "0s"]);
-    host.ok(&["ls"]); // starts it again with the new config
+    host.ok(&["ls"]); // starts it again
     wait_until(agent::WAIT, "the host to be back", || {
         client.run(&["ls", "-H", &invite]).status.success().then_some(())
     });
+    let out = client.run(&["fs", "ls", &format!("{invite}:../")]);
+    assert!(stderr_of(&out).contains("outside the files root"), "after a restart: {}", stderr_of(&out));
+
+    // Turned off, it says so.
+    host.ok(&["pair", "--relay", relay_url, "--no-files"]);
     let out = client.run(&["fs", "ls", &format!("{invite}:")]);
     assert!(stderr_of(&out).contains("turned off"), "{}", stderr_of(&out));
 }

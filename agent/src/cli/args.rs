@@ -89,6 +89,13 @@ pub enum Command {
         /// Print one JSON object with `invite`, `host_id` and `name`.
         #[arg(long)]
         json: bool,
+        /// Confine the file service (file manager, editor, tether cp) to DIR: paths outside it,
+        /// `..` and symlinks that lead out are refused. Kept until said otherwise.
+        #[arg(long, value_name = "DIR", conflicts_with = "no_files")]
+        files_root: Option<std::path::PathBuf>,
+        /// Turn the file service off (clients keep terminals only). Kept until said otherwise.
+        #[arg(long)]
+        no_files: bool,
     },
     /// The ways in to this host: `invites ls`, `invites rm ID` (revokes it at once).
     Invites {

@@ -19,10 +19,23 @@ pub struct PairOptions {
     pub ephemeral: bool,
     pub idle_timeout: Duration,
     pub json: bool,
+    /// Confine the file service to this directory (from now on).
+    pub files_root: Option<std::path::PathBuf>,
+    /// Turn the file service off (from now on).
+    pub no_files: bool,
 }
 
 pub async fn pair(client: &LocalClient, options: PairOptions) -> Result<ExitCode, String> {
-    let PairOptions { relay, name, ephemeral, idle_timeout, json } = options;
+    let PairOptions { relay, name, ephemeral, idle_timeout, json, files_root, no_files } = options;
+    if files_root.is_some() || no_files {
+        let root = match files_root {
+            Some(dir) => Some(
+                dir.canonicalize().map_err(|e| format!("--files-root {}: {e}", dir.display()))?.display().to_string(),
+            ),
+            None => None,
+        };
+        client.call(&Request::SetFiles { enabled: !no_files, root }, Vec::new()).await?;
+    }
     if !ephemeral {
         let (paired, _) = client.call(&Request::Pair { relay, name }, Vec::new()).await?;
         show_invite(&paired, json)?;

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use tether_protocol::api::{error_answer, Answer, ErrorCode, Request, Response};
 use tether_protocol::frame::Frame;
+use tether_protocol::sync::lock;
 use tokio::sync::mpsc;
 
 use crate::host::access::Access;
 use crate::host::daemon::Daemon;
+use crate::host::files::FilesConfig;
 use crate::host::identity::HostIdentity;
 use crate::host::service::{HostService, InOrder};
 use crate::host::session::Written;
@@ -88,6 +90,7 @@ pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answ
         Request::Revoke { identity } => sharing::revoke(daemon, &identity).await,
         Request::SetPassword { password } => sharing::set_password(daemon, password).await,
         Request::Fs(request) => daemon.files.handle(request).await,
+        Request::SetFiles { enabled, root } => blocking(|| set_files(daemon, enabled, root)),
         Request::DaemonStop { grace_ms } => {
             sessions.stop_all(Duration::from_millis(grace_ms)).await;
             daemon.shutdown.notify_one();
@@ -112,6 +115,16 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(work)
 }
 
+/// `tether pair --files-root DIR` / `--no-files`: new rules now, and after restarts.
+fn set_files(daemon: &Daemon, enabled: bool, root: Option<String>) -> Answer {
+    let config = FilesConfig { enabled, root: root.map(std::path::PathBuf::from) };
+    let applied = daemon.files.reconfigure(&config).and_then(|()| config.store(&lock(&daemon.store)));
+    match applied {
+        Ok(()) => (Response::Ok, Vec::new()),
+        Err(message) => error_answer(ErrorCode::BadRequest, message),
+    }
+}
+
 /// Serve a stream request: its answer and then its frames go to `tx`, on stream `stream`.
 pub async fn open_stream(daemon: &Daemon, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
     match request {
@@ -125,6 +138,7 @@ pub async fn open_stream(daemon: &Daemon, request: Request, id: u64, stream: u32
 async fn handle_remote(daemon: &Daemon, identity: &str, request: Request, payload: Vec<u8>) -> Answer {
     match request {
         Request::Pair { .. }
+        | Request::SetFiles { .. }
         | Request::Share { .. }
         | Request::ListAccess
         | Request::Revoke { .. }

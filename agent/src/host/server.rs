@@ -61,7 +61,8 @@ pub async fn run(state: StateDir, config: Config) -> Result<(), String> {
     let relay = store.setting(RELAY_SETTING)?;
     let store = Arc::new(Mutex::new(store));
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(|| "/".into());
-    let files_config = FilesConfig { enabled: config.files, root: config.files_root.clone() };
+    let files_config = FilesConfig { enabled: config.files, root: config.files_root.clone() }
+        .with_stored(&tether_protocol::sync::lock(&store))?;
     let files = FileService::new(&files_config, home, state.root())?;
     let sessions = Sessions::new(state.clone(), config, store.clone());
     let daemon = Daemon::new(state.clone(), host, store, sessions, files)?;

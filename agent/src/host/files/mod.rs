@@ -14,10 +14,12 @@ mod paths;
 mod transfer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tether_protocol::api::{error_answer, Answer, ErrorCode, Response};
 use tether_protocol::frame::Frame;
 use tether_protocol::fs::{FsRequest, FsResponse};
+use tether_protocol::sync::lock;
 use tokio::sync::mpsc;
 
 use crate::host::service::InOrder;
@@ -26,30 +28,63 @@ use paths::Roots;
 use transfer::{UploadPlan, Uploads};
 
 pub struct FileService {
-    /// `None`: the service is off on this host.
-    roots: Option<Roots>,
+    /// `None`: the service is off on this host. (Swapped whole by `reconfigure`; a request
+    /// under way keeps the rules it started with.)
+    roots: std::sync::Mutex<Option<Arc<Roots>>>,
+    home: PathBuf,
     /// Where deleted entries wait to be restored.
     trash: PathBuf,
     uploads: Uploads,
 }
 
-/// How the service is set up (`files` and `files_root` in the config).
+/// How the service is set up: `files` and `files_root` in the config, unless `tether pair
+/// --files-root / --no-files` said otherwise (kept in the store, so it outlives restarts).
 pub struct FilesConfig {
     pub enabled: bool,
     pub root: Option<PathBuf>,
+}
+
+/// Store settings that `tether pair --files-root DIR` / `--no-files` leave.
+const ENABLED_SETTING: &str = "files";
+const ROOT_SETTING: &str = "files_root";
+
+impl FilesConfig {
+    /// The config's rules, or what `pair` said last.
+    pub fn with_stored(self, store: &crate::host::store::Store) -> Result<FilesConfig, String> {
+        let Some(enabled) = store.setting(ENABLED_SETTING)? else { return Ok(self) };
+        let root = store.setting(ROOT_SETTING)?.filter(|root| !root.is_empty()).map(PathBuf::from);
+        Ok(FilesConfig { enabled: enabled == "on", root })
+    }
+
+    /// Keep these rules for the next start.
+    pub fn store(&self, store: &crate::host::store::Store) -> Result<(), String> {
+        store.set_setting(ENABLED_SETTING, if self.enabled { "on" } else { "off" })?;
+        let root = self.root.as_ref().map(|r| r.display().to_string()).unwrap_or_default();
+        store.set_setting(ROOT_SETTING, &root)
+    }
 }
 
 impl FileService {
     /// Relative paths start at `home` (or at the root); the trash and upload records live under
     /// `state_dir`.
     pub fn new(config: &FilesConfig, home: PathBuf, state_dir: &Path) -> Result<FileService, String> {
-        let roots = match config.enabled {
-            true => Some(Roots::new(home, config.root.as_deref())?),
-            false => None,
-        };
+        let roots = std::sync::Mutex::new(FileService::roots_for(config, &home)?);
         let uploads = Uploads::new(state_dir.join("uploads"));
         uploads.sweep();
-        Ok(FileService { roots, trash: state_dir.join("trash"), uploads })
+        Ok(FileService { roots, home, trash: state_dir.join("trash"), uploads })
+    }
+
+    fn roots_for(config: &FilesConfig, home: &Path) -> Result<Option<Arc<Roots>>, String> {
+        match config.enabled {
+            true => Ok(Some(Arc::new(Roots::new(home.to_path_buf(), config.root.as_deref())?))),
+            false => Ok(None),
+        }
+    }
+
+    /// New rules from now on (a missing root is an error, and the old rules stay).
+    pub fn reconfigure(&self, config: &FilesConfig) -> Result<(), String> {
+        *lock(&self.roots) = FileService::roots_for(config, &self.home)?;
+        Ok(())
     }
 
     /// Remove what abandoned uploads left behind (run now and then; blocks briefly).
@@ -57,9 +92,9 @@ impl FileService {
         self.uploads.sweep();
     }
 
-    fn roots(&self) -> Result<&Roots, Failure> {
-        self.roots
-            .as_ref()
+    fn roots(&self) -> Result<Arc<Roots>, Failure> {
+        lock(&self.roots)
+            .clone()
             .ok_or_else(|| Failure::new(ErrorCode::FilesOff, "the file service is turned off on this host"))
     }
 
