@@ -11,6 +11,7 @@ use tether_protocol::identity::{invite_identity, HostAddress};
 use wasm_bindgen::prelude::*;
 use yew::prelude::*;
 
+use crate::files::FilesPane;
 use crate::hosts::{self, SavedHost};
 use crate::keybar::KeyBar;
 use crate::link::{Link, Status, StreamEvent};
@@ -193,6 +194,38 @@ pub fn workspace(props: &Props) -> Html {
             </span>
         }
     });
+    let files_tab = {
+        let active = active.clone();
+        let class = classes!("tab", "files-tab", (active.as_deref() == Some(FILES_TAB)).then_some("active"));
+        let select = Callback::from(move |_: MouseEvent| active.set(Some(FILES_TAB.to_owned())));
+        html! { <span {class} onclick={select}>{ "Files" }</span> }
+    };
+    let terminal_here = {
+        let (link, open_tab) = ((*link).clone(), open_tab.clone());
+        Callback::from(move |dir: String| {
+            let (Some(link), open_tab) = (link.clone(), open_tab.clone()) else { return };
+            wasm_bindgen_futures::spawn_local(async move {
+                let request = Request::Start {
+                    command: Vec::new(),
+                    title: None,
+                    cwd: Some(dir),
+                    cols: 80,
+                    rows: 24,
+                    notify: None,
+                };
+                if let Ok((Response::Session { session }, _)) = link.call(&request, Vec::new()).await {
+                    open_tab.emit(session.id);
+                }
+            });
+        })
+    };
+    let files_pane = match &*link {
+        Some(link) => html! {
+            <FilesPane link={link.clone()} {generation} active={active.as_deref() == Some(FILES_TAB)}
+                on_terminal_here={terminal_here} />
+        },
+        None => Html::default(),
+    };
     let panes = match &*link {
         Some(link) => tabs
             .iter()
@@ -213,7 +246,8 @@ pub fn workspace(props: &Props) -> Html {
                 <SessionList sessions={(*sessions).clone()} on_open={open_tab} on_stop={stop}
                     on_new={new_shell} connected={generation > 0} />
                 <div class="terminals">
-                    <div class="tabs">{ for tab_buttons }</div>
+                    <div class="tabs">{ files_tab }{ for tab_buttons }</div>
+                    { files_pane }
                     { panes }
                     <KeyBar ctrl_latch={Rc::clone(&ctrl_latch)} keys={Rc::clone(&keys)} />
                 </div>
@@ -278,6 +312,9 @@ async fn on_connected(
     };
     let _ = link.open_stream(&Request::WatchSessions { limit: None }, owner).await;
 }
+
+/// The Files tab's place among the terminal tabs (no session id looks like it).
+const FILES_TAB: &str = ":files";
 
 /// The user's shell; its size follows once the tab has attached.
 fn new_shell_request() -> Request {

@@ -109,7 +109,10 @@ impl Page<'_> {
     }
 
     fn tabs(&self) -> Vec<String> {
-        let ids = self.script("return [...document.querySelectorAll('.tab')].map(t => t.dataset.session)", json!([]));
+        let ids = self.script(
+            "return [...document.querySelectorAll('.tab[data-session]')].map(t => t.dataset.session)",
+            json!([]),
+        );
         serde_json::from_value(ids).unwrap_or_default()
     }
 
@@ -339,5 +342,150 @@ fn an_8_mib_paste_reaches_the_program_whole() {
         (std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0) == expected).then_some(())
     });
     assert!(std::fs::read(&target).expect("pasted") == line.repeat(lines).as_bytes(), "the bytes differ");
+    assert_no_console_errors(&browser);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let mut digest = tether_protocol::file::FileDigest::new();
+    digest.update(bytes);
+    digest.finish()
+}
+
+/// The Files tab's listing attribute (`data-path`, `data-count`, `data-loading`).
+fn files_attr(page: &Page, name: &str) -> String {
+    let script = "const f = document.querySelector('.pane.files'); return f ? f.getAttribute(arguments[0]) : null";
+    page.script(script, json!([name])).as_str().unwrap_or_default().to_owned()
+}
+
+/// Go to `dir` in the Files tab (typed into its path field) and wait for its listing.
+fn files_go(page: &Page, browser: &Browser, dir: &Path) {
+    let field = wait_until(PAGE, "the path field", || browser.find(".pane.files .goto .path"));
+    page.script("document.querySelector('.pane.files .goto .path').value = ''", json!([]));
+    browser.send_keys(&field, &format!("{}\n", dir.display()));
+    let wanted = dir.display().to_string();
+    wait_until(PAGE, &format!("the listing of {wanted}"), || {
+        (files_attr(page, "data-path") == wanted && files_attr(page, "data-loading") == "false").then_some(())
+    });
+}
+
+/// Click the row named `name` (selecting it alone).
+fn files_select(page: &Page, name: &str) {
+    wait_until(PAGE, &format!("the row {name}"), || {
+        let found = page.script(
+            "const r = [...document.querySelectorAll('.pane.files .file')].find(r => r.dataset.name === arguments[0]); \
+             if (r) r.click(); return !!r",
+            json!([name]),
+        );
+        (found == json!(true)).then_some(())
+    });
+}
+
+/// Fill the toolbar's field and submit it.
+fn files_submit(page: &Page, browser: &Browser, value: &str) {
+    let field = wait_until(PAGE, "the edit field", || browser.find(".pane.files form.edit input"));
+    page.script("document.querySelector('.pane.files form.edit input').value = ''", json!([]));
+    browser.send_keys(&field, &format!("{value}\n"));
+}
+
+#[test]
+fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
+    let relay = Relay::start();
+    let home = scratch().join(marker("home"));
+    std::fs::create_dir_all(&home).expect("home");
+    let host = Agent::with_env(scratch(), &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)]);
+    let invite = pair(&host, &relay);
+    let downloads = scratch().join(marker("downloads"));
+    std::fs::create_dir_all(&downloads).expect("downloads");
+    let browser = Browser::start_with_downloads(scratch(), &downloads);
+    let page = Page(&browser);
+
+    // A directory of 10,000 files, and one to download.
+    let place = scratch().join(marker("files-place"));
+    let many = place.join("many");
+    std::fs::create_dir_all(&many).expect("dirs");
+    for n in 0..10_000 {
+        std::fs::write(many.join(format!("file-{n:05}.txt")), "x").expect("many files");
+    }
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(place.join("from-host.bin"), &payload).expect("write");
+
+    browser.goto(&invite);
+    page.landed();
+    page.click(".tab.files-tab");
+    files_go(&page, &browser, &many);
+    assert_eq!(files_attr(&page, "data-count"), "10000");
+    let drawn = page.script("return document.querySelectorAll('.pane.files .file').length", json!([]));
+    assert!(drawn.as_u64().is_some_and(|n| n > 0 && n < 200), "only the rows in view are drawn: {drawn}");
+
+    // Download through Chromium's downloads.
+    files_go(&page, &browser, &place);
+    files_select(&page, "from-host.bin");
+    page.click(".pane.files .download");
+    let saved = downloads.join("from-host.bin");
+    wait_until(BULK, "the download", || {
+        let complete = std::fs::metadata(&saved).map(|m| m.len() == payload.len() as u64).unwrap_or(false);
+        (complete && !downloads.join("from-host.bin.crdownload").exists()).then_some(())
+    });
+    assert_eq!(sha256_hex(&std::fs::read(&saved).expect("downloaded")), sha256_hex(&payload));
+
+    // Upload through the file input.
+    let local = scratch().join(marker("to-upload.bin"));
+    let upload: Vec<u8> = payload.iter().rev().copied().collect();
+    std::fs::write(&local, &upload).expect("write");
+    let input = browser.find(".pane.files .file-input").expect("the file input");
+    browser.send_keys(&input, &local.display().to_string());
+    let name = local.file_name().expect("name").to_string_lossy().into_owned();
+    wait_until(BULK, "the upload", || {
+        std::fs::read(place.join(&name)).ok().filter(|got| got.len() == upload.len()).map(|_| ())
+    });
+    assert_eq!(sha256_hex(&std::fs::read(place.join(&name)).expect("uploaded")), sha256_hex(&upload));
+
+    // Upload by dropping a file on the list.
+    let dropped = page.script(
+        "const bytes = new Uint8Array(100000).map((_, i) => (i * 7) & 255); \
+         const data = new DataTransfer(); data.items.add(new File([bytes], 'dropped.bin')); \
+         const list = document.querySelector('.pane.files .file-list'); \
+         list.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true })); return true",
+        json!([]),
+    );
+    assert_eq!(dropped, json!(true));
+    let expected: Vec<u8> = (0..100_000u32).map(|i| (i * 7 & 255) as u8).collect();
+    wait_until(BULK, "the dropped file", || {
+        std::fs::read(place.join("dropped.bin")).ok().filter(|got| *got == expected).map(|_| ())
+    });
+
+    // New folder, rename, delete, undo.
+    page.click(".pane.files .mkdir");
+    files_submit(&page, &browser, "made-here");
+    wait_until(PAGE, "the new folder", || place.join("made-here").is_dir().then_some(()));
+    files_select(&page, "dropped.bin");
+    page.click(".pane.files .rename");
+    files_submit(&page, &browser, "renamed.bin");
+    wait_until(PAGE, "the rename", || place.join("renamed.bin").exists().then_some(()));
+    assert!(
+        !place.join("dropped.bin").exists(),
+        "{:?}",
+        std::fs::read_dir(&place).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    files_select(&page, "renamed.bin");
+    page.click(".pane.files .delete");
+    wait_until(PAGE, "the delete", || (!place.join("renamed.bin").exists()).then_some(()));
+    wait_until(PAGE, "the undo button", || browser.find(".pane.files .undo"));
+    page.click(".pane.files .undo");
+    wait_until(PAGE, "the undo", || place.join("renamed.bin").exists().then_some(()));
+
+    // An error is said in words on the page.
+    files_go(&page, &browser, &place);
+    let field = browser.find(".pane.files .goto .path").expect("path field");
+    page.script("document.querySelector('.pane.files .goto .path').value = ''", json!([]));
+    browser.send_keys(&field, &format!("{}\n", place.join("nowhere").display()));
+    let said = wait_until(PAGE, "the error", || {
+        let text = page.script(
+            "const e = document.querySelector('.pane.files .file-error'); return e ? e.textContent : null",
+            json!([]),
+        );
+        text.as_str().map(str::to_owned)
+    });
+    assert!(said.contains("no such file or directory"), "{said}");
     assert_no_console_errors(&browser);
 }

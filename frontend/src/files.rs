@@ -1,0 +1,938 @@
+//! The Files tab: the host's files over the same connection as the terminals.
+//!
+//! - A directory is listed as a stream of pages (`fs/list`); only the rows in view are in the
+//!   DOM (fixed-height rows over a spacer), so 10,000 entries open and scroll smoothly.
+//! - Keyboard: ↑/↓ move, Enter opens (a folder) or downloads (a file), Backspace goes up, Space
+//!   selects, Delete deletes, F2 renames.
+//! - Uploads (button or drop) go in chunks, checked by SHA-256 on the host and committed
+//!   atomically there; each has a progress bar with its rate and a cancel button. A name that
+//!   exists asks first: replace, keep both, or skip.
+//! - Delete moves to the host's trash, with Undo.
+//! - The container's `data-path` is the directory shown and `data-count` its number of entries:
+//!   what a test (or a curious user) can check.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use tether_protocol::api::{Request, Response};
+use tether_protocol::file::FileDigest;
+use tether_protocol::fs::{take_pages, Entry, FsRequest, FsResponse, Kind, MAX_CHUNK_BYTES};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use yew::prelude::*;
+
+use crate::link::{Link, StreamEvent};
+
+/// Height of one row, in CSS pixels (the list is virtualised on it).
+const ROW_PX: i32 = 26;
+/// Rows drawn beyond the visible ones, above and below.
+const OVERSCAN_ROWS: i32 = 20;
+
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    pub link: Link,
+    /// The link's generation while connected (0 while not).
+    pub generation: u64,
+    pub active: bool,
+    /// Open a terminal in this directory.
+    pub on_terminal_here: Callback<String>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum SortBy {
+    Name,
+    Size,
+    Modified,
+}
+
+/// A transfer's line in the list of transfers.
+#[derive(Clone, PartialEq)]
+struct Transfer {
+    id: u32,
+    name: String,
+    upload: bool,
+    done: u64,
+    total: u64,
+    started_ms: f64,
+    /// `Some` once it has ended: how (empty: fine).
+    ended: Option<String>,
+    cancel: Rc<Cell<bool>>,
+}
+
+/// An edit in progress in the toolbar's field.
+#[derive(Clone, PartialEq)]
+enum Edit {
+    NewFolder,
+    Rename(String),
+    Chmod(String, u32),
+}
+
+/// A file to upload whose name is taken: the user picks.
+#[derive(Clone, PartialEq)]
+struct Conflict {
+    file: web_sys::File,
+    name: String,
+}
+
+fn joined(dir: &str, name: &str) -> String {
+    match dir {
+        "" => name.to_owned(),
+        "/" => format!("/{name}"),
+        dir => format!("{}/{name}", dir.trim_end_matches('/')),
+    }
+}
+
+fn parent(dir: &str) -> String {
+    match dir.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) | None => "/".to_owned(),
+        Some((up, _)) => up.to_owned(),
+    }
+}
+
+fn size_text(entry: &Entry) -> String {
+    match entry.kind {
+        Kind::Dir => String::new(),
+        _ => human_bytes(entry.size),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let (mut value, mut unit) = (n as f64, 0);
+    while value >= 1000.0 && unit < units.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+fn when(ms: i64) -> String {
+    let date = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    String::from(date.to_locale_string("default", &JsValue::UNDEFINED))
+}
+
+fn now() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_default()
+}
+
+/// A name not in `taken`: `name (1).ext`, `name (2).ext`…
+fn free_name(name: &str, taken: &[Entry]) -> String {
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
+        _ => (name, String::new()),
+    };
+    (1..)
+        .map(|n| format!("{stem} ({n}){ext}"))
+        .find(|candidate| !taken.iter().any(|e| &e.name == candidate))
+        .unwrap_or_else(|| name.to_owned())
+}
+
+#[function_component(FilesPane)]
+pub fn files_pane(props: &Props) -> Html {
+    // What was asked ("" = home) and what the host says it is.
+    let asked = use_state(String::new);
+    let shown = use_state(String::new);
+    let entries = use_state(Vec::<Entry>::new);
+    let loading = use_state(|| false);
+    let error = use_state(|| None::<String>);
+    let sort = use_state(|| (SortBy::Name, true));
+    let hidden = use_state(|| false);
+    let selected = use_state(HashSet::<String>::new);
+    let cursor = use_state(|| 0usize);
+    let scroll = use_state(|| 0i32);
+    let viewport = use_state(|| 600i32);
+    let reload = use_state(|| 0u32);
+    let edit = use_state(|| None::<Edit>);
+    let undo = use_state(|| None::<Vec<String>>);
+    let conflicts = use_state(Vec::<Conflict>::new);
+    let transfers = use_state(Vec::<Transfer>::new);
+    // Async work updates transfers through this, never through a stale handle.
+    let transfer_log = use_memo((), |_| Rc::new(RefCell::new(Vec::<Transfer>::new())));
+    let next_transfer = use_memo((), |_| Cell::new(0u32));
+    let list_ref = use_node_ref();
+    let file_input = use_node_ref();
+
+    // List the directory whenever it, the connection or a change asks for it.
+    {
+        let (link, entries, shown, loading, error, selected, cursor) = (
+            props.link.clone(),
+            entries.clone(),
+            shown.clone(),
+            loading.clone(),
+            error.clone(),
+            selected.clone(),
+            cursor.clone(),
+        );
+        use_effect_with(((*asked).clone(), props.generation, *reload), move |(path, generation, _)| {
+            if *generation > 0 {
+                loading.set(true);
+                let path = path.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    match list(&link, &path).await {
+                        Ok((resolved, listed)) => {
+                            // The same directory again (after a change) keeps its selection (what
+                            // has gone from it is left out where it is used); another starts afresh.
+                            if *shown != resolved {
+                                selected.set(HashSet::new());
+                                cursor.set(0);
+                            }
+                            shown.set(resolved);
+                            entries.set(listed);
+                            error.set(None);
+                        }
+                        Err(message) => error.set(Some(message)),
+                    }
+                    loading.set(false);
+                });
+            }
+        });
+    }
+
+    // The rows in the order shown.
+    let mut rows: Vec<Entry> = entries.iter().filter(|e| *hidden || !e.name.starts_with('.')).cloned().collect();
+    let (by, ascending) = *sort;
+    rows.sort_by(|a, b| {
+        let dirs_first = b.is_dir_like().cmp(&a.is_dir_like());
+        let order = match by {
+            SortBy::Name => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+            SortBy::Size => a.size.cmp(&b.size),
+            SortBy::Modified => a.mtime_ms.cmp(&b.mtime_ms),
+        };
+        dirs_first.then(if ascending { order } else { order.reverse() })
+    });
+    let rows = Rc::new(rows);
+
+    let go = {
+        let (asked, undo) = (asked.clone(), undo.clone());
+        Callback::from(move |path: String| {
+            undo.set(None);
+            asked.set(path);
+        })
+    };
+    let refresh = {
+        let reload = reload.clone();
+        Callback::from(move |_: ()| reload.set(*reload + 1))
+    };
+    let set_transfers = {
+        let transfers = transfers.clone();
+        let log = Rc::clone(&transfer_log);
+        Callback::from(move |_: ()| transfers.set(log.borrow().clone()))
+    };
+
+    // Download a file: its bytes as a stream, then saved through the browser's downloads.
+    let download = {
+        let (link, log, next, set_transfers, error) = (
+            props.link.clone(),
+            Rc::clone(&transfer_log),
+            Rc::clone(&next_transfer),
+            set_transfers.clone(),
+            error.clone(),
+        );
+        Callback::from(move |(path, name, size): (String, String, u64)| {
+            let id = next.get();
+            next.set(id + 1);
+            let transfer = Transfer {
+                id,
+                name: name.clone(),
+                upload: false,
+                done: 0,
+                total: size,
+                started_ms: now(),
+                ended: None,
+                cancel: Rc::new(Cell::new(false)),
+            };
+            log.borrow_mut().push(transfer);
+            set_transfers.emit(());
+            let (link, log, set_transfers, error) =
+                (link.clone(), Rc::clone(&log), set_transfers.clone(), error.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let progress = {
+                    let (log, set_transfers) = (Rc::clone(&log), set_transfers.clone());
+                    move |done: u64| {
+                        if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
+                            t.done = done;
+                        }
+                        set_transfers.emit(());
+                    }
+                };
+                let result = download_file(&link, &path, &name, progress).await;
+                if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
+                    t.ended = Some(result.clone().err().unwrap_or_default());
+                }
+                if let Err(message) = result {
+                    error.set(Some(message));
+                }
+                set_transfers.emit(());
+            });
+        })
+    };
+
+    // Upload files into the directory shown; a taken name asks first.
+    let upload = {
+        let (link, log, next, set_transfers, shown, entries, refresh, conflicts) = (
+            props.link.clone(),
+            Rc::clone(&transfer_log),
+            Rc::clone(&next_transfer),
+            set_transfers.clone(),
+            shown.clone(),
+            entries.clone(),
+            refresh.clone(),
+            conflicts.clone(),
+        );
+        Callback::from(move |(file, name, overwrite): (web_sys::File, String, bool)| {
+            if !overwrite && entries.iter().any(|e| e.name == name) {
+                let mut waiting = (*conflicts).clone();
+                waiting.push(Conflict { file, name });
+                conflicts.set(waiting);
+                return;
+            }
+            let id = next.get();
+            next.set(id + 1);
+            let cancel = Rc::new(Cell::new(false));
+            let size = file.size() as u64;
+            log.borrow_mut().push(Transfer {
+                id,
+                name: name.clone(),
+                upload: true,
+                done: 0,
+                total: size,
+                started_ms: now(),
+                ended: None,
+                cancel: Rc::clone(&cancel),
+            });
+            set_transfers.emit(());
+            let path = joined(&shown, &name);
+            let (link, log, set_transfers, refresh) =
+                (link.clone(), Rc::clone(&log), set_transfers.clone(), refresh.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let progress = {
+                    let (log, set_transfers) = (Rc::clone(&log), set_transfers.clone());
+                    move |done: u64| {
+                        if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
+                            t.done = done;
+                        }
+                        set_transfers.emit(());
+                    }
+                };
+                let result = upload_file(&link, &file, &path, overwrite, &cancel, progress).await;
+                if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
+                    t.ended = Some(result.err().unwrap_or_default());
+                }
+                set_transfers.emit(());
+                refresh.emit(());
+            });
+        })
+    };
+
+    let open_entry = {
+        let (go, download, shown) = (go.clone(), download.clone(), shown.clone());
+        Callback::from(move |entry: Entry| {
+            if entry.raw_name.is_some() {
+                return; // cannot be named in a request; shown as it is
+            }
+            let path = joined(&shown, &entry.name);
+            if entry.is_dir_like() {
+                go.emit(path);
+            } else {
+                download.emit((path, entry.name.clone(), entry.size));
+            }
+        })
+    };
+
+    let delete_selected = {
+        let (link, selected, shown, undo, error, refresh, rows) = (
+            props.link.clone(),
+            selected.clone(),
+            shown.clone(),
+            undo.clone(),
+            error.clone(),
+            refresh.clone(),
+            Rc::clone(&rows),
+        );
+        Callback::from(move |_: ()| {
+            let names: Vec<String> =
+                rows.iter().filter(|e| selected.contains(&e.name)).map(|e| e.name.clone()).collect();
+            if names.is_empty() {
+                return;
+            }
+            let (link, shown, undo, error, refresh) =
+                (link.clone(), (*shown).clone(), undo.clone(), error.clone(), refresh.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let mut trashed = Vec::new();
+                for name in names {
+                    let delete = FsRequest::Delete { path: joined(&shown, &name), permanent: false };
+                    match call_fs(&link, delete).await {
+                        Ok(FsResponse::Trashed { trash_id }) => trashed.push(trash_id),
+                        Ok(_) => {}
+                        Err(message) => error.set(Some(message)),
+                    }
+                }
+                undo.set((!trashed.is_empty()).then_some(trashed));
+                refresh.emit(());
+            });
+        })
+    };
+
+    let restore = {
+        let (link, undo, error, refresh) = (props.link.clone(), undo.clone(), error.clone(), refresh.clone());
+        Callback::from(move |_: MouseEvent| {
+            let Some(ids) = (*undo).clone() else { return };
+            undo.set(None);
+            let (link, error, refresh) = (link.clone(), error.clone(), refresh.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                for trash_id in ids {
+                    if let Err(message) = call_fs(&link, FsRequest::Restore { trash_id }).await {
+                        error.set(Some(message));
+                    }
+                }
+                refresh.emit(());
+            });
+        })
+    };
+
+    let on_key = {
+        let (rows, cursor, selected, open_entry, go, shown, delete_selected, edit, list_ref, viewport) = (
+            Rc::clone(&rows),
+            cursor.clone(),
+            selected.clone(),
+            open_entry.clone(),
+            go.clone(),
+            shown.clone(),
+            delete_selected.clone(),
+            edit.clone(),
+            list_ref.clone(),
+            viewport.clone(),
+        );
+        Callback::from(move |e: KeyboardEvent| {
+            let count = rows.len();
+            let at = (*cursor).min(count.saturating_sub(1));
+            let move_to = |index: usize| {
+                cursor.set(index);
+                // Keep the cursor's row in view.
+                if let Some(list) = list_ref.cast::<web_sys::Element>() {
+                    let top = index as i32 * ROW_PX;
+                    if top < list.scroll_top() {
+                        list.set_scroll_top(top);
+                    } else if top + ROW_PX > list.scroll_top() + *viewport {
+                        list.set_scroll_top(top + ROW_PX - *viewport);
+                    }
+                }
+            };
+            match e.key().as_str() {
+                "ArrowDown" if count > 0 => move_to((at + 1).min(count - 1)),
+                "ArrowUp" if count > 0 => move_to(at.saturating_sub(1)),
+                "Home" if count > 0 => move_to(0),
+                "End" if count > 0 => move_to(count - 1),
+                "Enter" => {
+                    if let Some(entry) = rows.get(at) {
+                        open_entry.emit(entry.clone());
+                    }
+                }
+                "Backspace" => go.emit(parent(&shown)),
+                " " => {
+                    if let Some(entry) = rows.get(at) {
+                        let mut next = (*selected).clone();
+                        if !next.remove(&entry.name) {
+                            next.insert(entry.name.clone());
+                        }
+                        selected.set(next);
+                    }
+                }
+                "Delete" => delete_selected.emit(()),
+                "F2" => {
+                    if let Some(entry) = rows.get(at) {
+                        edit.set(Some(Edit::Rename(entry.name.clone())));
+                    }
+                }
+                "a" if e.ctrl_key() || e.meta_key() => selected.set(rows.iter().map(|r| r.name.clone()).collect()),
+                _ => return,
+            }
+            e.prevent_default();
+        })
+    };
+
+    let on_scroll = {
+        let (scroll, viewport, list_ref) = (scroll.clone(), viewport.clone(), list_ref.clone());
+        Callback::from(move |_: Event| {
+            if let Some(list) = list_ref.cast::<web_sys::Element>() {
+                scroll.set(list.scroll_top());
+                viewport.set(list.client_height().max(ROW_PX));
+            }
+        })
+    };
+
+    let on_files_chosen = {
+        let (upload, file_input) = (upload.clone(), file_input.clone());
+        Callback::from(move |_: Event| {
+            let Some(input) = file_input.cast::<web_sys::HtmlInputElement>() else { return };
+            if let Some(files) = input.files() {
+                for index in 0..files.length() {
+                    if let Some(file) = files.get(index) {
+                        let name = file.name();
+                        upload.emit((file, name, false));
+                    }
+                }
+            }
+            input.set_value("");
+        })
+    };
+    let on_drop = {
+        let upload = upload.clone();
+        Callback::from(move |e: DragEvent| {
+            e.prevent_default();
+            let Some(files) = e.data_transfer().and_then(|d| d.files()) else { return };
+            for index in 0..files.length() {
+                if let Some(file) = files.get(index) {
+                    let name = file.name();
+                    upload.emit((file, name, false));
+                }
+            }
+        })
+    };
+    let on_drag_over = Callback::from(|e: DragEvent| e.prevent_default());
+
+    // The toolbar's field: new folder, rename, chmod.
+    let field = use_node_ref();
+    let on_edit_submit = {
+        let (link, edit, shown, field, error, refresh) =
+            (props.link.clone(), edit.clone(), shown.clone(), field.clone(), error.clone(), refresh.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let Some(input) = field.cast::<web_sys::HtmlInputElement>() else { return };
+            let value = input.value();
+            let Some(current) = (*edit).clone() else { return };
+            edit.set(None);
+            let request = match current {
+                Edit::NewFolder => FsRequest::Mkdir { path: joined(&shown, &value), parents: false },
+                Edit::Rename(from) => {
+                    FsRequest::Rename { from: joined(&shown, &from), to: joined(&shown, &value), overwrite: false }
+                }
+                Edit::Chmod(name, _) => match u32::from_str_radix(value.trim(), 8) {
+                    Ok(mode) => FsRequest::Chmod { path: joined(&shown, &name), mode },
+                    Err(_) => return error.set(Some(format!("{value}: not an octal mode (e.g. 644)"))),
+                },
+            };
+            let (link, error, refresh) = (link.clone(), error.clone(), refresh.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match call_fs(&link, request).await {
+                    Ok(_) => error.set(None),
+                    Err(message) => error.set(Some(message)),
+                }
+                refresh.emit(());
+            });
+        })
+    };
+
+    // The rows in view.
+    let first = ((*scroll / ROW_PX) - OVERSCAN_ROWS).max(0) as usize;
+    let last = (((*scroll + *viewport) / ROW_PX) + OVERSCAN_ROWS).max(0) as usize;
+    let drawn = rows.iter().enumerate().skip(first).take(last.saturating_sub(first) + 1).map(|(index, entry)| {
+        let is_selected = selected.contains(&entry.name);
+        let class = classes!(
+            "file",
+            if entry.is_dir_like() { "dir" } else { "plain" },
+            is_selected.then_some("selected"),
+            (index == *cursor).then_some("cursor")
+        );
+        let onclick = {
+            let (selected, cursor, name) = (selected.clone(), cursor.clone(), entry.name.clone());
+            Callback::from(move |e: MouseEvent| {
+                let mut next = if e.ctrl_key() || e.meta_key() { (*selected).clone() } else { HashSet::new() };
+                if !next.remove(&name) {
+                    next.insert(name.clone());
+                }
+                selected.set(next);
+                cursor.set(index);
+            })
+        };
+        let ondblclick = {
+            let (open_entry, entry) = (open_entry.clone(), entry.clone());
+            Callback::from(move |_: MouseEvent| open_entry.emit(entry.clone()))
+        };
+        let name = match (&entry.raw_name, &entry.target) {
+            (Some(_), _) => html! { <>{ &entry.name }<span class="note" title="This name is not valid UTF-8; it is shown, never renamed">{ " (not UTF-8)" }</span></> },
+            (None, Some(target)) => html! { <>{ &entry.name }<span class="note">{ format!(" → {target}") }</span></> },
+            (None, None) => html! { { &entry.name } },
+        };
+        html! {
+            <div {class} style={format!("top: {}px", index as i32 * ROW_PX)} data-name={entry.name.clone()} {onclick} {ondblclick}>
+                <span class="name">{ name }</span>
+                <span class="size">{ size_text(entry) }</span>
+                <span class="mtime">{ when(entry.mtime_ms) }</span>
+                <span class="mode">{ format!("{:o}", entry.mode) }</span>
+            </div>
+        }
+    });
+
+    let crumbs = {
+        let path = (*shown).clone();
+        let mut parts = vec![("/".to_owned(), "/".to_owned())];
+        let mut at = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            at = format!("{at}/{part}");
+            parts.push((part.to_owned(), at.clone()));
+        }
+        parts.into_iter().map(|(label, target)| {
+            let go = go.clone();
+            html! { <button class="crumb" onclick={Callback::from(move |_: MouseEvent| go.emit(target.clone()))}>{ label }</button> }
+        })
+    };
+    let header = |label: &str, key: SortBy| {
+        let sort = sort.clone();
+        let arrow = if sort.0 == key {
+            if sort.1 {
+                " ▲"
+            } else {
+                " ▼"
+            }
+        } else {
+            ""
+        };
+        let onclick = Callback::from(move |_: MouseEvent| {
+            let ascending = if sort.0 == key { !sort.1 } else { true };
+            sort.set((key, ascending));
+        });
+        html! { <button class="sort" {onclick}>{ format!("{label}{arrow}") }</button> }
+    };
+    let selection: Vec<String> = rows.iter().filter(|e| selected.contains(&e.name)).map(|e| e.name.clone()).collect();
+    let single = (selection.len() == 1).then(|| selection[0].clone());
+    let transfer_rows = transfers.iter().map(|t| {
+        let seconds = ((now() - t.started_ms) / 1000.0).max(0.001);
+        let rate = human_bytes((t.done as f64 / seconds) as u64);
+        let percent = if t.total == 0 { 100 } else { t.done * 100 / t.total };
+        let state = match &t.ended {
+            None => format!("{} / {} · {rate}/s", human_bytes(t.done), human_bytes(t.total)),
+            Some(why) if why.is_empty() => "done".to_owned(),
+            Some(why) => why.clone(),
+        };
+        let cancel = {
+            let flag = Rc::clone(&t.cancel);
+            Callback::from(move |_: MouseEvent| flag.set(true))
+        };
+        let class = classes!("transfer", t.ended.as_ref().map(|w| if w.is_empty() { "done" } else { "failed" }));
+        html! {
+            <li {class} data-name={t.name.clone()}>
+                <span class="what">{ if t.upload { "↑ " } else { "↓ " } }{ &t.name }</span>
+                <progress max="100" value={percent.to_string()}></progress>
+                <span class="state">{ state }</span>
+                if t.ended.is_none() { <button class="cancel" onclick={cancel}>{ "Cancel" }</button> }
+            </li>
+        }
+    });
+    let conflict_dialog = conflicts.first().cloned().map(|conflict| {
+        let answer = |choice: u8| {
+            let (conflicts, upload, entries, conflict) =
+                (conflicts.clone(), upload.clone(), entries.clone(), conflict.clone());
+            Callback::from(move |_: MouseEvent| {
+                conflicts.set(conflicts.iter().skip(1).cloned().collect());
+                match choice {
+                    0 => upload.emit((conflict.file.clone(), conflict.name.clone(), true)),
+                    1 => upload.emit((conflict.file.clone(), free_name(&conflict.name, &entries), false)),
+                    _ => {}
+                }
+            })
+        };
+        html! {
+            <div class="conflict" role="dialog">
+                <span>{ format!("{} already exists here.", conflict.name) }</span>
+                <button class="replace" onclick={answer(0)}>{ "Replace" }</button>
+                <button class="keep-both" onclick={answer(1)}>{ "Keep both" }</button>
+                <button class="skip" onclick={answer(2)}>{ "Skip" }</button>
+            </div>
+        }
+    });
+    let edit_form = (*edit).clone().map(|current| {
+        let (label, value) = match &current {
+            Edit::NewFolder => ("New folder", String::new()),
+            Edit::Rename(name) => ("Rename to", name.clone()),
+            Edit::Chmod(_, mode) => ("Mode (octal)", format!("{mode:o}")),
+        };
+        let cancel = {
+            let edit = edit.clone();
+            Callback::from(move |_: MouseEvent| edit.set(None))
+        };
+        html! {
+            <form class="edit" onsubmit={on_edit_submit.clone()}>
+                <label>{ label }<input ref={field.clone()} name="value" value={value} autofocus=true /></label>
+                <button type="submit">{ "OK" }</button>
+                <button type="button" onclick={cancel}>{ "Cancel" }</button>
+            </form>
+        }
+    });
+
+    let button = |label: &'static str, class: &'static str, enabled: bool, onclick: Callback<MouseEvent>| {
+        html! { <button {class} disabled={!enabled} {onclick}>{ label }</button> }
+    };
+    let up = {
+        let (go, shown) = (go.clone(), shown.clone());
+        Callback::from(move |_: MouseEvent| go.emit(parent(&shown)))
+    };
+    let new_folder = {
+        let edit = edit.clone();
+        Callback::from(move |_: MouseEvent| edit.set(Some(Edit::NewFolder)))
+    };
+    let choose_files = {
+        let file_input = file_input.clone();
+        Callback::from(move |_: MouseEvent| {
+            if let Some(input) = file_input.cast::<web_sys::HtmlElement>() {
+                input.click();
+            }
+        })
+    };
+    let download_selected = {
+        let (rows, selected, download, shown) = (Rc::clone(&rows), selected.clone(), download.clone(), shown.clone());
+        Callback::from(move |_: MouseEvent| {
+            for entry in rows.iter().filter(|e| selected.contains(&e.name) && !e.is_dir_like()) {
+                download.emit((joined(&shown, &entry.name), entry.name.clone(), entry.size));
+            }
+        })
+    };
+    let rename = {
+        let (edit, single) = (edit.clone(), single.clone());
+        Callback::from(move |_: MouseEvent| {
+            if let Some(name) = single.clone() {
+                edit.set(Some(Edit::Rename(name)));
+            }
+        })
+    };
+    let chmod = {
+        let (edit, single, rows) = (edit.clone(), single.clone(), Rc::clone(&rows));
+        Callback::from(move |_: MouseEvent| {
+            if let Some(entry) = single.as_ref().and_then(|name| rows.iter().find(|e| &e.name == name)) {
+                edit.set(Some(Edit::Chmod(entry.name.clone(), entry.mode)));
+            }
+        })
+    };
+    let delete = {
+        let delete_selected = delete_selected.clone();
+        Callback::from(move |_: MouseEvent| delete_selected.emit(()))
+    };
+    let terminal_here = {
+        let (on_terminal_here, shown) = (props.on_terminal_here.clone(), shown.clone());
+        Callback::from(move |_: MouseEvent| on_terminal_here.emit((*shown).clone()))
+    };
+    let toggle_hidden = {
+        let hidden = hidden.clone();
+        Callback::from(move |_: Event| hidden.set(!*hidden))
+    };
+    let connected = props.generation > 0;
+    let some = !selection.is_empty();
+    // Type a path and press Enter to go there.
+    let on_path = {
+        let go = go.clone();
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let field = e.target().and_then(|t| t.dyn_into::<web_sys::HtmlFormElement>().ok());
+            let input = field
+                .and_then(|f| f.elements().named_item("path"))
+                .and_then(|i| i.dyn_into::<web_sys::HtmlInputElement>().ok());
+            if let Some(input) = input {
+                go.emit(input.value());
+            }
+        })
+    };
+
+    html! {
+        <div class={classes!("pane", "files", (!props.active).then_some("hidden"))}
+            data-path={(*shown).clone()} data-count={entries.len().to_string()} data-loading={loading.to_string()}>
+            <div class="file-tools">
+                { button("Up", "up", connected, up) }
+                <nav class="crumbs">{ for crumbs }</nav>
+                <form class="goto" onsubmit={on_path}>
+                    <input name="path" class="path" placeholder="Go to a path" value={(*shown).clone()} />
+                </form>
+                <label class="hidden-toggle"><input type="checkbox" checked={*hidden} onchange={toggle_hidden} />{ "Hidden files" }</label>
+            </div>
+            <div class="file-tools">
+                { button("New folder", "mkdir", connected, new_folder) }
+                { button("Upload", "upload", connected, choose_files) }
+                <input ref={file_input} type="file" multiple=true class="file-input" onchange={on_files_chosen} />
+                { button("Download", "download", some, download_selected) }
+                { button("Rename", "rename", single.is_some(), rename) }
+                { button("Permissions", "chmod", single.is_some(), chmod) }
+                { button("Delete", "delete", some, delete) }
+                { button("Terminal here", "terminal-here", connected, terminal_here) }
+                if undo.is_some() { <button class="undo" onclick={restore}>{ "Undo delete" }</button> }
+            </div>
+            { for edit_form }
+            { for conflict_dialog }
+            if let Some(message) = &*error { <p class="error file-error" role="alert">{ message }</p> }
+            <div class="file-header">
+                { header("Name", SortBy::Name) }
+                { header("Size", SortBy::Size) }
+                { header("Modified", SortBy::Modified) }
+                <span class="mode">{ "Mode" }</span>
+            </div>
+            <div class="file-list" ref={list_ref} tabindex="0" onkeydown={on_key} onscroll={on_scroll}
+                ondrop={on_drop} ondragover={on_drag_over}>
+                <div class="file-rows" style={format!("height: {}px", rows.len() as i32 * ROW_PX)}>
+                    { for drawn }
+                </div>
+            </div>
+            if !transfers.is_empty() { <ul class="transfers">{ for transfer_rows }</ul> }
+        </div>
+    }
+}
+
+async fn call_fs(link: &Link, request: FsRequest) -> Result<FsResponse, String> {
+    call_fs_with(link, request, Vec::new()).await
+}
+
+async fn call_fs_with(link: &Link, request: FsRequest, payload: Vec<u8>) -> Result<FsResponse, String> {
+    match link.call(&Request::Fs(request), payload).await? {
+        (Response::Fs(answer), _) => Ok(answer),
+        (Response::Error { message, .. }, _) => Err(message),
+        (other, _) => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// What a stream's owner collected.
+#[derive(Default)]
+struct Collected {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+    error: Option<String>,
+}
+
+/// A directory's entries (every page), and its path as the host resolved it.
+async fn list(link: &Link, path: &str) -> Result<(String, Vec<Entry>), String> {
+    let collected = Rc::new(RefCell::new(Collected::default()));
+    let (done_tx, done) = futures_channel::oneshot::channel::<()>();
+    let done_tx = Rc::new(RefCell::new(Some(done_tx)));
+    let owner = {
+        let (collected, link) = (Rc::clone(&collected), link.clone());
+        Callback::from(move |(stream, event): (u32, StreamEvent)| match event {
+            StreamEvent::Data { bytes, .. } => {
+                let mut got = collected.borrow_mut();
+                got.bytes.extend_from_slice(&bytes);
+                let mut buffer = std::mem::take(&mut got.bytes);
+                match take_pages(&mut buffer) {
+                    Ok(page) => got.entries.extend(page),
+                    Err(e) => got.error = Some(e),
+                }
+                got.bytes = buffer;
+                link.consumed(stream, bytes.len() as u64);
+            }
+            StreamEvent::Eof | StreamEvent::Skipped { .. } => {
+                if let Some(tx) = done_tx.borrow_mut().take() {
+                    let _ = tx.send(());
+                }
+            }
+        })
+    };
+    let (answer, _) = link.open_stream(&Request::Fs(FsRequest::List { path: path.to_owned() }), owner).await?;
+    let resolved = match answer {
+        Response::Fs(FsResponse::Listing { path, .. }) => path,
+        Response::Error { message, .. } => return Err(message),
+        other => return Err(format!("unexpected answer {other:?}")),
+    };
+    done.await.map_err(|_| "connection lost while listing".to_owned())?;
+    let mut got = collected.borrow_mut();
+    match got.error.take() {
+        Some(error) => Err(error),
+        None => Ok((resolved, std::mem::take(&mut got.entries))),
+    }
+}
+
+/// Read a file's bytes from the host and hand them to the browser's downloads.
+async fn download_file(link: &Link, path: &str, name: &str, progress: impl Fn(u64) + 'static) -> Result<(), String> {
+    let parts = Rc::new(RefCell::new((js_sys::Array::new(), 0u64)));
+    let (done_tx, done) = futures_channel::oneshot::channel::<bool>();
+    let done_tx = Rc::new(RefCell::new(Some(done_tx)));
+    let owner = {
+        let (parts, link) = (Rc::clone(&parts), link.clone());
+        Callback::from(move |(stream, event): (u32, StreamEvent)| match event {
+            StreamEvent::Data { bytes, .. } => {
+                let mut held = parts.borrow_mut();
+                held.0.push(&js_sys::Uint8Array::from(bytes.as_slice()));
+                held.1 += bytes.len() as u64;
+                progress(held.1);
+                link.consumed(stream, bytes.len() as u64);
+            }
+            StreamEvent::Eof | StreamEvent::Skipped { .. } => {
+                if let Some(tx) = done_tx.borrow_mut().take() {
+                    let _ = tx.send(matches!(event, StreamEvent::Eof));
+                }
+            }
+        })
+    };
+    let (answer, _) =
+        link.open_stream(&Request::Fs(FsRequest::Read { path: path.to_owned(), offset: 0 }), owner).await?;
+    let size = match answer {
+        Response::Fs(FsResponse::Reading { size, .. }) => size,
+        Response::Error { message, .. } => return Err(message),
+        other => return Err(format!("unexpected answer {other:?}")),
+    };
+    if !done.await.map_err(|_| "connection lost while downloading".to_owned())? {
+        return Err("part of the file was lost".into());
+    }
+    let (chunks, got) = std::mem::replace(&mut *parts.borrow_mut(), (js_sys::Array::new(), 0));
+    if got != size {
+        return Err(format!("{name} changed while it was read ({got} bytes, not {size})"));
+    }
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&chunks).map_err(|_| "cannot make the file".to_owned())?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|_| "cannot make the file".to_owned())?;
+    let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
+    let anchor: web_sys::HtmlAnchorElement =
+        document.create_element("a").map_err(|_| "no anchor")?.dyn_into().map_err(|_| "no anchor")?;
+    anchor.set_href(&url);
+    anchor.set_download(name);
+    anchor.click();
+    // Revoked once the download has had its chance to start.
+    if let Some(timer) = crate::link::Timer::after(60_000, move || drop(web_sys::Url::revoke_object_url(&url))) {
+        std::mem::forget(timer);
+    }
+    Ok(())
+}
+
+/// Upload a browser `File` to `path` in chunks; the host checks the SHA-256 and commits.
+async fn upload_file(
+    link: &Link,
+    file: &web_sys::File,
+    path: &str,
+    overwrite: bool,
+    cancel: &Cell<bool>,
+    progress: impl Fn(u64),
+) -> Result<(), String> {
+    let size = file.size() as u64;
+    let mut key = FileDigest::new();
+    key.update(format!("{path}\0{size}\0{}\0{}", file.name(), file.last_modified()).as_bytes());
+    let upload = key.finish()[..32].to_owned();
+    let mode = None;
+    let write = FsRequest::Write { path: path.to_owned(), size, upload: upload.clone(), overwrite, mode };
+    let FsResponse::Writing { offset, .. } = call_fs(link, write).await? else {
+        return Err("unexpected answer to write".into());
+    };
+    let mut digest = FileDigest::new();
+    let mut at = 0u64;
+    while at < size {
+        if cancel.get() {
+            let _ = call_fs(link, FsRequest::Cancel { upload: upload.clone() }).await;
+            return Err("cancelled".into());
+        }
+        let end = (at + MAX_CHUNK_BYTES as u64).min(size);
+        let bytes = read_slice(file, at, end).await?;
+        digest.update(&bytes);
+        if at >= offset {
+            call_fs_with(link, FsRequest::Chunk { upload: upload.clone(), offset: at }, bytes).await?;
+        }
+        at = end;
+        progress(at);
+    }
+    call_fs(link, FsRequest::Commit { upload, sha256: digest.finish() }).await?;
+    Ok(())
+}
+
+/// Bytes `start..end` of a browser file.
+async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
+    let blob = file.slice_with_f64_and_f64(start as f64, end as f64).map_err(|_| "cannot read the file".to_owned())?;
+    let buffer = wasm_bindgen_futures::JsFuture::from(blob.array_buffer())
+        .await
+        .map_err(|_| "cannot read the file".to_owned())?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
