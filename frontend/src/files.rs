@@ -7,6 +7,7 @@
 //! - Uploads (button or drop) go in chunks, checked by SHA-256 on the host and committed
 //!   atomically there; each has a progress bar with its rate and a cancel button. A name that
 //!   exists asks first: replace, keep both, or skip.
+//! - Downloads stream to disk through the service worker (`download`).
 //! - Delete moves to the host's trash, with Undo.
 //! - The container's `data-path` is the directory shown and `data-count` its number of entries:
 //!   what a test (or a curious user) can check.
@@ -260,7 +261,7 @@ pub fn files_pane(props: &Props) -> Html {
                         set_transfers.emit(());
                     }
                 };
-                let result = download_file(&link, &path, &name, progress).await;
+                let result = crate::download::save(&link, &path, &name, progress).await;
                 if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
                     t.ended = Some(result.clone().err().unwrap_or_default());
                 }
@@ -837,57 +838,6 @@ async fn list(link: &Link, path: &str) -> Result<(String, Vec<Entry>), String> {
         Some(error) => Err(error),
         None => Ok((resolved, std::mem::take(&mut got.entries))),
     }
-}
-
-/// Read a file's bytes from the host and hand them to the browser's downloads.
-async fn download_file(link: &Link, path: &str, name: &str, progress: impl Fn(u64) + 'static) -> Result<(), String> {
-    let parts = Rc::new(RefCell::new((js_sys::Array::new(), 0u64)));
-    let (done_tx, done) = futures_channel::oneshot::channel::<bool>();
-    let done_tx = Rc::new(RefCell::new(Some(done_tx)));
-    let owner = {
-        let (parts, link) = (Rc::clone(&parts), link.clone());
-        Callback::from(move |(stream, event): (u32, StreamEvent)| match event {
-            StreamEvent::Data { bytes, .. } => {
-                let mut held = parts.borrow_mut();
-                held.0.push(&js_sys::Uint8Array::from(bytes.as_slice()));
-                held.1 += bytes.len() as u64;
-                progress(held.1);
-                link.consumed(stream, bytes.len() as u64);
-            }
-            StreamEvent::Eof | StreamEvent::Skipped { .. } => {
-                if let Some(tx) = done_tx.borrow_mut().take() {
-                    let _ = tx.send(matches!(event, StreamEvent::Eof));
-                }
-            }
-        })
-    };
-    let (answer, _) =
-        link.open_stream(&Request::Fs(FsRequest::Read { path: path.to_owned(), offset: 0 }), owner).await?;
-    let size = match answer {
-        Response::Fs(FsResponse::Reading { size, .. }) => size,
-        Response::Error { message, .. } => return Err(message),
-        other => return Err(format!("unexpected answer {other:?}")),
-    };
-    if !done.await.map_err(|_| "connection lost while downloading".to_owned())? {
-        return Err("part of the file was lost".into());
-    }
-    let (chunks, got) = std::mem::replace(&mut *parts.borrow_mut(), (js_sys::Array::new(), 0));
-    if got != size {
-        return Err(format!("{name} changed while it was read ({got} bytes, not {size})"));
-    }
-    let blob = web_sys::Blob::new_with_u8_array_sequence(&chunks).map_err(|_| "cannot make the file".to_owned())?;
-    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|_| "cannot make the file".to_owned())?;
-    let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
-    let anchor: web_sys::HtmlAnchorElement =
-        document.create_element("a").map_err(|_| "no anchor")?.dyn_into().map_err(|_| "no anchor")?;
-    anchor.set_href(&url);
-    anchor.set_download(name);
-    anchor.click();
-    // Revoked once the download has had its chance to start.
-    if let Some(timer) = crate::link::Timer::after(60_000, move || drop(web_sys::Url::revoke_object_url(&url))) {
-        std::mem::forget(timer);
-    }
-    Ok(())
 }
 
 /// Upload a browser `File` to `path` in chunks; the host checks the SHA-256 and commits.

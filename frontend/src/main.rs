@@ -4,6 +4,7 @@
 //! browsers never send to the relay, and is used for SRP in WASM by the same protocol crate the
 //! native CLI uses.
 
+mod download;
 mod files;
 mod hosts;
 mod input;
@@ -94,5 +95,6 @@ fn app() -> Html {
 }
 
 fn main() {
+    download::register_worker();
     yew::Renderer::<App>::new().render();
 }

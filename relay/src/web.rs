@@ -78,8 +78,12 @@ impl WebApp {
         let Some(asset) = self.assets.get(key) else {
             return (StatusCode::NOT_FOUND, "not found\n").into_response();
         };
-        // index.html names the hashed asset files, so it must never be cached; they may be.
-        let cache = if key == "/index.html" { "no-cache" } else { "public, max-age=31536000, immutable" };
+        // index.html names the hashed asset files, so it must never be cached; they may be. The
+        // service worker keeps its name, so it must be looked at again too.
+        let cache = match key {
+            "/index.html" | "/sw.js" => "no-cache",
+            _ => "public, max-age=31536000, immutable",
+        };
         let mut response = Response::new(Body::from(asset.bytes.clone()));
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));

@@ -417,7 +417,10 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     let drawn = page.script("return document.querySelectorAll('.pane.files .file').length", json!([]));
     assert!(drawn.as_u64().is_some_and(|n| n > 0 && n < 200), "only the rows in view are drawn: {drawn}");
 
-    // Download through Chromium's downloads.
+    // Download through Chromium's downloads, streamed by the service worker.
+    wait_until(PAGE, "the download worker to control the page", || {
+        (page.script("return !!navigator.serviceWorker.controller", json!([])) == json!(true)).then_some(())
+    });
     files_go(&page, &browser, &place);
     files_select(&page, "from-host.bin");
     page.click(".pane.files .download");

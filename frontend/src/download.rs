@@ -1,0 +1,245 @@
+//! Saving a host's file in the browser.
+//!
+//! When the service worker (`sw.js`) controls the page, a download streams to disk: each chunk
+//! from the host goes to the worker as it arrives, and the host is credited for a chunk only
+//! when the worker's stream pulls for more, so a 2 GB file never sits in the page's memory (the
+//! connection's flow-control window bounds it). Before the worker is active (the very first
+//! visit), the file is gathered into a `Blob` instead.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use tether_protocol::api::{Request, Response};
+use tether_protocol::fs::{FsRequest, FsResponse};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use yew::Callback;
+
+use crate::link::{Link, StreamEvent};
+
+/// The worker's path (Trunk copies it to the root, so its scope is the whole app).
+const WORKER: &str = "/sw.js";
+/// Where the worker answers with a download's stream.
+const DOWNLOAD_PATH: &str = "/tether-download/";
+
+/// Register the worker at start-up (a browser without service workers downloads via `Blob`).
+pub fn register_worker() {
+    let Some(container) = web_sys::window().map(|w| w.navigator().service_worker()) else { return };
+    // A rejected registration only means the Blob way is used.
+    let _ = container.register(WORKER);
+}
+
+fn controller() -> Option<web_sys::ServiceWorker> {
+    web_sys::window()?.navigator().service_worker().controller()
+}
+
+fn object(pairs: &[(&str, &JsValue)]) -> JsValue {
+    let object = js_sys::Object::new();
+    for (key, value) in pairs {
+        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), value);
+    }
+    object.into()
+}
+
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    if let Some(crypto) = web_sys::window().and_then(|w| w.crypto().ok()) {
+        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
+    }
+    tether_protocol::hex::encode(&bytes)
+}
+
+/// Where a download's bytes go.
+enum Sink {
+    /// To the service worker's stream. Chunks sent but not yet pulled for are credited later.
+    Worker {
+        port: web_sys::MessagePort,
+        unpulled: VecDeque<(u32, u64)>,
+        pulls: u32,
+    },
+    Blob {
+        parts: js_sys::Array,
+    },
+}
+
+struct Download {
+    sink: Sink,
+    got: u64,
+    /// The user cancelled it in the browser's downloads.
+    cancelled: bool,
+}
+
+/// Download `path` from the host as `name`; `progress` hears the bytes so far.
+pub async fn save(link: &Link, path: &str, name: &str, progress: impl Fn(u64) + 'static) -> Result<(), String> {
+    let download =
+        Rc::new(RefCell::new(Download { sink: Sink::Blob { parts: js_sys::Array::new() }, got: 0, cancelled: false }));
+    // With a worker: hand it the download first, and wait until it is ready for the navigation.
+    let mut navigate_to = None;
+    let mut _listening = None;
+    if let Some(worker) = controller() {
+        let channel = web_sys::MessageChannel::new().map_err(|_| "no message channel".to_owned())?;
+        let id = random_id();
+        let (ready_tx, ready) = futures_channel::oneshot::channel::<()>();
+        let ready_tx = Cell::new(Some(ready_tx));
+        let on_message = {
+            let (download, link) = (Rc::clone(&download), link.clone());
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+                let data = event.data();
+                let has = |key: &str| {
+                    js_sys::Reflect::get(&data, &JsValue::from_str(key)).map(|v| v.is_truthy()).unwrap_or(false)
+                };
+                if has("ready") {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                } else if has("pull") {
+                    let mut held = download.borrow_mut();
+                    if let Sink::Worker { unpulled, pulls, .. } = &mut held.sink {
+                        match unpulled.pop_front() {
+                            Some((stream, n)) => link.consumed(stream, n),
+                            None => *pulls += 1,
+                        }
+                    }
+                } else if has("cancelled") {
+                    download.borrow_mut().cancelled = true;
+                }
+            })
+        };
+        let port = channel.port1();
+        port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        let size = JsValue::from_f64(-1.0);
+        let message = object(&[("id", &JsValue::from_str(&id)), ("name", &JsValue::from_str(name)), ("size", &size)]);
+        worker
+            .post_message_with_transferable(&message, &js_sys::Array::of1(&channel.port2()))
+            .map_err(|_| "the download worker is not answering".to_owned())?;
+        ready.await.map_err(|_| "the download worker is not answering".to_owned())?;
+        download.borrow_mut().sink = Sink::Worker { port, unpulled: VecDeque::new(), pulls: 0 };
+        navigate_to = Some(format!("{DOWNLOAD_PATH}{id}"));
+        _listening = Some(Listening { port: channel.port1(), _on_message: on_message });
+    }
+
+    let (done_tx, done) = futures_channel::oneshot::channel::<bool>();
+    let done_tx = Rc::new(Cell::new(Some(done_tx)));
+    let owner = {
+        let (download, link) = (Rc::clone(&download), link.clone());
+        Callback::from(move |(stream, event): (u32, StreamEvent)| match event {
+            StreamEvent::Data { bytes, .. } => {
+                let n = bytes.len() as u64;
+                let mut held = download.borrow_mut();
+                held.got += n;
+                progress(held.got);
+                let chunk = js_sys::Uint8Array::from(bytes.as_slice());
+                match &mut held.sink {
+                    Sink::Worker { port, unpulled, pulls } => {
+                        let buffer = chunk.buffer();
+                        let _ = port.post_message_with_transferable(
+                            &object(&[("chunk", &buffer)]),
+                            &js_sys::Array::of1(&buffer),
+                        );
+                        match *pulls {
+                            0 => unpulled.push_back((stream, n)),
+                            _ => {
+                                *pulls -= 1;
+                                link.consumed(stream, n);
+                            }
+                        }
+                    }
+                    Sink::Blob { parts } => {
+                        parts.push(&chunk);
+                        link.consumed(stream, n);
+                    }
+                }
+                if held.cancelled {
+                    link.forget_stream(stream);
+                    if let Some(tx) = done_tx.take() {
+                        let _ = tx.send(false);
+                    }
+                }
+            }
+            StreamEvent::Eof | StreamEvent::Skipped { .. } => {
+                if let Some(tx) = done_tx.take() {
+                    let _ = tx.send(matches!(event, StreamEvent::Eof));
+                }
+            }
+        })
+    };
+    let request = Request::Fs(FsRequest::Read { path: path.to_owned(), offset: 0 });
+    let answer = link.open_stream(&request, owner).await;
+    let size = match answer {
+        Ok((Response::Fs(FsResponse::Reading { size, .. }), _)) => size,
+        Ok((Response::Error { message, .. }, _)) | Err(message) => return Err(finish_failed(&download, message)),
+        Ok((other, _)) => return Err(finish_failed(&download, format!("unexpected answer {other:?}"))),
+    };
+    // The browser's download starts now, and its stream pulls as it writes.
+    if let Some(url) = navigate_to {
+        click(&url, None)?;
+    }
+    let whole = done.await.unwrap_or(false);
+    let got = download.borrow().got;
+    if download.borrow().cancelled {
+        return Err("cancelled".into());
+    }
+    if !whole || got != size {
+        let why = if whole {
+            format!("{name} changed while it was read ({got} bytes, not {size})")
+        } else {
+            "the connection was lost".into()
+        };
+        return Err(finish_failed(&download, why));
+    }
+    let held = std::mem::replace(&mut download.borrow_mut().sink, Sink::Blob { parts: js_sys::Array::new() });
+    match held {
+        Sink::Worker { port, .. } => {
+            let _ = port.post_message(&object(&[("end", &JsValue::TRUE)]));
+        }
+        Sink::Blob { parts } => {
+            let blob =
+                web_sys::Blob::new_with_u8_array_sequence(&parts).map_err(|_| "cannot make the file".to_owned())?;
+            let url =
+                web_sys::Url::create_object_url_with_blob(&blob).map_err(|_| "cannot make the file".to_owned())?;
+            click(&url, Some(name))?;
+            // Revoked once the download has had its chance to start.
+            if let Some(timer) = crate::link::Timer::after(60_000, move || drop(web_sys::Url::revoke_object_url(&url)))
+            {
+                std::mem::forget(timer);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The page's end of the channel to the worker, and what listens on it; when the download is
+/// over either way, the listener goes first (the worker may still send a last `pull`).
+struct Listening {
+    port: web_sys::MessagePort,
+    _on_message: Closure<dyn FnMut(web_sys::MessageEvent)>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.port.set_onmessage(None);
+        self.port.close();
+    }
+}
+
+/// Tell the worker's stream (if any) that the download failed; returns `why`.
+fn finish_failed(download: &Rc<RefCell<Download>>, why: String) -> String {
+    if let Sink::Worker { port, .. } = &download.borrow().sink {
+        let _ = port.post_message(&object(&[("abort", &JsValue::from_str(&why))]));
+    }
+    why
+}
+
+/// Follow a link as a click would (`download`: save under this name).
+fn click(url: &str, download: Option<&str>) -> Result<(), String> {
+    let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
+    let anchor: web_sys::HtmlAnchorElement =
+        document.create_element("a").map_err(|_| "no anchor")?.dyn_into().map_err(|_| "no anchor")?;
+    anchor.set_href(url);
+    if let Some(name) = download {
+        anchor.set_download(name);
+    }
+    anchor.click();
+    Ok(())
+}
