@@ -70,8 +70,9 @@ struct Download {
     cancelled: bool,
 }
 
-/// Download `path` from the host as `name`; `progress` hears the bytes so far.
-pub async fn save(link: &Link, path: &str, name: &str, progress: impl Fn(u64) + 'static) -> Result<(), String> {
+/// Download what `request` streams (`read` of a file, `archive` of a folder) as `name`;
+/// `progress` hears the bytes so far.
+pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn(u64) + 'static) -> Result<(), String> {
     let download =
         Rc::new(RefCell::new(Download { sink: Sink::Blob { parts: js_sys::Array::new() }, got: 0, cancelled: false }));
     // With a worker: hand it the download first, and wait until it is ready for the navigation.
@@ -164,10 +165,11 @@ pub async fn save(link: &Link, path: &str, name: &str, progress: impl Fn(u64) + 
             }
         })
     };
-    let request = Request::Fs(FsRequest::Read { path: path.to_owned(), offset: 0 });
-    let answer = link.open_stream(&request, owner).await;
+    let answer = link.open_stream(&Request::Fs(request), owner).await;
+    // A file's size is known; an archive's is what arrives before `eof`.
     let size = match answer {
-        Ok((Response::Fs(FsResponse::Reading { size, .. }), _)) => size,
+        Ok((Response::Fs(FsResponse::Reading { size, .. }), _)) => Some(size),
+        Ok((Response::Fs(FsResponse::Archiving { .. }), _)) => None,
         Ok((Response::Error { message, .. }, _)) | Err(message) => return Err(finish_failed(&download, message)),
         Ok((other, _)) => return Err(finish_failed(&download, format!("unexpected answer {other:?}"))),
     };
@@ -180,13 +182,11 @@ pub async fn save(link: &Link, path: &str, name: &str, progress: impl Fn(u64) + 
     if download.borrow().cancelled {
         return Err("cancelled".into());
     }
-    if !whole || got != size {
-        let why = if whole {
-            format!("{name} changed while it was read ({got} bytes, not {size})")
-        } else {
-            "the connection was lost".into()
-        };
-        return Err(finish_failed(&download, why));
+    if !whole {
+        return Err(finish_failed(&download, "the connection was lost".into()));
+    }
+    if let Some(size) = size.filter(|&size| size != got) {
+        return Err(finish_failed(&download, format!("{name} changed while it was read ({got} bytes, not {size})")));
     }
     let held = std::mem::replace(&mut download.borrow_mut().sink, Sink::Blob { parts: js_sys::Array::new() });
     match held {

@@ -208,10 +208,14 @@ pub fn files_pane(props: &Props) -> Html {
     });
     let rows = Rc::new(rows);
 
+    // Go to a directory; going to the one asked for again lists it again.
     let go = {
-        let (asked, undo) = (asked.clone(), undo.clone());
+        let (asked, undo, reload) = (asked.clone(), undo.clone(), reload.clone());
         Callback::from(move |path: String| {
             undo.set(None);
+            if *asked == path {
+                reload.set(*reload + 1);
+            }
             asked.set(path);
         })
     };
@@ -234,7 +238,8 @@ pub fn files_pane(props: &Props) -> Html {
             set_transfers.clone(),
             error.clone(),
         );
-        Callback::from(move |(path, name, size): (String, String, u64)| {
+        // (path, name to save as, size if known, whether it is a folder to archive)
+        Callback::from(move |(path, name, size, folder): (String, String, u64, bool)| {
             let id = next.get();
             next.set(id + 1);
             let transfer = Transfer {
@@ -261,7 +266,11 @@ pub fn files_pane(props: &Props) -> Html {
                         set_transfers.emit(());
                     }
                 };
-                let result = crate::download::save(&link, &path, &name, progress).await;
+                let request = match folder {
+                    true => FsRequest::Archive { path },
+                    false => FsRequest::Read { path, offset: 0 },
+                };
+                let result = crate::download::save(&link, request, &name, progress).await;
                 if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
                     t.ended = Some(result.clone().err().unwrap_or_default());
                 }
@@ -340,7 +349,7 @@ pub fn files_pane(props: &Props) -> Html {
             if entry.is_dir_like() {
                 go.emit(path);
             } else {
-                download.emit((path, entry.name.clone(), entry.size));
+                download.emit((path, entry.name.clone(), entry.size, false));
             }
         })
     };
@@ -607,6 +616,8 @@ pub fn files_pane(props: &Props) -> Html {
         let rate = human_bytes((t.done as f64 / seconds) as u64);
         let percent = if t.total == 0 { 100 } else { t.done * 100 / t.total };
         let state = match &t.ended {
+            // A folder's archive has no size until it is done.
+            None if t.total == 0 => format!("{} · {rate}/s", human_bytes(t.done)),
             None => format!("{} / {} · {rate}/s", human_bytes(t.done), human_bytes(t.total)),
             Some(why) if why.is_empty() => "done".to_owned(),
             Some(why) => why.clone(),
@@ -619,7 +630,11 @@ pub fn files_pane(props: &Props) -> Html {
         html! {
             <li {class} data-name={t.name.clone()}>
                 <span class="what">{ if t.upload { "↑ " } else { "↓ " } }{ &t.name }</span>
-                <progress max="100" value={percent.to_string()}></progress>
+                if t.total > 0 || t.ended.is_some() {
+                    <progress max="100" value={percent.to_string()}></progress>
+                } else {
+                    <progress></progress>
+                }
                 <span class="state">{ state }</span>
                 if t.ended.is_none() { <button class="cancel" onclick={cancel}>{ "Cancel" }</button> }
             </li>
@@ -688,8 +703,10 @@ pub fn files_pane(props: &Props) -> Html {
     let download_selected = {
         let (rows, selected, download, shown) = (Rc::clone(&rows), selected.clone(), download.clone(), shown.clone());
         Callback::from(move |_: MouseEvent| {
-            for entry in rows.iter().filter(|e| selected.contains(&e.name) && !e.is_dir_like()) {
-                download.emit((joined(&shown, &entry.name), entry.name.clone(), entry.size));
+            for entry in rows.iter().filter(|e| selected.contains(&e.name)) {
+                let folder = entry.is_dir_like();
+                let name = if folder { format!("{}.tar.gz", entry.name) } else { entry.name.clone() };
+                download.emit((joined(&shown, &entry.name), name, if folder { 0 } else { entry.size }, folder));
             }
         })
     };

@@ -73,6 +73,9 @@ pub enum FsRequest {
         #[serde(default)]
         offset: u64,
     },
+    /// A directory as a `.tar.gz` built on the host as it streams (symlinks kept as links):
+    /// answered `archiving`, then its bytes on stream = request id, then `control/eof`.
+    Archive { path: String },
     /// Start or resume an upload of `size` bytes to `path`. `upload` names it across
     /// reconnects (the client's choice, e.g. a hash of its source and size); the bytes gather
     /// in a temporary file beside `path` until `commit`. Refused at once when `path` exists and
@@ -117,6 +120,12 @@ pub enum FsResponse {
         offset: u64,
         stream: u32,
     },
+    /// The `.tar.gz` of `path`, to be saved as `name`, follows on `stream`.
+    Archiving {
+        path: String,
+        name: String,
+        stream: u32,
+    },
     /// Send the upload's bytes from `offset`.
     Writing {
         path: String,
@@ -140,7 +149,7 @@ pub enum FsResponse {
 impl FsRequest {
     /// Whether it is answered once and then streams (`list`, `read`).
     pub fn opens_stream(&self) -> bool {
-        matches!(self, FsRequest::List { .. } | FsRequest::Read { .. })
+        matches!(self, FsRequest::List { .. } | FsRequest::Read { .. } | FsRequest::Archive { .. })
     }
 }
 

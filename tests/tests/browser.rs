@@ -431,6 +431,25 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     });
     assert_eq!(sha256_hex(&std::fs::read(&saved).expect("downloaded")), sha256_hex(&payload));
 
+    // A folder comes as a .tar.gz built on the host, symlinks kept.
+    let tree = place.join("tree");
+    std::fs::create_dir_all(tree.join("inner")).expect("tree");
+    std::fs::write(tree.join("inner/a.txt"), "in the tree\n").expect("write");
+    std::os::unix::fs::symlink("inner/a.txt", tree.join("link")).expect("symlink");
+    files_go(&page, &browser, &place); // the same place again: listed again
+    files_select(&page, "tree");
+    page.click(".pane.files .download");
+    let archive = downloads.join("tree.tar.gz");
+    wait_until(BULK, "the folder's archive", || {
+        (archive.exists() && !downloads.join("tree.tar.gz.crdownload").exists()).then_some(())
+    });
+    let unpacked = scratch().join(marker("unpacked"));
+    std::fs::create_dir_all(&unpacked).expect("unpack dir");
+    let untar = std::process::Command::new("tar").arg("xzf").arg(&archive).arg("-C").arg(&unpacked).status();
+    assert!(untar.expect("tar").success(), "the archive unpacks");
+    assert_eq!(std::fs::read_to_string(unpacked.join("tree/inner/a.txt")).expect("file"), "in the tree\n");
+    assert_eq!(std::fs::read_link(unpacked.join("tree/link")).expect("link"), Path::new("inner/a.txt"));
+
     // Upload through the file input.
     let local = scratch().join(marker("to-upload.bin"));
     let upload: Vec<u8> = payload.iter().rev().copied().collect();

@@ -192,7 +192,7 @@ impl FileService {
                 Ok(FsResponse::Done { path: String::new() })
             }
             FsRequest::Chunk { .. } => Err(Failure::new(ErrorCode::BadRequest, "chunks are handled in order")),
-            FsRequest::List { .. } | FsRequest::Read { .. } => {
+            FsRequest::List { .. } | FsRequest::Read { .. } | FsRequest::Archive { .. } => {
                 Err(Failure::new(ErrorCode::BadRequest, "listings and reads are streams"))
             }
         }
@@ -213,6 +213,10 @@ impl FileService {
             },
             FsRequest::Read { path, offset } => match roots.existing(&path) {
                 Ok(file) => transfer::read(file, path, offset, id, stream, tx).await,
+                Err(failure) => refused(failure).await,
+            },
+            FsRequest::Archive { path } => match roots.existing(&path) {
+                Ok(dir) => transfer::archive(dir, id, stream, tx).await,
                 Err(failure) => refused(failure).await,
             },
             _ => refused(Failure::new(ErrorCode::BadRequest, "not a stream request")).await,
