@@ -157,6 +157,7 @@ pub fn files_pane(props: &Props) -> Html {
     let next_transfer = use_memo((), |_| Cell::new(0u32));
     let list_ref = use_node_ref();
     let file_input = use_node_ref();
+    let folder_input = use_node_ref();
 
     // List the directory whenever it, the connection or a change asks for it.
     {
@@ -329,6 +330,10 @@ pub fn files_pane(props: &Props) -> Html {
                         set_transfers.emit(());
                     }
                 };
+                // A file from a folder (`name` is its path inside it): its directories first.
+                if let Some((dir, _)) = path.rsplit_once('/').filter(|_| name.contains('/')) {
+                    let _ = call_fs(&link, FsRequest::Mkdir { path: dir.to_owned(), parents: true }).await;
+                }
                 let result = upload_file(&link, &file, &path, overwrite, &cancel, progress).await;
                 if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
                     t.ended = Some(result.err().unwrap_or_default());
@@ -476,14 +481,19 @@ pub fn files_pane(props: &Props) -> Html {
         })
     };
 
-    let on_files_chosen = {
-        let (upload, file_input) = (upload.clone(), file_input.clone());
+    // Files chosen with the button (a folder's keep their paths inside it).
+    let chosen = |input: NodeRef| {
+        let upload = upload.clone();
         Callback::from(move |_: Event| {
-            let Some(input) = file_input.cast::<web_sys::HtmlInputElement>() else { return };
+            let Some(input) = input.cast::<web_sys::HtmlInputElement>() else { return };
             if let Some(files) = input.files() {
                 for index in 0..files.length() {
                     if let Some(file) = files.get(index) {
-                        let name = file.name();
+                        let relative = js_sys::Reflect::get(&file, &JsValue::from_str("webkitRelativePath"))
+                            .ok()
+                            .and_then(|v| v.as_string())
+                            .unwrap_or_default();
+                        let name = if relative.is_empty() { file.name() } else { relative };
                         upload.emit((file, name, false));
                     }
                 }
@@ -491,17 +501,37 @@ pub fn files_pane(props: &Props) -> Html {
             input.set_value("");
         })
     };
+    let on_files_chosen = chosen(file_input.clone());
+    let on_folder_chosen = chosen(folder_input.clone());
+    // Dropped files and folders (a folder is walked, its files keeping their paths in it).
     let on_drop = {
         let upload = upload.clone();
         Callback::from(move |e: DragEvent| {
             e.prevent_default();
-            let Some(files) = e.data_transfer().and_then(|d| d.files()) else { return };
-            for index in 0..files.length() {
-                if let Some(file) = files.get(index) {
-                    let name = file.name();
-                    upload.emit((file, name, false));
+            let Some(data) = e.data_transfer() else { return };
+            let items = data.items();
+            let entries: Vec<web_sys::FileSystemEntry> = (0..items.length())
+                .filter_map(|i| items.get(i))
+                .filter_map(|item| item.webkit_get_as_entry().ok().flatten())
+                .collect();
+            if entries.is_empty() {
+                // No entries (an older browser): the plain files.
+                if let Some(files) = data.files() {
+                    for file in (0..files.length()).filter_map(|i| files.get(i)) {
+                        let name = file.name();
+                        upload.emit((file, name, false));
+                    }
                 }
+                return;
             }
+            let upload = upload.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                for entry in entries {
+                    for (file, name) in walk_entry(entry, String::new()).await {
+                        upload.emit((file, name, false));
+                    }
+                }
+            });
         })
     };
     let on_drag_over = Callback::from(|e: DragEvent| e.prevent_default());
@@ -700,6 +730,14 @@ pub fn files_pane(props: &Props) -> Html {
             }
         })
     };
+    let choose_folder = {
+        let folder_input = folder_input.clone();
+        Callback::from(move |_: MouseEvent| {
+            if let Some(input) = folder_input.cast::<web_sys::HtmlElement>() {
+                input.click();
+            }
+        })
+    };
     let download_selected = {
         let (rows, selected, download, shown) = (Rc::clone(&rows), selected.clone(), download.clone(), shown.clone());
         Callback::from(move |_: MouseEvent| {
@@ -770,6 +808,8 @@ pub fn files_pane(props: &Props) -> Html {
                 { button("New folder", "mkdir", connected, new_folder) }
                 { button("Upload", "upload", connected, choose_files) }
                 <input ref={file_input} type="file" multiple=true class="file-input" onchange={on_files_chosen} />
+                { button("Upload folder", "upload-folder", connected, choose_folder) }
+                <input ref={folder_input.clone()} type="file" webkitdirectory=true class="file-input folder-input" onchange={on_folder_chosen} />
                 { button("Download", "download", some, download_selected) }
                 { button("Rename", "rename", single.is_some(), rename) }
                 { button("Permissions", "chmod", single.is_some(), chmod) }
@@ -795,6 +835,75 @@ pub fn files_pane(props: &Props) -> Html {
             if !transfers.is_empty() { <ul class="transfers">{ for transfer_rows }</ul> }
         </div>
     }
+}
+
+/// A dropped entry's files: itself, or everything in a folder, each with its path from `prefix`.
+fn walk_entry(
+    entry: web_sys::FileSystemEntry,
+    prefix: String,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(web_sys::File, String)>>>> {
+    Box::pin(async move {
+        let name = format!("{prefix}{}", entry.name());
+        if entry.is_file() {
+            let file_entry: web_sys::FileSystemFileEntry = entry.unchecked_into();
+            return file_of(&file_entry).await.map(|file| vec![(file, name)]).unwrap_or_default();
+        }
+        let dir: web_sys::FileSystemDirectoryEntry = entry.unchecked_into();
+        let reader = dir.create_reader();
+        let mut files = Vec::new();
+        // readEntries gives a batch at a time, then an empty one.
+        loop {
+            let batch = read_entries(&reader).await;
+            if batch.is_empty() {
+                break;
+            }
+            for child in batch {
+                files.extend(walk_entry(child, format!("{name}/")).await);
+            }
+        }
+        files
+    })
+}
+
+async fn file_of(entry: &web_sys::FileSystemFileEntry) -> Option<web_sys::File> {
+    let (tx, rx) = futures_channel::oneshot::channel::<Option<web_sys::File>>();
+    let tx = Rc::new(Cell::new(Some(tx)));
+    let ok = {
+        let tx = Rc::clone(&tx);
+        Closure::once(move |file: web_sys::File| {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(Some(file));
+            }
+        })
+    };
+    let failed = Closure::once(move |_: JsValue| {
+        if let Some(tx) = tx.take() {
+            let _ = tx.send(None);
+        }
+    });
+    entry.file_with_callback_and_callback(ok.as_ref().unchecked_ref(), failed.as_ref().unchecked_ref());
+    rx.await.ok().flatten()
+}
+
+async fn read_entries(reader: &web_sys::FileSystemDirectoryReader) -> Vec<web_sys::FileSystemEntry> {
+    let (tx, rx) = futures_channel::oneshot::channel::<Vec<web_sys::FileSystemEntry>>();
+    let tx = Rc::new(Cell::new(Some(tx)));
+    let ok = {
+        let tx = Rc::clone(&tx);
+        Closure::once(move |entries: js_sys::Array| {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(entries.iter().map(|e| e.unchecked_into()).collect());
+            }
+        })
+    };
+    let failed = Closure::once(move |_: JsValue| {
+        if let Some(tx) = tx.take() {
+            let _ = tx.send(Vec::new());
+        }
+    });
+    let _ =
+        reader.read_entries_with_callback_and_callback(ok.as_ref().unchecked_ref(), failed.as_ref().unchecked_ref());
+    rx.await.unwrap_or_default()
 }
 
 async fn call_fs(link: &Link, request: FsRequest) -> Result<FsResponse, String> {

@@ -2,6 +2,8 @@
 //! loopback, same machine, release binaries, reported as ratios.
 //! - throughput: `tether exec INVITE -- head -c N /dev/zero` vs `ssh localhost head -c N /dev/zero`
 //! - keystroke → echo: typing into `tether attach -H` vs `ssh -tt localhost cat`, both on PTYs.
+//! - file copy: `tether cp` of 1 GB up and down through the relay vs `scp` both ways, and the
+//!   keystroke echo through the same relay and host while an upload runs, beside idle.
 //!
 //! The bench starts its own `sshd` on a free loopback port with throwaway keys (Debian's
 //! openssh-server must be installed; `cargo xtask bench` installs it when root).
@@ -59,6 +61,96 @@ fn main() {
         "  keystroke → echo  tether p50 {:>5.2} ms p99 {:>5.2} ms   ssh p50 {:>5.2} ms p99 {:>5.2} ms   tether/ssh (p50) {:.2}",
         ms(t50), ms(t99), ms(s50), ms(s99), t50.as_secs_f64() / s50.as_secs_f64()
     );
+    copy_bench(&scratch, &ssh, &host, &client, &invite, &session);
+}
+
+const COPY_BYTES: u64 = 1_000_000_000; // 1 GB
+
+/// `tether cp` beside `scp`, both ways, and keystroke echo during an upload.
+fn copy_bench(scratch: &Path, ssh: &Sshd, host: &Agent, client: &Agent, invite: &str, session: &str) {
+    let source = scratch.join("copy-source.bin");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&source).expect("source");
+        let block: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        for _ in 0..COPY_BYTES / block.len() as u64 {
+            file.write_all(&block).expect("write source");
+        }
+        file.write_all(&block[..(COPY_BYTES % block.len() as u64) as usize]).expect("write source");
+    }
+    let there = scratch.join("copy-there.bin");
+    let back = scratch.join("copy-back.bin");
+    let remote = format!("{invite}:{}", there.display());
+    let timed = |command: &mut Command, target: &Path| {
+        let _ = std::fs::remove_file(target);
+        let started = Instant::now();
+        let out = command.stdin(Stdio::null()).output().expect("run");
+        let elapsed = started.elapsed();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::metadata(target).map(|m| m.len()).unwrap_or(0), COPY_BYTES);
+        elapsed
+    };
+    let up = timed(client.command().args(["cp"]).arg(&source).arg(&remote), &there);
+    let down = timed(client.command().args(["cp", &remote]).arg(&back), &back);
+    let scp = |from: &str, to: &str| {
+        let mut command = Command::new("scp");
+        // The classic protocol: the bench's sshd runs no sftp subsystem.
+        command.arg("-O");
+        let args = ssh.args();
+        let (login, options) = args.split_last().expect("ssh args");
+        // scp spells the port -P.
+        let options: Vec<String> =
+            options.iter().map(|a| if a == "-p" { "-P".to_owned() } else { a.clone() }).collect();
+        command
+            .args(options)
+            .arg(from.replace("HOST:", &format!("{login}:")))
+            .arg(to.replace("HOST:", &format!("{login}:")));
+        command
+    };
+    let scp_up = timed(&mut scp(&source.display().to_string(), &format!("HOST:{}", there.display())), &there);
+    let scp_down = timed(&mut scp(&format!("HOST:{}", there.display()), &back.display().to_string()), &back);
+    let rate = |d: Duration| COPY_BYTES as f64 / 1e6 / d.as_secs_f64();
+    println!(
+        "  cp 1 GB up        tether {:>7.1} MB/s   scp {:>7.1} MB/s   tether/scp {:.2}",
+        rate(up),
+        rate(scp_up),
+        scp_up.as_secs_f64() / up.as_secs_f64()
+    );
+    println!(
+        "  cp 1 GB down      tether {:>7.1} MB/s   scp {:>7.1} MB/s   tether/scp {:.2}",
+        rate(down),
+        rate(scp_down),
+        scp_down.as_secs_f64() / down.as_secs_f64()
+    );
+
+    // Keystrokes while an upload runs through the same relay and host.
+    let mut attached = PtyClient::spawn(client, &["attach", "-H", invite, session]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (idle50, idle99) = keystrokes(&mut attached);
+    let _ = std::fs::remove_file(&there);
+    let mut upload = client.command();
+    upload.arg("cp").arg(&source).arg(&remote).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut copying = Guard::spawn(upload);
+    // Measured once the upload is well under way.
+    wait_until(Duration::from_secs(60), "the upload to start", || {
+        std::fs::read_dir(scratch).ok()?.flatten().find(|e| e.file_name().to_string_lossy().ends_with(".tether-upload"))
+    });
+    let (busy50, busy99) = keystrokes(&mut attached);
+    let still_copying = copying.is_running();
+    println!(
+        "  echo during cp    idle p50 {:>5.2} ms p99 {:>5.2} ms   uploading p50 {:>5.2} ms p99 {:>5.2} ms{}",
+        ms(idle50),
+        ms(idle99),
+        ms(busy50),
+        ms(busy99),
+        if still_copying { "" } else { "   (the upload ended before the last key)" }
+    );
+    let _ = copying.wait_exit(Duration::from_secs(300), "the upload to end");
+    attached.type_bytes(b"\x1dd");
+    for file in [&source, &there, &back] {
+        let _ = std::fs::remove_file(file);
+    }
+    let _ = host;
 }
 
 /// Wall time of a command whose stdout must be exactly `BYTES` long.

@@ -476,6 +476,20 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
         std::fs::read(place.join("dropped.bin")).ok().filter(|got| *got == expected).map(|_| ())
     });
 
+    // A folder through the folder button: its files keep their places in it.
+    let folder = scratch().join(marker("folder-up"));
+    std::fs::create_dir_all(folder.join("sub")).expect("folder");
+    std::fs::write(folder.join("top.txt"), "top\n").expect("write");
+    std::fs::write(folder.join("sub/deep.txt"), "deep\n").expect("write");
+    let input = browser.find(".pane.files .folder-input").expect("the folder input");
+    browser.send_keys(&input, &folder.display().to_string());
+    let arrived = place.join(folder.file_name().expect("name"));
+    wait_until(BULK, "the folder's files", || {
+        let deep = std::fs::read_to_string(arrived.join("sub/deep.txt")).ok()?;
+        let top = std::fs::read_to_string(arrived.join("top.txt")).ok()?;
+        (deep == "deep\n" && top == "top\n").then_some(())
+    });
+
     // New folder, rename, delete, undo.
     page.click(".pane.files .mkdir");
     files_submit(&page, &browser, "made-here");
