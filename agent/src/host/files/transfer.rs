@@ -97,8 +97,9 @@ pub async fn read(path: PathBuf, shown: String, offset: u64, id: u64, stream: u3
     }
     let mut cursor = offset;
     loop {
+        // A few frames' worth per trip to the blocking pool; each frame one stream chunk.
         let read = tokio::task::spawn_blocking(move || {
-            let mut chunk = vec![0u8; FILE_CHUNK_BYTES];
+            let mut chunk = vec![0u8; READ_BYTES];
             let n = file.seek(SeekFrom::Start(cursor)).and_then(|_| file.read(&mut chunk));
             n.map(|n| {
                 chunk.truncate(n);
@@ -112,13 +113,17 @@ pub async fn read(path: PathBuf, shown: String, offset: u64, id: u64, stream: u3
             let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: cursor }))).await;
             return;
         }
-        let len = chunk.len() as u64;
-        if tx.send(Frame::new(Header::Data { stream, seq: cursor }, chunk)).await.is_err() {
-            return;
+        for piece in chunk.chunks(FILE_CHUNK_BYTES) {
+            if tx.send(Frame::new(Header::Data { stream, seq: cursor }, piece.to_vec())).await.is_err() {
+                return;
+            }
+            cursor += piece.len() as u64;
         }
-        cursor += len;
     }
 }
+
+/// Bytes of a download read at a time.
+const READ_BYTES: usize = 4 * FILE_CHUNK_BYTES; // 256 KiB
 
 /// Bytes of a `.tar.gz` gathered before they go out as one `data` frame.
 const ARCHIVE_FRAME_BYTES: usize = FILE_CHUNK_BYTES;
