@@ -61,6 +61,53 @@ struct Transfer {
     cancel: Rc<Cell<bool>>,
 }
 
+/// The transfers list as async work sees it (never a stale state handle); `changed` shows it.
+struct Book {
+    log: Rc<RefCell<Vec<Transfer>>>,
+    changed: Callback<()>,
+}
+
+impl Book {
+    /// A new line; its id and its cancel flag.
+    fn start(&self, next: &Cell<u32>, name: &str, upload: bool, total: u64) -> (u32, Rc<Cell<bool>>) {
+        let id = next.get();
+        next.set(id + 1);
+        let cancel = Rc::new(Cell::new(false));
+        let started_ms = now();
+        let transfer = Transfer {
+            id,
+            name: name.to_owned(),
+            upload,
+            done: 0,
+            total,
+            started_ms,
+            ended: None,
+            cancel: Rc::clone(&cancel),
+        };
+        self.log.borrow_mut().push(transfer);
+        self.changed.emit(());
+        (id, cancel)
+    }
+
+    fn update(&self, id: u32, change: impl FnOnce(&mut Transfer)) {
+        if let Some(transfer) = self.log.borrow_mut().iter_mut().find(|t| t.id == id) {
+            change(transfer);
+        }
+        self.changed.emit(());
+    }
+
+    /// What hears transfer `id`'s bytes so far.
+    fn progress(&self, id: u32) -> impl Fn(u64) + 'static {
+        let book = Book { log: Rc::clone(&self.log), changed: self.changed.clone() };
+        move |done| book.update(id, |t| t.done = done)
+    }
+
+    fn ended(&self, id: u32, result: &Result<(), String>) {
+        let how = result.clone().err().unwrap_or_default();
+        self.update(id, |t| t.ended = Some(how));
+    }
+}
+
 /// An edit in progress in the toolbar's field.
 #[derive(Clone, PartialEq)]
 enum Edit {
@@ -241,44 +288,20 @@ pub fn files_pane(props: &Props) -> Html {
         );
         // (path, name to save as, size if known, whether it is a folder to archive)
         Callback::from(move |(path, name, size, folder): (String, String, u64, bool)| {
-            let id = next.get();
-            next.set(id + 1);
-            let transfer = Transfer {
-                id,
-                name: name.clone(),
-                upload: false,
-                done: 0,
-                total: size,
-                started_ms: now(),
-                ended: None,
-                cancel: Rc::new(Cell::new(false)),
-            };
-            log.borrow_mut().push(transfer);
-            set_transfers.emit(());
-            let (link, log, set_transfers, error) =
-                (link.clone(), Rc::clone(&log), set_transfers.clone(), error.clone());
+            let book = Book { log: Rc::clone(&log), changed: set_transfers.clone() };
+            let (id, _) = book.start(&next, &name, false, size);
+            let (link, error) = (link.clone(), error.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                let progress = {
-                    let (log, set_transfers) = (Rc::clone(&log), set_transfers.clone());
-                    move |done: u64| {
-                        if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
-                            t.done = done;
-                        }
-                        set_transfers.emit(());
-                    }
-                };
+                let progress = book.progress(id);
                 let request = match folder {
                     true => FsRequest::Archive { path },
                     false => FsRequest::Read { path, offset: 0 },
                 };
                 let result = crate::download::save(&link, request, &name, progress).await;
-                if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
-                    t.ended = Some(result.clone().err().unwrap_or_default());
-                }
+                book.ended(id, &result);
                 if let Err(message) = result {
                     error.set(Some(message));
                 }
-                set_transfers.emit(());
             });
         })
     };
@@ -302,43 +325,18 @@ pub fn files_pane(props: &Props) -> Html {
                 conflicts.set(waiting);
                 return;
             }
-            let id = next.get();
-            next.set(id + 1);
-            let cancel = Rc::new(Cell::new(false));
-            let size = file.size() as u64;
-            log.borrow_mut().push(Transfer {
-                id,
-                name: name.clone(),
-                upload: true,
-                done: 0,
-                total: size,
-                started_ms: now(),
-                ended: None,
-                cancel: Rc::clone(&cancel),
-            });
-            set_transfers.emit(());
+            let book = Book { log: Rc::clone(&log), changed: set_transfers.clone() };
+            let (id, cancel) = book.start(&next, &name, true, file.size() as u64);
             let path = joined(&shown, &name);
-            let (link, log, set_transfers, refresh) =
-                (link.clone(), Rc::clone(&log), set_transfers.clone(), refresh.clone());
+            let (link, refresh) = (link.clone(), refresh.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                let progress = {
-                    let (log, set_transfers) = (Rc::clone(&log), set_transfers.clone());
-                    move |done: u64| {
-                        if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
-                            t.done = done;
-                        }
-                        set_transfers.emit(());
-                    }
-                };
+                let progress = book.progress(id);
                 // A file from a folder (`name` is its path inside it): its directories first.
                 if let Some((dir, _)) = path.rsplit_once('/').filter(|_| name.contains('/')) {
                     let _ = call_fs(&link, FsRequest::Mkdir { path: dir.to_owned(), parents: true }).await;
                 }
                 let result = upload_file(&link, &file, &path, overwrite, &cancel, progress).await;
-                if let Some(t) = log.borrow_mut().iter_mut().find(|t| t.id == id) {
-                    t.ended = Some(result.err().unwrap_or_default());
-                }
-                set_transfers.emit(());
+                book.ended(id, &result);
                 refresh.emit(());
             });
         })

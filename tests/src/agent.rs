@@ -131,6 +131,17 @@ pub fn pair(host: &Agent, relay: &crate::Relay) -> String {
     invite
 }
 
+/// A relay, a host paired with it, the invite, and a client agent that reached the host (state
+/// dirs under `scratch`).
+pub fn paired(scratch: &Path) -> (crate::Relay, Agent, String, Agent) {
+    let relay = crate::Relay::start();
+    let host = Agent::new(scratch);
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch);
+    wait_reachable(&client, &invite);
+    (relay, host, invite, client)
+}
+
 /// Run `ls -H` until the host has registered with the relay (pairing connects it); returns it.
 pub fn wait_reachable(client: &Agent, invite: &str) -> String {
     wait_until(WAIT, "the host to be reachable through the relay", || {

@@ -31,12 +31,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn paired() -> (Relay, Agent, String, Agent) {
-    let relay = Relay::start();
-    let host = Agent::new(scratch());
-    let invite = pair(&host, &relay);
-    let client = Agent::new(scratch());
-    wait_reachable(&client, &invite);
-    (relay, host, invite, client)
+    agent::paired(scratch())
 }
 
 fn sha256_of(bytes: &[u8]) -> String {

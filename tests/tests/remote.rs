@@ -85,11 +85,7 @@ fn the_agent_reregisters_after_a_relay_restart() {
 
 /// A relay, a paired host, and a client agent ready to exec.
 fn exec_setup() -> (Relay, Agent, Agent, String) {
-    let relay = Relay::start();
-    let host = Agent::new(scratch());
-    let invite = pair(&host, &relay);
-    let client = Agent::new(scratch());
-    wait_reachable(&client, &invite);
+    let (relay, host, invite, client) = agent::paired(scratch());
     (relay, host, client, invite)
 }
 

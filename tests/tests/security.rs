@@ -19,14 +19,8 @@ fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A relay, a host paired with it, the invite, and a client agent that reached the host.
 fn paired() -> (Relay, Agent, String, Agent) {
-    let relay = Relay::start();
-    let host = Agent::new(scratch());
-    let invite = pair(&host, &relay);
-    let client = Agent::new(scratch());
-    wait_reachable(&client, &invite);
-    (relay, host, invite, client)
+    agent::paired(scratch())
 }
 
 /// `tether passwd --stdin` on the host.
