@@ -717,17 +717,20 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
 
 // 12. The CLI runs the connection's timers, and a lost link is made again.
 
+/// `attach -H` to `shell` on a PTY, once a command typed into it has echoed.
+fn attached_and_typing(client: &Agent, invite: &str, shell: &str) -> PtyClient {
+    let mut attached = PtyClient::spawn(client, &["attach", "-H", invite, shell]);
+    attached.type_bytes(b"echo before-$((1+1))\r");
+    attached.wait_for("before-2");
+    attached
+}
+
 #[test]
 fn attach_and_logs_follow_resume_after_the_relay_restarts() {
     let (relay, host, invite, client) = paired();
     let address = relay.address();
     let shell = host.start_shell();
-    let mut command = portable_pty::CommandBuilder::new(tether_tests::bin_path("tether"));
-    command.env("TETHER_STATE_DIR", &client.state);
-    command.args(["attach", "-H", &invite, &shell]);
-    let mut attached = PtyClient::spawn_command(command);
-    attached.type_bytes(b"echo before-$((1+1))\r");
-    attached.wait_for("before-2");
+    let mut attached = attached_and_typing(&client, &invite, &shell);
     let mut follow = client.command();
     follow.args(["logs", "-H", &invite, "-f", &shell]);
     let (mut following, followed) = tether_tests::process::spawn_collecting(follow);
@@ -763,12 +766,7 @@ fn attach_and_logs_follow_resume_after_the_relay_restarts() {
 fn attach_notices_a_link_gone_silent_and_comes_back_when_it_speaks_again() {
     let (relay, host, invite, client) = paired();
     let shell = host.start_shell();
-    let mut command = portable_pty::CommandBuilder::new(tether_tests::bin_path("tether"));
-    command.env("TETHER_STATE_DIR", &client.state);
-    command.args(["attach", "-H", &invite, &shell]);
-    let mut attached = PtyClient::spawn_command(command);
-    attached.type_bytes(b"echo before-$((1+1))\r");
-    attached.wait_for("before-2");
+    let mut attached = attached_and_typing(&client, &invite, &shell);
     // The relay stops dead (no close, no reset: a network gone silent), then goes on.
     // SAFETY: kill(2) only sends signals.
     unsafe { libc::kill(relay.pid(), libc::SIGSTOP) };
