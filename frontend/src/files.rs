@@ -27,6 +27,8 @@ use crate::link::{Link, StreamEvent};
 
 /// Height of one row, in CSS pixels (the list is virtualised on it).
 const ROW_PX: i32 = 26;
+/// Upload chunks sent before the first is answered (their answers are the flow control).
+const CHUNKS_IN_FLIGHT: usize = 4;
 /// Rows drawn beyond the visible ones, above and below.
 const OVERSCAN_ROWS: i32 = 20;
 
@@ -982,22 +984,32 @@ async fn upload_file(
     let FsResponse::Writing { offset, .. } = call_fs(link, write).await? else {
         return Err("unexpected answer to write".into());
     };
+    use futures_util::stream::{FuturesOrdered, StreamExt};
     let mut digest = FileDigest::new();
     let mut at = 0u64;
-    while at < size {
+    // A few chunks unanswered at a time: the next is read while the last ones travel.
+    let mut in_flight = FuturesOrdered::new();
+    while at < size || !in_flight.is_empty() {
         if cancel.get() {
             let _ = call_fs(link, FsRequest::Cancel { upload: upload.clone() }).await;
             return Err("cancelled".into());
         }
-        let end = (at + MAX_CHUNK_BYTES as u64).min(size);
-        let bytes = read_slice(file, at, end).await?;
-        digest.update(&bytes);
-        if at >= offset {
-            call_fs_with(link, FsRequest::Chunk { upload: upload.clone(), offset: at }, bytes).await?;
+        if at < size && in_flight.len() < CHUNKS_IN_FLIGHT {
+            let end = (at + MAX_CHUNK_BYTES as u64).min(size);
+            let bytes = read_slice(file, at, end).await?;
+            digest.update(&bytes);
+            if at >= offset {
+                let chunk = call_fs_with(link, FsRequest::Chunk { upload: upload.clone(), offset: at }, bytes);
+                in_flight.push_back(async move { chunk.await.map(|_| end) });
+            }
+            at = end;
+            continue;
         }
-        at = end;
-        progress(at);
+        if let Some(answered) = in_flight.next().await {
+            progress(answered?);
+        }
     }
+    progress(size);
     call_fs(link, FsRequest::Commit { upload, sha256: digest.finish() }).await?;
     Ok(())
 }

@@ -4,7 +4,10 @@
 //! - page load → first prompt painted (the app's `tether:first-output` performance mark);
 //! - `seq 1 200000` and a 20 MB `cat` of base64: from typing the command to its last line shown
 //!   (output is written in order, so every byte before it was written too);
-//! - keystroke → echo painted, measured inside the page (xterm.js input → render), 50 samples.
+//! - keystroke → echo painted, measured inside the page (xterm.js input → render), 50 samples;
+//!   again while the Files tab uploads on the same connection;
+//! - Files tab: upload (file input → committed on the host) and download (→ saved by Chromium)
+//!   of 200 MB, MB/s.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,7 +37,9 @@ fn main() {
     std::fs::create_dir_all(&home).expect("home");
     let host = Agent::with_env(&scratch, &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)]);
     let invite = pair(&host, &relay);
-    let browser = Browser::start(&scratch);
+    let downloads = scratch.join("downloads");
+    std::fs::create_dir_all(&downloads).expect("downloads");
+    let browser = Browser::start_with_downloads(&scratch, &downloads);
 
     let loads: Vec<f64> = (0..LOADS)
         .map(|_| {
@@ -82,6 +87,102 @@ fn main() {
     samples.sort_by(f64::total_cmp);
     let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
     println!("  keystroke → echo   p50 {p50:.2} ms  p99 {p99:.2} ms ({} samples, painted)", samples.len());
+
+    files_bench(&browser, &scratch, &downloads);
+}
+
+const TRANSFER_BYTES: u64 = 200_000_000; // 200 MB
+
+/// Type `path` into the Files tab's path field and wait for its listing.
+fn files_go(browser: &Browser, dir: &Path) {
+    let field = wait_until(Duration::from_secs(30), "the path field", || browser.find(".pane.files .goto .path"));
+    browser.execute("document.querySelector('.pane.files .goto .path').value = ''", json!([]));
+    browser.send_keys(&field, &format!("{}\n", dir.display()));
+    let wanted = dir.display().to_string();
+    wait_until(Duration::from_secs(30), "the listing", || {
+        let path = browser.execute("return document.querySelector('.pane.files').dataset.path", json!([]));
+        (path.as_str() == Some(wanted.as_str())).then_some(())
+    });
+}
+
+fn click(browser: &Browser, css: &str) {
+    browser.execute("document.querySelector(arguments[0]).click()", json!([css]));
+}
+
+fn write_noise(path: &Path, bytes: u64) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("create");
+    let block: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).expect("write");
+        left -= n as u64;
+    }
+}
+
+/// Upload and download through the Files tab, and keystrokes while an upload runs.
+fn files_bench(browser: &Browser, scratch: &Path, downloads: &Path) {
+    let place = scratch.join("files");
+    std::fs::create_dir_all(&place).expect("files dir");
+    let local = scratch.join("upload.bin");
+    write_noise(&local, TRANSFER_BYTES);
+    click(browser, ".tab.files-tab");
+    files_go(browser, &place);
+
+    let input = browser.find(".pane.files .file-input").expect("the file input");
+    let started = Instant::now();
+    browser.send_keys(&input, &local.display().to_string());
+    wait_until(BULK, "the upload", || {
+        (std::fs::metadata(place.join("upload.bin")).map(|m| m.len()).unwrap_or(0) == TRANSFER_BYTES).then_some(())
+    });
+    let up = started.elapsed();
+
+    files_go(browser, &place);
+    browser.execute(
+        "[...document.querySelectorAll('.pane.files .file')].find(r => r.dataset.name === 'upload.bin').click()",
+        json!([]),
+    );
+    let started = Instant::now();
+    click(browser, ".pane.files .download");
+    let saved = downloads.join("upload.bin");
+    wait_until(BULK, "the download", || {
+        let complete = std::fs::metadata(&saved).map(|m| m.len() == TRANSFER_BYTES).unwrap_or(false);
+        (complete && !downloads.join("upload.bin.crdownload").exists()).then_some(())
+    });
+    let down = started.elapsed();
+    let rate = |d: Duration| TRANSFER_BYTES as f64 / 1e6 / d.as_secs_f64();
+    println!(
+        "  Files upload        {:.1} MB/s   download {:.1} MB/s ({} MB)",
+        rate(up),
+        rate(down),
+        TRANSFER_BYTES / 1_000_000
+    );
+
+    // Keystrokes in the terminal while the same connection uploads.
+    let big = scratch.join("big-upload.bin");
+    write_noise(&big, 5 * TRANSFER_BYTES);
+    browser.send_keys(&input, &big.display().to_string());
+    wait_until(BULK, "the upload to be under way", || {
+        std::fs::read_dir(&place).ok()?.flatten().find(|e| {
+            e.file_name().to_string_lossy().ends_with(".tether-upload")
+                && e.metadata().map(|m| m.len() > 20_000_000).unwrap_or(false)
+        })
+    });
+    browser.execute("document.querySelector('.tab[data-session]').click()", json!([]));
+    std::thread::sleep(Duration::from_millis(300));
+    let samples = browser.execute_async(KEYSTROKE_SCRIPT, json!([KEYSTROKES]));
+    let still = std::fs::metadata(place.join("big-upload.bin")).is_err();
+    let mut samples: Vec<f64> = serde_json::from_value(samples).expect("samples");
+    samples.sort_by(f64::total_cmp);
+    let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
+    println!(
+        "  echo during upload p50 {p50:.2} ms  p99 {p99:.2} ms{}",
+        if still { "" } else { "   (the upload ended before the last key)" }
+    );
+    for file in [&local, &big] {
+        let _ = std::fs::remove_file(file);
+    }
 }
 
 /// Type one key at a time into the active terminal (as xterm.js's own input), time until the

@@ -16,6 +16,8 @@ pub struct Agent {
     pub state: PathBuf,
     /// Extra environment for every command (and so for the daemon the first one starts).
     env: Vec<(String, PathBuf)>,
+    /// A program every `tether` runs under (and so the daemon the first one starts).
+    wrapper: Vec<String>,
 }
 
 impl Agent {
@@ -28,11 +30,26 @@ impl Agent {
     pub fn with_env(scratch: &Path, vars: &[(&str, &Path)]) -> Agent {
         let state = scratch.join(marker("agent-state"));
         std::fs::create_dir_all(&state).expect("state dir");
-        Agent { state, env: vars.iter().map(|(k, v)| (k.to_string(), v.to_path_buf())).collect() }
+        Agent { state, env: vars.iter().map(|(k, v)| (k.to_string(), v.to_path_buf())).collect(), wrapper: Vec::new() }
+    }
+
+    /// Like `with_env`, every `tether` run under `wrapper` (e.g. `unshare --user`: then the
+    /// agent, root or not, has no power over file permissions, as an ordinary user would not).
+    pub fn wrapped(scratch: &Path, vars: &[(&str, &Path)], wrapper: &[&str]) -> Agent {
+        let mut agent = Agent::with_env(scratch, vars);
+        agent.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        agent
     }
 
     pub fn command(&self) -> Command {
-        let mut command = Command::new(bin_path("tether"));
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin_path("tether"));
+                command
+            }
+            None => Command::new(bin_path("tether")),
+        };
         command.env("TETHER_STATE_DIR", &self.state).stdin(Stdio::null());
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command

@@ -525,3 +525,40 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     assert!(said.contains("no such file or directory"), "{said}");
     assert_no_console_errors(&browser);
 }
+
+#[test]
+fn a_permission_error_is_said_in_the_page() {
+    let relay = Relay::start();
+    let home = scratch().join(marker("home"));
+    std::fs::create_dir_all(&home).expect("home");
+    // In a user namespace of its own the agent has no power over permissions (as a user
+    // without root would not), so a directory of mode 000 is closed to it.
+    let env: [(&str, &Path); 2] = [("SHELL", Path::new("/bin/bash")), ("HOME", &home)];
+    let host = Agent::wrapped(scratch(), &env, &["unshare", "--user"]);
+    let invite = pair(&host, &relay);
+    let locked = scratch().join(marker("locked"));
+    std::fs::create_dir_all(&locked).expect("dir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let browser = Browser::start(scratch());
+    let page = Page(&browser);
+    browser.goto(&invite);
+    page.landed();
+    page.click(".tab.files-tab");
+    // Once the home directory is listed, go to the locked one.
+    wait_until(PAGE, "the home listing", || {
+        (files_attr(&page, "data-path") == home.display().to_string()).then_some(())
+    });
+    let field = wait_until(PAGE, "the path field", || browser.find(".pane.files .goto .path"));
+    page.script("document.querySelector('.pane.files .goto .path').value = ''", json!([]));
+    browser.send_keys(&field, &format!("{}\n", locked.display()));
+    let said = wait_until(PAGE, "the error", || {
+        let text = page.script(
+            "const e = document.querySelector('.pane.files .file-error'); return e ? e.textContent : null",
+            json!([]),
+        );
+        text.as_str().map(str::to_owned)
+    });
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).expect("chmod back");
+    assert!(said.contains("permission denied"), "{said}");
+}
