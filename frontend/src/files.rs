@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use tether_protocol::api::{Request, Response};
 use tether_protocol::file::FileDigest;
-use tether_protocol::fs::{take_pages, Entry, FsRequest, FsResponse, Kind, MAX_CHUNK_BYTES};
+use tether_protocol::fs::{take_pages, Entry, FsRequest, FsResponse, Kind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
@@ -28,7 +28,11 @@ use crate::link::{Link, StreamEvent};
 /// Height of one row, in CSS pixels (the list is virtualised on it).
 const ROW_PX: i32 = 26;
 /// Upload chunks sent before the first is answered (their answers are the flow control).
-const CHUNKS_IN_FLIGHT: usize = 4;
+const CHUNKS_IN_FLIGHT: usize = 8;
+/// An upload chunk: small, so a keystroke waits behind little of one.
+const UPLOAD_CHUNK_BYTES: usize = 128 * 1024; // 128 KiB
+/// The next chunk is sealed once the WebSocket holds less than this unsent.
+const UNSENT_LOW_WATER_BYTES: u32 = 128 * 1024; // 128 KiB
 /// Rows drawn beyond the visible ones, above and below.
 const OVERSCAN_ROWS: i32 = 20;
 
@@ -995,7 +999,9 @@ async fn upload_file(
             return Err("cancelled".into());
         }
         if at < size && in_flight.len() < CHUNKS_IN_FLIGHT {
-            let end = (at + MAX_CHUNK_BYTES as u64).min(size);
+            // Sealed only when the socket has room: typing goes out ahead of what is queued.
+            link.room_for_bulk(UNSENT_LOW_WATER_BYTES).await;
+            let end = (at + UPLOAD_CHUNK_BYTES as u64).min(size);
             let bytes = read_slice(file, at, end).await?;
             digest.update(&bytes);
             if at >= offset {

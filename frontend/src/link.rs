@@ -28,6 +28,8 @@ use yew::Callback;
 
 const MIN_BACKOFF_MS: u32 = 500;
 const MAX_BACKOFF_MS: u32 = 10_000;
+/// How often a bulk sender looks whether the WebSocket has room again.
+const BULK_POLL_MS: u32 = 1;
 
 /// What the status bar shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -490,6 +492,25 @@ impl Link {
     pub fn send(&self, request: &Request, payload: Vec<u8>) {
         if let Ok((id, _)) = self.send_request(request, payload, None) {
             self.0.borrow_mut().calls.remove(&id);
+        }
+    }
+
+    /// Bytes the WebSocket has queued and not yet sent. Bulk senders (uploads) wait for it to
+    /// drain before they seal more, so a keystroke sealed meanwhile never waits behind a pile of
+    /// file chunks: frames are sealed in order and cannot be reordered afterwards.
+    pub fn unsent_bytes(&self) -> u32 {
+        self.0.borrow().socket.as_ref().map_or(0, |socket| socket.ws.buffered_amount())
+    }
+
+    /// Until the WebSocket's queue is under `low_water` bytes (polled every few ms).
+    pub async fn room_for_bulk(&self, low_water: u32) {
+        while self.unsent_bytes() > low_water {
+            let (tx, rx) = futures_channel::oneshot::channel::<()>();
+            let timer = Timer::after(BULK_POLL_MS, move || {
+                let _ = tx.send(());
+            });
+            let _ = rx.await;
+            drop(timer);
         }
     }
 
