@@ -490,6 +490,41 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
         (deep == "deep\n" && top == "top\n").then_some(())
     });
 
+    // The same name again: the page asks; "keep both" puts it beside the first.
+    let input = browser.find(".pane.files .file-input").expect("the file input");
+    browser.send_keys(&input, &local.display().to_string());
+    wait_until(PAGE, "the question", || browser.find(".pane.files .conflict .keep-both"));
+    page.click(".pane.files .conflict .keep-both");
+    let (stem, ext) = name.rsplit_once('.').expect("an extension");
+    let both = place.join(format!("{stem} (1).{ext}"));
+    wait_until(BULK, "the second copy", || {
+        std::fs::read(&both).ok().filter(|got| got.len() == upload.len()).map(|_| ())
+    });
+    assert_eq!(std::fs::read(place.join(&name)).expect("the first"), upload, "the first copy is untouched");
+
+    // A cancelled upload leaves nothing behind.
+    let slow = scratch().join(marker("cancelled.bin"));
+    std::fs::write(&slow, vec![7u8; 64 << 20]).expect("write");
+    let input = browser.find(".pane.files .file-input").expect("the file input");
+    browser.send_keys(&input, &slow.display().to_string());
+    let slow_name = slow.file_name().expect("name").to_string_lossy().into_owned();
+    wait_until(BULK, "the upload to start", || {
+        std::fs::read_dir(&place).ok()?.flatten().find(|e| e.file_name().to_string_lossy().ends_with(".tether-upload"))
+    });
+    page.script(
+        "const t = [...document.querySelectorAll('.pane.files .transfer')].find(t => t.dataset.name === arguments[0]); \
+         t.querySelector('.cancel').click()",
+        json!([slow_name]),
+    );
+    wait_until(BULK, "the cancel to clean up", || {
+        let left = std::fs::read_dir(&place)
+            .ok()?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".tether-upload"));
+        (!left).then_some(())
+    });
+    assert!(!place.join(&slow_name).exists(), "a cancelled upload reached its path");
+
     // New folder, rename, delete, undo.
     page.click(".pane.files .mkdir");
     files_submit(&page, &browser, "made-here");
