@@ -73,6 +73,7 @@ struct Download {
 /// Download what `request` streams (`read` of a file, `archive` of a folder) as `name`;
 /// `progress` hears the bytes so far.
 pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn(u64) + 'static) -> Result<(), String> {
+    let progress: Rc<dyn Fn(u64)> = Rc::new(progress);
     let download =
         Rc::new(RefCell::new(Download { sink: Sink::Blob { parts: js_sys::Array::new() }, got: 0, cancelled: false }));
     // With a worker: hand it the download first, and wait until it is ready for the navigation.
@@ -120,64 +121,38 @@ pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn
         _listening = Some(Listening { port: channel.port1(), _on_message: on_message });
     }
 
-    let (done_tx, done) = futures_channel::oneshot::channel::<bool>();
-    let done_tx = Rc::new(Cell::new(Some(done_tx)));
-    let owner = {
-        let (download, link) = (Rc::clone(&download), link.clone());
-        Callback::from(move |(stream, event): (u32, StreamEvent)| match event {
-            StreamEvent::Data { bytes, .. } => {
-                let n = bytes.len() as u64;
-                let mut held = download.borrow_mut();
-                held.got += n;
-                progress(held.got);
-                let chunk = js_sys::Uint8Array::from(bytes.as_slice());
-                match &mut held.sink {
-                    Sink::Worker { port, unpulled, pulls } => {
-                        let buffer = chunk.buffer();
-                        let _ = port.post_message_with_transferable(
-                            &object(&[("chunk", &buffer)]),
-                            &js_sys::Array::of1(&buffer),
-                        );
-                        match *pulls {
-                            0 => unpulled.push_back((stream, n)),
-                            _ => {
-                                *pulls -= 1;
-                                link.consumed(stream, n);
-                            }
-                        }
-                    }
-                    Sink::Blob { parts } => {
-                        parts.push(&chunk);
-                        link.consumed(stream, n);
-                    }
-                }
-                if held.cancelled {
-                    link.forget_stream(stream);
-                    if let Some(tx) = done_tx.take() {
-                        let _ = tx.send(false);
-                    }
-                }
-            }
-            StreamEvent::Eof | StreamEvent::Skipped { .. } => {
-                if let Some(tx) = done_tx.take() {
-                    let _ = tx.send(matches!(event, StreamEvent::Eof));
-                }
-            }
-        })
+    // A file read that is cut off goes on from the byte it got to, on the connection made again
+    // (the browser's download stays open meanwhile); a folder's archive cannot.
+    let resume_path = match &request {
+        FsRequest::Read { path, .. } => Some(path.clone()),
+        _ => None,
     };
-    let answer = link.open_stream(&Request::Fs(request), owner).await;
-    // A file's size is known; an archive's is what arrives before `eof`.
-    let size = match answer {
-        Ok((Response::Fs(FsResponse::Reading { size, .. }), _)) => Some(size),
-        Ok((Response::Fs(FsResponse::Archiving { .. }), _)) => None,
-        Ok((Response::Error { message, .. }, _)) | Err(message) => return Err(finish_failed(&download, message)),
-        Ok((other, _)) => return Err(finish_failed(&download, format!("unexpected answer {other:?}"))),
+    let mut request = Some(request);
+    let mut size = None;
+    let mut navigate_to = navigate_to;
+    let mut attempts = 0;
+    let whole = loop {
+        let (whole, answered) =
+            read_once(link, &download, request.take(), &resume_path, &progress, &mut navigate_to).await;
+        match answered {
+            Ok(Some(total)) => size = size.or(Some(total)),
+            Ok(None) => {}
+            Err(message) if attempts == 0 && size.is_none() => return Err(finish_failed(&download, message)),
+            Err(_) => {}
+        }
+        if whole || download.borrow().cancelled || resume_path.is_none() {
+            break whole;
+        }
+        attempts += 1;
+        if attempts > RESUMES || !link.connected_again(RECONNECT_WAIT_MS).await {
+            break false;
+        }
+        // Credit owed to the stream that was cut is moot on the new connection.
+        if let Sink::Worker { unpulled, pulls, .. } = &mut download.borrow_mut().sink {
+            *pulls += unpulled.len() as u32;
+            unpulled.clear();
+        }
     };
-    // The browser's download starts now, and its stream pulls as it writes.
-    if let Some(url) = navigate_to {
-        click(&url, None)?;
-    }
-    let whole = done.await.unwrap_or(false);
     let got = download.borrow().got;
     if download.borrow().cancelled {
         return Err("cancelled".into());
@@ -221,6 +196,87 @@ impl Drop for Listening {
         self.port.set_onmessage(None);
         self.port.close();
     }
+}
+
+/// Times a cut-off download is taken up again, and how long each waits for the connection.
+const RESUMES: u32 = 10;
+const RECONNECT_WAIT_MS: u32 = 120_000;
+
+/// One stream of the download: `request` the first time, else a read from the byte it got to.
+/// Whether it reached `eof`, and the size the host answered (`None` for an archive).
+async fn read_once(
+    link: &Link,
+    download: &Rc<RefCell<Download>>,
+    request: Option<FsRequest>,
+    resume_path: &Option<String>,
+    progress: &Rc<dyn Fn(u64)>,
+    navigate_to: &mut Option<String>,
+) -> (bool, Result<Option<u64>, String>) {
+    let request = match (request, resume_path) {
+        (Some(request), _) => request,
+        (None, Some(path)) => FsRequest::Read { path: path.clone(), offset: download.borrow().got },
+        (None, None) => return (false, Err("an archive cannot go on from the middle".into())),
+    };
+    let (done_tx, done) = futures_channel::oneshot::channel::<bool>();
+    let done_tx = Rc::new(Cell::new(Some(done_tx)));
+    let owner = {
+        let (download, link, progress) = (Rc::clone(download), link.clone(), Rc::clone(progress));
+        Callback::from(move |(stream, event): (u32, StreamEvent)| match event {
+            StreamEvent::Data { bytes, .. } => {
+                let n = bytes.len() as u64;
+                let mut held = download.borrow_mut();
+                held.got += n;
+                progress(held.got);
+                let chunk = js_sys::Uint8Array::from(bytes.as_slice());
+                match &mut held.sink {
+                    Sink::Worker { port, unpulled, pulls } => {
+                        let buffer = chunk.buffer();
+                        let _ = port.post_message_with_transferable(
+                            &object(&[("chunk", &buffer)]),
+                            &js_sys::Array::of1(&buffer),
+                        );
+                        match *pulls {
+                            0 => unpulled.push_back((stream, n)),
+                            _ => {
+                                *pulls -= 1;
+                                link.consumed(stream, n);
+                            }
+                        }
+                    }
+                    Sink::Blob { parts } => {
+                        parts.push(&chunk);
+                        link.consumed(stream, n);
+                    }
+                }
+                if held.cancelled {
+                    link.forget_stream(stream);
+                    if let Some(tx) = done_tx.take() {
+                        let _ = tx.send(false);
+                    }
+                }
+            }
+            StreamEvent::Eof | StreamEvent::Skipped { .. } => {
+                if let Some(tx) = done_tx.take() {
+                    let _ = tx.send(matches!(event, StreamEvent::Eof));
+                }
+            }
+        })
+    };
+    let answered = match link.open_stream(&Request::Fs(request), owner).await {
+        Ok((Response::Fs(FsResponse::Reading { size, .. }), _)) => Ok(Some(size)),
+        Ok((Response::Fs(FsResponse::Archiving { .. }), _)) => Ok(None),
+        Ok((Response::Error { message, .. }, _)) | Err(message) => return (false, Err(message)),
+        Ok((other, _)) => return (false, Err(format!("unexpected answer {other:?}"))),
+    };
+    // The browser's download starts once the host has answered, and its stream pulls as it
+    // writes (so credit, and more bytes, follow).
+    if let Some(url) = navigate_to.take() {
+        if let Err(why) = click(&url, None) {
+            return (false, Err(why));
+        }
+    }
+    // A lost connection drops the stream's owner, and with it the sender: not whole.
+    (done.await.unwrap_or(false), answered)
 }
 
 /// Tell the worker's stream (if any) that the download failed; returns `why`.

@@ -27,6 +27,9 @@ use crate::link::{Link, StreamEvent};
 
 /// Height of one row, in CSS pixels (the list is virtualised on it).
 const ROW_PX: i32 = 26;
+/// Times an upload cut off by a lost connection is taken up again, and how long each waits.
+const RESUMES: u32 = 10;
+const RECONNECT_WAIT_MS: u32 = 120_000;
 /// Upload chunks sent before the first is answered (their answers are the flow control).
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// An upload chunk: small, so a keystroke waits behind little of one.
@@ -341,7 +344,20 @@ pub fn files_pane(props: &Props) -> Html {
                 if let Some((dir, _)) = path.rsplit_once('/').filter(|_| name.contains('/')) {
                     let _ = call_fs(&link, FsRequest::Mkdir { path: dir.to_owned(), parents: true }).await;
                 }
-                let result = upload_file(&link, &file, &path, overwrite, &cancel, progress).await;
+                // A lost connection is no failure: once it is back, the upload goes on from the
+                // byte the host has (the same upload name finds its temporary file).
+                let mut attempts = 0;
+                let result = loop {
+                    let result = upload_file(&link, &file, &path, overwrite, &cancel, &progress).await;
+                    let lost = !matches!(link.status(), crate::link::Status::Connected);
+                    if result.is_ok() || cancel.get() || !lost || attempts >= RESUMES {
+                        break result;
+                    }
+                    attempts += 1;
+                    if !link.connected_again(RECONNECT_WAIT_MS).await {
+                        break result;
+                    }
+                };
                 book.ended(id, &result);
                 refresh.emit(());
             });
@@ -977,7 +993,7 @@ async fn upload_file(
     path: &str,
     overwrite: bool,
     cancel: &Cell<bool>,
-    progress: impl Fn(u64),
+    progress: &impl Fn(u64),
 ) -> Result<(), String> {
     let size = file.size() as u64;
     let mut key = FileDigest::new();

@@ -30,6 +30,8 @@ const MIN_BACKOFF_MS: u32 = 500;
 const MAX_BACKOFF_MS: u32 = 10_000;
 /// How often a bulk sender looks whether the WebSocket has room again.
 const BULK_POLL_MS: u32 = 1;
+/// How often a transfer waiting for the connection looks whether it is back.
+const RECONNECT_POLL_MS: u32 = 250;
 
 /// What the status bar shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -492,6 +494,26 @@ impl Link {
     pub fn send(&self, request: &Request, payload: Vec<u8>) {
         if let Ok((id, _)) = self.send_request(request, payload, None) {
             self.0.borrow_mut().calls.remove(&id);
+        }
+    }
+
+    /// After a lost connection: whether it is up again within `within_ms` (polled).
+    pub async fn connected_again(&self, within_ms: u32) -> bool {
+        let started = now_ms();
+        loop {
+            // A moment first: the loss that brought us here may not have been noticed yet.
+            let (tx, rx) = futures_channel::oneshot::channel::<()>();
+            let timer = Timer::after(RECONNECT_POLL_MS, move || {
+                let _ = tx.send(());
+            });
+            let _ = rx.await;
+            drop(timer);
+            match self.status() {
+                Status::Connected => return true,
+                Status::Failed(_) => return false,
+                _ if now_ms().saturating_sub(started) > u64::from(within_ms) => return false,
+                _ => {}
+            }
         }
     }
 

@@ -597,3 +597,74 @@ fn a_permission_error_is_said_in_the_page() {
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).expect("chmod back");
     assert!(said.contains("permission denied"), "{said}");
 }
+
+#[test]
+fn a_browser_transfer_cut_off_goes_on_when_the_relay_is_back() {
+    let relay = Relay::start();
+    let address = relay.address();
+    let home = scratch().join(marker("home"));
+    std::fs::create_dir_all(&home).expect("home");
+    let host = Agent::with_env(scratch(), &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)]);
+    let invite = pair(&host, &relay);
+    let downloads = scratch().join(marker("downloads"));
+    std::fs::create_dir_all(&downloads).expect("downloads");
+    let browser = Browser::start_with_downloads(scratch(), &downloads);
+    let page = Page(&browser);
+    let place = scratch().join(marker("cut-place"));
+    std::fs::create_dir_all(&place).expect("dir");
+    let bytes: Vec<u8> = (0..48u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8).collect();
+    std::fs::write(place.join("down.bin"), &bytes).expect("write");
+    let local = scratch().join(marker("up.bin"));
+    std::fs::write(&local, &bytes).expect("write");
+    browser.goto(&invite);
+    page.landed();
+    wait_until(PAGE, "the download worker to control the page", || {
+        (page.script("return !!navigator.serviceWorker.controller", json!([])) == json!(true)).then_some(())
+    });
+    page.click(".tab.files-tab");
+    files_go(&page, &browser, &place);
+    let mut relay = Some(relay);
+
+    // Up: the relay goes away with part of the file on the host, and comes back.
+    let input = browser.find(".pane.files .file-input").expect("the file input");
+    browser.send_keys(&input, &local.display().to_string());
+    wait_until(BULK, "part of the upload", || {
+        std::fs::read_dir(&place).ok()?.flatten().find(|e| {
+            e.file_name().to_string_lossy().ends_with(".tether-upload") && e.metadata().is_ok_and(|m| m.len() > 4 << 20)
+        })
+    });
+    drop(relay.take());
+    let uploaded = place.join(local.file_name().expect("name"));
+    assert!(!uploaded.exists(), "a partial upload reached its path");
+    relay = Some(Relay::start_at(&address));
+    wait_until(BULK, "the upload to finish", || {
+        std::fs::metadata(&uploaded).ok().filter(|m| m.len() == bytes.len() as u64).map(|_| ())
+    });
+    assert_eq!(sha256_hex(&std::fs::read(&uploaded).expect("uploaded")), sha256_hex(&bytes));
+
+    // Down: the same, with the browser's download open meanwhile.
+    page.wait_status("connected via relay");
+    files_select(&page, "down.bin");
+    page.click(".pane.files .download");
+    // Part of the way: the page's own progress bar for it says how far.
+    wait_until(BULK, "part of the download", || {
+        let percent = page.script(
+            "const t = [...document.querySelectorAll('.pane.files .transfer')].find(t => t.dataset.name === 'down.bin'); \
+             return t ? Number(t.querySelector('progress').value) : 0",
+            json!([]),
+        );
+        percent.as_f64().filter(|p| (10.0..90.0).contains(p))
+    });
+    drop(relay.take());
+    let partial = || {
+        std::fs::read_dir(&downloads).ok()?.flatten().find(|e| e.file_name().to_string_lossy().ends_with(".crdownload"))
+    };
+    let _relay = Relay::start_at(&address);
+    let saved = downloads.join("down.bin");
+    wait_until(BULK, "the download to finish", || {
+        let complete = std::fs::metadata(&saved).is_ok_and(|m| m.len() == bytes.len() as u64);
+        (complete && partial().is_none()).then_some(())
+    });
+    assert_eq!(sha256_hex(&std::fs::read(&saved).expect("downloaded")), sha256_hex(&bytes));
+    assert_no_console_errors(&browser);
+}
