@@ -184,8 +184,8 @@ impl FileService {
                 Ok(FsResponse::Writing { path: done, offset })
             }
             FsRequest::Commit { upload, sha256 } => {
-                let size = self.uploads.commit(&upload, sha256).await?;
-                Ok(FsResponse::Committed { path: String::new(), size })
+                let (path, size) = self.uploads.commit(&upload, sha256).await?;
+                Ok(FsResponse::Committed { path: path.display().to_string(), size })
             }
             FsRequest::Cancel { upload } => {
                 self.uploads.cancel(&upload).await?;

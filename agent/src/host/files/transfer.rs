@@ -260,7 +260,7 @@ enum Job {
     },
     Commit {
         sha256: String,
-        done: oneshot::Sender<Result<u64, Failure>>,
+        done: oneshot::Sender<Result<(PathBuf, u64), Failure>>,
     },
     Cancel {
         done: oneshot::Sender<()>,
@@ -363,7 +363,8 @@ impl Uploads {
         Ok(written)
     }
 
-    pub async fn commit(&self, key: &str, sha256: String) -> Result<u64, Failure> {
+    /// Put the upload in place; where it went and its size.
+    pub async fn commit(&self, key: &str, sha256: String) -> Result<(PathBuf, u64), Failure> {
         let jobs = self.jobs(key)?;
         let (done, committed) = oneshot::channel();
         jobs.send(Job::Commit { sha256, done }).map_err(|_| Failure::new(ErrorCode::NotFound, "the upload ended"))?;
@@ -540,7 +541,7 @@ impl Writer {
         Ok(())
     }
 
-    fn commit(&mut self, sha256: &str) -> Result<u64, Failure> {
+    fn commit(&mut self, sha256: &str) -> Result<(PathBuf, u64), Failure> {
         let shown = self.plan.shown.clone();
         let check = std::mem::replace(&mut self.check, FileCheck::new(self.plan.size));
         let size = check.offset();
@@ -567,6 +568,6 @@ impl Writer {
         if let Some(dir) = target.parent() {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }
-        Ok(size)
+        Ok((target.clone(), size))
     }
 }
