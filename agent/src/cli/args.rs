@@ -245,7 +245,7 @@ pub enum FsAction {
         #[arg(short, long)]
         parents: bool,
     },
-    /// Rename or move within the host: mv HOST:FROM TO (TO on the same host).
+    /// Rename or move within the host: mv HOST:FROM HOST:TO.
     Mv {
         from: String,
         to: String,

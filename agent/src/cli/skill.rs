@@ -22,4 +22,11 @@ add key:enter. Piped stdin is sent as text: printf 'y\\n' | tether send ID
 
 Loop that works: send a command, `logs --wait-for-prompt --tail N` to read the result, decide,
 repeat. `ls` shows INPUT=yes for sessions waiting on you (y/n, password, continue?, shell prompt).
+
+Files on a host (HOST: an invite, a name from `tether hosts add`, or `local`), like scp:
+
+  tether cp --json report.txt HOST:/tmp/              # atomic; a lost link resumes by itself
+  tether cp -r HOST:project/logs ./logs                 # exit code non-zero if any file failed
+  tether fs ls --json HOST:/var/log                     # one JSON entry per line
+  tether fs stat --json HOST:path   fs mkdir -p HOST:a/b   fs mv HOST:a HOST:b   fs rm HOST:x
 ";
