@@ -141,6 +141,16 @@ impl Drop for Timer {
     }
 }
 
+/// Wait `ms` on a timer (a task of its own, so the page handles its events first).
+pub async fn sleep_ms(ms: u32) {
+    let (tx, rx) = futures_channel::oneshot::channel::<()>();
+    let timer = Timer::after(ms, move || {
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+    drop(timer);
+}
+
 /// Milliseconds on the page's monotonic clock (`performance.now()`), what the connection's
 /// timers run on: `Date.now()` jumps with the wall clock (NTP, a suspended laptop).
 pub fn now_ms() -> u64 {
@@ -502,12 +512,7 @@ impl Link {
         let started = now_ms();
         loop {
             // A moment first: the loss that brought us here may not have been noticed yet.
-            let (tx, rx) = futures_channel::oneshot::channel::<()>();
-            let timer = Timer::after(RECONNECT_POLL_MS, move || {
-                let _ = tx.send(());
-            });
-            let _ = rx.await;
-            drop(timer);
+            sleep_ms(RECONNECT_POLL_MS).await;
             match self.status() {
                 Status::Connected => return true,
                 Status::Failed(_) => return false,
@@ -525,14 +530,12 @@ impl Link {
     }
 
     /// Until the WebSocket's queue is under `low_water` bytes (polled every few ms).
+    /// Always after letting the page handle what waits (a key pressed meanwhile is a task of its
+    /// own; a chain of resolved promises would never let it in between two chunks).
     pub async fn room_for_bulk(&self, low_water: u32) {
+        sleep_ms(0).await;
         while self.unsent_bytes() > low_water {
-            let (tx, rx) = futures_channel::oneshot::channel::<()>();
-            let timer = Timer::after(BULK_POLL_MS, move || {
-                let _ = tx.send(());
-            });
-            let _ = rx.await;
-            drop(timer);
+            sleep_ms(BULK_POLL_MS).await;
         }
     }
 
