@@ -158,11 +158,12 @@ impl FileService {
             }
             FsRequest::Restore { trash_id } => {
                 let trash = self.trash.clone();
+                // It goes back where it was, which must still be inside the root (asked first).
+                let (asked_trash, asked_id) = (trash.clone(), trash_id.clone());
+                let from = blocking(move || ops::trashed_from(&asked_trash, &asked_id)).await?;
+                roots.entry(&shown(&from))?;
                 let back = blocking(move || ops::restore(&trash, &trash_id)).await?;
-                let back = shown(&back);
-                // Restored where it was: that must still be inside the root.
-                roots.entry(&back)?;
-                Ok(FsResponse::Done { path: back })
+                Ok(FsResponse::Done { path: shown(&back) })
             }
             FsRequest::Symlink { path, target } => {
                 let entry = roots.entry(&path)?;

@@ -134,15 +134,22 @@ pub fn delete(path: &Path, permanent: bool, trash: &Path, asked: &str) -> Result
     Ok(Some(id))
 }
 
-/// Put a trashed entry back; returns where it went. The place must be free.
-pub fn restore(trash: &Path, id: &str) -> Result<PathBuf, Failure> {
+/// Where a trashed entry came from (and so goes back to).
+pub fn trashed_from(trash: &Path, id: &str) -> Result<PathBuf, Failure> {
     let unknown = || Failure::new(ErrorCode::NotFound, format!("nothing in the trash is called {id}"));
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err(unknown());
     }
-    let slot = trash.join(id);
-    let record = std::fs::read(slot.join(TRASH_RECORD)).map_err(|_| unknown())?;
+    let record = std::fs::read(trash.join(id).join(TRASH_RECORD)).map_err(|_| unknown())?;
     let record: Trashed = serde_json::from_slice(&record).map_err(|_| unknown())?;
+    Ok(record.path)
+}
+
+/// Put a trashed entry back; returns where it went. The place must be free.
+pub fn restore(trash: &Path, id: &str) -> Result<PathBuf, Failure> {
+    let unknown = || Failure::new(ErrorCode::NotFound, format!("nothing in the trash is called {id}"));
+    let record = Trashed { path: trashed_from(trash, id)?, deleted_at: 0 };
+    let slot = trash.join(id);
     let name = record.path.file_name().ok_or_else(unknown)?;
     let shown = record.path.display().to_string();
     rename(&slot.join(name), &record.path, false, ("the trash", &shown))?;
