@@ -69,9 +69,14 @@ impl FileService {
     /// `state_dir`.
     pub fn new(config: &FilesConfig, home: PathBuf, state_dir: &Path) -> Result<FileService, String> {
         let roots = std::sync::Mutex::new(FileService::roots_for(config, &home)?);
-        let uploads = Uploads::new(state_dir.join("uploads"));
-        uploads.sweep();
-        Ok(FileService { roots, home, trash: state_dir.join("trash"), uploads })
+        let service = FileService {
+            roots,
+            home,
+            trash: state_dir.join("trash"),
+            uploads: Uploads::new(state_dir.join("uploads")),
+        };
+        service.sweep();
+        Ok(service)
     }
 
     fn roots_for(config: &FilesConfig, home: &Path) -> Result<Option<Arc<Roots>>, String> {
@@ -87,9 +92,11 @@ impl FileService {
         Ok(())
     }
 
-    /// Remove what abandoned uploads left behind (run now and then; blocks briefly).
+    /// Remove what abandoned uploads left behind, and what has been in the trash longer than
+    /// `ops::TRASH_KEEP` (run now and then; blocks briefly).
     pub fn sweep(&self) {
         self.uploads.sweep();
+        ops::empty_old_trash(&self.trash, crate::time::now_ms());
     }
 
     fn roots(&self) -> Result<Arc<Roots>, Failure> {

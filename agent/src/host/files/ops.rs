@@ -134,6 +134,23 @@ pub fn delete(path: &Path, permanent: bool, trash: &Path, asked: &str) -> Result
     Ok(Some(id))
 }
 
+/// How long a deleted entry can be restored before the trash lets it go.
+pub const TRASH_KEEP: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 60 * 60); // 30 days
+
+/// Remove trash entries deleted more than `TRASH_KEEP` before `now_ms` (and slots without a
+/// readable record: nothing could restore them).
+pub fn empty_old_trash(trash: &Path, now_ms: u64) {
+    let Ok(slots) = std::fs::read_dir(trash) else { return };
+    let keep_ms = TRASH_KEEP.as_millis() as u64;
+    for slot in slots.flatten() {
+        let record = std::fs::read(slot.path().join(TRASH_RECORD)).ok();
+        let record = record.and_then(|bytes| serde_json::from_slice::<Trashed>(&bytes).ok());
+        if record.is_none_or(|r| now_ms.saturating_sub(r.deleted_at) > keep_ms) {
+            let _ = std::fs::remove_dir_all(slot.path());
+        }
+    }
+}
+
 /// Where a trashed entry came from (and so goes back to).
 pub fn trashed_from(trash: &Path, id: &str) -> Result<PathBuf, Failure> {
     let unknown = || Failure::new(ErrorCode::NotFound, format!("nothing in the trash is called {id}"));
@@ -155,4 +172,39 @@ pub fn restore(trash: &Path, id: &str) -> Result<PathBuf, Failure> {
     rename(&slot.join(name), &record.path, false, ("the trash", &shown))?;
     let _ = std::fs::remove_dir_all(&slot);
     Ok(record.path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trash_keeps_what_was_deleted_for_thirty_days_then_lets_it_go() {
+        let dir = std::env::temp_dir().join(format!("tether-trash-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let trash = dir.join("trash");
+        std::fs::create_dir_all(&dir).expect("dir");
+        for name in ["old", "new"] {
+            std::fs::write(dir.join(name), name).expect("file");
+            delete(&dir.join(name), false, &trash, name).expect("to the trash");
+        }
+        // Make "old" look 31 days old.
+        let day_ms = 24 * 60 * 60 * 1000;
+        let now = crate::time::now_ms();
+        for slot in std::fs::read_dir(&trash).expect("trash").flatten() {
+            let path = slot.path().join(TRASH_RECORD);
+            let record: Trashed = serde_json::from_slice(&std::fs::read(&path).expect("record")).expect("json");
+            if record.path.ends_with("old") {
+                let aged = Trashed { deleted_at: now - 31 * day_ms, ..record };
+                std::fs::write(&path, serde_json::to_vec(&aged).expect("json")).expect("write");
+            }
+        }
+        empty_old_trash(&trash, now);
+        let left: Vec<_> = std::fs::read_dir(&trash).expect("trash").flatten().collect();
+        assert_eq!(left.len(), 1, "only the new one stays");
+        let id = left[0].file_name().to_string_lossy().into_owned();
+        assert_eq!(restore(&trash, &id).expect("restore"), dir.join("new"));
+        assert_eq!(std::fs::read_to_string(dir.join("new")).expect("back"), "new");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 }
