@@ -19,7 +19,6 @@ use clap::Parser;
 
 use crate::cli::args::{Cli, Command, DaemonOptions};
 use crate::paths::StateDir;
-use crate::reach::agent::Agent;
 use crate::reach::local::LocalClient;
 
 fn main() -> ExitCode {
@@ -59,13 +58,7 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
             cli::files::cp(&state, paths, target, recursive, json).await
         }
         Command::Session(command) => {
-            let agent = match host {
-                Some(name) => {
-                    let link = reach::hosts::Hosts::load(&state)?.resolve(&name)?;
-                    Agent::remote(&link, cli::password::for_host).await?
-                }
-                None => Agent::Local(LocalClient::connect(&state, true).await?),
-            };
+            let agent = cli::hosts::dial(&state, &cli::hosts::resolve(&state, host.as_deref())?).await?;
             let result = cli::sessions::run(&agent, command).await;
             agent.close().await;
             result

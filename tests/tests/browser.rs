@@ -24,11 +24,28 @@ fn scratch() -> &'static Path {
 /// that hung every new bash for a minute).
 fn setup() -> (Relay, Agent, String, Browser) {
     let relay = Relay::start();
-    let home = scratch().join(marker("home"));
-    std::fs::create_dir_all(&home).expect("home");
-    let host = Agent::with_env(scratch(), &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)]);
+    let (host, _) = bash_host(&[]);
     let invite = pair(&host, &relay);
     (relay, host, invite, Browser::start(scratch()))
+}
+
+/// A host agent whose shell is bash with an empty home (see `setup`), run under `wrapper`;
+/// and that home.
+fn bash_host(wrapper: &[&str]) -> (Agent, PathBuf) {
+    let home = scratch().join(marker("home"));
+    std::fs::create_dir_all(&home).expect("home");
+    (Agent::wrapped(scratch(), &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)], wrapper), home)
+}
+
+/// Like `setup`, with the browser's downloads saved into the returned directory.
+fn setup_downloading() -> (Relay, Agent, String, Browser, PathBuf) {
+    let relay = Relay::start();
+    let (host, _) = bash_host(&[]);
+    let invite = pair(&host, &relay);
+    let downloads = scratch().join(marker("downloads"));
+    std::fs::create_dir_all(&downloads).expect("downloads");
+    let browser = Browser::start_with_downloads(scratch(), &downloads);
+    (relay, host, invite, browser, downloads)
 }
 
 /// The browser's view of the page, through small scripts.
@@ -389,14 +406,7 @@ fn files_submit(page: &Page, browser: &Browser, value: &str) {
 
 #[test]
 fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
-    let relay = Relay::start();
-    let home = scratch().join(marker("home"));
-    std::fs::create_dir_all(&home).expect("home");
-    let host = Agent::with_env(scratch(), &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)]);
-    let invite = pair(&host, &relay);
-    let downloads = scratch().join(marker("downloads"));
-    std::fs::create_dir_all(&downloads).expect("downloads");
-    let browser = Browser::start_with_downloads(scratch(), &downloads);
+    let (_relay, _host, invite, browser, downloads) = setup_downloading();
     let page = Page(&browser);
 
     // A directory of 10,000 files, and one to download.
@@ -564,12 +574,9 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
 #[test]
 fn a_permission_error_is_said_in_the_page() {
     let relay = Relay::start();
-    let home = scratch().join(marker("home"));
-    std::fs::create_dir_all(&home).expect("home");
     // In a user namespace of its own the agent has no power over permissions (as a user
     // without root would not), so a directory of mode 000 is closed to it.
-    let env: [(&str, &Path); 2] = [("SHELL", Path::new("/bin/bash")), ("HOME", &home)];
-    let host = Agent::wrapped(scratch(), &env, &["unshare", "--user"]);
+    let (host, home) = bash_host(&["unshare", "--user"]);
     let invite = pair(&host, &relay);
     let locked = scratch().join(marker("locked"));
     std::fs::create_dir_all(&locked).expect("dir");
@@ -600,15 +607,8 @@ fn a_permission_error_is_said_in_the_page() {
 
 #[test]
 fn a_browser_transfer_cut_off_goes_on_when_the_relay_is_back() {
-    let relay = Relay::start();
+    let (relay, _host, invite, browser, downloads) = setup_downloading();
     let address = relay.address();
-    let home = scratch().join(marker("home"));
-    std::fs::create_dir_all(&home).expect("home");
-    let host = Agent::with_env(scratch(), &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)]);
-    let invite = pair(&host, &relay);
-    let downloads = scratch().join(marker("downloads"));
-    std::fs::create_dir_all(&downloads).expect("downloads");
-    let browser = Browser::start_with_downloads(scratch(), &downloads);
     let page = Page(&browser);
     let place = scratch().join(marker("cut-place"));
     std::fs::create_dir_all(&place).expect("dir");

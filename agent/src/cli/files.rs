@@ -13,10 +13,10 @@ use tether_protocol::file::{FileDigest, FILE_CHUNK_BYTES};
 use tether_protocol::fs::{take_pages, Entry, FsRequest, FsResponse, Kind, MAX_CHUNK_BYTES};
 
 use crate::cli::args::FsAction;
+use crate::cli::hosts::dial;
 use crate::cli::progress::Progress;
 use crate::paths::StateDir;
 use crate::reach::agent::Agent;
-use crate::reach::local::LocalClient;
 use crate::reach::remote::is_refusal;
 use crate::reach::stream::StreamEvent;
 
@@ -57,20 +57,9 @@ async fn connect(state: &StateDir, host: &str) -> Result<Agent, String> {
     dial(state, &resolve(state, host)?).await
 }
 
-/// The way to `host`: `None` for this machine's daemon. (A name nobody saved fails here, at
-/// once, never in the retry loops below.)
+/// The way to HOST of `HOST:PATH`; `local` is this machine's daemon.
 fn resolve(state: &StateDir, host: &str) -> Result<Option<tether_protocol::identity::Link>, String> {
-    match host {
-        "local" => Ok(None),
-        host => crate::reach::hosts::Hosts::load(state)?.resolve(host).map(Some),
-    }
-}
-
-async fn dial(state: &StateDir, link: &Option<tether_protocol::identity::Link>) -> Result<Agent, String> {
-    match link {
-        None => Ok(Agent::Local(LocalClient::connect(state, true).await?)),
-        Some(link) => Agent::remote(link, crate::cli::password::for_host).await,
-    }
+    crate::cli::hosts::resolve(state, Some(host).filter(|h| *h != "local"))
 }
 
 async fn call_fs(agent: &Agent, request: FsRequest, payload: Vec<u8>) -> Result<FsResponse, String> {
@@ -196,7 +185,7 @@ pub async fn cp(
     json: bool,
 ) -> Result<ExitCode, String> {
     let target = Location::parse(&target);
-    let copy = Copier { state, recursive, json, failures: std::cell::Cell::new(0) };
+    let copy = Copier { state, recursive, json, failures: std::cell::Cell::new(0), links: Default::default() };
     for source in &sources {
         match (Location::parse(source), &target) {
             (Location::Here(from), Location::Host { host, path }) => {
@@ -207,7 +196,9 @@ pub async fn cp(
             _ => copy.failed(source, "one side of cp must be on a host (HOST:PATH) and the other here"),
         }
     }
-    Ok(if copy.failures.get() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    let failed = copy.failures.get() > 0;
+    copy.close().await;
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// A remote DST ending in `/` (or empty: the home directory) is a directory to copy into.
@@ -232,9 +223,45 @@ struct Copier<'a> {
     recursive: bool,
     json: bool,
     failures: std::cell::Cell<u32>,
+    /// One connection per host for the whole run (a handshake per file would cost more than a
+    /// small file's bytes), made again when it is lost.
+    links: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<Agent>>>,
 }
 
 impl Copier<'_> {
+    /// The connection to `host`: the one this run has, or a new one (with back-off while the
+    /// relay or host cannot be reached).
+    async fn agent(&self, host: &str) -> Result<std::rc::Rc<Agent>, String> {
+        if let Some(agent) = self.links.borrow().get(host).filter(|agent| !agent.link_lost()) {
+            return Ok(agent.clone());
+        }
+        let link = resolve(self.state, host)?;
+        let mut attempt = 0;
+        loop {
+            match dial(self.state, &link).await {
+                Ok(agent) => {
+                    let agent = std::rc::Rc::new(agent);
+                    self.links.borrow_mut().insert(host.to_owned(), agent.clone());
+                    return Ok(agent);
+                }
+                Err(e) if attempt < RECONNECTS && !is_refusal(&e) => {
+                    attempt += 1;
+                    backoff(attempt, &e).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Say goodbye on every connection the run made.
+    async fn close(self) {
+        for (_, agent) in self.links.into_inner() {
+            if let Ok(agent) = std::rc::Rc::try_unwrap(agent) {
+                agent.close().await;
+            }
+        }
+    }
+
     fn failed(&self, what: &str, why: &str) {
         eprintln!("tether: {what}: {why}");
         self.failures.set(self.failures.get() + 1);
@@ -285,7 +312,7 @@ impl Copier<'_> {
             }
             return;
         }
-        match upload_file(self.state, host, from, to).await {
+        match self.upload_file(host, from, to).await {
             Ok(size) => self.copied(&shown, &format!("{host}:{to}"), size),
             Err(e) => self.failed(&shown, &e),
         }
@@ -293,10 +320,7 @@ impl Copier<'_> {
 
     /// One request on a connection of its own.
     async fn one_call(&self, host: &str, request: FsRequest) -> Result<FsResponse, String> {
-        let agent = connect(self.state, host).await?;
-        let answer = call_fs(&agent, request, Vec::new()).await;
-        agent.close().await;
-        answer
+        call_fs(&*self.agent(host).await?, request, Vec::new()).await
     }
 
     /// `top`: the path as given (a DST that is a directory takes the entry's name).
@@ -324,12 +348,8 @@ impl Copier<'_> {
             if !self.recursive {
                 return self.failed(&shown, "is a directory (use -r)");
             }
-            let listed = match connect(self.state, host).await {
-                Ok(agent) => {
-                    let listed = list(&agent, from).await;
-                    agent.close().await;
-                    listed
-                }
+            let listed = match self.agent(host).await {
+                Ok(agent) => list(&agent, from).await,
                 Err(e) => Err(e),
             };
             let mut entries = match listed {
@@ -349,9 +369,57 @@ impl Copier<'_> {
             }
             return;
         }
-        match download_file(self.state, host, from, &to).await {
+        match self.download_file(host, from, &to).await {
             Ok(size) => self.copied(&shown, &to.display().to_string(), size),
             Err(e) => self.failed(&shown, &e),
+        }
+    }
+
+    /// Upload one file, going on from the host's offset after a lost link; its size.
+    async fn upload_file(&self, host: &str, from: &Path, to: &str) -> Result<u64, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(from).map_err(|e| e.to_string())?;
+        let upload = upload_key(from, to, &meta);
+        let mut attempt = 0;
+        loop {
+            let agent = self.agent(host).await?;
+            match send_file(&agent, from, to, &upload, meta.len(), meta.permissions().mode() & 0o777).await {
+                Ok(()) => return Ok(meta.len()),
+                Err(e) if attempt < RECONNECTS && agent.link_lost() => {
+                    attempt += 1;
+                    backoff(attempt, &e).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Download one file into a temporary file beside `to`, going on from the bytes it has
+    /// after a lost link, then rename.
+    async fn download_file(&self, host: &str, from: &str, to: &Path) -> Result<u64, String> {
+        let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let partial = to.with_file_name(format!(".{name}.tether-download"));
+        let mut attempt = 0;
+        loop {
+            let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+            let (got, lost) = match self.agent(host).await {
+                Ok(agent) => (receive_file(&agent, from, &partial, have).await, agent.link_lost()),
+                Err(e) => (Err(e), false),
+            };
+            match got {
+                Ok(size) => {
+                    std::fs::rename(&partial, to).map_err(|e| e.to_string())?;
+                    return Ok(size);
+                }
+                Err(e) if attempt < RECONNECTS && lost => {
+                    attempt += 1;
+                    backoff(attempt, &e).await;
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&partial);
+                    return Err(e);
+                }
+            }
         }
     }
 }
@@ -366,41 +434,6 @@ fn upload_key(from: &Path, to: &str, meta: &std::fs::Metadata) -> String {
             .as_bytes(),
     );
     digest.finish()[..32].to_owned()
-}
-
-/// Upload one file, resuming after lost links; its size.
-async fn upload_file(state: &StateDir, host: &str, from: &Path, to: &str) -> Result<u64, String> {
-    let meta = std::fs::metadata(from).map_err(|e| e.to_string())?;
-    let mode = {
-        use std::os::unix::fs::PermissionsExt;
-        meta.permissions().mode() & 0o777
-    };
-    let upload = upload_key(from, to, &meta);
-    let size = meta.len();
-    let link = resolve(state, host)?;
-    let mut attempt = 0;
-    loop {
-        let agent = match dial(state, &link).await {
-            Ok(agent) => agent,
-            Err(e) if attempt < RECONNECTS && !is_refusal(&e) => {
-                attempt += 1;
-                backoff(attempt, &e).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let sent = send_file(&agent, from, to, &upload, size, mode).await;
-        let lost = agent.link_lost();
-        agent.close().await;
-        match sent {
-            Ok(()) => return Ok(size),
-            Err(e) if attempt < RECONNECTS && lost => {
-                attempt += 1;
-                backoff(attempt, &e).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 async fn backoff(attempt: u32, why: &str) {
@@ -458,43 +491,6 @@ async fn send_file(agent: &Agent, from: &Path, to: &str, upload: &str, size: u64
     progress.finish(answered);
     call_fs(agent, FsRequest::Commit { upload: upload.to_owned(), sha256: digest.finish() }, Vec::new()).await?;
     Ok(())
-}
-
-/// Download one file into a temporary file beside `to`, resuming after lost links, then rename.
-async fn download_file(state: &StateDir, host: &str, from: &str, to: &Path) -> Result<u64, String> {
-    let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let partial = to.with_file_name(format!(".{name}.tether-download"));
-    let link = resolve(state, host)?;
-    let mut attempt = 0;
-    loop {
-        let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
-        let (got, retry) = match dial(state, &link).await {
-            Ok(agent) => {
-                let got = receive_file(&agent, from, &partial, have).await;
-                let lost = agent.link_lost();
-                agent.close().await;
-                (got, lost)
-            }
-            Err(e) => {
-                let retry = !is_refusal(&e);
-                (Err(e), retry)
-            }
-        };
-        match got {
-            Ok(size) => {
-                std::fs::rename(&partial, to).map_err(|e| e.to_string())?;
-                return Ok(size);
-            }
-            Err(e) if attempt < RECONNECTS && retry => {
-                attempt += 1;
-                backoff(attempt, &e).await;
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(e);
-            }
-        }
-    }
 }
 
 async fn receive_file(agent: &Agent, from: &str, partial: &Path, have: u64) -> Result<u64, String> {

@@ -66,6 +66,11 @@ fn group_name(gid: u32) -> Option<String> {
     }
 }
 
+/// When it was last modified, in ms since the Unix epoch.
+pub fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
+    meta.mtime().saturating_mul(1000).saturating_add(meta.mtime_nsec() / 1_000_000)
+}
+
 /// The entry at `path` (a symlink itself, with where it points), named `name`.
 pub fn entry_at(path: &Path, name: &OsStr, names: &mut Names) -> std::io::Result<Entry> {
     let meta = std::fs::symlink_metadata(path)?;
@@ -86,7 +91,7 @@ pub fn entry_at(path: &Path, name: &OsStr, names: &mut Names) -> std::io::Result
         mode: meta.mode() & 0o7777,
         owner: names.user(meta.uid()),
         group: names.group(meta.gid()),
-        mtime_ms: meta.mtime().saturating_mul(1000).saturating_add(meta.mtime_nsec() / 1_000_000),
+        mtime_ms: mtime_ms(&meta),
         target,
         target_kind,
     })

@@ -4,14 +4,16 @@
 //!
 //! - `paths`: where a request's path leads, and the files root's checks.
 //! - `entries`: stat and listings. `ops`: mkdir, rename, copy, delete (trash), chmod.
-//! - `transfer`: listings and downloads as streams; uploads, atomic and resumable.
+//! - `streams`: bytes out — listings, reads and folder archives as streams.
+//! - `upload`: bytes in — atomic, resumable uploads.
 //! - `failure`: specific errors (not found, permission denied, exists…) the user sees.
 
 mod entries;
 mod failure;
 mod ops;
 mod paths;
-mod transfer;
+mod streams;
+mod upload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use tokio::sync::mpsc;
 use crate::host::service::InOrder;
 use failure::Failure;
 use paths::Roots;
-use transfer::{UploadPlan, Uploads};
+use upload::{UploadPlan, Uploads};
 
 pub struct FileService {
     /// `None`: the service is off on this host. (Swapped whole by `reconfigure`; a request
@@ -128,64 +130,81 @@ impl FileService {
         }
     }
 
+    /// Every request with one answer. Resolving a path walks the file system too, so it runs
+    /// on the blocking thread with the operation.
     async fn answer(&self, request: FsRequest) -> Result<FsResponse, Failure> {
         let roots = self.roots()?;
         let shown = |path: &Path| path.display().to_string();
+        let trash = self.trash.clone();
         match request {
             FsRequest::Stat { path } => {
-                let entry = roots.entry(&path).or_else(|_| roots.existing(&path))?;
-                let found = blocking(move || entries::stat(&entry, &path)).await?;
-                Ok(FsResponse::Entry { entry: found })
+                blocking(move || {
+                    let entry = roots.entry(&path).or_else(|_| roots.existing(&path))?;
+                    Ok(FsResponse::Entry { entry: entries::stat(&entry, &path)? })
+                })
+                .await
             }
             FsRequest::Mkdir { path, parents } => {
-                let dirs = roots.missing_dirs(&path)?;
-                let made = dirs.last().map(|d| shown(d)).unwrap_or_else(|| path.clone());
-                blocking(move || ops::mkdir(&dirs, parents, &path)).await?;
-                Ok(FsResponse::Done { path: made })
+                blocking(move || {
+                    let dirs = roots.missing_dirs(&path)?;
+                    ops::mkdir(&dirs, parents, &path)?;
+                    Ok(FsResponse::Done { path: dirs.last().map(|d| shown(d)).unwrap_or(path) })
+                })
+                .await
             }
             FsRequest::Rename { from, to, overwrite } => {
-                let (source, target) = (roots.entry(&from)?, roots.entry(&to)?);
-                let done = shown(&target);
-                blocking(move || ops::rename(&source, &target, overwrite, (&from, &to))).await?;
-                Ok(FsResponse::Done { path: done })
+                blocking(move || {
+                    let (source, target) = (roots.entry(&from)?, roots.entry(&to)?);
+                    ops::rename(&source, &target, overwrite, (&from, &to))?;
+                    Ok(FsResponse::Done { path: shown(&target) })
+                })
+                .await
             }
             FsRequest::Copy { from, to, overwrite } => {
-                let (source, target) = (roots.entry(&from)?, roots.entry(&to)?);
-                let done = shown(&target);
-                blocking(move || ops::copy(&source, &target, overwrite, (&from, &to))).await?;
-                Ok(FsResponse::Done { path: done })
+                blocking(move || {
+                    let (source, target) = (roots.entry(&from)?, roots.entry(&to)?);
+                    ops::copy(&source, &target, overwrite, (&from, &to))?;
+                    Ok(FsResponse::Done { path: shown(&target) })
+                })
+                .await
             }
             FsRequest::Delete { path, permanent } => {
-                let entry = roots.entry(&path)?;
-                let trash = self.trash.clone();
-                match blocking(move || ops::delete(&entry, permanent, &trash, &path)).await? {
-                    Some(trash_id) => Ok(FsResponse::Trashed { trash_id }),
-                    None => Ok(FsResponse::Done { path: String::new() }),
-                }
+                blocking(move || {
+                    let entry = roots.entry(&path)?;
+                    Ok(match ops::delete(&entry, permanent, &trash, &path)? {
+                        Some(trash_id) => FsResponse::Trashed { trash_id },
+                        None => FsResponse::Done { path: shown(&entry) },
+                    })
+                })
+                .await
             }
             FsRequest::Restore { trash_id } => {
-                let trash = self.trash.clone();
-                // It goes back where it was, which must still be inside the root (asked first).
-                let (asked_trash, asked_id) = (trash.clone(), trash_id.clone());
-                let from = blocking(move || ops::trashed_from(&asked_trash, &asked_id)).await?;
-                roots.entry(&shown(&from))?;
-                let back = blocking(move || ops::restore(&trash, &trash_id)).await?;
-                Ok(FsResponse::Done { path: shown(&back) })
+                blocking(move || {
+                    // It goes back where it was, which must still be inside the root (asked first).
+                    roots.entry(&shown(&ops::trashed_from(&trash, &trash_id)?))?;
+                    Ok(FsResponse::Done { path: shown(&ops::restore(&trash, &trash_id)?) })
+                })
+                .await
             }
             FsRequest::Symlink { path, target } => {
-                let entry = roots.entry(&path)?;
-                let done = shown(&entry);
-                blocking(move || ops::symlink(&entry, &target, &path)).await?;
-                Ok(FsResponse::Done { path: done })
+                blocking(move || {
+                    let entry = roots.entry(&path)?;
+                    ops::symlink(&entry, &target, &path)?;
+                    Ok(FsResponse::Done { path: shown(&entry) })
+                })
+                .await
             }
             FsRequest::Chmod { path, mode } => {
-                let resolved = roots.existing(&path)?;
-                let done = shown(&resolved);
-                blocking(move || ops::chmod(&resolved, mode, &path)).await?;
-                Ok(FsResponse::Done { path: done })
+                blocking(move || {
+                    let resolved = roots.existing(&path)?;
+                    ops::chmod(&resolved, mode, &path)?;
+                    Ok(FsResponse::Done { path: shown(&resolved) })
+                })
+                .await
             }
             FsRequest::Write { path, size, upload, overwrite, mode } => {
-                let target = roots.target(&path)?;
+                let asked = path.clone();
+                let target = blocking(move || roots.target(&asked)).await?;
                 let done = shown(&target);
                 let plan = UploadPlan { key: upload, target, shown: path, size, overwrite, mode };
                 let offset = self.uploads.begin(plan).await?;
@@ -193,7 +212,7 @@ impl FileService {
             }
             FsRequest::Commit { upload, sha256 } => {
                 let (path, size) = self.uploads.commit(&upload, sha256).await?;
-                Ok(FsResponse::Committed { path: path.display().to_string(), size })
+                Ok(FsResponse::Committed { path: shown(&path), size })
             }
             FsRequest::Cancel { upload } => {
                 self.uploads.cancel(&upload).await?;
@@ -214,20 +233,20 @@ impl FileService {
             Ok(roots) => roots,
             Err(failure) => return refused(failure).await,
         };
+        let (FsRequest::List { path } | FsRequest::Read { path, .. } | FsRequest::Archive { path }) = &request else {
+            return refused(Failure::new(ErrorCode::BadRequest, "not a stream request")).await;
+        };
+        let asked = path.clone();
+        let resolved = match blocking(move || roots.existing(&asked)).await {
+            Ok(resolved) => resolved,
+            Err(failure) => return refused(failure).await,
+        };
         match request {
-            FsRequest::List { path } => match roots.existing(&path) {
-                Ok(dir) => transfer::list(dir.clone(), dir.display().to_string(), id, stream, tx).await,
-                Err(failure) => refused(failure).await,
-            },
-            FsRequest::Read { path, offset } => match roots.existing(&path) {
-                Ok(file) => transfer::read(file, path, offset, id, stream, tx).await,
-                Err(failure) => refused(failure).await,
-            },
-            FsRequest::Archive { path } => match roots.existing(&path) {
-                Ok(dir) => transfer::archive(dir, id, stream, tx).await,
-                Err(failure) => refused(failure).await,
-            },
-            _ => refused(Failure::new(ErrorCode::BadRequest, "not a stream request")).await,
+            FsRequest::List { .. } => {
+                streams::list(resolved.clone(), resolved.display().to_string(), id, stream, tx).await
+            }
+            FsRequest::Read { path, offset } => streams::read(resolved, path, offset, id, stream, tx).await,
+            _ => streams::archive(resolved, id, stream, tx).await,
         }
     }
 }

@@ -1,0 +1,227 @@
+//! Bytes out, as streams: a directory's listing in pages, a file from any offset (its data
+//! numbered by file offset, so a cut-off download goes on from where it got to), and a folder
+//! as a `.tar.gz` built as it goes. Each is answered first, then its `data` frames, then `eof`;
+//! the connection's flow-control window paces them.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use tether_protocol::api::{answer_frame, cmd_frame, ErrorCode, Response};
+use tether_protocol::file::FILE_CHUNK_BYTES;
+use tether_protocol::frame::{Control, Frame, Header};
+use tether_protocol::fs::{encode_page, Entry, FsResponse};
+use tokio::sync::mpsc;
+
+use super::entries;
+use super::failure::{io_failure, Failure};
+
+/// Stream a directory's entries in pages, then `eof`. The first message says whether it could
+/// be read at all (answered as an error, never a listing).
+pub async fn list(dir: PathBuf, shown: String, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    let (pages_tx, mut pages) = mpsc::channel::<Result<Vec<Entry>, Failure>>(2);
+    let asked = shown.clone();
+    tokio::task::spawn_blocking(move || {
+        let listed = entries::list(&dir, &asked, |page| pages_tx.blocking_send(Ok(page)).is_ok());
+        if let Err(failure) = listed {
+            let _ = pages_tx.blocking_send(Err(failure));
+        }
+    });
+    let listing = Response::Fs(FsResponse::Listing { path: shown, stream });
+    let mut seq = 0u64;
+    let mut answered = false;
+    while let Some(page) = pages.recv().await {
+        let page = match page {
+            Ok(page) => page,
+            Err(failure) if !answered => {
+                let _ = tx.send(answer_frame(id, &failure.answer())).await;
+                return;
+            }
+            Err(_) => break, // cannot happen: errors come before any page
+        };
+        if !answered {
+            if tx.send(cmd_frame(id, &listing, Vec::new())).await.is_err() {
+                return;
+            }
+            answered = true;
+        }
+        let bytes = encode_page(&page);
+        let len = bytes.len() as u64;
+        if tx.send(Frame::new(Header::Data { stream, seq }, bytes)).await.is_err() {
+            return;
+        }
+        seq += len;
+    }
+    if !answered && tx.send(cmd_frame(id, &listing, Vec::new())).await.is_err() {
+        return;
+    }
+    let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: seq }))).await;
+}
+
+/// Stream a file from `offset` (data numbered by file offset), then `eof`.
+pub async fn read(path: PathBuf, shown: String, offset: u64, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    let opened = {
+        let shown = shown.clone();
+        tokio::task::spawn_blocking(move || open_for_reading(&path, &shown)).await
+    };
+    let (mut file, size, mtime_ms) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(failure)) => return drop(tx.send(answer_frame(id, &failure.answer())).await),
+        Err(_) => return,
+    };
+    let reading = Response::Fs(FsResponse::Reading { path: shown.clone(), size, mtime_ms, offset, stream });
+    if tx.send(cmd_frame(id, &reading, Vec::new())).await.is_err() {
+        return;
+    }
+    let mut cursor = offset;
+    loop {
+        // A few frames' worth per trip to the blocking pool; each frame one stream chunk.
+        let read = tokio::task::spawn_blocking(move || {
+            let mut chunk = vec![0u8; READ_BYTES];
+            let n = file.seek(SeekFrom::Start(cursor)).and_then(|_| file.read(&mut chunk));
+            n.map(|n| {
+                chunk.truncate(n);
+                (file, chunk)
+            })
+        })
+        .await;
+        let Ok(Ok((back, chunk))) = read else { return }; // a read error: the stream ends without eof
+        file = back;
+        if chunk.is_empty() {
+            let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: cursor }))).await;
+            return;
+        }
+        for piece in chunk.chunks(FILE_CHUNK_BYTES) {
+            if tx.send(Frame::new(Header::Data { stream, seq: cursor }, piece.to_vec())).await.is_err() {
+                return;
+            }
+            cursor += piece.len() as u64;
+        }
+    }
+}
+
+/// Bytes of a download read at a time.
+const READ_BYTES: usize = 4 * FILE_CHUNK_BYTES; // 256 KiB
+
+/// Bytes of a `.tar.gz` gathered before they go out as one `data` frame.
+const ARCHIVE_FRAME_BYTES: usize = FILE_CHUNK_BYTES;
+/// Frames of a `.tar.gz` the builder may be ahead of the connection.
+const ARCHIVE_QUEUE_FRAMES: usize = 4;
+
+/// Stream a directory as a `.tar.gz`, built as it goes on a blocking thread; then `eof`. An
+/// entry that cannot be read is left out and named in `tether-skipped.txt` at the end.
+pub async fn archive(dir: PathBuf, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    if !dir.is_dir() {
+        let failure = Failure::new(ErrorCode::NotADirectory, format!("{}: not a directory", dir.display()));
+        return drop(tx.send(answer_frame(id, &failure.answer())).await);
+    }
+    let base = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
+    let name = format!("{base}.tar.gz");
+    let archiving = Response::Fs(FsResponse::Archiving { path: dir.display().to_string(), name, stream });
+    if tx.send(cmd_frame(id, &archiving, Vec::new())).await.is_err() {
+        return;
+    }
+    let (chunks_tx, mut chunks) = mpsc::channel::<Vec<u8>>(ARCHIVE_QUEUE_FRAMES);
+    let built = tokio::task::spawn_blocking(move || build_archive(&dir, &base, chunks_tx));
+    let mut seq = 0u64;
+    while let Some(chunk) = chunks.recv().await {
+        let len = chunk.len() as u64;
+        if tx.send(Frame::new(Header::Data { stream, seq }, chunk)).await.is_err() {
+            return; // the client went: the builder stops at its next write
+        }
+        seq += len;
+    }
+    if let Ok(Ok(())) = built.await {
+        let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: seq }))).await;
+    }
+}
+
+/// Writes into the archive stream, a frame's worth at a time.
+struct FrameWriter {
+    pending: Vec<u8>,
+    out: mpsc::Sender<Vec<u8>>,
+}
+
+impl Write for FrameWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= ARCHIVE_FRAME_BYTES {
+            self.flush()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.pending);
+        self.out.blocking_send(chunk).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+fn build_archive(dir: &Path, base: &str, out: mpsc::Sender<Vec<u8>>) -> std::io::Result<()> {
+    let writer = FrameWriter { pending: Vec::with_capacity(ARCHIVE_FRAME_BYTES), out };
+    let gzip = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gzip);
+    tar.follow_symlinks(false);
+    let mut skipped = Vec::new();
+    add_tree(&mut tar, dir, Path::new(base), &mut skipped)?;
+    if !skipped.is_empty() {
+        let note = skipped.join("\n") + "\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(note.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, Path::new(base).join("tether-skipped.txt"), note.as_bytes())?;
+    }
+    let mut writer = tar.into_inner()?.finish()?;
+    writer.flush()
+}
+
+/// Add `path` (as `name` in the archive) and, for a directory, everything under it, sorted.
+/// What cannot be read is noted in `skipped`; only a failure to write the archive stops it.
+fn add_tree<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &Path,
+    name: &Path,
+    skipped: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => return Ok(skipped.push(format!("{}: {e}", name.display()))),
+    };
+    if !meta.is_dir() {
+        return match tar.append_path_with_name(path, name) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(e),
+            Err(e) => Ok(skipped.push(format!("{}: {e}", name.display()))),
+        };
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata(&meta);
+    header.set_entry_type(tar::EntryType::Directory);
+    tar.append_data(&mut header, name, std::io::empty())?;
+    let mut items: Vec<_> = match std::fs::read_dir(path) {
+        Ok(items) => items.flatten().collect(),
+        Err(e) => return Ok(skipped.push(format!("{}: {e}", name.display()))),
+    };
+    items.sort_by_key(|item| item.file_name());
+    for item in items {
+        add_tree(tar, &item.path(), &name.join(item.file_name()), skipped)?;
+    }
+    Ok(())
+}
+
+fn open_for_reading(path: &Path, shown: &str) -> Result<(std::fs::File, u64, i64), Failure> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| io_failure(shown, &e))?;
+    let meta = file.metadata().map_err(|e| io_failure(shown, &e))?;
+    if meta.is_dir() {
+        return Err(Failure::new(ErrorCode::IsADirectory, format!("{shown}: is a directory")));
+    }
+    Ok((file, meta.len(), entries::mtime_ms(&meta)))
+}
