@@ -16,7 +16,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use yew::Callback;
 
-use crate::link::{Link, StreamEvent};
+use crate::link::{Link, StreamEvent, RECONNECT_WAIT_MS, RESUMES};
 
 /// The worker's path (Trunk copies it to the root, so its scope is the whole app).
 const WORKER: &str = "/sw.js";
@@ -197,10 +197,6 @@ impl Drop for Listening {
         self.port.close();
     }
 }
-
-/// Times a cut-off download is taken up again, and how long each waits for the connection.
-const RESUMES: u32 = 10;
-const RECONNECT_WAIT_MS: u32 = 120_000;
 
 /// One stream of the download: `request` the first time, else a read from the byte it got to.
 /// Whether it reached `eof`, and the size the host answered (`None` for an archive).

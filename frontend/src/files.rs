@@ -4,9 +4,8 @@
 //!   DOM (fixed-height rows over a spacer), so 10,000 entries open and scroll smoothly.
 //! - Keyboard: ↑/↓ move, Enter opens (a folder) or downloads (a file), Backspace goes up, Space
 //!   selects, Delete deletes, F2 renames.
-//! - Uploads (button or drop) go in chunks, checked by SHA-256 on the host and committed
-//!   atomically there; each has a progress bar with its rate and a cancel button. A name that
-//!   exists asks first: replace, keep both, or skip.
+//! - Uploads (button or drop) go through `upload`; each has a progress bar with its rate and a
+//!   cancel button. A name that exists asks first: replace, keep both, or skip.
 //! - Downloads stream to disk through the service worker (`download`).
 //! - Delete moves to the host's trash, with Undo.
 //! - The container's `data-path` is the directory shown and `data-count` its number of entries:
@@ -17,7 +16,6 @@ use std::collections::HashSet;
 use std::rc::Rc;
 
 use tether_protocol::api::{Request, Response};
-use tether_protocol::file::FileDigest;
 use tether_protocol::fs::{take_pages, Entry, FsRequest, FsResponse, Kind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -27,15 +25,6 @@ use crate::link::{Link, StreamEvent};
 
 /// Height of one row, in CSS pixels (the list is virtualised on it).
 const ROW_PX: i32 = 26;
-/// Times an upload cut off by a lost connection is taken up again, and how long each waits.
-const RESUMES: u32 = 10;
-const RECONNECT_WAIT_MS: u32 = 120_000;
-/// Upload chunks sent before the first is answered (their answers are the flow control).
-const CHUNKS_IN_FLIGHT: usize = 8;
-/// An upload chunk: small, so a keystroke waits behind little of one.
-const UPLOAD_CHUNK_BYTES: usize = 128 * 1024; // 128 KiB
-/// The next chunk is sealed once the WebSocket holds less than this unsent.
-const UNSENT_LOW_WATER_BYTES: u32 = 128 * 1024; // 128 KiB
 /// Rows drawn beyond the visible ones, above and below.
 const OVERSCAN_ROWS: i32 = 20;
 
@@ -342,22 +331,9 @@ pub fn files_pane(props: &Props) -> Html {
                 let progress = book.progress(id);
                 // A file from a folder (`name` is its path inside it): its directories first.
                 if let Some((dir, _)) = path.rsplit_once('/').filter(|_| name.contains('/')) {
-                    let _ = call_fs(&link, FsRequest::Mkdir { path: dir.to_owned(), parents: true }).await;
+                    let _ = link.call_fs(FsRequest::Mkdir { path: dir.to_owned(), parents: true }).await;
                 }
-                // A lost connection is no failure: once it is back, the upload goes on from the
-                // byte the host has (the same upload name finds its temporary file).
-                let mut attempts = 0;
-                let result = loop {
-                    let result = upload_file(&link, &file, &path, overwrite, &cancel, &progress).await;
-                    let lost = !matches!(link.status(), crate::link::Status::Connected);
-                    if result.is_ok() || cancel.get() || !lost || attempts >= RESUMES {
-                        break result;
-                    }
-                    attempts += 1;
-                    if !link.connected_again(RECONNECT_WAIT_MS).await {
-                        break result;
-                    }
-                };
+                let result = crate::upload::send(&link, &file, &path, overwrite, &cancel, &progress).await;
                 book.ended(id, &result);
                 refresh.emit(());
             });
@@ -401,7 +377,7 @@ pub fn files_pane(props: &Props) -> Html {
                 let mut trashed = Vec::new();
                 for name in names {
                     let delete = FsRequest::Delete { path: joined(&shown, &name), permanent: false };
-                    match call_fs(&link, delete).await {
+                    match link.call_fs(delete).await {
                         Ok(FsResponse::Trashed { trash_id }) => trashed.push(trash_id),
                         Ok(_) => {}
                         Err(message) => error.set(Some(message)),
@@ -421,7 +397,7 @@ pub fn files_pane(props: &Props) -> Html {
             let (link, error, refresh) = (link.clone(), error.clone(), refresh.clone());
             wasm_bindgen_futures::spawn_local(async move {
                 for trash_id in ids {
-                    if let Err(message) = call_fs(&link, FsRequest::Restore { trash_id }).await {
+                    if let Err(message) = link.call_fs(FsRequest::Restore { trash_id }).await {
                         error.set(Some(message));
                     }
                 }
@@ -547,7 +523,7 @@ pub fn files_pane(props: &Props) -> Html {
             let upload = upload.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 for entry in entries {
-                    for (file, name) in walk_entry(entry, String::new()).await {
+                    for (file, name) in crate::upload::walk_entry(entry, String::new()).await {
                         upload.emit((file, name, false));
                     }
                 }
@@ -579,7 +555,7 @@ pub fn files_pane(props: &Props) -> Html {
             };
             let (link, error, refresh) = (link.clone(), error.clone(), refresh.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                match call_fs(&link, request).await {
+                match link.call_fs(request).await {
                     Ok(_) => error.set(None),
                     Err(message) => error.set(Some(message)),
                 }
@@ -857,87 +833,6 @@ pub fn files_pane(props: &Props) -> Html {
     }
 }
 
-/// A dropped entry's files: itself, or everything in a folder, each with its path from `prefix`.
-fn walk_entry(
-    entry: web_sys::FileSystemEntry,
-    prefix: String,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(web_sys::File, String)>>>> {
-    Box::pin(async move {
-        let name = format!("{prefix}{}", entry.name());
-        if entry.is_file() {
-            let file_entry: web_sys::FileSystemFileEntry = entry.unchecked_into();
-            return file_of(&file_entry).await.map(|file| vec![(file, name)]).unwrap_or_default();
-        }
-        let dir: web_sys::FileSystemDirectoryEntry = entry.unchecked_into();
-        let reader = dir.create_reader();
-        let mut files = Vec::new();
-        // readEntries gives a batch at a time, then an empty one.
-        loop {
-            let batch = read_entries(&reader).await;
-            if batch.is_empty() {
-                break;
-            }
-            for child in batch {
-                files.extend(walk_entry(child, format!("{name}/")).await);
-            }
-        }
-        files
-    })
-}
-
-async fn file_of(entry: &web_sys::FileSystemFileEntry) -> Option<web_sys::File> {
-    let (tx, rx) = futures_channel::oneshot::channel::<Option<web_sys::File>>();
-    let tx = Rc::new(Cell::new(Some(tx)));
-    let ok = {
-        let tx = Rc::clone(&tx);
-        Closure::once(move |file: web_sys::File| {
-            if let Some(tx) = tx.take() {
-                let _ = tx.send(Some(file));
-            }
-        })
-    };
-    let failed = Closure::once(move |_: JsValue| {
-        if let Some(tx) = tx.take() {
-            let _ = tx.send(None);
-        }
-    });
-    entry.file_with_callback_and_callback(ok.as_ref().unchecked_ref(), failed.as_ref().unchecked_ref());
-    rx.await.ok().flatten()
-}
-
-async fn read_entries(reader: &web_sys::FileSystemDirectoryReader) -> Vec<web_sys::FileSystemEntry> {
-    let (tx, rx) = futures_channel::oneshot::channel::<Vec<web_sys::FileSystemEntry>>();
-    let tx = Rc::new(Cell::new(Some(tx)));
-    let ok = {
-        let tx = Rc::clone(&tx);
-        Closure::once(move |entries: js_sys::Array| {
-            if let Some(tx) = tx.take() {
-                let _ = tx.send(entries.iter().map(|e| e.unchecked_into()).collect());
-            }
-        })
-    };
-    let failed = Closure::once(move |_: JsValue| {
-        if let Some(tx) = tx.take() {
-            let _ = tx.send(Vec::new());
-        }
-    });
-    let _ =
-        reader.read_entries_with_callback_and_callback(ok.as_ref().unchecked_ref(), failed.as_ref().unchecked_ref());
-    rx.await.unwrap_or_default()
-}
-
-async fn call_fs(link: &Link, request: FsRequest) -> Result<FsResponse, String> {
-    call_fs_with(link, request, Vec::new()).await
-}
-
-async fn call_fs_with(link: &Link, request: FsRequest, payload: Vec<u8>) -> Result<FsResponse, String> {
-    match link.call(&Request::Fs(request), payload).await? {
-        (Response::Fs(answer), _) => Ok(answer),
-        (Response::Error { message, .. }, _) => Err(message),
-        (other, _) => Err(format!("unexpected answer {other:?}")),
-    }
-}
-
 /// What a stream's owner collected.
 #[derive(Default)]
 struct Collected {
@@ -984,63 +879,4 @@ async fn list(link: &Link, path: &str) -> Result<(String, Vec<Entry>), String> {
         Some(error) => Err(error),
         None => Ok((resolved, std::mem::take(&mut got.entries))),
     }
-}
-
-/// Upload a browser `File` to `path` in chunks; the host checks the SHA-256 and commits.
-async fn upload_file(
-    link: &Link,
-    file: &web_sys::File,
-    path: &str,
-    overwrite: bool,
-    cancel: &Cell<bool>,
-    progress: &impl Fn(u64),
-) -> Result<(), String> {
-    let size = file.size() as u64;
-    let mut key = FileDigest::new();
-    key.update(format!("{path}\0{size}\0{}\0{}", file.name(), file.last_modified()).as_bytes());
-    let upload = key.finish()[..32].to_owned();
-    let mode = None;
-    let write = FsRequest::Write { path: path.to_owned(), size, upload: upload.clone(), overwrite, mode };
-    let FsResponse::Writing { offset, .. } = call_fs(link, write).await? else {
-        return Err("unexpected answer to write".into());
-    };
-    use futures_util::stream::{FuturesOrdered, StreamExt};
-    let mut digest = FileDigest::new();
-    let mut at = 0u64;
-    // A few chunks unanswered at a time: the next is read while the last ones travel.
-    let mut in_flight = FuturesOrdered::new();
-    while at < size || !in_flight.is_empty() {
-        if cancel.get() {
-            let _ = call_fs(link, FsRequest::Cancel { upload: upload.clone() }).await;
-            return Err("cancelled".into());
-        }
-        if at < size && in_flight.len() < CHUNKS_IN_FLIGHT {
-            // Sealed only when the socket has room: typing goes out ahead of what is queued.
-            link.room_for_bulk(UNSENT_LOW_WATER_BYTES).await;
-            let end = (at + UPLOAD_CHUNK_BYTES as u64).min(size);
-            let bytes = read_slice(file, at, end).await?;
-            digest.update(&bytes);
-            if at >= offset {
-                let chunk = call_fs_with(link, FsRequest::Chunk { upload: upload.clone(), offset: at }, bytes);
-                in_flight.push_back(async move { chunk.await.map(|_| end) });
-            }
-            at = end;
-            continue;
-        }
-        if let Some(answered) = in_flight.next().await {
-            progress(answered?);
-        }
-    }
-    progress(size);
-    call_fs(link, FsRequest::Commit { upload, sha256: digest.finish() }).await?;
-    Ok(())
-}
-
-/// Bytes `start..end` of a browser file.
-async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
-    let blob = file.slice_with_f64_and_f64(start as f64, end as f64).map_err(|_| "cannot read the file".to_owned())?;
-    let buffer = wasm_bindgen_futures::JsFuture::from(blob.array_buffer())
-        .await
-        .map_err(|_| "cannot read the file".to_owned())?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }

@@ -19,6 +19,7 @@ use std::rc::{Rc, Weak};
 use futures_channel::oneshot;
 use tether_protocol::api::{cmd_frame, Request, Response};
 use tether_protocol::connection::{Connection, Event, Input};
+use tether_protocol::fs::{FsRequest, FsResponse};
 use tether_protocol::handshake::HandshakeEntropy;
 use tether_protocol::identity::HostAddress;
 use tether_protocol::ConnError;
@@ -30,6 +31,9 @@ const MIN_BACKOFF_MS: u32 = 500;
 const MAX_BACKOFF_MS: u32 = 10_000;
 /// How often a bulk sender looks whether the WebSocket has room again.
 const BULK_POLL_MS: u32 = 1;
+/// Times a transfer cut off by a lost connection is taken up again, and how long each waits.
+pub const RESUMES: u32 = 10;
+pub const RECONNECT_WAIT_MS: u32 = 120_000;
 /// How often a transfer waiting for the connection looks whether it is back.
 const RECONNECT_POLL_MS: u32 = 250;
 
@@ -460,6 +464,20 @@ impl Link {
     pub async fn call(&self, request: &Request, payload: Vec<u8>) -> Reply {
         let (_, answer) = self.send_request(request, payload, None)?;
         answer.await.map_err(|_| "connection lost".to_owned())?
+    }
+
+    /// A file service request (`Response::Error` becomes `Err` with its message).
+    pub async fn call_fs(&self, request: FsRequest) -> Result<FsResponse, String> {
+        self.call_fs_with(request, Vec::new()).await
+    }
+
+    /// The same with bytes in the payload (an upload's chunk).
+    pub async fn call_fs_with(&self, request: FsRequest, payload: Vec<u8>) -> Result<FsResponse, String> {
+        match self.call(&Request::Fs(request), payload).await? {
+            (Response::Fs(answer), _) => Ok(answer),
+            (Response::Error { message, .. }, _) => Err(message),
+            (other, _) => Err(format!("unexpected answer {other:?}")),
+        }
     }
 
     /// Open a stream (attach, logs, watch_sessions): `owner` hears its events with the stream id

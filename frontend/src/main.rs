@@ -11,6 +11,7 @@ mod input;
 mod keybar;
 mod link;
 mod terminal;
+mod upload;
 mod workspace;
 mod xterm;
 

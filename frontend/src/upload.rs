@@ -1,0 +1,155 @@
+//! Uploading a browser file to the host: in chunks of `UPLOAD_CHUNK_BYTES`, a few unanswered at
+//! a time, each sealed only when the WebSocket has room (so typing is never queued behind file
+//! bytes); the host checks the SHA-256 and commits atomically. A lost connection is no failure:
+//! once it is back, the upload goes on from the byte the host has (the same upload name finds
+//! its temporary file). Dropped folders are walked here into their files.
+
+use std::cell::Cell;
+
+use tether_protocol::file::FileDigest;
+use tether_protocol::fs::{FsRequest, FsResponse};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::link::{Link, RECONNECT_WAIT_MS, RESUMES};
+
+/// Upload chunks sent before the first is answered (their answers are the flow control).
+const CHUNKS_IN_FLIGHT: usize = 8;
+/// An upload chunk: small, so a keystroke waits behind little of one.
+const UPLOAD_CHUNK_BYTES: usize = 128 * 1024; // 128 KiB
+/// The next chunk is sealed once the WebSocket holds less than this unsent.
+const UNSENT_LOW_WATER_BYTES: u32 = 128 * 1024; // 128 KiB
+
+/// Upload `file` to `path` on the host, going on after lost connections.
+pub async fn send(
+    link: &Link,
+    file: &web_sys::File,
+    path: &str,
+    overwrite: bool,
+    cancel: &Cell<bool>,
+    progress: &impl Fn(u64),
+) -> Result<(), String> {
+    let mut attempts = 0;
+    loop {
+        let result = send_once(link, file, path, overwrite, cancel, progress).await;
+        let lost = !matches!(link.status(), crate::link::Status::Connected);
+        if result.is_ok() || cancel.get() || !lost || attempts >= RESUMES {
+            return result;
+        }
+        attempts += 1;
+        if !link.connected_again(RECONNECT_WAIT_MS).await {
+            return result;
+        }
+    }
+}
+
+/// Upload a browser `File` to `path` in chunks; the host checks the SHA-256 and commits.
+async fn send_once(
+    link: &Link,
+    file: &web_sys::File,
+    path: &str,
+    overwrite: bool,
+    cancel: &Cell<bool>,
+    progress: &impl Fn(u64),
+) -> Result<(), String> {
+    let size = file.size() as u64;
+    let mut key = FileDigest::new();
+    key.update(format!("{path}\0{size}\0{}\0{}", file.name(), file.last_modified()).as_bytes());
+    let upload = key.finish()[..32].to_owned();
+    let mode = None;
+    let write = FsRequest::Write { path: path.to_owned(), size, upload: upload.clone(), overwrite, mode };
+    let FsResponse::Writing { offset, .. } = link.call_fs(write).await? else {
+        return Err("unexpected answer to write".into());
+    };
+    use futures_util::stream::{FuturesOrdered, StreamExt};
+    let mut digest = FileDigest::new();
+    let mut at = 0u64;
+    // A few chunks unanswered at a time: the next is read while the last ones travel.
+    let mut in_flight = FuturesOrdered::new();
+    while at < size || !in_flight.is_empty() {
+        if cancel.get() {
+            let _ = link.call_fs(FsRequest::Cancel { upload: upload.clone() }).await;
+            return Err("cancelled".into());
+        }
+        if at < size && in_flight.len() < CHUNKS_IN_FLIGHT {
+            // Sealed only when the socket has room: typing goes out ahead of what is queued.
+            link.room_for_bulk(UNSENT_LOW_WATER_BYTES).await;
+            let end = (at + UPLOAD_CHUNK_BYTES as u64).min(size);
+            let bytes = read_slice(file, at, end).await?;
+            digest.update(&bytes);
+            if at >= offset {
+                let chunk = link.call_fs_with(FsRequest::Chunk { upload: upload.clone(), offset: at }, bytes);
+                in_flight.push_back(async move { chunk.await.map(|_| end) });
+            }
+            at = end;
+            continue;
+        }
+        if let Some(answered) = in_flight.next().await {
+            progress(answered?);
+        }
+    }
+    progress(size);
+    link.call_fs(FsRequest::Commit { upload, sha256: digest.finish() }).await?;
+    Ok(())
+}
+
+/// Bytes `start..end` of a browser file.
+async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
+    let blob = file.slice_with_f64_and_f64(start as f64, end as f64).map_err(|_| "cannot read the file".to_owned())?;
+    let buffer = wasm_bindgen_futures::JsFuture::from(blob.array_buffer())
+        .await
+        .map_err(|_| "cannot read the file".to_owned())?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// A dropped entry's files: itself, or everything in a folder, each with its path from `prefix`.
+pub fn walk_entry(
+    entry: web_sys::FileSystemEntry,
+    prefix: String,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(web_sys::File, String)>>>> {
+    Box::pin(async move {
+        let name = format!("{prefix}{}", entry.name());
+        if entry.is_file() {
+            let file_entry: web_sys::FileSystemFileEntry = entry.unchecked_into();
+            return file_of(&file_entry).await.map(|file| vec![(file, name)]).unwrap_or_default();
+        }
+        let dir: web_sys::FileSystemDirectoryEntry = entry.unchecked_into();
+        let reader = dir.create_reader();
+        let mut files = Vec::new();
+        // readEntries gives a batch at a time, then an empty one.
+        loop {
+            let batch = read_entries(&reader).await;
+            if batch.is_empty() {
+                break;
+            }
+            for child in batch {
+                files.extend(walk_entry(child, format!("{name}/")).await);
+            }
+        }
+        files
+    })
+}
+
+/// A browser API that takes a success and a failure callback, as a future.
+async fn called_back(call: impl FnOnce(&js_sys::Function, &js_sys::Function)) -> Result<JsValue, JsValue> {
+    let mut call = Some(call);
+    let promise = js_sys::Promise::new(&mut |resolve, reject| {
+        if let Some(call) = call.take() {
+            call(&resolve, &reject);
+        }
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await
+}
+
+async fn file_of(entry: &web_sys::FileSystemFileEntry) -> Option<web_sys::File> {
+    let file = called_back(|ok, failed| entry.file_with_callback_and_callback(ok, failed)).await;
+    file.ok().map(|file| file.unchecked_into())
+}
+
+async fn read_entries(reader: &web_sys::FileSystemDirectoryReader) -> Vec<web_sys::FileSystemEntry> {
+    let batch = called_back(|ok, failed| {
+        let _ = reader.read_entries_with_callback_and_callback(ok, failed);
+    })
+    .await;
+    batch.map(|entries| js_sys::Array::from(&entries).iter().map(|e| e.unchecked_into()).collect()).unwrap_or_default()
+}
