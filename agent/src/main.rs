@@ -86,6 +86,7 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
         Command::Passwd { stdin, remove } => {
             cli::sharing::passwd(&LocalClient::connect(&state, true).await?, stdin, remove).await
         }
+        Command::Open { files } => cli::open::run(&state, files).await,
     }
 }
 

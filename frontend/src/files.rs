@@ -2,7 +2,7 @@
 //!
 //! - A directory is listed as a stream of pages (`fs/list`); only the rows in view are in the
 //!   DOM (fixed-height rows over a spacer), so 10,000 entries open and scroll smoothly.
-//! - Keyboard: ↑/↓ move, Enter opens (a folder) or downloads (a file), Backspace goes up, Space
+//! - Keyboard: ↑/↓ move, Enter opens (a folder here, a file in an editor tab), Backspace goes up, Space
 //!   selects, Delete deletes, F2 renames.
 //! - Uploads (button or drop) go through `upload`; each has a progress bar with its rate and a
 //!   cancel button. A name that exists asks first: replace, keep both, or skip.
@@ -36,6 +36,8 @@ pub struct Props {
     pub active: bool,
     /// Open a terminal in this directory.
     pub on_terminal_here: Callback<String>,
+    /// Open this file in an editor tab.
+    pub on_open_file: Callback<String>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -333,7 +335,10 @@ pub fn files_pane(props: &Props) -> Html {
                 if let Some((dir, _)) = path.rsplit_once('/').filter(|_| name.contains('/')) {
                     let _ = link.call_fs(FsRequest::Mkdir { path: dir.to_owned(), parents: true }).await;
                 }
-                let result = crate::upload::send(&link, &file, &path, overwrite, &cancel, &progress).await;
+                let replace = crate::upload::Replace { overwrite, base: None };
+                let source = crate::upload::Source::File(&file);
+                let result =
+                    crate::upload::send(&link, source, &path, replace, &cancel, &progress).await.map_err(String::from);
                 book.ended(id, &result);
                 refresh.emit(());
             });
@@ -341,7 +346,7 @@ pub fn files_pane(props: &Props) -> Html {
     };
 
     let open_entry = {
-        let (go, download, shown) = (go.clone(), download.clone(), shown.clone());
+        let (go, on_open_file, shown) = (go.clone(), props.on_open_file.clone(), shown.clone());
         Callback::from(move |entry: Entry| {
             if entry.raw_name.is_some() {
                 return; // cannot be named in a request; shown as it is
@@ -350,7 +355,7 @@ pub fn files_pane(props: &Props) -> Html {
             if entry.is_dir_like() {
                 go.emit(path);
             } else {
-                download.emit((path, entry.name.clone(), entry.size, false));
+                on_open_file.emit(path);
             }
         })
     };

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
-use tether_protocol::api::{cmd_frame, Request, Response};
+use tether_protocol::api::{cmd_frame, ErrorCode, Request, Response};
 use tether_protocol::connection::{Connection, Event, Input};
 use tether_protocol::fs::{FsRequest, FsResponse};
 use tether_protocol::handshake::HandshakeEntropy;
@@ -65,7 +65,27 @@ pub enum StreamEvent {
     Eof,
 }
 
-type Reply = Result<(Response, Vec<u8>), String>;
+type Reply = Result<(Response, Vec<u8>), Refused>;
+
+/// A file service request the host refused (or that could not be asked): the code says which
+/// failure it was when the host said so (an editor's save that found the file `changed`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub code: Option<ErrorCode>,
+    pub message: String,
+}
+
+impl From<String> for Refused {
+    fn from(message: String) -> Refused {
+        Refused { code: None, message }
+    }
+}
+
+impl From<Refused> for String {
+    fn from(refused: Refused) -> String {
+        refused.message
+    }
+}
 
 /// A cheap handle; clones share one connection.
 #[derive(Clone)]
@@ -340,7 +360,7 @@ impl Link {
             inner.calls.drain().map(|(_, reply)| reply).collect()
         };
         for reply in calls {
-            let _ = reply.send(Err(format!("connection lost: {why}")));
+            let _ = reply.send(Err(format!("connection lost: {why}").into()));
         }
     }
 
@@ -426,9 +446,9 @@ impl Link {
             Event::Cmd { id, body, payload } => {
                 let Some(reply) = self.0.borrow_mut().calls.remove(&id) else { return };
                 let answer = match serde_json::from_value::<Response>(body) {
-                    Ok(Response::Error { message, .. }) => Err(message),
+                    Ok(Response::Error { code, message }) => Err(Refused { code: Some(code), message }),
                     Ok(response) => Ok((response, payload)),
-                    Err(e) => Err(format!("unreadable answer from the host: {e}")),
+                    Err(e) => Err(format!("unreadable answer from the host: {e}").into()),
                 };
                 if answer.is_err() {
                     self.0.borrow_mut().streams.remove(&(id as u32));
@@ -461,22 +481,26 @@ impl Link {
     }
 
     /// Send a request; the answer comes back through the returned future.
-    pub async fn call(&self, request: &Request, payload: Vec<u8>) -> Reply {
+    pub async fn call(&self, request: &Request, payload: Vec<u8>) -> Result<(Response, Vec<u8>), String> {
+        self.call_coded(request, payload).await.map_err(String::from)
+    }
+
+    /// `call`, keeping the code of a refusal.
+    async fn call_coded(&self, request: &Request, payload: Vec<u8>) -> Reply {
         let (_, answer) = self.send_request(request, payload, None)?;
-        answer.await.map_err(|_| "connection lost".to_owned())?
+        answer.await.map_err(|_| Refused::from("connection lost".to_owned()))?
     }
 
     /// A file service request (`Response::Error` becomes `Err` with its message).
     pub async fn call_fs(&self, request: FsRequest) -> Result<FsResponse, String> {
-        self.call_fs_with(request, Vec::new()).await
+        self.call_fs_with(request, Vec::new()).await.map_err(String::from)
     }
 
-    /// The same with bytes in the payload (an upload's chunk).
-    pub async fn call_fs_with(&self, request: FsRequest, payload: Vec<u8>) -> Result<FsResponse, String> {
-        match self.call(&Request::Fs(request), payload).await? {
+    /// The same with bytes in the payload (an upload's chunk), and the refusal's code.
+    pub async fn call_fs_with(&self, request: FsRequest, payload: Vec<u8>) -> Result<FsResponse, Refused> {
+        match self.call_coded(&Request::Fs(request), payload).await? {
             (Response::Fs(answer), _) => Ok(answer),
-            (Response::Error { message, .. }, _) => Err(message),
-            (other, _) => Err(format!("unexpected answer {other:?}")),
+            (other, _) => Err(format!("unexpected answer {other:?}").into()),
         }
     }
 
@@ -488,7 +512,7 @@ impl Link {
         owner: Callback<(u32, StreamEvent)>,
     ) -> Result<(Response, u32), String> {
         let (id, answer) = self.send_request(request, Vec::new(), Some(owner))?;
-        let (response, _) = answer.await.map_err(|_| "connection lost".to_owned())??;
+        let (response, _) = answer.await.map_err(|_| "connection lost".to_owned())?.map_err(String::from)?;
         Ok((response, id as u32))
     }
 
@@ -574,6 +598,34 @@ impl Link {
         self.0.borrow_mut().streams.remove(&stream);
         self.send(&Request::Detach { stream }, Vec::new());
     }
+}
+
+/// A stream owner for streams of JSON lines (the session list, `tether open`, a watched file):
+/// lines may arrive in pieces; each whole one is parsed and handed to `on_line` (unreadable ones
+/// are skipped), and the bytes are credited back.
+pub fn json_lines<T: serde::de::DeserializeOwned + 'static>(
+    link: &Link,
+    on_line: impl Fn(T) + 'static,
+) -> Callback<(u32, StreamEvent)> {
+    let link = link.clone();
+    let partial = RefCell::new(Vec::<u8>::new());
+    Callback::from(move |(stream, event): (u32, StreamEvent)| {
+        let StreamEvent::Data { bytes, .. } = event else { return };
+        let lines: Vec<u8> = {
+            let mut buffer = partial.borrow_mut();
+            buffer.extend_from_slice(&bytes);
+            match buffer.iter().rposition(|&b| b == b'\n') {
+                Some(cut) => buffer.drain(..=cut).collect(),
+                None => Vec::new(),
+            }
+        };
+        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if let Ok(value) = serde_json::from_slice::<T>(line) {
+                on_line(value);
+            }
+        }
+        link.consumed(stream, bytes.len() as u64);
+    })
 }
 
 fn with_link(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&Link)) {

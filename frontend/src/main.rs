@@ -4,12 +4,15 @@
 //! browsers never send to the relay, and is used for SRP in WASM by the same protocol crate the
 //! native CLI uses.
 
+mod codemirror;
 mod download;
+mod editor;
 mod files;
 mod hosts;
 mod input;
 mod keybar;
 mod link;
+mod read;
 mod terminal;
 mod upload;
 mod workspace;

@@ -31,6 +31,8 @@ pub struct Props {
     pub ctrl_latch: Rc<Cell<bool>>,
     /// Where keys from the key bar arrive for the active terminal.
     pub keys: Rc<RefCell<Option<Callback<Key>>>>,
+    /// `tether open FILE…` ran in this session: open these (absolute) paths in editors.
+    pub on_open_files: Callback<Vec<String>>,
 }
 
 /// What a tab keeps between renders.
@@ -44,6 +46,8 @@ struct Pane {
     next_seq: Option<u64>,
     /// The current attach stream.
     stream: Option<u32>,
+    /// The current stream of `tether open` requests.
+    opens: Option<u32>,
     /// Whether our size has been sent since the last attach.
     sized: bool,
     last_size: (u16, u16),
@@ -91,8 +95,11 @@ pub fn terminal_pane(props: &Props) -> Html {
             let pane = pane.clone();
             let link = link.clone();
             move || {
-                let stream = pane.borrow_mut().stream.take();
-                if let Some(stream) = stream {
+                let streams = {
+                    let mut pane = pane.borrow_mut();
+                    [pane.stream.take(), pane.opens.take()]
+                };
+                for stream in streams.into_iter().flatten() {
                     link.forget_stream(stream);
                 }
                 *pane.borrow_mut() = Pane::default();
@@ -104,8 +111,10 @@ pub fn terminal_pane(props: &Props) -> Html {
     {
         let (pane, link, session, container) =
             (pane.clone(), props.link.clone(), props.session.clone(), container.clone());
+        let on_open_files = props.on_open_files.clone();
         use_effect_with(props.generation, move |generation| {
             if *generation > 0 && !pane.borrow().ended {
+                watch_opens(&pane, &link, &session, on_open_files);
                 attach(pane, link, session, container);
             }
         });
@@ -165,6 +174,17 @@ pub fn terminal_pane(props: &Props) -> Html {
             <div class="terminal" ref={container} data-seq="0"></div>
         </section>
     }
+}
+
+/// Hear `tether open` run in this session (for as long as the connection lasts).
+fn watch_opens(pane: &Rc<RefCell<Pane>>, link: &Link, session: &str, on_open_files: Callback<Vec<String>>) {
+    let owner = crate::link::json_lines(link, move |paths: Vec<String>| on_open_files.emit(paths));
+    let (pane, link, request) = (pane.clone(), link.clone(), Request::WatchOpens { session: session.to_owned() });
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Ok((_, stream)) = link.open_stream(&request, owner).await {
+            pane.borrow_mut().opens = Some(stream);
+        }
+    });
 }
 
 fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, session: &str, ctrl: Rc<Cell<bool>>) {

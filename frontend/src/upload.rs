@@ -2,7 +2,8 @@
 //! a time, each sealed only when the WebSocket has room (so typing is never queued behind file
 //! bytes); the host checks the SHA-256 and commits atomically. A lost connection is no failure:
 //! once it is back, the upload goes on from the byte the host has (the same upload name finds
-//! its temporary file). Dropped folders are walked here into their files.
+//! its temporary file). Dropped folders are walked here into their files. The editor's saves
+//! are uploads too (of its text, conditional on the version it started from).
 
 use std::cell::Cell;
 
@@ -11,7 +12,7 @@ use tether_protocol::fs::{FsRequest, FsResponse};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::link::{Link, RECONNECT_WAIT_MS, RESUMES};
+use crate::link::{Link, Refused, RECONNECT_WAIT_MS, RESUMES};
 
 /// Upload chunks sent before the first is answered (their answers are the flow control).
 const CHUNKS_IN_FLIGHT: usize = 8;
@@ -20,18 +21,62 @@ const UPLOAD_CHUNK_BYTES: usize = 128 * 1024; // 128 KiB
 /// The next chunk is sealed once the WebSocket holds less than this unsent.
 const UNSENT_LOW_WATER_BYTES: u32 = 128 * 1024; // 128 KiB
 
-/// Upload `file` to `path` on the host, going on after lost connections.
+/// What an upload sends.
+pub enum Source<'a> {
+    /// A file the user picked or dropped, read a chunk at a time.
+    File(&'a web_sys::File),
+    /// Bytes in memory (an editor's text).
+    Bytes(&'a [u8]),
+}
+
+impl Source<'_> {
+    fn size(&self) -> u64 {
+        match self {
+            Source::File(file) => file.size() as u64,
+            Source::Bytes(bytes) => bytes.len() as u64,
+        }
+    }
+
+    /// The upload's name on the host: the same for the same source, so a retry resumes.
+    fn upload_name(&self, path: &str) -> String {
+        let mut key = FileDigest::new();
+        key.update(format!("{path}\0{}\0", self.size()).as_bytes());
+        match self {
+            Source::File(file) => key.update(format!("{}\0{}", file.name(), file.last_modified()).as_bytes()),
+            Source::Bytes(bytes) => key.update(bytes),
+        }
+        key.finish()[..32].to_owned()
+    }
+
+    async fn slice(&self, start: u64, end: u64) -> Result<Vec<u8>, String> {
+        match self {
+            Source::File(file) => read_slice(file, start, end).await,
+            Source::Bytes(bytes) => Ok(bytes[start as usize..end as usize].to_vec()),
+        }
+    }
+}
+
+/// What may be replaced at the target.
+#[derive(Clone, Copy)]
+pub struct Replace<'a> {
+    /// An existing file may be replaced.
+    pub overwrite: bool,
+    /// Only while it still has this SHA-256 (an editor's save; refused with `changed`).
+    pub base: Option<&'a str>,
+}
+
+/// Upload `source` to `path` on the host, going on after lost connections.
 pub async fn send(
     link: &Link,
-    file: &web_sys::File,
+    source: Source<'_>,
     path: &str,
-    overwrite: bool,
+    replace: Replace<'_>,
     cancel: &Cell<bool>,
     progress: &impl Fn(u64),
-) -> Result<(), String> {
+) -> Result<(), Refused> {
     let mut attempts = 0;
     loop {
-        let result = send_once(link, file, path, overwrite, cancel, progress).await;
+        let result = send_once(link, &source, path, replace, cancel, progress).await;
         let lost = !matches!(link.status(), crate::link::Status::Connected);
         if result.is_ok() || cancel.get() || !lost || attempts >= RESUMES {
             return result;
@@ -43,23 +88,27 @@ pub async fn send(
     }
 }
 
-/// Upload a browser `File` to `path` in chunks; the host checks the SHA-256 and commits.
+/// Upload `source` to `path` in chunks; the host checks the SHA-256 and commits.
 async fn send_once(
     link: &Link,
-    file: &web_sys::File,
+    source: &Source<'_>,
     path: &str,
-    overwrite: bool,
+    replace: Replace<'_>,
     cancel: &Cell<bool>,
     progress: &impl Fn(u64),
-) -> Result<(), String> {
-    let size = file.size() as u64;
-    let mut key = FileDigest::new();
-    key.update(format!("{path}\0{size}\0{}\0{}", file.name(), file.last_modified()).as_bytes());
-    let upload = key.finish()[..32].to_owned();
-    let mode = None;
-    let write = FsRequest::Write { path: path.to_owned(), size, upload: upload.clone(), overwrite, mode };
-    let FsResponse::Writing { offset, .. } = link.call_fs(write).await? else {
-        return Err("unexpected answer to write".into());
+) -> Result<(), Refused> {
+    let size = source.size();
+    let upload = source.upload_name(path);
+    let write = FsRequest::Write {
+        path: path.to_owned(),
+        size,
+        upload: upload.clone(),
+        overwrite: replace.overwrite,
+        mode: None,
+        base: replace.base.map(str::to_owned),
+    };
+    let FsResponse::Writing { offset, .. } = link.call_fs_with(write, Vec::new()).await? else {
+        return Err("unexpected answer to write".to_owned().into());
     };
     use futures_util::stream::{FuturesOrdered, StreamExt};
     let mut digest = FileDigest::new();
@@ -69,13 +118,13 @@ async fn send_once(
     while at < size || !in_flight.is_empty() {
         if cancel.get() {
             let _ = link.call_fs(FsRequest::Cancel { upload: upload.clone() }).await;
-            return Err("cancelled".into());
+            return Err("cancelled".to_owned().into());
         }
         if at < size && in_flight.len() < CHUNKS_IN_FLIGHT {
             // Sealed only when the socket has room: typing goes out ahead of what is queued.
             link.room_for_bulk(UNSENT_LOW_WATER_BYTES).await;
             let end = (at + UPLOAD_CHUNK_BYTES as u64).min(size);
-            let bytes = read_slice(file, at, end).await?;
+            let bytes = source.slice(at, end).await?;
             digest.update(&bytes);
             if at >= offset {
                 let chunk = link.call_fs_with(FsRequest::Chunk { upload: upload.clone(), offset: at }, bytes);
@@ -89,7 +138,7 @@ async fn send_once(
         }
     }
     progress(size);
-    link.call_fs(FsRequest::Commit { upload, sha256: digest.finish() }).await?;
+    link.call_fs_with(FsRequest::Commit { upload, sha256: digest.finish() }, Vec::new()).await?;
     Ok(())
 }
 

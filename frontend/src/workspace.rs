@@ -1,8 +1,9 @@
-//! A host's workspace: authenticate (invite secret or password), then the session list, terminal
-//! tabs, the key bar, and the connection status, always visible.
+//! A host's workspace: authenticate (invite secret or password), then the session list, the
+//! tabs (Files, terminals, editors), the key bar, and the connection status, always visible.
+//! Closing an editor tab with unsaved text, or the page while one has some, asks first.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use tether_protocol::api::{Request, Response, SessionInfo, SessionStatus};
@@ -11,10 +12,11 @@ use tether_protocol::identity::{invite_identity, HostAddress};
 use wasm_bindgen::prelude::*;
 use yew::prelude::*;
 
+use crate::editor::EditorPane;
 use crate::files::FilesPane;
 use crate::hosts::{self, SavedHost};
 use crate::keybar::KeyBar;
-use crate::link::{Link, Status, StreamEvent};
+use crate::link::{Link, Status};
 use crate::terminal::TerminalPane;
 
 #[derive(Properties, PartialEq)]
@@ -46,6 +48,14 @@ pub fn workspace(props: &Props) -> Html {
     let online = use_state(|| None::<bool>);
     let ctrl_latch = use_memo((), |_| Cell::new(false));
     let keys = use_memo((), |_| RefCell::new(None::<Callback<tether_protocol::api::Key>>));
+    // Editor tabs (by path) whose text differs from their file.
+    let dirty = use_mut_ref(HashSet::<String>::new);
+    let redraw = use_force_update();
+    let unsaved = !dirty.borrow().is_empty();
+    use_effect_with(unsaved, |unsaved| {
+        let guard = unsaved.then(LeaveGuard::new);
+        move || drop(guard)
+    });
 
     // Connect once we know how to prove ourselves; close when leaving.
     {
@@ -142,8 +152,14 @@ pub fn workspace(props: &Props) -> Html {
     }
 
     let close_tab = {
-        let (tabs, active) = (tabs.clone(), active.clone());
+        let (tabs, active, dirty) = (tabs.clone(), active.clone(), dirty.clone());
         Callback::from(move |id: String| {
+            if let Some(path) = id.strip_prefix(EDITOR_TAB) {
+                if dirty.borrow().contains(path) && !confirm(&format!("{path} has unsaved changes. Close it anyway?")) {
+                    return;
+                }
+                dirty.borrow_mut().remove(path);
+            }
             let next: Vec<String> = tabs.iter().filter(|t| **t != id).cloned().collect();
             if active.as_deref() == Some(id.as_str()) {
                 active.set(next.last().cloned());
@@ -173,6 +189,27 @@ pub fn workspace(props: &Props) -> Html {
         })
     };
 
+    let open_files = {
+        let open_tab = open_tab.clone();
+        Callback::from(move |paths: Vec<String>| {
+            for path in paths {
+                open_tab.emit(format!("{EDITOR_TAB}{path}"));
+            }
+        })
+    };
+    let open_file = {
+        let open_files = open_files.clone();
+        Callback::from(move |path: String| open_files.emit(vec![path]))
+    };
+    let on_dirty = {
+        let (dirty, redraw) = (dirty.clone(), redraw.clone());
+        Callback::from(move |(path, now): (String, bool)| {
+            let changed = if now { dirty.borrow_mut().insert(path) } else { dirty.borrow_mut().remove(&path) };
+            if changed {
+                redraw.force_update();
+            }
+        })
+    };
     let titles: HashMap<&str, &str> = sessions.iter().map(|s| (s.id.as_str(), s.title.as_str())).collect();
     let tab_buttons = tabs.iter().map(|id| {
         let select = {
@@ -187,6 +224,18 @@ pub fn workspace(props: &Props) -> Html {
             })
         };
         let class = classes!("tab", (active.as_deref() == Some(id.as_str())).then_some("active"));
+        if let Some(path) = id.strip_prefix(EDITOR_TAB) {
+            let unsaved = dirty.borrow().contains(path);
+            let name = path.rsplit('/').next().unwrap_or(path);
+            return html! {
+                <span class={classes!(class, "editor-tab", unsaved.then_some("dirty"))} data-path={path.to_owned()}
+                    title={path.to_owned()} onclick={select}>
+                    { name }
+                    if unsaved { <span class="dirty-marker" title="Unsaved changes">{ "●" }</span> }
+                    <button class="close" title="Close the editor" onclick={close}>{ "×" }</button>
+                </span>
+            };
+        }
         html! {
             <span {class} data-session={id.clone()} onclick={select}>
                 { titles.get(id.as_str()).copied().unwrap_or(id.as_str()) }
@@ -222,7 +271,7 @@ pub fn workspace(props: &Props) -> Html {
     let files_pane = match &*link {
         Some(link) => html! {
             <FilesPane link={link.clone()} {generation} active={active.as_deref() == Some(FILES_TAB)}
-                on_terminal_here={terminal_here} />
+                on_terminal_here={terminal_here} on_open_file={open_file} />
         },
         None => Html::default(),
     };
@@ -230,10 +279,17 @@ pub fn workspace(props: &Props) -> Html {
         Some(link) => tabs
             .iter()
             .map(|id| {
-                html! {
-                    <TerminalPane key={id.clone()} link={link.clone()} session={id.clone()} {generation}
-                        active={active.as_deref() == Some(id.as_str())}
-                        ctrl_latch={Rc::clone(&ctrl_latch)} keys={Rc::clone(&keys)} />
+                let active = active.as_deref() == Some(id.as_str());
+                match id.strip_prefix(EDITOR_TAB) {
+                    Some(path) => html! {
+                        <EditorPane key={id.clone()} link={link.clone()} path={path.to_owned()} {generation} {active}
+                            on_dirty={on_dirty.clone()} />
+                    },
+                    None => html! {
+                        <TerminalPane key={id.clone()} link={link.clone()} session={id.clone()} {generation} {active}
+                            ctrl_latch={Rc::clone(&ctrl_latch)} keys={Rc::clone(&keys)}
+                            on_open_files={open_files.clone()} />
+                    },
                 }
             })
             .collect::<Html>(),
@@ -292,29 +348,43 @@ async fn on_connected(
             open_tab.emit(session.id);
         }
     }
-    // Newline-separated JSON arrays; a line may arrive in pieces.
-    let partial = Rc::new(RefCell::new(Vec::<u8>::new()));
-    let owner = {
-        let link = link.clone();
-        Callback::from(move |(stream, event): (u32, StreamEvent)| {
-            let StreamEvent::Data { bytes, .. } = event else { return };
-            let mut buffer = partial.borrow_mut();
-            buffer.extend_from_slice(&bytes);
-            if let Some(cut) = buffer.iter().rposition(|&b| b == b'\n') {
-                let lines: Vec<u8> = buffer.drain(..=cut).collect();
-                let latest = lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()).next_back();
-                if let Some(list) = latest.and_then(|l| serde_json::from_slice::<Vec<SessionInfo>>(l).ok()) {
-                    sessions.set(list);
-                }
-            }
-            link.consumed(stream, bytes.len() as u64);
-        })
-    };
+    let owner = crate::link::json_lines(&link, move |list: Vec<SessionInfo>| sessions.set(list));
     let _ = link.open_stream(&Request::WatchSessions { limit: None }, owner).await;
 }
 
 /// The Files tab's place among the terminal tabs (no session id looks like it).
 const FILES_TAB: &str = ":files";
+/// An editor tab's id: this, then the file's path.
+const EDITOR_TAB: &str = ":edit:";
+
+/// Ask the user to confirm (the browser's own dialog); `false` when it cannot be asked.
+fn confirm(question: &str) -> bool {
+    web_sys::window().and_then(|w| w.confirm_with_message(question).ok()).unwrap_or(false)
+}
+
+/// While `unsaved`, leaving or reloading the page asks first (the browser's own dialog).
+struct LeaveGuard(Closure<dyn FnMut(web_sys::BeforeUnloadEvent)>);
+
+impl LeaveGuard {
+    fn new() -> LeaveGuard {
+        let guard = Closure::<dyn FnMut(web_sys::BeforeUnloadEvent)>::new(|e: web_sys::BeforeUnloadEvent| {
+            e.prevent_default();
+            e.set_return_value("unsaved changes");
+        });
+        if let Some(window) = web_sys::window() {
+            let _ = window.add_event_listener_with_callback("beforeunload", guard.as_ref().unchecked_ref());
+        }
+        LeaveGuard(guard)
+    }
+}
+
+impl Drop for LeaveGuard {
+    fn drop(&mut self) {
+        if let Some(window) = web_sys::window() {
+            let _ = window.remove_event_listener_with_callback("beforeunload", self.0.as_ref().unchecked_ref());
+        }
+    }
+}
 
 /// The user's shell; its size follows once the tab has attached.
 fn new_shell_request() -> Request {

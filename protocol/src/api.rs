@@ -210,6 +210,19 @@ pub enum Request {
     },
     /// The host's files (see [`crate::fs`]).
     Fs(crate::fs::FsRequest),
+    /// `tether open FILE…` in a session's terminal: every browser watching `session`'s opens
+    /// (`watch_opens`) opens `paths` (absolute) in its editor. Answered `opened` with how many
+    /// were told. Only the host's own user (it runs in a session on the host).
+    OpenFiles {
+        session: String,
+        paths: Vec<String>,
+    },
+    /// A browser's terminal tab listening for `tether open` in `session`: answered `watching`,
+    /// then one JSON array of paths per line as `data` on stream = request id, and `control/eof`
+    /// when the session ends.
+    WatchOpens {
+        session: String,
+    },
     /// Turn the file service on or off, and confine it to `root` (or not), from now on and
     /// across restarts (`tether pair --files-root DIR`, `--no-files`). Only the host's own user.
     SetFiles {
@@ -222,7 +235,10 @@ impl Request {
     /// Whether it is answered and then streams data on stream = its id (until `eof`).
     pub fn opens_stream(&self) -> bool {
         match self {
-            Request::Attach { .. } | Request::Logs { .. } | Request::WatchSessions { .. } => true,
+            Request::Attach { .. }
+            | Request::Logs { .. }
+            | Request::WatchSessions { .. }
+            | Request::WatchOpens { .. } => true,
             Request::Fs(fs) => fs.opens_stream(),
             _ => false,
         }
@@ -374,9 +390,13 @@ pub enum Response {
         name: String,
         version: String,
     },
-    /// A `watch_sessions` stream follows on `stream`.
+    /// A `watch_sessions` or `watch_opens` stream follows on `stream`.
     Watching {
         stream: u32,
+    },
+    /// `open_files` reached this many browsers.
+    Opened {
+        browsers: usize,
     },
     Access {
         entries: Vec<AccessEntry>,
@@ -421,6 +441,9 @@ pub enum ErrorCode {
     InvalidName,
     /// The file service is turned off on this host (`--no-files`).
     FilesOff,
+    /// A conditional write (an editor's save) found the file changed since the version it was
+    /// based on: nothing was written.
+    Changed,
 }
 
 /// A named key (`send key:…`, the browser's key bar).

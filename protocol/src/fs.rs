@@ -89,6 +89,11 @@ pub enum FsRequest {
         /// Permission bits for a new file (an existing file keeps its own).
         #[serde(default)]
         mode: Option<u32>,
+        /// An editor's save: replace the file only while its SHA-256 (hex) is still this, the
+        /// version the edit started from. Checked when the write starts and again just before
+        /// the rename; a file changed (or gone) meanwhile is refused with `changed`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<String>,
     },
     /// The upload's bytes at `offset` (which must be the next one), in the payload. Handled in
     /// the order sent; answered `done` once written.
@@ -98,6 +103,10 @@ pub enum FsRequest {
     Commit { upload: String, sha256: String },
     /// Give up an upload: its temporary file goes.
     Cancel { upload: String },
+    /// Follow a file an editor has open: answered `watching`, then one [`Version`] per line as
+    /// `data` on stream = request id, the first at once and one whenever the file changes on
+    /// disk (polled), until the client detaches.
+    Watch { path: String },
 }
 
 /// Answers of the file service.
@@ -136,6 +145,11 @@ pub enum FsResponse {
         path: String,
         size: u64,
     },
+    /// Versions of `path` follow on `stream`.
+    Watching {
+        path: String,
+        stream: u32,
+    },
     /// Moved to the trash; `restore` with `trash_id` puts it back.
     Trashed {
         trash_id: String,
@@ -149,7 +163,10 @@ pub enum FsResponse {
 impl FsRequest {
     /// Whether it is answered once and then streams (`list`, `read`).
     pub fn opens_stream(&self) -> bool {
-        matches!(self, FsRequest::List { .. } | FsRequest::Read { .. } | FsRequest::Archive { .. })
+        matches!(
+            self,
+            FsRequest::List { .. } | FsRequest::Read { .. } | FsRequest::Archive { .. } | FsRequest::Watch { .. }
+        )
     }
 }
 
@@ -195,6 +212,18 @@ impl Entry {
     pub fn is_dir_like(&self) -> bool {
         self.kind == Kind::Dir || self.target_kind == Some(Kind::Dir)
     }
+}
+
+/// A watched file as it is on disk now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// `false`: the file is gone (deleted or moved away).
+    pub exists: bool,
+    pub size: u64,
+    pub mtime_ms: i64,
+    /// SHA-256 (hex) of its bytes; `None` when gone or too big to hash on every change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// One page of a listing as it travels: a JSON array of entries and a newline.

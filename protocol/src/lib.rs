@@ -11,7 +11,8 @@
 //! 4. [`channel`]: sealed frames with strict per-direction counters.
 //! 5. [`stream`]: sequence numbers, resume, flow-control windows.
 //! 6. [`file`]: a file's bytes checked end to end (running SHA-256); [`fs`] is the file
-//!    service's API, whose transfers travel as streams.
+//!    service's API, whose transfers travel as streams; [`text`] is how an editor turns a file's
+//!    bytes into text and back without changing a byte outside the edit.
 //!
 //! [`connection::Connection`] ties them into one state machine.
 
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod keys;
 pub mod stream;
 pub mod sync;
+pub mod text;
 
 pub use connection::{Connection, Event, Input, Output, Role};
 pub use error::{AuthError, ChannelError, ConnError, FileError, FrameError, StreamError};

@@ -4,13 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tether_tests::agent::{pair, Agent};
+use tether_tests::page::{assert_no_console_errors, bash_host, Page, PAGE};
 use tether_tests::webdriver::Browser;
 use tether_tests::{marker, wait_until, Relay};
 
-/// Page work (WASM start, SRP, first prompt) takes well under a second when healthy.
-const PAGE: Duration = Duration::from_secs(30);
 /// Enough for 20 MB to cross relay and page on a loaded 2-core machine in a debug build.
 const BULK: Duration = Duration::from_secs(180);
 
@@ -19,28 +18,18 @@ fn scratch() -> &'static Path {
 }
 
 /// A relay, a host paired with it, its invite, and a browser. The host's shell is bash (the
-/// tests type `$RANDOM`) with an empty home: this machine's dotfiles must not decide whether a
-/// prompt appears (a `pyenv rehash` in ~/.bashrc, killed mid-way by an earlier test, left a lock
-/// that hung every new bash for a minute).
+/// tests type `$RANDOM`) with an empty home (see `bash_host`).
 fn setup() -> (Relay, Agent, String, Browser) {
     let relay = Relay::start();
-    let (host, _) = bash_host(&[]);
+    let (host, _) = bash_host(scratch(), &[]);
     let invite = pair(&host, &relay);
     (relay, host, invite, Browser::start(scratch()))
-}
-
-/// A host agent whose shell is bash with an empty home (see `setup`), run under `wrapper`;
-/// and that home.
-fn bash_host(wrapper: &[&str]) -> (Agent, PathBuf) {
-    let home = scratch().join(marker("home"));
-    std::fs::create_dir_all(&home).expect("home");
-    (Agent::wrapped(scratch(), &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)], wrapper), home)
 }
 
 /// Like `setup`, with the browser's downloads saved into the returned directory.
 fn setup_downloading() -> (Relay, Agent, String, Browser, PathBuf) {
     let relay = Relay::start();
-    let (host, _) = bash_host(&[]);
+    let (host, _) = bash_host(scratch(), &[]);
     let invite = pair(&host, &relay);
     let downloads = scratch().join(marker("downloads"));
     std::fs::create_dir_all(&downloads).expect("downloads");
@@ -48,122 +37,10 @@ fn setup_downloading() -> (Relay, Agent, String, Browser, PathBuf) {
     (relay, host, invite, browser, downloads)
 }
 
-/// The browser's view of the page, through small scripts.
-struct Page<'a>(&'a Browser);
-
-impl Page<'_> {
-    fn script(&self, body: &str, args: Value) -> Value {
-        self.0.execute(body, args)
-    }
-
-    fn status(&self) -> String {
-        self.script("return (document.getElementById('status') || {}).textContent || ''", json!([]))
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    fn wait_status(&self, wanted: &str) -> String {
-        wait_until(PAGE, &format!("the status to say {wanted:?}"), || {
-            let status = self.status();
-            status.contains(wanted).then_some(status)
-        })
-    }
-
-    fn click(&self, css: &str) {
-        let found =
-            self.script("const e = document.querySelector(arguments[0]); if (e) e.click(); return !!e", json!([css]));
-        assert_eq!(found, json!(true), "nothing to click at {css}");
-    }
-
-    /// The visible text of the terminal of `session` (the active one when `None`).
-    fn terminal_text(&self, session: Option<&str>) -> String {
-        // What is on screen: the viewport's lines of the terminal's buffer.
-        let script = "const pane = arguments[0] ? document.querySelector(`.pane[data-session='${arguments[0]}']`) \
-                      : document.querySelector('.pane:not(.hidden)'); \
-                      const term = pane && pane.querySelector('.terminal').xterm; if (!term) return ''; \
-                      const buf = term.buffer.active; const lines = []; \
-                      for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
-                        const line = buf.getLine(i); lines.push(line ? line.translateToString(true) : ''); } \
-                      return lines.join('\\n')";
-        self.script(script, json!([session])).as_str().unwrap_or_default().to_owned()
-    }
-
-    /// A terminal attribute (`data-seq`: bytes written; `data-ended`).
-    fn terminal_attr(&self, session: &str, name: &str) -> Option<String> {
-        let script = "const t = document.querySelector(`.pane[data-session='${arguments[0]}'] .terminal`); \
-                      return t ? t.getAttribute(arguments[1]) : null";
-        self.script(script, json!([session, name])).as_str().map(str::to_owned)
-    }
-
-    fn active_session(&self) -> Option<String> {
-        self.script(
-            "const p = document.querySelector('.pane:not(.hidden)'); return p ? p.dataset.session : null",
-            json!([]),
-        )
-        .as_str()
-        .map(str::to_owned)
-    }
-
-    /// Wait until the terminal's text passes `check`; on time-out, show what it did say.
-    fn wait_text(&self, session: Option<&str>, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + PAGE;
-        loop {
-            let text = self.terminal_text(session);
-            if check(&text) {
-                return text;
-            }
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; the terminal shows:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Type into the active terminal as a user would.
-    fn type_text(&self, text: &str) {
-        let input =
-            wait_until(PAGE, "the terminal's input", || self.0.find(".pane:not(.hidden) .xterm-helper-textarea"));
-        self.0.send_keys(&input, text);
-    }
-
-    fn tabs(&self) -> Vec<String> {
-        let ids = self.script(
-            "return [...document.querySelectorAll('.tab[data-session]')].map(t => t.dataset.session)",
-            json!([]),
-        );
-        serde_json::from_value(ids).unwrap_or_default()
-    }
-
-    fn wait_prompt(&self, id: &str) {
-        self.wait_text(Some(id), "a shell prompt", |t| t.lines().any(|l| l.trim_end().ends_with(['$', '#'])));
-    }
-
-    /// Opening the invite lands in a terminal: wait for it and its prompt; returns the session.
-    fn landed(&self) -> String {
-        self.wait_status("connected via relay");
-        let id = wait_until(PAGE, "the first terminal tab", || self.active_session());
-        self.wait_prompt(&id);
-        id
-    }
-
-    /// "New shell", then wait for its prompt; returns the session id.
-    fn new_shell(&self) -> String {
-        let before = self.tabs();
-        self.click(".sessions .new");
-        let id = wait_until(PAGE, "a new tab", || self.active_session().filter(|id| !before.contains(id)));
-        self.wait_prompt(&id);
-        id
-    }
-}
-
 fn screenshot(browser: &Browser, name: &str) -> PathBuf {
     let path = scratch().join("screenshots").join(format!("{name}.png"));
     browser.screenshot(&path);
     path
-}
-
-fn assert_no_console_errors(browser: &Browser) {
-    let errors = browser.console_errors();
-    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
 }
 
 #[test]
@@ -368,35 +245,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     digest.finish()
 }
 
-/// The Files tab's listing attribute (`data-path`, `data-count`, `data-loading`).
-fn files_attr(page: &Page, name: &str) -> String {
-    let script = "const f = document.querySelector('.pane.files'); return f ? f.getAttribute(arguments[0]) : null";
-    page.script(script, json!([name])).as_str().unwrap_or_default().to_owned()
-}
-
-/// Go to `dir` in the Files tab (typed into its path field) and wait for its listing.
-fn files_go(page: &Page, browser: &Browser, dir: &Path) {
-    let field = wait_until(PAGE, "the path field", || browser.find(".pane.files .goto .path"));
-    page.script("document.querySelector('.pane.files .goto .path').value = ''", json!([]));
-    browser.send_keys(&field, &format!("{}\n", dir.display()));
-    let wanted = dir.display().to_string();
-    wait_until(PAGE, &format!("the listing of {wanted}"), || {
-        (files_attr(page, "data-path") == wanted && files_attr(page, "data-loading") == "false").then_some(())
-    });
-}
-
-/// Click the row named `name` (selecting it alone).
-fn files_select(page: &Page, name: &str) {
-    wait_until(PAGE, &format!("the row {name}"), || {
-        let found = page.script(
-            "const r = [...document.querySelectorAll('.pane.files .file')].find(r => r.dataset.name === arguments[0]); \
-             if (r) r.click(); return !!r",
-            json!([name]),
-        );
-        (found == json!(true)).then_some(())
-    });
-}
-
 /// Fill the toolbar's field and submit it.
 fn files_submit(page: &Page, browser: &Browser, value: &str) {
     let field = wait_until(PAGE, "the edit field", || browser.find(".pane.files form.edit input"));
@@ -422,8 +270,8 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     browser.goto(&invite);
     page.landed();
     page.click(".tab.files-tab");
-    files_go(&page, &browser, &many);
-    assert_eq!(files_attr(&page, "data-count"), "10000");
+    page.files_go(&many);
+    assert_eq!(page.files_attr("data-count"), "10000");
     let drawn = page.script("return document.querySelectorAll('.pane.files .file').length", json!([]));
     assert!(drawn.as_u64().is_some_and(|n| n > 0 && n < 200), "only the rows in view are drawn: {drawn}");
 
@@ -431,8 +279,8 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     wait_until(PAGE, "the download worker to control the page", || {
         (page.script("return !!navigator.serviceWorker.controller", json!([])) == json!(true)).then_some(())
     });
-    files_go(&page, &browser, &place);
-    files_select(&page, "from-host.bin");
+    page.files_go(&place);
+    page.files_select("from-host.bin");
     page.click(".pane.files .download");
     let saved = downloads.join("from-host.bin");
     wait_until(BULK, "the download", || {
@@ -446,8 +294,8 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     std::fs::create_dir_all(tree.join("inner")).expect("tree");
     std::fs::write(tree.join("inner/a.txt"), "in the tree\n").expect("write");
     std::os::unix::fs::symlink("inner/a.txt", tree.join("link")).expect("symlink");
-    files_go(&page, &browser, &place); // the same place again: listed again
-    files_select(&page, "tree");
+    page.files_go(&place); // the same place again: listed again
+    page.files_select("tree");
     page.click(".pane.files .download");
     let archive = downloads.join("tree.tar.gz");
     wait_until(BULK, "the folder's archive", || {
@@ -539,7 +387,7 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     page.click(".pane.files .mkdir");
     files_submit(&page, &browser, "made-here");
     wait_until(PAGE, "the new folder", || place.join("made-here").is_dir().then_some(()));
-    files_select(&page, "dropped.bin");
+    page.files_select("dropped.bin");
     page.click(".pane.files .rename");
     files_submit(&page, &browser, "renamed.bin");
     wait_until(PAGE, "the rename", || place.join("renamed.bin").exists().then_some(()));
@@ -548,7 +396,7 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
         "{:?}",
         std::fs::read_dir(&place).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
     );
-    files_select(&page, "renamed.bin");
+    page.files_select("renamed.bin");
     page.click(".pane.files .delete");
     wait_until(PAGE, "the delete", || (!place.join("renamed.bin").exists()).then_some(()));
     wait_until(PAGE, "the undo button", || browser.find(".pane.files .undo"));
@@ -556,7 +404,7 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     wait_until(PAGE, "the undo", || place.join("renamed.bin").exists().then_some(()));
 
     // An error is said in words on the page.
-    files_go(&page, &browser, &place);
+    page.files_go(&place);
     let field = browser.find(".pane.files .goto .path").expect("path field");
     page.script("document.querySelector('.pane.files .goto .path').value = ''", json!([]));
     browser.send_keys(&field, &format!("{}\n", place.join("nowhere").display()));
@@ -576,7 +424,7 @@ fn a_permission_error_is_said_in_the_page() {
     let relay = Relay::start();
     // In a user namespace of its own the agent has no power over permissions (as a user
     // without root would not), so a directory of mode 000 is closed to it.
-    let (host, home) = bash_host(&["unshare", "--user"]);
+    let (host, home) = bash_host(scratch(), &["unshare", "--user"]);
     let invite = pair(&host, &relay);
     let locked = scratch().join(marker("locked"));
     std::fs::create_dir_all(&locked).expect("dir");
@@ -588,9 +436,7 @@ fn a_permission_error_is_said_in_the_page() {
     page.landed();
     page.click(".tab.files-tab");
     // Once the home directory is listed, go to the locked one.
-    wait_until(PAGE, "the home listing", || {
-        (files_attr(&page, "data-path") == home.display().to_string()).then_some(())
-    });
+    wait_until(PAGE, "the home listing", || (page.files_attr("data-path") == home.display().to_string()).then_some(()));
     let field = wait_until(PAGE, "the path field", || browser.find(".pane.files .goto .path"));
     page.script("document.querySelector('.pane.files .goto .path').value = ''", json!([]));
     browser.send_keys(&field, &format!("{}\n", locked.display()));
@@ -622,7 +468,7 @@ fn a_browser_transfer_cut_off_goes_on_when_the_relay_is_back() {
         (page.script("return !!navigator.serviceWorker.controller", json!([])) == json!(true)).then_some(())
     });
     page.click(".tab.files-tab");
-    files_go(&page, &browser, &place);
+    page.files_go(&place);
     let mut relay = Some(relay);
 
     // Up: the relay goes away with part of the file on the host, and comes back.
@@ -644,7 +490,7 @@ fn a_browser_transfer_cut_off_goes_on_when_the_relay_is_back() {
 
     // Down: the same, with the browser's download open meanwhile.
     page.wait_status("connected via relay");
-    files_select(&page, "down.bin");
+    page.files_select("down.bin");
     page.click(".pane.files .download");
     // Part of the way: the page's own progress bar for it says how far.
     wait_until(BULK, "part of the download", || {

@@ -66,6 +66,12 @@ pub enum Command {
         #[command(subcommand)]
         action: FsAction,
     },
+    /// In a session's terminal: open FILEs in the editor of every browser showing this session
+    /// (as `code FILE` in VS Code's terminal). Fails when no browser shows it.
+    Open {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+    },
     /// Remember hosts by name: add NAME INVITE, ls, rm NAME.
     Hosts {
         #[command(subcommand)]

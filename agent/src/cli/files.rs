@@ -443,8 +443,14 @@ async fn backoff(attempt: u32, why: &str) {
 }
 
 async fn send_file(agent: &Agent, from: &Path, to: &str, upload: &str, size: u64, mode: u32) -> Result<(), String> {
-    let write =
-        FsRequest::Write { path: to.to_owned(), size, upload: upload.to_owned(), overwrite: true, mode: Some(mode) };
+    let write = FsRequest::Write {
+        path: to.to_owned(),
+        size,
+        upload: upload.to_owned(),
+        overwrite: true,
+        mode: Some(mode),
+        base: None,
+    };
     let FsResponse::Writing { offset, .. } = call_fs(agent, write, Vec::new()).await? else {
         return Err("unexpected answer to write".into());
     };

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod files;
 pub mod hosts;
 pub mod logs;
+pub mod open;
 pub mod password;
 pub mod progress;
 pub mod qr;

@@ -90,6 +90,10 @@ pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answ
         Request::Revoke { identity } => sharing::revoke(daemon, &identity).await,
         Request::SetPassword { password } => sharing::set_password(daemon, password).await,
         Request::Fs(request) => daemon.files.handle(request).await,
+        Request::OpenFiles { session, paths } => match sessions.live(&session) {
+            Ok(live) => (Response::Opened { browsers: live.announce_open(paths) }, Vec::new()),
+            Err(answer) => answer,
+        },
         Request::SetFiles { enabled, root } => blocking(|| set_files(daemon, enabled, root)),
         Request::DaemonStop { grace_ms } => {
             sessions.stop_all(Duration::from_millis(grace_ms)).await;
@@ -102,6 +106,7 @@ pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answ
         Request::Attach { .. }
         | Request::Logs { .. }
         | Request::WatchSessions { .. }
+        | Request::WatchOpens { .. }
         | Request::Detach { .. }
         | Request::Share { .. } => error_answer(ErrorCode::BadRequest, "stream requests are handled by the connection"),
         Request::Exec { .. } | Request::Signal { .. } => {
@@ -139,6 +144,7 @@ async fn handle_remote(daemon: &Daemon, identity: &str, request: Request, payloa
     match request {
         Request::Pair { .. }
         | Request::SetFiles { .. }
+        | Request::OpenFiles { .. }
         | Request::Share { .. }
         | Request::ListAccess
         | Request::Revoke { .. }

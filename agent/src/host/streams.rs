@@ -1,5 +1,6 @@
 //! Output streams a client asks for: `attach` (live, from a byte), `logs` (whole or followed,
-//! from the log once a session has ended) and `watch_sessions` (the session list as it changes).
+//! from the log once a session has ended), `watch_sessions` (the session list as it changes)
+//! and `watch_opens` (`tether open` in a session, for the browsers showing it).
 //! Each sends `data` frames on its stream id and, when its output ends, `control/eof`.
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream:
         Request::Attach { session, from, cols, rows } => (session, from, true, cols.zip(rows), true),
         Request::Logs { session, follow, from } => (session, Some(from.unwrap_or(0)), follow, None, false),
         Request::WatchSessions { limit } => return watch_sessions(sessions, limit, id, stream, &tx).await,
+        Request::WatchOpens { session } => return watch_opens(sessions, &session, id, stream, &tx).await,
         _ => return,
     };
     // Attach needs a running session; logs are served from the log once it has ended.
@@ -95,6 +97,43 @@ async fn watch_sessions(sessions: &Sessions, limit: Option<usize>, id: u64, stre
             _ = recheck.tick() => {}
         }
     }
+}
+
+/// `tether open` in `session`, for a browser's terminal tab (see `Request::WatchOpens`), until
+/// the session ends.
+async fn watch_opens(sessions: &Sessions, session_id: &str, id: u64, stream: u32, tx: &mpsc::Sender<Frame>) {
+    let session = match sessions.live(session_id) {
+        Ok(session) => session,
+        Err((response, payload)) => return drop(tx.send(cmd_frame(id, &response, payload)).await),
+    };
+    let mut opens = session.subscribe_opens();
+    let mut finished = session.subscribe_finished();
+    if tx.send(cmd_frame(id, &Response::Watching { stream }, Vec::new())).await.is_err() {
+        return;
+    }
+    let mut seq = 0u64;
+    loop {
+        if *finished.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            paths = opens.recv() => match paths {
+                Ok(paths) => {
+                    let mut line = serde_json::to_vec(&*paths).unwrap_or_default();
+                    line.push(b'\n');
+                    let len = line.len() as u64;
+                    if tx.send(Frame::new(Header::Data { stream, seq }, line)).await.is_err() {
+                        return;
+                    }
+                    seq += len;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            changed = finished.changed() => if changed.is_err() { break },
+        }
+    }
+    let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: seq }))).await;
 }
 
 /// Follow a live session from `from`; with `follow` false, stop at the current end.

@@ -5,7 +5,8 @@
 //! - `paths`: where a request's path leads, and the files root's checks.
 //! - `entries`: stat and listings. `ops`: mkdir, rename, copy, delete (trash), chmod.
 //! - `streams`: bytes out — listings, reads and folder archives as streams.
-//! - `upload`: bytes in — atomic, resumable uploads.
+//! - `upload`: bytes in — atomic, resumable uploads (and an editor's conditional saves).
+//! - `watch`: an open editor's file, followed for changes on disk.
 //! - `failure`: specific errors (not found, permission denied, exists…) the user sees.
 
 mod entries;
@@ -14,6 +15,7 @@ mod ops;
 mod paths;
 mod streams;
 mod upload;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -202,11 +204,11 @@ impl FileService {
                 })
                 .await
             }
-            FsRequest::Write { path, size, upload, overwrite, mode } => {
+            FsRequest::Write { path, size, upload, overwrite, mode, base } => {
                 let asked = path.clone();
                 let target = blocking(move || roots.target(&asked)).await?;
                 let done = shown(&target);
-                let plan = UploadPlan { key: upload, target, shown: path, size, overwrite, mode };
+                let plan = UploadPlan { key: upload, target, shown: path, size, overwrite, mode, base };
                 let offset = self.uploads.begin(plan).await?;
                 Ok(FsResponse::Writing { path: done, offset })
             }
@@ -219,13 +221,13 @@ impl FileService {
                 Ok(FsResponse::Done { path: String::new() })
             }
             FsRequest::Chunk { .. } => Err(Failure::new(ErrorCode::BadRequest, "chunks are handled in order")),
-            FsRequest::List { .. } | FsRequest::Read { .. } | FsRequest::Archive { .. } => {
-                Err(Failure::new(ErrorCode::BadRequest, "listings and reads are streams"))
+            FsRequest::List { .. } | FsRequest::Read { .. } | FsRequest::Archive { .. } | FsRequest::Watch { .. } => {
+                Err(Failure::new(ErrorCode::BadRequest, "listings, reads and watches are streams"))
             }
         }
     }
 
-    /// `list` and `read`: the answer, then the stream's frames, go to `tx`.
+    /// `list`, `read`, `archive` and `watch`: the answer, then the stream's frames, go to `tx`.
     pub async fn open_stream(&self, request: FsRequest, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
         let refused =
             |failure: Failure| async { drop(tx.send(tether_protocol::api::answer_frame(id, &failure.answer())).await) };
@@ -233,7 +235,11 @@ impl FileService {
             Ok(roots) => roots,
             Err(failure) => return refused(failure).await,
         };
-        let (FsRequest::List { path } | FsRequest::Read { path, .. } | FsRequest::Archive { path }) = &request else {
+        let (FsRequest::List { path }
+        | FsRequest::Read { path, .. }
+        | FsRequest::Archive { path }
+        | FsRequest::Watch { path }) = &request
+        else {
             return refused(Failure::new(ErrorCode::BadRequest, "not a stream request")).await;
         };
         let asked = path.clone();
@@ -246,6 +252,7 @@ impl FileService {
                 streams::list(resolved.clone(), resolved.display().to_string(), id, stream, tx).await
             }
             FsRequest::Read { path, offset } => streams::read(resolved, path, offset, id, stream, tx).await,
+            FsRequest::Watch { path } => watch::watch(resolved, path, id, stream, tx).await,
             _ => streams::archive(resolved, id, stream, tx).await,
         }
     }

@@ -66,6 +66,8 @@ pub struct UploadPlan {
     pub size: u64,
     pub overwrite: bool,
     pub mode: Option<u32>,
+    /// Only replace a file whose SHA-256 (hex) is still this (an editor's save).
+    pub base: Option<String>,
 }
 
 /// Uploads under way, by the client's name for each.
@@ -195,6 +197,9 @@ fn start_writer(plan: UploadPlan, records: &Path, open: Arc<Mutex<HashMap<String
         Ok(_) if !plan.overwrite => return Err(Failure::new(ErrorCode::Exists, format!("{shown}: already exists"))),
         _ => {}
     }
+    if let Some(base) = &plan.base {
+        still_at(&plan.target, base, &shown)?; // refused before any byte is sent
+    }
     let temp = temp_path(&plan.target, &plan.key);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -225,6 +230,18 @@ fn start_writer(plan: UploadPlan, records: &Path, open: Arc<Mutex<HashMap<String
         lock(&open).remove(&key);
     });
     Ok(offset)
+}
+
+/// Whether `target` still holds the version with SHA-256 `base` (the one an editor started from).
+fn still_at(target: &Path, base: &str, shown: &str) -> Result<(), Failure> {
+    let changed =
+        || Failure::new(ErrorCode::Changed, format!("{shown}: changed on disk since it was opened; not saved"));
+    match super::watch::sha256_of(target) {
+        Ok(Some(now)) if now == base => Ok(()),
+        Ok(_) => Err(changed()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(changed()),
+        Err(e) => Err(io_failure(shown, &e)),
+    }
 }
 
 fn rehash(file: &mut std::fs::File, len: u64, check: &mut FileCheck) -> std::io::Result<()> {
@@ -328,6 +345,9 @@ impl Writer {
             .map_err(|e| Failure::new(ErrorCode::BadRequest, format!("{shown}: {e}; nothing was written")))?;
         self.file.sync_all().map_err(|e| io_failure(&shown, &e))?;
         let target = &self.plan.target;
+        if let Some(base) = &self.plan.base {
+            still_at(target, base, &shown)?;
+        }
         match std::fs::metadata(target) {
             Ok(_) if !self.plan.overwrite => {
                 return Err(Failure::new(ErrorCode::Exists, format!("{shown}: appeared meanwhile; not replaced")))

@@ -23,7 +23,7 @@ use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize}
 use tether_protocol::api::{InputChunk, SessionInfo, SessionStatus};
 use tether_protocol::stream::OutputRing;
 use tether_protocol::sync::lock;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::time::now_ms;
 use terminal::{Piece, QueryFilter, Screen};
@@ -36,6 +36,8 @@ pub mod terminal;
 const READ_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
 /// Input waiting for a program that does not read it; more is refused rather than queued.
 const INPUT_BACKLOG_BYTES: usize = 1 << 20; // 1 MiB
+/// `tether open` requests a browser may fall behind by before it misses some.
+const OPENS_QUEUE: usize = 16;
 /// After the process exits, how long to wait for its last output before ending streams anyway
 /// (a background child may hold the PTY open forever).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
@@ -74,6 +76,8 @@ pub struct Session {
     waiting: watch::Sender<Option<String>>,
     /// We sent SIGKILL (so the end is `killed`, not `stopped`).
     killed_by_us: Mutex<bool>,
+    /// Files `tether open` in this session asks the attached browsers to open.
+    opens: broadcast::Sender<Arc<Vec<String>>>,
 }
 
 /// Where a new session runs and how big its terminal is.
@@ -151,6 +155,7 @@ impl Session {
             finished: watch::channel(false).0,
             waiting: watch::channel(None).0,
             killed_by_us: Mutex::new(false),
+            opens: broadcast::channel(OPENS_QUEUE).0,
         });
         let reader_session = session.clone();
         let (eof_tx, eof_rx) = std::sync::mpsc::channel::<()>();
@@ -265,6 +270,16 @@ impl Session {
 
     pub fn subscribe_finished(&self) -> watch::Receiver<bool> {
         self.finished.subscribe()
+    }
+
+    /// `tether open` in this session, as a browser's terminal tab hears it.
+    pub fn subscribe_opens(&self) -> broadcast::Receiver<Arc<Vec<String>>> {
+        self.opens.subscribe()
+    }
+
+    /// Ask every listening browser to open `paths`; how many were asked.
+    pub fn announce_open(&self, paths: Vec<String>) -> usize {
+        self.opens.send(Arc::new(paths)).unwrap_or(0)
     }
 
     pub fn subscribe_waiting(&self) -> watch::Receiver<Option<String>> {

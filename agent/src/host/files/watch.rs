@@ -1,0 +1,107 @@
+//! A file an editor has open, followed: its version now, then again whenever its bytes change on
+//! disk, so the editor warns before a save rather than after.
+//!
+//! Polled (one `stat` per `WATCH_POLL`, a hash only when the stat moved) rather than inotify:
+//! it sees changes the same way on every file system (NFS and FUSE mounts tell inotify nothing),
+//! needs no per-user watch limit, and a stat of the few files a browser has open costs nothing.
+//! A change that leaves the bytes as they were (`touch`) is not reported.
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tether_protocol::api::{cmd_frame, Response};
+use tether_protocol::file::{FileDigest, FILE_CHUNK_BYTES};
+use tether_protocol::frame::{Frame, Header};
+use tether_protocol::fs::{FsResponse, Version};
+use tokio::sync::mpsc;
+
+use super::entries;
+
+/// How often a watched file is looked at.
+const WATCH_POLL: Duration = Duration::from_millis(500);
+/// Files bigger than this are not hashed on every change (the editor opens them read-only).
+const MAX_HASHED_BYTES: u64 = 64 * 1024 * 1024; // 64 MiB
+
+/// SHA-256 (hex) of the file at `path`; `None` when it is bigger than `MAX_HASHED_BYTES`.
+pub fn sha256_of(path: &Path) -> std::io::Result<Option<String>> {
+    let mut file = std::fs::File::open(path)?;
+    if file.metadata()?.len() > MAX_HASHED_BYTES {
+        return Ok(None);
+    }
+    let mut digest = FileDigest::new();
+    let mut buffer = vec![0u8; FILE_CHUNK_BYTES];
+    loop {
+        match file.read(&mut buffer)? {
+            0 => return Ok(Some(digest.finish())),
+            n => digest.update(&buffer[..n]),
+        }
+    }
+}
+
+/// What a `stat` says about a file: when it moves, the bytes may have changed.
+#[derive(PartialEq)]
+struct Stamp {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified_ns: (i64, i64),
+    changed_ns: (i64, i64),
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        device: meta.dev(),
+        inode: meta.ino(),
+        size: meta.len(),
+        modified_ns: (meta.mtime(), meta.mtime_nsec()),
+        changed_ns: (meta.ctime(), meta.ctime_nsec()),
+    })
+}
+
+fn version(path: &Path) -> Version {
+    match std::fs::metadata(path) {
+        Ok(meta) => Version {
+            exists: true,
+            size: meta.len(),
+            mtime_ms: entries::mtime_ms(&meta),
+            sha256: sha256_of(path).ok().flatten(),
+        },
+        Err(_) => Version { exists: false, size: 0, mtime_ms: 0, sha256: None },
+    }
+}
+
+/// Answer `watching`, then send `path`'s version now and after every change of its bytes, until
+/// the client goes (the stream's task is aborted on detach, or `tx` closes).
+pub async fn watch(path: PathBuf, shown: String, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    let watching = Response::Fs(FsResponse::Watching { path: shown, stream });
+    if tx.send(cmd_frame(id, &watching, Vec::new())).await.is_err() {
+        return;
+    }
+    let (mut seq, mut last_stamp, mut last_sent) = (0u64, None, None::<(bool, Option<String>)>);
+    loop {
+        let now = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || stamp(&path)).await.ok().flatten()
+        };
+        if last_sent.is_none() || now != last_stamp {
+            let path = path.clone();
+            let Ok(version) = tokio::task::spawn_blocking(move || version(&path)).await else { return };
+            let same_bytes = last_sent.as_ref() == Some(&(version.exists, version.sha256.clone()));
+            if !same_bytes || version.sha256.is_none() {
+                let mut line = serde_json::to_vec(&version).unwrap_or_default();
+                line.push(b'\n');
+                let len = line.len() as u64;
+                if tx.send(Frame::new(Header::Data { stream, seq }, line)).await.is_err() {
+                    return;
+                }
+                seq += len;
+            }
+            last_sent = Some((version.exists, version.sha256));
+            last_stamp = now;
+        }
+        tokio::time::sleep(WATCH_POLL).await;
+    }
+}
