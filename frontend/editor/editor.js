@@ -22,6 +22,7 @@ import {
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import { search, searchKeymap, highlightSelectionMatches, gotoLine } from "@codemirror/search";
 import { closeBrackets, closeBracketsKeymap } from "@codemirror/autocomplete";
+import { oneDark } from "@codemirror/theme-one-dark";
 
 const legacy = (load) => () => load().then((mode) => StreamLanguage.define(mode));
 
@@ -95,7 +96,7 @@ function baseExtensions(options) {
   return [
     lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars(), history(), foldGutter(),
     drawSelection(), EditorState.allowMultipleSelections.of(true), indentOnInput(),
-    syntaxHighlighting(defaultHighlightStyle, { fallback: true }), bracketMatching(), closeBrackets(),
+    oneDark, syntaxHighlighting(defaultHighlightStyle, { fallback: true }), bracketMatching(), closeBrackets(),
     rectangularSelection(), crosshairCursor(), highlightActiveLine(), highlightSelectionMatches(),
     search({ top: true }), EditorState.lineSeparator.of(options.lineSeparator), THEME,
   ];

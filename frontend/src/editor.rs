@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use futures_util::future::LocalBoxFuture;
 use tether_protocol::api::{ErrorCode, Request};
 use tether_protocol::file::FileDigest;
 use tether_protocol::fs::{FsRequest, Version};
@@ -323,7 +324,7 @@ pub fn editor_pane(props: &Props) -> Html {
         });
     }
 
-    let action = |act: fn(Rc<Tab>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
+    let action = |act: fn(Rc<Tab>) -> LocalBoxFuture<'static, ()>| {
         let tab = tab.clone();
         Callback::from(move |_: MouseEvent| wasm_bindgen_futures::spawn_local(act(Rc::clone(&tab))))
     };

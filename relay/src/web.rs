@@ -20,6 +20,10 @@ use sha2::{Digest, Sha256};
 /// Refuse to load a web root bigger than this: a mistaken `--web-root /` should fail, not eat RAM.
 const MAX_WEB_ROOT_BYTES: u64 = 64 * 1024 * 1024; // 64 MiB
 
+/// The app's files that keep their name from build to build: index.html, the service worker,
+/// and the editor bundle's entry (whose chunks are hashed).
+const UNHASHED_ASSETS: [&str; 3] = ["/index.html", "/sw.js", "/editor/editor.js"];
+
 /// One file of the app.
 struct Asset {
     content_type: &'static str,
@@ -79,10 +83,10 @@ impl WebApp {
             return (StatusCode::NOT_FOUND, "not found\n").into_response();
         };
         // index.html names the hashed asset files, so it must never be cached; they may be. The
-        // service worker keeps its name, so it must be looked at again too.
-        let cache = match key {
-            "/index.html" | "/sw.js" => "no-cache",
-            _ => "public, max-age=31536000, immutable",
+        // files whose names carry no hash must be looked at again too.
+        let cache = match UNHASHED_ASSETS.contains(&key) {
+            true => "no-cache",
+            false => "public, max-age=31536000, immutable",
         };
         let mut response = Response::new(Body::from(asset.bytes.clone()));
         let headers = response.headers_mut();

@@ -7,7 +7,11 @@
 //! - keystroke → echo painted, measured inside the page (xterm.js input → render), 50 samples;
 //!   again while the Files tab uploads on the same connection;
 //! - Files tab: upload (file input → committed on the host) and download (→ saved by Chromium)
-//!   of 200 MB, MB/s.
+//!   of 200 MB, MB/s;
+//! - the editor: bytes the first load fetched of it (none: it is loaded when an editor opens),
+//!   its bundle's size as an editor's first open fetches it (raw and gzip -9), and Enter on a
+//!   1 MB source file in the Files tab → its first screen painted, cold (the bundle loaded
+//!   then) and warm.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,7 +92,79 @@ fn main() {
     let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
     println!("  keystroke → echo   p50 {p50:.2} ms  p99 {p99:.2} ms ({} samples, painted)", samples.len());
 
+    editor_bench(&browser, &scratch);
     files_bench(&browser, &scratch, &downloads);
+}
+
+/// A Rust source file of about `bytes`.
+fn write_source(path: &Path, bytes: usize) {
+    let unit = "/// Adds two numbers, and says so.\npub fn add(a: u64, b: u64) -> u64 {\n    let sum = a + b; // no overflow here\n    println!(\"{a} + {b} = {sum}\");\n    sum\n}\n\n";
+    std::fs::write(path, unit.repeat(bytes / unit.len() + 1)).expect("source file");
+}
+
+/// Press Enter on `name` in the Files tab; ms from the keydown to the first frame painted with
+/// its text in an editor.
+fn enter_to_painted(browser: &Browser, name: &str) -> f64 {
+    browser.execute(
+        "[...document.querySelectorAll('.pane.files .file')].find(r => r.dataset.name === arguments[0]).click()",
+        json!([name]),
+    );
+    browser.execute(
+        "window.tetherPainted = null; const name = arguments[0]; \
+         document.addEventListener('keydown', function started(e) { \
+           if (e.key !== 'Enter') return; document.removeEventListener('keydown', started, true); \
+           const t0 = performance.now(); \
+           const look = () => { \
+             const pane = [...document.querySelectorAll('.editor-pane')].find(p => p.dataset.path.endsWith('/' + name)); \
+             if (pane && pane.querySelector('.cm-line')) { \
+               requestAnimationFrame(() => { window.tetherPainted = performance.now() - t0; }); return; } \
+             requestAnimationFrame(look); }; \
+           look(); }, true);",
+        json!([name]),
+    );
+    let list = browser.find(".pane.files .file-list").expect("the file list");
+    browser.send_keys(&list, "\u{E007}");
+    wait_until(Duration::from_secs(60), "the editor's first screen", || {
+        browser.execute("return window.tetherPainted", json!([])).as_f64()
+    })
+}
+
+/// Bytes of the page's resources under `/editor/` so far: (files, raw bytes, gzip -9 bytes of
+/// the same files in the web root).
+fn editor_resources(browser: &Browser) -> (usize, u64, u64) {
+    let names = browser.execute(
+        "return performance.getEntriesByType('resource').map(r => new URL(r.name).pathname) \
+         .filter(p => p.startsWith('/editor/'))",
+        json!([]),
+    );
+    let names: Vec<String> = serde_json::from_value(names).unwrap_or_default();
+    let root = web_root();
+    let (mut raw, mut gzipped) = (0, 0);
+    for name in &names {
+        let file = root.join(name.trim_start_matches('/'));
+        raw += std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        let gzip = Command::new("gzip").args(["-9", "-c"]).arg(&file).output().expect("gzip");
+        gzipped += gzip.stdout.len() as u64;
+    }
+    (names.len(), raw, gzipped)
+}
+
+fn editor_bench(browser: &Browser, scratch: &Path) {
+    let (files, raw, _) = editor_resources(browser);
+    println!("  editor on first load {files} files, {raw} B (loaded when an editor opens)");
+    let place = scratch.join("sources");
+    std::fs::create_dir_all(&place).expect("sources dir");
+    write_source(&place.join("cold.rs"), 1_000_000);
+    write_source(&place.join("warm.rs"), 1_000_000);
+    click(browser, ".tab.files-tab");
+    files_go(browser, &place);
+    let cold = enter_to_painted(browser, "cold.rs");
+    let (files, raw, gzipped) = editor_resources(browser);
+    println!("  editor bundle       {files} files, {raw} B, {gzipped} B gzip -9 (on first open, Rust included)");
+    click(browser, ".tab.files-tab");
+    let warm = enter_to_painted(browser, "warm.rs");
+    println!("  Enter → 1 MB .rs painted  {cold:.0} ms cold (bundle loaded), {warm:.0} ms warm");
+    browser.execute("document.querySelector('.tab[data-session]').click()", json!([]));
 }
 
 const TRANSFER_BYTES: u64 = 200_000_000; // 200 MB

@@ -29,4 +29,7 @@ Files on a host (HOST: an invite, a name from `tether hosts add`, or `local`), l
   tether cp -r HOST:project/logs ./logs                 # exit code non-zero if any file failed
   tether fs ls --json HOST:/var/log                     # one JSON entry per line
   tether fs stat --json HOST:path   fs mkdir -p HOST:a/b   fs mv HOST:a HOST:b   fs rm HOST:x
+
+Show a person a file: `tether open FILE` run inside a session opens it in the editor of every
+browser showing that session (exit 1 when none does).
 ";

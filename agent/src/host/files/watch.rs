@@ -22,7 +22,7 @@ use super::entries;
 /// How often a watched file is looked at.
 const WATCH_POLL: Duration = Duration::from_millis(500);
 /// Files bigger than this are not hashed on every change (the editor opens them read-only).
-const MAX_HASHED_BYTES: u64 = 64 * 1024 * 1024; // 64 MiB
+const MAX_HASHED_BYTES: u64 = 16 * 1024 * 1024; // 16 MiB: above every editable file
 
 /// SHA-256 (hex) of the file at `path`; `None` when it is bigger than `MAX_HASHED_BYTES`.
 pub fn sha256_of(path: &Path) -> std::io::Result<Option<String>> {
