@@ -61,6 +61,9 @@ struct Transfer {
     cancel: Rc<Cell<bool>>,
 }
 
+/// How often a transfer's progress bar is redrawn.
+const PROGRESS_REDRAW_MS: f64 = 100.0;
+
 /// The transfers list as async work sees it (never a stale state handle); `changed` shows it.
 struct Book {
     log: Rc<RefCell<Vec<Transfer>>>,
@@ -96,10 +99,23 @@ impl Book {
         self.changed.emit(());
     }
 
-    /// What hears transfer `id`'s bytes so far.
+    /// What hears transfer `id`'s bytes so far. The count is kept at once, the page redrawn at
+    /// most every `PROGRESS_REDRAW_MS`: a redraw per chunk would take the page's thread from the
+    /// terminal on the same connection (and from the transfer itself).
     fn progress(&self, id: u32) -> impl Fn(u64) + 'static {
         let book = Book { log: Rc::clone(&self.log), changed: self.changed.clone() };
-        move |done| book.update(id, |t| t.done = done)
+        let redrawn_ms = Cell::new(f64::NEG_INFINITY);
+        move |done| {
+            let mut whole = false;
+            if let Some(transfer) = book.log.borrow_mut().iter_mut().find(|t| t.id == id) {
+                transfer.done = done;
+                whole = done >= transfer.total;
+            }
+            if whole || now() - redrawn_ms.get() >= PROGRESS_REDRAW_MS {
+                redrawn_ms.set(now());
+                book.changed.emit(());
+            }
+        }
     }
 
     fn ended(&self, id: u32, result: &Result<(), String>) {

@@ -15,11 +15,12 @@ use wasm_bindgen::JsCast;
 use crate::link::{Link, Refused, RECONNECT_WAIT_MS, RESUMES};
 
 /// Upload chunks sent before the first is answered (their answers are the flow control).
-const CHUNKS_IN_FLIGHT: usize = 8;
-/// An upload chunk: small, so a keystroke waits behind little of one.
-const UPLOAD_CHUNK_BYTES: usize = 128 * 1024; // 128 KiB
+const CHUNKS_IN_FLIGHT: usize = 16;
+/// An upload chunk: small, so a keystroke waits behind little of one (hashing and sealing a
+/// chunk runs on the page's one thread, between its keystrokes).
+const UPLOAD_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
 /// The next chunk is sealed once the WebSocket holds less than this unsent.
-const UNSENT_LOW_WATER_BYTES: u32 = 128 * 1024; // 128 KiB
+const UNSENT_LOW_WATER_BYTES: u32 = 64 * 1024; // 64 KiB
 
 /// What an upload sends.
 pub enum Source<'a> {

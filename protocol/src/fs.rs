@@ -13,7 +13,11 @@
 //!   when resuming); the client then sends the bytes from that offset as `chunk`s (bytes in the
 //!   payload, at most [`MAX_CHUNK_BYTES`], each at the next offset, a few unanswered at a time:
 //!   the answers are its flow control), and asks `commit` with the SHA-256 of the whole file.
-//!   Only a commit whose digest matches puts the file at its path (atomically).
+//!   Only a commit whose digest matches puts the file at its path (atomically). An editor's save
+//!   is such an upload with `base` set: refused (`changed`) when the file is no longer the
+//!   version the edit started from.
+//! - `watch`: answered `watching`, then one [`Version`] per line as `data` whenever the file's
+//!   bytes change on disk (the first at once), until the client detaches.
 //!
 //! Paths are UTF-8 strings, absolute or relative to the home directory (or the files root).
 
