@@ -83,13 +83,9 @@ async fn watch_sessions(sessions: &Sessions, limit: Option<usize>, id: u64, stre
         let shape: Vec<_> =
             list.iter().map(|s| (s.id.clone(), s.status, s.waiting_for_input, s.exit_code, s.title.clone())).collect();
         if last.as_ref() != Some(&shape) {
-            let mut line = serde_json::to_vec(&list).unwrap_or_default();
-            line.push(b'\n');
-            let len = line.len() as u64;
-            if tx.send(Frame::new(Header::Data { stream, seq }, line)).await.is_err() {
+            if send_json_line(tx, stream, &mut seq, &list).await.is_err() {
                 return;
             }
-            seq += len;
             last = Some(shape);
         }
         tokio::select! {
@@ -97,6 +93,23 @@ async fn watch_sessions(sessions: &Sessions, limit: Option<usize>, id: u64, stre
             _ = recheck.tick() => {}
         }
     }
+}
+
+/// One JSON value and a newline as `data` on `stream` at `seq` (then moved past it): the shape of
+/// every stream of updates (the session list, `tether open`, a watched file). `Err`: the client
+/// is gone.
+pub async fn send_json_line(
+    tx: &mpsc::Sender<Frame>,
+    stream: u32,
+    seq: &mut u64,
+    value: &impl serde::Serialize,
+) -> Result<(), ()> {
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    let len = line.len() as u64;
+    tx.send(Frame::new(Header::Data { stream, seq: *seq }, line)).await.map_err(|_| ())?;
+    *seq += len;
+    Ok(())
 }
 
 /// `tether open` in `session`, for a browser's terminal tab (see `Request::WatchOpens`), until
@@ -119,13 +132,9 @@ async fn watch_opens(sessions: &Sessions, session_id: &str, id: u64, stream: u32
         tokio::select! {
             paths = opens.recv() => match paths {
                 Ok(paths) => {
-                    let mut line = serde_json::to_vec(&*paths).unwrap_or_default();
-                    line.push(b'\n');
-                    let len = line.len() as u64;
-                    if tx.send(Frame::new(Header::Data { stream, seq }, line)).await.is_err() {
+                    if send_json_line(tx, stream, &mut seq, &*paths).await.is_err() {
                         return;
                     }
-                    seq += len;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use tether_protocol::api::{cmd_frame, Response};
 use tether_protocol::file::{FileDigest, FILE_CHUNK_BYTES};
-use tether_protocol::frame::{Frame, Header};
+use tether_protocol::frame::Frame;
 use tether_protocol::fs::{FsResponse, Version};
 use tokio::sync::mpsc;
 
 use super::entries;
+use crate::host::streams::send_json_line;
 
 /// How often a watched file is looked at.
 const WATCH_POLL: Duration = Duration::from_millis(500);
@@ -90,14 +91,10 @@ pub async fn watch(path: PathBuf, shown: String, id: u64, stream: u32, tx: mpsc:
             let path = path.clone();
             let Ok(version) = tokio::task::spawn_blocking(move || version(&path)).await else { return };
             let same_bytes = last_sent.as_ref() == Some(&(version.exists, version.sha256.clone()));
-            if !same_bytes || version.sha256.is_none() {
-                let mut line = serde_json::to_vec(&version).unwrap_or_default();
-                line.push(b'\n');
-                let len = line.len() as u64;
-                if tx.send(Frame::new(Header::Data { stream, seq }, line)).await.is_err() {
-                    return;
-                }
-                seq += len;
+            if (!same_bytes || version.sha256.is_none())
+                && send_json_line(&tx, stream, &mut seq, &version).await.is_err()
+            {
+                return;
             }
             last_sent = Some((version.exists, version.sha256));
             last_stamp = now;
