@@ -222,8 +222,12 @@ pub fn files_pane(props: &Props) -> Html {
     let file_input = use_node_ref();
     let folder_input = use_node_ref();
 
+    // The newest listing asked for: an older one that answers late is dropped, never shown over it.
+    let latest_listing = use_memo((), |_| Cell::new(0u32));
+
     // List the directory whenever it, the connection or a change asks for it.
     {
+        let latest = Rc::clone(&latest_listing);
         let (link, entries, shown, loading, error, selected, cursor) = (
             props.link.clone(),
             entries.clone(),
@@ -237,8 +241,14 @@ pub fn files_pane(props: &Props) -> Html {
             if *generation > 0 {
                 loading.set(true);
                 let path = path.clone();
+                let ticket = latest.get().wrapping_add(1);
+                latest.set(ticket);
                 wasm_bindgen_futures::spawn_local(async move {
-                    match list(&link, &path).await {
+                    let listed = list(&link, &path).await;
+                    if latest.get() != ticket {
+                        return; // another directory (or a newer listing) was asked for meanwhile
+                    }
+                    match listed {
                         Ok((resolved, listed)) => {
                             // The same directory again (after a change) keeps its selection (what
                             // has gone from it is left out where it is used); another starts afresh.
