@@ -33,6 +33,7 @@ impl Input {
 
     /// Type `bytes` into the session.
     pub fn write(&self, bytes: Vec<u8>) {
+        self.link.note_input();
         let mut state = self.state.borrow_mut();
         if !state.sending && bytes.len() <= MAX_INPUT_CHUNK_BYTES {
             drop(state);

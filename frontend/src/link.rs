@@ -111,6 +111,8 @@ struct Inner {
     calls: HashMap<u64, oneshot::Sender<Reply>>,
     streams: HashMap<u32, Callback<(u32, StreamEvent)>>,
     backoff_ms: u32,
+    /// When this page last sent typed input (`now_ms`), so bulk senders can make way.
+    last_input_ms: Option<u64>,
     timer: Option<Timer>,
     redial: Option<Timer>,
     closed: bool,
@@ -230,6 +232,7 @@ impl Link {
             timer: None,
             redial: None,
             closed: false,
+            last_input_ms: None,
         })));
         link.dial();
         link
@@ -598,6 +601,16 @@ impl Link {
         while self.unsent_bytes() > low_water {
             sleep_ms(BULK_POLL_MS).await;
         }
+    }
+
+    /// Typed input went out (a terminal's keys or paste).
+    pub fn note_input(&self) {
+        self.0.borrow_mut().last_input_ms = Some(now_ms());
+    }
+
+    /// Whether input went out in the last `ms`.
+    pub fn input_within(&self, ms: u64) -> bool {
+        self.0.borrow().last_input_ms.is_some_and(|at| now_ms().saturating_sub(at) < ms)
     }
 
     /// Hand back flow-control credit for `n` bytes of `stream` its owner has used.

@@ -4,7 +4,7 @@
 //! - page load → first prompt painted (the app's `tether:first-output` performance mark);
 //! - `seq 1 200000` and a 20 MB `cat` of base64: from typing the command to its last line shown
 //!   (output is written in order, so every byte before it was written too);
-//! - keystroke → echo painted, measured inside the page (xterm.js input → render), 50 samples;
+//! - keystroke → echo painted, measured inside the page (xterm.js input → render), 200 samples;
 //!   again while the Files tab uploads on the same connection;
 //! - Files tab: upload (file input → committed on the host) and download (→ saved by Chromium)
 //!   of 200 MB, MB/s;
@@ -23,7 +23,7 @@ use tether_tests::webdriver::Browser;
 use tether_tests::{wait_until, web_root, Relay};
 
 const LOADS: usize = 3;
-const KEYSTROKES: usize = 50;
+const KEYSTROKES: usize = 200;
 const BULK: Duration = Duration::from_secs(300);
 
 fn main() {

@@ -18,7 +18,7 @@ use tether_tests::{wait_until, Relay};
 
 const BYTES: usize = 200 * 1000 * 1000; // 200 MB
 const RUNS: usize = 3;
-const KEYSTROKES: usize = 50;
+const KEYSTROKES: usize = 200;
 
 fn main() {
     let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("remote-bench");
