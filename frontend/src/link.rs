@@ -111,8 +111,10 @@ struct Inner {
     calls: HashMap<u64, oneshot::Sender<Reply>>,
     streams: HashMap<u32, Callback<(u32, StreamEvent)>>,
     backoff_ms: u32,
-    /// When this page last sent typed input (`now_ms`), so bulk senders can make way.
+    /// When this page last sent typed input (`now_ms`), so bulk senders can make way, and how
+    /// many times it has.
     last_input_ms: Option<u64>,
+    inputs: u64,
     timer: Option<Timer>,
     redial: Option<Timer>,
     closed: bool,
@@ -233,6 +235,7 @@ impl Link {
             redial: None,
             closed: false,
             last_input_ms: None,
+            inputs: 0,
         })));
         link.dial();
         link
@@ -605,7 +608,14 @@ impl Link {
 
     /// Typed input went out (a terminal's keys or paste).
     pub fn note_input(&self) {
-        self.0.borrow_mut().last_input_ms = Some(now_ms());
+        let mut inner = self.0.borrow_mut();
+        inner.last_input_ms = Some(now_ms());
+        inner.inputs += 1;
+    }
+
+    /// How many times typed input went out (a new count: a new key whose echo may come).
+    pub fn inputs_sent(&self) -> u64 {
+        self.0.borrow().inputs
     }
 
     /// Whether input went out in the last `ms`.

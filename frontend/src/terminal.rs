@@ -48,6 +48,8 @@ struct Pane {
     stream: Option<u32>,
     /// The current stream of `tether open` requests.
     opens: Option<u32>,
+    /// The input count (`Link::inputs_sent`) whose echo was last painted at once.
+    echoed_input: u64,
     /// Whether our size has been sent since the last attach.
     sized: bool,
     last_size: (u16, u16),
@@ -429,6 +431,16 @@ fn on_stream_event(
             pane.borrow_mut().next_seq = Some(end);
             let (pane, link, session, container) = (pane.clone(), link.clone(), session.to_owned(), container.clone());
             let done = Closure::once_into_js(move || {
+                // The first little output after a key is most likely its echo: painted at once
+                // (once per key, so a flood after a command still paints once per frame).
+                let inputs = link.inputs_sent();
+                let echo = len <= ECHO_BYTES && link.input_within(ECHO_WINDOW_MS);
+                if echo && pane.borrow().echoed_input != inputs {
+                    pane.borrow_mut().echoed_input = inputs;
+                    if let Some(terminal) = &pane.borrow().terminal {
+                        terminal.render_now();
+                    }
+                }
                 link.consumed(stream, len);
                 mark_first_output();
                 if let Some(element) = container.cast::<web_sys::Element>() {
@@ -451,6 +463,11 @@ fn on_stream_event(
         }
     }
 }
+
+/// Output at most this big, arriving within `ECHO_WINDOW_MS` of typed input, is painted at once
+/// (see `Terminal::render_now`); floods keep xterm.js's one paint per frame.
+const ECHO_BYTES: u64 = 4 * 1024; // 4 KiB
+const ECHO_WINDOW_MS: u64 = 1_000;
 
 /// `performance` mark `tether:first-output` once the first output of the page has been
 /// painted (the frame after xterm.js parsed it): the page-load → first-prompt figure.

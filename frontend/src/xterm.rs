@@ -112,6 +112,29 @@ impl Terminal {
         self.write_with_callback(&Uint8Array::from(bytes), done);
     }
 
+    /// Draw what was written now rather than at the next animation frame. xterm.js paints on
+    /// `requestAnimationFrame`, and measured in Chromium that frame came a whole frame period
+    /// (median 16 ms) after the echo of a key was parsed: most of the time from key to echo.
+    /// This reaches into xterm.js's render debouncer (not public API), so every step is
+    /// checked: on another xterm.js version it does nothing and the frame paints as before.
+    pub fn render_now(&self) {
+        let get =
+            |target: &JsValue, key: &str| js_sys::Reflect::get(target, &key.into()).ok().filter(|v| v.is_object());
+        let Some(debouncer) = get(self, "_core")
+            .and_then(|core| get(&core, "_renderService"))
+            .and_then(|service| get(&service, "_renderDebouncer"))
+        else {
+            return;
+        };
+        let pending = js_sys::Reflect::get(&debouncer, &"_animationFrame".into()).ok().and_then(|f| f.as_f64());
+        let render =
+            js_sys::Reflect::get(&debouncer, &"_innerRefresh".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
+        if let (Some(frame), Some(render), Some(window)) = (pending, render, web_sys::window()) {
+            let _ = window.cancel_animation_frame(frame as i32);
+            let _ = render.call0(&debouncer);
+        }
+    }
+
     /// Whether xterm.js sends cursor keys in application mode (DECCKM), as the key bar must too.
     pub fn application_cursor_keys(&self) -> bool {
         let modes = js_sys::Reflect::get(self, &"modes".into()).unwrap_or(JsValue::UNDEFINED);

@@ -91,6 +91,22 @@ fn main() {
     samples.sort_by(f64::total_cmp);
     let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
     println!("  keystroke → echo   p50 {p50:.2} ms  p99 {p99:.2} ms ({} samples, painted)", samples.len());
+    // Timestamps at the page's socket (every send, every message), from a script that runs
+    // before the app's own: a fresh load with it, then real keys.
+    browser.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": SOCKET_TRACE }));
+    browser.goto(&relay.url);
+    browser.goto(&invite);
+    let input = wait_until(Duration::from_secs(30), "the terminal again", || {
+        browser.find(".pane:not(.hidden) .xterm-helper-textarea")
+    });
+    // It lands in the newest session, the `cat` above: attached once its output is replayed.
+    wait_until(Duration::from_secs(30), "the session replayed", || {
+        let seq =
+            browser.execute("return document.querySelector('.pane:not(.hidden) .terminal').dataset.seq", json!([]));
+        (seq.as_str().and_then(|s| s.parse::<u64>().ok())? > 0).then_some(())
+    });
+    let (p50, p99, n) = real_keystrokes(&browser, &input);
+    println!("  real key → echo    p50 {p50:.2} ms  p99 {p99:.2} ms ({n} WebDriver key events, keydown → painted)");
 
     editor_bench(&browser, &scratch);
     files_bench(&browser, &scratch, &downloads);
@@ -259,6 +275,81 @@ fn files_bench(browser: &Browser, scratch: &Path, downloads: &Path) {
     for file in [&local, &big] {
         let _ = std::fs::remove_file(file);
     }
+}
+
+/// Run before the app's scripts: timestamps of every WebSocket send and message (the app's
+/// bindings take `send` from the prototype when they load, so it is wrapped first).
+const SOCKET_TRACE: &str = "
+(() => {
+  const trace = window.tetherTrace = { sends: [], messages: [], frames: [] };
+  const raf = window.requestAnimationFrame.bind(window);
+  window.requestAnimationFrame = (callback) => raf((t) => { trace.frames.push(performance.now()); callback(t); });
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) { trace.sends.push(performance.now()); return send.call(this, data); };
+  const Native = window.WebSocket;
+  const Traced = function (...args) {
+    const ws = new Native(...args);
+    ws.addEventListener('message', () => trace.messages.push(performance.now()));
+    return ws;
+  };
+  Traced.prototype = Native.prototype;
+  for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) Traced[k] = Native[k];
+  window.WebSocket = Traced;
+})();
+";
+
+/// Real key events, one at a time, typed by WebDriver into xterm.js's textarea; the page times
+/// each from its `keydown` (the event's own time stamp) to the render in which the cursor moved.
+/// WebDriver's own pace gives each key a random phase against the page's frames.
+fn real_keystrokes(browser: &Browser, input: &str) -> (f64, f64, usize) {
+    browser.execute(
+        "const term = document.querySelector('.pane:not(.hidden) .terminal').xterm; \
+         const area = document.querySelector('.pane:not(.hidden) .xterm-helper-textarea'); \
+         const trace = window.tetherTrace; \
+         window.tetherKeys = []; window.tetherHops = []; \
+         const cursor = () => `${term.buffer.active.cursorY + term.buffer.active.baseY}:${term.buffer.active.cursorX}`; \
+         const parsed = []; term.onWriteParsed(() => parsed.push(performance.now())); \
+         const after = (list, t) => { for (let i = list.length - 1; i >= 0; i--) { if (list[i] < t) return list[i + 1]; } return list[0]; }; \
+         area.addEventListener('keydown', (e) => { \
+           const before = cursor(); const key = e.timeStamp; \
+           const sub = term.onRender(() => { \
+             if (cursor() !== before) { sub.dispose(); const painted = performance.now(); \
+               const sent = after(trace.sends, key); const message = after(trace.messages, sent); \
+               window.tetherKeys.push(painted - key); \
+               const parsedAt = after(parsed, message); \
+               window.tetherHops.push({ key, sent, message, parsed: parsedAt, frame: after(trace.frames, parsedAt), painted }); } }); \
+         }, true);",
+        json!([]),
+    );
+    for n in 1..=KEYSTROKES {
+        browser.send_keys(input, "k");
+        wait_until(Duration::from_secs(10), "a real key's echo", || {
+            (browser.execute("return window.tetherKeys.length", json!([])).as_u64()? >= n as u64).then_some(())
+        });
+    }
+    // Where the time goes, median per hop: the key to the socket (event, xterm.js, sealing), the
+    // round trip (relay, host, program), parsing the echo, and waiting to paint it.
+    let hops = browser.execute(
+        "const h = window.tetherHops.filter(h => h.sent && h.message).map(h => { \
+           const parsed = Math.min(h.parsed || h.painted, h.painted); \
+           const frame = Math.min(Math.max(h.frame || h.painted, parsed), h.painted); \
+           return { ...h, parsed, frame }; }); \
+         const median = (f) => { const v = h.map(f).sort((a, b) => a - b); return v[Math.floor(v.length / 2)]; }; \
+         return [median(h => h.sent - h.key), median(h => h.message - h.sent), \
+                 median(h => h.parsed - h.message), median(h => h.frame - h.parsed), median(h => h.painted - h.frame), h.length]",
+        json!([]),
+    );
+    let hops: Vec<f64> = serde_json::from_value(hops).unwrap_or_default();
+    if let [to_socket, round_trip, parse, frame, paint, n] = hops[..] {
+        println!(
+            "    median hops: keydown → sent {to_socket:.2} · → echo message {round_trip:.2} · → parsed {parse:.2} · \
+             → animation frame {frame:.2} · → painted {paint:.2} ms ({n} keys)"
+        );
+    }
+    let samples = browser.execute("return window.tetherKeys", json!([]));
+    let mut samples: Vec<f64> = serde_json::from_value(samples).expect("samples");
+    samples.sort_by(f64::total_cmp);
+    (samples[samples.len() / 2], samples[samples.len() * 99 / 100], samples.len())
 }
 
 /// Type one key at a time into the active terminal (as xterm.js's own input), time until the

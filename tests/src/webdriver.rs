@@ -99,6 +99,11 @@ impl Browser {
         self.call("POST", "/url", Some(json!({ "url": url })));
     }
 
+    /// A Chrome DevTools Protocol command (through chromedriver).
+    pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.call("POST", "/goog/cdp/execute", Some(json!({ "cmd": cmd, "params": params })))
+    }
+
     /// Run `script` (a function body; `arguments` holds `args`) and return its result.
     pub fn execute(&self, script: &str, args: Value) -> Value {
         self.call("POST", "/execute/sync", Some(json!({ "script": script, "args": args })))
