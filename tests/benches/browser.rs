@@ -6,6 +6,8 @@
 //!   (output is written in order, so every byte before it was written too);
 //! - keystroke → echo painted, measured inside the page (xterm.js input → render), 200 samples;
 //!   again while the Files tab uploads on the same connection;
+//! - real keys: WebDriver types into xterm.js's textarea, the page times `keydown` → painted,
+//!   with the median of each hop on the way (sent, echo message, parsed, frame, painted);
 //! - Files tab: upload (file input → committed on the host) and download (→ saved by Chromium)
 //!   of 200 MB, MB/s;
 //! - the editor: bytes the first load fetched of it (none: it is loaded when an editor opens),
@@ -91,6 +93,9 @@ fn main() {
     samples.sort_by(f64::total_cmp);
     let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
     println!("  keystroke → echo   p50 {p50:.2} ms  p99 {p99:.2} ms ({} samples, painted)", samples.len());
+
+    editor_bench(&browser, &scratch);
+
     // Timestamps at the page's socket (every send, every message), from a script that runs
     // before the app's own: a fresh load with it, then real keys.
     browser.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": SOCKET_TRACE }));
@@ -108,7 +113,6 @@ fn main() {
     let (p50, p99, n) = real_keystrokes(&browser, &input);
     println!("  real key → echo    p50 {p50:.2} ms  p99 {p99:.2} ms ({n} WebDriver key events, keydown → painted)");
 
-    editor_bench(&browser, &scratch);
     files_bench(&browser, &scratch, &downloads);
 }
 

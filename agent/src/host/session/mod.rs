@@ -4,8 +4,9 @@
 //! anyone is attached (a program never blocks on a full PTY):
 //!
 //! ```text
-//! PTY → QueryFilter (answer + strip queries) → Screen (modes, cursor) → OutputRing (1 MiB, by
-//!       sequence number) → log file (complete, offset = sequence number) → `end` watch → clients
+//! PTY → QueryFilter (strip queries) → OutputRing (1 MiB, by sequence number) → log file
+//!       (complete, offset = sequence number) → `end` watch → clients
+//!     ↘ Tracker (its own thread: the screen's modes and cursor; answers the queries, in order)
 //! ```
 //!
 //! Clients never get a queue of their own: each follows the `end` watch and reads from the ring
@@ -26,11 +27,13 @@ use tether_protocol::sync::lock;
 use tokio::sync::{broadcast, watch};
 
 use crate::time::now_ms;
-use terminal::{Piece, QueryFilter, Screen};
+use terminal::{Piece, QueryFilter};
+use tracker::Tracker;
 
 pub mod notify;
 pub mod prompt;
 pub mod terminal;
+mod tracker;
 
 /// Bytes per PTY read.
 const READ_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
@@ -58,13 +61,14 @@ struct Output {
     /// older bytes past it are lost, and said to be (`ReadError::Lost`), never misread.
     log_lost_from: Option<u64>,
     filter: QueryFilter,
-    screen: Screen,
 }
 
 pub struct Session {
     pub id: String,
     info: Mutex<SessionInfo>,
     output: Mutex<Output>,
+    /// The screen, kept by a thread of its own (see `tracker`), fed after `output`.
+    tracker: Tracker,
     log_path: PathBuf,
     input: InputQueue,
     master: Mutex<Box<dyn MasterPty + Send>>,
@@ -138,15 +142,19 @@ impl Session {
             input_reason: None,
             notify: spec.notify,
         };
+        let tracker = Tracker::start(&spec.id, size.rows, size.cols, {
+            let input = input.clone();
+            move |reply: &[u8]| drop(input.push(reply))
+        })?;
         let session = Arc::new(Session {
             id: spec.id,
+            tracker,
             info: Mutex::new(info),
             output: Mutex::new(Output {
                 ring: OutputRing::new(spec.ring_bytes),
                 log,
                 log_lost_from: None,
                 filter: QueryFilter::default(),
-                screen: Screen::new(size.rows, size.cols),
             }),
             log_path: spec.log_path,
             input,
@@ -191,31 +199,28 @@ impl Session {
                 Ok(0) | Err(_) => {
                     let held = lock(&self.output).filter.end_of_output();
                     if let Some(held) = held {
-                        self.record(&held);
+                        self.record(held);
                     }
                     return;
                 }
                 Ok(n) => n,
             };
-            let replies = self.ingest(&buf[..n], &mut pieces);
-            if !replies.is_empty() {
-                let _ = self.write_input(&replies);
-            }
+            self.ingest(&buf[..n], &mut pieces);
         }
     }
 
-    /// Run output through the pipeline; returns the answers to queries it contained.
-    fn ingest(&self, bytes: &[u8], pieces: &mut Vec<Piece>) -> Vec<u8> {
-        let mut replies = Vec::new();
+    /// Run output through the pipeline; queries it contained are answered by the tracker.
+    /// The tracker is fed after the lock is let go: clients read the ring meanwhile, and a
+    /// tracker that is behind holds up only this thread.
+    fn ingest(&self, bytes: &[u8], pieces: &mut Vec<Piece>) {
         let end = {
             let mut out = lock(&self.output);
             let out = &mut *out;
             pieces.clear();
             out.filter.feed(bytes, pieces);
-            for piece in pieces.drain(..) {
-                match piece {
-                    Piece::Output(data) => record(out, &data),
-                    Piece::Query(query) => replies.extend(query.reply(&out.screen)),
+            for piece in pieces.iter() {
+                if let Piece::Output(data) = piece {
+                    record(out, data);
                 }
             }
             out.ring.end()
@@ -224,17 +229,23 @@ impl Session {
             self.waiting.send_replace(None);
         }
         self.end.send_replace(end);
-        replies
+        for piece in pieces.drain(..) {
+            match piece {
+                Piece::Output(data) => self.tracker.output(data),
+                Piece::Query(query) => self.tracker.query(query),
+            }
+        }
     }
 
     /// Output that bypasses the query filter (what it held back at the end).
-    fn record(&self, data: &[u8]) {
+    fn record(&self, data: Vec<u8>) {
         let end = {
             let mut out = lock(&self.output);
-            record(&mut out, data);
+            record(&mut out, &data);
             out.ring.end()
         };
         self.end.send_replace(end);
+        self.tracker.output(data);
     }
 
     fn record_exit(&self, exit: Exit) {
@@ -315,7 +326,7 @@ impl Session {
 
     /// `send` input: keys are encoded for the terminal's current mode (DECCKM).
     pub fn send(&self, chunks: &[InputChunk]) -> Result<Written, String> {
-        let application_cursor = lock(&self.output).screen.application_cursor();
+        let application_cursor = self.tracker.with_screen(|s| s.application_cursor());
         let mut bytes = Vec::new();
         for chunk in chunks {
             match chunk {
@@ -332,13 +343,13 @@ impl Session {
     pub fn resize(&self, cols: u16, rows: u16) -> Result<(), String> {
         let size = PtySize { rows: rows.max(1), cols: cols.max(1), pixel_width: 0, pixel_height: 0 };
         lock(&self.master).resize(size).map_err(|e| format!("resize: {e}"))?;
-        lock(&self.output).screen.resize(size.rows, size.cols);
+        self.tracker.resize(size.rows, size.cols);
         Ok(())
     }
 
     /// The line the cursor is on, for prompt detection.
     pub fn cursor_line(&self) -> String {
-        lock(&self.output).screen.cursor_line()
+        self.tracker.with_screen(|s| s.cursor_line())
     }
 
     pub fn set_waiting(&self, reason: Option<String>) {
@@ -374,7 +385,6 @@ pub enum ReadError {
 
 /// Append output to the pipeline: screen, ring, and the log while it takes writes.
 fn record(out: &mut Output, data: &[u8]) {
-    out.screen.process(data);
     let seq = out.ring.push(data);
     // A full disk must not stop the session: the ring still serves clients, and the gap is
     // remembered so nobody reads past it in the log.
@@ -395,6 +405,7 @@ pub fn read_log(path: &std::path::Path, from: u64, len: usize) -> Result<Vec<u8>
 /// Input on its way to the PTY, written by a thread of its own. Writing to a PTY blocks when the
 /// program is not reading; with the queue, neither a client's request nor the reader thread's
 /// query answers ever wait on that, and input keeps the order it was given in.
+#[derive(Clone)]
 struct InputQueue {
     tx: std::sync::mpsc::Sender<(Vec<u8>, tokio::sync::oneshot::Sender<()>)>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
