@@ -7,7 +7,8 @@
 //! - keystroke → echo painted, measured inside the page (xterm.js input → render), 200 samples;
 //!   again while the Files tab uploads on the same connection;
 //! - real keys: WebDriver types into xterm.js's textarea, the page times `keydown` → painted,
-//!   with the median of each hop on the way (sent, echo message, parsed, frame, painted);
+//!   with the median of each hop on the way (sent, echo message, parsed, frame, painted); again
+//!   100 ms away (a proxy holding each direction 50 ms in front of the relay);
 //! - Files tab: upload (file input → committed on the host) and download (→ saved by Chromium)
 //!   of 200 MB, MB/s;
 //! - the editor: bytes the first load fetched of it (none: it is loaded when an editor opens),
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tether_tests::agent::{pair, Agent};
+use tether_tests::latency::DelayProxy;
 use tether_tests::webdriver::Browser;
 use tether_tests::{wait_until, web_root, Relay};
 
@@ -113,6 +115,24 @@ fn main() {
     let (p50, p99, n) = real_keystrokes(&browser, &input);
     println!("  real key → echo    p50 {p50:.2} ms  p99 {p99:.2} ms ({n} WebDriver key events, keydown → painted)");
 
+    // The same page 100 ms away: through a proxy holding each direction 50 ms (no `tc netem`
+    // in this kernel), beside `attach -H` and `ssh -tt` in the remote bench.
+    let far =
+        DelayProxy::start(relay.url.trim_start_matches("http://").trim_end_matches('/'), Duration::from_millis(50));
+    browser.goto(&format!("http://{}/{}", far.addr, &invite[invite.find('#').unwrap_or(0)..]));
+    let input = wait_until(Duration::from_secs(60), "the terminal, far away", || {
+        browser.find(".pane:not(.hidden) .xterm-helper-textarea")
+    });
+    wait_until(Duration::from_secs(60), "the session replayed, far away", || {
+        let seq =
+            browser.execute("return document.querySelector('.pane:not(.hidden) .terminal').dataset.seq", json!([]));
+        (seq.as_str().and_then(|s| s.parse::<u64>().ok())? > 0).then_some(())
+    });
+    let (p50, p99, n) = real_keystrokes(&browser, &input);
+    println!("  real key, 100 ms RTT p50 {p50:.1} ms  p99 {p99:.1} ms ({n} keys, keydown → painted)");
+    browser.goto(&invite);
+    wait_until(Duration::from_secs(30), "the page back on the near path", || browser.find(".tab.files-tab"));
+
     files_bench(&browser, &scratch, &downloads);
 }
 
@@ -179,6 +199,11 @@ fn editor_bench(browser: &Browser, scratch: &Path) {
     click(browser, ".tab.files-tab");
     files_go(browser, &place);
     let cold = enter_to_painted(browser, "cold.rs");
+    // The language's chunk comes after the first screen: counted once its colours are on screen.
+    wait_until(Duration::from_secs(30), "Rust highlighting", || {
+        let script = "return !!document.querySelector('.editor-pane .cm-line span[class^=\"ͼ\"]')";
+        (browser.execute(script, json!([])) == json!(true)).then_some(())
+    });
     let (files, raw, gzipped) = editor_resources(browser);
     println!("  editor bundle       {files} files, {raw} B, {gzipped} B gzip -9 (on first open, Rust included)");
     click(browser, ".tab.files-tab");

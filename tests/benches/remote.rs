@@ -1,7 +1,9 @@
 //! Remote benchmark (`cargo xtask bench`): tether through a relay on loopback beside OpenSSH on
 //! loopback, same machine, release binaries, reported as ratios.
 //! - throughput: `tether exec INVITE -- head -c N /dev/zero` vs `ssh localhost head -c N /dev/zero`
-//! - keystroke → echo: typing into `tether attach -H` vs `ssh -tt localhost cat`, both on PTYs.
+//! - keystroke → echo: typing into `tether attach -H` vs `ssh -tt localhost cat`, both on PTYs;
+//!   again with 100 ms of round trip (a proxy holding each direction 50 ms in front of the relay
+//!   and of sshd: this kernel has no `tc netem`).
 //! - file copy: `tether cp` of 1 GB up and down through the relay vs `scp` both ways, and the
 //!   keystroke echo through the same relay and host while an upload runs, beside idle.
 //!
@@ -13,12 +15,17 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tether_tests::agent::{pair, wait_reachable, Agent, PtyClient};
+use tether_tests::latency::DelayProxy;
 use tether_tests::process::Guard;
 use tether_tests::{wait_until, Relay};
 
 const BYTES: usize = 200 * 1000 * 1000; // 200 MB
 const RUNS: usize = 3;
 const KEYSTROKES: usize = 200;
+/// Half the round trip of the far measurements.
+const FAR_ONE_WAY: Duration = Duration::from_millis(50);
+/// Keys typed on the far paths (each takes a round trip).
+const FAR_KEYSTROKES: usize = 100;
 
 fn main() {
     let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("remote-bench");
@@ -60,6 +67,34 @@ fn main() {
     println!(
         "  keystroke → echo  tether p50 {:>5.2} ms p99 {:>5.2} ms   ssh p50 {:>5.2} ms p99 {:>5.2} ms   tether/ssh (p50) {:.2}",
         ms(t50), ms(t99), ms(s50), ms(s99), t50.as_secs_f64() / s50.as_secs_f64()
+    );
+
+    // The same keys 100 ms away: 50 ms each way through a delaying proxy in front of the relay
+    // and of sshd. What each path adds to the network's round trip shows beside it.
+    let far_relay = DelayProxy::start(relay.url.trim_start_matches("http://").trim_end_matches('/'), FAR_ONE_WAY);
+    let far_invite = format!("http://{}/{}", far_relay.addr, &invite[invite.find('#').unwrap_or(0)..]);
+    let mut far_attached = PtyClient::spawn(&client, &["attach", "-H", &far_invite, &session]);
+    wait_until(Duration::from_secs(30), "attach through the slow path", || {
+        (far_attached.output_len() > 0).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (ft50, ft99) = keystrokes_n(&mut far_attached, FAR_KEYSTROKES);
+    far_attached.type_bytes(b"\x1dd");
+    let far_sshd = DelayProxy::start(&format!("127.0.0.1:{}", ssh.port), FAR_ONE_WAY);
+    let far_port = far_sshd.addr.rsplit(':').next().unwrap_or_default().to_owned();
+    let mut cmd = portable_pty::CommandBuilder::new("ssh");
+    cmd.args(ssh.args_with_port(&far_port));
+    cmd.args(["-tt", "stty raw -echo; exec cat"]);
+    let mut far_ssh = PtyClient::spawn_command(cmd);
+    std::thread::sleep(Duration::from_millis(2_000)); // a handshake of several round trips
+    let (fs50, fs99) = keystrokes_n(&mut far_ssh, FAR_KEYSTROKES);
+    println!(
+        "  echo, 100 ms RTT  tether p50 {:>5.1} ms p99 {:>5.1} ms   ssh p50 {:>5.1} ms p99 {:>5.1} ms   ({} keys each)",
+        ms(ft50),
+        ms(ft99),
+        ms(fs50),
+        ms(fs99),
+        FAR_KEYSTROKES
     );
     copy_bench(&scratch, &ssh, &host, &client, &invite, &session);
 }
@@ -169,8 +204,12 @@ fn best_of(mut run: impl FnMut() -> Duration) -> Duration {
 
 /// Type one key at a time; time until its echo (from `cat`) arrives.
 fn keystrokes(client: &mut PtyClient) -> (Duration, Duration) {
-    let mut samples = Vec::with_capacity(KEYSTROKES);
-    for i in 0..KEYSTROKES {
+    keystrokes_n(client, KEYSTROKES)
+}
+
+fn keystrokes_n(client: &mut PtyClient, count: usize) -> (Duration, Duration) {
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
         let key = b'a' + (i % 26) as u8;
         let before = client.output_len();
         let started = Instant::now();
@@ -183,7 +222,7 @@ fn keystrokes(client: &mut PtyClient) -> (Duration, Duration) {
         std::thread::sleep(Duration::from_millis(20));
     }
     samples.sort();
-    (samples[KEYSTROKES / 2], samples[(KEYSTROKES * 99) / 100])
+    (samples[count / 2], samples[(count * 99) / 100])
 }
 
 fn mb_s(d: Duration) -> f64 {
@@ -235,6 +274,11 @@ impl Sshd {
     }
 
     fn args(&self) -> Vec<String> {
+        self.args_with_port(&self.port.to_string())
+    }
+
+    /// `args`, reaching sshd through another port (a proxy in front of it).
+    fn args_with_port(&self, port: &str) -> Vec<String> {
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         vec![
             "-F".into(),
@@ -242,7 +286,7 @@ impl Sshd {
             "-i".into(),
             self.dir.join("client_ed25519").display().to_string(),
             "-p".into(),
-            self.port.to_string(),
+            port.to_owned(),
             "-o".into(),
             "StrictHostKeyChecking=no".into(),
             "-o".into(),

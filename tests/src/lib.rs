@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod http;
+pub mod latency;
 pub mod page;
 pub mod process;
 pub mod proxy;
