@@ -102,16 +102,7 @@ fn main() {
     // before the app's own: a fresh load with it, then real keys.
     browser.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": SOCKET_TRACE }));
     browser.goto(&relay.url);
-    browser.goto(&invite);
-    let input = wait_until(Duration::from_secs(30), "the terminal again", || {
-        browser.find(".pane:not(.hidden) .xterm-helper-textarea")
-    });
-    // It lands in the newest session, the `cat` above: attached once its output is replayed.
-    wait_until(Duration::from_secs(30), "the session replayed", || {
-        let seq =
-            browser.execute("return document.querySelector('.pane:not(.hidden) .terminal').dataset.seq", json!([]));
-        (seq.as_str().and_then(|s| s.parse::<u64>().ok())? > 0).then_some(())
-    });
+    let input = reopen(&browser, &invite);
     let (p50, p99, n) = real_keystrokes(&browser, &input);
     println!("  real key → echo    p50 {p50:.2} ms  p99 {p99:.2} ms ({n} WebDriver key events, keydown → painted)");
 
@@ -119,21 +110,28 @@ fn main() {
     // in this kernel), beside `attach -H` and `ssh -tt` in the remote bench.
     let far =
         DelayProxy::start(relay.url.trim_start_matches("http://").trim_end_matches('/'), Duration::from_millis(50));
-    browser.goto(&format!("http://{}/{}", far.addr, &invite[invite.find('#').unwrap_or(0)..]));
-    let input = wait_until(Duration::from_secs(60), "the terminal, far away", || {
-        browser.find(".pane:not(.hidden) .xterm-helper-textarea")
-    });
-    wait_until(Duration::from_secs(60), "the session replayed, far away", || {
-        let seq =
-            browser.execute("return document.querySelector('.pane:not(.hidden) .terminal').dataset.seq", json!([]));
-        (seq.as_str().and_then(|s| s.parse::<u64>().ok())? > 0).then_some(())
-    });
+    let input = reopen(&browser, &format!("http://{}/{}", far.addr, &invite[invite.find('#').unwrap_or(0)..]));
     let (p50, p99, n) = real_keystrokes(&browser, &input);
     println!("  real key, 100 ms RTT p50 {p50:.1} ms  p99 {p99:.1} ms ({n} keys, keydown → painted)");
     browser.goto(&invite);
     wait_until(Duration::from_secs(30), "the page back on the near path", || browser.find(".tab.files-tab"));
 
     files_bench(&browser, &scratch, &downloads);
+}
+
+/// Open `url` and wait for its terminal: the newest session (the `cat` the keystrokes go to),
+/// attached once its output is replayed. Returns the terminal's input element.
+fn reopen(browser: &Browser, url: &str) -> String {
+    browser.goto(url);
+    let input = wait_until(Duration::from_secs(60), "the terminal", || {
+        browser.find(".pane:not(.hidden) .xterm-helper-textarea")
+    });
+    wait_until(Duration::from_secs(60), "the session replayed", || {
+        let seq =
+            browser.execute("return document.querySelector('.pane:not(.hidden) .terminal').dataset.seq", json!([]));
+        (seq.as_str().and_then(|s| s.parse::<u64>().ok())? > 0).then_some(())
+    });
+    input
 }
 
 /// A Rust source file of about `bytes`.
