@@ -15,6 +15,9 @@ use crate::host::sessions::{Sessions, Source};
 
 /// Output bytes per data frame sent to clients.
 const STREAM_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
+/// Output gathered into one frame while it keeps coming, for at most `FLOOD_GATHER`.
+const FLOOD_FRAME_BYTES: u64 = 32 * 1024; // 32 KiB
+const FLOOD_GATHER: Duration = Duration::from_millis(1);
 /// How often a session-list watcher looks for changes no event announces (an input-needed
 /// flag cleared by new output).
 const WATCH_RECHECK: Duration = Duration::from_secs(1);
@@ -157,9 +160,23 @@ async fn stream_live(
     let mut end_rx = session.subscribe_end();
     let mut finished = session.subscribe_finished();
     let mut cursor = from;
+    let mut last_sent = None::<tokio::time::Instant>;
     loop {
-        let done = *finished.borrow_and_update();
-        let end = *end_rx.borrow_and_update();
+        let mut done = *finished.borrow_and_update();
+        let mut end = *end_rx.borrow_and_update();
+        // Output that keeps coming (a flood) is gathered a moment into bigger frames, which a
+        // client takes for much less than many small ones; a lone burst (an echo) goes at once.
+        if !done
+            && end.saturating_sub(cursor) < FLOOD_FRAME_BYTES
+            && last_sent.is_some_and(|at| at.elapsed() < FLOOD_GATHER)
+        {
+            tokio::time::sleep(FLOOD_GATHER).await;
+            done = *finished.borrow_and_update();
+            end = *end_rx.borrow_and_update();
+        }
+        if cursor < end {
+            last_sent = Some(tokio::time::Instant::now());
+        }
         while cursor < end {
             // Bytes still in memory are read at once; older ones come from the log on disk, on
             // a blocking thread, so a big replay never holds up another client's keystrokes.
