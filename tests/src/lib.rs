@@ -57,6 +57,51 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> O
     }
 }
 
+/// A path for one test's files (a directory or a file) under `parent`, removed with everything
+/// in it when dropped, also when the test fails: big test files never pile up between runs.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// A fresh, empty directory named after `name` (and a marker).
+    pub fn dir(parent: &std::path::Path, name: &str) -> Scratch {
+        let path = parent.join(marker(name));
+        std::fs::create_dir_all(&path).expect("scratch dir");
+        Scratch(path)
+    }
+
+    /// A path for a file named after `name`, not created.
+    pub fn file(parent: &std::path::Path, name: &str) -> Scratch {
+        Scratch(parent.join(marker(name)))
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::fs::remove_dir_all(&self.0).is_err() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
 /// A marker unlikely to appear by chance, for "did exactly this text arrive" checks.
 pub fn marker(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -8,7 +8,7 @@ use serde_json::json;
 use tether_tests::agent::{pair, Agent};
 use tether_tests::page::{assert_no_console_errors, bash_host, Page, PAGE};
 use tether_tests::webdriver::Browser;
-use tether_tests::{marker, wait_until, Relay};
+use tether_tests::{marker, wait_until, Relay, Scratch};
 
 /// Enough for 20 MB to cross relay and page on a loaded 2-core machine in a debug build.
 const BULK: Duration = Duration::from_secs(180);
@@ -27,11 +27,11 @@ fn setup() -> (Relay, Agent, String, Browser) {
 }
 
 /// Like `setup`, with the browser's downloads saved into the returned directory.
-fn setup_downloading() -> (Relay, Agent, String, Browser, PathBuf) {
+fn setup_downloading() -> (Relay, Agent, String, Browser, Scratch) {
     let relay = Relay::start();
     let (host, _) = bash_host(scratch(), &[]);
     let invite = pair(&host, &relay);
-    let downloads = scratch().join(marker("downloads"));
+    let downloads = Scratch::file(scratch(), "downloads");
     std::fs::create_dir_all(&downloads).expect("downloads");
     let browser = Browser::start_with_downloads(scratch(), &downloads);
     (relay, host, invite, browser, downloads)
@@ -172,7 +172,7 @@ fn big_output_reaches_the_terminal_completely() {
     page.type_text("echo still-$((3+4))\n");
     page.wait_text(Some(&id), "an echo after seq", |t| t.lines().any(|l| l.trim_end() == "still-7"));
 
-    let file = scratch().join(marker("bulk.b64"));
+    let file = Scratch::file(scratch(), "bulk.b64");
     let make = format!("head -c 15000000 /dev/urandom | base64 > {}", file.display());
     assert!(std::process::Command::new("sh").args(["-c", &make]).status().is_ok_and(|s| s.success()));
     page.type_text(&format!("cat {}; echo cat-$((5+5))-done\n", file.display()));
@@ -219,7 +219,7 @@ fn an_8_mib_paste_reaches_the_program_whole() {
     let page = Page(&browser);
     browser.goto(&invite);
     page.landed();
-    let target = scratch().join(marker("pasted"));
+    let target = Scratch::file(scratch(), "pasted");
     page.type_text(&format!("stty -echo; echo ready-$((6*7)); cat > {}\n", target.display()));
     page.wait_text(None, "cat to be reading", |t| t.lines().any(|l| l.trim_end() == "ready-42"));
     // 8 MiB of lines, pasted as a user would (xterm.js sends a paste as one input).
@@ -258,7 +258,7 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     let page = Page(&browser);
 
     // A directory of 10,000 files, and one to download.
-    let place = scratch().join(marker("files-place"));
+    let place = Scratch::file(scratch(), "files-place");
     let many = place.join("many");
     std::fs::create_dir_all(&many).expect("dirs");
     for n in 0..10_000 {
@@ -301,7 +301,7 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     wait_until(BULK, "the folder's archive", || {
         (archive.exists() && !downloads.join("tree.tar.gz.crdownload").exists()).then_some(())
     });
-    let unpacked = scratch().join(marker("unpacked"));
+    let unpacked = Scratch::file(scratch(), "unpacked");
     std::fs::create_dir_all(&unpacked).expect("unpack dir");
     let untar = std::process::Command::new("tar").arg("xzf").arg(&archive).arg("-C").arg(&unpacked).status();
     assert!(untar.expect("tar").success(), "the archive unpacks");
@@ -309,7 +309,7 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     assert_eq!(std::fs::read_link(unpacked.join("tree/link")).expect("link"), Path::new("inner/a.txt"));
 
     // Upload through the file input.
-    let local = scratch().join(marker("to-upload.bin"));
+    let local = Scratch::file(scratch(), "to-upload.bin");
     let upload: Vec<u8> = payload.iter().rev().copied().collect();
     std::fs::write(&local, &upload).expect("write");
     let input = browser.find(".pane.files .file-input").expect("the file input");
@@ -335,7 +335,7 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     });
 
     // A folder through the folder button: its files keep their places in it.
-    let folder = scratch().join(marker("folder-up"));
+    let folder = Scratch::file(scratch(), "folder-up");
     std::fs::create_dir_all(folder.join("sub")).expect("folder");
     std::fs::write(folder.join("top.txt"), "top\n").expect("write");
     std::fs::write(folder.join("sub/deep.txt"), "deep\n").expect("write");
@@ -361,7 +361,7 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
     assert_eq!(std::fs::read(place.join(&name)).expect("the first"), upload, "the first copy is untouched");
 
     // A cancelled upload leaves nothing behind.
-    let slow = scratch().join(marker("cancelled.bin"));
+    let slow = Scratch::file(scratch(), "cancelled.bin");
     std::fs::write(&slow, vec![7u8; 64 << 20]).expect("write");
     let input = browser.find(".pane.files .file-input").expect("the file input");
     browser.send_keys(&input, &slow.display().to_string());
@@ -426,7 +426,7 @@ fn a_permission_error_is_said_in_the_page() {
     // without root would not), so a directory of mode 000 is closed to it.
     let (host, home) = bash_host(scratch(), &["unshare", "--user"]);
     let invite = pair(&host, &relay);
-    let locked = scratch().join(marker("locked"));
+    let locked = Scratch::file(scratch(), "locked");
     std::fs::create_dir_all(&locked).expect("dir");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
@@ -456,11 +456,11 @@ fn a_browser_transfer_cut_off_goes_on_when_the_relay_is_back() {
     let (relay, _host, invite, browser, downloads) = setup_downloading();
     let address = relay.address();
     let page = Page(&browser);
-    let place = scratch().join(marker("cut-place"));
+    let place = Scratch::file(scratch(), "cut-place");
     std::fs::create_dir_all(&place).expect("dir");
     let bytes: Vec<u8> = (0..48u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8).collect();
     std::fs::write(place.join("down.bin"), &bytes).expect("write");
-    let local = scratch().join(marker("up.bin"));
+    let local = Scratch::file(scratch(), "up.bin");
     std::fs::write(&local, &bytes).expect("write");
     browser.goto(&invite);
     page.landed();

@@ -3,13 +3,13 @@
 //! changed on disk, and never written when they are not UTF-8 text.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 use tether_tests::agent::{pair, Agent};
 use tether_tests::page::{assert_no_console_errors, Page, PAGE};
 use tether_tests::webdriver::Browser;
-use tether_tests::{bin_path, marker, wait_until, Relay};
+use tether_tests::{bin_path, marker, wait_until, Relay, Scratch};
 
 /// WebDriver's Control key, and the key that releases it.
 const CTRL: char = '\u{E009}';
@@ -23,7 +23,7 @@ fn scratch() -> &'static Path {
 
 /// A relay, a host whose shell is bash with an empty home and `tether` on its PATH (as it is for
 /// anyone who installed it), its invite, a browser, and a fresh directory for the test's files.
-fn setup() -> (Relay, Agent, String, Browser, PathBuf) {
+fn setup() -> (Relay, Agent, String, Browser, Scratch) {
     let relay = Relay::start();
     let home = scratch().join(marker("home"));
     std::fs::create_dir_all(&home).expect("home");
@@ -35,8 +35,7 @@ fn setup() -> (Relay, Agent, String, Browser, PathBuf) {
     let vars = [("SHELL", Path::new("/bin/bash")), ("HOME", &home), ("PATH", Path::new(&path))];
     let host = Agent::with_env(scratch(), &vars);
     let invite = pair(&host, &relay);
-    let files = scratch().join(marker("edited"));
-    std::fs::create_dir_all(&files).expect("files dir");
+    let files = Scratch::dir(scratch(), "edited");
     (relay, host, invite, Browser::start(scratch()), files)
 }
 

@@ -1,20 +1,18 @@
 //! The file service end to end: `tether cp` and `tether fs` against a real host agent, through a
 //! real relay (or the local daemon), with the files checked on disk.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tether_tests::agent::{self, pair, wait_reachable, Agent};
-use tether_tests::{marker, wait_until, Relay};
+use tether_tests::{wait_until, Relay, Scratch};
 
 fn scratch() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// A fresh directory for one test's files.
-fn dir(name: &str) -> PathBuf {
-    let dir = scratch().join(marker(name));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+/// A fresh directory for one test's files (removed when the test ends).
+fn dir(name: &str) -> Scratch {
+    Scratch::dir(scratch(), name)
 }
 
 /// `len` bytes that do not repeat in any way a bug could hide behind (xorshift).
@@ -143,13 +141,13 @@ fn a_transfer_cut_off_leaves_nothing_at_its_path_and_resumes_where_it_stopped() 
         (
             here.join("data.bin").display().to_string(),
             at(&invite, &there.join("data.bin")),
-            there.clone(),
+            there.to_path_buf(),
             ".tether-upload",
         ),
         (
             at(&invite, &there.join("data.bin")),
             here.join("back.bin").display().to_string(),
-            here.clone(),
+            here.to_path_buf(),
             ".tether-download",
         ),
     ];
