@@ -185,7 +185,7 @@ impl Tab {
         let base = if overwrite { None } else { self.base.borrow().clone() };
         let replace = Replace { overwrite: true, base: base.as_deref() };
         let never_cancelled = Cell::new(false);
-        let source = Source::Bytes(&bytes);
+        let source = Source::Bytes { bytes: &bytes, sha256: &hash };
         let result = crate::upload::send(&self.link, source, &self.path, replace, &never_cancelled, &|_| {}).await;
         *self.saving.borrow_mut() = None;
         match result {

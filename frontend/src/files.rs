@@ -21,7 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
-use crate::link::{Link, StreamEvent};
+use crate::link::Link;
 
 /// Height of one row, in CSS pixels (the list is virtualised on it).
 const ROW_PX: i32 = 26;
@@ -864,50 +864,21 @@ pub fn files_pane(props: &Props) -> Html {
     }
 }
 
-/// What a stream's owner collected.
-#[derive(Default)]
-struct Collected {
-    bytes: Vec<u8>,
-    entries: Vec<Entry>,
-    error: Option<String>,
-}
-
 /// A directory's entries (every page), and its path as the host resolved it.
 async fn list(link: &Link, path: &str) -> Result<(String, Vec<Entry>), String> {
-    let collected = Rc::new(RefCell::new(Collected::default()));
-    let (done_tx, done) = futures_channel::oneshot::channel::<()>();
-    let done_tx = Rc::new(RefCell::new(Some(done_tx)));
-    let owner = {
-        let (collected, link) = (Rc::clone(&collected), link.clone());
-        Callback::from(move |(stream, event): (u32, StreamEvent)| match event {
-            StreamEvent::Data { bytes, .. } => {
-                let mut got = collected.borrow_mut();
-                got.bytes.extend_from_slice(&bytes);
-                let mut buffer = std::mem::take(&mut got.bytes);
-                match take_pages(&mut buffer) {
-                    Ok(page) => got.entries.extend(page),
-                    Err(e) => got.error = Some(e),
-                }
-                got.bytes = buffer;
-                link.consumed(stream, bytes.len() as u64);
-            }
-            StreamEvent::Eof | StreamEvent::Skipped { .. } => {
-                if let Some(tx) = done_tx.borrow_mut().take() {
-                    let _ = tx.send(());
-                }
-            }
-        })
+    let pages = Rc::new(RefCell::new((Vec::<u8>::new(), Vec::<Entry>::new())));
+    let request = Request::Fs(FsRequest::List { path: path.to_owned() });
+    let held = Rc::clone(&pages);
+    let take = move |bytes: &[u8]| {
+        let (buffer, entries) = &mut *held.borrow_mut();
+        buffer.extend_from_slice(bytes);
+        entries.extend(take_pages(buffer)?);
+        Ok(())
     };
-    let (answer, _) = link.open_stream(&Request::Fs(FsRequest::List { path: path.to_owned() }), owner).await?;
-    let resolved = match answer {
-        Response::Fs(FsResponse::Listing { path, .. }) => path,
-        Response::Error { message, .. } => return Err(message),
-        other => return Err(format!("unexpected answer {other:?}")),
+    let answer = crate::read::to_end(link, &request, |_| Ok(()), take).await?;
+    let Response::Fs(FsResponse::Listing { path, .. }) = answer else {
+        return Err(format!("unexpected answer {answer:?}"));
     };
-    done.await.map_err(|_| "connection lost while listing".to_owned())?;
-    let mut got = collected.borrow_mut();
-    match got.error.take() {
-        Some(error) => Err(error),
-        None => Ok((resolved, std::mem::take(&mut got.entries))),
-    }
+    let entries = std::mem::take(&mut pages.borrow_mut().1);
+    Ok((path, entries))
 }

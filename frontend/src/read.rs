@@ -1,5 +1,5 @@
-//! A host file's bytes into memory, for the editor (open, reload, compare). Big downloads go to
-//! disk through `download` instead; this refuses anything over its caller's limit.
+//! A stream read to its end in memory: a directory's listing (Files), a file for the editor
+//! (open, reload, compare). Big downloads go to disk through `download` instead.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -10,45 +10,67 @@ use yew::Callback;
 
 use crate::link::{Link, StreamEvent};
 
-/// The whole of the file at `path`, if it is at most `limit` bytes.
-pub async fn whole_file(link: &Link, path: &str, limit: u64) -> Result<Vec<u8>, String> {
-    let bytes = Rc::new(RefCell::new(Vec::new()));
+/// Open the stream `request` asks for; `check` looks at its answer, `take` at every byte as it
+/// comes (credited back at once). An `Err` from either lets the stream go and is the result;
+/// otherwise the answer, once the stream has ended.
+pub async fn to_end(
+    link: &Link,
+    request: &Request,
+    check: impl FnOnce(&Response) -> Result<(), String>,
+    take: impl FnMut(&[u8]) -> Result<(), String> + 'static,
+) -> Result<Response, String> {
     let (done_tx, done) = futures_channel::oneshot::channel::<Result<(), String>>();
     let done_tx = Rc::new(Cell::new(Some(done_tx)));
-    let finish = {
-        let done_tx = Rc::clone(&done_tx);
-        move |result: Result<(), String>| {
+    let take = RefCell::new(take);
+    let owner = {
+        let (link, done_tx) = (link.clone(), Rc::clone(&done_tx));
+        let finish = move |result: Result<(), String>| {
             if let Some(tx) = done_tx.take() {
                 let _ = tx.send(result);
             }
-        }
-    };
-    let owner = {
-        let (bytes, link, finish) = (Rc::clone(&bytes), link.clone(), finish.clone());
+        };
         Callback::from(move |(stream, event): (u32, StreamEvent)| match event {
-            StreamEvent::Data { bytes: chunk, .. } => {
-                let mut held = bytes.borrow_mut();
-                held.extend_from_slice(&chunk);
-                link.consumed(stream, chunk.len() as u64);
-                if held.len() as u64 > limit {
-                    link.forget_stream(stream); // it grew past the limit while being read
-                    finish(Err(too_big(limit)));
+            StreamEvent::Data { bytes, .. } => {
+                link.consumed(stream, bytes.len() as u64);
+                if let Err(why) = (take.borrow_mut())(&bytes) {
+                    link.forget_stream(stream);
+                    finish(Err(why));
                 }
             }
             StreamEvent::Eof => finish(Ok(())),
-            StreamEvent::Skipped { .. } => finish(Err("the host skipped part of the file".into())),
+            StreamEvent::Skipped { .. } => finish(Err("the host skipped part of the stream".into())),
         })
     };
-    let read = Request::Fs(FsRequest::Read { path: path.to_owned(), offset: 0 });
-    match link.open_stream(&read, owner).await? {
-        (Response::Fs(FsResponse::Reading { size, .. }), stream) if size > limit => {
-            link.forget_stream(stream);
-            return Err(too_big(limit));
-        }
-        (Response::Fs(FsResponse::Reading { .. }), _) => {}
-        (other, _) => return Err(format!("unexpected answer {other:?}")),
+    let (answer, stream) = link.open_stream(request, owner).await?;
+    if let Err(why) = check(&answer) {
+        link.forget_stream(stream);
+        return Err(why);
     }
-    done.await.map_err(|_| "the connection was lost while reading the file".to_owned())??;
+    done.await.map_err(|_| "the connection was lost before the end".to_owned())??;
+    Ok(answer)
+}
+
+/// The whole of the file at `path`, if it is at most `limit` bytes.
+pub async fn whole_file(link: &Link, path: &str, limit: u64) -> Result<Vec<u8>, String> {
+    let bytes = Rc::new(RefCell::new(Vec::new()));
+    let read = Request::Fs(FsRequest::Read { path: path.to_owned(), offset: 0 });
+    let check = |answer: &Response| match answer {
+        Response::Fs(FsResponse::Reading { size, .. }) if *size > limit => Err(too_big(limit)),
+        Response::Fs(FsResponse::Reading { .. }) => Ok(()),
+        other => Err(format!("unexpected answer {other:?}")),
+    };
+    let held = Rc::clone(&bytes);
+    let take = move |chunk: &[u8]| {
+        let mut held = held.borrow_mut();
+        held.extend_from_slice(chunk);
+        // It may grow past the limit while being read.
+        if held.len() as u64 > limit {
+            Err(too_big(limit))
+        } else {
+            Ok(())
+        }
+    };
+    to_end(link, &read, check, take).await?;
     let whole = std::mem::take(&mut *bytes.borrow_mut());
     Ok(whole)
 }

@@ -31,15 +31,15 @@ const TYPING_MS: u64 = 2_000;
 pub enum Source<'a> {
     /// A file the user picked or dropped, read a chunk at a time.
     File(&'a web_sys::File),
-    /// Bytes in memory (an editor's text).
-    Bytes(&'a [u8]),
+    /// Bytes in memory (an editor's text) and their SHA-256 (hex), which the caller has already.
+    Bytes { bytes: &'a [u8], sha256: &'a str },
 }
 
 impl Source<'_> {
     fn size(&self) -> u64 {
         match self {
             Source::File(file) => file.size() as u64,
-            Source::Bytes(bytes) => bytes.len() as u64,
+            Source::Bytes { bytes, .. } => bytes.len() as u64,
         }
     }
 
@@ -49,7 +49,7 @@ impl Source<'_> {
         key.update(format!("{path}\0{}\0", self.size()).as_bytes());
         match self {
             Source::File(file) => key.update(format!("{}\0{}", file.name(), file.last_modified()).as_bytes()),
-            Source::Bytes(bytes) => key.update(bytes),
+            Source::Bytes { sha256, .. } => key.update(sha256.as_bytes()),
         }
         key.finish()[..32].to_owned()
     }
@@ -57,7 +57,7 @@ impl Source<'_> {
     async fn slice(&self, start: u64, end: u64) -> Result<Vec<u8>, String> {
         match self {
             Source::File(file) => read_slice(file, start, end).await,
-            Source::Bytes(bytes) => Ok(bytes[start as usize..end as usize].to_vec()),
+            Source::Bytes { bytes, .. } => Ok(bytes[start as usize..end as usize].to_vec()),
         }
     }
 }
