@@ -8,6 +8,9 @@
 use js_sys::{Function, Uint8Array};
 use wasm_bindgen::prelude::*;
 
+/// The most bytes handed to xterm.js in one write (see `Terminal::write_bytes_then`).
+const WRITE_PIECE_BYTES: u32 = 8 * 1024; // 8 KiB
+
 #[wasm_bindgen]
 extern "C" {
     /// An xterm.js terminal.
@@ -108,8 +111,20 @@ impl Terminal {
     }
 
     /// Write raw bytes and get `done` called once xterm.js has processed them.
+    ///
+    /// Written in pieces of at most `WRITE_PIECE_BYTES`: xterm.js parses queued writes for about
+    /// 12 ms and then yields to the page, but it looks at the clock only between writes. A
+    /// whole 32 KiB frame of `seq` output (~4,700 lines, each scrolled) parsed in one go made
+    /// main-thread tasks of over 100 ms while the scrollback first filled.
     pub fn write_bytes_then(&self, bytes: &[u8], done: &Function) {
-        self.write_with_callback(&Uint8Array::from(bytes), done);
+        let array = Uint8Array::from(bytes);
+        let len = bytes.len() as u32;
+        let mut start = 0;
+        while len - start > WRITE_PIECE_BYTES {
+            self.write_array(&array.subarray(start, start + WRITE_PIECE_BYTES));
+            start += WRITE_PIECE_BYTES;
+        }
+        self.write_with_callback(&array.subarray(start, len), done);
     }
 
     /// Draw what was written now rather than at the next animation frame. xterm.js paints on

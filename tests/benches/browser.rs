@@ -2,13 +2,15 @@
 //! headless Chromium, release binaries. Figures, not pass/fail:
 //! - the WASM bundle, raw and gzip -9;
 //! - page load → first prompt painted (the app's `tether:first-output` performance mark);
-//! - `seq 1 200000` and a 20 MB `cat` of base64: from typing the command to its last line shown
-//!   (output is written in order, so every byte before it was written too);
+//! - `seq 1 200000` and a 20 MB `cat` of base64: from the Enter's `keydown` to the render showing
+//!   the last line, timed in the page (output is written in order, so every byte before it was
+//!   written too), with the longest main-thread task meanwhile;
 //! - keystroke → echo painted, measured inside the page (xterm.js input → render), 200 samples;
 //!   again while the Files tab uploads on the same connection;
 //! - real keys: WebDriver types into xterm.js's textarea, the page times `keydown` → painted,
 //!   with the median of each hop on the way (sent, echo message, parsed, frame, painted); again
-//!   100 ms away (a proxy holding each direction 50 ms in front of the relay);
+//!   100 ms away (a proxy holding each direction 50 ms in front of the relay); and again in a
+//!   Chromium with its deferral of tasks after input turned off, which is what bounds the figure;
 //! - Files tab: upload (file input → committed on the host) and download (→ saved by Chromium)
 //!   of 200 MB, MB/s;
 //! - the editor: bytes the first load fetched of it (none: it is loaded when an editor opens),
@@ -29,6 +31,9 @@ use tether_tests::{wait_until, web_root, Relay};
 const LOADS: usize = 3;
 const KEYSTROKES: usize = 200;
 const BULK: Duration = Duration::from_secs(300);
+
+/// Chromium's flag turning off its deferral of tasks between a key event and the next frame.
+const DEFER_OFF: &str = "--disable-features=DeferRendererTasksAfterInput";
 
 fn main() {
     let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-bench");
@@ -65,28 +70,15 @@ fn main() {
     let input = wait_until(Duration::from_secs(30), "the terminal", || {
         browser.find(".pane:not(.hidden) .xterm-helper-textarea")
     });
-    let timed = |command: &str, last_line: &str| -> Duration {
-        let started = Instant::now();
-        browser.send_keys(&input, &format!("{command}\n"));
-        wait_until(BULK, &format!("{last_line:?} on screen"), || {
-            terminal_lines(&browser).iter().any(|l| l.trim_end() == last_line).then_some(())
-        });
-        started.elapsed()
-    };
-    let seq = timed("clear; seq 1 200000; echo seq-$((1+1))-done", "seq-2-done");
-    println!("  seq 1 200000        {:.2} s to the last line", seq.as_secs_f64());
+    let seq = bulk(&browser, &input, "clear; seq 1 200000; echo seq-$((1+1))-done", "seq-2-done");
+    println!("  seq 1 200000        {seq}");
 
     let file = scratch.join("bulk.b64");
     let make = format!("head -c 15000000 /dev/urandom | base64 > {}", file.display());
     assert!(Command::new("sh").args(["-c", &make]).status().is_ok_and(|s| s.success()));
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-    let cat = timed(&format!("clear; cat {}; echo cat-$((5+5))-done", file.display()), "cat-10-done");
-    println!(
-        "  cat {:.1} MB base64   {:.2} s to the last line ({:.1} MB/s)",
-        size as f64 / 1e6,
-        cat.as_secs_f64(),
-        size as f64 / 1e6 / cat.as_secs_f64()
-    );
+    let cat = bulk(&browser, &input, &format!("clear; cat {}; echo cat-$((5+5))-done", file.display()), "cat-10-done");
+    println!("  cat {:.1} MB base64   {cat} ({:.1} MB/s)", size as f64 / 1e6, size as f64 / 1e6 / cat.seconds);
 
     browser.send_keys(&input, "clear; exec cat\n");
     std::thread::sleep(Duration::from_millis(500));
@@ -106,6 +98,17 @@ fn main() {
     let (p50, p99, n) = real_keystrokes(&browser, &input);
     println!("  real key → echo    p50 {p50:.2} ms  p99 {p99:.2} ms ({n} WebDriver key events, keydown → painted)");
 
+    // What bounds that figure: after a discrete input event Chromium's renderer defers every
+    // per-frame task (a socket's message among them) until the next frame is drawn. The same
+    // keys in a Chromium with that policy off show the cost of the policy alone.
+    {
+        let undeferred = Browser::start_with_flags(&scratch, &[DEFER_OFF]);
+        undeferred.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": SOCKET_TRACE }));
+        let input = reopen(&undeferred, &invite);
+        let (p50, p99, n) = real_keystrokes(&undeferred, &input);
+        println!("  real key, {DEFER_OFF}  p50 {p50:.2} ms  p99 {p99:.2} ms ({n} keys)");
+    }
+
     // The same page 100 ms away: through a proxy holding each direction 50 ms (no `tc netem`
     // in this kernel), beside `attach -H` and `ssh -tt` in the remote bench.
     let far =
@@ -117,6 +120,60 @@ fn main() {
     wait_until(Duration::from_secs(30), "the page back on the near path", || browser.find(".tab.files-tab"));
 
     files_bench(&browser, &scratch, &downloads);
+}
+
+/// A bulk output's figures: Enter → the render showing its last line, timed in the page.
+struct Bulk {
+    seconds: f64,
+    /// The same from outside: WebDriver's send → the poll that saw the line.
+    outside: f64,
+    /// The longest main-thread task meanwhile (Long Tasks API; 0: none over 50 ms).
+    longest_task_ms: f64,
+}
+
+impl std::fmt::Display for Bulk {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} s Enter → last line painted (polled from outside: {:.2} s), longest main-thread task {:.0} ms",
+            self.seconds, self.outside, self.longest_task_ms
+        )
+    }
+}
+
+/// Type `command` and Enter; time in the page from the Enter's `keydown` to the first render
+/// whose screen shows `last_line` (output is written in order, so every byte before it was too).
+fn bulk(browser: &Browser, input: &str, command: &str, last_line: &str) -> Bulk {
+    browser.execute(
+        "const [last] = arguments; \
+         const term = document.querySelector('.pane:not(.hidden) .terminal').xterm; \
+         const area = document.querySelector('.pane:not(.hidden) .xterm-helper-textarea'); \
+         const bulk = window.tetherBulk = { enter: null, shown: null, longest: 0 }; \
+         const onKey = (e) => { if (e.key === 'Enter') { bulk.enter = e.timeStamp; area.removeEventListener('keydown', onKey, true); } }; \
+         area.addEventListener('keydown', onKey, true); \
+         const tasks = new PerformanceObserver((list) => { \
+           for (const t of list.getEntries()) bulk.longest = Math.max(bulk.longest, t.duration); }); \
+         tasks.observe({ type: 'longtask' }); \
+         const sub = term.onRender(() => { \
+           if (bulk.enter === null) return; \
+           const buf = term.buffer.active; \
+           for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
+             const line = buf.getLine(i); \
+             if (line && line.translateToString(true) === last) { \
+               bulk.shown = performance.now(); sub.dispose(); setTimeout(() => tasks.disconnect(), 0); return; } } });",
+        json!([last_line]),
+    );
+    let started = Instant::now();
+    browser.send_keys(input, &format!("{command}\n"));
+    wait_until(BULK, &format!("{last_line:?} on screen"), || {
+        terminal_lines(browser).iter().any(|l| l.trim_end() == last_line).then_some(())
+    });
+    let outside = started.elapsed().as_secs_f64();
+    let figures = wait_until(Duration::from_secs(10), "the page's figures", || {
+        let bulk = browser.execute("const b = window.tetherBulk; return b.shown === null ? null : b", json!([]));
+        Some((bulk["shown"].as_f64()? - bulk["enter"].as_f64()?, bulk["longest"].as_f64()?))
+    });
+    Bulk { seconds: figures.0 / 1000.0, outside, longest_task_ms: figures.1 }
 }
 
 /// Open `url` and wait for its terminal: the newest session (the `cat` the keystrokes go to),

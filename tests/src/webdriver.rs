@@ -45,19 +45,24 @@ pub struct Browser {
 impl Browser {
     /// Start chromedriver and a fresh headless Chromium whose profile lives under `scratch`.
     pub fn start(scratch: &Path) -> Browser {
-        Browser::start_with(scratch, None)
+        Browser::start_with(scratch, None, &[])
+    }
+
+    /// Like `start`, with more Chromium command-line flags (a bench comparing a browser policy).
+    pub fn start_with_flags(scratch: &Path, flags: &[&str]) -> Browser {
+        Browser::start_with(scratch, None, flags)
     }
 
     /// Like `start`, with downloads saved into `downloads` without asking.
     pub fn start_with_downloads(scratch: &Path, downloads: &Path) -> Browser {
-        let browser = Browser::start_with(scratch, Some(downloads));
+        let browser = Browser::start_with(scratch, Some(downloads), &[]);
         let allow = json!({ "cmd": "Browser.setDownloadBehavior",
             "params": { "behavior": "allow", "downloadPath": downloads.display().to_string() } });
         browser.call("POST", "/goog/cdp/execute", Some(allow));
         browser
     }
 
-    fn start_with(scratch: &Path, downloads: Option<&Path>) -> Browser {
+    fn start_with(scratch: &Path, downloads: Option<&Path>, flags: &[&str]) -> Browser {
         let port = free_port();
         let mut command = Command::new(chromedriver_path());
         command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
@@ -71,6 +76,7 @@ impl Browser {
 
         let profile = scratch.join(crate::marker("chromium-profile"));
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
+        args.extend(flags.iter().map(|s| s.to_string()));
         args.push(format!("--user-data-dir={}", profile.display()));
         let mut options = json!({ "binary": chromium_path(), "args": args });
         if let Some(downloads) = downloads {
