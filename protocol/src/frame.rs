@@ -120,6 +120,27 @@ pub enum RelayMsg {
     Close { conn: u64, reason: String },
     /// Either way: the payload is bytes of connection `conn`, passed on untouched.
     Forward { conn: u64 },
+    /// Host → relay: what may a WebRTC upgrade use now? Answered with `ice`.
+    IceRequest,
+    /// Relay → host, after `registered` and for each `ice_request`: whether this relay lets
+    /// connections leave it for a WebRTC data channel (`--no-webrtc` says no), and the TURN
+    /// server with fresh short-lived credentials, when it runs one. The host hands these on to
+    /// its authenticated clients inside the secure channel; the relay never sees them used.
+    Ice { webrtc: bool, turn: Option<TurnCredentials> },
+}
+
+/// Credentials for a TURN server in the TURN REST API scheme (what coturn's `use-auth-secret`
+/// checks): `username` is `<expiry as unix seconds>:<label>`, `credential` is
+/// base64(HMAC-SHA1(shared secret, username)). They expire on their own; nothing revokes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnCredentials {
+    /// `turn:HOST:PORT` or `turns:HOST:PORT` URLs, as `RTCIceServer.urls` takes them.
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+    /// When they stop working, unix seconds (also the username's first field).
+    pub expires: u64,
 }
 
 /// Handshake messages (see `handshake`). Big numbers (A, B, proofs) travel in the payload.
@@ -295,6 +316,27 @@ mod tests {
         let header_len = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
         let json = std::str::from_utf8(&bytes[4..4 + header_len]).expect("utf-8");
         assert_eq!(json, r#"{"type":"control","op":"window","stream":7,"bytes":42}"#);
+    }
+
+    #[test]
+    fn the_relay_offer_of_ice_servers_is_flat_json() {
+        let turn = TurnCredentials {
+            urls: vec!["turn:relay.example:3478".into()],
+            username: "1700000600:h1".into(),
+            credential: "c2VjcmV0".into(),
+            expires: 1_700_000_600,
+        };
+        let frame = Frame::bare(Header::Relay(RelayMsg::Ice { webrtc: true, turn: Some(turn) }));
+        let bytes = frame.encode().expect("encodes");
+        let header_len = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        let json = std::str::from_utf8(&bytes[4..4 + header_len]).expect("utf-8");
+        assert_eq!(
+            json,
+            r#"{"type":"relay","op":"ice","webrtc":true,"turn":{"urls":["turn:relay.example:3478"],"username":"1700000600:h1","credential":"c2VjcmV0","expires":1700000600}}"#
+        );
+        assert_eq!(decode_exact(&bytes).expect("decodes"), frame);
+        let off = Frame::bare(Header::Relay(RelayMsg::Ice { webrtc: false, turn: None }));
+        assert_eq!(decode_exact(&off.encode().expect("encodes")).expect("decodes"), off);
     }
 
     #[test]

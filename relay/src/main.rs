@@ -5,6 +5,7 @@
 mod cli;
 mod hub;
 mod tls;
+mod turn;
 mod web;
 mod ws;
 
@@ -54,6 +55,17 @@ struct Args {
     /// A client must authenticate with its host within this many seconds of connecting.
     #[arg(long, default_value_t = 30)]
     handshake_timeout_secs: u64,
+    /// Keep every connection on this relay: hosts are told not to upgrade to WebRTC.
+    #[arg(long, conflicts_with_all = ["turn_url", "turn_secret_file"])]
+    no_webrtc: bool,
+    /// A TURN server for WebRTC upgrades (`turn:HOST:PORT`, `turns:HOST:PORT`; repeatable),
+    /// e.g. coturn with `use-auth-secret`. Hosts get short-lived credentials for it.
+    #[arg(long, requires = "turn_secret_file")]
+    turn_url: Vec<String>,
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`), on the file's
+    /// first line.
+    #[arg(long, requires = "turn_url")]
+    turn_secret_file: Option<PathBuf>,
 }
 
 /// Everything the handlers share.
@@ -64,6 +76,14 @@ pub struct AppState {
     public_url: Option<String>,
     /// This relay terminates TLS itself (so its own origin is `https://`).
     tls: bool,
+    /// What hosts may use to leave the relay for a direct path (`--no-webrtc`, `--turn-*`).
+    pub webrtc: WebrtcPolicy,
+}
+
+/// This relay's answer to "may connections move to WebRTC, and with which TURN server?".
+pub struct WebrtcPolicy {
+    pub allowed: bool,
+    pub turn: Option<turn::Turn>,
 }
 
 #[tokio::main]
@@ -92,6 +112,15 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(url) = &public_url {
         tether_protocol::identity::relay_ws_url(url, "/").map_err(|e| format!("--public-url: {e}"))?;
     }
+    let turn = match &args.turn_secret_file {
+        Some(file) => Some(turn::Turn::load(args.turn_url.clone(), file)?),
+        None => None,
+    };
+    match (&turn, args.no_webrtc) {
+        (_, true) => eprintln!("WebRTC upgrades off (--no-webrtc): every connection stays on the relay"),
+        (Some(turn), _) => eprintln!("WebRTC upgrades on, TURN at {}", turn.urls().join(", ")),
+        (None, _) => eprintln!("WebRTC upgrades on, without TURN"),
+    }
     let app = Arc::new(AppState {
         web,
         relay: ws::Relay::new(
@@ -103,6 +132,7 @@ async fn run(args: Args) -> Result<(), String> {
         binaries,
         public_url,
         tls: tls.is_some(),
+        webrtc: WebrtcPolicy { allowed: !args.no_webrtc, turn },
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -229,10 +229,14 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
         }
     };
     let (to_host, mut queue) = mpsc::channel::<Frame>(HOST_QUEUE_FRAMES);
+    // Weak: the hub's sender alone keeps the queue open, so a newer registration of this host
+    // (which drops it) still ends this connection.
+    let answers = to_host.downgrade();
     let generation = hub.register(&host_id, to_host);
-    let registered = Frame::bare(Header::Relay(RelayMsg::Registered));
-    if let Ok(bytes) = registered.encode() {
-        let _ = socket.send(Message::Binary(bytes.into())).await;
+    for frame in [Frame::bare(Header::Relay(RelayMsg::Registered)), ice_offer(&app.webrtc, &host_id)] {
+        if let Ok(bytes) = frame.encode() {
+            let _ = socket.send(Message::Binary(bytes.into())).await;
+        }
     }
     // Reading and writing go on side by side: a host slow to take what we send must never stop
     // us taking what it sends (it may be waiting for exactly that before it reads again).
@@ -244,6 +248,15 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
                 Message::Binary(bytes) => {
                     decoder.push(&bytes).map_err(|_| "malformed frame")?;
                     while let Some(frame) = decoder.next_frame().map_err(|_| "malformed frame")? {
+                        if frame.header == Header::Relay(RelayMsg::IceRequest) {
+                            // Through the host's queue, in order with what else goes to it; a
+                            // host that asks faster than it reads just waits for its answers.
+                            let Some(to_host) = answers.upgrade() else { break };
+                            if to_host.send(ice_offer(&app.webrtc, &host_id)).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
                         hub.deliver_to_client(&host_id, frame);
                     }
                 }
@@ -271,6 +284,12 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
         let _ = sink.send(close(code, why)).await;
     }
     hub.unregister(&host_id, generation);
+}
+
+/// The `ice` message for a host: may it upgrade, and fresh TURN credentials when there is TURN.
+fn ice_offer(policy: &crate::WebrtcPolicy, host_id: &str) -> Frame {
+    let turn = policy.turn.as_ref().filter(|_| policy.allowed).map(|turn| turn.credentials(host_id));
+    Frame::bare(Header::Relay(RelayMsg::Ice { webrtc: policy.allowed, turn }))
 }
 
 /// What every client-facing endpoint checks first: a browser's page must come from this relay,
@@ -469,6 +488,10 @@ mod tests {
     type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
     async fn start_relay() -> String {
+        start_relay_with(crate::WebrtcPolicy { allowed: true, turn: None }).await
+    }
+
+    async fn start_relay_with(webrtc: crate::WebrtcPolicy) -> String {
         let root = std::env::temp_dir().join(format!(
             "tether-relay-ws-{}-{:?}",
             std::process::id(),
@@ -483,6 +506,7 @@ mod tests {
             binaries: None,
             public_url: None,
             tls: false,
+            webrtc,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -535,7 +559,42 @@ mod tests {
         let proof = tether_protocol::hex::encode(&secret);
         send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::Register { host_id: host_id.clone(), proof }))).await;
         assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Registered));
+        assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Ice { webrtc: true, turn: None }));
         (host, host_id)
+    }
+
+    #[tokio::test]
+    async fn hosts_learn_the_webrtc_policy_and_get_fresh_turn_credentials_on_request() {
+        let dir = std::env::temp_dir().join(format!("tether-relay-turn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("secret"), "s3cret\n").expect("secret");
+        let turn = crate::turn::Turn::load(vec!["turn:127.0.0.1:3478".into()], &dir.join("secret")).expect("turn");
+        let url = start_relay_with(crate::WebrtcPolicy { allowed: true, turn: Some(turn) }).await;
+        let secret = [7; 32];
+        let host_id = identity::host_id(&secret);
+        let mut host = connect(&format!("{url}/ws/host")).await;
+        let proof = tether_protocol::hex::encode(&secret);
+        send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::Register { host_id: host_id.clone(), proof }))).await;
+        assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Registered));
+        for _ in 0..2 {
+            let Header::Relay(RelayMsg::Ice { webrtc: true, turn: Some(turn) }) = next_frame(&mut host).await.header
+            else {
+                panic!("an ice offer with TURN")
+            };
+            assert_eq!(turn.urls, ["turn:127.0.0.1:3478"]);
+            assert_eq!(turn.username, format!("{}:{host_id}", turn.expires));
+            assert!(!turn.credential.is_empty() && !turn.credential.contains("s3cret"));
+            send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::IceRequest))).await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let url = start_relay_with(crate::WebrtcPolicy { allowed: false, turn: None }).await;
+        let mut host = connect(&format!("{url}/ws/host")).await;
+        let proof = tether_protocol::hex::encode(&[8; 32]);
+        let host_id = identity::host_id(&[8; 32]);
+        send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::Register { host_id, proof }))).await;
+        assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Registered));
+        assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Ice { webrtc: false, turn: None }));
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub mod page;
 pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod turn;
 pub mod webdriver;
 
 use std::path::PathBuf;

@@ -130,6 +130,8 @@ fn test() -> Result {
     let chromedriver = tools::ensure_chromium()?;
     // The TLS relay test makes its certificate with openssl(1).
     tools::ensure_apt_package("/usr/bin/openssl", "openssl")?;
+    // The TURN test checks the relay's credentials against a real coturn.
+    tools::ensure_apt_package("/usr/bin/turnserver", "coturn")?;
     build_web()?;
     let bins = build_bins(false)?;
     run_cmd(

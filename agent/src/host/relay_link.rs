@@ -135,7 +135,13 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                                 }
                             }
                         }
-                        RelayMsg::Register { .. } => {}
+                        // What a WebRTC upgrade may use: said once, for the daemon's log (the
+                        // upgrade itself is not built yet; every connection stays on the relay).
+                        RelayMsg::Ice { webrtc, turn } => {
+                            let turn = turn.map(|t| t.urls.join(", ")).unwrap_or_else(|| "none".into());
+                            eprintln!("tether daemon: {relay} allows WebRTC upgrades: {webrtc}; TURN: {turn}");
+                        }
+                        RelayMsg::Register { .. } | RelayMsg::IceRequest => {}
                     }
                 }
             }
