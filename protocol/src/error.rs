@@ -123,6 +123,26 @@ impl fmt::Display for ChannelError {
 
 impl std::error::Error for ChannelError {}
 
+/// Failures of one channel carried over several transports (see `paths`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    /// The peer sent frames so far beyond the one still missing that holding them would pass
+    /// `paths::MAX_EARLY_BYTES`.
+    TooFarAhead { expected: u64, got: u64 },
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooFarAhead { expected, got } => {
+                write!(f, "secure channel: frame {got} arrived too far ahead of frame {expected}, still missing")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PathError {}
+
 /// Stream-layer failures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamError {

@@ -8,7 +8,9 @@
 //! 1. [`frame`]: `u32 header_len | JSON header | u32 payload_len | payload`, capped, streaming.
 //! 2. [`handshake`]: SRP-6a (RFC 5054 3072-bit group, SHA-256); the host holds only a verifier.
 //! 3. [`keys`]: HKDF-SHA256 → one AES-256-SIV key per direction.
-//! 4. [`channel`]: sealed frames with strict per-direction counters.
+//! 4. [`channel`]: sealed frames with strict per-direction counters; [`paths`] keeps them in
+//!    that order across transports (relay WebSocket, WebRTC data channel) and resends what a
+//!    failed path may have lost.
 //! 5. [`stream`]: sequence numbers, resume, flow-control windows.
 //! 6. [`file`]: a file's bytes checked end to end (running SHA-256); [`fs`] is the file
 //!    service's API, whose transfers travel as streams; [`text`] is how an editor turns a file's
@@ -27,6 +29,7 @@ pub mod handshake;
 pub mod hex;
 pub mod identity;
 pub mod keys;
+pub mod paths;
 pub mod stream;
 pub mod sync;
 pub mod text;
