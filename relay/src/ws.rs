@@ -249,12 +249,11 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
                     decoder.push(&bytes).map_err(|_| "malformed frame")?;
                     while let Some(frame) = decoder.next_frame().map_err(|_| "malformed frame")? {
                         if frame.header == Header::Relay(RelayMsg::IceRequest) {
-                            // Through the host's queue, in order with what else goes to it; a
-                            // host that asks faster than it reads just waits for its answers.
+                            // Through the host's queue, in order with what else goes to it, and
+                            // never waiting on it (reading must not stop for a host slow to
+                            // read): asked while its queue is full, the host asks again later.
                             let Some(to_host) = answers.upgrade() else { break };
-                            if to_host.send(ice_offer(&app.webrtc, &host_id)).await.is_err() {
-                                break;
-                            }
+                            let _ = to_host.try_send(ice_offer(&app.webrtc, &host_id));
                             continue;
                         }
                         hub.deliver_to_client(&host_id, frame);
@@ -553,13 +552,20 @@ mod tests {
         }
     }
 
-    async fn register(url: &str, secret: [u8; 32]) -> (Ws, String) {
+    /// Register a host; returns its socket, its id and the relay's `ice` offer that follows.
+    async fn register_host(url: &str, secret: [u8; 32]) -> (Ws, String, RelayMsg) {
         let host_id = identity::host_id(&secret);
         let mut host = connect(&format!("{url}/ws/host")).await;
         let proof = tether_protocol::hex::encode(&secret);
         send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::Register { host_id: host_id.clone(), proof }))).await;
         assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Registered));
-        assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Ice { webrtc: true, turn: None }));
+        let Header::Relay(offer) = next_frame(&mut host).await.header else { panic!("an ice offer") };
+        (host, host_id, offer)
+    }
+
+    async fn register(url: &str, secret: [u8; 32]) -> (Ws, String) {
+        let (host, host_id, offer) = register_host(url, secret).await;
+        assert_eq!(offer, RelayMsg::Ice { webrtc: true, turn: None });
         (host, host_id)
     }
 
@@ -570,31 +576,21 @@ mod tests {
         std::fs::write(dir.join("secret"), "s3cret\n").expect("secret");
         let turn = crate::turn::Turn::load(vec!["turn:127.0.0.1:3478".into()], &dir.join("secret")).expect("turn");
         let url = start_relay_with(crate::WebrtcPolicy { allowed: true, turn: Some(turn) }).await;
-        let secret = [7; 32];
-        let host_id = identity::host_id(&secret);
-        let mut host = connect(&format!("{url}/ws/host")).await;
-        let proof = tether_protocol::hex::encode(&secret);
-        send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::Register { host_id: host_id.clone(), proof }))).await;
-        assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Registered));
+        let (mut host, host_id, mut offer) = register_host(&url, [7; 32]).await;
         for _ in 0..2 {
-            let Header::Relay(RelayMsg::Ice { webrtc: true, turn: Some(turn) }) = next_frame(&mut host).await.header
-            else {
-                panic!("an ice offer with TURN")
-            };
+            let RelayMsg::Ice { webrtc: true, turn: Some(turn) } = offer else { panic!("an ice offer with TURN") };
             assert_eq!(turn.urls, ["turn:127.0.0.1:3478"]);
             assert_eq!(turn.username, format!("{}:{host_id}", turn.expires));
             assert!(!turn.credential.is_empty() && !turn.credential.contains("s3cret"));
             send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::IceRequest))).await;
+            let Header::Relay(next) = next_frame(&mut host).await.header else { panic!("an ice offer") };
+            offer = next;
         }
         let _ = std::fs::remove_dir_all(&dir);
 
         let url = start_relay_with(crate::WebrtcPolicy { allowed: false, turn: None }).await;
-        let mut host = connect(&format!("{url}/ws/host")).await;
-        let proof = tether_protocol::hex::encode(&[8; 32]);
-        let host_id = identity::host_id(&[8; 32]);
-        send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::Register { host_id, proof }))).await;
-        assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Registered));
-        assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Ice { webrtc: false, turn: None }));
+        let (_host, _, offer) = register_host(&url, [8; 32]).await;
+        assert_eq!(offer, RelayMsg::Ice { webrtc: false, turn: None });
     }
 
     #[tokio::test]
