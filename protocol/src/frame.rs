@@ -124,8 +124,8 @@ pub enum RelayMsg {
     IceRequest,
     /// Relay → host, after `registered` and for each `ice_request`: whether this relay lets
     /// connections leave it for a WebRTC data channel (`--no-webrtc` says no), and the TURN
-    /// server with fresh short-lived credentials, when it runs one. The host hands these on to
-    /// its authenticated clients inside the secure channel; the relay never sees them used.
+    /// server with fresh short-lived credentials, when it runs one. They are for the host to
+    /// hand on to its authenticated clients inside the secure channel, never to anyone else.
     Ice { webrtc: bool, turn: Option<TurnCredentials> },
 }
 

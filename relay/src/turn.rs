@@ -3,8 +3,8 @@
 //! mints credentials that the TURN server can check without asking anyone.
 //!
 //! Invariants:
-//! - Only registered hosts are given credentials (a host proved its id), and they pass them on
-//!   only to clients that authenticated to them. A browser never asks the relay.
+//! - Only registered hosts are given credentials (a host proved its id); a host is to pass them
+//!   on only to clients that authenticated to it. A browser never asks the relay.
 //! - Credentials expire `CREDENTIAL_SECS` after they are minted; each request mints fresh ones.
 //! - The secret is read once at start and never printed, logged or sent anywhere.
 
