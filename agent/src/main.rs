@@ -23,6 +23,7 @@ use crate::reach::local::LocalClient;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    reach::relay::say_paths(cli.verbose);
     let state = match StateDir::from_env() {
         Ok(state) => state,
         Err(e) => return fail(&e),

@@ -118,6 +118,8 @@ struct Inner {
     timer: Option<Timer>,
     redial: Option<Timer>,
     closed: bool,
+    /// The latest ping → pong time of this connection (the status bar shows it).
+    round_trip_ms: Option<u64>,
 }
 
 /// A WebSocket and the closures it calls (they must live as long as it does).
@@ -234,6 +236,7 @@ impl Link {
             timer: None,
             redial: None,
             closed: false,
+            round_trip_ms: None,
             last_input_ms: None,
             inputs: 0,
         })));
@@ -243,6 +246,11 @@ impl Link {
 
     pub fn status(&self) -> Status {
         self.0.borrow().status.clone()
+    }
+
+    /// The connection's latest measured round trip, in milliseconds.
+    pub fn round_trip_ms(&self) -> Option<u64> {
+        self.0.borrow().round_trip_ms
     }
 
     /// Redial now (network back, page restored), unless connected or given up.
@@ -465,8 +473,18 @@ impl Link {
                     let mut inner = self.0.borrow_mut();
                     inner.backoff_ms = MIN_BACKOFF_MS;
                     inner.generation += 1;
+                    inner.round_trip_ms = None;
+                    // Time the round trip at once; keep-alives time it again every 15 s.
+                    if let Some(conn) = inner.conn.as_mut() {
+                        let _ = conn.ping(now_ms());
+                    }
                 }
                 self.set_status(Status::Connected);
+            }
+            Event::RoundTrip { ms } => {
+                self.0.borrow_mut().round_trip_ms = Some(ms);
+                let status = self.status();
+                self.set_status(status);
             }
             Event::Cmd { id, body, payload } => {
                 let Some(reply) = self.0.borrow_mut().calls.remove(&id) else { return };

@@ -112,6 +112,10 @@ pub enum Event {
     Webrtc {
         signal: serde_json::Value,
     },
+    /// The answer to our latest ping came back after `ms` (see `Connection::ping`).
+    RoundTrip {
+        ms: u64,
+    },
     /// The peer closed in order.
     Closed {
         reason: String,
@@ -162,6 +166,9 @@ pub struct Connection {
     last_ping_ms: u64,
     last_received_ms: u64,
     ping_nonce: u64,
+    /// Whether the latest ping (`ping_nonce`) is still unanswered: only its pong is timed.
+    ping_outstanding: bool,
+    round_trip_ms: Option<u64>,
 }
 
 impl Connection {
@@ -194,6 +201,8 @@ impl Connection {
             last_ping_ms: now_ms,
             last_received_ms: now_ms,
             ping_nonce: 0,
+            ping_outstanding: false,
+            round_trip_ms: None,
         }
     }
 
@@ -439,6 +448,13 @@ impl Connection {
                 self.event(Event::Eof { stream, end });
             }
             Control::Ping { nonce } => self.send_sealed(&Frame::bare(Header::Control(Control::Pong { nonce })))?,
+            // Only the latest ping's answer is timed: an older one's would read too short.
+            Control::Pong { nonce } if self.ping_outstanding && nonce == self.ping_nonce => {
+                self.ping_outstanding = false;
+                let ms = self.last_received_ms.saturating_sub(self.last_ping_ms);
+                self.round_trip_ms = Some(ms);
+                self.event(Event::RoundTrip { ms });
+            }
             Control::Pong { .. } => {}
             Control::Close { reason } => {
                 self.state = State::Closed;
@@ -558,14 +574,30 @@ impl Connection {
             State::Open { .. } if now_ms >= self.last_received_ms + IDLE_TIMEOUT_MS => {
                 Err(ConnError::Idle { silent_ms: now_ms - self.last_received_ms })
             }
-            State::Open { .. } if now_ms >= self.last_ping_ms + KEEPALIVE_INTERVAL_MS => {
-                self.ping_nonce += 1;
-                self.last_ping_ms = now_ms;
-                self.send_sealed(&Frame::bare(Header::Control(Control::Ping { nonce: self.ping_nonce })))
-            }
+            State::Open { .. } if now_ms >= self.last_ping_ms + KEEPALIVE_INTERVAL_MS => self.send_ping(now_ms),
             _ => Ok(()),
         };
         result.map_err(|e| self.fail(e))
+    }
+
+    /// Ping the peer now (keep-alives do so every `KEEPALIVE_INTERVAL_MS` anyway); its answer
+    /// comes as `Event::RoundTrip`. What a status line calls after authenticating, and from time
+    /// to time, to show the round-trip time.
+    pub fn ping(&mut self, now_ms: u64) -> Result<(), ConnError> {
+        self.check_open()?;
+        self.send_ping(now_ms).map_err(|e| self.fail(e))
+    }
+
+    fn send_ping(&mut self, now_ms: u64) -> Result<(), ConnError> {
+        self.ping_nonce += 1;
+        self.last_ping_ms = now_ms;
+        self.ping_outstanding = true;
+        self.send_sealed(&Frame::bare(Header::Control(Control::Ping { nonce: self.ping_nonce })))
+    }
+
+    /// The latest measured round trip (ping → pong), in milliseconds.
+    pub fn round_trip_ms(&self) -> Option<u64> {
+        self.round_trip_ms
     }
 
     fn send_sealed(&mut self, frame: &Frame) -> Result<(), ConnError> {

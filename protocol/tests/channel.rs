@@ -113,6 +113,37 @@ fn sealed_auth_or_nested_frames_are_refused() {
 }
 
 #[test]
+fn a_ping_times_the_round_trip_and_only_the_latest_pong_counts() {
+    let (mut client, mut host) = open_pair();
+    assert_eq!(client.round_trip_ms(), None);
+    client.ping(1_000).expect("ping");
+    let first = next_transmit(&mut client);
+    client.ping(1_010).expect("ping again");
+    let second = next_transmit(&mut client);
+    host.handle_input(Input::Bytes(&first), 1_020).expect("host takes ping");
+    let first_pong = next_transmit(&mut host);
+    host.handle_input(Input::Bytes(&second), 1_020).expect("host takes ping");
+    let second_pong = next_transmit(&mut host);
+
+    // The first pong answers an older ping: timing it against the latest would read too short.
+    client.handle_input(Input::Bytes(&first_pong), 1_032).expect("pong");
+    assert!(!drain(&mut client).1.iter().any(|e| matches!(e, Event::RoundTrip { .. })));
+    client.handle_input(Input::Bytes(&second_pong), 1_035).expect("pong");
+    assert!(drain(&mut client).1.contains(&Event::RoundTrip { ms: 25 }));
+    assert_eq!(client.round_trip_ms(), Some(25));
+}
+
+#[test]
+fn a_ping_before_the_handshake_is_refused_without_harm() {
+    let mut client = tether_protocol::Connection::client(HOST_ID, "invite", SECRET, entropy(1), 0);
+    assert!(client.ping(5).is_err());
+    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(2), 0);
+    let (_, _, error) = pump(&mut client, &mut host);
+    assert_eq!(error, None, "the handshake still completes");
+    assert!(client.is_open());
+}
+
+#[test]
 fn keepalive_pings_and_a_silent_peer_is_detected() {
     let (mut client, mut host) = open_pair();
     assert_eq!(client.poll_timeout(), Some(KEEPALIVE_INTERVAL_MS));

@@ -75,7 +75,9 @@ fn a_wrong_secret_is_refused_clearly_and_a_stopped_agent_shows_offline() {
     assert!(status.contains("unknown or revoked invite"), "{status}");
 
     browser.goto(&invite);
-    page.wait_status("connected via relay");
+    // The status bar names the path and, once a ping came back, the round trip over it.
+    let status = page.wait_status("round trip");
+    assert!(status.starts_with("connected via relay · round trip ") && status.ends_with(" ms"), "{status}");
     host.ok(&["daemon", "stop", "--grace", "0s"]);
     page.wait_status("host offline");
     browser.goto(&relay.url);

@@ -103,6 +103,15 @@ fn exec_returns_exit_codes_and_keeps_stdout_and_stderr_apart() {
     let out = client.run(&["exec", &invite, "--", "/no/such/command"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("command not found"));
+
+    // -v says the path and the round trip on stderr, before the command's own output; without
+    // it, stderr is the command's alone (as above).
+    let out = client.run(&["-v", "exec", &invite, "--", "sh", "-c", "echo to-err >&2"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let host_id = tether_protocol::identity::Invite::parse(&invite).expect("invite").host_id;
+    let said = format!("tether: connected to {host_id} via relay · round trip ");
+    assert!(stderr.starts_with(&said) && stderr.ends_with(" ms\nto-err\n"), "{stderr}");
 }
 
 #[test]

@@ -14,6 +14,10 @@ pub struct Cli {
     /// name from `tether hosts add`.
     #[arg(short = 'H', long = "host", global = true, env = "TETHER_INVITE", value_name = "INVITE|NAME")]
     pub host: Option<String>,
+    /// Say on stderr, for each connection to a host, which path carries it and its round-trip
+    /// time (exec, attach, cp and every command with -H).
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -3,6 +3,8 @@
 //! only ciphertext; the same requests as on the local socket travel inside. This type only moves
 //! bytes: `remote` (shared by many requests and streams) and `cli::exec` drive it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::api::{cmd_frame, next_request_id, Request};
 use tether_protocol::connection::{Connection, Event, Input};
@@ -14,6 +16,14 @@ use crate::random::handshake_entropy;
 use crate::time::monotonic_ms;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// `-v`: say on stderr, for every connection made (and made again), its path and round trip.
+/// Process-wide, like a log level: set once by `main` before any connection.
+static SAY_PATHS: AtomicBool = AtomicBool::new(false);
+
+pub fn say_paths(on: bool) {
+    SAY_PATHS.store(on, Ordering::Relaxed);
+}
 
 pub struct RelayConnection {
     ws: Ws,
@@ -82,9 +92,32 @@ impl RelayConnection {
             events.extend(connection.flush().await?);
             received?;
             if events.iter().any(|e| matches!(e, Event::Authenticated { .. })) {
+                if SAY_PATHS.load(Ordering::Relaxed) {
+                    connection.say_path(address).await?;
+                }
                 return Ok(connection);
             }
         }
+    }
+
+    /// Time one ping and say the path and round trip on stderr. Nothing else can arrive yet
+    /// (no request has gone out), so waiting for the pong loses nothing.
+    async fn say_path(&mut self, address: &HostAddress) -> Result<(), String> {
+        self.conn.ping(monotonic_ms()).map_err(|e| e.to_string())?;
+        let ms = loop {
+            let mut events = self.flush().await?;
+            self.receive().await?;
+            events.extend(self.flush().await?);
+            if let Some(ms) = events.iter().find_map(|e| match e {
+                Event::RoundTrip { ms } => Some(*ms),
+                _ => None,
+            }) {
+                break ms;
+            }
+        };
+        let round_trip = if ms == 0 { "< 1 ms".to_owned() } else { format!("{ms} ms") };
+        eprintln!("tether: connected to {} via relay · round trip {round_trip}", address.host_id);
+        Ok(())
     }
 
     /// The protocol state, for sending data and crediting what was taken.
