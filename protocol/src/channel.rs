@@ -13,6 +13,10 @@
 //!   a forgery (bit flip, truncation, or a counter changed in the clear header, since the counter
 //!   is also inside the authenticated data). Every failure is final for the connection.
 //! - SIV is deterministic, which is safe here because (key, counter) never repeats.
+//! - Over two paths at once (relay and data channel, see `paths`), frames are put back in
+//!   counter order before the opener sees them, and copies of frames already opened (resent
+//!   after a path failed) are dropped unopened; the opener's rules above still hold for what
+//!   reaches it. Over the relay alone nothing is reordered: out of order is an error, as here.
 
 use aes_siv::siv::Aes256Siv;
 use aes_siv::KeyInit;

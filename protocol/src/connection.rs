@@ -23,10 +23,11 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::channel::{Opener, Sealer};
-use crate::error::{AuthError, ConnError};
+use crate::error::{AuthError, ChannelError, ConnError};
 use crate::frame::{Control, Frame, FrameDecoder, Header};
 use crate::handshake::{ClientHandshake, Credential, HandshakeEntropy, HelloAnswer, HelloWork, HostHandshake, Step};
 use crate::keys::SessionKeys;
+use crate::paths::{Reorder, Unacked};
 use crate::stream::{InputCursor, RecvWindow, SendWindow, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK};
 
 /// A handshake that has not finished by then is abandoned.
@@ -52,6 +53,8 @@ pub enum Role {
 pub enum Input<'a> {
     /// Bytes received, split wherever the transport split them.
     Bytes(&'a [u8]),
+    /// Bytes received on the WebRTC data channel beside the relay (see `open_direct`).
+    Direct(&'a [u8]),
     /// The transport ended.
     TransportClosed,
 }
@@ -169,7 +172,25 @@ pub struct Connection {
     /// Whether the latest ping (`ping_nonce`) is still unanswered: only its pong is timed.
     ping_outstanding: bool,
     round_trip_ms: Option<u64>,
+    /// The data channel, while one carries our sealed frames (see `paths`).
+    direct: Option<DirectPath>,
+    /// Set once frames may arrive over two paths: from then on they are put back in order.
+    /// Until then (the relay alone) a frame out of order is an error, as it always was.
+    reorder: Option<Reorder<Frame>>,
+    direct_decoder: FrameDecoder,
+    /// The counter our last `ack` told the peer we need next.
+    acked: u64,
 }
+
+/// Our sending side of a data channel: what goes out on it, and copies until acknowledged.
+struct DirectPath {
+    out: VecDeque<Vec<u8>>,
+    unacked: Unacked,
+}
+
+/// A receiver acknowledges every this many frames while frames may come over the data channel:
+/// the sender keeps at most this many beyond the last acknowledgement (or `MAX_UNACKED_BYTES`).
+pub const ACK_EVERY_FRAMES: u64 = 32;
 
 impl Connection {
     /// A client that proves knowledge of `secret` for `identity` on `host_id`. The first output
@@ -203,6 +224,10 @@ impl Connection {
             ping_nonce: 0,
             ping_outstanding: false,
             round_trip_ms: None,
+            direct: None,
+            reorder: None,
+            direct_decoder: FrameDecoder::new(),
+            acked: 0,
         }
     }
 
@@ -316,6 +341,10 @@ impl Connection {
                 self.last_received_ms = now_ms;
                 self.handle_bytes(bytes, now_ms)
             }
+            Input::Direct(bytes) => {
+                self.last_received_ms = now_ms;
+                self.handle_direct(bytes)
+            }
             Input::TransportClosed => Err(match self.state {
                 State::Open { .. } => ConnError::Truncated,
                 _ => ConnError::Auth(AuthError::Rejected("connection ended during handshake".into())),
@@ -335,6 +364,52 @@ impl Connection {
         Ok(())
     }
 
+    /// Frames from the data channel: only ever sealed ones, after the handshake.
+    fn handle_direct(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        self.check_open()?;
+        self.start_reordering();
+        self.direct_decoder.push(bytes)?;
+        while let Some(frame) = self.direct_decoder.next_frame()? {
+            self.take_sealed(frame)?;
+            if matches!(self.state, State::Closed) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_reordering(&mut self) {
+        if self.reorder.is_none() {
+            if let State::Open { opener, .. } = &self.state {
+                self.reorder = Some(Reorder::starting_at(opener.next_counter()));
+                self.acked = opener.next_counter();
+            }
+        }
+    }
+
+    /// A sealed frame from either path, once frames may come over two: held until its turn,
+    /// dropped unopened when it is a copy of one already taken.
+    fn take_sealed(&mut self, frame: Frame) -> Result<(), ConnError> {
+        let Header::Encrypted { ctr } = frame.header else {
+            return Err(ChannelError::NotEncrypted(crate::channel::header_kind(&frame.header)).into());
+        };
+        let Some(reorder) = self.reorder.as_mut() else { return Err(ConnError::NotReady("not reordering")) };
+        let len = frame.payload.len();
+        reorder.push(ctr, len, frame)?;
+        while let Some(frame) = self.reorder.as_mut().and_then(Reorder::pop) {
+            let State::Open { opener, .. } = &mut self.state else { break };
+            let inner = opener.open(&frame)?;
+            self.handle_inner(inner)?;
+        }
+        // Tell the sender what it may let go of.
+        let next = self.reorder.as_ref().map_or(0, Reorder::next_counter);
+        if next >= self.acked + ACK_EVERY_FRAMES && matches!(self.state, State::Open { .. }) {
+            self.acked = next;
+            self.send_sealed(&Frame::bare(Header::Control(Control::Ack { next })))?;
+        }
+        Ok(())
+    }
+
     fn handle_frame(&mut self, frame: Frame, now_ms: u64) -> Result<(), ConnError> {
         let step = match &mut self.state {
             State::Client(handshake) => handshake.handle(&frame),
@@ -345,6 +420,7 @@ impl Connection {
                 }
                 step
             }
+            State::Open { .. } if self.reorder.is_some() => return self.take_sealed(frame),
             State::Open { opener, .. } => {
                 let inner = opener.open(&frame)?;
                 return self.handle_inner(inner);
@@ -446,6 +522,11 @@ impl Connection {
                 }
                 self.prune(stream);
                 self.event(Event::Eof { stream, end });
+            }
+            Control::Ack { next } => {
+                if let Some(direct) = self.direct.as_mut() {
+                    direct.unacked.acknowledge(next);
+                }
             }
             Control::Ping { nonce } => self.send_sealed(&Frame::bare(Header::Control(Control::Pong { nonce })))?,
             // Only the latest ping's answer is timed: an older one's would read too short.
@@ -604,10 +685,49 @@ impl Connection {
         let State::Open { sealer, .. } = &mut self.state else {
             return Err(ConnError::NotReady("not authenticated"));
         };
+        let ctr = sealer.next_counter();
         let sealed = sealer.seal(frame)?;
         let bytes = sealed.encode()?;
-        self.out.push_back(Output::Transmit(bytes));
+        match self.direct.as_mut() {
+            // On the data channel, a copy kept until the peer has it; while too many wait for
+            // that, frames take the relay (the receiver puts them back in order either way).
+            Some(direct) if direct.unacked.has_room(bytes.len()) => {
+                direct.unacked.keep(ctr, bytes.clone());
+                direct.out.push_back(bytes);
+            }
+            _ => self.out.push_back(Output::Transmit(bytes)),
+        }
         Ok(())
+    }
+
+    /// A WebRTC data channel is open beside the relay: from now on sealed frames go on it
+    /// (`drain_direct`), and frames from either path are taken in counter order.
+    pub fn open_direct(&mut self) -> Result<(), ConnError> {
+        self.check_open()?;
+        self.start_reordering();
+        self.direct.get_or_insert_with(|| DirectPath { out: VecDeque::new(), unacked: Unacked::new() });
+        Ok(())
+    }
+
+    /// The data channel failed (or closed): what it carried that the peer has not acknowledged
+    /// is sent again on the relay, in order, and everything after goes there too.
+    pub fn direct_failed(&mut self) {
+        if let Some(mut direct) = self.direct.take() {
+            for (_, sealed) in direct.unacked.take_for_resend() {
+                self.out.push_back(Output::Transmit(sealed));
+            }
+        }
+        self.direct_decoder = FrameDecoder::new();
+    }
+
+    /// Whether sealed frames go on a data channel now.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Bytes to send on the data channel, in order.
+    pub fn drain_direct(&mut self) -> Vec<Vec<u8>> {
+        self.direct.as_mut().map(|d| d.out.drain(..).collect()).unwrap_or_default()
     }
 
     fn transmit_plain(&mut self, frame: &Frame) {

@@ -213,6 +213,7 @@ pub enum ConnError {
     Frame(FrameError),
     Auth(AuthError),
     Channel(ChannelError),
+    Path(PathError),
     Stream(StreamError),
     /// The transport ended without the peer's authenticated `close`: traffic may have been cut.
     Truncated,
@@ -233,6 +234,7 @@ impl fmt::Display for ConnError {
             Self::Frame(e) => e.fmt(f),
             Self::Auth(e) => e.fmt(f),
             Self::Channel(e) => e.fmt(f),
+            Self::Path(e) => e.fmt(f),
             Self::Stream(e) => e.fmt(f),
             Self::Truncated => write!(f, "connection cut: transport ended without an authenticated close"),
             Self::Idle { silent_ms } => {
@@ -253,7 +255,7 @@ macro_rules! from_layer {
         }
     )*};
 }
-from_layer!(Frame(FrameError), Auth(AuthError), Channel(ChannelError), Stream(StreamError));
+from_layer!(Frame(FrameError), Auth(AuthError), Channel(ChannelError), Path(PathError), Stream(StreamError));
 
 impl From<FrameError> for ChannelError {
     fn from(e: FrameError) -> Self {

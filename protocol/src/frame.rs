@@ -163,6 +163,11 @@ pub enum AuthStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Control {
+    /// While a data channel carries frames: the receiver has every sealed frame before counter
+    /// `next`, so the sender may let its copies of them go (see `paths`).
+    Ack {
+        next: u64,
+    },
     /// Flow control: the receiver has consumed `bytes` more of `stream`; the sender may send that
     /// many more.
     Window {

@@ -35,6 +35,6 @@ pub mod sync;
 pub mod text;
 
 pub use connection::{Connection, Event, Input, Output, Role};
-pub use error::{AuthError, ChannelError, ConnError, FileError, FrameError, StreamError};
+pub use error::{AuthError, ChannelError, ConnError, FileError, FrameError, PathError, StreamError};
 pub use frame::{Frame, FrameDecoder, Header};
 pub use handshake::{Credential, HandshakeEntropy, HANDSHAKE_ENTROPY_BYTES};

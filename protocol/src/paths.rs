@@ -52,7 +52,12 @@ pub struct Reorder<T> {
 
 impl<T> Reorder<T> {
     pub fn new() -> Self {
-        Reorder { next: 0, early: BTreeMap::new(), early_bytes: 0 }
+        Reorder::starting_at(0)
+    }
+
+    /// A receiver that has already taken every frame before `next` (over the relay alone).
+    pub fn starting_at(next: u64) -> Self {
+        Reorder { next, early: BTreeMap::new(), early_bytes: 0 }
     }
 
     /// Take the sealed frame with counter `ctr`, `len` bytes long.

@@ -146,7 +146,10 @@ fn test() -> Result {
         cargo()
             .args(["test", "--locked", "-p", "tether-protocol", "--target", "wasm32-unknown-unknown"])
             .env("CHROMEDRIVER", &chromedriver)
-            .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", root().join("protocol/webdriver.json")),
+            .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", root().join("protocol/webdriver.json"))
+            // A test file gets 20 s by default; the two-path floods take ~7 s unoptimised here,
+            // more on a loaded machine.
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "120"),
     )?;
     eprintln!("xtask: all tests passed");
     Ok(())
