@@ -118,8 +118,6 @@ struct Inner {
     timer: Option<Timer>,
     redial: Option<Timer>,
     closed: bool,
-    /// The latest ping → pong time of this connection (the status bar shows it).
-    round_trip_ms: Option<u64>,
 }
 
 /// A WebSocket and the closures it calls (they must live as long as it does).
@@ -236,7 +234,6 @@ impl Link {
             timer: None,
             redial: None,
             closed: false,
-            round_trip_ms: None,
             last_input_ms: None,
             inputs: 0,
         })));
@@ -248,9 +245,9 @@ impl Link {
         self.0.borrow().status.clone()
     }
 
-    /// The connection's latest measured round trip, in milliseconds.
-    pub fn round_trip_ms(&self) -> Option<u64> {
-        self.0.borrow().round_trip_ms
+    /// Which path carries the connection and its round trip ("via relay · round trip 3 ms").
+    pub fn path_summary(&self) -> String {
+        self.0.borrow().conn.as_ref().map(Connection::path_summary).unwrap_or_default()
     }
 
     /// Redial now (network back, page restored), unless connected or given up.
@@ -473,7 +470,6 @@ impl Link {
                     let mut inner = self.0.borrow_mut();
                     inner.backoff_ms = MIN_BACKOFF_MS;
                     inner.generation += 1;
-                    inner.round_trip_ms = None;
                     // Time the round trip at once; keep-alives time it again every 15 s.
                     if let Some(conn) = inner.conn.as_mut() {
                         let _ = conn.ping(now_ms());
@@ -481,11 +477,8 @@ impl Link {
                 }
                 self.set_status(Status::Connected);
             }
-            Event::RoundTrip { ms } => {
-                self.0.borrow_mut().round_trip_ms = Some(ms);
-                let status = self.status();
-                self.set_status(status);
-            }
+            // The status bar shows it: say the status again.
+            Event::RoundTrip { .. } => self.set_status(self.status()),
             Event::Cmd { id, body, payload } => {
                 let Some(reply) = self.0.borrow_mut().calls.remove(&id) else { return };
                 let answer = match serde_json::from_value::<Response>(body) {

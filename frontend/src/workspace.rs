@@ -298,7 +298,7 @@ pub fn workspace(props: &Props) -> Html {
     html! {
         <div class="workspace">
             <StatusBar status={status.0.clone()} online={*online} host_id={props.address.host_id.clone()}
-                round_trip_ms={link.as_ref().and_then(Link::round_trip_ms)} />
+                path={link.as_ref().map(Link::path_summary).unwrap_or_default()} />
             <div class="columns">
                 <SessionList sessions={(*sessions).clone()} on_open={open_tab} on_stop={stop}
                     on_new={new_shell} connected={generation > 0} />
@@ -433,21 +433,15 @@ struct StatusProps {
     status: Status,
     online: Option<bool>,
     host_id: String,
-    /// The latest ping → pong time, once measured.
-    round_trip_ms: Option<u64>,
+    /// Which path carries the connection, and its round trip once measured.
+    path: String,
 }
 
 #[function_component(StatusBar)]
 fn status_bar(props: &StatusProps) -> Html {
     let (text, class) = match &props.status {
         Status::Connecting => ("connecting…".to_owned(), "connecting"),
-        // The path that carries the session (only the relay, until WebRTC upgrades exist), and
-        // the round trip over it: 0 ms is below what the page's millisecond clock resolves.
-        Status::Connected => match props.round_trip_ms {
-            Some(0) => ("connected via relay · round trip < 1 ms".to_owned(), "connected"),
-            Some(ms) => (format!("connected via relay · round trip {ms} ms"), "connected"),
-            None => ("connected via relay".to_owned(), "connected"),
-        },
+        Status::Connected => (format!("connected {}", props.path), "connected"),
         Status::Reconnecting { in_ms, why } => {
             let offline = if props.online == Some(false) { "host offline; " } else { "" };
             (format!("{offline}reconnecting in {:.1}s ({why})", f64::from(*in_ms) / 1000.0), "reconnecting")

@@ -339,12 +339,14 @@ impl Connection {
         let result = match input {
             Input::Bytes(bytes) => {
                 self.last_received_ms = now_ms;
-                self.handle_bytes(bytes, now_ms)
+                self.handle_bytes(bytes, false, now_ms)
             }
-            Input::Direct(bytes) => {
+            // Only ever sealed frames, after the handshake (`take_sealed` refuses others).
+            Input::Direct(bytes) => self.check_open().and_then(|()| {
                 self.last_received_ms = now_ms;
-                self.handle_direct(bytes)
-            }
+                self.start_reordering();
+                self.handle_bytes(bytes, true, now_ms)
+            }),
             Input::TransportClosed => Err(match self.state {
                 State::Open { .. } => ConnError::Truncated,
                 _ => ConnError::Auth(AuthError::Rejected("connection ended during handshake".into())),
@@ -353,9 +355,10 @@ impl Connection {
         result.map_err(|e| self.fail(e))
     }
 
-    fn handle_bytes(&mut self, bytes: &[u8], now_ms: u64) -> Result<(), ConnError> {
-        self.decoder.push(bytes)?;
-        while let Some(frame) = self.decoder.next_frame()? {
+    /// Bytes of one path (each has its own framing): the relay's, or the data channel's.
+    fn handle_bytes(&mut self, bytes: &[u8], direct: bool, now_ms: u64) -> Result<(), ConnError> {
+        self.decoder_of(direct).push(bytes)?;
+        while let Some(frame) = self.decoder_of(direct).next_frame()? {
             self.handle_frame(frame, now_ms)?;
             if matches!(self.state, State::Closed) {
                 break;
@@ -364,18 +367,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Frames from the data channel: only ever sealed ones, after the handshake.
-    fn handle_direct(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
-        self.check_open()?;
-        self.start_reordering();
-        self.direct_decoder.push(bytes)?;
-        while let Some(frame) = self.direct_decoder.next_frame()? {
-            self.take_sealed(frame)?;
-            if matches!(self.state, State::Closed) {
-                break;
-            }
+    fn decoder_of(&mut self, direct: bool) -> &mut FrameDecoder {
+        if direct {
+            &mut self.direct_decoder
+        } else {
+            &mut self.decoder
         }
-        Ok(())
     }
 
     fn start_reordering(&mut self) {
@@ -679,6 +676,18 @@ impl Connection {
     /// The latest measured round trip (ping → pong), in milliseconds.
     pub fn round_trip_ms(&self) -> Option<u64> {
         self.round_trip_ms
+    }
+
+    /// Which path carries the connection and its round trip, as people are told it (the page's
+    /// status bar and `tether -v` say the same): "via relay · round trip 3 ms". Milliseconds are
+    /// whole, so a round trip under one says "< 1 ms".
+    pub fn path_summary(&self) -> String {
+        let path = if self.direct.is_some() { "direct" } else { "relay" };
+        match self.round_trip_ms {
+            Some(0) => format!("via {path} · round trip < 1 ms"),
+            Some(ms) => format!("via {path} · round trip {ms} ms"),
+            None => format!("via {path}"),
+        }
     }
 
     fn send_sealed(&mut self, frame: &Frame) -> Result<(), ConnError> {

@@ -116,6 +116,7 @@ fn sealed_auth_or_nested_frames_are_refused() {
 fn a_ping_times_the_round_trip_and_only_the_latest_pong_counts() {
     let (mut client, mut host) = open_pair();
     assert_eq!(client.round_trip_ms(), None);
+    assert_eq!(client.path_summary(), "via relay");
     client.ping(1_000).expect("ping");
     let first = next_transmit(&mut client);
     client.ping(1_010).expect("ping again");
@@ -131,6 +132,7 @@ fn a_ping_times_the_round_trip_and_only_the_latest_pong_counts() {
     client.handle_input(Input::Bytes(&second_pong), 1_035).expect("pong");
     assert!(drain(&mut client).1.contains(&Event::RoundTrip { ms: 25 }));
     assert_eq!(client.round_trip_ms(), Some(25));
+    assert_eq!(client.path_summary(), "via relay · round trip 25 ms");
 }
 
 #[test]

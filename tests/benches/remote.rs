@@ -55,7 +55,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(300));
     let mut attached = PtyClient::spawn(&client, &["attach", "-H", &invite, &session]);
     std::thread::sleep(Duration::from_millis(500));
-    let (t50, t99) = keystrokes(&mut attached);
+    let (t50, t99) = keystrokes(&mut attached, KEYSTROKES);
     attached.type_bytes(b"\x1dd");
 
     let mut cmd = portable_pty::CommandBuilder::new("ssh");
@@ -63,7 +63,7 @@ fn main() {
     cmd.args(["-tt", "stty raw -echo; exec cat"]);
     let mut ssh_pty = PtyClient::spawn_command(cmd);
     std::thread::sleep(Duration::from_millis(800));
-    let (s50, s99) = keystrokes(&mut ssh_pty);
+    let (s50, s99) = keystrokes(&mut ssh_pty, KEYSTROKES);
     println!(
         "  keystroke → echo  tether p50 {:>5.2} ms p99 {:>5.2} ms   ssh p50 {:>5.2} ms p99 {:>5.2} ms   tether/ssh (p50) {:.2}",
         ms(t50), ms(t99), ms(s50), ms(s99), t50.as_secs_f64() / s50.as_secs_f64()
@@ -78,7 +78,7 @@ fn main() {
         (far_attached.output_len() > 0).then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
-    let (ft50, ft99) = keystrokes_n(&mut far_attached, FAR_KEYSTROKES);
+    let (ft50, ft99) = keystrokes(&mut far_attached, FAR_KEYSTROKES);
     far_attached.type_bytes(b"\x1dd");
     let far_sshd = DelayProxy::start(&format!("127.0.0.1:{}", ssh.port), FAR_ONE_WAY);
     let far_port = far_sshd.addr.rsplit(':').next().unwrap_or_default().to_owned();
@@ -87,7 +87,7 @@ fn main() {
     cmd.args(["-tt", "stty raw -echo; exec cat"]);
     let mut far_ssh = PtyClient::spawn_command(cmd);
     std::thread::sleep(Duration::from_millis(2_000)); // a handshake of several round trips
-    let (fs50, fs99) = keystrokes_n(&mut far_ssh, FAR_KEYSTROKES);
+    let (fs50, fs99) = keystrokes(&mut far_ssh, FAR_KEYSTROKES);
     println!(
         "  echo, 100 ms RTT  tether p50 {:>5.1} ms p99 {:>5.1} ms   ssh p50 {:>5.1} ms p99 {:>5.1} ms   ({} keys each)",
         ms(ft50),
@@ -161,7 +161,7 @@ fn copy_bench(scratch: &Path, ssh: &Sshd, host: &Agent, client: &Agent, invite: 
     // Keystrokes while an upload runs through the same relay and host.
     let mut attached = PtyClient::spawn(client, &["attach", "-H", invite, session]);
     std::thread::sleep(Duration::from_millis(500));
-    let (idle50, idle99) = keystrokes(&mut attached);
+    let (idle50, idle99) = keystrokes(&mut attached, KEYSTROKES);
     let _ = std::fs::remove_file(&there);
     let mut upload = client.command();
     upload.arg("cp").arg(&source).arg(&remote).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
@@ -170,7 +170,7 @@ fn copy_bench(scratch: &Path, ssh: &Sshd, host: &Agent, client: &Agent, invite: 
     wait_until(Duration::from_secs(60), "the upload to start", || {
         std::fs::read_dir(scratch).ok()?.flatten().find(|e| e.file_name().to_string_lossy().ends_with(".tether-upload"))
     });
-    let (busy50, busy99) = keystrokes(&mut attached);
+    let (busy50, busy99) = keystrokes(&mut attached, KEYSTROKES);
     let still_copying = copying.is_running();
     println!(
         "  echo during cp    idle p50 {:>5.2} ms p99 {:>5.2} ms   uploading p50 {:>5.2} ms p99 {:>5.2} ms{}",
@@ -202,12 +202,8 @@ fn best_of(mut run: impl FnMut() -> Duration) -> Duration {
     (0..RUNS).map(|_| run()).min().unwrap_or_default()
 }
 
-/// Type one key at a time; time until its echo (from `cat`) arrives.
-fn keystrokes(client: &mut PtyClient) -> (Duration, Duration) {
-    keystrokes_n(client, KEYSTROKES)
-}
-
-fn keystrokes_n(client: &mut PtyClient, count: usize) -> (Duration, Duration) {
+/// Type `count` keys one at a time; time until each one's echo (from `cat`) arrives.
+fn keystrokes(client: &mut PtyClient, count: usize) -> (Duration, Duration) {
     let mut samples = Vec::with_capacity(count);
     for i in 0..count {
         let key = b'a' + (i % 26) as u8;

@@ -56,9 +56,8 @@ impl Browser {
     /// Like `start`, with downloads saved into `downloads` without asking.
     pub fn start_with_downloads(scratch: &Path, downloads: &Path) -> Browser {
         let browser = Browser::start_with(scratch, Some(downloads), &[]);
-        let allow = json!({ "cmd": "Browser.setDownloadBehavior",
-            "params": { "behavior": "allow", "downloadPath": downloads.display().to_string() } });
-        browser.call("POST", "/goog/cdp/execute", Some(allow));
+        let allow = json!({ "behavior": "allow", "downloadPath": downloads.display().to_string() });
+        browser.cdp("Browser.setDownloadBehavior", allow);
         browser
     }
 

@@ -31,8 +31,7 @@ fn setup_downloading() -> (Relay, Agent, String, Browser, Scratch) {
     let relay = Relay::start();
     let (host, _) = bash_host(scratch(), &[]);
     let invite = pair(&host, &relay);
-    let downloads = Scratch::file(scratch(), "downloads");
-    std::fs::create_dir_all(&downloads).expect("downloads");
+    let downloads = Scratch::dir(scratch(), "downloads");
     let browser = Browser::start_with_downloads(scratch(), &downloads);
     (relay, host, invite, browser, downloads)
 }

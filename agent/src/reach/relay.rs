@@ -87,10 +87,7 @@ impl RelayConnection {
         let conn = Connection::client(&address.host_id, identity, secret, handshake_entropy()?, monotonic_ms());
         let mut connection = RelayConnection { ws, conn, next_id: 1, dial: None };
         loop {
-            let mut events = connection.flush().await?;
-            let received = connection.receive().await;
-            events.extend(connection.flush().await?);
-            received?;
+            let events = connection.step().await?;
             if events.iter().any(|e| matches!(e, Event::Authenticated { .. })) {
                 if SAY_PATHS.load(Ordering::Relaxed) {
                     connection.say_path(address).await?;
@@ -104,20 +101,19 @@ impl RelayConnection {
     /// (no request has gone out), so waiting for the pong loses nothing.
     async fn say_path(&mut self, address: &HostAddress) -> Result<(), String> {
         self.conn.ping(monotonic_ms()).map_err(|e| e.to_string())?;
-        let ms = loop {
-            let mut events = self.flush().await?;
-            self.receive().await?;
-            events.extend(self.flush().await?);
-            if let Some(ms) = events.iter().find_map(|e| match e {
-                Event::RoundTrip { ms } => Some(*ms),
-                _ => None,
-            }) {
-                break ms;
-            }
-        };
-        let round_trip = if ms == 0 { "< 1 ms".to_owned() } else { format!("{ms} ms") };
-        eprintln!("tether: connected to {} via relay · round trip {round_trip}", address.host_id);
+        while !self.step().await?.iter().any(|e| matches!(e, Event::RoundTrip { .. })) {}
+        eprintln!("tether: connected to {} {}", address.host_id, self.conn.path_summary());
         Ok(())
+    }
+
+    /// Send what is queued, take one message, send what that produced; the events on the way.
+    /// A receive error comes after the flush, so what the connection had to say still goes out.
+    async fn step(&mut self) -> Result<Vec<Event>, String> {
+        let mut events = self.flush().await?;
+        let received = self.receive().await;
+        events.extend(self.flush().await?);
+        received?;
+        Ok(events)
     }
 
     /// The protocol state, for sending data and crediting what was taken.
