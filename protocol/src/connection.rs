@@ -28,6 +28,7 @@ use crate::frame::{Control, Frame, FrameDecoder, Header};
 use crate::handshake::{ClientHandshake, Credential, HandshakeEntropy, HelloAnswer, HelloWork, HostHandshake, Step};
 use crate::keys::SessionKeys;
 use crate::paths::{Reorder, Unacked};
+use crate::signal::Route;
 use crate::stream::{InputCursor, RecvWindow, SendWindow, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK};
 
 /// A handshake that has not finished by then is abandoned.
@@ -119,6 +120,11 @@ pub enum Event {
     RoundTrip {
         ms: u64,
     },
+    /// Nothing came over the data channel for `silent_ms`: it is taken for dead, and everything
+    /// goes over the relay again (as after `direct_failed`). Close the peer connection.
+    DirectLost {
+        silent_ms: u64,
+    },
     /// The peer closed in order.
     Closed {
         reason: String,
@@ -184,9 +190,20 @@ pub struct Connection {
 
 /// Our sending side of a data channel: what goes out on it, and copies until acknowledged.
 struct DirectPath {
+    route: Route,
     out: VecDeque<Vec<u8>>,
     unacked: Unacked,
+    /// When something last came over it (or it opened), to notice it dying.
+    last_received_ms: u64,
 }
+
+/// While a data channel carries the connection, ping this often (on it), so that each end hears
+/// from the other at least this often and a dead channel shows within `DIRECT_SILENCE_MS`.
+pub const DIRECT_PING_MS: u64 = 1_000;
+/// A data channel silent this long is dead (ICE failed, consent expired, a path blocked): long
+/// enough for a few lost pings, short enough that a session barely stalls before the relay
+/// takes over.
+pub const DIRECT_SILENCE_MS: u64 = 3_500;
 
 /// A receiver acknowledges every this many frames while frames may come over the data channel:
 /// the sender keeps at most this many beyond the last acknowledgement (or `MAX_UNACKED_BYTES`).
@@ -344,6 +361,9 @@ impl Connection {
             // Only ever sealed frames, after the handshake (`take_sealed` refuses others).
             Input::Direct(bytes) => self.check_open().and_then(|()| {
                 self.last_received_ms = now_ms;
+                if let Some(direct) = self.direct.as_mut() {
+                    direct.last_received_ms = now_ms;
+                }
                 self.start_reordering();
                 self.handle_bytes(bytes, true, now_ms)
             }),
@@ -636,15 +656,28 @@ impl Connection {
         match self.state {
             State::Client(_) | State::Host(_) => Some(self.handshake_deadline),
             State::Open { .. } => {
-                Some((self.last_ping_ms + KEEPALIVE_INTERVAL_MS).min(self.last_received_ms + IDLE_TIMEOUT_MS))
+                let relay = (self.last_ping_ms + KEEPALIVE_INTERVAL_MS).min(self.last_received_ms + IDLE_TIMEOUT_MS);
+                let direct = self.direct.as_ref().map(|d| {
+                    (self.last_ping_ms + DIRECT_PING_MS).min(d.last_received_ms + DIRECT_SILENCE_MS)
+                });
+                Some(direct.map_or(relay, |direct| direct.min(relay)))
             }
             State::Closed | State::Failed(_) => None,
         }
     }
 
-    /// Drive timers: handshake deadline, keep-alive, idle detection.
+    /// Drive timers: handshake deadline, keep-alive, idle detection, and while a data channel
+    /// carries the connection, its pings and its death (`Event::DirectLost`).
     pub fn handle_timeout(&mut self, now_ms: u64) -> Result<(), ConnError> {
         self.check_usable()?;
+        if let Some(silent_ms) = self.direct.as_ref().map(|d| now_ms.saturating_sub(d.last_received_ms)) {
+            if silent_ms >= DIRECT_SILENCE_MS {
+                self.direct_failed();
+                self.event(Event::DirectLost { silent_ms });
+            } else if now_ms >= self.last_ping_ms + DIRECT_PING_MS {
+                self.send_ping(now_ms).map_err(|e| self.fail(e))?;
+            }
+        }
         let result = match self.state {
             State::Client(_) | State::Host(_) if now_ms >= self.handshake_deadline => {
                 Err(ConnError::Auth(AuthError::TimedOut))
@@ -682,7 +715,7 @@ impl Connection {
     /// status bar and `tether -v` say the same): "via relay · round trip 3 ms". Milliseconds are
     /// whole, so a round trip under one says "< 1 ms".
     pub fn path_summary(&self) -> String {
-        let path = if self.direct.is_some() { "direct" } else { "relay" };
+        let path = self.direct.as_ref().map_or("relay", |d| d.route.name());
         match self.round_trip_ms {
             Some(0) => format!("via {path} · round trip < 1 ms"),
             Some(ms) => format!("via {path} · round trip {ms} ms"),
@@ -709,12 +742,19 @@ impl Connection {
         Ok(())
     }
 
-    /// A WebRTC data channel is open beside the relay: from now on sealed frames go on it
-    /// (`drain_direct`), and frames from either path are taken in counter order.
-    pub fn open_direct(&mut self) -> Result<(), ConnError> {
+    /// A WebRTC data channel is open beside the relay, by `route`: from now on sealed frames go
+    /// on it (`drain_direct`), and frames from either path are taken in counter order. It is
+    /// pinged every `DIRECT_PING_MS` and given up after `DIRECT_SILENCE_MS` of silence.
+    pub fn open_direct(&mut self, route: Route, now_ms: u64) -> Result<(), ConnError> {
         self.check_open()?;
         self.start_reordering();
-        self.direct.get_or_insert_with(|| DirectPath { out: VecDeque::new(), unacked: Unacked::new() });
+        let direct = self.direct.get_or_insert_with(|| DirectPath {
+            route,
+            out: VecDeque::new(),
+            unacked: Unacked::new(),
+            last_received_ms: now_ms,
+        });
+        direct.route = route;
         Ok(())
     }
 
@@ -732,6 +772,11 @@ impl Connection {
     /// Whether sealed frames go on a data channel now.
     pub fn is_direct(&self) -> bool {
         self.direct.is_some()
+    }
+
+    /// The data channel's route, while one carries the connection.
+    pub fn direct_route(&self) -> Option<Route> {
+        self.direct.as_ref().map(|d| d.route)
     }
 
     /// Bytes to send on the data channel, in order.

@@ -10,7 +10,8 @@
 //! 3. [`keys`]: HKDF-SHA256 → one AES-256-SIV key per direction.
 //! 4. [`channel`]: sealed frames with strict per-direction counters; [`paths`] keeps them in
 //!    that order across transports (relay WebSocket, WebRTC data channel) and resends what a
-//!    failed path may have lost.
+//!    failed path may have lost; [`signal`] is how the two ends agree on a data channel, and
+//!    [`upgrade`] when a client tries (again).
 //! 5. [`stream`]: sequence numbers, resume, flow-control windows.
 //! 6. [`file`]: a file's bytes checked end to end (running SHA-256); [`fs`] is the file
 //!    service's API, whose transfers travel as streams; [`text`] is how an editor turns a file's
@@ -30,9 +31,11 @@ pub mod hex;
 pub mod identity;
 pub mod keys;
 pub mod paths;
+pub mod signal;
 pub mod stream;
 pub mod sync;
 pub mod text;
+pub mod upgrade;
 
 pub use connection::{Connection, Event, Input, Output, Role};
 pub use error::{AuthError, ChannelError, ConnError, FileError, FrameError, PathError, StreamError};

@@ -14,7 +14,9 @@ use common::*;
 use std::collections::VecDeque;
 
 use tether_protocol::connection::{Connection, Event, Input};
+use tether_protocol::connection::{DIRECT_PING_MS, DIRECT_SILENCE_MS};
 use tether_protocol::frame::{Frame, Header};
+use tether_protocol::signal::Route;
 use tether_protocol::ConnError;
 
 const STREAM: u32 = 1;
@@ -107,8 +109,8 @@ fn flood(seed: u64, open_at: usize, fail_at: Option<usize>) -> Flood {
         if !opened && sent >= open_at {
             opened = true;
             relay_backlog_at_open = to_client.relay.len();
-            client.open_direct().expect("client opens the data channel");
-            host.conn.open_direct().expect("host opens the data channel");
+            client.open_direct(Route::Direct, 0).expect("client opens the data channel");
+            host.conn.open_direct(Route::Direct, 0).expect("host opens the data channel");
         }
         if opened && !failed && fail_at.is_some_and(|at| sent >= at) {
             failed = true;
@@ -181,7 +183,7 @@ fn the_data_channel_dying_mid_flood_loses_nothing() {
 #[test]
 fn a_tampered_frame_on_the_data_channel_is_refused_as_on_the_relay() {
     let (mut client, mut host) = open_pair();
-    host.conn.open_direct().expect("open");
+    host.conn.open_direct(Route::Direct, 0).expect("open");
     host.conn.send_data(STREAM, 0, b"hello").expect("send");
     let mut message = host.conn.drain_direct().pop().expect("a sealed frame on the data channel");
     let last = message.len() - 1;
@@ -196,4 +198,56 @@ fn only_sealed_frames_may_come_over_the_data_channel() {
     let plain = Frame::new(Header::Data { stream: STREAM, seq: 0 }, b"unsealed".to_vec()).encode().expect("encode");
     let error = client.handle_input(Input::Direct(&plain), 0).err().expect("refused");
     assert!(matches!(error, ConnError::Channel(_)), "{error:?}");
+}
+
+#[test]
+fn a_data_channel_that_keeps_talking_stays_up() {
+    let (mut client, mut host) = open_pair();
+    client.open_direct(Route::Turn, 0).expect("open");
+    host.conn.open_direct(Route::Turn, 0).expect("open");
+    assert!(client.path_summary().starts_with("via TURN"), "{}", client.path_summary());
+    let mut now = 0;
+    while now < 4 * DIRECT_SILENCE_MS {
+        now += DIRECT_PING_MS / 2;
+        exchange_on_the_data_channel(&mut client, &mut host.conn, now);
+        exchange_on_the_data_channel(&mut host.conn, &mut client, now);
+    }
+    assert!(client.is_direct() && host.conn.is_direct(), "pings on the channel keep it up");
+}
+
+/// `from`'s timers run, and what it sends on the data channel reaches `to` at once.
+fn exchange_on_the_data_channel(from: &mut Connection, to: &mut Connection, now: u64) {
+    from.handle_timeout(now).expect("timers");
+    let (_, events) = from.drain_output();
+    assert!(!events.iter().any(|e| matches!(e, Event::DirectLost { .. })), "lost at {now} ms");
+    for message in from.drain_direct() {
+        to.handle_input(Input::Direct(&message), now).expect("takes a ping or pong");
+    }
+}
+
+#[test]
+fn a_silent_data_channel_is_given_up_and_what_it_lost_goes_over_the_relay() {
+    let (mut client, mut host) = open_pair();
+    client.open_direct(Route::Direct, 0).expect("open");
+    host.conn.open_direct(Route::Direct, 0).expect("open");
+    host.conn.send_data(STREAM, 0, b"lost on the way").expect("send");
+    assert_eq!(host.conn.drain_direct().len(), 1, "the frame went on the data channel, and is lost there");
+
+    host.conn.handle_timeout(DIRECT_SILENCE_MS - 1).expect("timers");
+    assert!(host.conn.is_direct(), "not yet given up");
+    host.conn.handle_timeout(DIRECT_SILENCE_MS).expect("timers");
+    assert!(!host.conn.is_direct());
+    assert!(host.conn.path_summary().starts_with("via relay"));
+    let (transmits, events) = host.conn.drain_output();
+    assert!(events.contains(&Event::DirectLost { silent_ms: DIRECT_SILENCE_MS }), "{events:?}");
+    let mut got = Vec::new();
+    for bytes in transmits {
+        client.handle_input(Input::Bytes(&bytes), DIRECT_SILENCE_MS).expect("relay delivers the resend");
+    }
+    for event in client.drain_output().1 {
+        if let Event::Data { bytes, .. } = event {
+            got.extend(bytes);
+        }
+    }
+    assert_eq!(got, b"lost on the way");
 }

@@ -9,11 +9,12 @@
 use libfuzzer_sys::fuzz_target;
 use tether_protocol::connection::{Connection, Input};
 use tether_protocol::frame::FrameDecoder;
+use tether_protocol::signal::Route;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&steer, frames)) = data.split_first() else { return };
     let (mut client, mut host) = Connection::fuzzing_pair(0);
-    if host.open_direct().is_err() {
+    if host.open_direct(Route::Direct, 0).is_err() {
         return;
     }
     let mut decoder = FrameDecoder::new();
