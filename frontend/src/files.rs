@@ -565,6 +565,7 @@ pub fn files_pane(props: &Props) -> Html {
 
     // The toolbar's field: new folder, rename, chmod.
     let field = use_node_ref();
+    let path_field = use_node_ref();
     let on_edit_submit = {
         let (link, edit, shown, field, error, refresh) =
             (props.link.clone(), edit.clone(), shown.clone(), field.clone(), error.clone(), refresh.clone());
@@ -719,11 +720,34 @@ pub fn files_pane(props: &Props) -> Html {
             </div>
         }
     });
+    // The fields are filled when what they show changes, never on a re-render (a status update
+    // every second): a `value` attribute would put back its value over what is being typed.
+    {
+        let field = field.clone();
+        use_effect_with((*edit).clone(), move |current| {
+            let value = match current {
+                Some(Edit::NewFolder) | None => String::new(),
+                Some(Edit::Rename(name)) => name.clone(),
+                Some(Edit::Chmod(_, mode)) => format!("{mode:o}"),
+            };
+            if let Some(input) = field.cast::<web_sys::HtmlInputElement>() {
+                input.set_value(&value);
+            }
+        });
+    }
+    {
+        let path_field = path_field.clone();
+        use_effect_with((*shown).clone(), move |shown| {
+            if let Some(input) = path_field.cast::<web_sys::HtmlInputElement>() {
+                input.set_value(shown);
+            }
+        });
+    }
     let edit_form = (*edit).clone().map(|current| {
-        let (label, value) = match &current {
-            Edit::NewFolder => ("New folder", String::new()),
-            Edit::Rename(name) => ("Rename to", name.clone()),
-            Edit::Chmod(_, mode) => ("Mode (octal)", format!("{mode:o}")),
+        let label = match &current {
+            Edit::NewFolder => "New folder",
+            Edit::Rename(_) => "Rename to",
+            Edit::Chmod(..) => "Mode (octal)",
         };
         let cancel = {
             let edit = edit.clone();
@@ -731,7 +755,7 @@ pub fn files_pane(props: &Props) -> Html {
         };
         html! {
             <form class="edit" onsubmit={on_edit_submit.clone()}>
-                <label>{ label }<input ref={field.clone()} name="value" value={value} autofocus=true /></label>
+                <label>{ label }<input ref={field.clone()} name="value" autofocus=true /></label>
                 <button type="submit">{ "OK" }</button>
                 <button type="button" onclick={cancel}>{ "Cancel" }</button>
             </form>
@@ -827,7 +851,7 @@ pub fn files_pane(props: &Props) -> Html {
                 { button("Up", "up", connected, up) }
                 <nav class="crumbs">{ for crumbs }</nav>
                 <form class="goto" onsubmit={on_path}>
-                    <input name="path" class="path" placeholder="Go to a path" value={(*shown).clone()} />
+                    <input ref={path_field} name="path" class="path" placeholder="Go to a path" />
                 </form>
                 <label class="hidden-toggle"><input type="checkbox" checked={*hidden} onchange={toggle_hidden} />{ "Hidden files" }</label>
             </div>
