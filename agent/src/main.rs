@@ -5,6 +5,7 @@
 //! dir, starting it on demand, or a paired host's through a relay (`-H`).
 
 mod cli;
+mod direct;
 mod escapes;
 mod host;
 mod ipc;
@@ -78,9 +79,10 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
             print!("{}", cli::skill::SKILL);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pair { relay, name, ephemeral, idle_timeout, json, files_root, no_files } => {
+        Command::Pair { relay, name, ephemeral, idle_timeout, json, files_root, no_files, no_webrtc, webrtc } => {
+            let webrtc = (no_webrtc || webrtc).then_some(webrtc);
             let options =
-                cli::sharing::PairOptions { relay, name, ephemeral, idle_timeout, json, files_root, no_files };
+                cli::sharing::PairOptions { relay, name, ephemeral, idle_timeout, json, files_root, no_files, webrtc };
             cli::sharing::pair(&LocalClient::connect(&state, true).await?, options).await
         }
         Command::Invites { action } => cli::sharing::invites(&LocalClient::connect(&state, true).await?, action).await,

@@ -11,6 +11,9 @@
 //! - A failed authentication is final (a wrong secret stays wrong): no redial, a clear message.
 //! - Received bytes are credited back (`consumed`) only by their owner, once it has really used
 //!   them (xterm.js has parsed them): a slow page slows the host's stream, never loses bytes.
+//! - When the host invites it, the connection moves onto a WebRTC data channel beside the relay
+//!   (`direct`), on the protocol crate's schedule (`Upgrade`), and back when that fails; streams
+//!   and calls never notice.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,10 +25,13 @@ use tether_protocol::connection::{Connection, Event, Input};
 use tether_protocol::fs::{FsRequest, FsResponse};
 use tether_protocol::handshake::HandshakeEntropy;
 use tether_protocol::identity::HostAddress;
+use tether_protocol::upgrade::{Action, DirectEvent, Upgrade};
 use tether_protocol::ConnError;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::Callback;
+
+use crate::direct::DirectLink;
 
 const MIN_BACKOFF_MS: u32 = 500;
 const MAX_BACKOFF_MS: u32 = 10_000;
@@ -118,6 +124,11 @@ struct Inner {
     timer: Option<Timer>,
     redial: Option<Timer>,
     closed: bool,
+    upgrade: Upgrade,
+    /// The data channel being negotiated or carrying the connection.
+    direct: Option<DirectLink>,
+    /// The path and round trip the status bar was last given.
+    shown_summary: String,
 }
 
 /// A WebSocket and the closures it calls (they must live as long as it does).
@@ -236,6 +247,9 @@ impl Link {
             closed: false,
             last_input_ms: None,
             inputs: 0,
+            upgrade: Upgrade::default(),
+            direct: None,
+            shown_summary: String::new(),
         })));
         link.dial();
         link
@@ -293,6 +307,8 @@ impl Link {
             inner.redial = None;
             inner.socket = None;
             inner.conn = None;
+            inner.direct = None;
+            inner.upgrade = Upgrade::default();
             inner.address.client_ws_url()
         };
         let url = match url {
@@ -386,6 +402,8 @@ impl Link {
             inner.conn = None;
             inner.socket = None;
             inner.timer = None;
+            inner.direct = None;
+            inner.upgrade = Upgrade::default();
             inner.streams.clear();
             inner.calls.drain().map(|(_, reply)| reply).collect()
         };
@@ -424,7 +442,14 @@ impl Link {
             let (transmits, events) = {
                 let mut inner = self.0.borrow_mut();
                 let Some(conn) = inner.conn.as_mut() else { return };
-                conn.drain_output()
+                let out = conn.drain_output();
+                let direct = conn.drain_direct();
+                if let Some(link) = &inner.direct {
+                    for bytes in direct {
+                        link.send(bytes);
+                    }
+                }
+                out
             };
             if transmits.is_empty() && events.is_empty() {
                 break;
@@ -444,23 +469,88 @@ impl Link {
 
     fn arm_timer(&self) {
         let mut inner = self.0.borrow_mut();
-        let Some(at) = inner.conn.as_ref().and_then(Connection::poll_timeout) else {
+        let conn_at = inner.conn.as_ref().and_then(Connection::poll_timeout);
+        let Some(at) = [conn_at, inner.upgrade.poll_timeout()].into_iter().flatten().min() else {
             inner.timer = None;
             return;
         };
         let weak = Rc::downgrade(&self.0);
         inner.timer = Timer::after(at.saturating_sub(now_ms()) as u32, move || {
             with_link(&weak, |link| {
-                let result = match link.0.borrow_mut().conn.as_mut() {
-                    Some(conn) => conn.handle_timeout(now_ms()),
-                    None => return,
+                let result = {
+                    let mut inner = link.0.borrow_mut();
+                    let Inner { conn, upgrade, .. } = &mut *inner;
+                    let Some(conn) = conn.as_mut() else { return };
+                    let now = now_ms();
+                    conn.handle_timeout(now).and_then(|()| upgrade.handle_timeout(conn, now))
                 };
-                link.flush();
-                if let Err(error) = result {
-                    link.fail_connection(error);
-                }
+                link.after_upgrade_step(result);
             })
         });
+    }
+
+    /// After the upgrade acted on something: do what it asks of the peer connection, send what
+    /// it queued, or fail the connection.
+    fn after_upgrade_step(&self, result: Result<Option<Action>, ConnError>) {
+        match result {
+            Ok(action) => {
+                self.act(action);
+                self.flush();
+            }
+            Err(error) => {
+                self.flush();
+                self.fail_connection(error);
+            }
+        }
+    }
+
+    fn act(&self, action: Option<Action>) {
+        let mut inner = self.0.borrow_mut();
+        match action {
+            Some(Action::Offer { attempt, ice_servers }) => {
+                let weak = Rc::downgrade(&self.0);
+                let report = Rc::new(move |event| with_link(&weak, |link| link.on_direct(event)));
+                // A page that cannot make one stays on the relay; the attempt times out.
+                inner.direct = DirectLink::offer(attempt, &ice_servers, report).ok();
+            }
+            Some(Action::Answered { attempt, sdp }) => {
+                if let Some(link) = inner.direct.as_ref().filter(|link| link.attempt == attempt) {
+                    link.answered(sdp);
+                }
+            }
+            Some(Action::Close { attempt }) => {
+                if inner.direct.as_ref().is_some_and(|link| link.attempt == attempt) {
+                    inner.direct = None;
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// What the data channel reported.
+    fn on_direct(&self, event: DirectEvent) {
+        let result = {
+            let mut inner = self.0.borrow_mut();
+            let Inner { conn, upgrade, .. } = &mut *inner;
+            let Some(conn) = conn.as_mut() else { return };
+            upgrade.on_direct(conn, event, now_ms())
+        };
+        self.after_upgrade_step(result);
+    }
+
+    /// A signal from the host, or the connection giving its data channel up.
+    fn on_upgrade_event(&self, event: Event) {
+        let result = {
+            let mut inner = self.0.borrow_mut();
+            let Inner { conn, upgrade, .. } = &mut *inner;
+            let Some(conn) = conn.as_mut() else { return };
+            match event {
+                Event::Webrtc { signal } => upgrade.on_signal(conn, signal, now_ms()),
+                Event::DirectLost { silent_ms } => upgrade.on_direct_lost(conn, silent_ms, now_ms()),
+                _ => Ok(None),
+            }
+        };
+        self.after_upgrade_step(result);
     }
 
     fn on_event(&self, event: Event) {
@@ -477,8 +567,16 @@ impl Link {
                 }
                 self.set_status(Status::Connected);
             }
-            // The status bar shows it: say the status again.
-            Event::RoundTrip { .. } => self.set_status(self.status()),
+            // The status bar shows it: say the status again, if its words changed (while a data
+            // channel carries the connection, a ping goes every second).
+            Event::RoundTrip { .. } => {
+                let summary = self.path_summary();
+                let changed = std::mem::replace(&mut self.0.borrow_mut().shown_summary, summary.clone()) != summary;
+                if changed {
+                    self.set_status(self.status());
+                }
+            }
+            event @ (Event::Webrtc { .. } | Event::DirectLost { .. }) => self.on_upgrade_event(event),
             Event::Cmd { id, body, payload } => {
                 let Some(reply) = self.0.borrow_mut().calls.remove(&id) else { return };
                 let answer = match serde_json::from_value::<Response>(body) {
@@ -604,7 +702,9 @@ impl Link {
     /// drain before they seal more, so a keystroke sealed meanwhile never waits behind a pile of
     /// file chunks: frames are sealed in order and cannot be reordered afterwards.
     pub fn unsent_bytes(&self) -> u32 {
-        self.0.borrow().socket.as_ref().map_or(0, |socket| socket.ws.buffered_amount())
+        let inner = self.0.borrow();
+        let relay = inner.socket.as_ref().map_or(0, |socket| socket.ws.buffered_amount());
+        relay.saturating_add(inner.direct.as_ref().map_or(0, DirectLink::unsent_bytes))
     }
 
     /// Until the WebSocket's queue is under `low_water` bytes (polled every few ms).

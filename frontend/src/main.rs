@@ -5,6 +5,7 @@
 //! native CLI uses.
 
 mod codemirror;
+mod direct;
 mod download;
 mod editor;
 mod files;

@@ -229,6 +229,12 @@ pub enum Request {
         enabled: bool,
         root: Option<String>,
     },
+    /// Let clients move to a WebRTC data channel beside the relay, or keep them all on the relay,
+    /// from now on and across restarts (`tether pair --no-webrtc` / `--webrtc`). Only the host's
+    /// own user.
+    SetWebrtc {
+        enabled: bool,
+    },
 }
 
 impl Request {

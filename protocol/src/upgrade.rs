@@ -7,6 +7,11 @@
 //!                            └──── back-off ◀──┴───────────────────────┘
 //! ```
 //!
+//! `on_signal`, `on_direct`, `on_direct_lost` and `handle_timeout` apply what happens to the
+//! client's `Connection` and say what the shell must do with its peer connection (`Action`);
+//! the shell (webrtc-rs in the CLI, `RTCPeerConnection` in the page) only runs the peer
+//! connection and reports on it (`DirectEvent`).
+//!
 //! Invariants:
 //! - Nothing is tried before the host's invite (it may not allow upgrades at all).
 //! - At most one attempt is under way; each has a new number, and only the current attempt's
@@ -14,7 +19,9 @@
 //! - Retries back off, doubling from `FIRST_RETRY_MS` to `MAX_RETRY_MS`; a channel that stayed up
 //!   `STABLE_MS` starts the doubling over. The relay carries everything meanwhile.
 
-use crate::signal::IceServer;
+use crate::connection::{Connection, Input};
+use crate::error::ConnError;
+use crate::signal::{IceServer, Route, Signal};
 
 /// An attempt whose data channel is not open by then is given up.
 pub const NEGOTIATION_TIMEOUT_MS: u64 = 10_000;
@@ -33,13 +40,28 @@ enum Phase {
     Open { attempt: u32, since_ms: u64 },
 }
 
-/// What the shell must do now.
+/// What the shell must do with its peer connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Start attempt `attempt`: a peer connection with these servers, a data channel, an offer.
     Offer { attempt: u32, ice_servers: Vec<IceServer> },
-    /// Attempt `attempt` took too long: close it, and tell the host (`Signal::Hangup`).
-    Abandon { attempt: u32 },
+    /// The host answered attempt `attempt`: apply its SDP.
+    Answered { attempt: u32, sdp: String },
+    /// Close attempt `attempt`'s peer connection (the connection is back on the relay alone).
+    Close { attempt: u32 },
+}
+
+/// What a shell's peer connection reports, in order (the host's shell reports the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectEvent {
+    /// The local offer or answer, with every ICE candidate gathered: to send as a signal.
+    Description { attempt: u32, sdp: String },
+    /// The data channel is open, by `route`.
+    Open { attempt: u32, route: Route },
+    /// Bytes that came over the data channel.
+    Bytes { attempt: u32, bytes: Vec<u8> },
+    /// It failed, closed or never came up. The last event of an attempt.
+    Closed { attempt: u32, why: String },
 }
 
 #[derive(Debug)]
@@ -75,19 +97,106 @@ impl Upgrade {
         }
     }
 
-    pub fn handle_timeout(&mut self, now_ms: u64) -> Option<Action> {
+    /// Start an attempt when one is due; give one up that took too long (telling the host).
+    pub fn handle_timeout(&mut self, conn: &mut Connection, now_ms: u64) -> Result<Option<Action>, ConnError> {
         match self.phase {
-            Phase::Waiting { at_ms } if now_ms >= at_ms => {
+            Phase::Waiting { at_ms } if now_ms >= at_ms && conn.is_open() => {
                 self.last_attempt += 1;
                 let attempt = self.last_attempt;
                 self.phase = Phase::Negotiating { attempt, deadline_ms: now_ms + NEGOTIATION_TIMEOUT_MS };
-                Some(Action::Offer { attempt, ice_servers: self.ice_servers.clone() })
+                Ok(Some(Action::Offer { attempt, ice_servers: self.ice_servers.clone() }))
             }
             Phase::Negotiating { attempt, deadline_ms } if now_ms >= deadline_ms => {
-                self.back_off(now_ms);
-                Some(Action::Abandon { attempt })
+                self.leave(conn, attempt, "the data channel did not open in time".into(), now_ms).map(Some)
             }
-            _ => None,
+            _ => Ok(None),
+        }
+    }
+
+    /// A signal from the host (`Event::Webrtc`).
+    pub fn on_signal(
+        &mut self,
+        conn: &mut Connection,
+        signal: serde_json::Value,
+        now_ms: u64,
+    ) -> Result<Option<Action>, ConnError> {
+        // A signal the host sealed but this client cannot read is the host's bug, not an attack
+        // (the relay cannot forge sealed frames): the upgrade ignores it; the relay carries on.
+        let Ok(signal) = Signal::parse(signal) else { return Ok(None) };
+        Ok(match signal {
+            Signal::Invite { ice_servers } => {
+                self.invited(ice_servers, now_ms);
+                None
+            }
+            Signal::Answer { attempt, sdp } if self.is_current(attempt) => Some(Action::Answered { attempt, sdp }),
+            Signal::Hangup { attempt, .. } if self.is_current(attempt) => {
+                self.stop(conn, attempt, now_ms);
+                Some(Action::Close { attempt })
+            }
+            _ => None, // late news of an attempt given up; an offer is ours to make
+        })
+    }
+
+    /// What the shell's peer connection reported.
+    pub fn on_direct(
+        &mut self,
+        conn: &mut Connection,
+        event: DirectEvent,
+        now_ms: u64,
+    ) -> Result<Option<Action>, ConnError> {
+        match event {
+            DirectEvent::Description { attempt, sdp } if self.is_current(attempt) => {
+                conn.send_frame(&Signal::Offer { attempt, sdp }.frame())?;
+            }
+            DirectEvent::Open { attempt, route } if self.opened(attempt, now_ms) => {
+                conn.open_direct(route, now_ms)?;
+                // Time the new path at once (the status line shows it).
+                conn.ping(now_ms)?;
+            }
+            DirectEvent::Bytes { attempt, bytes } if self.is_current(attempt) => {
+                conn.handle_input(Input::Direct(&bytes), now_ms)?;
+            }
+            DirectEvent::Closed { attempt, why } if self.is_current(attempt) => {
+                return self.leave(conn, attempt, why, now_ms).map(Some);
+            }
+            DirectEvent::Open { attempt, .. } => return Ok(Some(Action::Close { attempt })),
+            _ => {} // news of an attempt given up
+        }
+        Ok(None)
+    }
+
+    /// The connection gave the data channel up (`Event::DirectLost`).
+    pub fn on_direct_lost(
+        &mut self,
+        conn: &mut Connection,
+        silent_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<Action>, ConnError> {
+        match self.phase {
+            Phase::Open { attempt, .. } => {
+                let why = format!("nothing came over the data channel for {silent_ms} ms");
+                self.leave(conn, attempt, why, now_ms).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Give attempt `attempt` up and tell the host why.
+    fn leave(&mut self, conn: &mut Connection, attempt: u32, reason: String, now_ms: u64) -> Result<Action, ConnError> {
+        self.stop(conn, attempt, now_ms);
+        conn.send_frame(&Signal::Hangup { attempt, reason }.frame())?;
+        Ok(Action::Close { attempt })
+    }
+
+    /// Back to the relay alone, with what the channel may have lost resent; retry later.
+    fn stop(&mut self, conn: &mut Connection, attempt: u32, now_ms: u64) {
+        let was_direct = conn.is_direct();
+        conn.direct_failed();
+        self.failed(attempt, now_ms);
+        if was_direct {
+            // Time the relay again (the status line shows it); a connection that has failed
+            // meanwhile says so on its own.
+            let _ = conn.ping(now_ms);
         }
     }
 
@@ -127,72 +236,5 @@ impl Upgrade {
     fn back_off(&mut self, now_ms: u64) {
         self.phase = Phase::Waiting { at_ms: now_ms + self.retry_ms };
         self.retry_ms = (self.retry_ms * 2).min(MAX_RETRY_MS);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn offer_at(upgrade: &mut Upgrade, now: u64) -> u32 {
-        match upgrade.handle_timeout(now) {
-            Some(Action::Offer { attempt, .. }) => attempt,
-            other => panic!("expected an offer at {now}, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn nothing_is_tried_before_the_invite_then_at_once() {
-        let mut upgrade = Upgrade::default();
-        assert_eq!(upgrade.poll_timeout(), None);
-        assert_eq!(upgrade.handle_timeout(1_000_000), None);
-        upgrade.invited(Vec::new(), 500);
-        assert_eq!(upgrade.poll_timeout(), Some(500));
-        assert_eq!(offer_at(&mut upgrade, 500), 1);
-        assert!(upgrade.opened(1, 600));
-        assert_eq!(upgrade.poll_timeout(), None, "an open channel needs no timer");
-    }
-
-    #[test]
-    fn failures_back_off_doubling_to_a_cap_and_a_stable_channel_resets_it() {
-        let mut upgrade = Upgrade::default();
-        upgrade.invited(Vec::new(), 0);
-        let mut now = 0;
-        let mut waits = Vec::new();
-        for _ in 0..7 {
-            let attempt = offer_at(&mut upgrade, now);
-            assert!(upgrade.failed(attempt, now));
-            let next = upgrade.poll_timeout().expect("a retry is due");
-            waits.push(next - now);
-            now = next;
-        }
-        assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
-        let attempt = offer_at(&mut upgrade, now);
-        assert!(upgrade.opened(attempt, now));
-        assert!(upgrade.failed(attempt, now + STABLE_MS));
-        assert_eq!(upgrade.poll_timeout(), Some(now + STABLE_MS + FIRST_RETRY_MS));
-    }
-
-    #[test]
-    fn a_negotiation_that_hangs_is_abandoned() {
-        let mut upgrade = Upgrade::default();
-        upgrade.invited(Vec::new(), 0);
-        let attempt = offer_at(&mut upgrade, 0);
-        assert_eq!(upgrade.poll_timeout(), Some(NEGOTIATION_TIMEOUT_MS));
-        assert_eq!(upgrade.handle_timeout(NEGOTIATION_TIMEOUT_MS), Some(Action::Abandon { attempt }));
-        assert!(!upgrade.is_current(attempt));
-        assert!(!upgrade.opened(attempt, NEGOTIATION_TIMEOUT_MS + 1), "a late open of an abandoned attempt");
-        assert_eq!(offer_at(&mut upgrade, NEGOTIATION_TIMEOUT_MS + FIRST_RETRY_MS), attempt + 1);
-    }
-
-    #[test]
-    fn news_of_an_old_attempt_changes_nothing() {
-        let mut upgrade = Upgrade::default();
-        upgrade.invited(Vec::new(), 0);
-        let first = offer_at(&mut upgrade, 0);
-        assert!(upgrade.failed(first, 0));
-        let second = offer_at(&mut upgrade, FIRST_RETRY_MS);
-        assert!(!upgrade.failed(first, FIRST_RETRY_MS));
-        assert!(upgrade.is_current(second));
     }
 }

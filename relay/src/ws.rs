@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -407,6 +407,9 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
     // As with hosts, reading and writing go on side by side, so neither waits for the other.
     let (mut sink, mut stream) = socket.split();
     let authenticated = std::sync::atomic::AtomicBool::new(false);
+    // Bytes forwarded each way, said when the connection ends: how an operator (and a test)
+    // sees how much a connection leaned on the relay rather than a data channel.
+    let (to_host_bytes, to_client_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
     let reading = async {
         let deadline = tokio::time::sleep(app.relay.handshake_timeout);
         tokio::pin!(deadline);
@@ -428,6 +431,7 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
                     return Err((CLOSE_TOO_BIG, why));
                 }
                 Some(Ok(Message::Binary(bytes))) => {
+                    to_host_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     if !hub.deliver_to_host(&host_id, conn, bytes.to_vec()).await {
                         return Err((CLOSE_HOST_OFFLINE, "host offline".to_owned()));
                     }
@@ -446,6 +450,7 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
                         handshaking = None;
                         authenticated.store(true, Ordering::Relaxed);
                     }
+                    to_client_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     if sink.send(Message::Binary(bytes.into())).await.is_err() {
                         return Ok("client disconnected");
                     }
@@ -468,6 +473,8 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
             }
         }
     };
+    let (up, down) = (to_host_bytes.into_inner(), to_client_bytes.into_inner());
+    eprintln!("tether-relay: client {conn} of host {host_id} ended ({reason}); forwarded {up} bytes to the host, {down} to the client");
     hub.client_gone(&host_id, conn, reason);
 }
 

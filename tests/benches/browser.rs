@@ -50,6 +50,8 @@ fn main() {
     std::fs::create_dir_all(&home).expect("home");
     let host = Agent::with_env(&scratch, &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)]);
     let invite = pair(&host, &relay);
+    // Through the relay, as this bench says: the data channel beside it is the webrtc bench's.
+    host.ok(&["pair", "--relay", relay.url.trim_end_matches('/'), "--no-webrtc", "--json"]);
     let downloads = scratch.join("downloads");
     std::fs::create_dir_all(&downloads).expect("downloads");
     let browser = Browser::start_with_downloads(&scratch, &downloads);

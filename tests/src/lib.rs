@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod http;
 pub mod latency;
+pub mod netns;
 pub mod page;
 pub mod process;
 pub mod proxy;
@@ -133,6 +134,10 @@ impl Relay {
         let mut command = std::process::Command::new(bin_path("tether-relay"));
         command.arg("--listen").arg(listen).arg("--web-root").arg(web_root()).args(extra);
         command.stderr(std::process::Stdio::null()); // its start-up notes would clutter test output
+        Relay::spawned(command)
+    }
+
+    fn spawned(command: std::process::Command) -> Relay {
         let (process, first_line) = process::spawn_reading_first_line(command, Duration::from_secs(20));
         let url = first_line
             .strip_prefix("tether-relay listening on ")
@@ -140,6 +145,15 @@ impl Relay {
             .trim()
             .to_owned();
         Relay { url, _process: process }
+    }
+
+    /// Start with extra arguments, its stderr (one line per client connection that ended, with
+    /// the bytes it forwarded) written to `log`.
+    pub fn start_logging(extra: &[&str], log: &std::path::Path) -> Relay {
+        let mut command = std::process::Command::new(bin_path("tether-relay"));
+        command.args(["--listen", "127.0.0.1:0", "--web-root"]).arg(web_root()).args(extra);
+        command.stderr(std::fs::File::create(log).expect("relay log"));
+        Relay::spawned(command)
     }
 
     /// Its process id (to stop and continue it, as a network that goes silent would).

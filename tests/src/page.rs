@@ -114,7 +114,7 @@ impl Page<'_> {
 
     /// Opening the invite lands in a terminal: wait for it and its prompt; returns the session.
     pub fn landed(&self) -> String {
-        self.wait_status("connected via relay");
+        self.wait_status("connected via");
         let id = wait_until(PAGE, "the first terminal tab", || self.active_session());
         self.wait_prompt(&id);
         id

@@ -17,6 +17,11 @@ pub enum Tamper {
     FlipBit {
         nth: usize,
     },
+    /// Flip one bit in the first sealed message (after the handshake's two) of at least
+    /// `min_bytes`: the host's WebRTC answer, in a session whose output is all small.
+    FlipFirstLarge {
+        min_bytes: usize,
+    },
     /// Pass message `nth` on twice.
     Replay {
         nth: usize,
@@ -89,6 +94,7 @@ async fn proxy_one(tcp: tokio::net::TcpStream, relay: String, tamper: Tamper, re
     let downward = async move {
         let mut index = 0;
         let mut held: Option<Message> = None;
+        let mut flipped_large = false;
         while let Some(Ok(message)) = relay_rx.next().await {
             let Message::Binary(bytes) = &message else {
                 if client_tx.send(message).await.is_err() {
@@ -99,11 +105,10 @@ async fn proxy_one(tcp: tokio::net::TcpStream, relay: String, tamper: Tamper, re
             record.lock().expect("record lock").extend_from_slice(bytes);
             let mut out = vec![message.clone()];
             match tamper {
-                Tamper::FlipBit { nth } if index == nth => {
-                    let mut flipped = bytes.to_vec();
-                    let middle = flipped.len() / 2;
-                    flipped[middle] ^= 0x10;
-                    out = vec![Message::Binary(flipped.into())];
+                Tamper::FlipBit { nth } if index == nth => out = vec![flip_middle_bit(bytes)],
+                Tamper::FlipFirstLarge { min_bytes } if index >= 2 && bytes.len() >= min_bytes && !flipped_large => {
+                    flipped_large = true;
+                    out = vec![flip_middle_bit(bytes)];
                 }
                 Tamper::Replay { nth } if index == nth => out.push(message.clone()),
                 Tamper::Reorder { nth } if index == nth => {
@@ -122,4 +127,11 @@ async fn proxy_one(tcp: tokio::net::TcpStream, relay: String, tamper: Tamper, re
         }
     };
     tokio::select! { _ = upward => {}, _ = downward => {} }
+}
+
+fn flip_middle_bit(bytes: &[u8]) -> Message {
+    let mut flipped = bytes.to_vec();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x10;
+    Message::Binary(flipped.into())
 }

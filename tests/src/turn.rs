@@ -30,18 +30,27 @@ pub const REALM: &str = "tether.test";
 /// coturn with `use-auth-secret` (the TURN REST API scheme) on a free loopback port, killed
 /// when dropped. Its database lives in `dir`.
 pub struct TurnServer {
+    pub ip: String,
     pub port: u16,
     _process: Guard,
 }
 
 impl TurnServer {
     pub fn start(dir: &Path, secret: &str) -> TurnServer {
-        let port = free_udp_port();
+        TurnServer::start_on(dir, secret, "127.0.0.1", free_udp_port(), (49152, 65535))
+    }
+
+    /// On `ip`:`port`, relaying from ports `relay_ports` (a range a firewall rule can name).
+    pub fn start_on(dir: &Path, secret: &str, ip: &str, port: u16, relay_ports: (u16, u16)) -> TurnServer {
         let mut command = Command::new("turnserver");
         command
-            .args(["-n", "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port"])
+            .args(["-n", "--listening-ip", ip, "--relay-ip", ip, "--listening-port"])
             .arg(port.to_string())
-            .args(["--min-port", "49152", "--max-port", "65535", "--use-auth-secret", "--static-auth-secret", secret])
+            .arg("--min-port")
+            .arg(relay_ports.0.to_string())
+            .arg("--max-port")
+            .arg(relay_ports.1.to_string())
+            .args(["--use-auth-secret", "--static-auth-secret", secret])
             .args(["--realm", REALM, "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers"])
             .arg("--userdb")
             .arg(dir.join("turndb"))
@@ -50,7 +59,7 @@ impl TurnServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let process = Guard::spawn(command);
-        let server = TurnServer { port, _process: process };
+        let server = TurnServer { ip: ip.to_owned(), port, _process: process };
         crate::wait_until(Duration::from_secs(20), "coturn to answer a STUN binding request", || {
             let socket = server.socket();
             socket.send(&message(BINDING_REQUEST, &[], None)).ok()?;
@@ -61,9 +70,9 @@ impl TurnServer {
     }
 
     fn socket(&self) -> UdpSocket {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+        let socket = UdpSocket::bind("0.0.0.0:0").expect("udp socket");
         socket.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
-        socket.connect(("127.0.0.1", self.port)).expect("connect");
+        socket.connect((self.ip.as_str(), self.port)).expect("connect");
         socket
     }
 

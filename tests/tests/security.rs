@@ -766,6 +766,9 @@ fn attach_and_logs_follow_resume_after_the_relay_restarts() {
 #[test]
 fn attach_notices_a_link_gone_silent_and_comes_back_when_it_speaks_again() {
     let (relay, host, invite, client) = paired();
+    // The relay as the only path (`pair --no-webrtc`): a data channel beside it would carry the
+    // session on through the relay's silence, as it should.
+    host.ok(&["pair", "--relay", relay.url.trim_end_matches('/'), "--no-webrtc", "--json"]);
     let shell = host.start_shell();
     let mut attached = attached_and_typing(&client, &invite, &shell);
     // The relay stops dead (no close, no reset: a network gone silent), then goes on.

@@ -132,6 +132,10 @@ fn test() -> Result {
     tools::ensure_apt_package("/usr/bin/openssl", "openssl")?;
     // The TURN test checks the relay's credentials against a real coturn.
     tools::ensure_apt_package("/usr/bin/turnserver", "coturn")?;
+    // The WebRTC tests each run in a network namespace of their own (ip) and block UDP in it
+    // (nft).
+    tools::ensure_apt_package("/usr/sbin/ip", "iproute2")?;
+    tools::ensure_apt_package("/usr/sbin/nft", "nftables")?;
     build_web()?;
     let bins = build_bins(false)?;
     run_cmd(
@@ -177,6 +181,16 @@ fn bench(args: &[String]) -> Result {
     run_cmd(
         cargo()
             .args(["bench", "--locked", "-p", "tether-tests", "--bench", "browser"])
+            .env("TETHER_BIN_DIR", &bins)
+            .env("TETHER_WEB_ROOT", root().join("dist"))
+            .env("CHROMEDRIVER", &chromedriver),
+    )?;
+    // The data channel beside the relay, in a network namespace of its own (root, ip, nft).
+    tools::ensure_apt_package("/usr/sbin/ip", "iproute2")?;
+    tools::ensure_apt_package("/usr/sbin/nft", "nftables")?;
+    run_cmd(
+        cargo()
+            .args(["bench", "--locked", "-p", "tether-tests", "--bench", "webrtc"])
             .env("TETHER_BIN_DIR", &bins)
             .env("TETHER_WEB_ROOT", root().join("dist"))
             .env("CHROMEDRIVER", &chromedriver),

@@ -106,6 +106,13 @@ pub enum Command {
         /// Turn the file service off (clients keep terminals only). Kept until said otherwise.
         #[arg(long)]
         no_files: bool,
+        /// Keep every client on the relay: no WebRTC data channel, even where the network
+        /// allows one. Kept until `--webrtc`.
+        #[arg(long)]
+        no_webrtc: bool,
+        /// Let clients move to a direct (or TURN) data channel again after `--no-webrtc`.
+        #[arg(long, conflicts_with = "no_webrtc")]
+        webrtc: bool,
     },
     /// The ways in to this host: `invites ls`, `invites rm ID` (revokes it at once).
     Invites {

@@ -23,10 +23,15 @@ pub struct PairOptions {
     pub files_root: Option<std::path::PathBuf>,
     /// Turn the file service off (from now on).
     pub no_files: bool,
+    /// Let clients move to a data channel (`Some(true)`), or keep them on the relay, from now on.
+    pub webrtc: Option<bool>,
 }
 
 pub async fn pair(client: &LocalClient, options: PairOptions) -> Result<ExitCode, String> {
-    let PairOptions { relay, name, ephemeral, idle_timeout, json, files_root, no_files } = options;
+    let PairOptions { relay, name, ephemeral, idle_timeout, json, files_root, no_files, webrtc } = options;
+    if let Some(enabled) = webrtc {
+        client.call(&Request::SetWebrtc { enabled }, Vec::new()).await?;
+    }
     if files_root.is_some() || no_files {
         let root = match files_root {
             Some(dir) => Some(

@@ -3,6 +3,7 @@
 //! each request does in `dispatch`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tether_protocol::sync::lock;
@@ -19,6 +20,9 @@ use crate::paths::StateDir;
 /// How long a supervisor waits before starting a link that ended again.
 const LINK_RESTART_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The store setting `tether pair --no-webrtc` / `--webrtc` leaves ("on" or "off"; none: on).
+const WEBRTC_SETTING: &str = "webrtc";
+
 /// Per relay: registered (`Ok`), or why the last attempt failed.
 pub type LinkStates = HashMap<String, Result<(), String>>;
 
@@ -34,6 +38,8 @@ pub struct Daemon {
     link_states: watch::Sender<LinkStates>,
     /// Notified by `daemon stop`.
     pub shutdown: Notify,
+    /// Whether clients may move to a data channel (`tether pair --no-webrtc` turns it off).
+    pub webrtc: AtomicBool,
     me: Weak<Daemon>,
 }
 
@@ -46,6 +52,7 @@ impl Daemon {
         files: FileService,
     ) -> Result<Arc<Daemon>, String> {
         let access = Access::new(store.clone())?;
+        let webrtc = lock(&store).setting(WEBRTC_SETTING)?.is_none_or(|on| on == "on");
         Ok(Arc::new_cyclic(|me| Daemon {
             access,
             files,
@@ -56,6 +63,7 @@ impl Daemon {
             relays: Mutex::new(HashSet::new()),
             link_states: watch::Sender::new(HashMap::new()),
             shutdown: Notify::new(),
+            webrtc: AtomicBool::new(webrtc),
             me: me.clone(),
         }))
     }
@@ -78,6 +86,14 @@ impl Daemon {
                 }
             }
         }));
+    }
+
+    /// `tether pair --no-webrtc` / `--webrtc`: for clients that come from now on, and after
+    /// restarts. (Connections already on a data channel keep it.)
+    pub fn set_webrtc(&self, enabled: bool) -> Result<(), String> {
+        lock(&self.store).set_setting(WEBRTC_SETTING, if enabled { "on" } else { "off" })?;
+        self.webrtc.store(enabled, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn set_link_state(&self, relay: &str, state: Result<(), String>) {

@@ -95,6 +95,10 @@ pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answ
             Err(answer) => answer,
         },
         Request::SetFiles { enabled, root } => blocking(|| set_files(daemon, enabled, root)),
+        Request::SetWebrtc { enabled } => match blocking(|| daemon.set_webrtc(enabled)) {
+            Ok(()) => (Response::Ok, Vec::new()),
+            Err(message) => error_answer(ErrorCode::BadRequest, message),
+        },
         Request::DaemonStop { grace_ms } => {
             sessions.stop_all(Duration::from_millis(grace_ms)).await;
             daemon.shutdown.notify_one();
@@ -144,6 +148,7 @@ async fn handle_remote(daemon: &Daemon, identity: &str, request: Request, payloa
     match request {
         Request::Pair { .. }
         | Request::SetFiles { .. }
+        | Request::SetWebrtc { .. }
         | Request::OpenFiles { .. }
         | Request::Share { .. }
         | Request::ListAccess
@@ -182,6 +187,10 @@ impl HostService for Daemon {
 
     async fn open_stream(self: Arc<Self>, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
         open_stream(&self, request, id, stream, tx).await
+    }
+
+    fn webrtc_allowed(&self) -> bool {
+        self.webrtc.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn set_link_state(&self, relay: &str, state: Result<(), String>) {

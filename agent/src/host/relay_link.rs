@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::host::access::AccessEvent;
 use crate::host::peer::events::PeerEvent;
 use crate::host::peer::requests::{handle_events, handshake_step};
+use crate::host::peer::upgrade::RelayIce;
 use crate::host::peer::Peer;
 use crate::host::service::HostService;
 use crate::random::handshake_entropy;
@@ -37,6 +38,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(500);
 /// Peers of one link that may be handshaking at once (the relay has its own, per-host cap).
 const MAX_HANDSHAKING: usize = 32;
+/// Fresh TURN credentials are asked for when the current ones have less than this left...
+const TURN_REFRESH_SECS: u64 = 5 * 60;
+/// ...at most this often (the relay answers at once; this only bounds a slow one).
+const TURN_ASK_EVERY_MS: u64 = 30_000;
 
 /// Keep a link to `relay` up for the daemon's lifetime.
 pub async fn run<H: HostService>(host: Arc<H>, relay: String) {
@@ -79,6 +84,10 @@ struct Link<'a, H> {
     peers: HashMap<u64, Peer>,
     /// Where the peers' tasks report.
     tasks: mpsc::UnboundedSender<PeerEvent>,
+    /// What the relay lets data channels use, as it last said.
+    ice: RelayIce,
+    /// When fresh TURN credentials were last asked for (monotonic ms).
+    ice_asked_ms: u64,
 }
 
 async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), String> {
@@ -90,7 +99,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
     let (sink, mut stream) = ws.split();
     let identity = host.identity();
     let (tasks, mut task_events) = mpsc::unbounded_channel::<PeerEvent>();
-    let mut link = Link { host, sink, peers: HashMap::new(), tasks };
+    let mut link = Link { host, sink, peers: HashMap::new(), tasks, ice: RelayIce::default(), ice_asked_ms: 0 };
     let proof = tether_protocol::hex::encode(&identity.secret);
     send(&mut link.sink, Frame::relay(RelayMsg::Register { host_id: identity.host_id.clone(), proof }, Vec::new()))
         .await?;
@@ -135,11 +144,13 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                                 }
                             }
                         }
-                        // What a WebRTC upgrade may use: said once, for the daemon's log (the
-                        // upgrade itself is not built yet; every connection stays on the relay).
+                        // What data channels may use, for clients invited from now on.
                         RelayMsg::Ice { webrtc, turn } => {
-                            let turn = turn.map(|t| t.urls.join(", ")).unwrap_or_else(|| "none".into());
-                            eprintln!("tether daemon: {relay} allows WebRTC upgrades: {webrtc}; TURN: {turn}");
+                            if link.ice.allowed != webrtc || link.ice.turn.is_none() != turn.is_none() {
+                                let urls = turn.as_ref().map(|t| t.urls.join(", ")).unwrap_or_else(|| "none".into());
+                                eprintln!("tether daemon: {relay} allows WebRTC upgrades: {webrtc}; TURN: {urls}");
+                            }
+                            link.ice = RelayIce { allowed: webrtc, turn };
                         }
                         RelayMsg::Register { .. } | RelayMsg::IceRequest => {}
                     }
@@ -159,6 +170,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
             }
             _ = tick.tick() => {
                 let now = monotonic_ms();
+                link.refresh_turn(now).await?;
                 let due: Vec<u64> = link
                     .peers
                     .iter()
@@ -226,7 +238,7 @@ impl<H: HostService> Link<'_, H> {
                 return Ok(Ok(()));
             }
             let Some(peer) = self.peers.get_mut(&conn) else { return Ok(Ok(())) };
-            if let Err(e) = handle_events(self.host, conn, peer, events, &self.tasks) {
+            if let Err(e) = handle_events(self.host, conn, peer, events, &self.ice, &self.tasks) {
                 return Ok(Err(e));
             }
         }
@@ -236,10 +248,23 @@ impl<H: HostService> Link<'_, H> {
     async fn flush(&mut self, conn: u64) -> Result<Vec<tether_protocol::Event>, String> {
         let Some(peer) = self.peers.get_mut(&conn) else { return Ok(Vec::new()) };
         let (transmits, events) = peer.conn.drain_output();
+        peer.send_direct();
         for bytes in transmits {
             send(&mut self.sink, Frame::relay(RelayMsg::Forward { conn }, bytes)).await?;
         }
         Ok(events)
+    }
+
+    /// TURN credentials last minutes: ask for fresh ones well before they expire, so that an
+    /// invite never hands out stale ones.
+    async fn refresh_turn(&mut self, now_ms: u64) -> Result<(), String> {
+        let Some(turn) = &self.ice.turn else { return Ok(()) };
+        let left_secs = turn.expires.saturating_sub(crate::time::now_ms() / 1000);
+        if left_secs < TURN_REFRESH_SECS && now_ms.saturating_sub(self.ice_asked_ms) >= TURN_ASK_EVERY_MS {
+            self.ice_asked_ms = now_ms;
+            send(&mut self.sink, Frame::relay(RelayMsg::IceRequest, Vec::new())).await?;
+        }
+        Ok(())
     }
 
     /// Close every peer whose credential is gone or changed: authenticated ones, and those whose

@@ -1,5 +1,5 @@
 //! The narrow interface between the daemon and the links that bring remote clients to it (the
-//! relay link today, WebRTC next): what a link may ask of the host, and nothing more. Links
+//! relay link, and the data channels beside it): what a link may ask of the host, and nothing more. Links
 //! depend on this trait, never on the daemon's fields, so neither imports the other.
 
 use std::future::Future;
@@ -47,6 +47,9 @@ pub trait HostService: Send + Sync + 'static {
         stream: u32,
         tx: mpsc::Sender<Frame>,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Whether clients may move to a WebRTC data channel (`tether pair --no-webrtc` says no).
+    fn webrtc_allowed(&self) -> bool;
 
     /// The link to `relay` is up (`Ok`), or why it is not.
     fn set_link_state(&self, relay: &str, state: Result<(), String>);

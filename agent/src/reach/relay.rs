@@ -1,17 +1,25 @@
 //! A client's encrypted connection to a host through a relay: the WebSocket to the relay, and the
 //! sans-IO `Connection` (SRP client, secure channel) end to end with the host. The relay sees
-//! only ciphertext; the same requests as on the local socket travel inside. This type only moves
-//! bytes: `remote` (shared by many requests and streams) and `cli::exec` drive it.
+//! only ciphertext; the same requests as on the local socket travel inside. When the host invites
+//! it, the connection moves onto a WebRTC data channel beside the relay (`crate::direct`, on the
+//! schedule of `tether_protocol::upgrade`) and back when that fails; callers see none of it.
+//! This type only moves bytes: `remote` (shared by many requests and streams) and `cli::exec`
+//! drive it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::api::{cmd_frame, next_request_id, Request};
 use tether_protocol::connection::{Connection, Event, Input};
 use tether_protocol::handshake::PASSWORD_IDENTITY;
 use tether_protocol::identity::{HostAddress, Link};
+use tether_protocol::signal::Route;
+use tether_protocol::upgrade::{Action, Upgrade};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::direct::{DirectEvent, DirectLink};
 use crate::random::handshake_entropy;
 use crate::time::monotonic_ms;
 
@@ -30,6 +38,15 @@ pub struct RelayConnection {
     conn: Connection,
     next_id: u64,
     dial: Option<Dial>,
+    host_id: String,
+    upgrade: Upgrade,
+    /// The data channel being negotiated or carrying the connection.
+    direct: Option<DirectLink>,
+    direct_events: mpsc::UnboundedReceiver<DirectEvent>,
+    report: crate::direct::Report,
+    /// `-v`: the path last said, and whether it changed since (said with the next round trip).
+    shown_route: Option<Route>,
+    path_changed: bool,
 }
 
 /// Where and as whom to connect: kept so a lost link can be made again without asking anew.
@@ -85,7 +102,22 @@ impl RelayConnection {
             .await
             .map_err(|e| format!("cannot reach the relay at {}: {e}", address.relay))?;
         let conn = Connection::client(&address.host_id, identity, secret, handshake_entropy()?, monotonic_ms());
-        let mut connection = RelayConnection { ws, conn, next_id: 1, dial: None };
+        let (events, direct_events) = mpsc::unbounded_channel();
+        let mut connection = RelayConnection {
+            ws,
+            conn,
+            next_id: 1,
+            dial: None,
+            host_id: address.host_id.clone(),
+            upgrade: Upgrade::default(),
+            direct: None,
+            direct_events,
+            report: Arc::new(move |event| {
+                let _ = events.send(event);
+            }),
+            shown_route: None,
+            path_changed: false,
+        };
         loop {
             let events = connection.step().await?;
             if events.iter().any(|e| matches!(e, Event::Authenticated { .. })) {
@@ -135,22 +167,36 @@ impl RelayConnection {
         Ok(id)
     }
 
-    /// When the connection's timers (keep-alive, idle, handshake deadline) want running, on the
-    /// clock of `monotonic_ms`.
+    /// When the connection's timers (keep-alive, idle, handshake deadline, data channel) and the
+    /// upgrade's want running, on the clock of `monotonic_ms`.
     pub fn next_timeout(&self) -> Option<u64> {
-        self.conn.poll_timeout()
+        [self.conn.poll_timeout(), self.upgrade.poll_timeout()].into_iter().flatten().min()
     }
 
-    /// Run the connection's timers: a keep-alive when due, an error once the link is silent.
+    /// Run the timers: a keep-alive when due, an error once the link is silent; an upgrade
+    /// attempt when one is due, or given up when it takes too long.
     pub fn handle_timeout(&mut self) -> Result<(), String> {
-        self.conn.handle_timeout(monotonic_ms()).map_err(|e| e.to_string())
+        let now = monotonic_ms();
+        self.conn.handle_timeout(now).map_err(|e| e.to_string())?;
+        let action = self.upgrade.handle_timeout(&mut self.conn, now).map_err(|e| e.to_string())?;
+        self.act(action);
+        Ok(())
     }
 
-    /// Read one message from the relay and feed it to the connection. A close or a broken socket
-    /// becomes the error to show: the connection's own (a tampered frame, a failed handshake)
-    /// when it has one, else the reason the relay or host gave. Cancel-safe (a `select!` arm).
+    /// Read one message from the relay or the data channel and feed it to the connection. A close
+    /// or a broken socket becomes the error to show: the connection's own (a tampered frame, a
+    /// failed handshake) when it has one, else the reason the relay or host gave. Cancel-safe (a
+    /// `select!` arm).
     pub async fn receive(&mut self) -> Result<(), String> {
-        match self.ws.next().await {
+        let message = tokio::select! {
+            message = self.ws.next() => message,
+            Some(event) = self.direct_events.recv() => {
+                let action = self.upgrade.on_direct(&mut self.conn, event, monotonic_ms()).map_err(|e| e.to_string())?;
+                self.act(action);
+                return Ok(());
+            }
+        };
+        match message {
             Some(Ok(Message::Binary(bytes))) => {
                 self.conn.handle_input(Input::Bytes(&bytes), monotonic_ms()).map_err(|e| e.to_string())
             }
@@ -165,13 +211,42 @@ impl RelayConnection {
         }
     }
 
-    /// Send what the connection has queued; return what it reported.
+    /// Send what the connection has queued (on the relay, and on the data channel); return what
+    /// it reported. Signalling is acted on here and not returned.
     pub async fn flush(&mut self) -> Result<Vec<Event>, String> {
-        let (transmits, events) = self.conn.drain_output();
-        for bytes in transmits {
-            self.ws.send(Message::Binary(bytes.into())).await.map_err(|e| format!("relay send: {e}"))?;
+        let mut reported = Vec::new();
+        loop {
+            let (transmits, events) = self.conn.drain_output();
+            for bytes in transmits {
+                self.ws.send(Message::Binary(bytes.into())).await.map_err(|e| format!("relay send: {e}"))?;
+            }
+            for bytes in self.conn.drain_direct() {
+                if let Some(link) = &self.direct {
+                    link.send(bytes);
+                }
+            }
+            self.note_path()?;
+            if events.is_empty() {
+                return Ok(reported);
+            }
+            let now = monotonic_ms();
+            for event in events {
+                let action = match event {
+                    Event::Webrtc { signal } => self.upgrade.on_signal(&mut self.conn, signal, now),
+                    Event::DirectLost { silent_ms } => self.upgrade.on_direct_lost(&mut self.conn, silent_ms, now),
+                    Event::RoundTrip { .. } if std::mem::take(&mut self.path_changed) => {
+                        eprintln!("tether: {} now {}", self.host_id, self.conn.path_summary());
+                        Ok(None)
+                    }
+                    event => {
+                        reported.push(event);
+                        Ok(None)
+                    }
+                };
+                let action = action.map_err(|e| e.to_string())?;
+                self.act(action);
+            }
         }
-        Ok(events)
     }
 
     /// End in order, so the host sees a close rather than a cut.
@@ -180,6 +255,40 @@ impl RelayConnection {
             let _ = self.flush().await;
         }
         let _ = self.ws.close(None).await;
+    }
+
+    /// Do what the upgrade asks of the peer connection.
+    fn act(&mut self, action: Option<Action>) {
+        match action {
+            Some(Action::Offer { attempt, ice_servers }) => {
+                self.direct = Some(DirectLink::offer(attempt, &ice_servers, self.report.clone()));
+            }
+            Some(Action::Answered { attempt, sdp }) => {
+                if let Some(link) = self.direct.as_mut().filter(|link| link.attempt == attempt) {
+                    link.answered(sdp);
+                }
+            }
+            Some(Action::Close { attempt }) => {
+                if self.direct.as_ref().is_some_and(|link| link.attempt == attempt) {
+                    self.direct = None;
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// `-v`: when the path changed, say so with the round trip on the new one.
+    fn note_path(&mut self) -> Result<(), String> {
+        let route = self.conn.direct_route();
+        if route == self.shown_route || !SAY_PATHS.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if route.is_none() {
+            eprintln!("tether: {}: the data channel is gone; back on the relay", self.host_id);
+        }
+        self.shown_route = route;
+        self.path_changed = true;
+        Ok(())
     }
 }
 

@@ -4,6 +4,8 @@
 use tether_protocol::frame::Frame;
 use tether_protocol::handshake::HelloAnswer;
 
+use crate::direct::DirectEvent;
+
 use crate::host::access::throttle::Turn;
 
 pub enum PeerEvent {
@@ -24,6 +26,8 @@ pub enum PeerEvent {
     StdinTaken { conn: u64, stream: u32, n: u64 },
     /// An exec's output was all read and its process reaped.
     ExecFinished { conn: u64, id: u64, code: i32 },
+    /// News of the peer's data channel (see `upgrade`).
+    Direct { conn: u64, event: DirectEvent },
 }
 
 impl PeerEvent {
@@ -37,7 +41,8 @@ impl PeerEvent {
             | PeerEvent::StreamSkip { conn, .. }
             | PeerEvent::StreamEnd { conn, .. }
             | PeerEvent::StdinTaken { conn, .. }
-            | PeerEvent::ExecFinished { conn, .. } => *conn,
+            | PeerEvent::ExecFinished { conn, .. }
+            | PeerEvent::Direct { conn, .. } => *conn,
         }
     }
 }

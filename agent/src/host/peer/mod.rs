@@ -12,6 +12,7 @@
 
 pub mod events;
 pub mod requests;
+pub mod upgrade;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::{ConnError, Connection};
 use tokio::sync::Semaphore;
 
+use crate::direct::DirectLink;
 use crate::host::access::ConnectionGuard;
 use crate::host::exec::Exec;
 use events::PeerEvent;
@@ -47,6 +49,8 @@ pub struct Peer {
     ended: Vec<(u32, u64)>,
     /// One permit per request task under way.
     in_flight: Arc<Semaphore>,
+    /// The data channel being negotiated or carrying the connection (see `upgrade`).
+    direct: Option<DirectLink>,
 }
 
 /// Output waiting for flow-control credit, in order, and the permits to give back to the
@@ -81,6 +85,7 @@ impl Peer {
             streams: HashMap::new(),
             ended: Vec::new(),
             in_flight: Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT)),
+            direct: None,
         }
     }
 
@@ -161,6 +166,7 @@ impl Peer {
             PeerEvent::StreamEnd { stream, end, .. } => self.ended.push((stream, end)),
             PeerEvent::StdinTaken { stream, n, .. } => self.conn.consumed(stream, n)?,
             PeerEvent::ExecFinished { id, code, .. } => self.finished.push((id, code)),
+            PeerEvent::Direct { conn, event } => self.on_direct(conn, event)?,
             // The handshake's events are the link's to act on (`requests::handshake_step`).
             PeerEvent::HelloComputed { .. } | PeerEvent::ProofTurn { .. } => return Ok(()),
         }
@@ -178,5 +184,6 @@ impl Peer {
             task.abort();
         }
         self.streams.clear();
+        self.direct = None;
     }
 }

@@ -14,6 +14,7 @@ use tether_protocol::{AuthError, ConnError};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::events::PeerEvent;
+use super::upgrade::RelayIce;
 use super::{Backlog, Peer, MAX_PEER_STREAMS, MAX_REQUESTS_IN_FLIGHT};
 use crate::host::access::throttle::{Throttle, Turn};
 use crate::host::exec::{self, Exec, WINDOW_BYTES};
@@ -30,6 +31,7 @@ pub fn handle_events<H: HostService>(
     conn: u64,
     peer: &mut Peer,
     events: Vec<Event>,
+    ice: &RelayIce,
     tasks: &mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<(), ConnError> {
     for event in events {
@@ -64,7 +66,10 @@ pub fn handle_events<H: HostService>(
                 eprintln!("tether daemon: client {conn} authenticated with {identity}");
                 let verifier = peer.proven.take().unwrap_or_default();
                 peer.access = Some(host.access().connected(&identity, verifier));
+                peer.invite(ice, host.webrtc_allowed())?;
             }
+            Event::Webrtc { signal } => peer.on_signal(conn, signal, ice, host.webrtc_allowed(), tasks)?,
+            Event::DirectLost { silent_ms } => peer.on_direct_lost(conn, silent_ms)?,
             Event::Cmd { id, body, payload } => match serde_json::from_value::<Request>(body) {
                 Ok(request) => handle_request(host, conn, peer, id, request, payload, tasks)?,
                 Err(e) => {
