@@ -11,7 +11,12 @@
 //! - A message is at most `MESSAGE_BYTES`; sealed frames are cut to fit and put together again by
 //!   the receiving `Connection` (the channel is reliable and ordered).
 //! - Dropping the `DirectLink` closes the peer connection; its last event is `Closed`.
+//! - Every UDP socket asks for a receive buffer of `UDP_RECEIVE_BUFFER_BYTES` (the kernel caps it
+//!   at `net.core.rmem_max`): a fast channel's bursts overflow the usual 208 KiB, and each
+//!   datagram dropped there costs SCTP a retransmission and its congestion window.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -19,6 +24,7 @@ use tether_protocol::signal::{IceServer, Route};
 pub use tether_protocol::upgrade::DirectEvent;
 use tokio::sync::{mpsc, oneshot};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::runtime::{AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
     RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
@@ -28,9 +34,21 @@ use webrtc::peer_connection::{
 const LABEL: &str = "tether";
 /// Largest message put on the data channel: what every WebRTC stack takes.
 const MESSAGE_BYTES: usize = 16 * 1024; // 16 KiB
-/// Bytes handed to the channel and not yet acknowledged by the peer before a send waits
-/// (Chromium keeps up to 16 MiB; 1 MiB is the SCTP receive window, enough to fill the path).
-const SEND_BUFFER_BYTES: usize = 1 << 20; // 1 MiB
+/// ICE checks the path every `ICE_KEEPALIVE`; with no answer for `ICE_DISCONNECTED` the path is
+/// taken for dead (a blocked network, a peer gone), which is how a channel's death is noticed
+/// within seconds (the connection's own silence timer is the slower backstop).
+const ICE_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(1);
+const ICE_DISCONNECTED: std::time::Duration = std::time::Duration::from_secs(3);
+const ICE_FAILED: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// What each UDP socket asks the kernel to buffer on receipt. With the default (208 KiB), a 200 MB
+/// flood here lost thousands of datagrams and ran at 29 MB/s; with room, none and 69 MB/s.
+const UDP_RECEIVE_BUFFER_BYTES: libc::c_int = 4 << 20; // 4 MiB
+
+/// Bytes handed to the channel and not yet acknowledged by the peer before a send waits. Small
+/// enough that a burst fits a TURN server's socket buffer (with 1 MiB, a flood through coturn lost
+/// enough datagrams for SCTP to stall past `DIRECT_SILENCE_MS`), and still ~100 MB/s here.
+const SEND_BUFFER_BYTES: usize = 256 * 1024; // 256 KiB
 
 /// Where an attempt reports (a channel of the caller's, wrapped as it likes).
 pub type Report = Arc<dyn Fn(DirectEvent) + Send + Sync>;
@@ -137,10 +155,13 @@ async fn run(
 /// their host candidates) is used where the network allows it, else left out.
 async fn build(servers: Vec<RTCIceServer>, notes: mpsc::UnboundedSender<Note>) -> Result<impl PeerConnection, String> {
     use rtc::ice::mdns::MulticastDnsMode;
-    let runtime = webrtc::runtime::default_runtime().ok_or("webrtc: no async runtime")?;
+    let runtime: Arc<dyn Runtime> = Arc::new(RoomyUdp(webrtc::runtime::default_runtime().ok_or("webrtc: no runtime")?));
     let mut last_error = String::new();
     for mdns in [MulticastDnsMode::QueryOnly, MulticastDnsMode::Disabled] {
-        let settings = SettingEngineBuilder::new().with_multicast_dns_mode(mdns).build();
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(mdns)
+            .with_ice_timeouts(Some(ICE_DISCONNECTED), Some(ICE_FAILED), Some(ICE_KEEPALIVE))
+            .build();
         let built = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(servers.clone()).build())
             .with_setting_engine(settings)
@@ -183,36 +204,47 @@ async fn negotiate_and_carry(
             pc.set_remote_description(offer).await.map_err(|e| failed("the client's offer", e))?;
             let answer = pc.create_answer(None).await.map_err(|e| failed("answer", e))?;
             pc.set_local_description(answer).await.map_err(|e| failed("answer", e))?;
-            describe(pc, attempt, report, notes).await?;
-            loop {
-                match next_note(notes).await? {
-                    Note::Channel(channel) => break channel,
-                    Note::Gathered => {}
-                    Note::State(_) => {}
-                }
+            match describe(pc, attempt, report, notes).await? {
+                Some(channel) => channel,
+                None => loop {
+                    if let Note::Channel(channel) = next_note(notes).await? {
+                        break channel;
+                    }
+                },
             }
         }
     };
     carry(pc, attempt, channel, report, notes, out).await
 }
 
-/// Once ICE gathering is complete, report the local description (candidates included).
+/// Once ICE gathering is complete, report the local description (candidates included). A data
+/// channel that came meanwhile is kept, not dropped.
 async fn describe(
     pc: &impl PeerConnection,
     attempt: u32,
     report: &Report,
     notes: &mut mpsc::UnboundedReceiver<Note>,
-) -> Result<(), String> {
-    while !matches!(next_note(notes).await?, Note::Gathered) {}
+) -> Result<Option<Arc<dyn DataChannel>>, String> {
+    let mut channel = None;
+    loop {
+        match next_note(notes).await? {
+            Note::Gathered => break,
+            Note::Channel(early) => channel = Some(early),
+            Note::State(_) => {}
+        }
+    }
     let sdp = pc.local_description().await.ok_or("webrtc: no local description")?.sdp;
     report(DirectEvent::Description { attempt, sdp });
-    Ok(())
+    Ok(channel)
 }
 
 /// The next note; a failed or closed peer connection ends the attempt.
 async fn next_note(notes: &mut mpsc::UnboundedReceiver<Note>) -> Result<Note, String> {
     match notes.recv().await {
         Some(Note::State(RTCPeerConnectionState::Failed)) => Err("ICE failed: no path to the peer".into()),
+        Some(Note::State(RTCPeerConnectionState::Disconnected)) => {
+            Err(format!("the peer stopped answering ICE consent checks for {} s", ICE_DISCONNECTED.as_secs()))
+        }
         Some(Note::State(RTCPeerConnectionState::Closed)) | None => Err("the peer connection closed".into()),
         Some(note) => Ok(note),
     }
@@ -253,6 +285,64 @@ async fn carry(
             },
             note = next_note(notes) => { note?; }
         }
+    }
+}
+
+/// webrtc-rs's own runtime, except that each UDP socket it binds gets a roomier receive buffer.
+#[derive(Debug)]
+struct RoomyUdp(Arc<dyn Runtime>);
+
+impl Runtime for RoomyUdp {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        self.0.spawn(future)
+    }
+    fn spawn_reactor(&self, pool: usize, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        self.0.spawn_reactor(pool, future)
+    }
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> std::io::Result<Arc<dyn AsyncUdpSocket>> {
+        use std::os::fd::AsRawFd;
+        let size = UDP_RECEIVE_BUFFER_BYTES;
+        // SAFETY: setsockopt(2) on a socket we own, with a pointer to a c_int and its size. A
+        // refusal leaves the default buffer, which works, only slower.
+        unsafe {
+            let size_ptr = (&size as *const libc::c_int).cast();
+            let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            libc::setsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, size_ptr, len);
+        }
+        self.0.wrap_udp_socket(socket)
+    }
+    fn wrap_tcp_listener(&self, listener: std::net::TcpListener) -> std::io::Result<Arc<dyn AsyncTcpListener>> {
+        self.0.wrap_tcp_listener(listener)
+    }
+    fn connect_tcp<'a>(
+        &'a self,
+        remote: std::net::SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
+        self.0.connect_tcp(remote)
+    }
+    fn resolve_host<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<std::net::SocketAddr>>> + Send + 'a>> {
+        self.0.resolve_host(host)
+    }
+    fn now(&self) -> std::time::Instant {
+        self.0.now()
+    }
+    fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.0.sleep(duration)
+    }
+    fn interval(&self, period: std::time::Duration) -> Box<dyn AsyncInterval> {
+        self.0.interval(period)
+    }
+    fn block_on(&self, future: Pin<Box<dyn Future<Output = ()> + '_>>) {
+        self.0.block_on(future)
+    }
+    fn yield_now(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.0.yield_now()
+    }
+    fn name(&self) -> &'static str {
+        self.0.name()
     }
 }
 

@@ -98,6 +98,10 @@ impl DirectLink {
                 RtcPeerConnectionState::Closed => {
                     report(DirectEvent::Closed { attempt, why: "the peer connection closed".into() })
                 }
+                // Consent checks unanswered: the path is gone (a blocked network, a host gone).
+                RtcPeerConnectionState::Disconnected => {
+                    report(DirectEvent::Closed { attempt, why: "the host stopped answering ICE checks".into() })
+                }
                 _ => {}
             }
         }));

@@ -200,10 +200,12 @@ struct DirectPath {
 /// While a data channel carries the connection, ping this often (on it), so that each end hears
 /// from the other at least this often and a dead channel shows within `DIRECT_SILENCE_MS`.
 pub const DIRECT_PING_MS: u64 = 1_000;
-/// A data channel silent this long is dead (ICE failed, consent expired, a path blocked): long
-/// enough for a few lost pings, short enough that a session barely stalls before the relay
-/// takes over.
-pub const DIRECT_SILENCE_MS: u64 = 3_500;
+/// A data channel silent this long is given up. The backstop: a path that dies (ICE consent
+/// unanswered) is noticed sooner by the shells, from their peer connection's state; this catches
+/// a channel that stays "connected" and delivers nothing. Long enough to ride out SCTP's
+/// retransmission back-off (1 s, 2 s, 4 s) when a congested TURN server drops datagrams, which
+/// at 3.5 s tore down channels that were only slow.
+pub const DIRECT_SILENCE_MS: u64 = 10_000;
 
 /// A receiver acknowledges every this many frames while frames may come over the data channel:
 /// the sender keeps at most this many beyond the last acknowledgement (or `MAX_UNACKED_BYTES`).

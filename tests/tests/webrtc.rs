@@ -46,6 +46,11 @@ struct World {
 
 impl World {
     fn new(with_turn: bool) -> World {
+        World::with(with_turn, &[])
+    }
+
+    /// With more `tether-relay` arguments.
+    fn with(with_turn: bool, relay_args: &[&str]) -> World {
         netns::enter();
         let dir = Scratch::dir(scratch(), "webrtc");
         let relay_log = dir.join("relay.log");
@@ -60,7 +65,7 @@ impl World {
             }
             false => (None, Vec::new()),
         };
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).chain(relay_args.iter().copied()).collect();
         let relay = Relay::start_logging(&extra, &relay_log);
         let (host, _) = bash_host(scratch(), &[]);
         let invite = pair(&host, &relay);
@@ -302,4 +307,32 @@ fn a_tampered_signal_is_refused_as_any_tampered_frame() {
     assert!(stderr.contains("secure channel") && stderr.contains("failed authentication"), "{stderr}");
     assert!(!moved_to(&stderr, "direct"), "no data channel from a tampered answer\n{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("third"), "output went on after tampering");
+}
+
+#[test]
+fn pair_no_webrtc_and_relay_no_webrtc_keep_clients_on_the_relay() {
+    let stays_on_the_relay = |world: &World| {
+        let out = world.client.run(&["-v", "exec", &world.invite, "--", "sh", "-c", "sleep 3; echo done"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout) == "done\n", "{stderr}");
+        assert!(stderr.contains("via relay · round trip") && !stderr.contains(" now via "), "{stderr}");
+    };
+    let world = World::new(false);
+    let relay_url = world.relay.url.trim_end_matches('/').to_owned();
+    world.host.ok(&["pair", "--relay", &relay_url, "--no-webrtc", "--json"]);
+    stays_on_the_relay(&world);
+    // Kept until said otherwise: after a restart of the agent too.
+    world.host.ok(&["daemon", "stop", "--grace", "0s"]);
+    world.host.ok(&["pair", "--relay", &relay_url, "--json"]);
+    wait_reachable(&world.client, &world.invite);
+    stays_on_the_relay(&world);
+    world.host.ok(&["pair", "--relay", &relay_url, "--webrtc", "--json"]);
+    let mut exec = world.spawn_exec("read go; echo done");
+    exec.wait_stderr("the exec to move to the data channel", BULK, |s| moved_to(s, "direct"));
+    exec.say("go");
+    exec.finish();
+    drop(world);
+
+    let world = World::with(false, &["--no-webrtc"]);
+    stays_on_the_relay(&world);
 }

@@ -151,6 +151,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                                 eprintln!("tether daemon: {relay} allows WebRTC upgrades: {webrtc}; TURN: {urls}");
                             }
                             link.ice = RelayIce { allowed: webrtc, turn };
+                            link.invite_again().await?;
                         }
                         RelayMsg::Register { .. } | RelayMsg::IceRequest => {}
                     }
@@ -253,6 +254,18 @@ impl<H: HostService> Link<'_, H> {
             send(&mut self.sink, Frame::relay(RelayMsg::Forward { conn }, bytes)).await?;
         }
         Ok(events)
+    }
+
+    /// Fresh TURN credentials came: hand them to the clients already in, for their next attempt.
+    async fn invite_again(&mut self) -> Result<(), String> {
+        let allowed = self.host.webrtc_allowed();
+        let invited: Vec<u64> = self.peers.iter().filter(|(_, p)| !p.is_handshaking()).map(|(&conn, _)| conn).collect();
+        for conn in invited {
+            let Some(peer) = self.peers.get_mut(&conn) else { continue };
+            let step = peer.invite(&self.ice, allowed);
+            self.after_step(conn, step).await?;
+        }
+        Ok(())
     }
 
     /// TURN credentials last minutes: ask for fresh ones well before they expire, so that an

@@ -225,7 +225,7 @@ impl RelayConnection {
                     link.send(bytes);
                 }
             }
-            self.note_path()?;
+            self.note_path();
             if events.is_empty() {
                 return Ok(reported);
             }
@@ -278,17 +278,16 @@ impl RelayConnection {
     }
 
     /// `-v`: when the path changed, say so with the round trip on the new one.
-    fn note_path(&mut self) -> Result<(), String> {
+    fn note_path(&mut self) {
         let route = self.conn.direct_route();
         if route == self.shown_route || !SAY_PATHS.load(Ordering::Relaxed) {
-            return Ok(());
+            return;
         }
         if route.is_none() {
             eprintln!("tether: {}: the data channel is gone; back on the relay", self.host_id);
         }
         self.shown_route = route;
         self.path_changed = true;
-        Ok(())
     }
 }
 

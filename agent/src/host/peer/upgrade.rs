@@ -36,7 +36,8 @@ impl RelayIce {
 }
 
 impl Peer {
-    /// Just authenticated: tell the client it may offer, with the servers to use.
+    /// Just authenticated (or fresh TURN credentials came): tell the client it may offer, with
+    /// the servers to use.
     pub fn invite(&mut self, ice: &RelayIce, host_allows: bool) -> Result<(), ConnError> {
         if ice.allowed && host_allows {
             self.conn.send_frame(&Signal::Invite { ice_servers: ice.ice_servers() }.frame())?;
