@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tether_tests::agent::{pair, Agent};
 use tether_tests::latency::DelayProxy;
+use tether_tests::page::echo_in_page;
 use tether_tests::webdriver::Browser;
 use tether_tests::{wait_until, web_root, Relay};
 
@@ -84,11 +85,8 @@ fn main() {
 
     browser.send_keys(&input, "clear; exec cat\n");
     std::thread::sleep(Duration::from_millis(500));
-    let samples = browser.execute_async(KEYSTROKE_SCRIPT, json!([KEYSTROKES]));
-    let mut samples: Vec<f64> = serde_json::from_value(samples).expect("samples");
-    samples.sort_by(f64::total_cmp);
-    let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
-    println!("  keystroke → echo   p50 {p50:.2} ms  p99 {p99:.2} ms ({} samples, painted)", samples.len());
+    let (p50, p99, n) = echo_in_page(&browser, KEYSTROKES);
+    println!("  keystroke → echo   p50 {p50:.2} ms  p99 {p99:.2} ms ({n} samples, painted)");
 
     editor_bench(&browser, &scratch);
 
@@ -349,11 +347,8 @@ fn files_bench(browser: &Browser, scratch: &Path, downloads: &Path) {
     });
     browser.execute("document.querySelector('.tab[data-session]').click()", json!([]));
     std::thread::sleep(Duration::from_millis(300));
-    let samples = browser.execute_async(KEYSTROKE_SCRIPT, json!([KEYSTROKES]));
+    let (p50, p99, _) = echo_in_page(browser, KEYSTROKES);
     let still = std::fs::metadata(place.join("big-upload.bin")).is_err();
-    let mut samples: Vec<f64> = serde_json::from_value(samples).expect("samples");
-    samples.sort_by(f64::total_cmp);
-    let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
     println!(
         "  echo during upload p50 {p50:.2} ms  p99 {p99:.2} ms{}",
         if still { "" } else { "   (the upload ended before the last key)" }
@@ -438,24 +433,6 @@ fn real_keystrokes(browser: &Browser, input: &str) -> (f64, f64, usize) {
     (samples[samples.len() / 2], samples[samples.len() * 99 / 100], samples.len())
 }
 
-/// Type one key at a time into the active terminal (as xterm.js's own input), time until the
-/// echo moved the cursor and was rendered.
-const KEYSTROKE_SCRIPT: &str = "
-const [count, done] = [arguments[0], arguments[arguments.length - 1]];
-const term = document.querySelector('.pane:not(.hidden) .terminal').xterm;
-const samples = [];
-const cursor = () => `${term.buffer.active.cursorY + term.buffer.active.baseY}:${term.buffer.active.cursorX}`;
-function one() {
-  if (samples.length >= count) { done(samples); return; }
-  const before = cursor();
-  const started = performance.now();
-  const sub = term.onRender(() => {
-    if (cursor() !== before) { sub.dispose(); samples.push(performance.now() - started); setTimeout(one, 20); }
-  });
-  term.input('k', true);
-}
-one();
-";
 
 fn terminal_lines(browser: &Browser) -> Vec<String> {
     let script = "const term = document.querySelector('.pane:not(.hidden) .terminal').xterm; \

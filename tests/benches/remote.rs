@@ -204,22 +204,9 @@ fn best_of(mut run: impl FnMut() -> Duration) -> Duration {
     (0..RUNS).map(|_| run()).min().unwrap_or_default()
 }
 
-/// Type `count` keys one at a time; time until each one's echo (from `cat`) arrives.
+/// Type `count` keys one at a time; p50 and p99 until each one's echo (from `cat`) arrives.
 fn keystrokes(client: &mut PtyClient, count: usize) -> (Duration, Duration) {
-    let mut samples = Vec::with_capacity(count);
-    for i in 0..count {
-        let key = b'a' + (i % 26) as u8;
-        let before = client.output_len();
-        let started = Instant::now();
-        client.type_bytes(&[key]);
-        while client.output_len() == before {
-            assert!(started.elapsed() < Duration::from_secs(10), "no echo; terminal shows {:?}", client.output());
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        samples.push(started.elapsed());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    samples.sort();
+    let samples = client.echo_samples(count);
     (samples[count / 2], samples[(count * 99) / 100])
 }
 

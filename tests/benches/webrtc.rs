@@ -10,12 +10,13 @@
 //! Needs root (the namespace), like the WebRTC tests.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tether_tests::agent::{pair, wait_reachable, Agent, PtyClient};
+use tether_tests::page::{bash_host, echo_in_page};
 use tether_tests::webdriver::Browser;
 use tether_tests::{netns, wait_until, Relay};
 
@@ -33,9 +34,8 @@ fn main() {
     println!("webrtc benchmark (release binaries, private network namespace, veth pair)");
 
     let relay = Relay::start();
-    let home = scratch.join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    let host = Agent::with_env(&scratch, &[("SHELL", Path::new("/bin/bash")), ("HOME", &home)]);
+    // bash with an empty home: the machine's dotfiles are not what is measured.
+    let (host, _home) = bash_host(&scratch, &[]);
     let invite = pair(&host, &relay);
     let client = Agent::new(&scratch);
     wait_reachable(&client, &invite);
@@ -96,11 +96,8 @@ fn main() {
         });
         browser.send_keys(&input, "clear; exec cat\n");
         std::thread::sleep(Duration::from_millis(500));
-        let samples = browser.execute_async(PAGE_KEYSTROKES, json!([KEYSTROKES]));
-        let mut samples: Vec<f64> = serde_json::from_value(samples).expect("samples");
-        samples.sort_by(f64::total_cmp);
-        let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
-        println!("  page echo, {path:<6}     p50 {p50:.2} ms  p99 {p99:.2} ms ({} keys, input → painted)", samples.len());
+        let (p50, p99, n) = echo_in_page(&browser, KEYSTROKES);
+        println!("  page echo, {path:<6}     p50 {p50:.2} ms  p99 {p99:.2} ms ({n} keys, input → painted)");
     }
 }
 
@@ -142,43 +139,13 @@ fn exec_seconds(client: &Agent, invite: &str, direct: bool) -> f64 {
     seconds
 }
 
-/// Type `count` keys one at a time; time until each one's echo (from `cat`) arrives.
+/// Type `count` keys one at a time; p50 and p99 (ms) until each one's echo (from `cat`) arrives.
 fn keystrokes(client: &mut PtyClient, count: usize) -> (f64, f64) {
-    let mut samples = Vec::with_capacity(count);
-    for i in 0..count {
-        let key = b'a' + (i % 26) as u8;
-        let before = client.output_len();
-        let started = Instant::now();
-        client.type_bytes(&[key]);
-        while client.output_len() == before {
-            assert!(started.elapsed() < Duration::from_secs(10), "no echo");
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    samples.sort_by(f64::total_cmp);
-    (samples[count / 2], samples[(count * 99) / 100])
+    let samples = client.echo_samples(count);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    (ms(samples[count / 2]), ms(samples[(count * 99) / 100]))
 }
 
-/// Type one key at a time into the active terminal (as xterm.js's own input), time until the
-/// echo moved the cursor and was rendered.
-const PAGE_KEYSTROKES: &str = "
-const [count, done] = [arguments[0], arguments[arguments.length - 1]];
-const term = document.querySelector('.pane:not(.hidden) .terminal').xterm;
-const samples = [];
-const cursor = () => `${term.buffer.active.cursorY + term.buffer.active.baseY}:${term.buffer.active.cursorX}`;
-function one() {
-  if (samples.length >= count) { done(samples); return; }
-  const before = cursor();
-  const started = performance.now();
-  const sub = term.onRender(() => {
-    if (cursor() !== before) { sub.dispose(); samples.push(performance.now() - started); setTimeout(one, 20); }
-  });
-  term.input('k', true);
-}
-one();
-";
 
 /// Runs before the app on every load: the page's clock when its status bar first said the data
 /// channel carries the connection.

@@ -254,6 +254,26 @@ impl PtyClient {
     }
 
     /// Wait for the process to exit; returns its exit code.
+    /// Type `count` keys one at a time (20 ms apart) and time each until its echo arrives: the
+    /// samples, sorted.
+    pub fn echo_samples(&mut self, count: usize) -> Vec<Duration> {
+        let mut samples = Vec::with_capacity(count);
+        for i in 0..count {
+            let key = b'a' + (i % 26) as u8;
+            let before = self.output_len();
+            let started = std::time::Instant::now();
+            self.type_bytes(&[key]);
+            while self.output_len() == before {
+                assert!(started.elapsed() < Duration::from_secs(10), "no echo; terminal shows {:?}", self.output());
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            samples.push(started.elapsed());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        samples.sort();
+        samples
+    }
+
     pub fn wait_exit(&mut self) -> u32 {
         let child = &mut self.child;
         wait_until(WAIT, "the attached client to exit", || child.try_wait().ok().flatten()).exit_code()

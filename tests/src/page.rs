@@ -163,3 +163,30 @@ pub fn assert_no_console_errors(browser: &Browser) {
     let errors = browser.console_errors();
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
 }
+
+/// Benches: type `count` keys one at a time into the active terminal (as xterm.js's own input;
+/// a `cat` there echoes them) and time each until its echo moved the cursor and was rendered.
+/// Returns p50 and p99 in ms, and how many samples.
+pub fn echo_in_page(browser: &Browser, count: usize) -> (f64, f64, usize) {
+    let samples = browser.execute_async(ECHO_IN_PAGE, json!([count]));
+    let mut samples: Vec<f64> = serde_json::from_value(samples).expect("samples");
+    samples.sort_by(f64::total_cmp);
+    (samples[samples.len() / 2], samples[samples.len() * 99 / 100], samples.len())
+}
+
+const ECHO_IN_PAGE: &str = "
+const [count, done] = [arguments[0], arguments[arguments.length - 1]];
+const term = document.querySelector('.pane:not(.hidden) .terminal').xterm;
+const samples = [];
+const cursor = () => `${term.buffer.active.cursorY + term.buffer.active.baseY}:${term.buffer.active.cursorX}`;
+function one() {
+  if (samples.length >= count) { done(samples); return; }
+  const before = cursor();
+  const started = performance.now();
+  const sub = term.onRender(() => {
+    if (cursor() !== before) { sub.dispose(); samples.push(performance.now() - started); setTimeout(one, 20); }
+  });
+  term.input('k', true);
+}
+one();
+";
