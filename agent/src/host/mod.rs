@@ -2,7 +2,9 @@
 //! remote browser: `relay_link` (bytes off the WebSocket) → `peer` (decrypt, requests) →
 //! `service` (the narrow door into the daemon) → `dispatch` → `sessions` → `session` (the PTY);
 //! output comes back through `session` (ring, log) → `streams` → `peer` (flow control) →
-//! `relay_link`. Room is left for `files`, `editor` and `webrtc` beside `exec` and `streams`.
+//! `relay_link` (or, once a client moved onto a WebRTC data channel, `peer::upgrade` and the
+//! shared `crate::direct`). `files` serves the file manager and the editor beside `exec` and
+//! `streams`.
 
 pub mod access;
 pub mod config;
