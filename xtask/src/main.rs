@@ -68,6 +68,14 @@ fn build_web() -> Result {
     run_cmd(Command::new("trunk").args(["build", "--release", "--frozen"]).env("PATH", tools::path_with_node_bin()))
 }
 
+/// The binaries the end-to-end tests drive, built in one go with the test targets, so with the
+/// same features (dev-dependencies included): built apart, tokio and everything on it (webrtc-rs
+/// above all) compiled twice, once for the binaries and once for `cargo test`.
+fn build_bins_for_tests() -> Result<PathBuf> {
+    run_cmd(cargo().args(["build", "--locked", "--workspace", "--exclude", "tether-frontend", "--bins", "--tests"]))?;
+    Ok(target_dir().join("debug"))
+}
+
 fn build_bins(release: bool) -> Result<PathBuf> {
     let mut command = cargo();
     command.args(["build", "--locked", "-p", "tether-relay", "-p", "tether-agent"]);
@@ -137,7 +145,7 @@ fn test() -> Result {
     tools::ensure_apt_package("/usr/sbin/ip", "iproute2")?;
     tools::ensure_apt_package("/usr/sbin/nft", "nftables")?;
     build_web()?;
-    let bins = build_bins(false)?;
+    let bins = build_bins_for_tests()?;
     run_cmd(
         cargo()
             .args(["test", "--locked", "--workspace", "--exclude", "tether-frontend"])
