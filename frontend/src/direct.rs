@@ -163,9 +163,13 @@ impl DirectLink {
 
     /// Bytes for the data channel, in order.
     pub fn send(&self, bytes: Vec<u8>) {
-        for message in bytes.chunks(MESSAGE_BYTES) {
-            self.waiting.borrow_mut().push_back(message.to_vec());
+        let mut waiting = self.waiting.borrow_mut();
+        if bytes.len() <= MESSAGE_BYTES {
+            waiting.push_back(bytes); // most frames (keys, echoes, credit): no copy
+        } else {
+            waiting.extend(bytes.chunks(MESSAGE_BYTES).map(<[u8]>::to_vec));
         }
+        drop(waiting);
         send_waiting(&self.channel, &self.waiting);
     }
 

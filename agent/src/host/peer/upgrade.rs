@@ -22,7 +22,7 @@ use super::Peer;
 use crate::direct::{DirectEvent, DirectLink};
 use crate::time::monotonic_ms;
 
-/// What the relay said a data channel may use (its `ice` message); `None` until it spoke.
+/// What the relay said a data channel may use (its `ice` message); nothing until it spoke.
 #[derive(Debug, Clone, Default)]
 pub struct RelayIce {
     pub allowed: bool,
