@@ -17,10 +17,13 @@
 //!    service's API, whose transfers travel as streams; [`text`] is how an editor turns a file's
 //!    bytes into text and back without changing a byte outside the edit.
 //!
-//! [`connection::Connection`] ties them into one state machine.
+//! [`connection::Connection`] ties them into one state machine; [`client::Client`] is the client
+//! side over it that the page and the command line both drive (calls, streams that resume after
+//! a lost link, redials, the data-channel upgrade).
 
 pub mod api;
 pub mod channel;
+pub mod client;
 pub mod connection;
 pub mod error;
 pub mod file;

@@ -228,6 +228,14 @@ impl Upgrade {
         true
     }
 
+    /// The attempt under way (negotiating or open), whose peer connection exists.
+    pub fn attempt(&self) -> Option<u32> {
+        match self.phase {
+            Phase::Negotiating { attempt, .. } | Phase::Open { attempt, .. } => Some(attempt),
+            Phase::NotInvited | Phase::Waiting { .. } => None,
+        }
+    }
+
     /// Whether `attempt` is the one under way (negotiating or open).
     pub fn is_current(&self, attempt: u32) -> bool {
         matches!(self.phase, Phase::Negotiating { attempt: a, .. } | Phase::Open { attempt: a, .. } if a == attempt)

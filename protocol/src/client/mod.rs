@@ -1,0 +1,638 @@
+//! The client side of a Tether connection, sans-IO: what the page and the command line both
+//! drive. Bytes, data-channel news and time in; bytes (tagged with their path), peer-connection
+//! actions and events out.
+//!
+//! ```ignore
+//! let mut client = Client::new(host_id, identity, secret, RedialPolicy::PAGE);
+//! // Output::Event(ClientEvent::Dial): open a WebSocket to the relay, then
+//! client.connect(entropy, now_ms);
+//! client.handle_relay(&received, now_ms);               // WebSocket messages
+//! client.handle_direct(direct_event, now_ms);           // what the peer connection reports
+//! let call = client.call(&request, payload)?;           // its answer comes as an event
+//! let stream = client.open(&Request::Attach { .. })?;   // so do its bytes, under this handle
+//! while let Some(out) = client.poll_output() {
+//!     match out {
+//!         Output::Transmit { path, bytes } => ..,   // on the relay or the data channel
+//!         Output::Peer(action) => ..,               // create, answer or close the peer connection
+//!         Output::Event(event) => ..,               // answers, stream events, status
+//!     }
+//! }
+//! if let Some(at) = client.poll_timeout() { /* call handle_timeout then */ }
+//! ```
+//!
+//! Invariants:
+//! - Every call gets exactly one `Answer` event: the host's, or a refusal saying the link was
+//!   lost. A fire-and-forget request (`send`) gets none; its answer is dropped when it comes.
+//! - Stream events carry the stream's handle (the id of the request that opened it), stable
+//!   across reconnects; `consumed` and `detach` take the same handle (see `streams`).
+//! - Resumable streams (an answered `attach` or `logs`) outlive a lost link: on the next
+//!   authenticated connection each is asked for again from its next byte (an attach whose
+//!   session ended meanwhile falls back to the log), and goes on under the same handle.
+//! - A lost link is dialled again on the policy's back-off (`redial`); a refusal is final.
+//! - A data channel is tried on the `upgrade` schedule once the host invites it; the client
+//!   says what the peer connection must do (`Output::Peer`), and what it had not delivered when
+//!   it failed goes again on the relay. Callers never see which path carried what.
+//! - Bytes received for a stream nobody holds are credited back at once, so a closed tab never
+//!   holds up the host.
+
+pub mod redial;
+pub mod streams;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::api::{cmd_frame, next_request_id, request_stream, ErrorCode, Request, Response};
+use crate::connection::{Connection, Event, Input, Output as ConnOutput};
+use crate::error::ConnError;
+use crate::frame::{Control, Frame, Header};
+use crate::handshake::HandshakeEntropy;
+use crate::signal::Route;
+use crate::upgrade::{Action, DirectEvent, Upgrade};
+
+pub use redial::{Ending, RedialPolicy, RedialWhen};
+use redial::{Backoff, REVOKED_HINT};
+pub use streams::StreamEvent;
+use streams::{Resume, StreamTable};
+
+/// Which transport a transmit is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// The WebSocket to the relay.
+    Relay,
+    /// The WebRTC data channel beside it (while one is open).
+    Direct,
+}
+
+/// Everything a client wants done.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    Transmit { path: Path, bytes: Vec<u8> },
+    /// Do this with the peer connection (make one and offer, apply the answer, close it).
+    Peer(Action),
+    Event(ClientEvent),
+}
+
+/// What a shell passes on to its callers, or acts on itself.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Open a transport to the relay now, and call `connect` once it is open (or
+    /// `transport_closed` if it cannot be).
+    Dial,
+    /// Authenticated; `generation` counts the connections so far (1 for the first).
+    Connected { generation: u64 },
+    /// The answer to call `call`.
+    Answer { call: u64, answer: Result<(Response, Vec<u8>), Refused> },
+    /// Something happened on stream `handle`.
+    Stream { handle: u32, event: StreamEvent },
+    /// A ping's answer came back after `ms` (the status line shows it).
+    RoundTrip { ms: u64 },
+    /// The data channel now carries the connection (`Some`), or it is back on the relay.
+    PathChanged { route: Option<Route> },
+    /// The link is gone: drop the transport. `redial_in_ms` says when a `Dial` follows; `None`
+    /// means never (a refusal, a close, or nothing worth resuming).
+    Disconnected { why: String, redial_in_ms: Option<u64> },
+}
+
+/// A request the host refused, or that could not be asked: the code says which failure it was
+/// when the host said so (an editor's save that found the file `changed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub code: Option<ErrorCode>,
+    pub message: String,
+}
+
+impl Refused {
+    fn local(message: impl Into<String>) -> Refused {
+        Refused { code: None, message: message.into() }
+    }
+}
+
+impl From<Refused> for String {
+    fn from(refused: Refused) -> String {
+        refused.message
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Why a request could not even be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Not connected right now (dialling, or between tries).
+    NotConnected,
+    /// The connection refused it (too big to seal, …).
+    Conn(ConnError),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::NotConnected => f.write_str("not connected"),
+            SendError::Conn(e) => write!(f, "cannot send that request: {e}"),
+        }
+    }
+}
+
+/// Where the link stands, as a status line says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Dialling or authenticating.
+    Connecting,
+    Connected,
+    /// Lost; dialled again at `at_ms`.
+    Waiting { at_ms: u64, why: String },
+    /// Over for good.
+    Over(Ending),
+}
+
+/// Who waits for an answer.
+enum Pending {
+    /// A caller: the answer goes out as an event.
+    Caller,
+    /// Nobody (a keystroke's write, a resize).
+    Nobody,
+    /// The client itself: a stream it resumed.
+    Resume,
+}
+
+/// One client of one host.
+pub struct Client {
+    host_id: String,
+    identity: String,
+    secret: Vec<u8>,
+    status: Status,
+    conn: Option<Connection>,
+    upgrade: Upgrade,
+    backoff: Backoff,
+    generation: u64,
+    next_id: u64,
+    calls: BTreeMap<u64, Pending>,
+    streams: StreamTable,
+    /// The data channel's route as last told (`PathChanged`).
+    route: Option<Route>,
+    out: VecDeque<Output>,
+}
+
+impl Client {
+    /// A client for `host_id`, proving `secret` for `identity`. Its first output is `Dial`.
+    pub fn new(host_id: &str, identity: &str, secret: &[u8], policy: RedialPolicy) -> Client {
+        let mut client = Client {
+            host_id: host_id.to_owned(),
+            identity: identity.to_owned(),
+            secret: secret.to_vec(),
+            status: Status::Connecting,
+            conn: None,
+            upgrade: Upgrade::default(),
+            backoff: Backoff::new(policy),
+            generation: 0,
+            next_id: 1,
+            calls: BTreeMap::new(),
+            streams: StreamTable::default(),
+            route: None,
+            out: VecDeque::new(),
+        };
+        client.event(ClientEvent::Dial);
+        client
+    }
+
+    pub fn host_id(&self) -> &str {
+        &self.host_id
+    }
+
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.status == Status::Connected
+    }
+
+    /// Connections authenticated so far.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// "via relay · round trip 3 ms" (empty while not connected).
+    pub fn path_summary(&self) -> String {
+        self.conn.as_ref().filter(|c| c.is_open()).map(Connection::path_summary).unwrap_or_default()
+    }
+
+    /// The data channel's route, while one carries the connection.
+    pub fn direct_route(&self) -> Option<Route> {
+        self.conn.as_ref().and_then(Connection::direct_route)
+    }
+
+    /// The transport to the relay is open: start the handshake on it.
+    pub fn connect(&mut self, entropy: HandshakeEntropy, now_ms: u64) {
+        if matches!(self.status, Status::Over(_)) {
+            return;
+        }
+        self.upgrade = Upgrade::default();
+        self.conn = Some(Connection::client(&self.host_id, &self.identity, &self.secret, entropy, now_ms));
+        self.status = Status::Connecting;
+        self.pump(now_ms);
+    }
+
+    /// A message from the relay.
+    pub fn handle_relay(&mut self, bytes: &[u8], now_ms: u64) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        let result = conn.handle_input(Input::Bytes(bytes), now_ms);
+        self.after(result, now_ms);
+    }
+
+    /// What the peer connection reported (its offer, open, bytes, close).
+    pub fn handle_direct(&mut self, event: DirectEvent, now_ms: u64) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        let result = self.upgrade.on_direct(conn, event, now_ms);
+        self.after_upgrade(result, now_ms);
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match &self.status {
+            Status::Waiting { at_ms, .. } => Some(*at_ms),
+            Status::Over(_) => None,
+            Status::Connecting | Status::Connected => {
+                let conn = self.conn.as_ref().and_then(Connection::poll_timeout);
+                [conn, self.upgrade.poll_timeout()].into_iter().flatten().min()
+            }
+        }
+    }
+
+    /// Run the timers: the connection's (keep-alive, idle, handshake, data channel), the
+    /// upgrade's, and a redial that is due.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if let Status::Waiting { at_ms, .. } = self.status {
+            if now_ms >= at_ms {
+                self.status = Status::Connecting;
+                self.event(ClientEvent::Dial);
+            }
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else { return };
+        if let Err(error) = conn.handle_timeout(now_ms) {
+            return self.lost(ending_of(&error), now_ms);
+        }
+        let result = self.upgrade.handle_timeout(conn, now_ms);
+        self.after_upgrade(result, now_ms);
+    }
+
+    /// The transport to the relay closed (with the relay's reason, if it gave one), or could
+    /// not be opened.
+    pub fn transport_closed(&mut self, reason: Option<String>, now_ms: u64) {
+        if !matches!(self.status, Status::Connecting | Status::Connected) {
+            return;
+        }
+        let why = reason.filter(|r| !r.is_empty()).unwrap_or_else(|| "the relay closed the connection".to_owned());
+        let ending = if why.contains(REVOKED_HINT) { Ending::Refused(why) } else { Ending::Lost(why) };
+        self.lost(ending, now_ms);
+    }
+
+    /// Try now if waiting to redial (the network came back, the page was restored).
+    pub fn nudge(&mut self, now_ms: u64) {
+        if let Status::Waiting { at_ms, .. } = &mut self.status {
+            *at_ms = now_ms;
+            self.backoff.reset();
+            self.handle_timeout(now_ms);
+        }
+    }
+
+    /// The transport was probably cut without a close (a page restored from the back-forward
+    /// cache): drop it and dial again at once.
+    pub fn reconnect_now(&mut self, why: &str, now_ms: u64) {
+        if matches!(self.status, Status::Over(_)) {
+            return;
+        }
+        self.backoff.reset();
+        if matches!(self.status, Status::Connecting | Status::Connected) {
+            self.lost(Ending::Lost(why.to_owned()), now_ms);
+        }
+        self.nudge(now_ms);
+    }
+
+    /// End for good, in order: the host sees a close rather than a cut.
+    pub fn close(&mut self, now_ms: u64) {
+        if let Some(conn) = self.conn.as_mut().filter(|c| c.is_open()) {
+            let _ = conn.close("closed");
+        }
+        self.pump(now_ms);
+        self.lost(Ending::Closed, now_ms);
+    }
+
+    /// Send `request`; its answer comes as `ClientEvent::Answer` with the returned call id.
+    pub fn call(&mut self, request: &Request, payload: Vec<u8>, now_ms: u64) -> Result<u64, SendError> {
+        self.request(request, payload, Pending::Caller, now_ms)
+    }
+
+    /// Send `request` and forget its answer (keystrokes, resizes).
+    pub fn send(&mut self, request: &Request, payload: Vec<u8>, now_ms: u64) -> Result<(), SendError> {
+        self.request(request, payload, Pending::Nobody, now_ms).map(|_| ())
+    }
+
+    /// Open a stream (`attach`, `logs`, a watch, a file read): the answer comes as a call's
+    /// (`Answer` with the returned id), its bytes as `Stream` events under the same number.
+    pub fn open(&mut self, request: &Request, now_ms: u64) -> Result<u32, SendError> {
+        let id = self.next_id;
+        let handle = request_stream(id).ok_or(SendError::NotConnected)?;
+        // Registered before it goes out, so no early data can miss it.
+        self.streams.open(handle, request);
+        self.request(request, Vec::new(), Pending::Caller, now_ms).inspect_err(|_| {
+            self.streams.close(handle);
+        })?;
+        Ok(handle)
+    }
+
+    /// Run a command without a PTY (`exec`): its stdout and stderr come as `Stream` events on
+    /// `api::exec_stdout(id)` and `api::exec_stderr(id)`, its exit code as the call's answer.
+    pub fn exec(&mut self, request: &Request, now_ms: u64) -> Result<u64, SendError> {
+        let id = self.next_id;
+        self.streams.open_plain(crate::api::exec_stdout(id));
+        self.streams.open_plain(crate::api::exec_stderr(id));
+        self.call(request, Vec::new(), now_ms)
+    }
+
+    fn request(&mut self, request: &Request, payload: Vec<u8>, pending: Pending, now_ms: u64) -> Result<u64, SendError> {
+        let conn = self.conn.as_mut().filter(|c| c.is_open()).ok_or(SendError::NotConnected)?;
+        let id = self.next_id;
+        conn.send_frame(&cmd_frame(id, request, payload)).map_err(SendError::Conn)?;
+        self.next_id = next_request_id(id);
+        self.calls.insert(id, pending);
+        self.pump(now_ms);
+        Ok(id)
+    }
+
+    /// Stream bytes toward the host from `seq` on (an exec's stdin): as many as the window
+    /// allows; the rest after `StreamEvent::Writable`.
+    pub fn send_data(&mut self, handle: u32, seq: u64, bytes: &[u8], now_ms: u64) -> Result<usize, SendError> {
+        let wire = self.streams.wire(handle).unwrap_or(handle);
+        let conn = self.conn.as_mut().filter(|c| c.is_open()).ok_or(SendError::NotConnected)?;
+        let sent = conn.send_data(wire, seq, bytes).map_err(SendError::Conn)?;
+        self.pump(now_ms);
+        Ok(sent)
+    }
+
+    /// Our side of stream `handle` ends at byte `end` (an exec's stdin closed).
+    pub fn end_stream(&mut self, handle: u32, end: u64, now_ms: u64) -> Result<(), SendError> {
+        let stream = self.streams.wire(handle).unwrap_or(handle);
+        let conn = self.conn.as_mut().filter(|c| c.is_open()).ok_or(SendError::NotConnected)?;
+        conn.send_frame(&Frame::bare(Header::Control(Control::Eof { stream, end }))).map_err(SendError::Conn)?;
+        self.pump(now_ms);
+        Ok(())
+    }
+
+    /// The owner of stream `handle` has used `n` of its bytes: credit goes back to the host.
+    pub fn consumed(&mut self, handle: u32, n: u64, now_ms: u64) {
+        let Some(wire) = self.streams.wire(handle) else { return };
+        self.credit(wire, n, now_ms);
+    }
+
+    fn credit(&mut self, wire: u32, n: u64, now_ms: u64) {
+        let Some(conn) = self.conn.as_mut().filter(|c| c.is_open()) else { return };
+        let result = conn.consumed(wire, n);
+        self.after(result, now_ms);
+    }
+
+    /// Stop hearing stream `handle` (its tab closed); the host is told to stop sending it.
+    pub fn detach(&mut self, handle: u32, now_ms: u64) {
+        let Some(wire) = self.streams.wire(handle) else { return };
+        self.streams.close(wire);
+        let _ = self.send(&Request::Detach { stream: wire }, Vec::new(), now_ms);
+    }
+
+    /// Streams open now (resumable ones waiting for a connection included).
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// What the client wants done next.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn event(&mut self, event: ClientEvent) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn after(&mut self, result: Result<(), ConnError>, now_ms: u64) {
+        match result {
+            Ok(()) => self.pump(now_ms),
+            Err(error) => {
+                self.pump(now_ms);
+                self.lost(ending_of(&error), now_ms);
+            }
+        }
+    }
+
+    fn after_upgrade(&mut self, result: Result<Option<Action>, ConnError>, now_ms: u64) {
+        match result {
+            Ok(action) => {
+                if let Some(action) = action {
+                    self.out.push_back(Output::Peer(action));
+                }
+                self.pump(now_ms);
+            }
+            Err(error) => self.after(Err(error), now_ms),
+        }
+    }
+
+    /// Move what the connection has to say into our output, acting on its events (which may
+    /// make it say more) until it is quiet.
+    fn pump(&mut self, now_ms: u64) {
+        loop {
+            let Some(conn) = self.conn.as_mut() else { return };
+            let mut events = Vec::new();
+            while let Some(out) = conn.poll_output() {
+                match out {
+                    ConnOutput::Transmit(bytes) => self.out.push_back(Output::Transmit { path: Path::Relay, bytes }),
+                    ConnOutput::Event(event) => events.push(event),
+                }
+            }
+            for bytes in conn.drain_direct() {
+                self.out.push_back(Output::Transmit { path: Path::Direct, bytes });
+            }
+            let route = conn.direct_route();
+            if route != self.route {
+                self.route = route;
+                self.event(ClientEvent::PathChanged { route });
+            }
+            if events.is_empty() {
+                return;
+            }
+            for event in events {
+                if let Err(error) = self.on_event(event, now_ms) {
+                    return self.lost(ending_of(&error), now_ms);
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event, now_ms: u64) -> Result<(), ConnError> {
+        match event {
+            Event::Authenticated { .. } => self.authenticated(now_ms)?,
+            Event::RoundTrip { ms } => self.event(ClientEvent::RoundTrip { ms }),
+            Event::Webrtc { signal } => {
+                let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+                let action = self.upgrade.on_signal(conn, signal, now_ms)?;
+                self.out.extend(action.map(Output::Peer));
+            }
+            Event::DirectLost { silent_ms } => {
+                let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+                let action = self.upgrade.on_direct_lost(conn, silent_ms, now_ms)?;
+                self.out.extend(action.map(Output::Peer));
+            }
+            Event::Cmd { id, body, payload } => self.answered(id, body, payload, now_ms)?,
+            Event::Data { stream, seq, bytes } => match self.streams.handle(stream) {
+                Some(handle) => {
+                    self.streams.advanced(stream, seq + bytes.len() as u64);
+                    self.event(ClientEvent::Stream { handle, event: StreamEvent::Data { seq, bytes } });
+                }
+                // Nobody wants it (a closed tab): credit it back so the host is not held up.
+                None => {
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.consumed(stream, bytes.len() as u64)?;
+                    }
+                }
+            },
+            Event::Skipped { stream, from, to } => {
+                if let Some(handle) = self.streams.handle(stream) {
+                    self.streams.advanced(stream, to);
+                    self.event(ClientEvent::Stream { handle, event: StreamEvent::Skipped { from, to } });
+                }
+            }
+            Event::Eof { stream, .. } => {
+                if let Some(handle) = self.streams.close(stream) {
+                    self.event(ClientEvent::Stream { handle, event: StreamEvent::Eof });
+                }
+            }
+            Event::Writable { stream } => {
+                if let Some(handle) = self.streams.handle(stream) {
+                    self.event(ClientEvent::Stream { handle, event: StreamEvent::Writable });
+                }
+            }
+            Event::Closed { reason } => self.lost(Ending::Lost(format!("the host closed the connection: {reason}")), now_ms),
+            // Host-side questions; a client is never asked them.
+            Event::CredentialNeeded { .. } | Event::ProofReceived { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// A connection authenticated: time it, and resume every stream that outlived the last one.
+    fn authenticated(&mut self, now_ms: u64) -> Result<(), ConnError> {
+        self.status = Status::Connected;
+        self.generation += 1;
+        self.backoff.reset();
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        // Time the round trip at once; keep-alives time it again.
+        conn.ping(now_ms)?;
+        for resume in self.streams.take_resumes() {
+            self.resume(resume)?;
+        }
+        self.event(ClientEvent::Connected { generation: self.generation });
+        Ok(())
+    }
+
+    /// Ask for a stream again (registered under its new wire id before the request goes).
+    fn resume(&mut self, resume: Resume) -> Result<(), ConnError> {
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        let id = self.next_id;
+        let Some(wire) = request_stream(id) else { return Ok(()) };
+        conn.send_frame(&cmd_frame(id, &resume.request, Vec::new()))?;
+        self.next_id = next_request_id(id);
+        self.calls.insert(id, Pending::Resume);
+        self.streams.reopened(wire, resume);
+        Ok(())
+    }
+
+    fn answered(&mut self, id: u64, body: serde_json::Value, payload: Vec<u8>, _now_ms: u64) -> Result<(), ConnError> {
+        let Some(pending) = self.calls.remove(&id) else { return Ok(()) };
+        let answer = match serde_json::from_value::<Response>(body) {
+            Ok(Response::Error { code, message }) => Err(Refused { code: Some(code), message }),
+            Ok(response) => Ok((response, payload)),
+            Err(e) => Err(Refused::local(format!("unreadable answer from the host: {e}"))),
+        };
+        let wire = request_stream(id);
+        match pending {
+            Pending::Nobody => {}
+            Pending::Caller => {
+                if let Some(wire) = wire {
+                    match answer {
+                        Ok(_) => self.streams.answered(wire),
+                        Err(_) => {
+                            self.streams.close(wire);
+                        }
+                    }
+                }
+                self.event(ClientEvent::Answer { call: id, answer });
+            }
+            Pending::Resume => {
+                let Some(wire) = wire else { return Ok(()) };
+                match answer {
+                    Ok((response, _)) => {
+                        if let Some(handle) = self.streams.handle(wire) {
+                            self.event(ClientEvent::Stream { handle, event: StreamEvent::Resumed { response } });
+                        }
+                    }
+                    Err(refused) => match self.streams.refused(wire) {
+                        Some(Ok(instead)) => self.resume(instead)?,
+                        Some(Err(handle)) => {
+                            let event = StreamEvent::Lost { why: refused.message };
+                            self.event(ClientEvent::Stream { handle, event });
+                        }
+                        None => {}
+                    },
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The link is gone: calls fail, streams that cannot be resumed end, the data channel
+    /// closes, and a redial is scheduled if the policy and the ending allow one.
+    fn lost(&mut self, ending: Ending, now_ms: u64) {
+        if matches!(self.status, Status::Over(_) | Status::Waiting { .. }) {
+            return;
+        }
+        self.conn = None;
+        if let Some(attempt) = self.upgrade.attempt() {
+            self.out.push_back(Output::Peer(Action::Close { attempt }));
+        }
+        self.upgrade = Upgrade::default();
+        if self.route.take().is_some() {
+            self.event(ClientEvent::PathChanged { route: None });
+        }
+        let why = ending.why().to_owned();
+        for (call, pending) in std::mem::take(&mut self.calls) {
+            if let Pending::Caller = pending {
+                let answer = Err(Refused::local(format!("connection lost: {why}")));
+                self.event(ClientEvent::Answer { call, answer });
+            }
+        }
+        let redial = matches!(ending, Ending::Lost(_))
+            && match self.backoff.policy().when {
+                RedialWhen::Always => true,
+                RedialWhen::WhileResuming => self.streams.any_resumable(),
+            };
+        for handle in self.streams.lose(redial) {
+            self.event(ClientEvent::Stream { handle, event: StreamEvent::Lost { why: why.clone() } });
+        }
+        if redial {
+            let wait = self.backoff.next_wait();
+            self.status = Status::Waiting { at_ms: now_ms + wait, why: why.clone() };
+            self.event(ClientEvent::Disconnected { why, redial_in_ms: Some(wait) });
+        } else {
+            self.status = Status::Over(ending);
+            self.event(ClientEvent::Disconnected { why, redial_in_ms: None });
+        }
+    }
+}
+
+/// Whether a connection's error is a refusal (final) or a loss (worth another try).
+fn ending_of(error: &ConnError) -> Ending {
+    match error {
+        ConnError::Auth(_) => Ending::Refused(error.to_string()),
+        other => Ending::Lost(other.to_string()),
+    }
+}

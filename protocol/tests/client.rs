@@ -1,0 +1,356 @@
+//! The client the page and the command line share (`client::Client`), against a real host
+//! `Connection`: calls and their answers, streams under stable handles, resume after a lost
+//! link (and the attach → logs fallback), redial policies, and credit for unwanted bytes.
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+mod common;
+use common::*;
+
+use tether_protocol::api::{answer_frame, ErrorCode, Request, Response, SessionInfo};
+use tether_protocol::client::{Client, ClientEvent, Output, Path, RedialPolicy, Status, StreamEvent};
+use tether_protocol::connection::{Event, Input};
+
+const SESSION: &str = "s1";
+
+/// A client wired to a test host over a pretend relay.
+struct Wire {
+    client: Client,
+    host: TestHost,
+    /// Events the client reported, in order (taken by the test).
+    events: Vec<ClientEvent>,
+    /// Requests the host received: (id, request).
+    requests: Vec<(u64, Request)>,
+    now: u64,
+    seed: u8,
+}
+
+impl Wire {
+    fn new(policy: RedialPolicy, secret: &[u8]) -> Wire {
+        let client = Client::new(HOST_ID, "invite", secret, policy);
+        let host = TestHost::new(vec![credential("invite", SECRET)], entropy(2), 0);
+        let mut wire = Wire { client, host, events: Vec::new(), requests: Vec::new(), now: 0, seed: 10 };
+        wire.settle();
+        wire
+    }
+
+    fn connected(policy: RedialPolicy) -> Wire {
+        let mut wire = Wire::new(policy, SECRET);
+        assert!(wire.take_events().contains(&ClientEvent::Dial));
+        wire.dial();
+        assert!(wire.take_events().contains(&ClientEvent::Connected { generation: 1 }));
+        wire
+    }
+
+    /// The shell opened a WebSocket: a fresh host connection behind the relay.
+    fn dial(&mut self) {
+        self.seed += 1;
+        self.host = TestHost::new(vec![credential("invite", SECRET)], entropy(self.seed), self.now);
+        self.client.connect(entropy(self.seed + 100), self.now);
+        self.settle();
+    }
+
+    /// Move bytes both ways until both ends are quiet.
+    fn settle(&mut self) {
+        loop {
+            let mut to_host = Vec::new();
+            while let Some(out) = self.client.poll_output() {
+                match out {
+                    Output::Transmit { path: Path::Relay, bytes } => to_host.extend(bytes),
+                    Output::Transmit { path: Path::Direct, .. } => panic!("no data channel here"),
+                    Output::Peer(_) => {}
+                    Output::Event(event) => self.events.push(event),
+                }
+            }
+            if !to_host.is_empty() && self.host.handle_input(Input::Bytes(&to_host), self.now).is_err() {
+                let (bytes, _) = drain(&mut self.host.conn);
+                self.client.handle_relay(&bytes, self.now);
+                continue;
+            }
+            let (to_client, host_events) = match self.host.drain_answering() {
+                Ok(drained) => drained,
+                // The host refused the handshake: its `auth/failed` goes to the client.
+                Err(_) => (drain(&mut self.host.conn).0, Vec::new()),
+            };
+            for event in host_events {
+                if let Event::Cmd { id, body, .. } = event {
+                    self.requests.push((id, serde_json::from_value(body).expect("a request")));
+                }
+            }
+            if to_host.is_empty() && to_client.is_empty() {
+                return;
+            }
+            if !to_client.is_empty() {
+                self.client.handle_relay(&to_client, self.now);
+            }
+        }
+    }
+
+    fn take_events(&mut self) -> Vec<ClientEvent> {
+        self.settle();
+        std::mem::take(&mut self.events)
+    }
+
+    fn answer(&mut self, id: u64, response: Response) {
+        self.host.send_frame(&answer_frame(id, &(response, Vec::new()))).expect("sends");
+        self.settle();
+    }
+
+    fn data(&mut self, stream: u32, seq: u64, bytes: &[u8]) {
+        assert_eq!(self.host.send_data(stream, seq, bytes).expect("sends"), bytes.len());
+        self.settle();
+    }
+
+    fn last_request(&mut self) -> (u64, Request) {
+        self.settle();
+        self.requests.last().cloned().expect("a request came")
+    }
+
+    /// The relay dropped the WebSocket; returns the wait before the redial.
+    fn cut(&mut self) -> Option<u64> {
+        self.client.transport_closed(Some("network gone".into()), self.now);
+        self.take_events().into_iter().find_map(|event| match event {
+            ClientEvent::Disconnected { redial_in_ms, .. } => Some(redial_in_ms),
+            _ => None,
+        })?
+    }
+
+    /// Wait out the back-off: `Dial` comes; dial.
+    fn redial(&mut self) {
+        self.now = self.client.poll_timeout().expect("a redial is scheduled");
+        self.client.handle_timeout(self.now);
+        self.settle();
+        assert!(self.take_events().contains(&ClientEvent::Dial));
+        self.dial();
+    }
+}
+
+fn session_info() -> SessionInfo {
+    serde_json::from_value(serde_json::json!({
+        "id": SESSION, "title": "t", "command": ["sh"], "cwd": "/", "status": "running",
+        "created_at": 0, "output_bytes": 10, "waiting_for_input": false
+    }))
+    .expect("a session")
+}
+
+fn streaming(stream: u32, from: u64) -> Response {
+    Response::Streaming { session: session_info(), stream, from }
+}
+
+fn attach() -> Request {
+    Request::Attach { session: SESSION.into(), from: None, cols: Some(80), rows: Some(24) }
+}
+
+fn stream_events(events: &[ClientEvent], want: u32) -> Vec<StreamEvent> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            ClientEvent::Stream { handle, event } if *handle == want => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_call_gets_its_answer_and_a_refusal_keeps_its_code() {
+    let mut wire = Wire::connected(RedialPolicy::PAGE);
+    let call = wire.client.call(&Request::HostInfo, Vec::new(), 0).expect("connected");
+    let (id, request) = wire.last_request();
+    assert_eq!((id, request), (call, Request::HostInfo));
+    let info = Response::HostInfo { host_id: HOST_ID.into(), name: "box".into(), version: "1".into() };
+    wire.answer(id, info.clone());
+    assert_eq!(wire.take_events(), vec![ClientEvent::Answer { call, answer: Ok((info, Vec::new())) }]);
+
+    let call = wire.client.call(&Request::Get { id: Some("nope".into()) }, Vec::new(), 0).expect("connected");
+    wire.answer(call, Response::Error { code: ErrorCode::UnknownSession, message: "no such session".into() });
+    match wire.take_events().as_slice() {
+        [ClientEvent::Answer { answer: Err(refused), .. }] => {
+            assert_eq!(refused.code, Some(ErrorCode::UnknownSession));
+            assert_eq!(refused.message, "no such session");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A request sent without waiting gets no answer event.
+    wire.client.send(&Request::Resize { session: SESSION.into(), cols: 1, rows: 1 }, Vec::new(), 0).expect("sent");
+    let (id, _) = wire.last_request();
+    wire.answer(id, Response::Ok);
+    assert_eq!(wire.take_events(), vec![]);
+}
+
+#[test]
+fn an_attach_resumes_from_its_next_byte_under_the_same_handle_after_a_lost_link() {
+    let mut wire = Wire::connected(RedialPolicy::CLI);
+    let handle = wire.client.open(&attach(), 0).expect("connected");
+    wire.answer(handle as u64, streaming(handle, 0));
+    wire.data(handle, 0, b"hello ");
+    let events = wire.take_events();
+    assert_eq!(stream_events(&events, handle), vec![StreamEvent::Data { seq: 0, bytes: b"hello ".to_vec() }]);
+    wire.client.consumed(handle, 6, 0);
+
+    // The stream waits for the next connection.
+    assert_eq!(wire.cut(), Some(RedialPolicy::CLI.first_ms));
+    assert!(matches!(wire.client.status(), Status::Waiting { .. }));
+    wire.redial();
+    let events = wire.take_events();
+    assert!(events.contains(&ClientEvent::Connected { generation: 2 }), "{events:?}");
+    let (id, request) = wire.last_request();
+    assert_eq!(request, Request::Attach { session: SESSION.into(), from: Some(6), cols: Some(80), rows: Some(24) });
+    assert_ne!(id, handle as u64, "a new request id on the new connection");
+    wire.answer(id, streaming(id as u32, 6));
+    wire.data(id as u32, 6, b"world");
+    let events = stream_events(&wire.take_events(), handle);
+    assert_eq!(
+        events,
+        vec![
+            StreamEvent::Resumed { response: streaming(id as u32, 6) },
+            StreamEvent::Data { seq: 6, bytes: b"world".to_vec() }
+        ]
+    );
+    // Credit under the handle reaches the new wire stream, and a detach names it.
+    wire.client.consumed(handle, 5, 0);
+    wire.client.detach(handle, 0);
+    wire.settle();
+    assert_eq!(wire.last_request().1, Request::Detach { stream: id as u32 });
+    assert_eq!(wire.client.open_streams(), 0);
+}
+
+#[test]
+fn a_call_in_flight_fails_when_the_link_is_lost() {
+    let mut wire = Wire::connected(RedialPolicy::PAGE);
+    let call = wire.client.call(&Request::HostInfo, Vec::new(), 0).expect("connected");
+    wire.client.transport_closed(None, 0);
+    let events = wire.take_events();
+    assert!(
+        events.iter().any(|e| matches!(e, ClientEvent::Answer { call: c, answer: Err(r) }
+            if *c == call && r.message == "connection lost: the relay closed the connection")),
+        "{events:?}"
+    );
+    // Its answer, had it come late, would find no caller: nothing more is said.
+    assert_eq!(events.iter().filter(|e| matches!(e, ClientEvent::Answer { .. })).count(), 1);
+}
+
+#[test]
+fn an_attach_refused_after_a_reconnect_falls_back_to_the_log_from_the_next_byte() {
+    let mut wire = Wire::connected(RedialPolicy::PAGE);
+    let handle = wire.client.open(&attach(), 0).expect("connected");
+    wire.answer(handle as u64, streaming(handle, 0));
+    wire.data(handle, 0, b"0123456789");
+    let before = stream_events(&wire.take_events(), handle);
+    assert_eq!(before, vec![StreamEvent::Data { seq: 0, bytes: b"0123456789".to_vec() }]);
+    wire.cut();
+    wire.redial();
+    let (id, _) = wire.last_request();
+    wire.answer(id, Response::Error { code: ErrorCode::NotRunning, message: "the session ended".into() });
+    let (logs_id, request) = wire.last_request();
+    assert_eq!(request, Request::Logs { session: SESSION.into(), follow: true, from: Some(10) });
+    wire.answer(logs_id, streaming(logs_id as u32, 10));
+    wire.data(logs_id as u32, 10, b"bye");
+    wire.host.send_frame(&tether_protocol::frame::Frame::bare(tether_protocol::frame::Header::Control(
+        tether_protocol::frame::Control::Eof { stream: logs_id as u32, end: 13 },
+    )))
+    .expect("sends");
+    wire.settle();
+    let events = stream_events(&wire.take_events(), handle);
+    assert_eq!(
+        events,
+        vec![
+            StreamEvent::Resumed { response: streaming(logs_id as u32, 10) },
+            StreamEvent::Data { seq: 10, bytes: b"bye".to_vec() },
+            StreamEvent::Eof,
+        ]
+    );
+}
+
+#[test]
+fn streams_that_cannot_resume_end_with_the_link() {
+    let mut wire = Wire::connected(RedialPolicy::PAGE);
+    let watch = wire.client.open(&Request::WatchSessions { limit: None }, 0).expect("connected");
+    wire.answer(watch as u64, Response::Watching { stream: watch });
+    wire.client.transport_closed(Some("gone".into()), 0);
+    let events = wire.take_events();
+    assert_eq!(stream_events(&events, watch), vec![StreamEvent::Lost { why: "gone".into() }]);
+    assert!(events.contains(&ClientEvent::Disconnected { why: "gone".into(), redial_in_ms: Some(500) }));
+}
+
+#[test]
+fn the_command_line_redials_only_while_a_stream_can_resume() {
+    let mut wire = Wire::connected(RedialPolicy::CLI);
+    assert_eq!(wire.cut(), None);
+    assert!(matches!(wire.client.status(), Status::Over(_)));
+    assert_eq!(wire.client.poll_timeout(), None);
+}
+
+#[test]
+fn redials_back_off_and_start_over_once_connected() {
+    let mut wire = Wire::connected(RedialPolicy::PAGE);
+    assert_eq!(wire.cut(), Some(500));
+    // The relay is down: each failed dial waits twice as long, up to the cap.
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        wire.now = wire.client.poll_timeout().expect("scheduled");
+        wire.client.handle_timeout(wire.now);
+        assert!(wire.take_events().contains(&ClientEvent::Dial));
+        waits.push(wire.cut().expect("redials"));
+    }
+    assert_eq!(waits, vec![1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
+    wire.redial();
+    assert!(wire.take_events().contains(&ClientEvent::Connected { generation: 2 }));
+    assert_eq!(wire.cut(), Some(500));
+}
+
+#[test]
+fn a_wrong_secret_is_final() {
+    let mut wire = Wire::new(RedialPolicy::PAGE, b"wrong secret");
+    wire.take_events();
+    wire.dial();
+    let events = wire.take_events();
+    assert!(
+        events.iter().any(|e| matches!(e, ClientEvent::Disconnected { why, redial_in_ms: None } if why.contains("authentication failed"))),
+        "{events:?}"
+    );
+    assert!(matches!(wire.client.status(), Status::Over(_)));
+    // A close from the relay afterwards changes nothing.
+    wire.client.transport_closed(None, 0);
+    assert!(wire.take_events().is_empty());
+}
+
+#[test]
+fn a_revoked_credential_is_not_redialled() {
+    let mut wire = Wire::connected(RedialPolicy::PAGE);
+    wire.client.transport_closed(Some("access revoked by the host".into()), 0);
+    assert!(wire.take_events().contains(&ClientEvent::Disconnected {
+        why: "access revoked by the host".into(),
+        redial_in_ms: None
+    }));
+}
+
+#[test]
+fn bytes_for_a_stream_nobody_holds_are_credited_back() {
+    let mut wire = Wire::connected(RedialPolicy::PAGE);
+    let handle = wire.client.open(&attach(), 0).expect("connected");
+    wire.answer(handle as u64, streaming(handle, 0));
+    wire.client.detach(handle, 0);
+    wire.settle();
+    // More than a window's worth after the detach: it all gets through, so credit came back.
+    let chunk = vec![b'x'; 64 * 1024];
+    let window = tether_protocol::stream::INITIAL_WINDOW_BYTES;
+    let mut seq = 0u64;
+    while seq < 3 * window {
+        wire.data(handle, seq, &chunk);
+        seq += chunk.len() as u64;
+    }
+    assert!(stream_events(&wire.take_events(), handle).is_empty());
+}
+
+#[test]
+fn not_connected_is_said_before_anything_goes() {
+    let mut wire = Wire::new(RedialPolicy::PAGE, SECRET);
+    assert!(wire.client.call(&Request::HostInfo, Vec::new(), 0).is_err());
+    assert!(wire.client.open(&attach(), 0).is_err());
+    assert_eq!(wire.client.open_streams(), 0);
+}
+
