@@ -251,11 +251,12 @@ async fn read_once(
                     }
                 }
             }
-            StreamEvent::Eof | StreamEvent::Skipped { .. } => {
+            StreamEvent::Eof | StreamEvent::Skipped { .. } | StreamEvent::Lost { .. } => {
                 if let Some(tx) = done_tx.take() {
                     let _ = tx.send(matches!(event, StreamEvent::Eof));
                 }
             }
+            StreamEvent::Writable | StreamEvent::Resumed { .. } => {}
         })
     };
     let answered = match link.open_stream(&Request::Fs(request), owner).await {
@@ -271,7 +272,7 @@ async fn read_once(
             return (false, Err(why));
         }
     }
-    // A lost connection drops the stream's owner, and with it the sender: not whole.
+    // A lost connection ends the stream (`Lost`): not whole.
     (done.await.unwrap_or(false), answered)
 }
 

@@ -15,6 +15,7 @@ mod keybar;
 mod link;
 mod read;
 mod terminal;
+mod timer;
 mod upload;
 mod workspace;
 mod xterm;

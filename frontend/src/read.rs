@@ -39,6 +39,8 @@ pub async fn to_end(
             }
             StreamEvent::Eof => finish(Ok(())),
             StreamEvent::Skipped { .. } => finish(Err("the host skipped part of the stream".into())),
+            StreamEvent::Lost { why } => finish(Err(format!("the connection was lost before the end: {why}"))),
+            StreamEvent::Writable | StreamEvent::Resumed { .. } => {}
         })
     };
     let (answer, stream) = link.open_stream(request, owner).await?;

@@ -109,7 +109,8 @@ pub fn terminal_pane(props: &Props) -> Html {
         });
     }
 
-    // (Re-)attach on every new connection.
+    // Attach once connected; the link resumes the attach by itself after a lost connection. The
+    // `tether open` watch is opened again on every new connection.
     {
         let (pane, link, session, container) =
             (pane.clone(), props.link.clone(), props.session.clone(), container.clone());
@@ -117,7 +118,9 @@ pub fn terminal_pane(props: &Props) -> Html {
         use_effect_with(props.generation, move |generation| {
             if *generation > 0 && !pane.borrow().ended {
                 watch_opens(&pane, &link, &session, on_open_files);
-                attach(pane, link, session, container);
+                if pane.borrow().stream.is_none() {
+                    attach(pane, link, session, container);
+                }
             }
         });
     }
@@ -454,6 +457,21 @@ fn on_stream_event(
             terminal.write_bytes(skipped_note(from, to, session).as_bytes());
             pane.borrow_mut().next_seq = Some(to);
         }
+        // Back after a lost connection, from the next byte: our size goes again once the replay
+        // (if any) is shown.
+        StreamEvent::Resumed { response } => {
+            pane.borrow_mut().sized = false;
+            if let Response::Streaming { session: info, from, .. } = response {
+                if from >= info.output_bytes {
+                    send_size(pane, link, session);
+                }
+            }
+        }
+        StreamEvent::Lost { why } => {
+            pane.borrow_mut().stream = None;
+            terminal.write_bytes(format!("\r\n\x1b[2m[tether: {why}]\x1b[0m\r\n").as_bytes());
+        }
+        StreamEvent::Writable => {}
         StreamEvent::Eof => {
             pane.borrow_mut().ended = true;
             terminal.write_bytes(b"\r\n\x1b[2m[session ended]\x1b[0m\r\n");

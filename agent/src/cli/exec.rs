@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tether_protocol::api::{exec_stderr, exec_stdout, Request, Response};
-use tether_protocol::connection::Event;
-use tether_protocol::frame::{Control, Frame, Header};
+use tether_protocol::client::{ClientEvent, StreamEvent};
 
 use crate::paths::StateDir;
 use crate::reach::hosts::Hosts;
-use crate::reach::relay::{sleep_until_ms, RelayConnection};
+use crate::reach::relay::RelayConnection;
+use crate::time::monotonic_ms;
 
 /// Exit status after a second Ctrl+C (as a shell's for SIGINT).
 const EXIT_INTERRUPTED: i32 = 130;
@@ -54,9 +54,8 @@ async fn exec(
     command: Vec<String>,
     timeout: Option<Duration>,
 ) -> Result<Option<i32>, String> {
-    let id = connection.request(&Request::Exec { command, cwd: None }, Vec::new())?;
+    let id = connection.client().exec(&Request::Exec { command, cwd: None }, monotonic_ms()).map_err(|e| e.to_string())?;
     let (out_stream, err_stream) = (exec_stdout(id), exec_stderr(id));
-    connection.flush().await?;
 
     // stdin on a thread (blocking reads), in chunks no bigger than a frame's payload.
     let (stdin_tx, mut stdin_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(STDIN_QUEUE_CHUNKS);
@@ -77,18 +76,41 @@ async fn exec(
     let mut interrupts = 0;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    let signal = |connection: &mut RelayConnection, signal: i32| {
+        let _ = connection.client().send(&Request::Signal { exec: id, signal }, Vec::new(), monotonic_ms());
+    };
     loop {
-        let timer = connection.next_timeout();
+        for event in connection.flush().await {
+            match event {
+                ClientEvent::Stream { handle, event: StreamEvent::Data { bytes, .. } } => {
+                    let written = if handle == err_stream {
+                        stderr.write_all(&bytes).and_then(|_| stderr.flush())
+                    } else {
+                        stdout.write_all(&bytes).and_then(|_| stdout.flush())
+                    };
+                    written.map_err(|e| format!("writing output: {e}"))?;
+                    // Credit the host only for what we have really passed on.
+                    connection.client().consumed(handle, bytes.len() as u64, monotonic_ms());
+                }
+                ClientEvent::Answer { call, answer } if call == id => {
+                    return match answer {
+                        Ok((Response::Exited { code }, _)) => Ok(Some(code)),
+                        Ok((other, _)) => Err(format!("unexpected answer {other:?}")),
+                        Err(refused) => Err(refused.message),
+                    };
+                }
+                ClientEvent::Disconnected { why, .. } => return Err(why),
+                _ => {}
+            }
+        }
         tokio::select! {
-            received = connection.receive() => received?,
-            // Keep-alives out, and a silent link noticed (no command hangs on a dead one).
-            () = sleep_until_ms(timer) => connection.handle_timeout()?,
+            // Bytes in, keep-alives out, and a silent link noticed (no command hangs on a dead one).
+            () = connection.receive() => {}
             chunk = stdin_rx.recv(), if stdin_open && stdin_pending.is_empty() => match chunk {
                 Some(bytes) => stdin_pending = bytes,
                 None => {
                     stdin_open = false;
-                    let eof = Frame::bare(Header::Control(Control::Eof { stream: out_stream, end: stdin_seq }));
-                    connection.conn().send_frame(&eof).map_err(|e| e.to_string())?;
+                    connection.client().end_stream(out_stream, stdin_seq, monotonic_ms()).map_err(|e| e.to_string())?;
                 }
             },
             _ = tokio::signal::ctrl_c() => {
@@ -96,43 +118,22 @@ async fn exec(
                 if interrupts > 1 {
                     return Ok(Some(EXIT_INTERRUPTED));
                 }
-                connection.request(&Request::Signal { exec: id, signal: libc::SIGINT }, Vec::new())?;
+                signal(connection, libc::SIGINT);
             }
             _ = sleep_until(deadline) => {
-                let _ = connection.request(&Request::Signal { exec: id, signal: libc::SIGKILL }, Vec::new());
+                signal(connection, libc::SIGKILL);
                 let _ = connection.flush().await;
                 return Ok(None);
             }
         }
         if !stdin_pending.is_empty() {
-            let sent = connection.conn().send_data(out_stream, stdin_seq, &stdin_pending).map_err(|e| e.to_string())?;
+            let sent = connection
+                .client()
+                .send_data(out_stream, stdin_seq, &stdin_pending, monotonic_ms())
+                .map_err(|e| e.to_string())?;
             stdin_seq += sent as u64;
             stdin_pending.drain(..sent);
         }
-        for event in connection.flush().await? {
-            match event {
-                Event::Data { stream, bytes, .. } => {
-                    let written = if stream == err_stream {
-                        stderr.write_all(&bytes).and_then(|_| stderr.flush())
-                    } else {
-                        stdout.write_all(&bytes).and_then(|_| stdout.flush())
-                    };
-                    written.map_err(|e| format!("writing output: {e}"))?;
-                    // Credit the host only for what we have really passed on.
-                    connection.conn().consumed(stream, bytes.len() as u64).map_err(|e| e.to_string())?;
-                }
-                Event::Cmd { id: got, body, .. } if got == id => {
-                    return match serde_json::from_value::<Response>(body) {
-                        Ok(Response::Exited { code }) => Ok(Some(code)),
-                        Ok(Response::Error { message, .. }) => Err(message),
-                        Ok(other) => Err(format!("unexpected answer {other:?}")),
-                        Err(e) => Err(format!("unreadable answer from the host: {e}")),
-                    };
-                }
-                _ => {}
-            }
-        }
-        connection.flush().await?;
     }
 }
 

@@ -17,7 +17,7 @@ use crate::cli::hosts::dial;
 use crate::cli::progress::Progress;
 use crate::paths::StateDir;
 use crate::reach::agent::Agent;
-use crate::reach::remote::is_refusal;
+use tether_protocol::client::Ending;
 use crate::reach::stream::StreamEvent;
 
 /// Upload chunks sent before the first is answered (their answers are the flow control).
@@ -54,7 +54,7 @@ impl Location {
 }
 
 async fn connect(state: &StateDir, host: &str) -> Result<Agent, String> {
-    dial(state, &resolve(state, host)?).await
+    Ok(dial(state, &resolve(state, host)?).await?)
 }
 
 /// The way to HOST of `HOST:PATH`; `local` is this machine's daemon.
@@ -244,11 +244,11 @@ impl Copier<'_> {
                     self.links.borrow_mut().insert(host.to_owned(), agent.clone());
                     return Ok(agent);
                 }
-                Err(e) if attempt < RECONNECTS && !is_refusal(&e) => {
+                Err(Ending::Lost(e)) if attempt < RECONNECTS => {
                     attempt += 1;
                     backoff(attempt, &e).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     }

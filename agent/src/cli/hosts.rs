@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use tether_protocol::client::Ending;
 use tether_protocol::identity::Link;
 
 use crate::cli::args::HostsAction;
@@ -17,10 +18,11 @@ pub fn resolve(state: &StateDir, host: Option<&str>) -> Result<Option<Link>, Str
     host.map(|name| Hosts::load(state)?.resolve(name)).transpose()
 }
 
-/// Reach the agent `resolve` found (starting the local daemon if need be).
-pub async fn dial(state: &StateDir, link: &Option<Link>) -> Result<Agent, String> {
+/// Reach the agent `resolve` found (starting the local daemon if need be). A refusal (a wrong
+/// secret, a revoked invite) is final; anything else may be worth another try.
+pub async fn dial(state: &StateDir, link: &Option<Link>) -> Result<Agent, Ending> {
     match link {
-        None => Ok(Agent::Local(LocalClient::connect(state, true).await?)),
+        None => Ok(Agent::Local(LocalClient::connect(state, true).await.map_err(Ending::Lost)?)),
         Some(link) => Agent::remote(link, crate::cli::password::for_host).await,
     }
 }

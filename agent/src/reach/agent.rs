@@ -1,6 +1,7 @@
 //! [`Agent`]: the one type every CLI command talks to, whichever way the agent is reached.
 
 use tether_protocol::api::{Answer, Request, Response};
+use tether_protocol::client::Ending;
 use tether_protocol::identity::Link;
 
 use crate::reach::local::{LocalClient, LocalPermit};
@@ -19,7 +20,7 @@ pub enum Agent {
 impl Agent {
     /// Connect through `link` to a paired host; `ask_password` supplies the host password for a
     /// link without a secret (given the host id).
-    pub async fn remote(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Agent, String> {
+    pub async fn remote(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Agent, Ending> {
         let connection = RelayConnection::open(link, ask_password).await?;
         Ok(Agent::Remote(RemoteClient::spawn(connection)))
     }

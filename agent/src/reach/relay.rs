@@ -1,21 +1,18 @@
-//! A client's encrypted connection to a host through a relay: the WebSocket to the relay, and the
-//! sans-IO `Connection` (SRP client, secure channel) end to end with the host. The relay sees
-//! only ciphertext; the same requests as on the local socket travel inside. When the host invites
-//! it, the connection moves onto a WebRTC data channel beside the relay (`crate::direct`, on the
-//! schedule of `tether_protocol::upgrade`) and back when that fails; callers see none of it.
-//! This type only moves bytes: `remote` (shared by many requests and streams) and `cli::exec`
-//! drive it.
+//! A client's encrypted connection to a host through a relay: the WebSocket to the relay and the
+//! data channel beside it, moving bytes in and out of the protocol's sans-IO
+//! `tether_protocol::client::Client` (SRP client, secure channel, calls, streams that resume,
+//! redials, the WebRTC upgrade). The relay sees only ciphertext. This type only moves bytes,
+//! timers and peer-connection news; `remote` (shared by many requests and streams) and
+//! `cli::exec` drive it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use tether_protocol::api::{cmd_frame, next_request_id, Request};
-use tether_protocol::connection::{Connection, Event, Input};
+use tether_protocol::client::{Client, ClientEvent, Ending, Output, Path, RedialPolicy};
 use tether_protocol::handshake::PASSWORD_IDENTITY;
 use tether_protocol::identity::{HostAddress, Link};
-use tether_protocol::signal::Route;
-use tether_protocol::upgrade::{Action, Upgrade};
+use tether_protocol::upgrade::Action;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -33,261 +30,223 @@ pub fn say_paths(on: bool) {
     SAY_PATHS.store(on, Ordering::Relaxed);
 }
 
+/// What `-v` says with the next round trip.
+#[derive(Clone, Copy, PartialEq)]
+enum Say {
+    Connected,
+    PathChanged,
+}
+
 pub struct RelayConnection {
-    ws: Ws,
-    conn: Connection,
-    next_id: u64,
-    dial: Option<Dial>,
-    host_id: String,
-    upgrade: Upgrade,
+    client: Client,
+    address: HostAddress,
+    ws: Option<Ws>,
     /// The data channel being negotiated or carrying the connection.
     direct: Option<DirectLink>,
     direct_events: mpsc::UnboundedReceiver<DirectEvent>,
     report: crate::direct::Report,
-    /// `-v`: the path last said, and whether it changed since (said with the next round trip).
-    shown_route: Option<Route>,
-    path_changed: bool,
-}
-
-/// Where and as whom to connect: kept so a lost link can be made again without asking anew.
-#[derive(Clone)]
-pub struct Dial {
-    address: HostAddress,
-    identity: String,
-    secret: Vec<u8>,
-}
-
-impl Dial {
-    pub fn for_link(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Dial, String> {
-        Ok(match link {
-            Link::Invite(invite) => Dial {
-                address: invite.address(),
-                identity: invite.identity(),
-                secret: invite.secret.as_bytes().to_vec(),
-            },
-            Link::Address(address) => Dial {
-                address: address.clone(),
-                identity: PASSWORD_IDENTITY.to_owned(),
-                secret: ask_password(&address.host_id)?.into_bytes(),
-            },
-        })
-    }
+    /// `-v`: what to say when the next round trip is known.
+    say: Option<Say>,
 }
 
 impl RelayConnection {
     /// Connect through `link`: with an invite's secret, or else with the host password, which
-    /// `ask_password` supplies (given the host id).
-    pub async fn open(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Self, String> {
-        Self::dial(&Dial::for_link(link, ask_password)?).await
-    }
-
-    /// Connect (again) as `dial` says.
-    pub async fn dial(dial: &Dial) -> Result<Self, String> {
-        let mut connection = Self::connect(&dial.address, &dial.identity, &dial.secret).await?;
-        connection.dial = Some(dial.clone());
-        Ok(connection)
-    }
-
-    /// How this connection was made, to make it again after a lost link.
-    pub fn redial(&self) -> Option<&Dial> {
-        self.dial.as_ref()
-    }
-
-    /// Connect and authenticate; fails with "authentication failed: …" on a wrong secret.
-    pub async fn connect(address: &HostAddress, identity: &str, secret: &[u8]) -> Result<Self, String> {
-        let url = address.client_ws_url()?;
-        // disable_nagle: small interactive frames must not wait for ACKs (Nagle + delayed ACK
-        // would add ~40 ms to every keystroke).
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
-            .await
-            .map_err(|e| format!("cannot reach the relay at {}: {e}", address.relay))?;
-        let conn = Connection::client(&address.host_id, identity, secret, handshake_entropy()?, monotonic_ms());
+    /// `ask_password` supplies (given the host id). Fails with the refusal ("authentication
+    /// failed: …") or the reason the relay could not be reached.
+    pub async fn open(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Self, Ending> {
+        let (address, identity, secret) = match link {
+            Link::Invite(invite) => (invite.address(), invite.identity(), invite.secret.as_bytes().to_vec()),
+            Link::Address(address) => {
+                let password = ask_password(&address.host_id).map_err(Ending::Refused)?;
+                (address.clone(), PASSWORD_IDENTITY.to_owned(), password.into_bytes())
+            }
+        };
+        let client = Client::new(&address.host_id, &identity, &secret, RedialPolicy::CLI);
         let (events, direct_events) = mpsc::unbounded_channel();
         let mut connection = RelayConnection {
-            ws,
-            conn,
-            next_id: 1,
-            dial: None,
-            host_id: address.host_id.clone(),
-            upgrade: Upgrade::default(),
+            client,
+            address,
+            ws: None,
             direct: None,
             direct_events,
             report: Arc::new(move |event| {
                 let _ = events.send(event);
             }),
-            shown_route: None,
-            path_changed: false,
+            say: None,
         };
+        // Until authenticated (and with -v, until the path is said): nothing else can arrive yet,
+        // as no request has gone out.
         loop {
-            let events = connection.step().await?;
-            if events.iter().any(|e| matches!(e, Event::Authenticated { .. })) {
-                if SAY_PATHS.load(Ordering::Relaxed) {
-                    connection.say_path(address).await?;
+            for event in connection.flush().await {
+                match event {
+                    ClientEvent::Connected { .. } if connection.say.is_none() => return Ok(connection),
+                    ClientEvent::Disconnected { .. } => {
+                        return Err(match connection.client.status() {
+                            tether_protocol::client::Status::Over(ending) => ending.clone(),
+                            _ => Ending::Lost("the connection was lost".into()),
+                        })
+                    }
+                    _ => {}
                 }
+            }
+            if connection.client.is_connected() && connection.say.is_none() {
                 return Ok(connection);
             }
+            connection.receive().await;
         }
     }
 
-    /// Time one ping and say the path and round trip on stderr. Nothing else can arrive yet
-    /// (no request has gone out), so waiting for the pong loses nothing.
-    async fn say_path(&mut self, address: &HostAddress) -> Result<(), String> {
-        self.conn.ping(monotonic_ms()).map_err(|e| e.to_string())?;
-        while !self.step().await?.iter().any(|e| matches!(e, Event::RoundTrip { .. })) {}
-        eprintln!("tether: connected to {} {}", address.host_id, self.conn.path_summary());
-        Ok(())
+    /// The protocol's client: calls, streams, credit.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
     }
 
-    /// Send what is queued, take one message, send what that produced; the events on the way.
-    /// A receive error comes after the flush, so what the connection had to say still goes out.
-    async fn step(&mut self) -> Result<Vec<Event>, String> {
-        let mut events = self.flush().await?;
-        let received = self.receive().await;
-        events.extend(self.flush().await?);
-        received?;
-        Ok(events)
-    }
-
-    /// The protocol state, for sending data and crediting what was taken.
-    pub fn conn(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
-
-    /// A fresh request id (one that may also name a stream).
-    pub fn next_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id = next_request_id(id);
-        id
-    }
-
-    /// Queue `request` under a fresh id; returns the id. Sent with the next `flush`.
-    pub fn request(&mut self, request: &Request, payload: Vec<u8>) -> Result<u64, String> {
-        let id = self.next_id();
-        self.conn.send_frame(&cmd_frame(id, request, payload)).map_err(|e| e.to_string())?;
-        Ok(id)
-    }
-
-    /// When the connection's timers (keep-alive, idle, handshake deadline, data channel) and the
-    /// upgrade's want running, on the clock of `monotonic_ms`.
-    pub fn next_timeout(&self) -> Option<u64> {
-        [self.conn.poll_timeout(), self.upgrade.poll_timeout()].into_iter().flatten().min()
-    }
-
-    /// Run the timers: a keep-alive when due, an error once the link is silent; an upgrade
-    /// attempt when one is due, or given up when it takes too long.
-    pub fn handle_timeout(&mut self) -> Result<(), String> {
-        let now = monotonic_ms();
-        self.conn.handle_timeout(now).map_err(|e| e.to_string())?;
-        let action = self.upgrade.handle_timeout(&mut self.conn, now).map_err(|e| e.to_string())?;
-        self.act(action);
-        Ok(())
-    }
-
-    /// Read one message from the relay or the data channel and feed it to the connection. A close
-    /// or a broken socket becomes the error to show: the connection's own (a tampered frame, a
-    /// failed handshake) when it has one, else the reason the relay or host gave. Cancel-safe (a
-    /// `select!` arm).
-    pub async fn receive(&mut self) -> Result<(), String> {
-        let message = tokio::select! {
-            message = self.ws.next() => message,
-            Some(event) = self.direct_events.recv() => {
-                let action = self.upgrade.on_direct(&mut self.conn, event, monotonic_ms()).map_err(|e| e.to_string())?;
-                self.act(action);
-                return Ok(());
-            }
-        };
-        match message {
-            Some(Ok(Message::Binary(bytes))) => {
-                self.conn.handle_input(Input::Bytes(&bytes), monotonic_ms()).map_err(|e| e.to_string())
-            }
-            Some(Ok(Message::Close(frame))) => {
-                let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
-                let own = self.conn.error().map(|e| e.to_string());
-                Err(own.or(reason).unwrap_or_else(|| "the relay closed the connection".into()))
-            }
-            Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(format!("relay connection failed: {e}")),
-            None => Err("the relay closed the connection".into()),
-        }
-    }
-
-    /// Send what the connection has queued (on the relay, and on the data channel); return what
-    /// it reported. Signalling is acted on here and not returned.
-    pub async fn flush(&mut self) -> Result<Vec<Event>, String> {
-        let mut reported = Vec::new();
-        loop {
-            let (transmits, events) = self.conn.drain_output();
-            for bytes in transmits {
-                self.ws.send(Message::Binary(bytes.into())).await.map_err(|e| format!("relay send: {e}"))?;
-            }
-            for bytes in self.conn.drain_direct() {
-                if let Some(link) = &self.direct {
-                    link.send(bytes);
+    /// Wait for the next thing to happen — a message from the relay or the data channel, news of
+    /// the peer connection, a timer — and hand it to the client. Cancel-safe (a `select!` arm).
+    pub async fn receive(&mut self) {
+        let RelayConnection { client, ws, direct_events, .. } = self;
+        let timer = client.poll_timeout();
+        tokio::select! {
+            message = next_message(ws) => {
+                let now = monotonic_ms();
+                match message {
+                    Some(Ok(Message::Binary(bytes))) => client.handle_relay(&bytes, now),
+                    Some(Ok(Message::Close(frame))) => {
+                        *ws = None;
+                        client.transport_closed(frame.map(|f| f.reason.to_string()), now);
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        *ws = None;
+                        client.transport_closed(Some(format!("relay connection failed: {e}")), now);
+                    }
+                    None => {
+                        *ws = None;
+                        client.transport_closed(None, now);
+                    }
                 }
             }
-            self.note_path();
-            if events.is_empty() {
-                return Ok(reported);
+            Some(event) = direct_events.recv() => client.handle_direct(event, monotonic_ms()),
+            () = sleep_until_ms(timer) => client.handle_timeout(monotonic_ms()),
+        }
+    }
+
+    /// Do what the client asks — send on the relay or the data channel, run the peer
+    /// connection, dial the relay again — and return the events for the caller.
+    pub async fn flush(&mut self) -> Vec<ClientEvent> {
+        let mut events = Vec::new();
+        while let Some(out) = self.client.poll_output() {
+            match out {
+                Output::Transmit { path: Path::Relay, bytes } => self.send_relay(bytes).await,
+                Output::Transmit { path: Path::Direct, bytes } => {
+                    if let Some(link) = &self.direct {
+                        link.send(bytes);
+                    }
+                }
+                Output::Peer(action) => self.act(action),
+                Output::Event(ClientEvent::Dial) => self.dial().await,
+                Output::Event(event) => {
+                    self.note(&event);
+                    if let ClientEvent::Disconnected { .. } = event {
+                        if let Some(mut ws) = self.ws.take() {
+                            let _ = ws.close(None).await;
+                        }
+                        self.direct = None;
+                    }
+                    events.push(event);
+                }
             }
-            let now = monotonic_ms();
-            for event in events {
-                let action = match event {
-                    Event::Webrtc { signal } => self.upgrade.on_signal(&mut self.conn, signal, now),
-                    Event::DirectLost { silent_ms } => self.upgrade.on_direct_lost(&mut self.conn, silent_ms, now),
-                    Event::RoundTrip { .. } if std::mem::take(&mut self.path_changed) => {
-                        eprintln!("tether: {} now {}", self.host_id, self.conn.path_summary());
-                        Ok(None)
-                    }
-                    event => {
-                        reported.push(event);
-                        Ok(None)
-                    }
-                };
-                let action = action.map_err(|e| e.to_string())?;
-                self.act(action);
+        }
+        events
+    }
+
+    async fn send_relay(&mut self, bytes: Vec<u8>) {
+        let Some(ws) = self.ws.as_mut() else { return };
+        if let Err(e) = ws.send(Message::Binary(bytes.into())).await {
+            self.ws = None;
+            self.client.transport_closed(Some(format!("relay send: {e}")), monotonic_ms());
+        }
+    }
+
+    /// Open the WebSocket to the relay and start the handshake on it.
+    async fn dial(&mut self) {
+        let url = match self.address.client_ws_url() {
+            Ok(url) => url,
+            Err(e) => return self.client.transport_closed(Some(e), monotonic_ms()),
+        };
+        // disable_nagle: small interactive frames must not wait for ACKs (Nagle + delayed ACK
+        // would add ~40 ms to every keystroke).
+        match tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await {
+            Ok((ws, _)) => match handshake_entropy() {
+                Ok(entropy) => {
+                    self.ws = Some(ws);
+                    self.client.connect(entropy, monotonic_ms());
+                }
+                Err(e) => self.client.transport_closed(Some(e), monotonic_ms()),
+            },
+            Err(e) => {
+                let why = format!("cannot reach the relay at {}: {e}", self.address.relay);
+                self.client.transport_closed(Some(why), monotonic_ms());
             }
         }
     }
 
     /// End in order, so the host sees a close rather than a cut.
     pub async fn close(mut self) {
-        if self.conn.close("done").is_ok() {
-            let _ = self.flush().await;
-        }
-        let _ = self.ws.close(None).await;
+        self.client.close(monotonic_ms());
+        let _ = self.flush().await;
     }
 
     /// Do what the upgrade asks of the peer connection.
-    fn act(&mut self, action: Option<Action>) {
+    fn act(&mut self, action: Action) {
         match action {
-            Some(Action::Offer { attempt, ice_servers }) => {
+            Action::Offer { attempt, ice_servers } => {
                 self.direct = Some(DirectLink::offer(attempt, &ice_servers, self.report.clone()));
             }
-            Some(Action::Answered { attempt, sdp }) => {
+            Action::Answered { attempt, sdp } => {
                 if let Some(link) = self.direct.as_mut().filter(|link| link.attempt == attempt) {
                     link.answered(sdp);
                 }
             }
-            Some(Action::Close { attempt }) => {
+            Action::Close { attempt } => {
                 if self.direct.as_ref().is_some_and(|link| link.attempt == attempt) {
                     self.direct = None;
                 }
             }
-            None => {}
         }
     }
 
-    /// `-v`: when the path changed, say so with the round trip on the new one.
-    fn note_path(&mut self) {
-        let route = self.conn.direct_route();
-        if route == self.shown_route || !SAY_PATHS.load(Ordering::Relaxed) {
+    /// `-v`: say where each connection goes, and each change of path with the round trip on the
+    /// new one.
+    fn note(&mut self, event: &ClientEvent) {
+        if !SAY_PATHS.load(Ordering::Relaxed) {
             return;
         }
-        if route.is_none() {
-            eprintln!("tether: {}: the data channel is gone; back on the relay", self.host_id);
+        let host = &self.address.host_id;
+        match event {
+            ClientEvent::Connected { .. } => self.say = Some(Say::Connected),
+            ClientEvent::PathChanged { route } => {
+                if route.is_none() {
+                    eprintln!("tether: {host}: the data channel is gone; back on the relay");
+                }
+                if self.say.is_none() {
+                    self.say = Some(Say::PathChanged);
+                }
+            }
+            ClientEvent::RoundTrip { .. } => match self.say.take() {
+                Some(Say::Connected) => eprintln!("tether: connected to {host} {}", self.client.path_summary()),
+                Some(Say::PathChanged) => eprintln!("tether: {host} now {}", self.client.path_summary()),
+                None => {}
+            },
+            _ => {}
         }
-        self.shown_route = route;
-        self.path_changed = true;
+    }
+}
+
+async fn next_message(ws: &mut Option<Ws>) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(ws) => ws.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -106,6 +106,12 @@ impl Refused {
     }
 }
 
+impl From<String> for Refused {
+    fn from(message: String) -> Refused {
+        Refused::local(message)
+    }
+}
+
 impl From<Refused> for String {
     fn from(refused: Refused) -> String {
         refused.message

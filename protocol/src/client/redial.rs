@@ -86,3 +86,15 @@ impl Backoff {
         self.next_ms = self.policy.first_ms;
     }
 }
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.why())
+    }
+}
+
+impl From<Ending> for String {
+    fn from(ending: Ending) -> String {
+        ending.why().to_owned()
+    }
+}
