@@ -385,6 +385,17 @@ impl Link {
         request: &Request,
         owner: Callback<(u32, StreamEvent)>,
     ) -> Result<(Response, u32), String> {
+        let (handle, answered) = self.start_stream(request, owner)?;
+        Ok((answered.await?, handle))
+    }
+
+    /// `open_stream`, with the stream's handle at once (input may go on it before the answer
+    /// comes) and its answer to wait for.
+    pub fn start_stream(
+        &self,
+        request: &Request,
+        owner: Callback<(u32, StreamEvent)>,
+    ) -> Result<(u32, impl std::future::Future<Output = Result<Response, String>>), String> {
         let (handle, answer) = {
             let mut inner = self.0.borrow_mut();
             let handle = inner.client.open(request, now_ms()).map_err(|e| e.to_string())?;
@@ -394,14 +405,22 @@ impl Link {
             (handle, answer)
         };
         self.flush();
-        let answered = answer.await.map_err(|_| "connection lost".to_owned()).and_then(|a| a.map_err(String::from));
-        match answered {
-            Ok((response, _)) => Ok((response, handle)),
-            Err(why) => {
-                self.0.borrow_mut().owners.remove(&handle);
-                Err(why)
+        let link = self.clone();
+        Ok((handle, async move {
+            let answered = answer.await.map_err(|_| "connection lost".to_owned()).and_then(|a| a.map_err(String::from));
+            if answered.is_err() {
+                link.0.borrow_mut().owners.remove(&handle);
             }
-        }
+            answered.map(|(response, _)| response)
+        }))
+    }
+
+    /// Input toward the host on stream `handle` (keystrokes on an attach): queued and sent in
+    /// order as the host's credit allows.
+    pub fn write_input(&self, handle: u32, bytes: &[u8]) -> Result<(), String> {
+        let written = self.0.borrow_mut().client.write_input(handle, bytes, now_ms());
+        self.flush();
+        written.map_err(|e| e.to_string())
     }
 
     /// Send without waiting for the answer (keystrokes, resizes).

@@ -58,7 +58,7 @@ struct Pane {
     callbacks: Vec<JsValue>,
     /// The window's resize listener, removed when the tab goes.
     on_resize: Option<Closure<dyn FnMut()>>,
-    /// Where typed and pasted input goes (in order, big pastes paced).
+    /// Where typed and pasted input goes (on the attach stream, in order, big pastes paced).
     input: Option<crate::input::Input>,
     _input: Option<crate::xterm::Disposable>,
 }
@@ -245,7 +245,7 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
     });
     terminal.attach_custom_key_event_handler(key_handler.as_ref().unchecked_ref());
 
-    let input = crate::input::Input::new(link.clone(), session.to_owned());
+    let input = crate::input::Input::new(link.clone());
     pane.borrow_mut().input = Some(input.clone());
     let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
         let mut bytes = data.into_bytes();
@@ -365,25 +365,39 @@ fn attach(pane: Rc<RefCell<Pane>>, link: Link, session: String, container: NodeR
     };
     wasm_bindgen_futures::spawn_local(async move {
         let request = Request::Attach { session: session.clone(), from, cols: None, rows: None };
-        let (answer, replay_from) = match link.open_stream(&request, owner.clone()).await {
-            Ok((Response::Streaming { session: info, stream, from }, _)) => {
+        let Ok((handle, answered)) = link.start_stream(&request, owner.clone()) else { return };
+        // Keys typed from now on follow the attach request on its stream.
+        let input = pane.borrow().input.clone();
+        if let Some(input) = &input {
+            input.attached(Some(handle));
+        }
+        let (answer, replay_from) = match answered.await {
+            Ok(Response::Streaming { session: info, from, .. }) => {
                 // Nothing to replay: our size can go now.
-                (Ok(stream), (from < info.output_bytes).then_some(from))
+                (Ok(handle), (from < info.output_bytes).then_some(from))
             }
             Ok(_) => (Err("unexpected answer to attach".to_owned()), None),
             // It ended (perhaps while we were away): what it printed since is in its log. The
             // log starts at byte 0; what this tab already shows is skipped as a duplicate.
             Err(_) if link.status() == Status::Connected => {
+                if let Some(input) = &input {
+                    input.attached(None);
+                }
                 match link
                     .open_stream(&Request::Logs { session: session.clone(), follow: false, from: None }, owner)
                     .await
                 {
-                    Ok((Response::Streaming { stream, .. }, _)) => (Ok(stream), Some(0)),
+                    Ok((Response::Streaming { .. }, stream)) => (Ok(stream), Some(0)),
                     Ok(_) => (Err("unexpected answer to logs".to_owned()), None),
                     Err(message) => (Err(message), None),
                 }
             }
-            Err(message) => (Err(message), None),
+            Err(message) => {
+                if let Some(input) = &input {
+                    input.attached(None);
+                }
+                (Err(message), None)
+            }
         };
         match answer {
             Ok(stream) => {
@@ -469,6 +483,9 @@ fn on_stream_event(
         }
         StreamEvent::Lost { why } => {
             pane.borrow_mut().stream = None;
+            if let Some(input) = &pane.borrow().input {
+                input.attached(None);
+            }
             terminal.write_bytes(format!("\r\n\x1b[2m[tether: {why}]\x1b[0m\r\n").as_bytes());
         }
         StreamEvent::Writable => {}

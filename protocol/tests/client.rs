@@ -24,6 +24,8 @@ struct Wire {
     events: Vec<ClientEvent>,
     /// Requests the host received: (id, request).
     requests: Vec<(u64, Request)>,
+    /// Stream bytes the host received: (stream, seq, bytes).
+    typed: Vec<(u32, u64, Vec<u8>)>,
     now: u64,
     seed: u8,
 }
@@ -32,7 +34,7 @@ impl Wire {
     fn new(policy: RedialPolicy, secret: &[u8]) -> Wire {
         let client = Client::new(HOST_ID, "invite", secret, policy);
         let host = TestHost::new(vec![credential("invite", SECRET)], entropy(2), 0);
-        let mut wire = Wire { client, host, events: Vec::new(), requests: Vec::new(), now: 0, seed: 10 };
+        let mut wire = Wire { client, host, events: Vec::new(), requests: Vec::new(), typed: Vec::new(), now: 0, seed: 10 };
         wire.settle();
         wire
     }
@@ -76,8 +78,12 @@ impl Wire {
                 Err(_) => (drain(&mut self.host.conn).0, Vec::new()),
             };
             for event in host_events {
-                if let Event::Cmd { id, body, .. } = event {
-                    self.requests.push((id, serde_json::from_value(body).expect("a request")));
+                match event {
+                    Event::Cmd { id, body, .. } => {
+                        self.requests.push((id, serde_json::from_value(body).expect("a request")));
+                    }
+                    Event::Data { stream, seq, bytes } => self.typed.push((stream, seq, bytes)),
+                    _ => {}
                 }
             }
             if to_host.is_empty() && to_client.is_empty() {
@@ -354,3 +360,57 @@ fn not_connected_is_said_before_anything_goes() {
     assert_eq!(wire.client.open_streams(), 0);
 }
 
+
+#[test]
+fn keystrokes_ride_the_attach_stream_and_wait_out_a_lost_link() {
+    let mut wire = Wire::connected(RedialPolicy::PAGE);
+    let handle = wire.client.open(&attach(), 0).expect("connected");
+    // Typed before the answer: they follow the attach request on its stream.
+    wire.client.write_input(handle, b"ls", 0).expect("queued");
+    wire.answer(handle as u64, streaming(handle, 0));
+    wire.client.write_input(handle, b"\r", 0).expect("queued");
+    wire.settle();
+    assert_eq!(wire.typed, vec![(handle, 0, b"ls".to_vec()), (handle, 2, b"\r".to_vec())]);
+    // No answer for a keystroke: the host sent nothing back.
+    assert_eq!(stream_events(&wire.take_events(), handle), vec![]);
+
+    // Typed while the link is down: sent on the resumed stream, from its first byte.
+    wire.cut();
+    wire.client.write_input(handle, b"echo back", 0).expect("queued while away");
+    assert_eq!(wire.client.queued_input(handle), 9);
+    wire.typed.clear();
+    wire.redial();
+    let (id, request) = wire.last_request();
+    // (Nothing was shown yet: it asks from wherever the host's replay starts.)
+    assert!(matches!(request, Request::Attach { from: None, .. }), "{request:?}");
+    assert_eq!(wire.typed, vec![(id as u32, 0, b"echo back".to_vec())]);
+    assert_eq!(wire.client.queued_input(handle), 0);
+}
+
+#[test]
+fn a_paste_bigger_than_the_window_goes_as_credit_comes_back() {
+    let mut wire = Wire::connected(RedialPolicy::PAGE);
+    let handle = wire.client.open(&attach(), 0).expect("connected");
+    wire.answer(handle as u64, streaming(handle, 0));
+    let window = tether_protocol::stream::INITIAL_WINDOW_BYTES as usize;
+    let paste: Vec<u8> = (0..window * 5 / 2).map(|i| (i % 251) as u8).collect();
+    wire.client.write_input(handle, &paste, 0).expect("queued");
+    wire.settle();
+    let sent = |wire: &Wire| wire.typed.iter().map(|(_, _, b)| b.len()).sum::<usize>();
+    assert_eq!(sent(&wire), window, "one window's worth, then it waits");
+    assert_eq!(wire.client.queued_input(handle), paste.len() - window);
+    // The program takes it all: credit comes back, and the rest goes, in order.
+    let mut credited = 0;
+    while sent(&wire) < paste.len() {
+        let got = sent(&wire) as u64;
+        wire.host.consumed(handle, got - credited).expect("credit");
+        credited = got;
+        wire.settle();
+        assert!(sent(&wire) as u64 > got, "credit let more go");
+    }
+    let all: Vec<u8> = wire.typed.iter().flat_map(|(_, _, b)| b.clone()).collect();
+    assert_eq!(all, paste);
+    // Too much waiting at once is refused, not dropped unsaid.
+    let huge = vec![0u8; tether_protocol::client::streams::MAX_QUEUED_INPUT_BYTES + 1];
+    assert!(wire.client.write_input(handle, &huge, 0).is_err());
+}

@@ -407,9 +407,11 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
     // As with hosts, reading and writing go on side by side, so neither waits for the other.
     let (mut sink, mut stream) = socket.split();
     let authenticated = std::sync::atomic::AtomicBool::new(false);
-    // Bytes forwarded each way, said when the connection ends: how an operator (and a test)
-    // sees how much a connection leaned on the relay rather than a data channel.
+    // Bytes and messages forwarded each way, said when the connection ends: how an operator (and
+    // a test) sees how much a connection leaned on the relay rather than a data channel, and how
+    // chatty it was.
     let (to_host_bytes, to_client_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (to_host_messages, to_client_messages) = (AtomicU64::new(0), AtomicU64::new(0));
     let reading = async {
         let deadline = tokio::time::sleep(app.relay.handshake_timeout);
         tokio::pin!(deadline);
@@ -432,6 +434,7 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
                 }
                 Some(Ok(Message::Binary(bytes))) => {
                     to_host_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    to_host_messages.fetch_add(1, Ordering::Relaxed);
                     if !hub.deliver_to_host(&host_id, conn, bytes.to_vec()).await {
                         return Err((CLOSE_HOST_OFFLINE, "host offline".to_owned()));
                     }
@@ -451,6 +454,7 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
                         authenticated.store(true, Ordering::Relaxed);
                     }
                     to_client_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    to_client_messages.fetch_add(1, Ordering::Relaxed);
                     if sink.send(Message::Binary(bytes.into())).await.is_err() {
                         return Ok("client disconnected");
                     }
@@ -474,7 +478,10 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
         }
     };
     let (up, down) = (to_host_bytes.into_inner(), to_client_bytes.into_inner());
-    eprintln!("tether-relay: client {conn} of host {host_id} ended ({reason}); forwarded {up} bytes to the host, {down} to the client");
+    let (ups, downs) = (to_host_messages.into_inner(), to_client_messages.into_inner());
+    eprintln!(
+        "tether-relay: client {conn} of host {host_id} ended ({reason}); forwarded {up} bytes to the host, {down} to the client; {ups} messages to the host, {downs} to the client"
+    );
     hub.client_gone(&host_id, conn, reason);
 }
 

@@ -167,3 +167,29 @@ impl Relay {
         url.trim_end_matches('/').to_owned()
     }
 }
+
+/// One client connection whose end a relay logged (`Relay::start_logging`): what it forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarded {
+    pub conn: u64,
+    pub to_host_bytes: u64,
+    pub to_client_bytes: u64,
+    pub to_host_messages: u64,
+    pub to_client_messages: u64,
+}
+
+/// Every client connection the relay log at `log` says has ended, in order.
+pub fn relay_forwarded(log: &std::path::Path) -> Vec<Forwarded> {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    log.lines()
+        .filter_map(|line| {
+            let conn = line.strip_prefix("tether-relay: client ")?.split(' ').next()?.parse().ok()?;
+            // "…; forwarded U bytes to the host, D to the client; M messages to the host, N to the client"
+            let (_, counts) = line.split_once("; forwarded ")?;
+            let numbers: Vec<u64> =
+                counts.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).filter_map(|t| t.parse().ok()).collect();
+            let [to_host_bytes, to_client_bytes, to_host_messages, to_client_messages] = numbers[..] else { return None };
+            Some(Forwarded { conn, to_host_bytes, to_client_bytes, to_host_messages, to_client_messages })
+        })
+        .collect()
+}

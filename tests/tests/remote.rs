@@ -345,3 +345,44 @@ fn a_tls_relay_is_reached_over_wss_and_its_certificate_checked() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("use https://"), "{stderr}");
 }
+
+/// A keystroke rides the attach stream like an exec's stdin: it costs the host no reply of its
+/// own, only its echo (and, now and then, flow-control credit).
+#[test]
+fn a_keystroke_costs_no_reply_of_its_own() {
+    use tether_tests::agent::PtyClient;
+    const KEYS: usize = 200;
+    let log = scratch().join(tether_tests::marker("relay-log"));
+    // Everything on the relay, where it counts what it forwards.
+    let relay = Relay::start_logging(&["--no-webrtc"], &log);
+    let host = Agent::new(scratch());
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    let seen_before = tether_tests::relay_forwarded(&log).len();
+
+    let id = host.start(&["cat"]);
+    let mut attached = PtyClient::spawn(&client, &["attach", "-H", &invite, &id]);
+    // Attached once the first key's echo is back.
+    attached.type_bytes(b"x");
+    attached.wait_for("x");
+    let echoes = attached.echo_samples(KEYS);
+    assert_eq!(echoes.len(), KEYS);
+    attached.type_bytes(b"\x1dd");
+    assert_eq!(attached.wait_exit(), 0);
+    host.wait_for_text(&id, "xabc");
+
+    let ended = wait_until(agent::WAIT, "the relay to log the attach's end", || {
+        let all = tether_tests::relay_forwarded(&log);
+        (all.len() > seen_before).then(|| all[seen_before..].to_vec())
+    });
+    let to_client: u64 = ended.iter().map(|f| f.to_client_messages).sum();
+    let to_host: u64 = ended.iter().map(|f| f.to_host_messages).sum();
+    // One echo per key (the handshake, the attach's answer, a ping's pong and the odd credit
+    // besides): not an `ok` per key as well.
+    assert!(
+        (KEYS as u64..KEYS as u64 + 40).contains(&to_client),
+        "the host sent {to_client} messages for {KEYS} keys (and the client {to_host})"
+    );
+    std::fs::remove_file(&log).ok();
+}

@@ -17,7 +17,7 @@ use tether_tests::page::{assert_no_console_errors, bash_host, Page};
 use tether_tests::process::Guard;
 use tether_tests::turn::TurnServer;
 use tether_tests::webdriver::Browser;
-use tether_tests::{marker, wait_until, Relay, Scratch};
+use tether_tests::{marker, relay_forwarded, wait_until, Relay, Scratch};
 
 /// What the CLI floods through `exec`, and the page through `cat`.
 const EXEC_BYTES: usize = 100_000_000; // 100 MB
@@ -86,15 +86,7 @@ impl World {
     /// Client connections the relay has seen end: (connection id, bytes to the host, bytes to
     /// the client), as its log says.
     fn forwarded(&self) -> Vec<(u64, u64, u64)> {
-        let log = std::fs::read_to_string(&self.relay_log).unwrap_or_default();
-        log.lines()
-            .filter_map(|line| {
-                let conn = line.strip_prefix("tether-relay: client ")?.split(' ').next()?.parse().ok()?;
-                let (_, counts) = line.split_once("; forwarded ")?;
-                let (up, down) = counts.split_once(" bytes to the host, ")?;
-                Some((conn, up.parse().ok()?, down.trim_end_matches(" to the client").parse().ok()?))
-            })
-            .collect()
+        relay_forwarded(&self.relay_log).iter().map(|f| (f.conn, f.to_host_bytes, f.to_client_bytes)).collect()
     }
 
     /// The newest connection id the relay has logged the end of.

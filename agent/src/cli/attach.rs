@@ -77,7 +77,7 @@ pub async fn attach(client: &Agent, session: &str) -> Result<Ended, String> {
                 let permit = permit?;
                 match resized.take() {
                     Some((cols, rows)) => permit.send(&Request::Resize { session: id.clone(), cols, rows }, Vec::new())?,
-                    None => permit.send(&Request::Write { session: id.clone(), paced: false }, std::mem::take(&mut typed))?,
+                    None => permit.type_input(stream, &id, std::mem::take(&mut typed))?,
                 }
             }
         }
@@ -85,7 +85,9 @@ pub async fn attach(client: &Agent, session: &str) -> Result<Ended, String> {
     // No more output is read from here on: drop the stream so nothing can wait on it.
     drop(events);
     if !typed.is_empty() {
-        let _ = client.send(&Request::Write { session: id.clone(), paced: false }, typed).await;
+        if let Ok(permit) = client.reserve().await {
+            let _ = permit.type_input(stream, &id, typed);
+        }
     }
     let _ = client.send(&Request::Detach { stream }, Vec::new()).await;
     stdout.write_all(RESET_MODES).await.map_err(|e| e.to_string())?;

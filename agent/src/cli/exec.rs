@@ -16,8 +16,10 @@ use crate::time::monotonic_ms;
 
 /// Exit status after a second Ctrl+C (as a shell's for SIGINT).
 const EXIT_INTERRUPTED: i32 = 130;
-/// stdin chunks waiting for flow-control credit before the reader thread waits.
+/// stdin chunks read ahead by the reader thread.
 const STDIN_QUEUE_CHUNKS: usize = 4;
+/// stdin queued in the client (waiting for the host's credit) before we read on.
+const STDIN_QUEUED_BYTES: usize = 256 * 1024; // 256 KiB
 
 pub async fn run(
     state: &StateDir,
@@ -71,8 +73,6 @@ async fn exec(
         // Dropping the sender tells the loop: end of input.
     });
     let mut stdin_open = true;
-    let mut stdin_pending: Vec<u8> = Vec::new();
-    let mut stdin_seq = 0u64;
     let mut interrupts = 0;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
@@ -80,7 +80,11 @@ async fn exec(
         let _ = connection.client().send(&Request::Signal { exec: id, signal }, Vec::new(), monotonic_ms());
     };
     loop {
-        for event in connection.flush().await {
+        // Send what is queued (credit for what was written out, too) and act on what came; wait
+        // for more only once there is nothing left to act on.
+        let events = connection.flush().await;
+        let idle = events.is_empty();
+        for event in events {
             match event {
                 ClientEvent::Stream { handle, event: StreamEvent::Data { bytes, .. } } => {
                     let written = if handle == err_stream {
@@ -103,14 +107,21 @@ async fn exec(
                 _ => {}
             }
         }
+        if !idle {
+            continue;
+        }
         tokio::select! {
             // Bytes in, keep-alives out, and a silent link noticed (no command hangs on a dead one).
             () = connection.receive() => {}
-            chunk = stdin_rx.recv(), if stdin_open && stdin_pending.is_empty() => match chunk {
-                Some(bytes) => stdin_pending = bytes,
+            // Read on while little waits for the host's credit: the client's queue paces stdin.
+            chunk = stdin_rx.recv(), if stdin_open && connection.client().queued_input(out_stream) < STDIN_QUEUED_BYTES => match chunk {
+                // Input for a command whose output has ended has nowhere to go: it is dropped.
+                Some(bytes) => {
+                    let _ = connection.client().write_input(out_stream, &bytes, monotonic_ms());
+                }
                 None => {
                     stdin_open = false;
-                    connection.client().end_stream(out_stream, stdin_seq, monotonic_ms()).map_err(|e| e.to_string())?;
+                    connection.client().end_input(out_stream, monotonic_ms());
                 }
             },
             _ = tokio::signal::ctrl_c() => {
@@ -126,14 +137,7 @@ async fn exec(
                 return Ok(None);
             }
         }
-        if !stdin_pending.is_empty() {
-            let sent = connection
-                .client()
-                .send_data(out_stream, stdin_seq, &stdin_pending, monotonic_ms())
-                .map_err(|e| e.to_string())?;
-            stdin_seq += sent as u64;
-            stdin_pending.drain(..sent);
-        }
+
     }
 }
 

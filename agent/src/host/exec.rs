@@ -88,7 +88,7 @@ pub fn spawn(
                 if stdin.write_all(&bytes).await.is_err() {
                     break; // the process closed its stdin; later input has nowhere to go
                 }
-                let _ = events.send(PeerEvent::StdinTaken { conn, stream: out_stream, n: bytes.len() as u64 });
+                let _ = events.send(PeerEvent::InputTaken { conn, stream: out_stream, n: bytes.len() as u64 });
             }
             // Dropping stdin closes the pipe: the process sees end of input.
         });

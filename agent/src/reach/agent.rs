@@ -118,4 +118,17 @@ impl SendPermit<'_> {
             }
         }
     }
+
+    /// Type `bytes` into `session`, attached on `stream`: through a relay they ride the attach
+    /// stream (paced by the host's credit, no answer of their own); to the local daemon they are
+    /// a `write`. Never blocks.
+    pub fn type_input(self, stream: u32, session: &str, bytes: Vec<u8>) -> Result<(), String> {
+        match self {
+            SendPermit::Local(permit) => permit.send(&Request::Write { session: session.to_owned(), paced: false }, bytes),
+            SendPermit::Remote(permit) => {
+                permit.type_input(stream, bytes);
+                Ok(())
+            }
+        }
+    }
 }

@@ -31,6 +31,8 @@ type AnswerTo = oneshot::Sender<Result<Answer, String>>;
 enum Command {
     Call { request: Request, payload: Vec<u8>, answer: Option<AnswerTo> },
     Open { request: Request, events: mpsc::Sender<StreamEvent>, answer: AnswerTo },
+    /// Input on a stream (keystrokes on an attach), by the stream's handle.
+    Input { stream: u32, bytes: Vec<u8> },
     Close { done: oneshot::Sender<()> },
 }
 
@@ -97,6 +99,11 @@ impl RemotePermit<'_> {
     /// Send without waiting for the answer; never blocks.
     pub fn send(self, request: &Request, payload: Vec<u8>) {
         self.0.send(Command::Call { request: request.clone(), payload, answer: None });
+    }
+
+    /// Input on stream `stream` (keystrokes on an attach); never blocks.
+    pub fn type_input(self, stream: u32, bytes: Vec<u8>) {
+        self.0.send(Command::Input { stream, bytes });
     }
 }
 
@@ -167,6 +174,11 @@ fn take(connection: &mut RelayConnection, command: Command, waiting: &mut Waitin
                 let _ = answer.send(Err(e.to_string()));
             }
         },
+        Command::Input { stream, bytes } => {
+            if let Err(e) = client.write_input(stream, &bytes, now) {
+                eprint!("\r\n[tether: {} bytes of input not sent: {e}]\r\n", bytes.len());
+            }
+        }
         Command::Close { .. } => {}
     }
 }

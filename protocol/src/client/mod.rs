@@ -35,13 +35,14 @@
 //! - Bytes received for a stream nobody holds are credited back at once, so a closed tab never
 //!   holds up the host.
 
+mod inbound;
 pub mod redial;
 pub mod streams;
 
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::api::{cmd_frame, next_request_id, request_stream, ErrorCode, Request, Response};
-use crate::connection::{Connection, Event, Input, Output as ConnOutput};
+use crate::connection::{Connection, Input};
 use crate::error::ConnError;
 use crate::frame::{Control, Frame, Header};
 use crate::handshake::HandshakeEntropy;
@@ -51,7 +52,8 @@ use crate::upgrade::{Action, DirectEvent, Upgrade};
 pub use redial::{Ending, RedialPolicy, RedialWhen};
 use redial::{Backoff, REVOKED_HINT};
 pub use streams::StreamEvent;
-use streams::{Resume, StreamTable};
+use inbound::ending_of;
+use streams::{InputEnd, StreamTable};
 
 /// Which transport a transmit is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +133,10 @@ pub enum SendError {
     NotConnected,
     /// The connection refused it (too big to seal, …).
     Conn(ConnError),
+    /// No such stream open (it ended, or was never opened).
+    NoStream,
+    /// The stream holds `streams::MAX_QUEUED_INPUT_BYTES` of input already.
+    InputQueueFull,
 }
 
 impl std::fmt::Display for SendError {
@@ -138,6 +144,10 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::NotConnected => f.write_str("not connected"),
             SendError::Conn(e) => write!(f, "cannot send that request: {e}"),
+            SendError::NoStream => f.write_str("that stream is not open"),
+            SendError::InputQueueFull => {
+                write!(f, "more than {} MiB of input is waiting already", streams::MAX_QUEUED_INPUT_BYTES >> 20)
+            }
         }
     }
 }
@@ -355,9 +365,15 @@ impl Client {
     /// `api::exec_stdout(id)` and `api::exec_stderr(id)`, its exit code as the call's answer.
     pub fn exec(&mut self, request: &Request, now_ms: u64) -> Result<u64, SendError> {
         let id = self.next_id;
-        self.streams.open_plain(crate::api::exec_stdout(id));
-        self.streams.open_plain(crate::api::exec_stderr(id));
-        self.call(request, Vec::new(), now_ms)
+        let streams = [crate::api::exec_stdout(id), crate::api::exec_stderr(id)];
+        for stream in streams {
+            self.streams.open_plain(stream);
+        }
+        self.call(request, Vec::new(), now_ms).inspect_err(|_| {
+            for stream in streams {
+                self.streams.close(stream);
+            }
+        })
     }
 
     fn request(&mut self, request: &Request, payload: Vec<u8>, pending: Pending, now_ms: u64) -> Result<u64, SendError> {
@@ -370,23 +386,45 @@ impl Client {
         Ok(id)
     }
 
-    /// Stream bytes toward the host from `seq` on (an exec's stdin): as many as the window
-    /// allows; the rest after `StreamEvent::Writable`.
-    pub fn send_data(&mut self, handle: u32, seq: u64, bytes: &[u8], now_ms: u64) -> Result<usize, SendError> {
-        let wire = self.streams.wire(handle).unwrap_or(handle);
-        let conn = self.conn.as_mut().filter(|c| c.is_open()).ok_or(SendError::NotConnected)?;
-        let sent = conn.send_data(wire, seq, bytes).map_err(SendError::Conn)?;
-        self.pump(now_ms);
-        Ok(sent)
+    /// Input toward the host on stream `handle` (keystrokes on an attach, an exec's stdin):
+    /// queued, and sent in order as the host's credit allows — so a big paste goes at the
+    /// program's pace, and what is typed while the link is down goes once it is back.
+    pub fn write_input(&mut self, handle: u32, bytes: &[u8], now_ms: u64) -> Result<(), SendError> {
+        let wire = self.streams.wire(handle).ok_or(SendError::NoStream)?;
+        if !self.streams.queue_input(wire, bytes) {
+            return Err(SendError::InputQueueFull);
+        }
+        self.send_input(wire, now_ms);
+        Ok(())
     }
 
-    /// Our side of stream `handle` ends at byte `end` (an exec's stdin closed).
-    pub fn end_stream(&mut self, handle: u32, end: u64, now_ms: u64) -> Result<(), SendError> {
-        let stream = self.streams.wire(handle).unwrap_or(handle);
-        let conn = self.conn.as_mut().filter(|c| c.is_open()).ok_or(SendError::NotConnected)?;
-        conn.send_frame(&Frame::bare(Header::Control(Control::Eof { stream, end }))).map_err(SendError::Conn)?;
-        self.pump(now_ms);
-        Ok(())
+    /// Bytes of input on stream `handle` not sent yet (a reader of a pipe reads on below some).
+    pub fn queued_input(&self, handle: u32) -> usize {
+        self.streams.wire(handle).map_or(0, |wire| self.streams.queued_input(wire))
+    }
+
+    /// Our input on stream `handle` ends (an exec's stdin closed): `eof` follows what is queued.
+    pub fn end_input(&mut self, handle: u32, now_ms: u64) {
+        let Some(wire) = self.streams.wire(handle) else { return };
+        self.streams.end_input(wire);
+        self.send_input(wire, now_ms);
+    }
+
+    /// Send what credit allows of the input queued on `wire` (nothing while not connected).
+    pub(crate) fn send_input(&mut self, wire: u32, now_ms: u64) {
+        let Some(conn) = self.conn.as_mut().filter(|c| c.is_open()) else { return };
+        let Some(input) = self.streams.input(wire) else { return };
+        let result = conn.send_data(wire, *input.seq, input.bytes).and_then(|sent| {
+            *input.seq += sent as u64;
+            input.bytes.drain(..sent);
+            if *input.end == InputEnd::Ending && input.bytes.is_empty() {
+                *input.end = InputEnd::Ended;
+                let end = *input.seq;
+                conn.send_frame(&Frame::bare(Header::Control(Control::Eof { stream: wire, end })))?;
+            }
+            Ok(())
+        });
+        self.after(result, now_ms);
     }
 
     /// The owner of stream `handle` has used `n` of its bytes: credit goes back to the host.
@@ -442,203 +480,5 @@ impl Client {
             }
             Err(error) => self.after(Err(error), now_ms),
         }
-    }
-
-    /// Move what the connection has to say into our output, acting on its events (which may
-    /// make it say more) until it is quiet.
-    fn pump(&mut self, now_ms: u64) {
-        loop {
-            let Some(conn) = self.conn.as_mut() else { return };
-            let mut events = Vec::new();
-            while let Some(out) = conn.poll_output() {
-                match out {
-                    ConnOutput::Transmit(bytes) => self.out.push_back(Output::Transmit { path: Path::Relay, bytes }),
-                    ConnOutput::Event(event) => events.push(event),
-                }
-            }
-            for bytes in conn.drain_direct() {
-                self.out.push_back(Output::Transmit { path: Path::Direct, bytes });
-            }
-            let route = conn.direct_route();
-            if route != self.route {
-                self.route = route;
-                self.event(ClientEvent::PathChanged { route });
-            }
-            if events.is_empty() {
-                return;
-            }
-            for event in events {
-                if let Err(error) = self.on_event(event, now_ms) {
-                    return self.lost(ending_of(&error), now_ms);
-                }
-            }
-        }
-    }
-
-    fn on_event(&mut self, event: Event, now_ms: u64) -> Result<(), ConnError> {
-        match event {
-            Event::Authenticated { .. } => self.authenticated(now_ms)?,
-            Event::RoundTrip { ms } => self.event(ClientEvent::RoundTrip { ms }),
-            Event::Webrtc { signal } => {
-                let Some(conn) = self.conn.as_mut() else { return Ok(()) };
-                let action = self.upgrade.on_signal(conn, signal, now_ms)?;
-                self.out.extend(action.map(Output::Peer));
-            }
-            Event::DirectLost { silent_ms } => {
-                let Some(conn) = self.conn.as_mut() else { return Ok(()) };
-                let action = self.upgrade.on_direct_lost(conn, silent_ms, now_ms)?;
-                self.out.extend(action.map(Output::Peer));
-            }
-            Event::Cmd { id, body, payload } => self.answered(id, body, payload, now_ms)?,
-            Event::Data { stream, seq, bytes } => match self.streams.handle(stream) {
-                Some(handle) => {
-                    self.streams.advanced(stream, seq + bytes.len() as u64);
-                    self.event(ClientEvent::Stream { handle, event: StreamEvent::Data { seq, bytes } });
-                }
-                // Nobody wants it (a closed tab): credit it back so the host is not held up.
-                None => {
-                    if let Some(conn) = self.conn.as_mut() {
-                        conn.consumed(stream, bytes.len() as u64)?;
-                    }
-                }
-            },
-            Event::Skipped { stream, from, to } => {
-                if let Some(handle) = self.streams.handle(stream) {
-                    self.streams.advanced(stream, to);
-                    self.event(ClientEvent::Stream { handle, event: StreamEvent::Skipped { from, to } });
-                }
-            }
-            Event::Eof { stream, .. } => {
-                if let Some(handle) = self.streams.close(stream) {
-                    self.event(ClientEvent::Stream { handle, event: StreamEvent::Eof });
-                }
-            }
-            Event::Writable { stream } => {
-                if let Some(handle) = self.streams.handle(stream) {
-                    self.event(ClientEvent::Stream { handle, event: StreamEvent::Writable });
-                }
-            }
-            Event::Closed { reason } => self.lost(Ending::Lost(format!("the host closed the connection: {reason}")), now_ms),
-            // Host-side questions; a client is never asked them.
-            Event::CredentialNeeded { .. } | Event::ProofReceived { .. } => {}
-        }
-        Ok(())
-    }
-
-    /// A connection authenticated: time it, and resume every stream that outlived the last one.
-    fn authenticated(&mut self, now_ms: u64) -> Result<(), ConnError> {
-        self.status = Status::Connected;
-        self.generation += 1;
-        self.backoff.reset();
-        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
-        // Time the round trip at once; keep-alives time it again.
-        conn.ping(now_ms)?;
-        for resume in self.streams.take_resumes() {
-            self.resume(resume)?;
-        }
-        self.event(ClientEvent::Connected { generation: self.generation });
-        Ok(())
-    }
-
-    /// Ask for a stream again (registered under its new wire id before the request goes).
-    fn resume(&mut self, resume: Resume) -> Result<(), ConnError> {
-        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
-        let id = self.next_id;
-        let Some(wire) = request_stream(id) else { return Ok(()) };
-        conn.send_frame(&cmd_frame(id, &resume.request, Vec::new()))?;
-        self.next_id = next_request_id(id);
-        self.calls.insert(id, Pending::Resume);
-        self.streams.reopened(wire, resume);
-        Ok(())
-    }
-
-    fn answered(&mut self, id: u64, body: serde_json::Value, payload: Vec<u8>, _now_ms: u64) -> Result<(), ConnError> {
-        let Some(pending) = self.calls.remove(&id) else { return Ok(()) };
-        let answer = match serde_json::from_value::<Response>(body) {
-            Ok(Response::Error { code, message }) => Err(Refused { code: Some(code), message }),
-            Ok(response) => Ok((response, payload)),
-            Err(e) => Err(Refused::local(format!("unreadable answer from the host: {e}"))),
-        };
-        let wire = request_stream(id);
-        match pending {
-            Pending::Nobody => {}
-            Pending::Caller => {
-                if let Some(wire) = wire {
-                    match answer {
-                        Ok(_) => self.streams.answered(wire),
-                        Err(_) => {
-                            self.streams.close(wire);
-                        }
-                    }
-                }
-                self.event(ClientEvent::Answer { call: id, answer });
-            }
-            Pending::Resume => {
-                let Some(wire) = wire else { return Ok(()) };
-                match answer {
-                    Ok((response, _)) => {
-                        if let Some(handle) = self.streams.handle(wire) {
-                            self.event(ClientEvent::Stream { handle, event: StreamEvent::Resumed { response } });
-                        }
-                    }
-                    Err(refused) => match self.streams.refused(wire) {
-                        Some(Ok(instead)) => self.resume(instead)?,
-                        Some(Err(handle)) => {
-                            let event = StreamEvent::Lost { why: refused.message };
-                            self.event(ClientEvent::Stream { handle, event });
-                        }
-                        None => {}
-                    },
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The link is gone: calls fail, streams that cannot be resumed end, the data channel
-    /// closes, and a redial is scheduled if the policy and the ending allow one.
-    fn lost(&mut self, ending: Ending, now_ms: u64) {
-        if matches!(self.status, Status::Over(_) | Status::Waiting { .. }) {
-            return;
-        }
-        self.conn = None;
-        if let Some(attempt) = self.upgrade.attempt() {
-            self.out.push_back(Output::Peer(Action::Close { attempt }));
-        }
-        self.upgrade = Upgrade::default();
-        if self.route.take().is_some() {
-            self.event(ClientEvent::PathChanged { route: None });
-        }
-        let why = ending.why().to_owned();
-        for (call, pending) in std::mem::take(&mut self.calls) {
-            if let Pending::Caller = pending {
-                let answer = Err(Refused::local(format!("connection lost: {why}")));
-                self.event(ClientEvent::Answer { call, answer });
-            }
-        }
-        let redial = matches!(ending, Ending::Lost(_))
-            && match self.backoff.policy().when {
-                RedialWhen::Always => true,
-                RedialWhen::WhileResuming => self.streams.any_resumable(),
-            };
-        for handle in self.streams.lose(redial) {
-            self.event(ClientEvent::Stream { handle, event: StreamEvent::Lost { why: why.clone() } });
-        }
-        if redial {
-            let wait = self.backoff.next_wait();
-            self.status = Status::Waiting { at_ms: now_ms + wait, why: why.clone() };
-            self.event(ClientEvent::Disconnected { why, redial_in_ms: Some(wait) });
-        } else {
-            self.status = Status::Over(ending);
-            self.event(ClientEvent::Disconnected { why, redial_in_ms: None });
-        }
-    }
-}
-
-/// Whether a connection's error is a refusal (final) or a loss (worth another try).
-fn ending_of(error: &ConnError) -> Ending {
-    match error {
-        ConnError::Auth(_) => Ending::Refused(error.to_string()),
-        other => Ending::Lost(other.to_string()),
     }
 }

@@ -10,10 +10,18 @@
 //!   so its owner sees each byte once, in order, with no gap it is not told of.
 //! - `next` is the byte after the last one the owner was handed (data or a skip).
 //! - Everything else (a listing, a download, a watch) ends with the link that carried it.
+//! - Input rides a stream the other way (keystrokes on an attach, as an exec's stdin): bytes
+//!   queue here, at most `MAX_QUEUED_INPUT_BYTES`, and go as the host's credit allows, in order.
+//!   What waits when a link is lost goes on the resumed stream; what was in flight is gone with
+//!   the link (as with any keystroke typed into a dead connection).
 
 use std::collections::BTreeMap;
 
 use crate::api::{Request, Response};
+
+/// Input one stream may hold back while the host's credit runs out or the link is down (a big
+/// paste, typing during an outage). Beyond it input is refused, never dropped unsaid.
+pub const MAX_QUEUED_INPUT_BYTES: usize = 8 << 20; // 8 MiB
 
 /// What a stream's owner is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +51,41 @@ struct OpenStream {
     /// Answered: from now on it is resumed rather than lost with the link.
     resumable: bool,
     next: Option<u64>,
+    /// Input not yet sent, and the sequence number of the next input byte on this wire id.
+    input: Vec<u8>,
+    input_seq: u64,
+    input_end: InputEnd,
+}
+
+/// Whether our side of a stream goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputEnd {
+    Open,
+    /// `eof` goes once the queued input has all gone.
+    Ending,
+    /// `eof` went: no more input.
+    Ended,
+}
+
+impl OpenStream {
+    fn new(handle: u32, reopen: Option<Request>) -> OpenStream {
+        OpenStream {
+            handle,
+            reopen,
+            resumable: false,
+            next: None,
+            input: Vec::new(),
+            input_seq: 0,
+            input_end: InputEnd::Open,
+        }
+    }
+}
+
+/// Input of one stream, to send as credit allows.
+pub struct InputQueue<'a> {
+    pub bytes: &'a mut Vec<u8>,
+    pub seq: &'a mut u64,
+    pub end: &'a mut InputEnd,
 }
 
 #[derive(Debug, Default)]
@@ -54,18 +97,55 @@ pub struct StreamTable {
 pub struct Resume {
     pub handle: u32,
     pub request: Request,
+    /// Input that had not gone yet: it goes on the resumed stream.
+    pub input: Vec<u8>,
 }
 
 impl StreamTable {
     /// A stream opened by `request` on wire id `wire` (also its handle).
     pub fn open(&mut self, wire: u32, request: &Request) {
         let reopen = matches!(request, Request::Attach { .. } | Request::Logs { .. }).then(|| request.clone());
-        self.by_wire.insert(wire, OpenStream { handle: wire, reopen, resumable: false, next: None });
+        self.by_wire.insert(wire, OpenStream::new(wire, reopen));
     }
 
     /// A stream on `wire` that is not a request's (an exec's stdout and stderr).
     pub fn open_plain(&mut self, wire: u32) {
-        self.by_wire.insert(wire, OpenStream { handle: wire, reopen: None, resumable: false, next: None });
+        self.by_wire.insert(wire, OpenStream::new(wire, None));
+    }
+
+    /// Queue `bytes` of input on the stream on `wire`; false when it would hold more than
+    /// `MAX_QUEUED_INPUT_BYTES`, or its input has ended (nothing is queued then).
+    pub fn queue_input(&mut self, wire: u32, bytes: &[u8]) -> bool {
+        let Some(stream) = self.by_wire.get_mut(&wire) else { return false };
+        if stream.input_end != InputEnd::Open || stream.input.len() + bytes.len() > MAX_QUEUED_INPUT_BYTES {
+            return false;
+        }
+        stream.input.extend_from_slice(bytes);
+        true
+    }
+
+    /// Our input on `wire` ends once what is queued has gone.
+    pub fn end_input(&mut self, wire: u32) {
+        if let Some(stream) = self.by_wire.get_mut(&wire).filter(|s| s.input_end == InputEnd::Open) {
+            stream.input_end = InputEnd::Ending;
+        }
+    }
+
+    /// The input waiting on `wire`, to send what credit allows.
+    pub fn input(&mut self, wire: u32) -> Option<InputQueue<'_>> {
+        let stream = self.by_wire.get_mut(&wire)?;
+        Some(InputQueue { bytes: &mut stream.input, seq: &mut stream.input_seq, end: &mut stream.input_end })
+    }
+
+    /// Bytes of input queued on `wire`.
+    pub fn queued_input(&self, wire: u32) -> usize {
+        self.by_wire.get(&wire).map_or(0, |s| s.input.len())
+    }
+
+    /// Wire ids with input waiting.
+    pub fn with_input(&self) -> Vec<u32> {
+        let waiting = |s: &OpenStream| !s.input.is_empty() || s.input_end == InputEnd::Ending;
+        self.by_wire.iter().filter(|(_, s)| waiting(s)).map(|(&wire, _)| wire).collect()
     }
 
     /// Its opening request was answered: resumable from now on (if of a kind that can be).
@@ -117,7 +197,7 @@ impl StreamTable {
             .into_values()
             .filter_map(|stream| {
                 let request = from_byte(stream.reopen?, stream.next);
-                Some(Resume { handle: stream.handle, request })
+                Some(Resume { handle: stream.handle, request, input: stream.input })
             })
             .collect()
     }
@@ -128,7 +208,8 @@ impl StreamTable {
             Request::Attach { from, .. } | Request::Logs { from, .. } => *from,
             _ => None,
         };
-        let stream = OpenStream { handle: resume.handle, reopen: Some(resume.request), resumable: true, next };
+        let mut stream = OpenStream::new(resume.handle, Some(resume.request));
+        (stream.resumable, stream.next, stream.input) = (true, next, resume.input);
         self.by_wire.insert(wire, stream);
     }
 
@@ -138,9 +219,11 @@ impl StreamTable {
     pub fn refused(&mut self, wire: u32) -> Option<Result<Resume, u32>> {
         let stream = self.by_wire.remove(&wire)?;
         Some(match stream.reopen {
+            // The log takes no input: what was typed for the ended session goes with it.
             Some(Request::Attach { session, .. }) => Ok(Resume {
                 handle: stream.handle,
                 request: Request::Logs { session, follow: true, from: stream.next },
+                input: Vec::new(),
             }),
             _ => Err(stream.handle),
         })

@@ -22,8 +22,9 @@ pub enum PeerEvent {
     StreamSkip { conn: u64, stream: u32, from: u64, to: u64 },
     /// A session stream ended at byte `end` (sent on once its output has gone out).
     StreamEnd { conn: u64, stream: u32, end: u64 },
-    /// An exec read `n` bytes of its stdin: credit the client.
-    StdinTaken { conn: u64, stream: u32, n: u64 },
+    /// An exec read `n` bytes of its stdin, or a session's terminal took `n` bytes typed on an
+    /// attach stream: credit the client.
+    InputTaken { conn: u64, stream: u32, n: u64 },
     /// An exec's output was all read and its process reaped.
     ExecFinished { conn: u64, id: u64, code: i32 },
     /// News of the peer's data channel (see `upgrade`).
@@ -40,7 +41,7 @@ impl PeerEvent {
             | PeerEvent::Output { conn, .. }
             | PeerEvent::StreamSkip { conn, .. }
             | PeerEvent::StreamEnd { conn, .. }
-            | PeerEvent::StdinTaken { conn, .. }
+            | PeerEvent::InputTaken { conn, .. }
             | PeerEvent::ExecFinished { conn, .. }
             | PeerEvent::Direct { conn, .. } => *conn,
         }

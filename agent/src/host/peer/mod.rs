@@ -47,6 +47,9 @@ pub struct Peer {
     streams: HashMap<u32, tokio::task::AbortHandle>,
     /// Session streams that ended while output was still waiting: (stream, end).
     ended: Vec<(u32, u64)>,
+    /// Attach streams, by the session their input (keystrokes, the client's stream bytes the
+    /// other way) is typed into.
+    inputs: HashMap<u32, String>,
     /// One permit per request task under way.
     in_flight: Arc<Semaphore>,
     /// The data channel being negotiated or carrying the connection (see `upgrade`).
@@ -84,6 +87,7 @@ impl Peer {
             finished: Vec::new(),
             streams: HashMap::new(),
             ended: Vec::new(),
+            inputs: HashMap::new(),
             in_flight: Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT)),
             direct: None,
         }
@@ -143,6 +147,10 @@ impl Peer {
             self.backlogs.remove(&stream);
             self.streams.remove(&stream);
             self.conn.send_frame(&Frame::bare(Header::Control(Control::Eof { stream, end })))?;
+            // Over both ways: input for an ended session has nowhere to go.
+            if self.inputs.remove(&stream).is_some() {
+                self.conn.forget_stream(stream);
+            }
         }
         Ok(())
     }
@@ -164,7 +172,7 @@ impl Peer {
                 }
             }
             PeerEvent::StreamEnd { stream, end, .. } => self.ended.push((stream, end)),
-            PeerEvent::StdinTaken { stream, n, .. } => self.conn.consumed(stream, n)?,
+            PeerEvent::InputTaken { stream, n, .. } => self.conn.consumed(stream, n)?,
             PeerEvent::ExecFinished { id, code, .. } => self.finished.push((id, code)),
             PeerEvent::Direct { conn, event } => self.on_direct(conn, event)?,
             // The handshake's events are the link's to act on (`requests::handshake_step`).

@@ -1,7 +1,7 @@
 //! Acting on what a remote client sends: its handshake (credentials looked up when they are
 //! needed, the SRP maths on a blocking thread, password proofs in turn), then its requests
 //! (exec, signals, streams, and everything the daemon answers through `HostService`) and its
-//! stream bytes (exec stdin).
+//! stream bytes: an exec's stdin, and keystrokes typed on an attach stream.
 
 use std::sync::Arc;
 
@@ -78,12 +78,11 @@ pub fn handle_events<H: HostService>(
                 }
             },
             Event::Data { stream, bytes, .. } => match exec_for_stdin(peer, stream) {
-                // Credited back when the process has read it (PeerEvent::StdinTaken).
+                // Credited back when the process has read it (PeerEvent::InputTaken).
                 Some(exec) => {
                     let _ = exec.stdin.send(Some(bytes));
                 }
-                // Input for nothing we run: credit it back so the client is not stuck.
-                None => peer.conn.consumed(stream, bytes.len() as u64)?,
+                None => type_into_session(host, conn, peer, stream, bytes, tasks)?,
             },
             Event::Eof { stream, .. } => {
                 if let Some(exec) = exec_for_stdin(peer, stream) {
@@ -159,12 +158,18 @@ fn handle_request<H: HostService>(
                 peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
             }
         },
-        request if request.opens_stream() => serve_stream(host, conn, peer, id, request, tasks),
+        request if request.opens_stream() => {
+            if let Request::Attach { session, .. } = &request {
+                peer.inputs.insert(id as u32, session.clone());
+            }
+            serve_stream(host, conn, peer, id, request, tasks)
+        }
         Request::Detach { stream } => {
             if let Some(task) = peer.streams.remove(&stream) {
                 task.abort();
             }
             peer.backlogs.remove(&stream);
+            peer.inputs.remove(&stream);
             peer.conn.forget_stream(stream);
             peer.conn.send_frame(&cmd_frame(id, &Response::Ok, Vec::new()))?;
         }
@@ -208,6 +213,34 @@ fn handle_request<H: HostService>(
         }
     }
     Ok(())
+}
+
+/// Keystrokes (or a paste) typed on attach stream `stream`: into its session's terminal, in
+/// order, credited back once the program's terminal has taken them — so the client's window
+/// paces a paste, and a keystroke costs no answer of its own. Bytes on a stream that takes no
+/// input (or for a session that ended) are credited back at once, so the client is not stuck.
+fn type_into_session<H: HostService>(
+    host: &Arc<H>,
+    conn: u64,
+    peer: &mut Peer,
+    stream: u32,
+    bytes: Vec<u8>,
+    tasks: &mpsc::UnboundedSender<PeerEvent>,
+) -> Result<(), ConnError> {
+    let n = bytes.len() as u64;
+    let Some(session) = peer.inputs.get(&stream) else { return peer.conn.consumed(stream, n) };
+    let write = Request::Write { session: session.clone(), paced: true };
+    match host.handle_in_order(&write, &bytes) {
+        Some(InOrder::Later(taken)) => {
+            let tasks = tasks.clone();
+            tokio::spawn(async move {
+                let _ = taken.await;
+                let _ = tasks.send(PeerEvent::InputTaken { conn, stream, n });
+            });
+            Ok(())
+        }
+        Some(InOrder::Now(_)) | None => peer.conn.consumed(stream, n),
+    }
 }
 
 /// Serve `attach` / `logs` / `watch_sessions` with the daemon's own stream code: its frames are
