@@ -378,6 +378,7 @@ fn a_keystroke_costs_no_reply_of_its_own() {
     });
     let to_client: u64 = ended.iter().map(|f| f.to_client_messages).sum();
     let to_host: u64 = ended.iter().map(|f| f.to_host_messages).sum();
+    eprintln!("{KEYS} keys: the host sent {to_client} messages, the client {to_host}");
     // One echo per key (the handshake, the attach's answer, a ping's pong and the odd credit
     // besides): not an `ok` per key as well.
     assert!(
