@@ -24,11 +24,11 @@ use tether_protocol::signal::{IceServer, Route};
 pub use tether_protocol::upgrade::DirectEvent;
 use tokio::sync::{mpsc, oneshot};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
-use webrtc::runtime::{AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
     RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
+use webrtc::runtime::{AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime};
 
 /// The label of Tether's data channel.
 const LABEL: &str = "tether";
@@ -97,7 +97,11 @@ impl DirectLink {
         let (stop, stopped) = oneshot::channel();
         let servers = ice_servers
             .iter()
-            .map(|s| RTCIceServer { urls: s.urls.clone(), username: s.username.clone(), credential: s.credential.clone() })
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
             .collect();
         tokio::spawn(async move {
             let why = match run(attempt, servers, side, &report, out_rx, stopped).await {

@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use tether_protocol::api::Key;
+use tether_protocol::input::Key;
 use yew::prelude::*;
 
 #[derive(Properties, PartialEq)]

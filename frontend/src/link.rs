@@ -356,7 +356,10 @@ impl Link {
     async fn call_coded(&self, request: &Request, payload: Vec<u8>) -> Reply {
         let answer = {
             let mut inner = self.0.borrow_mut();
-            let call = inner.client.call(request, payload, now_ms()).map_err(|e| Refused { code: None, message: e.to_string() })?;
+            let call = inner
+                .client
+                .call(request, payload, now_ms())
+                .map_err(|e| Refused { code: None, message: e.to_string() })?;
             let (reply, answer) = oneshot::channel();
             inner.answers.insert(call, reply);
             answer

@@ -13,7 +13,8 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use tether_protocol::api::{Key, Request, Response};
+use tether_protocol::api::{Request, Response};
+use tether_protocol::input::Key;
 use wasm_bindgen::prelude::*;
 use yew::prelude::*;
 

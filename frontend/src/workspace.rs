@@ -47,7 +47,7 @@ pub fn workspace(props: &Props) -> Html {
     let active = use_state(|| None::<String>);
     let online = use_state(|| None::<bool>);
     let ctrl_latch = use_memo((), |_| Cell::new(false));
-    let keys = use_memo((), |_| RefCell::new(None::<Callback<tether_protocol::api::Key>>));
+    let keys = use_memo((), |_| RefCell::new(None::<Callback<tether_protocol::input::Key>>));
     // Editor tabs (by path) whose text differs from their file.
     let dirty = use_mut_ref(HashSet::<String>::new);
     let redraw = use_force_update();

@@ -4,8 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::FrameError;
-use crate::frame::{Frame, Header};
+use crate::input::InputChunk;
 
 /// Lifecycle of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,18 +74,6 @@ pub struct SessionInfo {
     /// Notify (hook, desktop) when this session waits for input or ends.
     #[serde(default)]
     pub notify: bool,
-}
-
-/// A piece of input for `send`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
-pub enum InputChunk {
-    /// Text typed as is (no newline added).
-    Text(String),
-    /// A named key, encoded by the agent for the terminal's current modes.
-    Key(Key),
-    /// Raw bytes, hex-encoded.
-    Hex(String),
 }
 
 /// Requests from a client.
@@ -264,98 +251,12 @@ pub struct AccessEntry {
     pub connected: usize,
 }
 
-/// A request or response as a `cmd` frame with id `id` (bulk bytes in `payload`).
 /// A request's answer as the agent produces it: the response and its bulk payload.
 pub type Answer = (Response, Vec<u8>);
 
 /// An error answer.
 pub fn error_answer(code: ErrorCode, message: impl Into<String>) -> Answer {
     (Response::Error { code, message: message.into() }, Vec::new())
-}
-
-/// Bodies up to this size travel in the header; bigger ones (a long session list, a big `send`)
-/// in the payload, so the header cap never limits what a command may carry.
-const BODY_IN_HEADER_BYTES: usize = 4 * 1024; // 4 KiB
-
-/// A request or response as a `cmd` frame with id `id` (bulk bytes in `payload`).
-pub fn cmd_frame(id: u64, body: &impl Serialize, payload: Vec<u8>) -> Frame {
-    let encoded =
-        serde_json::to_vec(body).unwrap_or_else(|e| format!("{{\"encode_error\":{:?}}}", e.to_string()).into_bytes());
-    if encoded.len() <= BODY_IN_HEADER_BYTES {
-        let body = serde_json::from_slice(&encoded).unwrap_or(serde_json::Value::Null);
-        return Frame::new(Header::Cmd { id, body, body_bytes: None }, payload);
-    }
-    let body_bytes = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
-    let mut bulk = encoded;
-    bulk.extend_from_slice(&payload);
-    Frame::new(Header::Cmd { id, body: serde_json::Value::Null, body_bytes: Some(body_bytes) }, bulk)
-}
-
-/// A `cmd` frame's body and payload, whichever way the body travelled.
-pub fn cmd_parts(
-    body: serde_json::Value,
-    body_bytes: Option<u32>,
-    mut payload: Vec<u8>,
-) -> Result<(serde_json::Value, Vec<u8>), FrameError> {
-    let Some(len) = body_bytes else { return Ok((body, payload)) };
-    let len = len as usize;
-    if len > payload.len() {
-        return Err(FrameError::Malformed(format!("cmd body of {len} bytes in a {} byte payload", payload.len())));
-    }
-    let rest = payload.split_off(len);
-    let body = serde_json::from_slice(&payload).map_err(|e| FrameError::Malformed(format!("cmd body: {e}")))?;
-    Ok((body, rest))
-}
-
-/// Largest `cmd` frame (encoded) any transport carries: one that still seals into one message.
-pub const MAX_CMD_FRAME_BYTES: usize = crate::channel::MAX_SEALED_INNER_BYTES;
-
-/// The frame for `answer` to request `id`, or an error answer saying why when `answer` is too
-/// big to send (so a caller always gets an answer).
-pub fn answer_frame(id: u64, answer: &Answer) -> Frame {
-    let frame = cmd_frame(id, &answer.0, answer.1.clone());
-    match frame.encode().map(|bytes| bytes.len()) {
-        Ok(len) if len <= MAX_CMD_FRAME_BYTES => frame,
-        Ok(len) => too_big(id, len),
-        Err(_) => too_big(id, frame.payload.len()),
-    }
-}
-
-fn too_big(id: u64, len: usize) -> Frame {
-    let message = format!(
-        "the answer would be {} KiB, over the {} KiB one message carries; ask for less (e.g. ls --limit)",
-        len >> 10,
-        MAX_CMD_FRAME_BYTES >> 10
-    );
-    cmd_frame(id, &Response::Error { code: ErrorCode::LimitReached, message }, Vec::new())
-}
-
-/// Largest input one `write` or `send` should carry: bigger input (an 8 MiB paste, a piped
-/// `send`) goes as several paced ones.
-pub const MAX_INPUT_CHUNK_BYTES: usize = 256 * 1024; // 256 KiB
-
-/// Largest request id that may open a stream. A stream's id is its request's id, and an exec's
-/// stderr is that id with the top bit set, so below 2^31 no two requests' streams can meet.
-pub const MAX_STREAM_REQUEST_ID: u64 = 0x7fff_ffff;
-
-/// The stream a request with id `id` opens; `None` for an id that cannot name one.
-pub fn request_stream(id: u64) -> Option<u32> {
-    (1..=MAX_STREAM_REQUEST_ID).contains(&id).then_some(id as u32)
-}
-
-/// The request id after `id`, wrapping within 1..=`MAX_STREAM_REQUEST_ID`.
-pub fn next_request_id(id: u64) -> u64 {
-    id % MAX_STREAM_REQUEST_ID + 1
-}
-
-/// Stream carrying an exec's stdout (and, client → host, its stdin).
-pub fn exec_stdout(request_id: u64) -> u32 {
-    (request_id as u32) & 0x7fff_ffff
-}
-
-/// Stream carrying an exec's stderr.
-pub fn exec_stderr(request_id: u64) -> u32 {
-    exec_stdout(request_id) | 0x8000_0000
 }
 
 /// Answers. Every request gets exactly one, with the request's `cmd` id.
@@ -452,149 +353,10 @@ pub enum ErrorCode {
     Changed,
 }
 
-/// A named key (`send key:…`, the browser's key bar).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Key {
-    Enter,
-    Tab,
-    ShiftTab,
-    Esc,
-    Backspace,
-    Up,
-    Down,
-    Left,
-    Right,
-    Home,
-    End,
-    PageUp,
-    PageDown,
-    Delete,
-    Insert,
-    /// Ctrl + a letter or one of `@[\]^_ ?`.
-    Ctrl(char),
-    /// Alt (Meta) + a character: ESC then the character.
-    Alt(char),
-}
-
-impl Key {
-    /// Parse the part after `key:` — `enter`, `ctrl+c`, `alt+x`, `shift+tab`, …
-    pub fn parse(spec: &str) -> Result<Key, String> {
-        let lower = spec.to_ascii_lowercase();
-        let named = match lower.as_str() {
-            "enter" | "return" => Some(Key::Enter),
-            "tab" => Some(Key::Tab),
-            "shift+tab" | "backtab" => Some(Key::ShiftTab),
-            "esc" | "escape" => Some(Key::Esc),
-            "backspace" | "bs" => Some(Key::Backspace),
-            "up" => Some(Key::Up),
-            "down" => Some(Key::Down),
-            "left" => Some(Key::Left),
-            "right" => Some(Key::Right),
-            "home" => Some(Key::Home),
-            "end" => Some(Key::End),
-            "pageup" | "pgup" => Some(Key::PageUp),
-            "pagedown" | "pgdn" => Some(Key::PageDown),
-            "delete" | "del" => Some(Key::Delete),
-            "insert" | "ins" => Some(Key::Insert),
-            _ => None,
-        };
-        if let Some(key) = named {
-            return Ok(key);
-        }
-        let single = |rest: &str| {
-            let mut chars = rest.chars();
-            match (chars.next(), chars.next()) {
-                (Some(c), None) => Some(c),
-                _ => None,
-            }
-        };
-        if let Some(c) = lower.strip_prefix("ctrl+").and_then(single) {
-            if c.is_ascii_lowercase() || "@[\\]^_ ?".contains(c) {
-                return Ok(Key::Ctrl(c));
-            }
-        }
-        if let Some(c) = spec.get(4..).filter(|_| lower.starts_with("alt+")).and_then(single) {
-            return Ok(Key::Alt(c));
-        }
-        Err(format!(
-            "unknown key {spec:?}: use enter, tab, shift+tab, esc, backspace, up, down, left, right, \
-             home, end, pageup, pagedown, delete, insert, ctrl+<letter>, alt+<char>"
-        ))
-    }
-
-    /// The bytes a terminal sends for this key. `application_cursor` is DECCKM: full-screen
-    /// programs switch arrows to `ESC O x`.
-    pub fn bytes(self, application_cursor: bool) -> Vec<u8> {
-        let arrow = |c: u8| {
-            if application_cursor {
-                vec![0x1b, b'O', c]
-            } else {
-                vec![0x1b, b'[', c]
-            }
-        };
-        match self {
-            Key::Enter => b"\r".to_vec(),
-            Key::Tab => b"\t".to_vec(),
-            Key::ShiftTab => b"\x1b[Z".to_vec(),
-            Key::Esc => b"\x1b".to_vec(),
-            Key::Backspace => b"\x7f".to_vec(),
-            Key::Up => arrow(b'A'),
-            Key::Down => arrow(b'B'),
-            Key::Right => arrow(b'C'),
-            Key::Left => arrow(b'D'),
-            Key::Home => arrow(b'H'),
-            Key::End => arrow(b'F'),
-            Key::PageUp => b"\x1b[5~".to_vec(),
-            Key::PageDown => b"\x1b[6~".to_vec(),
-            Key::Delete => b"\x1b[3~".to_vec(),
-            Key::Insert => b"\x1b[2~".to_vec(),
-            Key::Ctrl(c) => vec![match c {
-                ' ' | '@' => 0,
-                '?' => 0x7f,
-                c => (c.to_ascii_uppercase() as u8) & 0x1f,
-            }],
-            Key::Alt(c) => {
-                let mut bytes = vec![0x1b];
-                bytes.extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes());
-                bytes
-            }
-        }
-    }
-}
-
-/// Parse one `send` argument: `key:SPEC`, `hex:BYTES`, or text.
-pub fn parse_input_chunk(arg: &str) -> Result<InputChunk, String> {
-    if let Some(spec) = arg.strip_prefix("key:") {
-        return Key::parse(spec).map(InputChunk::Key);
-    }
-    if let Some(hex) = arg.strip_prefix("hex:") {
-        return match crate::hex::decode(hex) {
-            Some(bytes) if !bytes.is_empty() => Ok(InputChunk::Hex(crate::hex::encode(&bytes))),
-            _ => Err(format!("bad hex input {arg:?}: want an even number of hex digits")),
-        };
-    }
-    Ok(InputChunk::Text(arg.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_specs_parse_and_encode() {
-        assert_eq!(Key::parse("ctrl+c").map(|k| k.bytes(false)), Ok(vec![3]));
-        assert_eq!(Key::parse("CTRL+]").map(|k| k.bytes(false)), Ok(vec![0x1d]));
-        assert_eq!(Key::parse("up").map(|k| k.bytes(false)), Ok(b"\x1b[A".to_vec()));
-        assert_eq!(Key::parse("up").map(|k| k.bytes(true)), Ok(b"\x1bOA".to_vec()));
-        assert_eq!(Key::parse("alt+X").map(|k| k.bytes(false)), Ok(b"\x1bX".to_vec()));
-        assert_eq!(Key::parse("shift+tab").map(|k| k.bytes(false)), Ok(b"\x1b[Z".to_vec()));
-        assert!(Key::parse("ctrl+1").is_err());
-        assert!(Key::parse("hyper+q").is_err());
-        assert_eq!(parse_input_chunk("hex:1b5b41"), Ok(InputChunk::Hex("1b5b41".into())));
-        assert!(parse_input_chunk("hex:1b5").is_err());
-        assert_eq!(parse_input_chunk("echo hi"), Ok(InputChunk::Text("echo hi".into())));
-    }
+    use crate::input::Key;
 
     #[test]
     fn requests_round_trip_as_json() {

@@ -509,7 +509,7 @@ impl Connection {
             }
             Header::Control(control) => self.handle_control(control)?,
             Header::Cmd { id, body, body_bytes } => {
-                let (body, payload) = crate::api::cmd_parts(body, body_bytes, frame.payload)?;
+                let (body, payload) = crate::cmd::cmd_parts(body, body_bytes, frame.payload)?;
                 self.event(Event::Cmd { id, body, payload })
             }
             Header::Webrtc { signal } => self.event(Event::Webrtc { signal }),
@@ -659,9 +659,10 @@ impl Connection {
             State::Client(_) | State::Host(_) => Some(self.handshake_deadline),
             State::Open { .. } => {
                 let relay = (self.last_ping_ms + KEEPALIVE_INTERVAL_MS).min(self.last_received_ms + IDLE_TIMEOUT_MS);
-                let direct = self.direct.as_ref().map(|d| {
-                    (self.last_ping_ms + DIRECT_PING_MS).min(d.last_received_ms + DIRECT_SILENCE_MS)
-                });
+                let direct = self
+                    .direct
+                    .as_ref()
+                    .map(|d| (self.last_ping_ms + DIRECT_PING_MS).min(d.last_received_ms + DIRECT_SILENCE_MS));
                 Some(direct.map_or(relay, |direct| direct.min(relay)))
             }
             State::Closed | State::Failed(_) => None,

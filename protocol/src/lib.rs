@@ -24,6 +24,7 @@
 pub mod api;
 pub mod channel;
 pub mod client;
+pub mod cmd;
 pub mod connection;
 pub mod error;
 pub mod file;
@@ -32,6 +33,7 @@ pub mod fs;
 pub mod handshake;
 pub mod hex;
 pub mod identity;
+pub mod input;
 pub mod keys;
 pub mod paths;
 pub mod signal;

@@ -188,6 +188,30 @@ impl RecvWindow {
     }
 }
 
+/// Largest request id that may open a stream. A stream's id is its request's id, and an exec's
+/// stderr is that id with the top bit set, so below 2^31 no two requests' streams can meet.
+pub const MAX_STREAM_REQUEST_ID: u64 = 0x7fff_ffff;
+
+/// The stream a request with id `id` opens; `None` for an id that cannot name one.
+pub fn request_stream(id: u64) -> Option<u32> {
+    (1..=MAX_STREAM_REQUEST_ID).contains(&id).then_some(id as u32)
+}
+
+/// The request id after `id`, wrapping within 1..=`MAX_STREAM_REQUEST_ID`.
+pub fn next_request_id(id: u64) -> u64 {
+    id % MAX_STREAM_REQUEST_ID + 1
+}
+
+/// Stream carrying an exec's stdout (and, client → host, its stdin).
+pub fn exec_stdout(request_id: u64) -> u32 {
+    (request_id as u32) & 0x7fff_ffff
+}
+
+/// Stream carrying an exec's stderr.
+pub fn exec_stderr(request_id: u64) -> u32 {
+    exec_stdout(request_id) | 0x8000_0000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

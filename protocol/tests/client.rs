@@ -10,8 +10,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 mod common;
 use common::*;
 
-use tether_protocol::api::{answer_frame, ErrorCode, Request, Response, SessionInfo};
+use tether_protocol::api::{ErrorCode, Request, Response, SessionInfo};
 use tether_protocol::client::{Client, ClientEvent, Output, Path, RedialPolicy, Status, StreamEvent};
+use tether_protocol::cmd::answer_frame;
 use tether_protocol::connection::{Event, Input};
 
 const SESSION: &str = "s1";
@@ -34,7 +35,8 @@ impl Wire {
     fn new(policy: RedialPolicy, secret: &[u8]) -> Wire {
         let client = Client::new(HOST_ID, "invite", secret, policy);
         let host = TestHost::new(vec![credential("invite", SECRET)], entropy(2), 0);
-        let mut wire = Wire { client, host, events: Vec::new(), requests: Vec::new(), typed: Vec::new(), now: 0, seed: 10 };
+        let mut wire =
+            Wire { client, host, events: Vec::new(), requests: Vec::new(), typed: Vec::new(), now: 0, seed: 10 };
         wire.settle();
         wire
     }
@@ -255,10 +257,11 @@ fn an_attach_refused_after_a_reconnect_falls_back_to_the_log_from_the_next_byte(
     assert_eq!(request, Request::Logs { session: SESSION.into(), follow: true, from: Some(10) });
     wire.answer(logs_id, streaming(logs_id as u32, 10));
     wire.data(logs_id as u32, 10, b"bye");
-    wire.host.send_frame(&tether_protocol::frame::Frame::bare(tether_protocol::frame::Header::Control(
-        tether_protocol::frame::Control::Eof { stream: logs_id as u32, end: 13 },
-    )))
-    .expect("sends");
+    wire.host
+        .send_frame(&tether_protocol::frame::Frame::bare(tether_protocol::frame::Header::Control(
+            tether_protocol::frame::Control::Eof { stream: logs_id as u32, end: 13 },
+        )))
+        .expect("sends");
     wire.settle();
     let events = stream_events(&wire.take_events(), handle);
     assert_eq!(
@@ -328,10 +331,9 @@ fn a_wrong_secret_is_final() {
 fn a_revoked_credential_is_not_redialled() {
     let mut wire = Wire::connected(RedialPolicy::PAGE);
     wire.client.transport_closed(Some("access revoked by the host".into()), 0);
-    assert!(wire.take_events().contains(&ClientEvent::Disconnected {
-        why: "access revoked by the host".into(),
-        redial_in_ms: None
-    }));
+    assert!(wire
+        .take_events()
+        .contains(&ClientEvent::Disconnected { why: "access revoked by the host".into(), redial_in_ms: None }));
 }
 
 #[test]
@@ -359,7 +361,6 @@ fn not_connected_is_said_before_anything_goes() {
     assert!(wire.client.open(&attach(), 0).is_err());
     assert_eq!(wire.client.open_streams(), 0);
 }
-
 
 #[test]
 fn keystrokes_ride_the_attach_stream_and_wait_out_a_lost_link() {

@@ -213,7 +213,8 @@ fn a_peer_cannot_grow_the_stream_table() {
 
 #[test]
 fn command_bodies_too_big_for_a_header_travel_in_the_payload() {
-    use tether_protocol::api::{answer_frame, cmd_frame, ErrorCode, Response, MAX_CMD_FRAME_BYTES};
+    use tether_protocol::api::{ErrorCode, Response};
+    use tether_protocol::cmd::{answer_frame, cmd_frame, MAX_CMD_FRAME_BYTES};
     let (mut client, mut host) = open_pair();
     // A list far over the 16 KiB header cap, with bulk bytes after it.
     let body = serde_json::json!({ "kind": "sessions", "names": vec!["x".repeat(100); 5_000] });

@@ -13,7 +13,9 @@ use common::*;
 
 use tether_protocol::connection::{Connection, Event, Input};
 use tether_protocol::signal::{IceServer, Route, Signal};
-use tether_protocol::upgrade::{Action, DirectEvent, Upgrade, FIRST_RETRY_MS, MAX_RETRY_MS, NEGOTIATION_TIMEOUT_MS, STABLE_MS};
+use tether_protocol::upgrade::{
+    Action, DirectEvent, Upgrade, FIRST_RETRY_MS, MAX_RETRY_MS, NEGOTIATION_TIMEOUT_MS, STABLE_MS,
+};
 
 fn turn() -> Vec<IceServer> {
     vec![IceServer { urls: vec!["turn:t:3478".into()], username: "9:h".into(), credential: "c".into() }]
@@ -125,7 +127,10 @@ fn a_negotiation_that_hangs_is_given_up_and_its_late_news_ignored() {
 
     // The old attempt's channel opens after all: it is closed, and the connection stays put.
     let late = DirectEvent::Open { attempt, route: Route::Direct };
-    assert_eq!(upgrade.on_direct(&mut client, late, NEGOTIATION_TIMEOUT_MS + 1).expect("taken"), Some(Action::Close { attempt }));
+    assert_eq!(
+        upgrade.on_direct(&mut client, late, NEGOTIATION_TIMEOUT_MS + 1).expect("taken"),
+        Some(Action::Close { attempt })
+    );
     assert!(!client.is_direct());
     let late_answer = Signal::Answer { attempt, sdp: "v=0".into() }.frame();
     host.send_frame(&late_answer).expect("answer");

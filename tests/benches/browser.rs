@@ -433,7 +433,6 @@ fn real_keystrokes(browser: &Browser, input: &str) -> (f64, f64, usize) {
     (samples[samples.len() / 2], samples[samples.len() * 99 / 100], samples.len())
 }
 
-
 fn terminal_lines(browser: &Browser) -> Vec<String> {
     let script = "const term = document.querySelector('.pane:not(.hidden) .terminal').xterm; \
                   const buf = term.buffer.active; const lines = []; \

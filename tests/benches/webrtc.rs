@@ -47,7 +47,11 @@ fn main() {
     for (on, path) in [(false, "relay"), (true, "direct")] {
         webrtc(on);
         let best = (0..RUNS).map(|_| exec_seconds(&client, &invite, on)).fold(f64::MAX, f64::min);
-        println!("  exec throughput, {path:<6}  {:>7.1} MB/s (best of {RUNS}, {} MB)", BYTES as f64 / 1e6 / best, BYTES / 1_000_000);
+        println!(
+            "  exec throughput, {path:<6}  {:>7.1} MB/s (best of {RUNS}, {} MB)",
+            BYTES as f64 / 1e6 / best,
+            BYTES / 1_000_000
+        );
     }
 
     let session = host.start_shell();
@@ -88,7 +92,8 @@ fn main() {
         browser.goto(&invite);
         let wanted = if on { "via direct" } else { "via relay" };
         wait_until(Duration::from_secs(60), "the page on its path", || {
-            let status = browser.execute("return (document.getElementById('status') || {}).textContent || ''", json!([]));
+            let status =
+                browser.execute("return (document.getElementById('status') || {}).textContent || ''", json!([]));
             status.as_str().is_some_and(|s| s.contains(wanted)).then_some(())
         });
         let input = wait_until(Duration::from_secs(30), "the terminal", || {
@@ -145,7 +150,6 @@ fn keystrokes(client: &mut PtyClient, count: usize) -> (f64, f64) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     (ms(samples[count / 2]), ms(samples[(count * 99) / 100]))
 }
-
 
 /// Runs before the app on every load: the page's clock when its status bar first said the data
 /// channel carries the connection.

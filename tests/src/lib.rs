@@ -186,9 +186,14 @@ pub fn relay_forwarded(log: &std::path::Path) -> Vec<Forwarded> {
             let conn = line.strip_prefix("tether-relay: client ")?.split(' ').next()?.parse().ok()?;
             // "…; forwarded U bytes to the host, D to the client; M messages to the host, N to the client"
             let (_, counts) = line.split_once("; forwarded ")?;
-            let numbers: Vec<u64> =
-                counts.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).filter_map(|t| t.parse().ok()).collect();
-            let [to_host_bytes, to_client_bytes, to_host_messages, to_client_messages] = numbers[..] else { return None };
+            let numbers: Vec<u64> = counts
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|t| !t.is_empty())
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            let [to_host_bytes, to_client_bytes, to_host_messages, to_client_messages] = numbers[..] else {
+                return None;
+            };
             Some(Forwarded { conn, to_host_bytes, to_client_bytes, to_host_messages, to_client_messages })
         })
         .collect()

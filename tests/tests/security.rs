@@ -258,7 +258,7 @@ fn the_cli_script_names_the_public_url_and_https_behind_tls() {
 
 /// Send `request` as a `cmd` with id `id` over an authenticated raw client.
 fn request(client: &mut RawClient, id: u64, request: &tether_protocol::api::Request) {
-    client.send(&tether_protocol::api::cmd_frame(id, request, Vec::new()));
+    client.send(&tether_protocol::cmd::cmd_frame(id, request, Vec::new()));
 }
 
 /// Answers (`cmd` events) that arrive within `timeout`, by request id, crediting any data.
@@ -437,7 +437,7 @@ fn concurrent_starts_never_pass_the_session_limit() {
         rows: 24,
         notify: None,
     };
-    let frames: Vec<_> = (1..=16).map(|id| tether_protocol::api::cmd_frame(id, &start(id), Vec::new())).collect();
+    let frames: Vec<_> = (1..=16).map(|id| tether_protocol::cmd::cmd_frame(id, &start(id), Vec::new())).collect();
     for frame in &frames {
         client.conn.send_frame(frame).expect("seal");
     }
@@ -555,7 +555,7 @@ fn make_sessions(invite: &str, count: u64, title: &str) {
     while id <= count {
         let batch = (count - id + 1).min(50);
         for n in 0..batch {
-            client.conn.send_frame(&tether_protocol::api::cmd_frame(id + n, &start, Vec::new())).expect("seal");
+            client.conn.send_frame(&tether_protocol::cmd::cmd_frame(id + n, &start, Vec::new())).expect("seal");
         }
         client.flush();
         assert_eq!(answers(&mut client, agent::WAIT, batch as usize).len(), batch as usize);

@@ -6,7 +6,8 @@
 //! program may have left on (alternate screen, hidden cursor, mouse reporting, bracketed paste,
 //! application cursor keys) are reset, so detaching from vim leaves a usable shell.
 
-use tether_protocol::api::{Request, MAX_INPUT_CHUNK_BYTES};
+use tether_protocol::api::Request;
+use tether_protocol::input::MAX_INPUT_CHUNK_BYTES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::reach::agent::Agent;

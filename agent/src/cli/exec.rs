@@ -6,8 +6,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tether_protocol::api::{exec_stderr, exec_stdout, Request, Response};
+use tether_protocol::api::{Request, Response};
 use tether_protocol::client::{ClientEvent, StreamEvent};
+use tether_protocol::stream::{exec_stderr, exec_stdout};
 
 use crate::paths::StateDir;
 use crate::reach::hosts::Hosts;
@@ -56,7 +57,8 @@ async fn exec(
     command: Vec<String>,
     timeout: Option<Duration>,
 ) -> Result<Option<i32>, String> {
-    let id = connection.client().exec(&Request::Exec { command, cwd: None }, monotonic_ms()).map_err(|e| e.to_string())?;
+    let id =
+        connection.client().exec(&Request::Exec { command, cwd: None }, monotonic_ms()).map_err(|e| e.to_string())?;
     let (out_stream, err_stream) = (exec_stdout(id), exec_stderr(id));
 
     // stdin on a thread (blocking reads), in chunks no bigger than a frame's payload.
@@ -137,7 +139,6 @@ async fn exec(
                 return Ok(None);
             }
         }
-
     }
 }
 

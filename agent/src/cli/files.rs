@@ -17,8 +17,8 @@ use crate::cli::hosts::dial;
 use crate::cli::progress::Progress;
 use crate::paths::StateDir;
 use crate::reach::agent::Agent;
-use tether_protocol::client::Ending;
 use crate::reach::stream::StreamEvent;
+use tether_protocol::client::Ending;
 
 /// Upload chunks sent before the first is answered (their answers are the flow control).
 const CHUNKS_IN_FLIGHT: usize = 8;

@@ -4,7 +4,9 @@
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
-use tether_protocol::api::{parse_input_chunk, InputChunk, Request, Response, SessionInfo, MAX_INPUT_CHUNK_BYTES};
+use tether_protocol::api::{Request, Response, SessionInfo};
+use tether_protocol::input::InputChunk;
+use tether_protocol::input::{parse_input_chunk, MAX_INPUT_CHUNK_BYTES};
 
 use crate::cli::args::SessionCommand;
 use crate::cli::attach::Ended;

@@ -79,7 +79,7 @@ pub fn spawn(
     let (stdin_tx, mut stdin_rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
     let stdout_permits = Arc::new(Semaphore::new(WINDOW_BYTES));
     let stderr_permits = Arc::new(Semaphore::new(WINDOW_BYTES));
-    let (out_stream, err_stream) = (tether_protocol::api::exec_stdout(id), tether_protocol::api::exec_stderr(id));
+    let (out_stream, err_stream) = (tether_protocol::stream::exec_stdout(id), tether_protocol::stream::exec_stderr(id));
 
     if let Some(mut stdin) = child.stdin.take() {
         let events = events.clone();

@@ -11,7 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tether_protocol::api::{answer_frame, cmd_frame, cmd_parts, error_answer, ErrorCode, Request, Response};
+use tether_protocol::api::{error_answer, ErrorCode, Request, Response};
+use tether_protocol::cmd::{answer_frame, cmd_frame, cmd_parts};
 use tether_protocol::frame::{Frame, Header};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;

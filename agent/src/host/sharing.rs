@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether_protocol::api::{cmd_frame, error_answer, AccessEntry, Answer, ErrorCode, Response};
+use tether_protocol::api::{error_answer, AccessEntry, Answer, ErrorCode, Response};
+use tether_protocol::cmd::cmd_frame;
 use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::handshake::{Credential, PASSWORD_IDENTITY, SALT_BYTES};
 use tether_protocol::identity::{base32, Invite, INVITE_SECRET_BYTES};

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_protocol::api::{cmd_frame, Request, Response};
+use tether_protocol::api::{Request, Response};
+use tether_protocol::cmd::cmd_frame;
 use tether_protocol::frame::{Control, Frame, Header};
 use tokio::sync::mpsc;
 

@@ -124,7 +124,9 @@ impl SendPermit<'_> {
     /// a `write`. Never blocks.
     pub fn type_input(self, stream: u32, session: &str, bytes: Vec<u8>) -> Result<(), String> {
         match self {
-            SendPermit::Local(permit) => permit.send(&Request::Write { session: session.to_owned(), paced: false }, bytes),
+            SendPermit::Local(permit) => {
+                permit.send(&Request::Write { session: session.to_owned(), paced: false }, bytes)
+            }
             SendPermit::Remote(permit) => {
                 permit.type_input(stream, bytes);
                 Ok(())

@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tether_protocol::api::{cmd_frame, cmd_parts, next_request_id, Request, Response, MAX_CMD_FRAME_BYTES};
+use tether_protocol::api::{Request, Response};
+use tether_protocol::cmd::{cmd_frame, cmd_parts, MAX_CMD_FRAME_BYTES};
 use tether_protocol::frame::{Control, Frame, Header};
+use tether_protocol::stream::next_request_id;
 use tether_protocol::sync::lock;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};

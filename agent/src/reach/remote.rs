@@ -29,11 +29,24 @@ type AnswerTo = oneshot::Sender<Result<Answer, String>>;
 
 /// What callers ask of the connection's task.
 enum Command {
-    Call { request: Request, payload: Vec<u8>, answer: Option<AnswerTo> },
-    Open { request: Request, events: mpsc::Sender<StreamEvent>, answer: AnswerTo },
+    Call {
+        request: Request,
+        payload: Vec<u8>,
+        answer: Option<AnswerTo>,
+    },
+    Open {
+        request: Request,
+        events: mpsc::Sender<StreamEvent>,
+        answer: AnswerTo,
+    },
     /// Input on a stream (keystrokes on an attach), by the stream's handle.
-    Input { stream: u32, bytes: Vec<u8> },
-    Close { done: oneshot::Sender<()> },
+    Input {
+        stream: u32,
+        bytes: Vec<u8>,
+    },
+    Close {
+        done: oneshot::Sender<()>,
+    },
 }
 
 impl RemoteClient {

@@ -1,9 +1,11 @@
 //! What comes back from the connection: answers to calls, stream bytes, the host's signals,
 //! authentication (and the streams resumed after it), and the end of a link.
 
-use crate::api::{cmd_frame, next_request_id, request_stream, Response};
+use crate::api::Response;
+use crate::cmd::cmd_frame;
 use crate::connection::{Event, Output as ConnOutput};
 use crate::error::ConnError;
+use crate::stream::{next_request_id, request_stream};
 use crate::upgrade::{Action, Upgrade};
 
 use super::redial::{Ending, RedialWhen};
@@ -90,7 +92,9 @@ impl Client {
                     self.event(ClientEvent::Stream { handle, event: StreamEvent::Writable });
                 }
             }
-            Event::Closed { reason } => self.lost(Ending::Lost(format!("the host closed the connection: {reason}")), now_ms),
+            Event::Closed { reason } => {
+                self.lost(Ending::Lost(format!("the host closed the connection: {reason}")), now_ms)
+            }
             // Host-side questions; a client is never asked them.
             Event::CredentialNeeded { .. } | Event::ProofReceived { .. } => {}
         }

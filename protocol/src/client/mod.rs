@@ -41,18 +41,20 @@ pub mod streams;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::api::{cmd_frame, next_request_id, request_stream, ErrorCode, Request, Response};
+use crate::api::{ErrorCode, Request, Response};
+use crate::cmd::cmd_frame;
 use crate::connection::{Connection, Input};
 use crate::error::ConnError;
 use crate::frame::{Control, Frame, Header};
 use crate::handshake::HandshakeEntropy;
 use crate::signal::Route;
+use crate::stream::{next_request_id, request_stream};
 use crate::upgrade::{Action, DirectEvent, Upgrade};
 
-pub use redial::{Ending, RedialPolicy, RedialWhen};
-use redial::{Backoff, REVOKED_HINT};
-pub use streams::StreamEvent;
 use inbound::ending_of;
+use redial::{Backoff, REVOKED_HINT};
+pub use redial::{Ending, RedialPolicy, RedialWhen};
+pub use streams::StreamEvent;
 use streams::{InputEnd, StreamTable};
 
 /// Which transport a transmit is for.
@@ -67,7 +69,10 @@ pub enum Path {
 /// Everything a client wants done.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
-    Transmit { path: Path, bytes: Vec<u8> },
+    Transmit {
+        path: Path,
+        bytes: Vec<u8>,
+    },
     /// Do this with the peer connection (make one and offer, apply the answer, close it).
     Peer(Action),
     Event(ClientEvent),
@@ -159,7 +164,10 @@ pub enum Status {
     Connecting,
     Connected,
     /// Lost; dialled again at `at_ms`.
-    Waiting { at_ms: u64, why: String },
+    Waiting {
+        at_ms: u64,
+        why: String,
+    },
     /// Over for good.
     Over(Ending),
 }
@@ -365,7 +373,7 @@ impl Client {
     /// `api::exec_stdout(id)` and `api::exec_stderr(id)`, its exit code as the call's answer.
     pub fn exec(&mut self, request: &Request, now_ms: u64) -> Result<u64, SendError> {
         let id = self.next_id;
-        let streams = [crate::api::exec_stdout(id), crate::api::exec_stderr(id)];
+        let streams = [crate::stream::exec_stdout(id), crate::stream::exec_stderr(id)];
         for stream in streams {
             self.streams.open_plain(stream);
         }
@@ -376,7 +384,13 @@ impl Client {
         })
     }
 
-    fn request(&mut self, request: &Request, payload: Vec<u8>, pending: Pending, now_ms: u64) -> Result<u64, SendError> {
+    fn request(
+        &mut self,
+        request: &Request,
+        payload: Vec<u8>,
+        pending: Pending,
+        now_ms: u64,
+    ) -> Result<u64, SendError> {
         let conn = self.conn.as_mut().filter(|c| c.is_open()).ok_or(SendError::NotConnected)?;
         let id = self.next_id;
         conn.send_frame(&cmd_frame(id, request, payload)).map_err(SendError::Conn)?;

@@ -230,7 +230,7 @@ impl FileService {
     /// `list`, `read`, `archive` and `watch`: the answer, then the stream's frames, go to `tx`.
     pub async fn open_stream(&self, request: FsRequest, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
         let refused =
-            |failure: Failure| async { drop(tx.send(tether_protocol::api::answer_frame(id, &failure.answer())).await) };
+            |failure: Failure| async { drop(tx.send(tether_protocol::cmd::answer_frame(id, &failure.answer())).await) };
         let roots = match self.roots() {
             Ok(roots) => roots,
             Err(failure) => return refused(failure).await,

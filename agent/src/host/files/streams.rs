@@ -7,7 +7,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use tether_protocol::api::{answer_frame, cmd_frame, ErrorCode, Response};
+use tether_protocol::api::{ErrorCode, Response};
+use tether_protocol::cmd::{answer_frame, cmd_frame};
 use tether_protocol::file::FILE_CHUNK_BYTES;
 use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::fs::{encode_page, Entry, FsResponse};

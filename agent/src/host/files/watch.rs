@@ -11,7 +11,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tether_protocol::api::{cmd_frame, Response};
+use tether_protocol::api::Response;
+use tether_protocol::cmd::cmd_frame;
 use tether_protocol::file::{FileDigest, FILE_CHUNK_BYTES};
 use tether_protocol::frame::Frame;
 use tether_protocol::fs::{FsResponse, Version};

@@ -17,8 +17,10 @@ pub mod upgrade;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use tether_protocol::api::{cmd_frame, exec_stderr, exec_stdout, Response};
+use tether_protocol::api::Response;
+use tether_protocol::cmd::cmd_frame;
 use tether_protocol::frame::{Control, Frame, Header};
+use tether_protocol::stream::{exec_stderr, exec_stdout};
 use tether_protocol::{ConnError, Connection};
 use tokio::sync::Semaphore;
 

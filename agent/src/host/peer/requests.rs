@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use tether_protocol::api::{
-    answer_frame, cmd_frame, exec_stderr, exec_stdout, request_stream, ErrorCode, Request, Response,
-};
+use tether_protocol::api::{ErrorCode, Request, Response};
+use tether_protocol::cmd::{answer_frame, cmd_frame};
 use tether_protocol::connection::Event;
 use tether_protocol::frame::{Control, Frame, Header};
+use tether_protocol::stream::{exec_stderr, exec_stdout, request_stream};
 use tether_protocol::{AuthError, ConnError};
 use tokio::sync::{mpsc, Semaphore};
 

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
-use tether_protocol::api::{InputChunk, SessionInfo, SessionStatus};
+use tether_protocol::api::{SessionInfo, SessionStatus};
+use tether_protocol::input::InputChunk;
 use tether_protocol::stream::OutputRing;
 use tether_protocol::sync::lock;
 use tokio::sync::{broadcast, watch};
