@@ -2,17 +2,22 @@
 //!
 //! ```ignore
 //! let mut conn = Connection::client(host_id, "invite", secret, entropy, now_ms);
-//! conn.handle_input(Input::Bytes(&received), now_ms)?;   // from any transport
+//! conn.handle_input(Input::Bytes(&received), now_ms)?;   // from the relay
+//! conn.handle_input(Input::Direct(&message), now_ms)?;   // from a data channel, once open
 //! conn.send_data(stream, seq, &bytes)?;                  // application data in
-//! while let Some(out) = conn.poll_output() {             // everything out
+//! while let Some(out) = conn.poll_output() {             // events, and bytes for the relay
 //!     match out { Output::Transmit(bytes) => .., Output::Event(ev) => .. }
 //! }
+//! for message in conn.drain_direct() { /* bytes for the data channel */ }
 //! if let Some(at) = conn.poll_timeout() { /* call handle_timeout(at) then */ }
 //! ```
 //!
-//! The connection owns framing, the handshake, the secure channel, per-stream sequence cursors
-//! and flow-control windows. It owns no sockets, tasks or clocks: the caller passes a monotonic
-//! millisecond clock (`now_ms`) of its choosing, which is all WASM and tests need.
+//! The connection owns framing, the handshake (`handshake`), the secure channel, the stream
+//! table with its cursors and flow-control windows (`streams`), the two paths a channel may run
+//! over (`paths`) and keep-alives and round trips (`liveness`). It owns no sockets, tasks or
+//! clocks: the caller passes a monotonic millisecond clock (`now_ms`) of its choosing, which is
+//! all WASM and tests need. Clients drive it through `crate::client::Client`, which drains both
+//! outputs into one queue tagged with the path each transmit is for.
 //!
 //! Invariants:
 //! - Before authentication only `auth` frames are accepted; after it only `encrypted` ones.
@@ -22,21 +27,24 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::channel::{Opener, Sealer};
-use crate::error::{AuthError, ChannelError, ConnError};
-use crate::frame::{Control, Frame, FrameDecoder, Header};
-use crate::handshake::{ClientHandshake, Credential, HandshakeEntropy, HelloAnswer, HelloWork, HostHandshake, Step};
-use crate::keys::SessionKeys;
-use crate::paths::{Reorder, Unacked};
-use crate::signal::Route;
-use crate::stream::{InputCursor, RecvWindow, SendWindow, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK};
+mod handshake;
+mod liveness;
+mod paths;
+mod streams;
 
-/// A handshake that has not finished by then is abandoned.
-pub const HANDSHAKE_TIMEOUT_MS: u64 = 30_000;
-/// Ping this often so idle links stay up (NATs, proxies) and dead ones show.
-pub const KEEPALIVE_INTERVAL_MS: u64 = 15_000;
-/// After this long without receiving anything, the link is dead.
-pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+pub use liveness::{HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS};
+use paths::DirectPath;
+pub use paths::{ACK_EVERY_FRAMES, DIRECT_PING_MS, DIRECT_SILENCE_MS};
+use streams::StreamState;
+
+use crate::channel::{Opener, Sealer};
+use crate::error::{AuthError, ConnError};
+use crate::frame::{Control, Frame, FrameDecoder, Header};
+use crate::handshake::{ClientHandshake, HandshakeEntropy, HostHandshake};
+#[cfg(fuzzing)]
+use crate::keys::SessionKeys;
+use crate::paths::Reorder;
+
 /// Streams one connection may have open at once (either direction). A peer cannot make the
 /// table grow past it: unknown streams in `window` frames are ignored, and a new stream beyond
 /// it is an error. A stream's state goes when its `eof` has passed both ways.
@@ -139,30 +147,6 @@ enum State {
     Failed(ConnError),
 }
 
-#[derive(Default)]
-struct StreamState {
-    cursor: Option<InputCursor>,
-    recv: Option<RecvWindow>,
-    send: Option<SendWindow>,
-}
-
-impl StreamState {
-    fn is_empty(&self) -> bool {
-        self.cursor.is_none() && self.recv.is_none() && self.send.is_none()
-    }
-    /// The receive cursor: a stream starts at its first bytes' `seq` (a resume is a request of
-    /// the application's, e.g. `attach` from byte N, answered on a fresh stream).
-    fn cursor_from(&mut self, first_seq: u64) -> &mut InputCursor {
-        self.cursor.get_or_insert(InputCursor::new(first_seq))
-    }
-    fn recv(&mut self) -> &mut RecvWindow {
-        self.recv.get_or_insert(RecvWindow::new(INITIAL_WINDOW_BYTES))
-    }
-    fn send(&mut self) -> &mut SendWindow {
-        self.send.get_or_insert(SendWindow::new(INITIAL_WINDOW_BYTES))
-    }
-}
-
 /// One end of an end-to-end encrypted Tether connection.
 pub struct Connection {
     role: Role,
@@ -187,29 +171,6 @@ pub struct Connection {
     /// The counter our last `ack` told the peer we need next.
     acked: u64,
 }
-
-/// Our sending side of a data channel: what goes out on it, and copies until acknowledged.
-struct DirectPath {
-    route: Route,
-    out: VecDeque<Vec<u8>>,
-    unacked: Unacked,
-    /// When something last came over it (or it opened), to notice it dying.
-    last_received_ms: u64,
-}
-
-/// While a data channel carries the connection, ping this often (on it), so that each end hears
-/// from the other at least this often and a dead channel shows within `DIRECT_SILENCE_MS`.
-pub const DIRECT_PING_MS: u64 = 1_000;
-/// A data channel silent this long is given up. The backstop: a path that dies (ICE consent
-/// unanswered) is noticed sooner by the shells, from their peer connection's state; this catches
-/// a channel that stays "connected" and delivers nothing. Long enough to ride out SCTP's
-/// retransmission back-off (1 s, 2 s, 4 s) when a congested TURN server drops datagrams, which
-/// at 3.5 s tore down channels that were only slow.
-pub const DIRECT_SILENCE_MS: u64 = 10_000;
-
-/// A receiver acknowledges every this many frames while frames may come over the data channel:
-/// the sender keeps at most this many beyond the last acknowledgement (or `MAX_UNACKED_BYTES`).
-pub const ACK_EVERY_FRAMES: u64 = 32;
 
 impl Connection {
     /// A client that proves knowledge of `secret` for `identity` on `host_id`. The first output
@@ -269,60 +230,6 @@ impl Connection {
 
     pub fn is_open(&self) -> bool {
         matches!(self.state, State::Open { .. })
-    }
-
-    /// Host: the identity the client claims, once its hello is in (before it is proven too).
-    pub fn claimed_identity(&self) -> Option<&str> {
-        match &self.state {
-            State::Host(handshake) => handshake.identity(),
-            _ => (!self.identity.is_empty()).then_some(self.identity.as_str()),
-        }
-    }
-
-    /// Host, mid-handshake: the verifier the client's hello was answered with.
-    pub fn answered_with(&self) -> Option<&[u8]> {
-        match &self.state {
-            State::Host(handshake) => handshake.answered_with(),
-            _ => None,
-        }
-    }
-
-    /// Host: answer `Event::CredentialNeeded` with the credential as it is now (`None`:
-    /// unknown or revoked). Returns the SRP exponentiations to run (`HelloWork::compute`, on any
-    /// thread), whose answer goes to `finish_hello`.
-    pub fn answer_hello(&mut self, credential: Option<&Credential>, now_ms: u64) -> Result<HelloWork, ConnError> {
-        self.check_usable()?;
-        let State::Host(handshake) = &mut self.state else {
-            return Err(ConnError::NotReady("no host handshake waiting for that"));
-        };
-        match handshake.answer_hello(credential) {
-            Ok(work) => Ok(work),
-            Err(step) => Err(match self.take_step(step, now_ms) {
-                Err(error) => self.fail(error),
-                Ok(()) => self.fail(ConnError::NotReady("the handshake went on without a credential")),
-            }),
-        }
-    }
-
-    /// Host: the computed answer to the hello; sends the `server_hello`.
-    pub fn finish_hello(&mut self, answer: HelloAnswer, now_ms: u64) -> Result<(), ConnError> {
-        self.host_step(now_ms, |handshake| handshake.finish_hello(answer))
-    }
-
-    /// Host: answer `Event::ProofReceived`: check the proof against the credential as it is now.
-    /// A wrong proof fails with `AuthError::WrongSecret`; a credential revoked or changed since
-    /// the hello fails too.
-    pub fn verify_proof(&mut self, credential: Option<&Credential>, now_ms: u64) -> Result<(), ConnError> {
-        self.host_step(now_ms, |handshake| handshake.verify(credential))
-    }
-
-    fn host_step(&mut self, now_ms: u64, step: impl FnOnce(&mut HostHandshake) -> Step) -> Result<(), ConnError> {
-        self.check_usable()?;
-        let State::Host(handshake) = &mut self.state else {
-            return Err(ConnError::NotReady("no host handshake waiting for that"));
-        };
-        let step = step(handshake);
-        self.take_step(step, now_ms).map_err(|e| self.fail(e))
     }
 
     /// The error that ended the connection, if one did.
@@ -389,46 +296,6 @@ impl Connection {
         Ok(())
     }
 
-    fn decoder_of(&mut self, direct: bool) -> &mut FrameDecoder {
-        if direct {
-            &mut self.direct_decoder
-        } else {
-            &mut self.decoder
-        }
-    }
-
-    fn start_reordering(&mut self) {
-        if self.reorder.is_none() {
-            if let State::Open { opener, .. } = &self.state {
-                self.reorder = Some(Reorder::starting_at(opener.next_counter()));
-                self.acked = opener.next_counter();
-            }
-        }
-    }
-
-    /// A sealed frame from either path, once frames may come over two: held until its turn,
-    /// dropped unopened when it is a copy of one already taken.
-    fn take_sealed(&mut self, frame: Frame) -> Result<(), ConnError> {
-        let Header::Encrypted { ctr } = frame.header else {
-            return Err(ChannelError::NotEncrypted(crate::channel::header_kind(&frame.header)).into());
-        };
-        let Some(reorder) = self.reorder.as_mut() else { return Err(ConnError::NotReady("not reordering")) };
-        let len = frame.payload.len();
-        reorder.push(ctr, len, frame)?;
-        while let Some(frame) = self.reorder.as_mut().and_then(Reorder::pop) {
-            let State::Open { opener, .. } = &mut self.state else { break };
-            let inner = opener.open(&frame)?;
-            self.handle_inner(inner)?;
-        }
-        // Tell the sender what it may let go of.
-        let next = self.reorder.as_ref().map_or(0, Reorder::next_counter);
-        if next >= self.acked + ACK_EVERY_FRAMES && matches!(self.state, State::Open { .. }) {
-            self.acked = next;
-            self.send_sealed(&Frame::bare(Header::Control(Control::Ack { next })))?;
-        }
-        Ok(())
-    }
-
     fn handle_frame(&mut self, frame: Frame, now_ms: u64) -> Result<(), ConnError> {
         let step = match &mut self.state {
             State::Client(handshake) => handshake.handle(&frame),
@@ -447,46 +314,6 @@ impl Connection {
             State::Closed | State::Failed(_) => return Err(ConnError::NotReady("connection is over")),
         };
         self.take_step(step, now_ms)
-    }
-
-    fn take_step(&mut self, step: Step, now_ms: u64) -> Result<(), ConnError> {
-        match step {
-            Step::NeedCredential { identity } => {
-                self.event(Event::CredentialNeeded { identity });
-                Ok(())
-            }
-            Step::NeedVerification { identity } => {
-                self.event(Event::ProofReceived { identity });
-                Ok(())
-            }
-            Step::Reply(reply) => {
-                self.transmit_plain(&reply);
-                Ok(())
-            }
-            Step::Done { reply, keys } => {
-                if let Some(reply) = reply {
-                    self.transmit_plain(&reply);
-                }
-                self.open(keys, now_ms);
-                Ok(())
-            }
-            Step::Failed { reply, error } => {
-                if let Some(reply) = reply {
-                    self.transmit_plain(&reply);
-                }
-                Err(ConnError::Auth(error))
-            }
-        }
-    }
-
-    fn open(&mut self, keys: SessionKeys, now_ms: u64) {
-        let (send_key, recv_key) = match self.role {
-            Role::Client => (&keys.client_to_host, &keys.host_to_client),
-            Role::Host => (&keys.host_to_client, &keys.client_to_host),
-        };
-        self.state = State::Open { sealer: Sealer::new(send_key), opener: Opener::new(recv_key) };
-        self.last_received_ms = now_ms;
-        self.event(Event::Authenticated { identity: self.identity.clone() });
     }
 
     fn handle_inner(&mut self, frame: Frame) -> Result<(), ConnError> {
@@ -564,73 +391,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Send stream bytes starting at sequence number `seq`. Sends as much as the flow-control
-    /// window allows and returns how many bytes that was; wait for `Event::Writable` to send the
-    /// rest. Bytes are split into frames of at most `MAX_DATA_CHUNK`.
-    pub fn send_data(&mut self, stream: u32, seq: u64, bytes: &[u8]) -> Result<usize, ConnError> {
-        self.check_open()?;
-        crate::stream::end_of(stream, seq, bytes.len())?;
-        let window = self.stream_state(stream)?.send();
-        let allowed = (window.available().min(bytes.len() as u64)) as usize;
-        window.take(allowed as u64);
-        let mut sent = 0;
-        for chunk in bytes[..allowed].chunks(MAX_DATA_CHUNK) {
-            let frame = Frame::new(Header::Data { stream, seq: seq + sent as u64 }, chunk.to_vec());
-            self.send_sealed(&frame)?;
-            sent += chunk.len();
-        }
-        Ok(sent)
-    }
-
-    /// Bytes of `stream` that may be sent right now.
-    pub fn send_window(&self, stream: u32) -> u64 {
-        match self.streams.get(&stream).and_then(|s| s.send) {
-            Some(window) => window.available(),
-            None => INITIAL_WINDOW_BYTES,
-        }
-    }
-
-    /// Streams with state held now (at most `MAX_STREAMS`).
-    pub fn stream_count(&self) -> usize {
-        self.streams.len()
-    }
-
-    /// The application is done with `stream` in both directions (a detach): drop its state.
-    pub fn forget_stream(&mut self, stream: u32) {
-        self.streams.remove(&stream);
-    }
-
-    /// A stream's state, created for a new stream while there is room.
-    fn stream_state(&mut self, stream: u32) -> Result<&mut StreamState, ConnError> {
-        if !self.streams.contains_key(&stream) && self.streams.len() >= MAX_STREAMS {
-            return Err(ConnError::Stream(crate::error::StreamError::TooManyStreams { max: MAX_STREAMS }));
-        }
-        Ok(self.streams.entry(stream).or_default())
-    }
-
-    fn prune(&mut self, stream: u32) {
-        if self.streams.get(&stream).is_some_and(StreamState::is_empty) {
-            self.streams.remove(&stream);
-        }
-    }
-
-    /// The application consumed `n` bytes of `stream`: return credit to the sender when due.
-    pub fn consumed(&mut self, stream: u32, n: u64) -> Result<(), ConnError> {
-        self.check_open()?;
-        self.grant(stream, n)
-    }
-
-    fn grant(&mut self, stream: u32, n: u64) -> Result<(), ConnError> {
-        // Credit for an ended (or unknown) stream goes nowhere.
-        let Some(recv) = self.streams.get_mut(&stream).and_then(|s| s.recv.as_mut()) else {
-            return Ok(());
-        };
-        if let Some(bytes) = recv.on_consume(n) {
-            self.send_sealed(&Frame::bare(Header::Control(Control::Window { stream, bytes })))?;
-        }
-        Ok(())
-    }
-
     /// Send a control, cmd or webrtc frame.
     pub fn send_frame(&mut self, frame: &Frame) -> Result<(), ConnError> {
         self.check_open()?;
@@ -653,79 +413,6 @@ impl Connection {
         Ok(())
     }
 
-    /// When `handle_timeout` must next be called.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        match self.state {
-            State::Client(_) | State::Host(_) => Some(self.handshake_deadline),
-            State::Open { .. } => {
-                let relay = (self.last_ping_ms + KEEPALIVE_INTERVAL_MS).min(self.last_received_ms + IDLE_TIMEOUT_MS);
-                let direct = self
-                    .direct
-                    .as_ref()
-                    .map(|d| (self.last_ping_ms + DIRECT_PING_MS).min(d.last_received_ms + DIRECT_SILENCE_MS));
-                Some(direct.map_or(relay, |direct| direct.min(relay)))
-            }
-            State::Closed | State::Failed(_) => None,
-        }
-    }
-
-    /// Drive timers: handshake deadline, keep-alive, idle detection, and while a data channel
-    /// carries the connection, its pings and its death (`Event::DirectLost`).
-    pub fn handle_timeout(&mut self, now_ms: u64) -> Result<(), ConnError> {
-        self.check_usable()?;
-        if let Some(silent_ms) = self.direct.as_ref().map(|d| now_ms.saturating_sub(d.last_received_ms)) {
-            if silent_ms >= DIRECT_SILENCE_MS {
-                self.direct_failed();
-                self.event(Event::DirectLost { silent_ms });
-            } else if now_ms >= self.last_ping_ms + DIRECT_PING_MS {
-                self.send_ping(now_ms).map_err(|e| self.fail(e))?;
-            }
-        }
-        let result = match self.state {
-            State::Client(_) | State::Host(_) if now_ms >= self.handshake_deadline => {
-                Err(ConnError::Auth(AuthError::TimedOut))
-            }
-            State::Open { .. } if now_ms >= self.last_received_ms + IDLE_TIMEOUT_MS => {
-                Err(ConnError::Idle { silent_ms: now_ms - self.last_received_ms })
-            }
-            State::Open { .. } if now_ms >= self.last_ping_ms + KEEPALIVE_INTERVAL_MS => self.send_ping(now_ms),
-            _ => Ok(()),
-        };
-        result.map_err(|e| self.fail(e))
-    }
-
-    /// Ping the peer now (keep-alives do so every `KEEPALIVE_INTERVAL_MS` anyway); its answer
-    /// comes as `Event::RoundTrip`. What a status line calls after authenticating, and from time
-    /// to time, to show the round-trip time.
-    pub fn ping(&mut self, now_ms: u64) -> Result<(), ConnError> {
-        self.check_open()?;
-        self.send_ping(now_ms).map_err(|e| self.fail(e))
-    }
-
-    fn send_ping(&mut self, now_ms: u64) -> Result<(), ConnError> {
-        self.ping_nonce += 1;
-        self.last_ping_ms = now_ms;
-        self.ping_outstanding = true;
-        self.send_sealed(&Frame::bare(Header::Control(Control::Ping { nonce: self.ping_nonce })))
-    }
-
-    /// The latest measured round trip (ping → pong), in milliseconds.
-    pub fn round_trip_ms(&self) -> Option<u64> {
-        self.round_trip_ms
-    }
-
-    /// Which path carries the connection and its round trip, as people are told it (the page's
-    /// status bar and `tether -v` say the same): "via relay · round trip 3 ms". Milliseconds are
-    /// whole, so a round trip under one says "< 1 ms".
-    pub fn path_summary(&self) -> String {
-        let path = self.direct.as_ref().map_or("relay", |d| d.route.name());
-        match self.round_trip_ms {
-            Some(0) => format!("via {path} · round trip < 1 ms"),
-            Some(ms) => format!("via {path} · round trip {ms} ms"),
-            None => format!("via {path}"),
-        }
-    }
-
     fn send_sealed(&mut self, frame: &Frame) -> Result<(), ConnError> {
         let State::Open { sealer, .. } = &mut self.state else {
             return Err(ConnError::NotReady("not authenticated"));
@@ -743,48 +430,6 @@ impl Connection {
             _ => self.out.push_back(Output::Transmit(bytes)),
         }
         Ok(())
-    }
-
-    /// A WebRTC data channel is open beside the relay, by `route`: from now on sealed frames go
-    /// on it (`drain_direct`), and frames from either path are taken in counter order. It is
-    /// pinged every `DIRECT_PING_MS` and given up after `DIRECT_SILENCE_MS` of silence.
-    pub fn open_direct(&mut self, route: Route, now_ms: u64) -> Result<(), ConnError> {
-        self.check_open()?;
-        self.start_reordering();
-        let direct = self.direct.get_or_insert_with(|| DirectPath {
-            route,
-            out: VecDeque::new(),
-            unacked: Unacked::new(),
-            last_received_ms: now_ms,
-        });
-        direct.route = route;
-        Ok(())
-    }
-
-    /// The data channel failed (or closed): what it carried that the peer has not acknowledged
-    /// is sent again on the relay, in order, and everything after goes there too.
-    pub fn direct_failed(&mut self) {
-        if let Some(mut direct) = self.direct.take() {
-            for (_, sealed) in direct.unacked.take_for_resend() {
-                self.out.push_back(Output::Transmit(sealed));
-            }
-        }
-        self.direct_decoder = FrameDecoder::new();
-    }
-
-    /// Whether sealed frames go on a data channel now.
-    pub fn is_direct(&self) -> bool {
-        self.direct.is_some()
-    }
-
-    /// The data channel's route, while one carries the connection.
-    pub fn direct_route(&self) -> Option<Route> {
-        self.direct.as_ref().map(|d| d.route)
-    }
-
-    /// Bytes to send on the data channel, in order.
-    pub fn drain_direct(&mut self) -> Vec<Vec<u8>> {
-        self.direct.as_mut().map(|d| d.out.drain(..).collect()).unwrap_or_default()
     }
 
     fn transmit_plain(&mut self, frame: &Frame) {
