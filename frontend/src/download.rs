@@ -129,7 +129,6 @@ pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn
     };
     let mut request = Some(request);
     let mut size = None;
-    let mut navigate_to = navigate_to;
     let mut attempts = 0;
     let whole = loop {
         let (whole, answered) =

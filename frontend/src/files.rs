@@ -672,7 +672,7 @@ pub fn files_pane(props: &Props) -> Html {
     let transfer_rows = transfers.iter().map(|t| {
         let seconds = ((now() - t.started_ms) / 1000.0).max(0.001);
         let rate = human_bytes((t.done as f64 / seconds) as u64);
-        let percent = if t.total == 0 { 100 } else { t.done * 100 / t.total };
+        let percent = (t.done * 100).checked_div(t.total).unwrap_or(100);
         let state = match &t.ended {
             // A folder's archive has no size until it is done.
             None if t.total == 0 => format!("{} · {rate}/s", human_bytes(t.done)),

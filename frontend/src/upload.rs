@@ -163,11 +163,11 @@ async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
+/// Files found under a dropped entry, each with its path.
+type Walked = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(web_sys::File, String)>>>>;
+
 /// A dropped entry's files: itself, or everything in a folder, each with its path from `prefix`.
-pub fn walk_entry(
-    entry: web_sys::FileSystemEntry,
-    prefix: String,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(web_sys::File, String)>>>> {
+pub fn walk_entry(entry: web_sys::FileSystemEntry, prefix: String) -> Walked {
     Box::pin(async move {
         let name = format!("{prefix}{}", entry.name());
         if entry.is_file() {

@@ -177,15 +177,9 @@ mod tests {
             let mut reorder = Reorder::new();
             let mut out = Vec::new();
             while !relay.is_empty() || !direct.is_empty() {
-                let path = if relay.is_empty() {
-                    &mut direct
-                } else if direct.is_empty() {
-                    &mut relay
-                } else if rng.next() % 2 == 0 {
-                    &mut relay
-                } else {
-                    &mut direct
-                };
+                // Either path while both have some, a coin deciding.
+                let take_relay = direct.is_empty() || (!relay.is_empty() && rng.next().is_multiple_of(2));
+                let path = if take_relay { &mut relay } else { &mut direct };
                 let ctr = path.pop_front().expect("non-empty");
                 reorder.push(ctr, 100, ctr).expect("within bounds");
                 drain(&mut reorder, &mut out);
@@ -232,12 +226,12 @@ mod tests {
                     // On the data channel, a copy kept. Frames sent in the last moments before
                     // the failure (1 in 3 here) never arrive.
                     unacked.keep(ctr, ctr.to_be_bytes().to_vec());
-                    if ctr + 20 < fails_at || rng.next() % 3 != 0 {
+                    if ctr + 20 < fails_at || !rng.next().is_multiple_of(3) {
                         reorder.push(ctr, 8, ctr).expect("bounded");
                         drain(&mut reorder, &mut out);
                     }
                     // Now and then the receiver's acknowledgement reaches the sender.
-                    if rng.next() % 16 == 0 {
+                    if rng.next().is_multiple_of(16) {
                         unacked.acknowledge(reorder.next_counter());
                     }
                 } else {

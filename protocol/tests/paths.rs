@@ -66,7 +66,7 @@ impl Wire {
             (true, true) => return Ok(false),
             (true, false) => true,
             (false, true) => false,
-            (false, false) => rng.next() % 2 == 0,
+            (false, false) => rng.next().is_multiple_of(2),
         };
         if use_direct {
             let message = self.direct.pop_front().expect("non-empty");
@@ -188,7 +188,7 @@ fn a_tampered_frame_on_the_data_channel_is_refused_as_on_the_relay() {
     let mut message = host.conn.drain_direct().pop().expect("a sealed frame on the data channel");
     let last = message.len() - 1;
     message[last] ^= 1;
-    let error = client.handle_input(Input::Direct(&message), 0).err().expect("refused");
+    let error = client.handle_input(Input::Direct(&message), 0).expect_err("refused");
     assert!(matches!(error, ConnError::Channel(_)), "{error:?}");
 }
 
@@ -196,7 +196,7 @@ fn a_tampered_frame_on_the_data_channel_is_refused_as_on_the_relay() {
 fn only_sealed_frames_may_come_over_the_data_channel() {
     let (mut client, _host) = open_pair();
     let plain = Frame::new(Header::Data { stream: STREAM, seq: 0 }, b"unsealed".to_vec()).encode().expect("encode");
-    let error = client.handle_input(Input::Direct(&plain), 0).err().expect("refused");
+    let error = client.handle_input(Input::Direct(&plain), 0).expect_err("refused");
     assert!(matches!(error, ConnError::Channel(_)), "{error:?}");
 }
 

@@ -332,7 +332,7 @@ fn the_files_tab_lists_uploads_downloads_renames_deletes_and_undoes() {
         json!([]),
     );
     assert_eq!(dropped, json!(true));
-    let expected: Vec<u8> = (0..100_000u32).map(|i| (i * 7 & 255) as u8).collect();
+    let expected: Vec<u8> = (0..100_000u32).map(|i| ((i * 7) & 255) as u8).collect();
     wait_until(BULK, "the dropped file", || {
         std::fs::read(place.join("dropped.bin")).ok().filter(|got| *got == expected).map(|_| ())
     });

@@ -85,7 +85,7 @@ fn hosts_get_short_lived_turn_credentials_that_coturn_accepts() {
 
     let (mut host, host_id, offer) = register(&relay_url);
     let first = turn_offer(offer);
-    assert_eq!(first.urls, [turn_url.clone()]);
+    assert_eq!(first.urls, std::slice::from_ref(&turn_url));
     assert_eq!(first.username, format!("{}:{host_id}", first.expires));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     assert!((now + 9 * 60..=now + 11 * 60).contains(&first.expires), "expires {} at {now}", first.expires);

@@ -1,9 +1,9 @@
 //! `cargo xtask <command>` — the project's automation, in Rust so it runs wherever cargo does.
 //!
-//! - `run`:   install what is missing, build everything, start a relay and an agent on 127.0.0.1,
-//!            print the invite link.
-//! - `test`:  install what is missing, build, run every test: native, wasm32 in headless Chromium,
-//!            end-to-end with real processes and a real browser.
+//! - `run`: install what is missing, build everything, start a relay and an agent on 127.0.0.1,
+//!   print the invite link.
+//! - `test`: install what is missing, build, run every test: native, wasm32 in headless Chromium,
+//!   end-to-end with real processes and a real browser; clippy on every crate.
 //! - `bench`: criterion benchmarks.
 //! - `fuzz [SECONDS]`: the cargo-fuzz targets (nightly toolchain).
 
@@ -145,6 +145,7 @@ fn test() -> Result {
     tools::ensure_apt_package("/usr/sbin/ip", "iproute2")?;
     tools::ensure_apt_package("/usr/sbin/nft", "nftables")?;
     build_web()?;
+    lint()?;
     let bins = build_bins_for_tests()?;
     run_cmd(
         cargo()
@@ -165,6 +166,15 @@ fn test() -> Result {
     )?;
     eprintln!("xtask: all tests passed");
     Ok(())
+}
+
+/// Clippy with warnings as errors: the native crates with every target (tests, benches), the
+/// frontend for wasm32. A check build, sharing nothing with the test build but the sources.
+fn lint() -> Result {
+    tools::ensure_clippy()?;
+    let deny = ["--", "-D", "warnings"];
+    run_cmd(cargo().args(["clippy", "--locked", "--workspace", "--exclude", "tether-frontend", "--all-targets"]).args(deny))?;
+    run_cmd(cargo().args(["clippy", "--locked", "-p", "tether-frontend", "--target", "wasm32-unknown-unknown"]).args(deny))
 }
 
 fn bench(args: &[String]) -> Result {

@@ -23,6 +23,15 @@ pub fn ensure_build_tools() -> Result {
     ensure_npm_deps()
 }
 
+/// Clippy, which `test` runs on every crate (in rustup's default profile, but not in every one).
+pub fn ensure_clippy() -> Result {
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim().starts_with("clippy")) {
+        return Ok(());
+    }
+    run_cmd(Command::new("rustup").args(["component", "add", "clippy"]))
+}
+
 /// `PATH` with npm's `node_modules/.bin` first, so Trunk finds binaryen's `wasm-opt` there.
 pub fn path_with_node_bin() -> std::ffi::OsString {
     let mut paths = vec![root().join("node_modules/.bin")];

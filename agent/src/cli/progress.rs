@@ -35,7 +35,7 @@ impl Progress {
             true => format!("{:.0} s left", self.total.saturating_sub(done) as f64 / rate),
             false => "…".to_owned(),
         };
-        let percent = if self.total == 0 { 100 } else { done * 100 / self.total };
+        let percent = (done * 100).checked_div(self.total).unwrap_or(100);
         eprint!(
             "\r\x1b[K{}  {} / {}  {percent}%  {}/s  {left}",
             self.name,

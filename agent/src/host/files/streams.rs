@@ -190,13 +190,19 @@ fn add_tree<W: Write>(
 ) -> std::io::Result<()> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
-        Err(e) => return Ok(skipped.push(format!("{}: {e}", name.display()))),
+        Err(e) => {
+            skipped.push(format!("{}: {e}", name.display()));
+            return Ok(());
+        }
     };
     if !meta.is_dir() {
         return match tar.append_path_with_name(path, name) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(e),
-            Err(e) => Ok(skipped.push(format!("{}: {e}", name.display()))),
+            Err(e) => {
+                skipped.push(format!("{}: {e}", name.display()));
+                Ok(())
+            }
         };
     }
     let mut header = tar::Header::new_gnu();
@@ -205,7 +211,10 @@ fn add_tree<W: Write>(
     tar.append_data(&mut header, name, std::io::empty())?;
     let mut items: Vec<_> = match std::fs::read_dir(path) {
         Ok(items) => items.flatten().collect(),
-        Err(e) => return Ok(skipped.push(format!("{}: {e}", name.display()))),
+        Err(e) => {
+            skipped.push(format!("{}: {e}", name.display()));
+            return Ok(());
+        }
     };
     items.sort_by_key(|item| item.file_name());
     for item in items {
