@@ -2,6 +2,7 @@
 //! read it, and serves the web app. Stateless: a restarted relay needs nothing back; hosts and
 //! clients reconnect.
 
+mod admission;
 mod cli;
 mod hub;
 mod tls;
@@ -71,7 +72,8 @@ struct Args {
 /// Everything the handlers share.
 pub struct AppState {
     web: web::WebApp,
-    relay: ws::Relay,
+    hub: hub::Hub,
+    admission: admission::Admission,
     binaries: Option<cli::Binaries>,
     public_url: Option<String>,
     /// This relay terminates TLS itself (so its own origin is `https://`).
@@ -123,8 +125,8 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let app = Arc::new(AppState {
         web,
-        relay: ws::Relay::new(
-            args.max_clients_per_host,
+        hub: hub::Hub::new(args.max_clients_per_host),
+        admission: admission::Admission::new(
             args.max_connects_per_minute,
             std::time::Duration::from_secs(args.handshake_timeout_secs),
             args.trust_proxy,
