@@ -163,7 +163,7 @@ impl Tab {
                 tab.view.disk.set(disk);
             }
         };
-        let owner = crate::link::json_lines(&self.link, on_version);
+        let owner = crate::read::json_lines(&self.link, on_version);
         wasm_bindgen_futures::spawn_local(async move {
             let request = Request::Fs(FsRequest::Watch { path: self.path.clone() });
             if let Ok((_, stream)) = self.link.open_stream(&request, owner).await {

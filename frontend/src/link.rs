@@ -24,7 +24,6 @@ use tether_protocol::api::{Request, Response};
 use tether_protocol::client::{Client, ClientEvent, Output, Path, RedialPolicy};
 pub use tether_protocol::client::{Refused, StreamEvent};
 use tether_protocol::fs::{FsRequest, FsResponse};
-use tether_protocol::handshake::HandshakeEntropy;
 use tether_protocol::identity::HostAddress;
 use tether_protocol::upgrade::{Action, DirectEvent};
 use wasm_bindgen::prelude::*;
@@ -102,16 +101,6 @@ impl Drop for Socket {
         self.ws.set_onclose(None);
         let _ = self.ws.close();
     }
-}
-
-fn entropy() -> Result<HandshakeEntropy, String> {
-    let crypto = web_sys::window().and_then(|w| w.crypto().ok()).ok_or("this browser has no crypto.getRandomValues")?;
-    HandshakeEntropy::generate(|bytes| {
-        crypto
-            .get_random_values_with_u8_array(bytes)
-            .map(|_| ())
-            .map_err(|_| "crypto.getRandomValues failed".to_owned())
-    })
 }
 
 impl Link {
@@ -207,7 +196,7 @@ impl Link {
     }
 
     fn on_open(&self) {
-        match entropy() {
+        match crate::browser::entropy() {
             Ok(entropy) => self.0.borrow_mut().client.connect(entropy, now_ms()),
             Err(e) => return self.closed(Some(e)),
         }
@@ -499,34 +488,6 @@ impl Link {
         drop(inner);
         self.flush();
     }
-}
-
-/// A stream owner for streams of JSON lines (the session list, `tether open`, a watched file):
-/// lines may arrive in pieces; each whole one is parsed and handed to `on_line` (unreadable ones
-/// are skipped), and the bytes are credited back.
-pub fn json_lines<T: serde::de::DeserializeOwned + 'static>(
-    link: &Link,
-    on_line: impl Fn(T) + 'static,
-) -> Callback<(u32, StreamEvent)> {
-    let link = link.clone();
-    let partial = RefCell::new(Vec::<u8>::new());
-    Callback::from(move |(stream, event): (u32, StreamEvent)| {
-        let StreamEvent::Data { bytes, .. } = event else { return };
-        let lines: Vec<u8> = {
-            let mut buffer = partial.borrow_mut();
-            buffer.extend_from_slice(&bytes);
-            match buffer.iter().rposition(|&b| b == b'\n') {
-                Some(cut) => buffer.drain(..=cut).collect(),
-                None => Vec::new(),
-            }
-        };
-        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if let Ok(value) = serde_json::from_slice::<T>(line) {
-                on_line(value);
-            }
-        }
-        link.consumed(stream, bytes.len() as u64);
-    })
 }
 
 fn with_link(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&Link)) {

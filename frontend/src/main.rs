@@ -4,6 +4,7 @@
 //! browsers never send to the relay, and is used for SRP in WASM by the same protocol crate the
 //! native CLI uses.
 
+mod browser;
 mod codemirror;
 mod direct;
 mod download;

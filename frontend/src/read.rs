@@ -1,5 +1,6 @@
-//! A stream read to its end in memory: a directory's listing (Files), a file for the editor
-//! (open, reload, compare). Big downloads go to disk through `download` instead.
+//! Streams read in memory: one to its end (a directory's listing for Files, a file for the
+//! editor: open, reload, compare), or one of JSON lines as they come (the session list, `tether
+//! open`, a watched file). Big downloads go to disk through `download` instead.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -79,4 +80,32 @@ pub async fn whole_file(link: &Link, path: &str, limit: u64) -> Result<Vec<u8>, 
 
 fn too_big(limit: u64) -> String {
     format!("it is over {} MB: too big to open here (download it from Files)", limit / 1_000_000)
+}
+
+/// A stream owner for streams of JSON lines (the session list, `tether open`, a watched file):
+/// lines may arrive in pieces; each whole one is parsed and handed to `on_line` (unreadable ones
+/// are skipped), and the bytes are credited back.
+pub fn json_lines<T: serde::de::DeserializeOwned + 'static>(
+    link: &Link,
+    on_line: impl Fn(T) + 'static,
+) -> Callback<(u32, StreamEvent)> {
+    let link = link.clone();
+    let partial = RefCell::new(Vec::<u8>::new());
+    Callback::from(move |(stream, event): (u32, StreamEvent)| {
+        let StreamEvent::Data { bytes, .. } = event else { return };
+        let lines: Vec<u8> = {
+            let mut buffer = partial.borrow_mut();
+            buffer.extend_from_slice(&bytes);
+            match buffer.iter().rposition(|&b| b == b'\n') {
+                Some(cut) => buffer.drain(..=cut).collect(),
+                None => Vec::new(),
+            }
+        };
+        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if let Ok(value) = serde_json::from_slice::<T>(line) {
+                on_line(value);
+            }
+        }
+        link.consumed(stream, bytes.len() as u64);
+    })
 }

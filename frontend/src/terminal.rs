@@ -184,7 +184,7 @@ pub fn terminal_pane(props: &Props) -> Html {
 
 /// Hear `tether open` run in this session (for as long as the connection lasts).
 fn watch_opens(pane: &Rc<RefCell<Pane>>, link: &Link, session: &str, on_open_files: Callback<Vec<String>>) {
-    let owner = crate::link::json_lines(link, move |paths: Vec<String>| on_open_files.emit(paths));
+    let owner = crate::read::json_lines(link, move |paths: Vec<String>| on_open_files.emit(paths));
     let (pane, link, request) = (pane.clone(), link.clone(), Request::WatchOpens { session: session.to_owned() });
     wasm_bindgen_futures::spawn_local(async move {
         if let Ok((_, stream)) = link.open_stream(&request, owner).await {
@@ -235,7 +235,7 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
         match e.key().as_str() {
             "C" | "c" => {
                 if e.type_() == "keydown" && copy_from.has_selection() {
-                    copy_to_clipboard(&copy_from.get_selection());
+                    crate::browser::copy_to_clipboard(&copy_from.get_selection());
                 }
                 e.prevent_default();
                 false
@@ -271,48 +271,11 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
     pane.webgl = webgl;
 }
 
-/// Whether WebGL 2 is available and drawn by a GPU (the renderer string says which).
-fn hardware_webgl2() -> bool {
-    const UNMASKED_RENDERER: u32 = 0x9246; // WEBGL_debug_renderer_info
-    const RENDERER: u32 = 0x1F01;
-    let Some(canvas) = web_sys::window()
-        .and_then(|w| w.document())
-        .and_then(|d| d.create_element("canvas").ok())
-        .and_then(|c| c.dyn_into::<web_sys::HtmlCanvasElement>().ok())
-    else {
-        return false;
-    };
-    let Some(context) = canvas.get_context("webgl2").ok().flatten() else { return false };
-    let call = |name: &str, arg: JsValue| -> JsValue {
-        js_sys::Reflect::get(&context, &name.into())
-            .ok()
-            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
-            .and_then(|f| f.call1(&context, &arg).ok())
-            .unwrap_or(JsValue::NULL)
-    };
-    let debug_info = call("getExtension", "WEBGL_debug_renderer_info".into());
-    let which = if debug_info.is_null() { RENDERER } else { UNMASKED_RENDERER };
-    let renderer = call("getParameter", which.into()).as_string().unwrap_or_default().to_ascii_lowercase();
-    !["swiftshader", "llvmpipe", "software"].iter().any(|soft| renderer.contains(soft))
-}
-
-/// `navigator.clipboard.writeText(text)`, where the browser allows it (secure contexts).
-fn copy_to_clipboard(text: &str) {
-    let Some(window) = web_sys::window() else { return };
-    let clipboard = js_sys::Reflect::get(&window.navigator(), &"clipboard".into()).unwrap_or(JsValue::UNDEFINED);
-    let write =
-        js_sys::Reflect::get(&clipboard, &"writeText".into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-    if let Some(write) = write {
-        // The promise is left to itself: a refused copy changes nothing on the page.
-        let _ = write.call1(&clipboard, &text.into());
-    }
-}
-
 /// The WebGL renderer when the browser has a GPU for it; xterm.js's DOM renderer otherwise — also
 /// when WebGL is only emulated in software (SwiftShader, llvmpipe: VMs, headless), where the DOM
 /// renderer took a 20 MB `cat` 2.7× faster in our benchmark — and after a GPU context loss.
 fn load_webgl(terminal: &Terminal, pane: &Rc<RefCell<Pane>>) -> Option<WebglAddon> {
-    if !hardware_webgl2() {
+    if !crate::browser::hardware_webgl2() {
         return None;
     }
     let webgl = WebglAddon::create().ok()?;

@@ -19,6 +19,9 @@ use crate::keybar::KeyBar;
 use crate::link::{Link, Status};
 use crate::terminal::TerminalPane;
 
+mod parts;
+use parts::{PasswordForm, SessionList, StatusBar};
+
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub address: HostAddress,
@@ -155,7 +158,9 @@ pub fn workspace(props: &Props) -> Html {
         let (tabs, active, dirty) = (tabs.clone(), active.clone(), dirty.clone());
         Callback::from(move |id: String| {
             if let Some(path) = id.strip_prefix(EDITOR_TAB) {
-                if dirty.borrow().contains(path) && !confirm(&format!("{path} has unsaved changes. Close it anyway?")) {
+                if dirty.borrow().contains(path)
+                    && !crate::browser::confirm(&format!("{path} has unsaved changes. Close it anyway?"))
+                {
                     return;
                 }
                 dirty.borrow_mut().remove(path);
@@ -349,7 +354,7 @@ async fn on_connected(
             open_tab.emit(session.id);
         }
     }
-    let owner = crate::link::json_lines(&link, move |list: Vec<SessionInfo>| sessions.set(list));
+    let owner = crate::read::json_lines(&link, move |list: Vec<SessionInfo>| sessions.set(list));
     let _ = link.open_stream(&Request::WatchSessions { limit: None }, owner).await;
 }
 
@@ -357,11 +362,6 @@ async fn on_connected(
 const FILES_TAB: &str = ":files";
 /// An editor tab's id: this, then the file's path.
 const EDITOR_TAB: &str = ":edit:";
-
-/// Ask the user to confirm (the browser's own dialog); `false` when it cannot be asked.
-fn confirm(question: &str) -> bool {
-    web_sys::window().and_then(|w| w.confirm_with_message(question).ok()).unwrap_or(false)
-}
 
 /// While `unsaved`, leaving or reloading the page asks first (the browser's own dialog).
 struct LeaveGuard(Closure<dyn FnMut(web_sys::BeforeUnloadEvent)>);
@@ -426,113 +426,4 @@ fn page_listeners(link: &Link) -> PageListeners {
         let _ = window.add_event_listener_with_callback("pageshow", pageshow.as_ref().unchecked_ref());
     }
     PageListeners { online, pageshow }
-}
-
-#[derive(Properties, PartialEq)]
-struct StatusProps {
-    status: Status,
-    online: Option<bool>,
-    host_id: String,
-    /// Which path carries the connection, and its round trip once measured.
-    path: String,
-}
-
-#[function_component(StatusBar)]
-fn status_bar(props: &StatusProps) -> Html {
-    let (text, class) = match &props.status {
-        Status::Connecting => ("connecting…".to_owned(), "connecting"),
-        Status::Connected => (format!("connected {}", props.path), "connected"),
-        Status::Reconnecting { in_ms, why } => {
-            let offline = if props.online == Some(false) { "host offline; " } else { "" };
-            (format!("{offline}reconnecting in {:.1}s ({why})", f64::from(*in_ms) / 1000.0), "reconnecting")
-        }
-        Status::Failed(message) => (message.clone(), "failed"),
-    };
-    let presence = match props.online {
-        Some(true) => "online",
-        Some(false) => "offline",
-        None => "",
-    };
-    html! {
-        <header class="bar">
-            <a class="brand" href="#">{ "Tether" }</a>
-            <span class="host-id" title="host id">{ &props.host_id }</span>
-            <span class={classes!("presence", presence)}>{ presence }</span>
-            <span class={classes!("status", class)} id="status" role="status">{ text }</span>
-        </header>
-    }
-}
-
-#[derive(Properties, PartialEq)]
-struct ListProps {
-    sessions: Vec<SessionInfo>,
-    on_open: Callback<String>,
-    on_stop: Callback<String>,
-    on_new: Callback<MouseEvent>,
-    connected: bool,
-}
-
-#[function_component(SessionList)]
-fn session_list(props: &ListProps) -> Html {
-    let rows = props.sessions.iter().map(|s| {
-        let live = matches!(s.status, SessionStatus::Running | SessionStatus::Created | SessionStatus::Stopping);
-        let open = {
-            let (on_open, id) = (props.on_open.clone(), s.id.clone());
-            Callback::from(move |_: MouseEvent| on_open.emit(id.clone()))
-        };
-        let stop = {
-            let (on_stop, id) = (props.on_stop.clone(), s.id.clone());
-            Callback::from(move |_: MouseEvent| on_stop.emit(id.clone()))
-        };
-        let created = js_sys::Date::new(&JsValue::from_f64(s.created_at as f64)).to_locale_string("default", &JsValue::UNDEFINED);
-        html! {
-            <li class={classes!("session", s.status.as_str())} data-session={s.id.clone()}>
-                <button class="open" onclick={open} title={s.command.join(" ")}>
-                    <span class="title">{ &s.title }</span>
-                    if s.waiting_for_input { <span class="badge" title={s.input_reason.clone()}>{ "input" }</span> }
-                    <span class="command">{ s.command.join(" ") }</span>
-                    <span class="meta">{ format!("{} · {} · {}", s.id, s.status.as_str(), String::from(created)) }</span>
-                </button>
-                if live { <button class="stop" onclick={stop} title="Stop (SIGTERM, then SIGKILL)">{ "Stop" }</button> }
-            </li>
-        }
-    });
-    html! {
-        <aside class="sessions">
-            <button class="new" onclick={props.on_new.clone()} disabled={!props.connected}>{ "New shell" }</button>
-            <ul>{ for rows }</ul>
-        </aside>
-    }
-}
-
-#[derive(Properties, PartialEq)]
-struct PasswordProps {
-    host_id: String,
-    on_submit: Callback<String>,
-    /// Why the last attempt failed.
-    error: Option<String>,
-}
-
-#[function_component(PasswordForm)]
-fn password_form(props: &PasswordProps) -> Html {
-    let input = use_node_ref();
-    let submit = {
-        let (input, on_submit) = (input.clone(), props.on_submit.clone());
-        Callback::from(move |e: SubmitEvent| {
-            e.prevent_default();
-            if let Some(field) = input.cast::<web_sys::HtmlInputElement>() {
-                on_submit.emit(field.value());
-            }
-        })
-    };
-    html! {
-        <form class="password" onsubmit={submit}>
-            <h2>{ "Password" }</h2>
-            <p>{ "This link has no secret. Enter the host's password (" }<code>{ "tether passwd" }</code>{ ")." }</p>
-            <p class="host-id">{ &props.host_id }</p>
-            if let Some(error) = &props.error { <p class="error" role="alert">{ error }</p> }
-            <input ref={input} type="password" autocomplete="current-password" autofocus=true />
-            <button type="submit">{ "Connect" }</button>
-        </form>
-    }
 }

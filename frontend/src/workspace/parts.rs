@@ -1,0 +1,117 @@
+//! The workspace's smaller parts: the status bar (path, round trip, presence), the session list,
+//! and the password form.
+
+use tether_protocol::api::{SessionInfo, SessionStatus};
+use wasm_bindgen::JsValue;
+use yew::prelude::*;
+
+use crate::link::Status;
+
+#[derive(Properties, PartialEq)]
+pub(super) struct StatusProps {
+    pub(super) status: Status,
+    pub(super) online: Option<bool>,
+    pub(super) host_id: String,
+    /// Which path carries the connection, and its round trip once measured.
+    pub(super) path: String,
+}
+
+#[function_component(StatusBar)]
+pub(super) fn status_bar(props: &StatusProps) -> Html {
+    let (text, class) = match &props.status {
+        Status::Connecting => ("connecting…".to_owned(), "connecting"),
+        Status::Connected => (format!("connected {}", props.path), "connected"),
+        Status::Reconnecting { in_ms, why } => {
+            let offline = if props.online == Some(false) { "host offline; " } else { "" };
+            (format!("{offline}reconnecting in {:.1}s ({why})", f64::from(*in_ms) / 1000.0), "reconnecting")
+        }
+        Status::Failed(message) => (message.clone(), "failed"),
+    };
+    let presence = match props.online {
+        Some(true) => "online",
+        Some(false) => "offline",
+        None => "",
+    };
+    html! {
+        <header class="bar">
+            <a class="brand" href="#">{ "Tether" }</a>
+            <span class="host-id" title="host id">{ &props.host_id }</span>
+            <span class={classes!("presence", presence)}>{ presence }</span>
+            <span class={classes!("status", class)} id="status" role="status">{ text }</span>
+        </header>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub(super) struct ListProps {
+    pub(super) sessions: Vec<SessionInfo>,
+    pub(super) on_open: Callback<String>,
+    pub(super) on_stop: Callback<String>,
+    pub(super) on_new: Callback<MouseEvent>,
+    pub(super) connected: bool,
+}
+
+#[function_component(SessionList)]
+pub(super) fn session_list(props: &ListProps) -> Html {
+    let rows = props.sessions.iter().map(|s| {
+        let live = matches!(s.status, SessionStatus::Running | SessionStatus::Created | SessionStatus::Stopping);
+        let open = {
+            let (on_open, id) = (props.on_open.clone(), s.id.clone());
+            Callback::from(move |_: MouseEvent| on_open.emit(id.clone()))
+        };
+        let stop = {
+            let (on_stop, id) = (props.on_stop.clone(), s.id.clone());
+            Callback::from(move |_: MouseEvent| on_stop.emit(id.clone()))
+        };
+        let created = js_sys::Date::new(&JsValue::from_f64(s.created_at as f64)).to_locale_string("default", &JsValue::UNDEFINED);
+        html! {
+            <li class={classes!("session", s.status.as_str())} data-session={s.id.clone()}>
+                <button class="open" onclick={open} title={s.command.join(" ")}>
+                    <span class="title">{ &s.title }</span>
+                    if s.waiting_for_input { <span class="badge" title={s.input_reason.clone()}>{ "input" }</span> }
+                    <span class="command">{ s.command.join(" ") }</span>
+                    <span class="meta">{ format!("{} · {} · {}", s.id, s.status.as_str(), String::from(created)) }</span>
+                </button>
+                if live { <button class="stop" onclick={stop} title="Stop (SIGTERM, then SIGKILL)">{ "Stop" }</button> }
+            </li>
+        }
+    });
+    html! {
+        <aside class="sessions">
+            <button class="new" onclick={props.on_new.clone()} disabled={!props.connected}>{ "New shell" }</button>
+            <ul>{ for rows }</ul>
+        </aside>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub(super) struct PasswordProps {
+    pub(super) host_id: String,
+    pub(super) on_submit: Callback<String>,
+    /// Why the last attempt failed.
+    pub(super) error: Option<String>,
+}
+
+#[function_component(PasswordForm)]
+pub(super) fn password_form(props: &PasswordProps) -> Html {
+    let input = use_node_ref();
+    let submit = {
+        let (input, on_submit) = (input.clone(), props.on_submit.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            if let Some(field) = input.cast::<web_sys::HtmlInputElement>() {
+                on_submit.emit(field.value());
+            }
+        })
+    };
+    html! {
+        <form class="password" onsubmit={submit}>
+            <h2>{ "Password" }</h2>
+            <p>{ "This link has no secret. Enter the host's password (" }<code>{ "tether passwd" }</code>{ ")." }</p>
+            <p class="host-id">{ &props.host_id }</p>
+            if let Some(error) = &props.error { <p class="error" role="alert">{ error }</p> }
+            <input ref={input} type="password" autocomplete="current-password" autofocus=true />
+            <button type="submit">{ "Connect" }</button>
+        </form>
+    }
+}
