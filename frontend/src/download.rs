@@ -16,6 +16,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use yew::Callback;
 
+use tether_protocol::transfer::Download;
+
 use crate::link::{Link, StreamEvent, RECONNECT_WAIT_MS, RESUMES};
 
 /// The worker's path (Trunk copies it to the root, so its scope is the whole app).
@@ -63,9 +65,10 @@ enum Sink {
     },
 }
 
-struct Download {
+struct Saving {
     sink: Sink,
-    got: u64,
+    /// Where the download stands (the protocol's planner, as `tether cp` has it).
+    plan: Download,
     /// The user cancelled it in the browser's downloads.
     cancelled: bool,
 }
@@ -74,8 +77,11 @@ struct Download {
 /// `progress` hears the bytes so far.
 pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn(u64) + 'static) -> Result<(), String> {
     let progress: Rc<dyn Fn(u64)> = Rc::new(progress);
-    let download =
-        Rc::new(RefCell::new(Download { sink: Sink::Blob { parts: js_sys::Array::new() }, got: 0, cancelled: false }));
+    let download = Rc::new(RefCell::new(Saving {
+        sink: Sink::Blob { parts: js_sys::Array::new() },
+        plan: Download::resuming(0),
+        cancelled: false,
+    }));
     // With a worker: hand it the download first, and wait until it is ready for the navigation.
     let mut navigate_to = None;
     let mut _listening = None;
@@ -128,15 +134,21 @@ pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn
         _ => None,
     };
     let mut request = Some(request);
-    let mut size = None;
     let mut attempts = 0;
     let whole = loop {
         let (whole, answered) =
             read_once(link, &download, request.take(), &resume_path, &progress, &mut navigate_to).await;
         match answered {
-            Ok(Some(total)) => size = size.or(Some(total)),
+            Ok(Some(total)) => {
+                let started = download.borrow_mut().plan.started(total);
+                if let Err(e) = started {
+                    return Err(finish_failed(&download, format!("{name}: {e}")));
+                }
+            }
             Ok(None) => {}
-            Err(message) if attempts == 0 && size.is_none() => return Err(finish_failed(&download, message)),
+            Err(message) if attempts == 0 && download.borrow().plan.size().is_none() => {
+                return Err(finish_failed(&download, message))
+            }
             Err(_) => {}
         }
         if whole || download.borrow().cancelled || resume_path.is_none() {
@@ -152,15 +164,15 @@ pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn
             unpulled.clear();
         }
     };
-    let got = download.borrow().got;
     if download.borrow().cancelled {
         return Err("cancelled".into());
     }
     if !whole {
         return Err(finish_failed(&download, "the connection was lost".into()));
     }
-    if let Some(size) = size.filter(|&size| size != got) {
-        return Err(finish_failed(&download, format!("{name} changed while it was read ({got} bytes, not {size})")));
+    let finished = download.borrow().plan.finished();
+    if let Err(e) = finished {
+        return Err(finish_failed(&download, format!("{name}: {e}")));
     }
     let held = std::mem::replace(&mut download.borrow_mut().sink, Sink::Blob { parts: js_sys::Array::new() });
     match held {
@@ -201,7 +213,7 @@ impl Drop for Listening {
 /// Whether it reached `eof`, and the size the host answered (`None` for an archive).
 async fn read_once(
     link: &Link,
-    download: &Rc<RefCell<Download>>,
+    download: &Rc<RefCell<Saving>>,
     request: Option<FsRequest>,
     resume_path: &Option<String>,
     progress: &Rc<dyn Fn(u64)>,
@@ -209,7 +221,7 @@ async fn read_once(
 ) -> (bool, Result<Option<u64>, String>) {
     let request = match (request, resume_path) {
         (Some(request), _) => request,
-        (None, Some(path)) => FsRequest::Read { path: path.clone(), offset: download.borrow().got },
+        (None, Some(path)) => download.borrow().plan.request(path),
         (None, None) => return (false, Err("an archive cannot go on from the middle".into())),
     };
     let (done_tx, done) = futures_channel::oneshot::channel::<bool>();
@@ -220,8 +232,8 @@ async fn read_once(
             StreamEvent::Data { bytes, .. } => {
                 let n = bytes.len() as u64;
                 let mut held = download.borrow_mut();
-                held.got += n;
-                progress(held.got);
+                let got = held.plan.received(n);
+                progress(got);
                 let chunk = js_sys::Uint8Array::from(bytes.as_slice());
                 match &mut held.sink {
                     Sink::Worker { port, unpulled, pulls } => {
@@ -276,7 +288,7 @@ async fn read_once(
 }
 
 /// Tell the worker's stream (if any) that the download failed; returns `why`.
-fn finish_failed(download: &Rc<RefCell<Download>>, why: String) -> String {
+fn finish_failed(download: &Rc<RefCell<Saving>>, why: String) -> String {
     if let Sink::Worker { port, .. } = &download.borrow().sink {
         let _ = port.post_message(&object(&[("abort", &JsValue::from_str(&why))]));
     }

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::rc::Rc;
 
 use tether_protocol::api::{Request, Response};
-use tether_protocol::fs::{take_pages, Entry, FsRequest, FsResponse, Kind};
+use tether_protocol::fs::{self, take_pages, Entry, FsRequest, FsResponse, Kind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
@@ -137,21 +137,6 @@ enum Edit {
 struct Conflict {
     file: web_sys::File,
     name: String,
-}
-
-fn joined(dir: &str, name: &str) -> String {
-    match dir {
-        "" => name.to_owned(),
-        "/" => format!("/{name}"),
-        dir => format!("{}/{name}", dir.trim_end_matches('/')),
-    }
-}
-
-fn parent(dir: &str) -> String {
-    match dir.trim_end_matches('/').rsplit_once('/') {
-        Some(("", _)) | None => "/".to_owned(),
-        Some((up, _)) => up.to_owned(),
-    }
 }
 
 fn size_text(entry: &Entry) -> String {
@@ -353,7 +338,7 @@ pub fn files_pane(props: &Props) -> Html {
             }
             let book = Book { log: Rc::clone(&log), changed: set_transfers.clone() };
             let (id, cancel) = book.start(&next, &name, true, file.size() as u64);
-            let path = joined(&shown, &name);
+            let path = fs::join(&shown, &name);
             let (link, refresh) = (link.clone(), refresh.clone());
             wasm_bindgen_futures::spawn_local(async move {
                 let progress = book.progress(id);
@@ -377,7 +362,7 @@ pub fn files_pane(props: &Props) -> Html {
             if entry.raw_name.is_some() {
                 return; // cannot be named in a request; shown as it is
             }
-            let path = joined(&shown, &entry.name);
+            let path = fs::join(&shown, &entry.name);
             if entry.is_dir_like() {
                 go.emit(path);
             } else {
@@ -407,7 +392,7 @@ pub fn files_pane(props: &Props) -> Html {
             wasm_bindgen_futures::spawn_local(async move {
                 let mut trashed = Vec::new();
                 for name in names {
-                    let delete = FsRequest::Delete { path: joined(&shown, &name), permanent: false };
+                    let delete = FsRequest::Delete { path: fs::join(&shown, &name), permanent: false };
                     match link.call_fs(delete).await {
                         Ok(FsResponse::Trashed { trash_id }) => trashed.push(trash_id),
                         Ok(_) => {}
@@ -475,7 +460,7 @@ pub fn files_pane(props: &Props) -> Html {
                         open_entry.emit(entry.clone());
                     }
                 }
-                "Backspace" => go.emit(parent(&shown)),
+                "Backspace" => go.emit(fs::parent(&shown)),
                 " " => {
                     if let Some(entry) = rows.get(at) {
                         let mut next = (*selected).clone();
@@ -576,12 +561,12 @@ pub fn files_pane(props: &Props) -> Html {
             let Some(current) = (*edit).clone() else { return };
             edit.set(None);
             let request = match current {
-                Edit::NewFolder => FsRequest::Mkdir { path: joined(&shown, &value), parents: false },
+                Edit::NewFolder => FsRequest::Mkdir { path: fs::join(&shown, &value), parents: false },
                 Edit::Rename(from) => {
-                    FsRequest::Rename { from: joined(&shown, &from), to: joined(&shown, &value), overwrite: false }
+                    FsRequest::Rename { from: fs::join(&shown, &from), to: fs::join(&shown, &value), overwrite: false }
                 }
                 Edit::Chmod(name, _) => match u32::from_str_radix(value.trim(), 8) {
-                    Ok(mode) => FsRequest::Chmod { path: joined(&shown, &name), mode },
+                    Ok(mode) => FsRequest::Chmod { path: fs::join(&shown, &name), mode },
                     Err(_) => return error.set(Some(format!("{value}: not an octal mode (e.g. 644)"))),
                 },
             };
@@ -767,7 +752,7 @@ pub fn files_pane(props: &Props) -> Html {
     };
     let up = {
         let (go, shown) = (go.clone(), shown.clone());
-        Callback::from(move |_: MouseEvent| go.emit(parent(&shown)))
+        Callback::from(move |_: MouseEvent| go.emit(fs::parent(&shown)))
     };
     let new_folder = {
         let edit = edit.clone();
@@ -795,7 +780,7 @@ pub fn files_pane(props: &Props) -> Html {
             for entry in rows.iter().filter(|e| selected.contains(&e.name)) {
                 let folder = entry.is_dir_like();
                 let name = if folder { format!("{}.tar.gz", entry.name) } else { entry.name.clone() };
-                download.emit((joined(&shown, &entry.name), name, if folder { 0 } else { entry.size }, folder));
+                download.emit((fs::join(&shown, &entry.name), name, if folder { 0 } else { entry.size }, folder));
             }
         })
     };

@@ -1,23 +1,21 @@
-//! Uploading a browser file to the host: in chunks of `UPLOAD_CHUNK_BYTES`, a few unanswered at
-//! a time, each sealed only when the WebSocket has room (so typing is never queued behind file
-//! bytes); the host checks the SHA-256 and commits atomically. A lost connection is no failure:
+//! Uploading a browser file to the host, on the protocol's upload planner (`transfer::Upload`,
+//! the one `tether cp` follows): in chunks of `CHUNK_BYTES` (`TYPING_CHUNK_BYTES` while someone
+//! types), within the planner's window of unanswered bytes, each sealed only when the WebSocket
+//! has room (so typing is never queued behind file bytes); the host checks the SHA-256 and
+//! commits atomically. A lost connection is no failure:
 //! once it is back, the upload goes on from the byte the host has (the same upload name finds
 //! its temporary file). Dropped folders are walked here into their files. The editor's saves
 //! are uploads too (of its text, conditional on the version it started from).
 
 use std::cell::Cell;
 
-use tether_protocol::file::FileDigest;
 use tether_protocol::fs::{FsRequest, FsResponse};
+use tether_protocol::transfer::{upload_key, Upload};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::link::{Link, Refused, RECONNECT_WAIT_MS, RESUMES};
 
-/// Bytes sent and not yet answered, at most (the answers are the upload's flow control).
-const UNANSWERED_BYTES: u64 = 1024 * 1024; // 1 MiB
-/// Chunks unanswered at most (the host queues 64 per upload).
-const UNANSWERED_CHUNKS: usize = 32;
 /// A chunk while nobody types: big, for throughput.
 const CHUNK_BYTES: usize = 128 * 1024; // 128 KiB
 /// A chunk while someone types on this connection: small, because hashing and sealing it runs
@@ -45,13 +43,11 @@ impl Source<'_> {
 
     /// The upload's name on the host: the same for the same source, so a retry resumes.
     fn upload_name(&self, path: &str) -> String {
-        let mut key = FileDigest::new();
-        key.update(format!("{path}\0{}\0", self.size()).as_bytes());
-        match self {
-            Source::File(file) => key.update(format!("{}\0{}", file.name(), file.last_modified()).as_bytes()),
-            Source::Bytes { sha256, .. } => key.update(sha256.as_bytes()),
-        }
-        key.finish()[..32].to_owned()
+        let version = match self {
+            Source::File(file) => format!("{}\0{}", file.name(), file.last_modified()),
+            Source::Bytes { sha256, .. } => (*sha256).to_owned(),
+        };
+        upload_key(path, self.size(), &version)
     }
 
     async fn slice(&self, start: u64, end: u64) -> Result<Vec<u8>, String> {
@@ -117,40 +113,37 @@ async fn send_once(
         return Err("unexpected answer to write".to_owned().into());
     };
     use futures_util::stream::{FuturesOrdered, StreamExt};
-    let mut digest = FileDigest::new();
-    let mut at = 0u64;
+    let mut plan = Upload::new(&upload, size, offset);
     // A few chunks unanswered at a time: the next is read while the last ones travel.
     let mut in_flight = FuturesOrdered::new();
-    let mut unanswered = 0u64;
-    while at < size || !in_flight.is_empty() {
+    while !plan.is_sent() {
         if cancel.get() {
             let _ = link.call_fs(FsRequest::Cancel { upload: upload.clone() }).await;
             return Err("cancelled".to_owned().into());
         }
-        if at < size && in_flight.len() < UNANSWERED_CHUNKS && unanswered < UNANSWERED_BYTES {
-            let chunk_bytes = if link.input_within(TYPING_MS) { TYPING_CHUNK_BYTES } else { CHUNK_BYTES };
-            // Sealed only when the socket has room: typing goes out ahead of what is queued.
-            link.room_for_bulk(chunk_bytes as u32).await;
-            let end = (at + chunk_bytes as u64).min(size);
-            let bytes = source.slice(at, end).await?;
-            digest.update(&bytes);
-            if at >= offset {
-                let len = end - at;
-                let chunk = link.call_fs_with(FsRequest::Chunk { upload: upload.clone(), offset: at }, bytes);
-                in_flight.push_back(async move { chunk.await.map(|_| (end, len)) });
-                unanswered += len;
+        let chunk_bytes = if link.input_within(TYPING_MS) { TYPING_CHUNK_BYTES } else { CHUNK_BYTES };
+        match plan.next_read(chunk_bytes as u64) {
+            Some((start, end)) => {
+                // Sealed only when the socket has room: typing goes out ahead of what is queued.
+                if start >= offset {
+                    link.room_for_bulk(chunk_bytes as u32).await;
+                }
+                let bytes = source.slice(start, end).await?;
+                if let Some(chunk) = plan.read(&bytes).map_err(String::from)? {
+                    in_flight.push_back(link.call_fs_with(chunk, bytes));
+                }
             }
-            at = end;
-            continue;
-        }
-        if let Some(answered) = in_flight.next().await {
-            let (end, len) = answered?;
-            unanswered -= len;
-            progress(end);
+            // The window is full, or everything is read: wait for the oldest answer.
+            None => {
+                if let Some(answered) = in_flight.next().await {
+                    answered?;
+                    progress(plan.answered());
+                }
+            }
         }
     }
     progress(size);
-    link.call_fs_with(FsRequest::Commit { upload, sha256: digest.finish() }, Vec::new()).await?;
+    link.call_fs_with(plan.commit(), Vec::new()).await?;
     Ok(())
 }
 

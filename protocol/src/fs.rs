@@ -250,9 +250,40 @@ pub fn take_pages(buffer: &mut Vec<u8>) -> Result<Vec<Entry>, String> {
     Ok(entries)
 }
 
+/// `name` inside `dir`, as the file service's paths are written: one `/` between them whatever
+/// `dir` ends with, `/name` in the root, `name` alone beside nothing. The one join `tether cp`
+/// and the Files tab both use.
+pub fn join(dir: &str, name: &str) -> String {
+    match dir.trim_end_matches('/') {
+        "" if dir.is_empty() => name.to_owned(),
+        "" => format!("/{name}"),
+        dir => format!("{dir}/{name}"),
+    }
+}
+
+/// The directory `path` is in (`/` for the root and what is right under it).
+pub fn parent(path: &str) -> String {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) | None => "/".to_owned(),
+        Some((up, _)) => up.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_join_with_one_slash_and_climb_to_the_root() {
+        assert_eq!(join("", "a"), "a");
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("/x", "a"), "/x/a");
+        assert_eq!(join("/x/", "a"), "/x/a");
+        assert_eq!(join("x//", "a"), "x/a");
+        assert_eq!(parent("/x/y"), "/x");
+        assert_eq!(parent("/x/"), "/");
+        assert_eq!(parent("/"), "/");
+    }
 
     fn entry(name: &str) -> Entry {
         Entry {

@@ -14,7 +14,8 @@
 //!    [`upgrade`] when a client tries (again).
 //! 5. [`stream`]: sequence numbers, resume, flow-control windows.
 //! 6. [`file`]: a file's bytes checked end to end (running SHA-256); [`fs`] is the file
-//!    service's API, whose transfers travel as streams; [`text`] is how an editor turns a file's
+//!    service's API, whose transfers travel as streams, and [`transfer`] how a client plans them
+//!    (window, digest, resume); [`text`] is how an editor turns a file's
 //!    bytes into text and back without changing a byte outside the edit.
 //!
 //! [`connection::Connection`] ties them into one state machine; [`client::Client`] is the client
@@ -40,6 +41,7 @@ pub mod signal;
 pub mod stream;
 pub mod sync;
 pub mod text;
+pub mod transfer;
 pub mod upgrade;
 
 pub use connection::{Connection, Event, Input, Output, Role};

@@ -42,11 +42,7 @@ pub enum Refusal {
 }
 
 impl Admission {
-    pub fn new(
-        max_connects_per_minute: u32,
-        handshake_timeout: Duration,
-        trust_proxy: bool,
-    ) -> Admission {
+    pub fn new(max_connects_per_minute: u32, handshake_timeout: Duration, trust_proxy: bool) -> Admission {
         Admission {
             max_connects_per_minute,
             connects: Mutex::new(HashMap::new()),

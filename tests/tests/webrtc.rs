@@ -103,6 +103,21 @@ impl World {
         })
     }
 
+    /// How many client connections the host has said moved to a data channel (its daemon log).
+    fn host_moves(&self) -> usize {
+        let log = std::fs::read_to_string(self.host.state.join("daemon.log")).unwrap_or_default();
+        log.matches("moved to a data channel").count()
+    }
+
+    /// Wait until the host has moved one more client connection than `before` to a data
+    /// channel: a client's side opening first, its host may still send a window's worth on the
+    /// relay until its own side has.
+    fn wait_host_moved(&self, before: usize) {
+        wait_until(BULK, "the host to move the connection to the data channel too", || {
+            (self.host_moves() > before).then_some(())
+        });
+    }
+
     /// `tether -v exec` of `script` on the host, as a child with its output collected.
     fn spawn_exec(&self, script: &str) -> Exec {
         let mut command = self.client.command();
@@ -184,14 +199,17 @@ fn moved_to(stderr: &str, route: &str) -> bool {
 fn exec_flood_over(world: &World, route: &str) {
     let (file, digest) = world.random_file("flood", EXEC_BYTES);
     let before = world.last_logged();
+    let moves = world.host_moves();
     let mut exec = world.spawn_exec(&format!("read go; cat {}", file.display()));
     exec.wait_stderr(&format!("the exec to move to {route}"), BULK, |s| moved_to(s, route));
+    world.wait_host_moved(moves);
     exec.say("go");
     let (got, stderr) = exec.finish();
     assert_eq!(got, digest, "the exec's output, byte for byte\n{stderr}");
     assert!(stderr.contains("via relay · round trip"), "-v says where it started\n{stderr}");
     assert!(moved_to(&stderr, route), "-v says it moved to {route}\n{stderr}");
     let (up, down) = world.forwarded_since(before);
+    eprintln!("a 100 MB exec over {route}: the relay forwarded {up} + {down} bytes");
     assert!(up + down < EXEC_BYTES as u64 / 100, "the relay forwarded {up} + {down} bytes of a 100 MB exec\n{stderr}");
 }
 
@@ -201,9 +219,11 @@ fn browser_cat_over(world: &World, route: &str) {
     let browser = world.browser();
     let page = Page(&browser);
     let before = world.last_logged();
+    let moves = world.host_moves();
     browser.goto(&world.invite);
     let id = page.landed();
     page.wait_status(&format!("connected via {route} · round trip"));
+    world.wait_host_moved(moves);
     let (file, _) = world.random_file("page-flood", CAT_BYTES);
     let b64 = world.dir.join("page-flood.b64");
     let make = format!("base64 {} > {}", file.display(), b64.display());

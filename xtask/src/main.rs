@@ -173,8 +173,12 @@ fn test() -> Result {
 fn lint() -> Result {
     tools::ensure_clippy()?;
     let deny = ["--", "-D", "warnings"];
-    run_cmd(cargo().args(["clippy", "--locked", "--workspace", "--exclude", "tether-frontend", "--all-targets"]).args(deny))?;
-    run_cmd(cargo().args(["clippy", "--locked", "-p", "tether-frontend", "--target", "wasm32-unknown-unknown"]).args(deny))
+    run_cmd(
+        cargo().args(["clippy", "--locked", "--workspace", "--exclude", "tether-frontend", "--all-targets"]).args(deny),
+    )?;
+    run_cmd(
+        cargo().args(["clippy", "--locked", "-p", "tether-frontend", "--target", "wasm32-unknown-unknown"]).args(deny),
+    )
 }
 
 fn bench(args: &[String]) -> Result {

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde_json::json;
 use tether_protocol::api::{Request, Response};
-use tether_protocol::file::{FileDigest, FILE_CHUNK_BYTES};
-use tether_protocol::fs::{take_pages, Entry, FsRequest, FsResponse, Kind, MAX_CHUNK_BYTES};
+use tether_protocol::file::FILE_CHUNK_BYTES;
+use tether_protocol::fs::{self, take_pages, Entry, FsRequest, FsResponse, Kind, MAX_CHUNK_BYTES};
+use tether_protocol::transfer::{self, Download, Upload};
 
 use crate::cli::args::FsAction;
 use crate::cli::hosts::dial;
@@ -20,8 +21,6 @@ use crate::reach::agent::Agent;
 use crate::reach::stream::StreamEvent;
 use tether_protocol::client::Ending;
 
-/// Upload chunks sent before the first is answered (their answers are the flow control).
-const CHUNKS_IN_FLIGHT: usize = 8;
 /// A lost link is made again this many times before `cp` gives up.
 const RECONNECTS: u32 = 8;
 
@@ -204,16 +203,8 @@ pub async fn cp(
 /// A remote DST ending in `/` (or empty: the home directory) is a directory to copy into.
 fn into_dir(to: &str, name: &str) -> String {
     match to.is_empty() || to.ends_with('/') {
-        true => joined(to, name),
+        true => fs::join(to, name),
         false => to.to_owned(),
-    }
-}
-
-fn joined(dir: &str, name: &str) -> String {
-    match dir {
-        "" => name.to_owned(),
-        d if d.ends_with('/') => format!("{d}{name}"),
-        d => format!("{d}/{name}"),
     }
 }
 
@@ -307,7 +298,7 @@ impl Copier<'_> {
             };
             items.sort_by_key(|i| i.file_name());
             for item in items {
-                let child = joined(to, &item.file_name().to_string_lossy());
+                let child = fs::join(to, &item.file_name().to_string_lossy());
                 Box::pin(self.upload(host, &item.path(), &child)).await;
             }
             return;
@@ -362,10 +353,10 @@ impl Copier<'_> {
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             for child in entries {
                 if child.raw_name.is_some() {
-                    self.failed(&joined(&shown, &child.name), "name not valid UTF-8; not copied");
+                    self.failed(&fs::join(&shown, &child.name), "name not valid UTF-8; not copied");
                     continue;
                 }
-                Box::pin(self.download(host, &joined(from, &child.name), &to.join(&child.name), false)).await;
+                Box::pin(self.download(host, &fs::join(from, &child.name), &to.join(&child.name), false)).await;
             }
             return;
         }
@@ -428,12 +419,8 @@ impl Copier<'_> {
 /// mtime, and where it goes.
 fn upload_key(from: &Path, to: &str, meta: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
-    let mut digest = FileDigest::new();
-    digest.update(
-        format!("{}\0{to}\0{}\0{}", from.display(), meta.len(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000)
-            .as_bytes(),
-    );
-    digest.finish()[..32].to_owned()
+    let modified = meta.mtime_nsec() + meta.mtime() * 1_000_000_000;
+    transfer::upload_key(to, meta.len(), &format!("{}\0{modified}", from.display()))
 }
 
 async fn backoff(attempt: u32, why: &str) {
@@ -455,81 +442,61 @@ async fn send_file(agent: &Agent, from: &Path, to: &str, upload: &str, size: u64
         return Err("unexpected answer to write".into());
     };
     let mut file = std::fs::File::open(from).map_err(|e| e.to_string())?;
-    let mut digest = FileDigest::new();
-    // The bytes the host has are hashed here too: the digest covers the whole file.
-    let mut buffer = vec![0u8; MAX_CHUNK_BYTES];
-    let mut at = 0u64;
-    while at < offset {
-        let n = std::io::Read::read(&mut file, &mut buffer[..(offset - at).min(MAX_CHUNK_BYTES as u64) as usize])
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("the file shrank while it was sent".into());
-        }
-        digest.update(&buffer[..n]);
-        at += n as u64;
-    }
+    let mut plan = Upload::new(upload, size, offset);
     let mut progress = Progress::new(to, size, offset);
-    let mut answered = offset;
+    let mut confirmed = offset;
+    let mut buffer = vec![0u8; MAX_CHUNK_BYTES];
     let mut in_flight = FuturesOrdered::new();
-    loop {
+    while !plan.is_sent() {
         // 64 KiB chunks: bigger ones measured slower and put more time in front of keystrokes.
-        let n = fill(&mut file, &mut buffer[..FILE_CHUNK_BYTES]).map_err(|e| e.to_string())?;
-        if n > 0 {
-            digest.update(&buffer[..n]);
-            let chunk = FsRequest::Chunk { upload: upload.to_owned(), offset: at };
-            let call = call_fs(agent, chunk, buffer[..n].to_vec());
-            in_flight.push_back(async move { call.await.map(|_| n as u64) });
-            at += n as u64;
-        }
-        while in_flight.len() >= CHUNKS_IN_FLIGHT || (n == 0 && !in_flight.is_empty()) {
-            if let Some(answer) = in_flight.next().await {
-                answered += answer.inspect_err(|_| progress.finish(answered))?;
-                progress.update(answered);
+        match plan.next_read(FILE_CHUNK_BYTES as u64) {
+            Some((start, end)) => {
+                let n = fill(&mut file, &mut buffer[..(end - start) as usize]).map_err(|e| e.to_string())?;
+                if let Some(chunk) = plan.read(&buffer[..n])? {
+                    in_flight.push_back(call_fs(agent, chunk, buffer[..n].to_vec()));
+                }
+            }
+            // The window is full, or everything is read: wait for the oldest answer.
+            None => {
+                if let Some(answer) = in_flight.next().await {
+                    answer.inspect_err(|_| progress.finish(confirmed))?;
+                    confirmed = plan.answered();
+                    progress.update(confirmed);
+                }
             }
         }
-        if n == 0 {
-            break;
-        }
     }
-    if at != size {
-        return Err(format!("the file changed while it was sent ({at} bytes, not {size})"));
-    }
-    progress.finish(answered);
-    call_fs(agent, FsRequest::Commit { upload: upload.to_owned(), sha256: digest.finish() }, Vec::new()).await?;
+    progress.finish(size);
+    call_fs(agent, plan.commit(), Vec::new()).await?;
     Ok(())
 }
 
 async fn receive_file(agent: &Agent, from: &str, partial: &Path, have: u64) -> Result<u64, String> {
     use std::io::Write;
-    let request = Request::Fs(FsRequest::Read { path: from.to_owned(), offset: have });
-    let (answer, mut events) = agent.open_fs_stream(&request).await?;
+    let mut plan = Download::resuming(have);
+    let (answer, mut events) = agent.open_fs_stream(&Request::Fs(plan.request(from))).await?;
     let FsResponse::Reading { size, .. } = answer else { return Err("unexpected answer to read".into()) };
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(partial).map_err(|e| e.to_string())?;
-    if have > size {
+    if let Err(e) = plan.started(size) {
         file.set_len(0).map_err(|e| e.to_string())?;
-        return Err(format!("{from} got smaller than what was downloaded; run cp again"));
+        return Err(format!("{from}: {e}"));
     }
-    let mut at = have;
     let mut progress = Progress::new(from, size, have);
     let ended = loop {
         match events.recv().await {
             Some(StreamEvent::Data { bytes }) => {
                 file.write_all(&bytes).map_err(|e| format!("{}: {e}", partial.display()))?;
-                at += bytes.len() as u64;
-                progress.update(at);
+                progress.update(plan.received(bytes.len() as u64));
             }
             Some(StreamEvent::Eof) => break Ok(()),
             Some(StreamEvent::Skipped { .. }) => break Err("bytes were skipped".to_owned()),
             None => break Err(agent.lost_reason()),
         }
     };
-    progress.finish(at);
+    progress.finish(plan.got());
     ended?;
     file.sync_all().map_err(|e| e.to_string())?;
-    if at != size {
-        return Err(format!("{from} changed while it was read ({at} bytes, not {size})"));
-    }
-    Ok(at)
+    plan.finished().map_err(|e| format!("{from}: {e}"))
 }
 
 /// Read until `buffer` is full or the file ends; the bytes read.

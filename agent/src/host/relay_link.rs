@@ -1,6 +1,7 @@
 //! The agent's link to a relay: dial out, prove the host id, then carry every client the relay
 //! opens a connection for. Each client is a `Peer` (its own sans-IO `Connection`); this module
-//! only moves bytes between peers and the WebSocket, and reaches the daemon through
+//! moves bytes between peers and the WebSocket, runs the peers' timers and hands what their
+//! tasks report back to them (`peer::requests::on_task_event`), and reaches the daemon through
 //! `HostService` alone.
 //!
 //! Invariants:
@@ -25,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::host::access::AccessEvent;
 use crate::host::peer::events::PeerEvent;
-use crate::host::peer::requests::{handle_events, handshake_step};
+use crate::host::peer::requests::{handle_events, on_task_event};
 use crate::host::peer::upgrade::RelayIce;
 use crate::host::peer::Peer;
 use crate::host::service::HostService;
@@ -160,7 +161,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
             Some(event) = task_events.recv() => {
                 let conn = event.conn();
                 if let Some(peer) = link.peers.get_mut(&conn) {
-                    let step = handshake_step(host, peer, event);
+                    let step = on_task_event(host, peer, event);
                     link.after_step(conn, step).await?;
                 }
             }

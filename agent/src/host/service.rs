@@ -38,7 +38,8 @@ pub trait HostService: Send + Sync + 'static {
         payload: Vec<u8>,
     ) -> impl Future<Output = Answer> + Send;
 
-    /// Serve a stream request (`attach`, `logs`, `watch_sessions`): its answer and then its
+    /// Serve a stream request (`attach`, `logs`, `watch_sessions`, `watch_opens`, and the file
+    /// service's listings, reads and archives): its answer and then its
     /// frames go to `tx`, on stream `stream`.
     fn open_stream(
         self: Arc<Self>,

@@ -227,4 +227,3 @@ impl HelloWork {
         HelloAnswer(computed.map(|verifier| (verifier, b_pub)))
     }
 }
-

@@ -18,11 +18,8 @@ async fn start_relay() -> String {
 }
 
 async fn start_relay_with(webrtc: crate::WebrtcPolicy) -> String {
-    let root = std::env::temp_dir().join(format!(
-        "tether-relay-ws-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
+    let root =
+        std::env::temp_dir().join(format!("tether-relay-ws-{}-{:?}", std::process::id(), std::thread::current().id()));
     std::fs::create_dir_all(&root).expect("web root");
     std::fs::write(root.join("index.html"), "<html></html>").expect("index");
     let web = crate::web::WebApp::load(&root).expect("web app");
@@ -155,10 +152,7 @@ async fn a_client_message_too_big_to_forward_is_refused_not_dropped() {
     let fits = vec![7u8; super::MAX_CLIENT_MESSAGE_BYTES];
     client.send(WsMessage::Binary(fits.clone().into())).await.expect("send");
     let forwarded = next_frame(&mut host).await;
-    assert_eq!(
-        (forwarded.header, forwarded.payload.len()),
-        (Header::Relay(RelayMsg::Forward { conn }), fits.len())
-    );
+    assert_eq!((forwarded.header, forwarded.payload.len()), (Header::Relay(RelayMsg::Forward { conn }), fits.len()));
     // ...one byte more is refused where it enters, and the sender hears of it.
     let _ = client.send(WsMessage::Binary(vec![7u8; super::MAX_CLIENT_MESSAGE_BYTES + 1].into())).await;
     let ended = async {

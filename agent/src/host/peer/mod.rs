@@ -1,7 +1,8 @@
-//! One remote client of this host, whichever link carries it (the relay today): its sans-IO
-//! `Connection` (SRP server, secure channel), the credential it proved, and what it runs here —
-//! execs and session streams. The link only moves bytes in and out; `requests` acts on what
-//! the client asks.
+//! One remote client of this host, whichever path carries it (the relay's link, and a WebRTC
+//! data channel beside it once one opens: `upgrade`): its sans-IO `Connection` (SRP server,
+//! secure channel), the credential it proved, and what it runs here — execs, session streams,
+//! and the keystrokes it types on them. The link moves bytes in and out; `requests` acts on what
+//! the client asks and sends.
 //!
 //! Invariants:
 //! - Nothing from a client is acted on before its handshake succeeded (`Connection` enforces it).
@@ -177,7 +178,7 @@ impl Peer {
             PeerEvent::InputTaken { stream, n, .. } => self.conn.consumed(stream, n)?,
             PeerEvent::ExecFinished { id, code, .. } => self.finished.push((id, code)),
             PeerEvent::Direct { conn, event } => self.on_direct(conn, event)?,
-            // The handshake's events are the link's to act on (`requests::handshake_step`).
+            // The handshake's events are the link's to act on (`requests::on_task_event`).
             PeerEvent::HelloComputed { .. } | PeerEvent::ProofTurn { .. } => return Ok(()),
         }
         self.send_finished()

@@ -99,8 +99,10 @@ pub fn handle_events<H: HostService>(
     Ok(())
 }
 
-/// What a peer's handshake tasks reported: the hello's maths are done, or a proof's turn came.
-pub fn handshake_step<H: HostService>(host: &Arc<H>, peer: &mut Peer, event: PeerEvent) -> Result<(), ConnError> {
+/// What one of a peer's tasks reported: the hello's maths are done, or a proof's turn came (the
+/// handshake's, acted on here), or anything else its execs, streams and requests produced
+/// (`Peer::apply`).
+pub fn on_task_event<H: HostService>(host: &Arc<H>, peer: &mut Peer, event: PeerEvent) -> Result<(), ConnError> {
     match event {
         PeerEvent::HelloComputed { answer, .. } => peer.conn.finish_hello(answer, monotonic_ms()),
         PeerEvent::ProofTurn { turn, .. } => verify(host, peer, Some(turn)),
@@ -243,7 +245,8 @@ fn type_into_session<H: HostService>(
     }
 }
 
-/// Serve `attach` / `logs` / `watch_sessions` with the daemon's own stream code: its frames are
+/// Serve a stream request (`attach`, `logs`, the watches, file listings, reads and archives)
+/// with the daemon's own stream code: its frames are
 /// turned into permit-gated output (so the window bounds what is in flight) and a deferred `eof`.
 fn serve_stream<H: HostService>(
     host: &Arc<H>,

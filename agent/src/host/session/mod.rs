@@ -384,7 +384,8 @@ pub enum ReadError {
     Failed(String),
 }
 
-/// Append output to the pipeline: screen, ring, and the log while it takes writes.
+/// Append output to the pipeline: ring, and the log while it takes writes (the screen is fed
+/// after, by the caller, off the output lock: `Tracker::output`).
 fn record(out: &mut Output, data: &[u8]) {
     let seq = out.ring.push(data);
     // A full disk must not stop the session: the ring still serves clients, and the gap is

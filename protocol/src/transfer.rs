@@ -1,0 +1,299 @@
+//! File transfers as the client plans them, sans-IO: which bytes to read next, which chunks to
+//! send, when to wait for the host, what to commit — for an upload; where to resume and whether
+//! it all came — for a download. `tether cp` and the page's Files tab (and the editor's saves)
+//! drive the same planners; each reads and writes its own files and sends the requests.
+//!
+//! Invariants:
+//! - An upload's digest covers the whole file: bytes the host already has (a resumed upload) are
+//!   read and hashed, not sent again. The commit names that digest; the host checks it before
+//!   the file takes its name.
+//! - At most `UPLOAD_WINDOW_BYTES` (and `UPLOAD_WINDOW_CHUNKS` chunks) are sent and unanswered:
+//!   the answers are an upload's flow control, and a connection's other streams (a terminal)
+//!   never wait behind more than that.
+//! - The same source to the same place is the same upload (`upload_key`), so a transfer cut off
+//!   by a lost link resumes from the byte the host has, on the next connection.
+//! - A download resumes from the bytes already received; one whose file shrank under it, or that
+//!   ends short of the size the host announced, is an error, never a silent partial file.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::file::FileDigest;
+use crate::fs::FsRequest;
+
+/// Bytes of an upload sent and not yet answered, at most.
+pub const UPLOAD_WINDOW_BYTES: u64 = 1 << 20; // 1 MiB
+/// Chunks of an upload unanswered at most (the host queues 64 per upload).
+pub const UPLOAD_WINDOW_CHUNKS: usize = 32;
+
+/// Why a transfer cannot finish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferError {
+    /// The source ended before the size the upload announced.
+    SourceShrank { read: u64, size: u64 },
+    /// The host's file is smaller than what was already downloaded of it.
+    RemoteShrank { have: u64, size: u64 },
+    /// A download ended at `got` bytes, not the `size` the host announced.
+    Changed { got: u64, size: u64 },
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferError::SourceShrank { read, size } => {
+                write!(f, "the file changed while it was sent ({read} bytes, not {size})")
+            }
+            TransferError::RemoteShrank { have, size } => {
+                write!(f, "the file got smaller ({size} bytes) than what was downloaded ({have}); copy it again")
+            }
+            TransferError::Changed { got, size } => {
+                write!(f, "the file changed while it was read ({got} bytes, not {size})")
+            }
+        }
+    }
+}
+
+impl From<TransferError> for String {
+    fn from(error: TransferError) -> String {
+        error.to_string()
+    }
+}
+
+/// The upload's name on the host for `source` going to `path`: the same for the same version of
+/// the same source (`version` says which: a local file's path and modification time, a browser
+/// file's name and `lastModified`, an editor text's SHA-256), so a retry finds what the host has.
+pub fn upload_key(path: &str, size: u64, version: &str) -> String {
+    let mut key = FileDigest::new();
+    key.update(format!("{path}\0{size}\0{version}").as_bytes());
+    key.finish()[..32].to_owned()
+}
+
+/// One upload under way, after the host answered its `write` with the offset it has.
+pub struct Upload {
+    upload: String,
+    size: u64,
+    /// Bytes the host had when this attempt began; the ones before are hashed, not sent.
+    host_has: u64,
+    /// Bytes read from the source (and hashed) so far.
+    read: u64,
+    digest: FileDigest,
+    /// Lengths of the chunks sent and not yet answered, oldest first.
+    in_flight: VecDeque<u64>,
+    unanswered: u64,
+}
+
+impl Upload {
+    /// `upload` of `size` bytes, of which the host has the first `host_has`.
+    pub fn new(upload: &str, size: u64, host_has: u64) -> Upload {
+        Upload {
+            upload: upload.to_owned(),
+            size,
+            host_has: host_has.min(size),
+            read: 0,
+            digest: FileDigest::new(),
+            in_flight: VecDeque::new(),
+            unanswered: 0,
+        }
+    }
+
+    /// The bytes to read from the source next, `start..end`, at most `chunk` of them (bytes the
+    /// host has may come in bigger pieces: they are only hashed). `None` when everything has been
+    /// read, or while the window is full (wait for an answer: `answered`).
+    pub fn next_read(&self, chunk: u64) -> Option<(u64, u64)> {
+        if self.read >= self.size {
+            return None;
+        }
+        if self.read < self.host_has {
+            return Some((self.read, self.host_has.min(self.read + chunk.max(crate::fs::MAX_CHUNK_BYTES as u64))));
+        }
+        let room = self.in_flight.len() < UPLOAD_WINDOW_CHUNKS && self.unanswered < UPLOAD_WINDOW_BYTES;
+        room.then(|| (self.read, self.size.min(self.read + chunk.max(1))))
+    }
+
+    /// The bytes just read, from `next_read`'s start: hashed; the `chunk` request to send with
+    /// them as its payload when the host does not have them yet. Fewer bytes than asked for (none
+    /// at all) mean the source is shorter than announced.
+    pub fn read(&mut self, bytes: &[u8]) -> Result<Option<FsRequest>, TransferError> {
+        if bytes.is_empty() {
+            return Err(TransferError::SourceShrank { read: self.read, size: self.size });
+        }
+        let start = self.read;
+        let len = (bytes.len() as u64).min(self.size - start);
+        self.digest.update(&bytes[..len as usize]);
+        self.read += len;
+        if start < self.host_has {
+            return Ok(None);
+        }
+        self.in_flight.push_back(len);
+        self.unanswered += len;
+        Ok(Some(FsRequest::Chunk { upload: self.upload.clone(), offset: start }))
+    }
+
+    /// The oldest chunk unanswered was answered (taken by the host): the bytes the host has now.
+    pub fn answered(&mut self) -> u64 {
+        if let Some(len) = self.in_flight.pop_front() {
+            self.unanswered -= len;
+        }
+        self.read - self.unanswered
+    }
+
+    /// Chunks sent and not answered yet.
+    pub fn unanswered_chunks(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Everything is read and every chunk answered: time to commit.
+    pub fn is_sent(&self) -> bool {
+        self.read >= self.size && self.in_flight.is_empty()
+    }
+
+    /// The `commit` naming the whole file's digest (once `is_sent`).
+    pub fn commit(self) -> FsRequest {
+        FsRequest::Commit { upload: self.upload, sha256: self.digest.finish() }
+    }
+}
+
+/// One download: what the next attempt asks for, and whether what came is the whole file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Download {
+    got: u64,
+    size: Option<u64>,
+}
+
+impl Download {
+    /// A download of which the first `have` bytes are already here (0 for a new one).
+    pub fn resuming(have: u64) -> Download {
+        Download { got: have, size: None }
+    }
+
+    /// The read that goes on from the bytes already here.
+    pub fn request(&self, path: &str) -> FsRequest {
+        FsRequest::Read { path: path.to_owned(), offset: self.got }
+    }
+
+    /// The host answered with the file's size.
+    pub fn started(&mut self, size: u64) -> Result<(), TransferError> {
+        if self.got > size {
+            return Err(TransferError::RemoteShrank { have: self.got, size });
+        }
+        self.size = Some(size);
+        Ok(())
+    }
+
+    /// `n` more bytes arrived; the bytes here now.
+    pub fn received(&mut self, n: u64) -> u64 {
+        self.got += n;
+        self.got
+    }
+
+    pub fn got(&self) -> u64 {
+        self.got
+    }
+
+    /// The size the host announced, once it has.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// The stream ended: the whole file came, or it changed while it was read.
+    pub fn finished(&self) -> Result<u64, TransferError> {
+        match self.size {
+            Some(size) if size != self.got => Err(TransferError::Changed { got: self.got, size }),
+            _ => Ok(self.got),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drive an upload of `data` the host has `host_has` bytes of, answering chunks as the window
+    /// fills; returns the chunks sent (offset, len) and the commit.
+    fn run(data: &[u8], host_has: u64, chunk: u64) -> (Vec<(u64, u64)>, FsRequest) {
+        let mut upload = Upload::new("u", data.len() as u64, host_has);
+        let mut sent = Vec::new();
+        while !upload.is_sent() {
+            match upload.next_read(chunk) {
+                Some((start, end)) => {
+                    if let Some(FsRequest::Chunk { offset, .. }) =
+                        upload.read(&data[start as usize..end as usize]).expect("reads")
+                    {
+                        sent.push((offset, end - start));
+                    }
+                }
+                None => {
+                    assert!(upload.unanswered_chunks() > 0, "waits only for answers");
+                    upload.answered();
+                }
+            }
+        }
+        (sent, upload.commit())
+    }
+
+    #[test]
+    fn an_upload_sends_in_order_within_its_window_and_commits_the_whole_digest() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut digest = FileDigest::new();
+        digest.update(&data);
+        let whole = digest.finish();
+        let (sent, commit) = run(&data, 0, 64 * 1024);
+        assert_eq!(sent.iter().map(|(_, len)| len).sum::<u64>(), data.len() as u64);
+        assert!(sent.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "in order, no gap");
+        assert_eq!(commit, FsRequest::Commit { upload: "u".into(), sha256: whole.clone() });
+
+        // Resumed: what the host has is hashed, not sent; the digest is the same.
+        let (sent, commit) = run(&data, 1_000_000, 64 * 1024);
+        assert_eq!(sent.first().map(|c| c.0), Some(1_000_000));
+        assert_eq!(sent.iter().map(|(_, len)| len).sum::<u64>(), 2_000_000);
+        assert_eq!(commit, FsRequest::Commit { upload: "u".into(), sha256: whole });
+    }
+
+    #[test]
+    fn the_window_bounds_what_is_unanswered() {
+        let mut upload = Upload::new("u", 10 << 20, 0);
+        let mut chunks = 0;
+        while let Some((start, end)) = upload.next_read(128 * 1024) {
+            upload.read(&vec![0; (end - start) as usize]).expect("reads");
+            chunks += 1;
+        }
+        assert_eq!(chunks, (UPLOAD_WINDOW_BYTES / (128 * 1024)) as usize);
+        upload.answered();
+        assert!(upload.next_read(128 * 1024).is_some(), "an answer makes room");
+        let mut small = Upload::new("u", 10 << 20, 0);
+        let mut chunks = 0;
+        while let Some((start, end)) = small.next_read(1024) {
+            small.read(&vec![0; (end - start) as usize]).expect("reads");
+            chunks += 1;
+        }
+        assert_eq!(chunks, UPLOAD_WINDOW_CHUNKS);
+    }
+
+    #[test]
+    fn a_source_shorter_than_announced_is_an_error() {
+        let mut upload = Upload::new("u", 100, 0);
+        assert!(upload.next_read(64).is_some());
+        upload.read(&[1; 64]).expect("reads");
+        assert_eq!(upload.read(&[]), Err(TransferError::SourceShrank { read: 64, size: 100 }));
+    }
+
+    #[test]
+    fn a_download_resumes_and_says_when_the_file_changed() {
+        let mut download = Download::resuming(10);
+        assert_eq!(download.request("/f"), FsRequest::Read { path: "/f".into(), offset: 10 });
+        download.started(30).expect("bigger than what we have");
+        assert_eq!(download.received(15), 25);
+        assert_eq!(download.finished(), Err(TransferError::Changed { got: 25, size: 30 }));
+        download.received(5);
+        assert_eq!(download.finished(), Ok(30));
+        assert_eq!(Download::resuming(50).started(30), Err(TransferError::RemoteShrank { have: 50, size: 30 }));
+    }
+
+    #[test]
+    fn the_same_source_to_the_same_place_is_the_same_upload() {
+        assert_eq!(upload_key("/a", 3, "v1"), upload_key("/a", 3, "v1"));
+        assert_ne!(upload_key("/a", 3, "v1"), upload_key("/b", 3, "v1"));
+        assert_ne!(upload_key("/a", 3, "v1"), upload_key("/a", 3, "v2"));
+        assert_eq!(upload_key("/a", 3, "v1").len(), 32);
+    }
+}
