@@ -207,6 +207,41 @@ impl fmt::Display for FileError {
 
 impl std::error::Error for FileError {}
 
+/// Why a client's transfer cannot finish (see `transfer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferError {
+    /// The source ended before the size the upload announced.
+    SourceShrank { read: u64, size: u64 },
+    /// The host's file is smaller than what was already downloaded of it.
+    RemoteShrank { have: u64, size: u64 },
+    /// A download ended at `got` bytes, not the `size` the host announced.
+    Changed { got: u64, size: u64 },
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferError::SourceShrank { read, size } => {
+                write!(f, "the file changed while it was sent ({read} bytes, not {size})")
+            }
+            TransferError::RemoteShrank { have, size } => {
+                write!(f, "the file got smaller ({size} bytes) than what was downloaded ({have}); copy it again")
+            }
+            TransferError::Changed { got, size } => {
+                write!(f, "the file changed while it was read ({got} bytes, not {size})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
+
+impl From<TransferError> for String {
+    fn from(error: TransferError) -> String {
+        error.to_string()
+    }
+}
+
 /// Anything that ends a `Connection`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnError {

@@ -16,8 +16,8 @@
 //!   ends short of the size the host announced, is an error, never a silent partial file.
 
 use std::collections::VecDeque;
-use std::fmt;
 
+pub use crate::error::TransferError;
 use crate::file::FileDigest;
 use crate::fs::FsRequest;
 
@@ -25,39 +25,6 @@ use crate::fs::FsRequest;
 pub const UPLOAD_WINDOW_BYTES: u64 = 1 << 20; // 1 MiB
 /// Chunks of an upload unanswered at most (the host queues 64 per upload).
 pub const UPLOAD_WINDOW_CHUNKS: usize = 32;
-
-/// Why a transfer cannot finish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransferError {
-    /// The source ended before the size the upload announced.
-    SourceShrank { read: u64, size: u64 },
-    /// The host's file is smaller than what was already downloaded of it.
-    RemoteShrank { have: u64, size: u64 },
-    /// A download ended at `got` bytes, not the `size` the host announced.
-    Changed { got: u64, size: u64 },
-}
-
-impl fmt::Display for TransferError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TransferError::SourceShrank { read, size } => {
-                write!(f, "the file changed while it was sent ({read} bytes, not {size})")
-            }
-            TransferError::RemoteShrank { have, size } => {
-                write!(f, "the file got smaller ({size} bytes) than what was downloaded ({have}); copy it again")
-            }
-            TransferError::Changed { got, size } => {
-                write!(f, "the file changed while it was read ({got} bytes, not {size})")
-            }
-        }
-    }
-}
-
-impl From<TransferError> for String {
-    fn from(error: TransferError) -> String {
-        error.to_string()
-    }
-}
 
 /// The upload's name on the host for `source` going to `path`: the same for the same version of
 /// the same source (`version` says which: a local file's path and modification time, a browser

@@ -14,8 +14,9 @@
 //!
 //! Invariants:
 //! - Nothing is tried before the host's invite (it may not allow upgrades at all).
-//! - At most one attempt is under way; each has a new number, and only the current attempt's
-//!   news counts (a late answer or close of an abandoned one changes nothing).
+//! - At most one attempt is under way; each has a new number (across reconnects too:
+//!   `restart`), and only the current attempt's news counts (a late answer or close of an
+//!   abandoned one changes nothing).
 //! - Retries back off, doubling from `FIRST_RETRY_MS` to `MAX_RETRY_MS`; a channel that stayed up
 //!   `STABLE_MS` starts the doubling over. The relay carries everything meanwhile.
 
@@ -79,6 +80,13 @@ impl Default for Upgrade {
 }
 
 impl Upgrade {
+    /// A new connection: not invited yet, back-off from the start — but attempt numbers go on
+    /// from the last one, so late news of a peer connection from before (its offer, its close)
+    /// can never pass for the new connection's attempt.
+    pub fn restart(&mut self) {
+        *self = Upgrade { last_attempt: self.last_attempt, ..Upgrade::default() };
+    }
+
     /// The host invited us (again, with fresh TURN credentials: they are used from the next
     /// attempt on).
     pub fn invited(&mut self, ice_servers: Vec<IceServer>, now_ms: u64) {

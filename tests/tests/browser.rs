@@ -510,7 +510,18 @@ fn a_browser_transfer_cut_off_goes_on_when_the_relay_is_back() {
     };
     let _relay = Relay::start_at(&address);
     let saved = downloads.join("down.bin");
+    let mut polls = 0u32;
     wait_until(BULK, "the download to finish", || {
+        polls += 1;
+        // Every 30 s or so, what the page says of it (for a run that times out).
+        if polls.is_multiple_of(300) {
+            let rows = page.script(
+                "return [...document.querySelectorAll('.pane.files .transfer')].map(t => t.textContent).join(' | ')",
+                json!([]),
+            );
+            let partial_len = partial().and_then(|e| e.metadata().ok()).map(|m| m.len());
+            eprintln!("still waiting: status {:?}, transfers {rows}, partial file {partial_len:?}", page.status());
+        }
         let complete = std::fs::metadata(&saved).is_ok_and(|m| m.len() == bytes.len() as u64);
         (complete && partial().is_none()).then_some(())
     });

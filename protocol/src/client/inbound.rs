@@ -6,7 +6,7 @@ use crate::cmd::cmd_frame;
 use crate::connection::{Event, Output as ConnOutput};
 use crate::error::ConnError;
 use crate::stream::{next_request_id, request_stream};
-use crate::upgrade::{Action, Upgrade};
+use crate::upgrade::Action;
 
 use super::redial::{Ending, RedialWhen};
 use super::streams::{Resume, StreamEvent};
@@ -186,7 +186,7 @@ impl Client {
         if let Some(attempt) = self.upgrade.attempt() {
             self.out.push_back(Output::Peer(Action::Close { attempt }));
         }
-        self.upgrade = Upgrade::default();
+        self.upgrade.restart();
         // (No `PathChanged`: `Disconnected` says more.)
         self.route = None;
         let why = ending.why().to_owned();

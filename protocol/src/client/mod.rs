@@ -254,7 +254,7 @@ impl Client {
         if matches!(self.status, Status::Over(_)) {
             return;
         }
-        self.upgrade = Upgrade::default();
+        self.upgrade.restart();
         self.conn = Some(Connection::client(&self.host_id, &self.identity, &self.secret, entropy, now_ms));
         self.status = Status::Connecting;
         self.pump(now_ms);
