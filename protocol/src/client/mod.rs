@@ -10,6 +10,7 @@
 //! client.handle_direct(direct_event, now_ms);           // what the peer connection reports
 //! let call = client.call(&request, payload)?;           // its answer comes as an event
 //! let stream = client.open(&Request::Attach { .. })?;   // so do its bytes, under this handle
+//! client.write_input(stream, b"ls\r", now_ms)?;          // keystrokes ride the same stream
 //! while let Some(out) = client.poll_output() {
 //!     match out {
 //!         Output::Transmit { path, bytes } => ..,   // on the relay or the data channel
@@ -34,6 +35,8 @@
 //!   it failed goes again on the relay. Callers never see which path carried what.
 //! - Bytes received for a stream nobody holds are credited back at once, so a closed tab never
 //!   holds up the host.
+//! - Input (`write_input`) is queued per stream, bounded, and sent in order as the host's credit
+//!   allows; what waits when a link is lost goes on the resumed stream.
 
 mod inbound;
 pub mod redial;
