@@ -15,7 +15,8 @@
 //! 5. [`stream`]: sequence numbers, resume, flow-control windows.
 //! 6. [`file`]: a file's bytes checked end to end (running SHA-256); [`fs`] is the file
 //!    service's API, whose transfers travel as streams, and [`transfer`] how a client plans them
-//!    (window, digest, resume); [`text`] is how an editor turns a file's
+//!    (window, digest, resume); [`listing`] is a listed directory as a file manager shows it
+//!    (order, hidden files, selection, cursor); [`text`] is how an editor turns a file's
 //!    bytes into text and back without changing a byte outside the edit.
 //!
 //! [`connection::Connection`] ties them into one state machine; [`client::Client`] is the client
@@ -36,6 +37,7 @@ pub mod hex;
 pub mod identity;
 pub mod input;
 pub mod keys;
+pub mod listing;
 pub mod paths;
 pub mod signal;
 pub mod stream;
