@@ -1,6 +1,7 @@
 //! A WebSocket proxy standing where an attacker in the relay's position would: it sees exactly
 //! the messages the relay sees, records them, and can flip, replay or reorder what it passes on.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
@@ -36,6 +37,7 @@ pub struct WsProxy {
     /// `http://127.0.0.1:PORT`: use it as the relay URL.
     pub url: String,
     recorded: Arc<Mutex<Vec<u8>>>,
+    tampered: Arc<AtomicBool>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -48,13 +50,32 @@ impl WsProxy {
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let relay = relay.to_owned();
-        let record = recorded.clone();
+        let (record, tampered) = (recorded.clone(), Arc::new(AtomicBool::new(false)));
+        let done = tampered.clone();
         runtime.spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(proxy_one(tcp, relay.clone(), tamper, record.clone()));
+                tokio::spawn(proxy_one(tcp, relay.clone(), tamper, record.clone(), done.clone()));
             }
         });
-        WsProxy { url, recorded, _runtime: runtime }
+        WsProxy { url, recorded, tampered, _runtime: runtime }
+    }
+
+    /// Whether the tampering has been done: the message changed, doubled or moved has been
+    /// passed on to the client.
+    pub fn tampered(&self) -> bool {
+        self.tampered.load(Ordering::SeqCst)
+    }
+
+    /// Wait (at most `timeout`) for the tampering to be done, then create `gate`: a script that
+    /// waits for it goes on only once the client has been handed the tampered message, so what
+    /// it prints next must never reach the client. Returns whether it was done in time.
+    pub fn open_gate_once_tampered(&self, gate: &std::path::Path, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.tampered() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::fs::write(gate, b"").expect("create the gate");
+        self.tampered()
     }
 
     /// Every byte of every message seen, both directions.
@@ -63,7 +84,13 @@ impl WsProxy {
     }
 }
 
-async fn proxy_one(tcp: tokio::net::TcpStream, relay: String, tamper: Tamper, record: Arc<Mutex<Vec<u8>>>) {
+async fn proxy_one(
+    tcp: tokio::net::TcpStream,
+    relay: String,
+    tamper: Tamper,
+    record: Arc<Mutex<Vec<u8>>>,
+    tampered: Arc<AtomicBool>,
+) {
     let path = Arc::new(Mutex::new(String::new()));
     let seen = path.clone();
     let callback = move |request: &Request, response: Response| {
@@ -104,6 +131,7 @@ async fn proxy_one(tcp: tokio::net::TcpStream, relay: String, tamper: Tamper, re
             };
             record.lock().expect("record lock").extend_from_slice(bytes);
             let mut out = vec![message.clone()];
+            let mut done = true;
             match tamper {
                 Tamper::FlipBit { nth } if index == nth => out = vec![flip_middle_bit(bytes)],
                 Tamper::FlipFirstLarge { min_bytes } if index >= 2 && bytes.len() >= min_bytes && !flipped_large => {
@@ -114,15 +142,19 @@ async fn proxy_one(tcp: tokio::net::TcpStream, relay: String, tamper: Tamper, re
                 Tamper::Reorder { nth } if index == nth => {
                     held = Some(message.clone());
                     out.clear();
+                    done = false;
                 }
                 Tamper::Reorder { nth } if index == nth + 1 => out.extend(held.take()),
-                _ => {}
+                _ => done = false,
             }
             index += 1;
             for message in out {
                 if client_tx.send(message).await.is_err() {
                     return;
                 }
+            }
+            if done {
+                tampered.store(true, Ordering::SeqCst);
             }
         }
     };

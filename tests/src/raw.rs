@@ -141,6 +141,32 @@ impl RawClient {
         }
     }
 
+    /// Answers (`cmd` events) that arrive within `timeout`, by request id, crediting any data;
+    /// stops at `wanted`.
+    pub fn answers(&mut self, timeout: Duration, wanted: usize) -> Vec<(u64, serde_json::Value)> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while got.len() < wanted {
+            match self.receive(deadline.saturating_duration_since(Instant::now())) {
+                Some(Received::Events(events)) => {
+                    for event in events {
+                        match event {
+                            Event::Cmd { id, body, .. } => got.push((id, body)),
+                            Event::Data { stream, bytes, .. } => {
+                                let _ = self.conn.consumed(stream, bytes.len() as u64);
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.flush();
+                }
+                Some(Received::Closed(reason)) => panic!("closed: {reason}"),
+                None => break,
+            }
+        }
+        got
+    }
+
     /// Close the WebSocket abruptly (no sealed close): the host sees the transport end.
     pub fn drop_socket(mut self) {
         let _ = self.ws.close(None);

@@ -223,9 +223,17 @@ fn tampering_in_the_relay_fails_closed_with_a_clear_error() {
         wait_reachable(&client, &invite);
         let proxy = WsProxy::start(&relay.address(), tamper);
         let through_proxy = invite.replace(relay.url.trim_end_matches('/'), &proxy.url);
-        let script = "echo first; sleep 0.2; echo second; sleep 0.2; echo third";
-        let out = client.run(&["exec", &through_proxy, "--", "sh", "-c", script]);
+        // "third" is printed only once the tampered message has reached the client.
+        let gate = tether_tests::Scratch::file(scratch(), "gate");
+        let script =
+            format!("echo first; echo second; until [ -e {0} ]; do sleep 0.02; done; echo third", gate.display());
+        let (out, tampered) = std::thread::scope(|scope| {
+            let opener = scope.spawn(|| proxy.open_gate_once_tampered(&gate, agent::WAIT));
+            let out = client.run(&["exec", &through_proxy, "--", "sh", "-c", &script]);
+            (out, opener.join().expect("gate opener"))
+        });
         let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(tampered, "{tamper:?}: the proxy never got to tamper\n{stderr}");
         assert!(!out.status.success(), "{tamper:?} must not succeed");
         assert!(stderr.contains("secure channel") && stderr.contains(says), "{tamper:?}: {stderr}");
         assert!(!String::from_utf8_lossy(&out.stdout).contains("third"), "{tamper:?}: output went on after tampering");

@@ -22,8 +22,6 @@ use tether_tests::{marker, relay_forwarded, wait_until, Relay, Scratch};
 /// What the CLI floods through `exec`, and the page through `cat`.
 const EXEC_BYTES: usize = 100_000_000; // 100 MB
 const CAT_BYTES: usize = 15_000_000; // 15 MB of randomness, 20 MB as base64
-/// Long enough for a data channel to open, had UDP not been blocked.
-const SETTLE_SECS: u32 = 3;
 /// Enough for a flood through a debug build on a loaded 2-core machine, and for a retry.
 const BULK: Duration = Duration::from_secs(240);
 const WEBRTC_FLAGS: &[&str] = &["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"];
@@ -105,8 +103,19 @@ impl World {
 
     /// How many client connections the host has said moved to a data channel (its daemon log).
     fn host_moves(&self) -> usize {
+        self.host_said("moved to a data channel")
+    }
+
+    /// How many times the host's daemon log says `what`.
+    fn host_said(&self, what: &str) -> usize {
         let log = std::fs::read_to_string(self.host.state.join("daemon.log")).unwrap_or_default();
-        log.matches("moved to a data channel").count()
+        log.matches(what).count()
+    }
+
+    /// How many data channel attempts have failed, as the host saw it: either side may give up
+    /// first (the host's ICE, or the client's negotiation deadline).
+    fn host_attempts_failed(&self) -> usize {
+        self.host_said("back on the relay") + self.host_said("hung up data channel attempt")
     }
 
     /// Wait until the host has moved one more client connection than `before` to a data
@@ -266,7 +275,11 @@ fn with_all_udp_blocked_everything_stays_on_the_relay_and_works() {
     let bytes = 10_000_000;
     let (file, digest) = world.random_file("relayed", bytes);
     let before = world.last_logged();
-    let exec = world.spawn_exec(&format!("sleep {SETTLE_SECS}; cat {}", file.display()));
+    let failed_before = world.host_attempts_failed();
+    let mut exec = world.spawn_exec(&format!("read go; cat {}", file.display()));
+    // Once an attempt has failed, the flood runs while the client is back off to its next one.
+    wait_until(BULK, "a data channel attempt to fail", || (world.host_attempts_failed() > failed_before).then_some(()));
+    exec.say("go");
     let (got, stderr) = exec.finish();
     assert_eq!(got, digest, "byte for byte over the relay\n{stderr}");
     assert!(stderr.contains("via relay · round trip") && !stderr.contains(" now via "), "{stderr}");
@@ -312,9 +325,16 @@ fn a_tampered_signal_is_refused_as_any_tampered_frame() {
     // The host's answer (an SDP of several hundred bytes) is the first big message to come.
     let proxy = WsProxy::start(&world.relay.address(), Tamper::FlipFirstLarge { min_bytes: 300 });
     let through_proxy = world.invite.replace(world.relay.url.trim_end_matches('/'), &proxy.url);
-    let script = "echo first; sleep 5; echo third";
-    let out = world.client.run(&["-v", "exec", &through_proxy, "--", "sh", "-c", script]);
+    // "third" is printed only once the tampered answer has reached the client.
+    let gate = world.dir.join("gate");
+    let script = format!("echo first; until [ -e {0} ]; do sleep 0.02; done; echo third", gate.display());
+    let (out, tampered) = std::thread::scope(|scope| {
+        let opener = scope.spawn(|| proxy.open_gate_once_tampered(&gate, BULK));
+        let out = world.client.run(&["-v", "exec", &through_proxy, "--", "sh", "-c", &script]);
+        (out, opener.join().expect("gate opener"))
+    });
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(tampered, "the proxy never got to tamper\n{stderr}");
     assert!(!out.status.success(), "a tampered answer must not be taken");
     assert!(stderr.contains("secure channel") && stderr.contains("failed authentication"), "{stderr}");
     assert!(!moved_to(&stderr, "direct"), "no data channel from a tampered answer\n{stderr}");
@@ -323,10 +343,18 @@ fn a_tampered_signal_is_refused_as_any_tampered_frame() {
 
 #[test]
 fn pair_no_webrtc_and_relay_no_webrtc_keep_clients_on_the_relay() {
+    // The host decides at the proof whether to invite a client to a data channel, and a client
+    // never offers one uninvited: once the host says it did not invite, the exec is on the relay
+    // for good.
     let stays_on_the_relay = |world: &World| {
-        let out = world.client.run(&["-v", "exec", &world.invite, "--", "sh", "-c", "sleep 3; echo done"]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout) == "done\n", "{stderr}");
+        let not_invited = world.host_said("no data channel offered");
+        let mut exec = world.spawn_exec("read go; echo done");
+        wait_until(BULK, "the host to say it offered no data channel", || {
+            (world.host_said("no data channel offered") > not_invited).then_some(())
+        });
+        exec.say("go");
+        let (got, stderr) = exec.finish();
+        assert_eq!(got, sha256_hex(b"done\n"), "{stderr}");
         assert!(stderr.contains("via relay · round trip") && !stderr.contains(" now via "), "{stderr}");
     };
     let world = World::new(false);

@@ -263,7 +263,7 @@ impl<H: HostService> Link<'_, H> {
         let invited: Vec<u64> = self.peers.iter().filter(|(_, p)| !p.is_handshaking()).map(|(&conn, _)| conn).collect();
         for conn in invited {
             let Some(peer) = self.peers.get_mut(&conn) else { continue };
-            let step = peer.invite(&self.ice, allowed);
+            let step = peer.invite(&self.ice, allowed).map(|_| ());
             self.after_step(conn, step).await?;
         }
         Ok(())

@@ -66,7 +66,9 @@ pub fn handle_events<H: HostService>(
                 eprintln!("tether daemon: client {conn} authenticated with {identity}");
                 let verifier = peer.proven.take().unwrap_or_default();
                 peer.access = Some(host.access().connected(&identity, verifier));
-                peer.invite(ice, host.webrtc_allowed())?;
+                if let Err(off) = peer.invite(ice, host.webrtc_allowed())? {
+                    eprintln!("tether daemon: client {conn}: no data channel offered (WebRTC is off on {off})");
+                }
             }
             Event::Webrtc { signal } => peer.on_signal(conn, signal, ice, host.webrtc_allowed(), tasks)?,
             Event::DirectLost { silent_ms } => peer.on_direct_lost(conn, silent_ms)?,

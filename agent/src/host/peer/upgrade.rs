@@ -37,12 +37,14 @@ impl RelayIce {
 
 impl Peer {
     /// Just authenticated (or fresh TURN credentials came): tell the client it may offer, with
-    /// the servers to use.
-    pub fn invite(&mut self, ice: &RelayIce, host_allows: bool) -> Result<(), ConnError> {
-        if ice.allowed && host_allows {
-            self.conn.send_frame(&Signal::Invite { ice_servers: ice.ice_servers() }.frame())?;
+    /// the servers to use. `Err(why)` inside: no invite, because WebRTC is off there.
+    pub fn invite(&mut self, ice: &RelayIce, host_allows: bool) -> Result<Result<(), &'static str>, ConnError> {
+        match (ice.allowed, host_allows) {
+            (true, true) => self.conn.send_frame(&Signal::Invite { ice_servers: ice.ice_servers() }.frame())?,
+            (false, _) => return Ok(Err("the relay")),
+            (true, false) => return Ok(Err("this host")),
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// A signal from the client.
@@ -67,7 +69,10 @@ impl Peer {
                 let reason = "this host does not take WebRTC upgrades".to_owned();
                 self.conn.send_frame(&Signal::Hangup { attempt, reason }.frame())?;
             }
-            Ok(Signal::Hangup { attempt, .. }) if self.is_current(attempt) => self.leave_direct(),
+            Ok(Signal::Hangup { attempt, reason }) if self.is_current(attempt) => {
+                eprintln!("tether daemon: client {conn} hung up data channel attempt {attempt}: {reason:?}");
+                self.leave_direct();
+            }
             // An invite or answer is the host's to send; a hangup of an old attempt is late.
             Ok(_) => {}
             Err(e) => eprintln!("tether daemon: client {conn}: {e}"),
