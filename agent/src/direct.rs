@@ -1,5 +1,5 @@
 //! A WebRTC data channel beside the relay, natively (webrtc-rs): one peer connection and its one
-//! data channel, moving the sans-IO `Connection`'s sealed bytes (`drain_direct` out,
+//! data channel, moving the sans-IO `Connection`'s sealed bytes (transmits for `Path::Direct` out,
 //! `Input::Direct` in). The client offers (`DirectLink::offer`), the host answers
 //! (`DirectLink::answer`); what to do with what it reports (`DirectEvent`, in order) is the
 //! caller's, and so is signalling, which travels in the secure channel

@@ -9,7 +9,7 @@
 //!   (`bufferedamountlow`).
 //! - A message is at most `MESSAGE_BYTES` (what every WebRTC stack takes); the receiving
 //!   `Connection` puts sealed frames back together (the channel is reliable and ordered).
-//! - Dropping the `DirectLink` closes the peer connection and silences its callbacks.
+//! - Dropping the `PeerAttempt` closes the peer connection and silences its callbacks.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -34,7 +34,7 @@ const LOW_WATER_BYTES: u32 = 256 * 1024; // 256 KiB
 pub type Report = Rc<dyn Fn(DirectEvent)>;
 
 /// One attempt at a data channel.
-pub struct DirectLink {
+pub struct PeerAttempt {
     pub attempt: u32,
     pc: RtcPeerConnection,
     channel: RtcDataChannel,
@@ -44,7 +44,7 @@ pub struct DirectLink {
     _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
 }
 
-impl Drop for DirectLink {
+impl Drop for PeerAttempt {
     fn drop(&mut self) {
         for clear in [
             RtcDataChannel::set_onopen,
@@ -61,9 +61,9 @@ impl Drop for DirectLink {
     }
 }
 
-impl DirectLink {
+impl PeerAttempt {
     /// Make a peer connection and a data channel, and report the offer once ICE has gathered.
-    pub fn offer(attempt: u32, ice_servers: &[IceServer], report: Report) -> Result<DirectLink, String> {
+    pub fn offer(attempt: u32, ice_servers: &[IceServer], report: Report) -> Result<PeerAttempt, String> {
         let pc = RtcPeerConnection::new_with_configuration(&configuration(ice_servers))
             .map_err(|e| format!("webrtc: {e:?}"))?;
         let channel = pc.create_data_channel(LABEL);
@@ -146,7 +146,7 @@ impl DirectLink {
                 }
             }
         });
-        Ok(DirectLink { attempt, pc, channel, waiting, report, _callbacks: callbacks })
+        Ok(PeerAttempt { attempt, pc, channel, waiting, report, _callbacks: callbacks })
     }
 
     /// The host's answer came: apply it (a failure is reported as `Closed`).

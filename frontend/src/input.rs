@@ -9,18 +9,18 @@ use std::rc::Rc;
 use crate::link::Link;
 
 #[derive(Clone)]
-pub struct Input {
+pub struct SessionInput {
     link: Link,
     /// The attach stream's handle, once it is open.
     stream: Rc<Cell<Option<u32>>>,
 }
 
-impl Input {
-    pub fn new(link: Link) -> Input {
-        Input { link, stream: Rc::default() }
+impl SessionInput {
+    pub fn new(link: Link) -> SessionInput {
+        SessionInput { link, stream: Rc::default() }
     }
 
-    /// Input goes on `stream` from now on (`None`: not attached, input goes nowhere).
+    /// SessionInput goes on `stream` from now on (`None`: not attached, input goes nowhere).
     pub fn attached(&self, stream: Option<u32>) {
         self.stream.set(stream);
     }

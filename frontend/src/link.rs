@@ -30,7 +30,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::Callback;
 
-use crate::direct::DirectLink;
+use crate::direct::PeerAttempt;
 pub use crate::timer::{now_ms, sleep_ms, yield_to_page, Timer};
 
 /// How often a bulk sender looks whether the WebSocket has room again.
@@ -73,7 +73,7 @@ struct Inner {
     on_status: Callback<(Status, u64)>,
     socket: Option<Socket>,
     /// The data channel being negotiated or carrying the connection.
-    direct: Option<DirectLink>,
+    direct: Option<PeerAttempt>,
     /// Who waits for which call's answer, and who owns which stream (by its handle).
     answers: HashMap<u64, oneshot::Sender<Reply>>,
     owners: HashMap<u32, Callback<(u32, StreamEvent)>>,
@@ -274,7 +274,7 @@ impl Link {
                     })
                 });
                 // A page that cannot make one stays on the relay; the attempt times out.
-                inner.direct = DirectLink::offer(attempt, &ice_servers, report).ok();
+                inner.direct = PeerAttempt::offer(attempt, &ice_servers, report).ok();
             }
             Action::Answered { attempt, sdp } => {
                 if let Some(link) = inner.direct.as_ref().filter(|link| link.attempt == attempt) {
@@ -444,7 +444,7 @@ impl Link {
     pub fn unsent_bytes(&self) -> u32 {
         let inner = self.0.borrow();
         let relay = inner.socket.as_ref().map_or(0, |socket| socket.ws.buffered_amount());
-        relay.saturating_add(inner.direct.as_ref().map_or(0, DirectLink::unsent_bytes))
+        relay.saturating_add(inner.direct.as_ref().map_or(0, PeerAttempt::unsent_bytes))
     }
 
     /// Until the WebSocket's queue is under `low_water` bytes (polled every few ms).

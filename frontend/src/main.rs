@@ -21,7 +21,7 @@ mod upload;
 mod workspace;
 mod xterm;
 
-use tether_protocol::identity::{HostAddress, Link};
+use tether_protocol::identity::{HostAddress, HostRef};
 use wasm_bindgen::prelude::*;
 use yew::prelude::*;
 
@@ -29,40 +29,40 @@ use crate::workspace::Workspace;
 
 /// What the address bar asks for.
 #[derive(Debug, Clone, PartialEq)]
-enum Route {
+enum Screen {
     Hosts,
     Host { address: HostAddress, secret: Option<String> },
     Bad(String),
 }
 
-impl Route {
-    fn current() -> Route {
-        let Some(location) = web_sys::window().map(|w| w.location()) else { return Route::Hosts };
+impl Screen {
+    fn current() -> Screen {
+        let Some(location) = web_sys::window().map(|w| w.location()) else { return Screen::Hosts };
         let hash = location.hash().unwrap_or_default();
         let fragment = hash.trim_start_matches('#');
         if fragment.is_empty() {
-            return Route::Hosts;
+            return Screen::Hosts;
         }
         // The page's own origin is the relay: the link was opened from it.
         let origin = location.origin().unwrap_or_default();
-        match Link::parse(&format!("{origin}/#{fragment}")) {
-            Ok(Link::Invite(invite)) => Route::Host { address: invite.address(), secret: Some(invite.secret) },
-            Ok(Link::Address(address)) => {
+        match HostRef::parse(&format!("{origin}/#{fragment}")) {
+            Ok(HostRef::Invite(invite)) => Screen::Host { address: invite.address(), secret: Some(invite.secret) },
+            Ok(HostRef::Address(address)) => {
                 let secret = hosts::remembered_secret(&address.host_id);
-                Route::Host { address, secret }
+                Screen::Host { address, secret }
             }
-            Err(e) => Route::Bad(e),
+            Err(e) => Screen::Bad(e),
         }
     }
 }
 
 #[function_component(App)]
 fn app() -> Html {
-    let route = use_state(Route::current);
+    let route = use_state(Screen::current);
     {
         let route = route.clone();
         use_effect_with((), move |_| {
-            let on_hash = Closure::<dyn FnMut()>::new(move || route.set(Route::current()));
+            let on_hash = Closure::<dyn FnMut()>::new(move || route.set(Screen::current()));
             if let Some(window) = web_sys::window() {
                 let _ = window.add_event_listener_with_callback("hashchange", on_hash.as_ref().unchecked_ref());
             }
@@ -79,20 +79,20 @@ fn app() -> Html {
         }
     });
     match &*route {
-        Route::Hosts => html! {
+        Screen::Hosts => html! {
             <main class="app home">
                 <header class="bar"><span class="brand">{ "Tether" }</span><span class="status">{ "your hosts" }</span></header>
                 <hosts::HostList on_open={open_host} />
             </main>
         },
-        Route::Host { address, secret } => html! {
+        Screen::Host { address, secret } => html! {
             <main class="app">
                 // A new link (another host, or another secret for it) is a new workspace.
                 <Workspace key={format!("{}.{}", address.host_id, secret.as_deref().unwrap_or(""))}
                     address={address.clone()} secret={secret.clone()} />
             </main>
         },
-        Route::Bad(why) => html! {
+        Screen::Bad(why) => html! {
             <main class="app">
                 <header class="bar"><a class="brand" href="#">{ "Tether" }</a></header>
                 <p class="error" role="alert">{ format!("This link does not work: {why}") }</p>

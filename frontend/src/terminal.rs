@@ -60,7 +60,7 @@ struct Pane {
     /// The window's resize listener, removed when the tab goes.
     on_resize: Option<Closure<dyn FnMut()>>,
     /// Where typed and pasted input goes (on the attach stream, in order, big pastes paced).
-    input: Option<crate::input::Input>,
+    input: Option<crate::input::SessionInput>,
     _input: Option<crate::xterm::Disposable>,
 }
 
@@ -246,7 +246,7 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
     });
     terminal.attach_custom_key_event_handler(key_handler.as_ref().unchecked_ref());
 
-    let input = crate::input::Input::new(link.clone());
+    let input = crate::input::SessionInput::new(link.clone());
     pane.borrow_mut().input = Some(input.clone());
     let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
         let mut bytes = data.into_bytes();

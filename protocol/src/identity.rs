@@ -112,15 +112,15 @@ impl HostAddress {
     }
 }
 
-/// A link someone was given: an invite (address and secret), or a host's bare address.
+/// A host as someone was given it (a link): an invite (address and secret), or its bare address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Link {
+pub enum HostRef {
     Invite(Invite),
     Address(HostAddress),
 }
 
-impl Link {
-    pub fn parse(text: &str) -> Result<Link, String> {
+impl HostRef {
+    pub fn parse(text: &str) -> Result<HostRef, String> {
         let text = text.trim();
         let (base, fragment) = text
             .split_once('#')
@@ -137,33 +137,33 @@ impl Link {
             return Err("a host link must start with http:// or https://".into());
         }
         let (relay, host_id) = (relay.to_owned(), host_id.to_owned());
-        let Some(secret) = secret else { return Ok(Link::Address(HostAddress { relay, host_id })) };
+        let Some(secret) = secret else { return Ok(HostRef::Address(HostAddress { relay, host_id })) };
         if secret.len() < INVITE_SECRET_BYTES * 8 / 5 || !secret.bytes().all(|b| BASE32.contains(&b)) {
             return Err("the invite's secret is malformed (copied only in part?)".into());
         }
-        Ok(Link::Invite(Invite { relay, host_id, secret: secret.to_owned() }))
+        Ok(HostRef::Invite(Invite { relay, host_id, secret: secret.to_owned() }))
     }
 
     pub fn address(&self) -> HostAddress {
         match self {
-            Link::Invite(invite) => invite.address(),
-            Link::Address(address) => address.clone(),
+            HostRef::Invite(invite) => invite.address(),
+            HostRef::Address(address) => address.clone(),
         }
     }
 
     pub fn to_url(&self) -> String {
         match self {
-            Link::Invite(invite) => invite.to_url(),
-            Link::Address(address) => address.to_url(),
+            HostRef::Invite(invite) => invite.to_url(),
+            HostRef::Address(address) => address.to_url(),
         }
     }
 }
 
 impl Invite {
     pub fn parse(text: &str) -> Result<Invite, String> {
-        match Link::parse(text)? {
-            Link::Invite(invite) => Ok(invite),
-            Link::Address(_) => Err("the invite's #part must be HOSTID.SECRET".into()),
+        match HostRef::parse(text)? {
+            HostRef::Invite(invite) => Ok(invite),
+            HostRef::Address(_) => Err("the invite's #part must be HOSTID.SECRET".into()),
         }
     }
 
@@ -260,12 +260,12 @@ mod invite_tests {
     #[test]
     fn a_bare_address_is_a_link_for_the_password() {
         let id = host_id(&[5; HOST_SECRET_BYTES]);
-        let link = Link::parse(&format!("https://relay.example/#{id}")).expect("parses");
+        let link = HostRef::parse(&format!("https://relay.example/#{id}")).expect("parses");
         let address = HostAddress { relay: "https://relay.example".into(), host_id: id.clone() };
-        assert_eq!(link, Link::Address(address.clone()));
+        assert_eq!(link, HostRef::Address(address.clone()));
         assert_eq!(link.to_url(), format!("https://relay.example/#{id}"));
         assert_eq!(address.client_ws_url(), Ok(format!("wss://relay.example/ws/client/{id}")));
-        assert!(Link::parse("https://relay.example/#not-an-id").is_err());
+        assert!(HostRef::parse("https://relay.example/#not-an-id").is_err());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub mod text;
 pub mod transfer;
 pub mod upgrade;
 
-pub use connection::{Connection, Event, Input, Output, Role};
+pub use connection::{Connection, Event, Input, Output, Path, Role};
 pub use error::{AuthError, ChannelError, ConnError, FileError, FrameError, PathError, StreamError};
 pub use frame::{Frame, FrameDecoder, Header};
 pub use handshake::{Credential, HandshakeEntropy, HANDSHAKE_ENTROPY_BYTES};

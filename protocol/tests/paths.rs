@@ -54,9 +54,9 @@ struct Wire {
 
 impl Wire {
     fn collect(&mut self, conn: &mut Connection) -> Vec<Event> {
-        let (transmits, events) = conn.drain_output();
-        self.relay.extend(transmits);
-        self.direct.extend(conn.drain_direct());
+        let (relay, direct, events) = drain_paths(conn);
+        self.relay.extend(relay);
+        self.direct.extend(direct);
         events
     }
 
@@ -185,7 +185,7 @@ fn a_tampered_frame_on_the_data_channel_is_refused_as_on_the_relay() {
     let (mut client, mut host) = open_pair();
     host.conn.open_direct(Route::Direct, 0).expect("open");
     host.conn.send_data(STREAM, 0, b"hello").expect("send");
-    let mut message = host.conn.drain_direct().pop().expect("a sealed frame on the data channel");
+    let mut message = drain_paths(&mut host.conn).1.pop().expect("a sealed frame on the data channel");
     let last = message.len() - 1;
     message[last] ^= 1;
     let error = client.handle_input(Input::Direct(&message), 0).expect_err("refused");
@@ -218,9 +218,9 @@ fn a_data_channel_that_keeps_talking_stays_up() {
 /// `from`'s timers run, and what it sends on the data channel reaches `to` at once.
 fn exchange_on_the_data_channel(from: &mut Connection, to: &mut Connection, now: u64) {
     from.handle_timeout(now).expect("timers");
-    let (_, events) = from.drain_output();
+    let (_, direct, events) = drain_paths(from);
     assert!(!events.iter().any(|e| matches!(e, Event::DirectLost { .. })), "lost at {now} ms");
-    for message in from.drain_direct() {
+    for message in direct {
         to.handle_input(Input::Direct(&message), now).expect("takes a ping or pong");
     }
 }
@@ -231,14 +231,15 @@ fn a_silent_data_channel_is_given_up_and_what_it_lost_goes_over_the_relay() {
     client.open_direct(Route::Direct, 0).expect("open");
     host.conn.open_direct(Route::Direct, 0).expect("open");
     host.conn.send_data(STREAM, 0, b"lost on the way").expect("send");
-    assert_eq!(host.conn.drain_direct().len(), 1, "the frame went on the data channel, and is lost there");
+    assert_eq!(drain_paths(&mut host.conn).1.len(), 1, "the frame went on the data channel, and is lost there");
 
     host.conn.handle_timeout(DIRECT_SILENCE_MS - 1).expect("timers");
     assert!(host.conn.is_direct(), "not yet given up");
     host.conn.handle_timeout(DIRECT_SILENCE_MS).expect("timers");
     assert!(!host.conn.is_direct());
     assert!(host.conn.path_summary().starts_with("via relay"));
-    let (transmits, events) = host.conn.drain_output();
+    let (transmits, direct, events) = drain_paths(&mut host.conn);
+    assert!(direct.is_empty(), "nothing more on a channel given up");
     assert!(events.contains(&Event::DirectLost { silent_ms: DIRECT_SILENCE_MS }), "{events:?}");
     let mut got = Vec::new();
     for bytes in transmits {

@@ -82,7 +82,7 @@ fn an_attempt_goes_offer_answer_open_and_back_to_the_relay_when_it_closes() {
     upgrade.on_direct(&mut client, DirectEvent::Open { attempt, route: Route::Turn }, 530).expect("taken");
     assert!(client.is_direct());
     assert!(client.path_summary().starts_with("via TURN"));
-    assert_eq!(client.drain_direct().len(), 1, "the new path is timed at once (a ping on it)");
+    assert_eq!(drain_paths(&mut client).1.len(), 1, "the new path is timed at once (a ping on it)");
 
     let closed = DirectEvent::Closed { attempt, why: "ICE failed".into() };
     assert_eq!(upgrade.on_direct(&mut client, closed, 600).expect("taken"), Some(Action::Close { attempt }));

@@ -85,7 +85,7 @@ pub struct AppState {
 /// This relay's answer to "may connections move to WebRTC, and with which TURN server?".
 pub struct WebrtcPolicy {
     pub allowed: bool,
-    pub turn: Option<turn::Turn>,
+    pub turn: Option<turn::TurnServer>,
 }
 
 #[tokio::main]
@@ -115,7 +115,7 @@ async fn run(args: Args) -> Result<(), String> {
         tether_protocol::identity::relay_ws_url(url, "/").map_err(|e| format!("--public-url: {e}"))?;
     }
     let turn = match &args.turn_secret_file {
-        Some(file) => Some(turn::Turn::load(args.turn_url.clone(), file)?),
+        Some(file) => Some(turn::TurnServer::load(args.turn_url.clone(), file)?),
         None => None,
     };
     match (&turn, args.no_webrtc) {

@@ -20,14 +20,14 @@ use tether_protocol::frame::TurnCredentials;
 pub const CREDENTIAL_SECS: u64 = 10 * 60; // 10 minutes
 
 /// A TURN server beside this relay, and the secret it shares with it.
-pub struct Turn {
+pub struct TurnServer {
     urls: Vec<String>,
     secret: Vec<u8>,
 }
 
-impl Turn {
+impl TurnServer {
     /// `urls` as given to `--turn-url`; the secret is the first line of `secret_file`.
-    pub fn load(urls: Vec<String>, secret_file: &Path) -> Result<Turn, String> {
+    pub fn load(urls: Vec<String>, secret_file: &Path) -> Result<TurnServer, String> {
         for url in &urls {
             let rest = url.strip_prefix("turn:").or_else(|| url.strip_prefix("turns:"));
             if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
@@ -40,7 +40,7 @@ impl Turn {
         if secret.is_empty() {
             return Err(format!("--turn-secret-file {}: the file is empty", secret_file.display()));
         }
-        Ok(Turn { urls, secret: secret.as_bytes().to_vec() })
+        Ok(TurnServer { urls, secret: secret.as_bytes().to_vec() })
     }
 
     pub fn urls(&self) -> &[String] {
@@ -71,8 +71,8 @@ fn password(secret: &[u8], username: &str) -> String {
 mod tests {
     use super::*;
 
-    fn turn(secret: &str) -> Turn {
-        Turn { urls: vec!["turn:127.0.0.1:3478".into()], secret: secret.as_bytes().to_vec() }
+    fn turn(secret: &str) -> TurnServer {
+        TurnServer { urls: vec!["turn:127.0.0.1:3478".into()], secret: secret.as_bytes().to_vec() }
     }
 
     #[test]
@@ -98,13 +98,13 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("secret");
         std::fs::write(&file, "s3cret\n").expect("write");
-        assert!(Turn::load(vec!["turn:h:3478".into(), "turns:h:5349".into()], &file).is_ok());
+        assert!(TurnServer::load(vec!["turn:h:3478".into(), "turns:h:5349".into()], &file).is_ok());
         for url in ["http://h:3478", "turn:", "stun:h:3478", "turn:h 3478"] {
-            let error = Turn::load(vec![url.into()], &file).err().expect("refused");
+            let error = TurnServer::load(vec![url.into()], &file).err().expect("refused");
             assert!(error.contains("turn:HOST:PORT"), "{error}");
         }
         std::fs::write(&file, "\n").expect("write");
-        assert!(Turn::load(vec!["turn:h:3478".into()], &file).err().expect("refused").contains("empty"));
+        assert!(TurnServer::load(vec!["turn:h:3478".into()], &file).err().expect("refused").contains("empty"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tether_protocol::connection::{Connection, Event, Input};
 use tether_protocol::frame::Frame;
 use tether_protocol::handshake::HandshakeEntropy;
-use tether_protocol::identity::Link;
+use tether_protocol::identity::HostRef;
 use tokio_tungstenite::tungstenite::stream::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::{Message, WebSocket};
 
@@ -34,14 +34,14 @@ pub struct RawClient {
 impl RawClient {
     /// Connect to the host an invite names and queue the client hello (not sent yet: `flush`).
     pub fn hello(invite: &str) -> RawClient {
-        let Ok(Link::Invite(invite)) = Link::parse(invite) else { panic!("not an invite: {invite}") };
+        let Ok(HostRef::Invite(invite)) = HostRef::parse(invite) else { panic!("not an invite: {invite}") };
         RawClient::hello_as(&invite.address(), &invite.identity(), invite.secret.as_bytes())
     }
 
     /// Like `hello`, from the loopback address `source` (127.x.y.z): the relay counts pending
     /// handshakes per source, so many sources can open more of them at once.
     pub fn hello_from(invite: &str, source: std::net::Ipv4Addr) -> RawClient {
-        let Ok(Link::Invite(invite)) = Link::parse(invite) else { panic!("not an invite: {invite}") };
+        let Ok(HostRef::Invite(invite)) = HostRef::parse(invite) else { panic!("not an invite: {invite}") };
         let url = invite.address().client_ws_url().expect("relay url");
         let authority = url.trim_start_matches("ws://").split('/').next().unwrap_or_default();
         let relay: std::net::SocketAddr = authority.parse().expect("a loopback relay address");
@@ -88,6 +88,8 @@ impl RawClient {
     /// Send everything the connection has queued; returns the events it had queued too.
     pub fn flush(&mut self) -> Vec<Event> {
         let (transmits, events) = self.conn.drain_output();
+        // A raw client never opens a data channel: everything is for the relay.
+        let transmits = transmits.into_iter().map(|(_, bytes)| bytes);
         for bytes in std::mem::take(&mut self.outbox).into_iter().chain(transmits) {
             self.ws.send(Message::Binary(bytes.into())).expect("send to the relay");
         }
@@ -111,7 +113,7 @@ impl RawClient {
                         return Some(Received::Closed(e.to_string()));
                     }
                     let (transmits, events) = self.conn.drain_output();
-                    self.outbox.extend(transmits);
+                    self.outbox.extend(transmits.into_iter().map(|(_, bytes)| bytes));
                     return Some(Received::Events(events));
                 }
                 Ok(Message::Close(frame)) => {

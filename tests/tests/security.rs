@@ -94,7 +94,7 @@ fn a_new_password_closes_old_password_connections_even_mid_handshake() {
     let mut attached = PtyClient::spawn_command(command);
     attached.type_bytes(b"echo attached-$((6*7))\r");
     attached.wait_for("attached-42");
-    let link = tether_protocol::identity::Link::parse(&address).expect("address");
+    let link = tether_protocol::identity::HostRef::parse(&address).expect("address");
     let mut halfway = RawClient::hello_as(&link.address(), "password", b"first password");
     mid_handshake(&mut halfway);
 
@@ -121,7 +121,7 @@ fn abandoned_handshakes_do_not_lock_the_owner_out() {
     let owner = Agent::new(scratch());
     wait_reachable(&owner, &invite);
     // A stranger who knows only the host id opens handshakes and walks away, over and over.
-    let address = tether_protocol::identity::Link::parse(&address_of(&invite)).expect("address").address();
+    let address = tether_protocol::identity::HostRef::parse(&address_of(&invite)).expect("address").address();
     for _ in 0..25 {
         let mut stranger = RawClient::hello_as(&address, "password", b"no idea");
         stranger.flush();
@@ -154,7 +154,7 @@ fn wrong_passwords_slow_guessing_but_the_right_one_and_invites_still_get_in() {
 fn parallel_password_guesses_are_checked_one_at_a_time_with_back_off() {
     let (_relay, host, invite, _client) = paired();
     set_password(&host, "the right password");
-    let address = tether_protocol::identity::Link::parse(&address_of(&invite)).expect("address").address();
+    let address = tether_protocol::identity::HostRef::parse(&address_of(&invite)).expect("address").address();
     // Four guessers (all one address lets the relay hold), each half way through its
     // handshake, then all proofs at once.
     let mut guessers: Vec<RawClient> =

@@ -11,7 +11,7 @@ use tether_protocol::input::MAX_INPUT_CHUNK_BYTES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::reach::agent::Agent;
-use crate::reach::stream::StreamEvent;
+use crate::reach::stream::OutputEvent;
 
 /// `Ctrl-]`: the detach prefix, as in telnet.
 const DETACH_PREFIX: u8 = 0x1d;
@@ -48,15 +48,15 @@ pub async fn attach(client: &Agent, session: &str) -> Result<Ended, String> {
     let ended = loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(StreamEvent::Data { bytes, .. }) => {
+                Some(OutputEvent::Data { bytes, .. }) => {
                     stdout.write_all(&bytes).await.map_err(|e| e.to_string())?;
                     stdout.flush().await.map_err(|e| e.to_string())?;
                 }
-                Some(StreamEvent::Skipped { from, to }) => {
+                Some(OutputEvent::Skipped { from, to }) => {
                     let note = format!("\r\n[tether: {} bytes of output are missing here: the host could not keep them]\r\n", to - from);
                     stdout.write_all(note.as_bytes()).await.map_err(|e| e.to_string())?;
                 }
-                Some(StreamEvent::Eof) => break Ended::SessionEnded,
+                Some(OutputEvent::Eof) => break Ended::SessionEnded,
                 None => {
                     drop(raw);
                     return Err(client.lost_reason());

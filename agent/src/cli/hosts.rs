@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use tether_protocol::client::Ending;
-use tether_protocol::identity::Link;
+use tether_protocol::identity::HostRef;
 
 use crate::cli::args::HostsAction;
 use crate::paths::StateDir;
@@ -14,13 +14,13 @@ use crate::reach::local::LocalClient;
 
 /// The way to a host named by an invite or a saved name; `None` (this machine's daemon) for no
 /// name. A name nobody saved fails here, at once, before any dialling or retrying.
-pub fn resolve(state: &StateDir, host: Option<&str>) -> Result<Option<Link>, String> {
+pub fn resolve(state: &StateDir, host: Option<&str>) -> Result<Option<HostRef>, String> {
     host.map(|name| Hosts::load(state)?.resolve(name)).transpose()
 }
 
 /// Reach the agent `resolve` found (starting the local daemon if need be). A refusal (a wrong
 /// secret, a revoked invite) is final; anything else may be worth another try.
-pub async fn dial(state: &StateDir, link: &Option<Link>) -> Result<Agent, Ending> {
+pub async fn dial(state: &StateDir, link: &Option<HostRef>) -> Result<Agent, Ending> {
     match link {
         None => Ok(Agent::Local(LocalClient::connect(state, true).await.map_err(Ending::Lost)?)),
         Some(link) => Agent::remote(link, crate::cli::password::for_host).await,

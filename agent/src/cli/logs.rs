@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::escapes::plain_text;
 use crate::reach::agent::Agent;
-use crate::reach::stream::StreamEvent;
+use crate::reach::stream::OutputEvent;
 
 pub struct Options {
     /// Only the last N lines (without --follow).
@@ -36,12 +36,12 @@ pub async fn print(client: &Agent, sessions: &[String], options: Options) -> Res
         let mut lost = 0;
         let ended = loop {
             match opened.events.recv().await {
-                Some(StreamEvent::Data { bytes }) => collected.extend_from_slice(&bytes),
-                Some(StreamEvent::Skipped { from, to }) => {
+                Some(OutputEvent::Data { bytes }) => collected.extend_from_slice(&bytes),
+                Some(OutputEvent::Skipped { from, to }) => {
                     lost += to - from;
                     collected.extend_from_slice(gap_note(to - from).as_bytes());
                 }
-                Some(StreamEvent::Eof) => break Ok(()),
+                Some(OutputEvent::Eof) => break Ok(()),
                 // Cut off: what came is printed, and the command fails, never passing as whole.
                 None => break Err(client.lost_reason()),
             }
@@ -75,7 +75,7 @@ fn gap_note(bytes: u64) -> String {
 /// Stream every session until all have ended.
 async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result<(), String> {
     // (which session, its next event — `None` when its stream was lost without `eof`)
-    let (tx, mut merged) = mpsc::channel::<(usize, Option<StreamEvent>)>(16);
+    let (tx, mut merged) = mpsc::channel::<(usize, Option<OutputEvent>)>(16);
     for (index, session) in sessions.iter().enumerate() {
         let mut opened =
             client.open_stream(&Request::Logs { session: session.clone(), follow: true, from: None }).await?;
@@ -83,7 +83,7 @@ async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result
         tokio::spawn(async move {
             loop {
                 let event = opened.events.recv().await;
-                let last = matches!(event, Some(StreamEvent::Eof) | None);
+                let last = matches!(event, Some(OutputEvent::Eof) | None);
                 if tx.send((index, event)).await.is_err() || last {
                     return;
                 }
@@ -100,15 +100,15 @@ async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result
         let session = &sessions[index];
         match event {
             None => return Err(client.lost_reason()),
-            Some(StreamEvent::Skipped { from, to }) => {
+            Some(OutputEvent::Skipped { from, to }) => {
                 let rest = std::mem::take(&mut partial[index]);
                 let rest = if keep_color { rest } else { plain_text(&rest).into_bytes() };
                 out.write(session, &rest)?;
                 out.write(session, gap_note(to - from).as_bytes())?;
                 lost += to - from;
             }
-            Some(StreamEvent::Data { bytes }) if keep_color => out.write(session, &bytes)?,
-            Some(StreamEvent::Data { bytes }) => {
+            Some(OutputEvent::Data { bytes }) if keep_color => out.write(session, &bytes)?,
+            Some(OutputEvent::Data { bytes }) => {
                 let pending = &mut partial[index];
                 pending.extend_from_slice(&bytes);
                 if let Some(cut) = pending.iter().rposition(|&b| b == b'\n') {
@@ -116,7 +116,7 @@ async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result
                     out.write(session, plain_text(&lines).as_bytes())?;
                 }
             }
-            Some(StreamEvent::Eof) => {
+            Some(OutputEvent::Eof) => {
                 let rest = std::mem::take(&mut partial[index]);
                 if !rest.is_empty() {
                     out.write(session, format!("{}\n", plain_text(&rest)).as_bytes())?;

@@ -10,7 +10,7 @@ use tether_protocol::identity::Invite;
 
 use crate::cli::args::InvitesAction;
 use crate::reach::local::LocalClient;
-use crate::reach::stream::StreamEvent;
+use crate::reach::stream::OutputEvent;
 use crate::time::{clock, describe, format_time};
 
 pub struct PairOptions {
@@ -55,10 +55,10 @@ pub async fn pair(client: &LocalClient, options: PairOptions) -> Result<ExitCode
     loop {
         tokio::select! {
             note = notes.recv() => match note {
-                Some(StreamEvent::Data { bytes }) => eprint!("[{}] {}", clock(), String::from_utf8_lossy(&bytes)),
+                Some(OutputEvent::Data { bytes }) => eprint!("[{}] {}", clock(), String::from_utf8_lossy(&bytes)),
                 // The agent ended the share (idle, or revoked with `tether invites rm`).
-                Some(StreamEvent::Eof) | None => return Ok(ExitCode::SUCCESS),
-                Some(StreamEvent::Skipped { .. }) => {}
+                Some(OutputEvent::Eof) | None => return Ok(ExitCode::SUCCESS),
+                Some(OutputEvent::Skipped { .. }) => {}
             },
             _ = tokio::signal::ctrl_c() => {
                 let revoke = Request::Revoke { identity: invite.identity() };

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tether_protocol::connection::{Connection, Input};
+use tether_protocol::connection::{Connection, Input, Path};
 use tether_protocol::frame::{Frame, FrameDecoder, Header, RelayMsg};
 use tether_protocol::ConnError;
 use tokio::sync::{broadcast, mpsc};
@@ -78,8 +78,8 @@ async fn send(sink: &mut Sink, frame: Frame) -> Result<(), String> {
     sink.send(Message::Binary(bytes.into())).await.map_err(|e| format!("relay send: {e}"))
 }
 
-/// One link's state: the socket toward the relay and the peers it carries.
-struct Link<'a, H> {
+/// The host registered at the relay, for one socket's life: the socket and the peers it carries.
+struct Registration<'a, H> {
     host: &'a Arc<H>,
     sink: Sink,
     peers: HashMap<u64, Peer>,
@@ -100,7 +100,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
     let (sink, mut stream) = ws.split();
     let identity = host.identity();
     let (tasks, mut task_events) = mpsc::unbounded_channel::<PeerEvent>();
-    let mut link = Link { host, sink, peers: HashMap::new(), tasks, ice: RelayIce::default(), ice_asked_ms: 0 };
+    let mut link = Registration { host, sink, peers: HashMap::new(), tasks, ice: RelayIce::default(), ice_asked_ms: 0 };
     let proof = tether_protocol::hex::encode(&identity.secret);
     send(&mut link.sink, Frame::relay(RelayMsg::Register { host_id: identity.host_id.clone(), proof }, Vec::new()))
         .await?;
@@ -190,7 +190,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
 }
 
 /// However a link ends, its peers' commands and streams end with it.
-impl<H> Drop for Link<'_, H> {
+impl<H> Drop for Registration<'_, H> {
     fn drop(&mut self) {
         for peer in self.peers.values_mut() {
             peer.cancel();
@@ -198,7 +198,7 @@ impl<H> Drop for Link<'_, H> {
     }
 }
 
-impl<H: HostService> Link<'_, H> {
+impl<H: HostService> Registration<'_, H> {
     /// The relay has a new client for us: start its handshake, if there is room.
     async fn open(&mut self, conn: u64) -> Result<(), String> {
         if self.peers.values().filter(|p| p.is_handshaking()).count() >= MAX_HANDSHAKING {
@@ -250,9 +250,11 @@ impl<H: HostService> Link<'_, H> {
     async fn flush(&mut self, conn: u64) -> Result<Vec<tether_protocol::Event>, String> {
         let Some(peer) = self.peers.get_mut(&conn) else { return Ok(Vec::new()) };
         let (transmits, events) = peer.conn.drain_output();
-        peer.send_direct();
-        for bytes in transmits {
-            send(&mut self.sink, Frame::relay(RelayMsg::Forward { conn }, bytes)).await?;
+        for (path, bytes) in transmits {
+            match path {
+                Path::Relay => send(&mut self.sink, Frame::relay(RelayMsg::Forward { conn }, bytes)).await?,
+                Path::Direct => peer.send_direct(bytes),
+            }
         }
         Ok(events)
     }

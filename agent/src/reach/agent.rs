@@ -2,7 +2,7 @@
 
 use tether_protocol::api::{Answer, Request, Response};
 use tether_protocol::client::Ending;
-use tether_protocol::identity::Link;
+use tether_protocol::identity::HostRef;
 
 use crate::reach::local::{LocalClient, LocalPermit};
 use crate::reach::relay::RelayConnection;
@@ -20,7 +20,7 @@ pub enum Agent {
 impl Agent {
     /// Connect through `link` to a paired host; `ask_password` supplies the host password for a
     /// link without a secret (given the host id).
-    pub async fn remote(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Agent, Ending> {
+    pub async fn remote(link: &HostRef, ask_password: fn(&str) -> Result<String, String>) -> Result<Agent, Ending> {
         let connection = RelayConnection::open(link, ask_password).await?;
         Ok(Agent::Remote(RemoteClient::spawn(connection)))
     }
@@ -66,7 +66,7 @@ impl Agent {
     pub async fn open_fs_stream(
         &self,
         request: &Request,
-    ) -> Result<(tether_protocol::fs::FsResponse, tokio::sync::mpsc::Receiver<crate::reach::stream::StreamEvent>), String>
+    ) -> Result<(tether_protocol::fs::FsResponse, tokio::sync::mpsc::Receiver<crate::reach::stream::OutputEvent>), String>
     {
         let (answer, events) = match self {
             Agent::Local(client) => client.open_with_answer(request).await?,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-use tether_protocol::identity::Link;
+use tether_protocol::identity::HostRef;
 
 use crate::paths::StateDir;
 
@@ -29,7 +29,7 @@ impl Hosts {
         if name.is_empty() || name.contains("://") || name.contains(char::is_whitespace) {
             return Err(format!("{name:?} is not a usable host name"));
         }
-        let link = Link::parse(invite)?;
+        let link = HostRef::parse(invite)?;
         self.by_name.insert(name.to_owned(), link.to_url());
         self.save()
     }
@@ -44,21 +44,21 @@ impl Hosts {
         self.by_name
             .iter()
             .filter_map(|(name, url)| {
-                Link::parse(url).ok().map(|l| (name.clone(), l.address().relay, l.address().host_id))
+                HostRef::parse(url).ok().map(|l| (name.clone(), l.address().relay, l.address().host_id))
             })
             .collect()
     }
 
     /// `-H` takes an invite, a host's address (for its password) or a remembered name.
-    pub fn resolve(&self, name_or_invite: &str) -> Result<Link, String> {
+    pub fn resolve(&self, name_or_invite: &str) -> Result<HostRef, String> {
         if name_or_invite.contains("://") {
-            return Link::parse(name_or_invite);
+            return HostRef::parse(name_or_invite);
         }
         let url = self
             .by_name
             .get(name_or_invite)
             .ok_or_else(|| format!("no host named {name_or_invite:?}: `tether hosts add NAME INVITE` first"))?;
-        Link::parse(url)
+        HostRef::parse(url)
     }
 
     fn save(&self) -> Result<(), String> {

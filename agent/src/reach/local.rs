@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ipc::{write_frame, FrameReader};
 use crate::paths::StateDir;
-use crate::reach::stream::{lost, stream_channel, Lost, StreamEvent};
+use crate::reach::stream::{lost, stream_channel, Lost, OutputEvent};
 use tether_protocol::api::Answer;
 
 /// How long a client waits for a daemon it started to come up.
@@ -32,7 +32,7 @@ const DAEMON_START_POLL: Duration = Duration::from_millis(20);
 
 /// Requests waiting for their answer, by request id.
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>;
-type Streams = Arc<Mutex<HashMap<u32, mpsc::Sender<StreamEvent>>>>;
+type Streams = Arc<Mutex<HashMap<u32, mpsc::Sender<OutputEvent>>>>;
 
 /// A connection to this machine's daemon.
 pub struct LocalClient {
@@ -111,7 +111,7 @@ impl LocalClient {
     }
 
     /// A request whose answer is followed by a stream of events on stream = its id.
-    pub async fn open_with_answer(&self, request: &Request) -> Result<(Response, mpsc::Receiver<StreamEvent>), String> {
+    pub async fn open_with_answer(&self, request: &Request) -> Result<(Response, mpsc::Receiver<OutputEvent>), String> {
         let id = self.id();
         let (events_tx, events) = stream_channel();
         lock(&self.streams).insert(id as u32, events_tx);
@@ -179,19 +179,19 @@ async fn route(frame: Frame, waiters: &Waiters, streams: &Streams) {
         Header::Data { stream, .. } => {
             let sender = lock(streams).get(&stream).cloned();
             if let Some(sender) = sender {
-                let _ = sender.send(StreamEvent::Data { bytes: frame.payload }).await;
+                let _ = sender.send(OutputEvent::Data { bytes: frame.payload }).await;
             }
         }
         Header::Control(Control::Skip { stream, from, to }) => {
             let sender = lock(streams).get(&stream).cloned();
             if let Some(sender) = sender {
-                let _ = sender.send(StreamEvent::Skipped { from, to }).await;
+                let _ = sender.send(OutputEvent::Skipped { from, to }).await;
             }
         }
         Header::Control(Control::Eof { stream, .. }) => {
             let sender = lock(streams).remove(&stream);
             if let Some(sender) = sender {
-                let _ = sender.send(StreamEvent::Eof).await;
+                let _ = sender.send(OutputEvent::Eof).await;
             }
         }
         _ => {}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::client::{Client, ClientEvent, Ending, Output, Path, RedialPolicy};
 use tether_protocol::handshake::PASSWORD_IDENTITY;
-use tether_protocol::identity::{HostAddress, Link};
+use tether_protocol::identity::{HostAddress, HostRef};
 use tether_protocol::upgrade::Action;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -53,10 +53,10 @@ impl RelayConnection {
     /// Connect through `link`: with an invite's secret, or else with the host password, which
     /// `ask_password` supplies (given the host id). Fails with the refusal ("authentication
     /// failed: …") or the reason the relay could not be reached.
-    pub async fn open(link: &Link, ask_password: fn(&str) -> Result<String, String>) -> Result<Self, Ending> {
+    pub async fn open(link: &HostRef, ask_password: fn(&str) -> Result<String, String>) -> Result<Self, Ending> {
         let (address, identity, secret) = match link {
-            Link::Invite(invite) => (invite.address(), invite.identity(), invite.secret.as_bytes().to_vec()),
-            Link::Address(address) => {
+            HostRef::Invite(invite) => (invite.address(), invite.identity(), invite.secret.as_bytes().to_vec()),
+            HostRef::Address(address) => {
                 let password = ask_password(&address.host_id).map_err(Ending::Refused)?;
                 (address.clone(), PASSWORD_IDENTITY.to_owned(), password.into_bytes())
             }

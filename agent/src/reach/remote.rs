@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tether_protocol::api::{Answer, Request, Response};
-use tether_protocol::client::{ClientEvent, Refused, StreamEvent as Event};
+use tether_protocol::client::{ClientEvent, Refused, StreamEvent};
 use tether_protocol::sync::lock;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::reach::relay::RelayConnection;
-use crate::reach::stream::{lost, stream_channel, Lost, StreamEvent};
+use crate::reach::stream::{lost, stream_channel, Lost, OutputEvent};
 use crate::time::monotonic_ms;
 
 /// Commands queued toward the connection's task before a caller waits.
@@ -36,7 +36,7 @@ enum Command {
     },
     Open {
         request: Request,
-        events: mpsc::Sender<StreamEvent>,
+        events: mpsc::Sender<OutputEvent>,
         answer: AnswerTo,
     },
     /// Input on a stream (keystrokes on an attach), by the stream's handle.
@@ -88,7 +88,7 @@ impl RemoteClient {
     }
 
     /// A request whose answer is followed by a stream of events on stream = its id.
-    pub async fn open_with_answer(&self, request: &Request) -> Result<(Response, mpsc::Receiver<StreamEvent>), String> {
+    pub async fn open_with_answer(&self, request: &Request) -> Result<(Response, mpsc::Receiver<OutputEvent>), String> {
         let (events_tx, events) = stream_channel();
         let (answer, answered) = oneshot::channel();
         let command = Command::Open { request: request.clone(), events: events_tx, answer };
@@ -124,7 +124,7 @@ impl RemotePermit<'_> {
 #[derive(Default)]
 struct Waiting {
     answers: HashMap<u64, AnswerTo>,
-    streams: HashMap<u32, mpsc::Sender<StreamEvent>>,
+    streams: HashMap<u32, mpsc::Sender<OutputEvent>>,
 }
 
 /// The connection's task: requests out, answers and stream data in, until closed, until its
@@ -223,24 +223,24 @@ async fn hand_one(connection: &mut RelayConnection, event: ClientEvent, waiting:
         ClientEvent::Stream { handle, event } => {
             let Some(reader) = waiting.streams.get(&handle).cloned() else { return Ok(()) };
             match event {
-                Event::Data { bytes, .. } => {
+                StreamEvent::Data { bytes, .. } => {
                     let len = bytes.len() as u64;
                     // Waiting here is the back-pressure: no credit until taken.
-                    let _ = reader.send(StreamEvent::Data { bytes }).await;
+                    let _ = reader.send(OutputEvent::Data { bytes }).await;
                     connection.client().consumed(handle, len, monotonic_ms());
                 }
-                Event::Skipped { from, to } => {
-                    let _ = reader.send(StreamEvent::Skipped { from, to }).await;
+                StreamEvent::Skipped { from, to } => {
+                    let _ = reader.send(OutputEvent::Skipped { from, to }).await;
                 }
-                Event::Eof => {
-                    let _ = reader.send(StreamEvent::Eof).await;
+                StreamEvent::Eof => {
+                    let _ = reader.send(OutputEvent::Eof).await;
                     waiting.streams.remove(&handle);
                 }
                 // It ends without eof: its reader sees the loss.
-                Event::Lost { .. } => {
+                StreamEvent::Lost { .. } => {
                     waiting.streams.remove(&handle);
                 }
-                Event::Resumed { .. } | Event::Writable => {}
+                StreamEvent::Resumed { .. } | StreamEvent::Writable => {}
             }
         }
         ClientEvent::Disconnected { why, redial_in_ms: Some(ms) } => {

@@ -8,7 +8,7 @@ const STREAM_QUEUE_FRAMES: usize = 16;
 
 /// Something that happened on an output stream.
 #[derive(Debug)]
-pub enum StreamEvent {
+pub enum OutputEvent {
     Data {
         bytes: Vec<u8>,
     },
@@ -24,7 +24,7 @@ pub enum StreamEvent {
 pub struct OpenStream {
     pub session: SessionInfo,
     pub stream: u32,
-    pub events: mpsc::Receiver<StreamEvent>,
+    pub events: mpsc::Receiver<OutputEvent>,
 }
 
 /// Whose connection was lost.
@@ -42,6 +42,6 @@ pub fn lost(whom: Lost) -> String {
 }
 
 /// A stream's channel, sized the same on both paths.
-pub fn stream_channel() -> (mpsc::Sender<StreamEvent>, mpsc::Receiver<StreamEvent>) {
+pub fn stream_channel() -> (mpsc::Sender<OutputEvent>, mpsc::Receiver<OutputEvent>) {
     mpsc::channel(STREAM_QUEUE_FRAMES)
 }

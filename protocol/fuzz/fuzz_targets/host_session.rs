@@ -21,11 +21,11 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
         let (transmits, _) = client.drain_output();
-        for bytes in transmits {
+        for (_, bytes) in transmits {
             let failed = host.handle_input(Input::Bytes(&bytes), now).is_err();
             // The host answers (credit, pongs) toward the client; the client may refuse them.
             let (answers, _) = host.drain_output();
-            for answer in answers {
+            for (_, answer) in answers {
                 let _ = client.handle_input(Input::Bytes(&answer), now);
             }
             assert!(host.stream_count() <= MAX_STREAMS, "stream table grew to {}", host.stream_count());

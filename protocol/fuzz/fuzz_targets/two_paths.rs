@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
         if client.send_frame(&frame).is_err() {
             return;
         }
-        sealed.extend(client.drain_output().0);
+        sealed.extend(client.drain_output().0.into_iter().map(|(_, bytes)| bytes));
     }
     let mut held: Option<Vec<u8>> = None;
     for (i, message) in sealed.into_iter().enumerate() {
@@ -50,7 +50,6 @@ fuzz_target!(|data: &[u8]| {
                 return;
             }
             let _ = host.drain_output();
-            let _ = host.drain_direct();
         }
     }
     if let Some(late) = held {

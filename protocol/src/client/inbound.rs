@@ -10,7 +10,7 @@ use crate::upgrade::Action;
 
 use super::redial::{Ending, RedialWhen};
 use super::streams::{Resume, StreamEvent};
-use super::{Client, ClientEvent, Output, Path, Pending, Refused, Status};
+use super::{Client, ClientEvent, Output, Pending, Refused, Status};
 
 impl Client {
     /// Move what the connection has to say into our output, acting on its events (which may
@@ -21,12 +21,9 @@ impl Client {
             let mut events = Vec::new();
             while let Some(out) = conn.poll_output() {
                 match out {
-                    ConnOutput::Transmit(bytes) => self.out.push_back(Output::Transmit { path: Path::Relay, bytes }),
+                    ConnOutput::Transmit { path, bytes } => self.out.push_back(Output::Transmit { path, bytes }),
                     ConnOutput::Event(event) => events.push(event),
                 }
-            }
-            for bytes in conn.drain_direct() {
-                self.out.push_back(Output::Transmit { path: Path::Direct, bytes });
             }
             let route = conn.direct_route();
             if route != self.route {

@@ -46,6 +46,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::api::{ErrorCode, Request, Response};
 use crate::cmd::cmd_frame;
+pub use crate::connection::Path;
 use crate::connection::{Connection, Input};
 use crate::error::ConnError;
 use crate::frame::{Control, Frame, Header};
@@ -59,15 +60,6 @@ use redial::{Backoff, REVOKED_HINT};
 pub use redial::{Ending, RedialPolicy, RedialWhen};
 pub use streams::StreamEvent;
 use streams::{InputEnd, StreamTable};
-
-/// Which transport a transmit is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
-    /// The WebSocket to the relay.
-    Relay,
-    /// The WebRTC data channel beside it (while one is open).
-    Direct,
-}
 
 /// Everything a client wants done.
 #[derive(Debug, PartialEq, Eq)]

@@ -5,10 +5,13 @@
 //! conn.handle_input(Input::Bytes(&received), now_ms)?;   // from the relay
 //! conn.handle_input(Input::Direct(&message), now_ms)?;   // from a data channel, once open
 //! conn.send_data(stream, seq, &bytes)?;                  // application data in
-//! while let Some(out) = conn.poll_output() {             // events, and bytes for the relay
-//!     match out { Output::Transmit(bytes) => .., Output::Event(ev) => .. }
+//! while let Some(out) = conn.poll_output() {             // everything out, in one queue
+//!     match out {
+//!         Output::Transmit { path: Path::Relay, bytes } => ..,  // to the relay
+//!         Output::Transmit { path: Path::Direct, bytes } => .., // to the data channel
+//!         Output::Event(ev) => ..,
+//!     }
 //! }
-//! for message in conn.drain_direct() { /* bytes for the data channel */ }
 //! if let Some(at) = conn.poll_timeout() { /* call handle_timeout(at) then */ }
 //! ```
 //!
@@ -16,14 +19,17 @@
 //! table with its cursors and flow-control windows (`streams`), the two paths a channel may run
 //! over (`paths`) and keep-alives and round trips (`liveness`). It owns no sockets, tasks or
 //! clocks: the caller passes a monotonic millisecond clock (`now_ms`) of its choosing, which is
-//! all WASM and tests need. Clients drive it through `crate::client::Client`, which drains both
-//! outputs into one queue tagged with the path each transmit is for.
+//! all WASM and tests need. Clients drive it through `crate::client::Client`; the host drives it
+//! itself.
 //!
 //! Invariants:
 //! - Before authentication only `auth` frames are accepted; after it only `encrypted` ones.
 //! - Any error is final: the connection enters `Failed`, refuses further input and application
 //!   sends, and leaves only what must still go out (a host's `auth/failed`) in the output queue.
 //! - A transport that ends without the peer's sealed `close` is reported as truncated.
+//! - Everything out is one queue (`poll_output`), in the order it was made; a transmit says its
+//!   path. A `Direct` transmit is queued only while a data channel is open, and when it fails
+//!   those not yet taken are dropped: their copies go again on the relay.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -68,11 +74,23 @@ pub enum Input<'a> {
     TransportClosed,
 }
 
+/// Which way a transmit goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// The WebSocket to the relay.
+    Relay,
+    /// The WebRTC data channel beside it (only while one is open: see `open_direct`).
+    Direct,
+}
+
 /// What the caller must act on.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Send these bytes on the transport.
-    Transmit(Vec<u8>),
+    /// Send these bytes on `path`.
+    Transmit {
+        path: Path,
+        bytes: Vec<u8>,
+    },
     Event(Event),
 }
 
@@ -245,14 +263,14 @@ impl Connection {
         self.out.pop_front()
     }
 
-    /// Everything queued now, split: bytes to transmit (in order) and events to act on. What the
-    /// shells' flush loops do; acting on the events may queue more, so they call it again until
-    /// both come back empty.
-    pub fn drain_output(&mut self) -> (Vec<Vec<u8>>, Vec<Event>) {
+    /// Everything queued now, split: bytes to transmit (each with its path, in order) and events
+    /// to act on. What the shells' flush loops do; acting on the events may queue more, so they
+    /// call it again until both come back empty.
+    pub fn drain_output(&mut self) -> (Vec<(Path, Vec<u8>)>, Vec<Event>) {
         let (mut transmits, mut events) = (Vec::new(), Vec::new());
         for output in self.out.drain(..) {
             match output {
-                Output::Transmit(bytes) => transmits.push(bytes),
+                Output::Transmit { path, bytes } => transmits.push((path, bytes)),
                 Output::Event(event) => events.push(event),
             }
         }
@@ -425,9 +443,9 @@ impl Connection {
             // that, frames take the relay (the receiver puts them back in order either way).
             Some(direct) if direct.unacked.has_room(bytes.len()) => {
                 direct.unacked.keep(ctr, bytes.clone());
-                direct.out.push_back(bytes);
+                self.out.push_back(Output::Transmit { path: Path::Direct, bytes });
             }
-            _ => self.out.push_back(Output::Transmit(bytes)),
+            _ => self.out.push_back(Output::Transmit { path: Path::Relay, bytes }),
         }
         Ok(())
     }
@@ -435,7 +453,7 @@ impl Connection {
     fn transmit_plain(&mut self, frame: &Frame) {
         // Handshake frames are built by this crate and far below the caps.
         match frame.encode() {
-            Ok(bytes) => self.out.push_back(Output::Transmit(bytes)),
+            Ok(bytes) => self.out.push_back(Output::Transmit { path: Path::Relay, bytes }),
             Err(e) => unreachable!("handshake frame over cap: {e}"),
         }
     }

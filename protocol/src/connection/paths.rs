@@ -4,14 +4,12 @@
 //! counter order (`crate::paths::Reorder`); when the data channel fails, what it had not
 //! delivered goes again on the relay.
 
-use std::collections::VecDeque;
-
 use crate::error::{ChannelError, ConnError};
 use crate::frame::{Control, Frame, FrameDecoder, Header};
 use crate::paths::{Reorder, Unacked};
 use crate::signal::Route;
 
-use super::{Connection, Output, State};
+use super::{Connection, Output, Path, State};
 
 /// While a data channel carries the connection, ping this often (on it), so that each end hears
 /// from the other at least this often and a dead channel shows within `DIRECT_SILENCE_MS`.
@@ -30,7 +28,6 @@ pub const ACK_EVERY_FRAMES: u64 = 32;
 /// Our sending side of a data channel: what goes out on it, and copies until acknowledged.
 pub(super) struct DirectPath {
     pub(super) route: Route,
-    pub(super) out: VecDeque<Vec<u8>>,
     pub(super) unacked: Unacked,
     /// When something last came over it (or it opened), to notice it dying.
     pub(super) last_received_ms: u64,
@@ -78,17 +75,13 @@ impl Connection {
     }
 
     /// A WebRTC data channel is open beside the relay, by `route`: from now on sealed frames go
-    /// on it (`drain_direct`), and frames from either path are taken in counter order. It is
+    /// on it (`Output::Transmit` with `Path::Direct`), and frames from either path are taken in counter order. It is
     /// pinged every `DIRECT_PING_MS` and given up after `DIRECT_SILENCE_MS` of silence.
     pub fn open_direct(&mut self, route: Route, now_ms: u64) -> Result<(), ConnError> {
         self.check_open()?;
         self.start_reordering();
-        let direct = self.direct.get_or_insert_with(|| DirectPath {
-            route,
-            out: VecDeque::new(),
-            unacked: Unacked::new(),
-            last_received_ms: now_ms,
-        });
+        let direct =
+            self.direct.get_or_insert_with(|| DirectPath { route, unacked: Unacked::new(), last_received_ms: now_ms });
         direct.route = route;
         Ok(())
     }
@@ -97,8 +90,9 @@ impl Connection {
     /// is sent again on the relay, in order, and everything after goes there too.
     pub fn direct_failed(&mut self) {
         if let Some(mut direct) = self.direct.take() {
-            for (_, sealed) in direct.unacked.take_for_resend() {
-                self.out.push_back(Output::Transmit(sealed));
+            self.out.retain(|out| !matches!(out, Output::Transmit { path: Path::Direct, .. }));
+            for (_, bytes) in direct.unacked.take_for_resend() {
+                self.out.push_back(Output::Transmit { path: Path::Relay, bytes });
             }
         }
         self.direct_decoder = FrameDecoder::new();
@@ -112,10 +106,5 @@ impl Connection {
     /// The data channel's route, while one carries the connection.
     pub fn direct_route(&self) -> Option<Route> {
         self.direct.as_ref().map(|d| d.route)
-    }
-
-    /// Bytes to send on the data channel, in order.
-    pub fn drain_direct(&mut self) -> Vec<Vec<u8>> {
-        self.direct.as_mut().map(|d| d.out.drain(..).collect()).unwrap_or_default()
     }
 }

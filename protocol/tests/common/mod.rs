@@ -1,7 +1,7 @@
 //! Helpers shared by the protocol test files; compiled natively and for wasm32.
 #![allow(dead_code)]
 
-use tether_protocol::connection::{Connection, Event, Input, Output};
+use tether_protocol::connection::{Connection, Event, Input, Output, Path};
 use tether_protocol::handshake::{Credential, HandshakeEntropy, HANDSHAKE_ENTROPY_BYTES, SALT_BYTES};
 use tether_protocol::ConnError;
 
@@ -21,17 +21,26 @@ pub fn credential(identity: &str, secret: &[u8]) -> Credential {
     Credential::derive(HOST_ID, identity, secret, [7u8; SALT_BYTES]).expect("derives")
 }
 
-/// Everything a connection wants to transmit, concatenated, and the events it reported.
+/// Everything a connection wants to transmit on the relay, concatenated, and the events it
+/// reported. Fails on a transmit for the data channel: a test with one open uses `drain_paths`.
 pub fn drain(conn: &mut Connection) -> (Vec<u8>, Vec<Event>) {
-    let mut bytes = Vec::new();
-    let mut events = Vec::new();
+    let (relay, direct, events) = drain_paths(conn);
+    assert!(direct.is_empty(), "{} transmits for the data channel", direct.len());
+    (relay.concat(), events)
+}
+
+/// Everything queued, by path: relay transmits, data-channel messages, events.
+#[allow(dead_code)] // not every test file has a data channel
+pub fn drain_paths(conn: &mut Connection) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Event>) {
+    let (mut relay, mut direct, mut events) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(out) = conn.poll_output() {
         match out {
-            Output::Transmit(b) => bytes.extend_from_slice(&b),
+            Output::Transmit { path: Path::Relay, bytes } => relay.push(bytes),
+            Output::Transmit { path: Path::Direct, bytes } => direct.push(bytes),
             Output::Event(e) => events.push(e),
         }
     }
-    (bytes, events)
+    (relay, direct, events)
 }
 
 /// A host connection with the credentials it answers its handshakes' questions from.
@@ -149,7 +158,7 @@ pub fn open_pair() -> (Connection, TestHost) {
 /// The first transmit a connection has queued (one sealed frame).
 pub fn next_transmit(conn: &mut Connection) -> Vec<u8> {
     match conn.poll_output() {
-        Some(Output::Transmit(bytes)) => bytes,
+        Some(Output::Transmit { path: Path::Relay, bytes }) => bytes,
         other => panic!("expected a transmit, got {other:?}"),
     }
 }

@@ -99,7 +99,7 @@ async fn hosts_learn_the_webrtc_policy_and_get_fresh_turn_credentials_on_request
     let dir = std::env::temp_dir().join(format!("tether-relay-turn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("secret"), "s3cret\n").expect("secret");
-    let turn = crate::turn::Turn::load(vec!["turn:127.0.0.1:3478".into()], &dir.join("secret")).expect("turn");
+    let turn = crate::turn::TurnServer::load(vec!["turn:127.0.0.1:3478".into()], &dir.join("secret")).expect("turn");
     let url = start_relay_with(crate::WebrtcPolicy { allowed: true, turn: Some(turn) }).await;
     let (mut host, host_id, mut offer) = register_host(&url, [7; 32]).await;
     for _ in 0..2 {

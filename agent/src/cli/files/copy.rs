@@ -22,7 +22,7 @@ use crate::cli::hosts::dial;
 use crate::cli::progress::Progress;
 use crate::paths::StateDir;
 use crate::reach::agent::Agent;
-use crate::reach::stream::StreamEvent;
+use crate::reach::stream::OutputEvent;
 
 /// A lost link is made again this many times before `cp` gives up.
 const RECONNECTS: u32 = 8;
@@ -336,12 +336,12 @@ async fn receive_file(agent: &Agent, from: &str, partial: &Path, have: u64) -> R
     let mut progress = Progress::new(from, size, have);
     let ended = loop {
         match events.recv().await {
-            Some(StreamEvent::Data { bytes }) => {
+            Some(OutputEvent::Data { bytes }) => {
                 file.write_all(&bytes).map_err(|e| format!("{}: {e}", partial.display()))?;
                 progress.update(plan.received(bytes.len() as u64));
             }
-            Some(StreamEvent::Eof) => break Ok(()),
-            Some(StreamEvent::Skipped { .. }) => break Err("bytes were skipped".to_owned()),
+            Some(OutputEvent::Eof) => break Ok(()),
+            Some(OutputEvent::Skipped { .. }) => break Err("bytes were skipped".to_owned()),
             None => break Err(agent.lost_reason()),
         }
     };

@@ -17,7 +17,7 @@ use crate::cli::args::FsAction;
 use crate::cli::hosts::dial;
 use crate::paths::StateDir;
 use crate::reach::agent::Agent;
-use crate::reach::stream::StreamEvent;
+use crate::reach::stream::OutputEvent;
 
 /// Where a `cp`/`fs` argument points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ async fn connect(state: &StateDir, host: &str) -> Result<Agent, String> {
 }
 
 /// The way to HOST of `HOST:PATH`; `local` is this machine's daemon.
-fn resolve(state: &StateDir, host: &str) -> Result<Option<tether_protocol::identity::Link>, String> {
+fn resolve(state: &StateDir, host: &str) -> Result<Option<tether_protocol::identity::HostRef>, String> {
     crate::cli::hosts::resolve(state, Some(host).filter(|h| *h != "local"))
 }
 
@@ -159,12 +159,12 @@ async fn list(agent: &Agent, path: &str) -> Result<Vec<Entry>, String> {
     let (mut buffer, mut entries) = (Vec::new(), Vec::new());
     loop {
         match events.recv().await {
-            Some(StreamEvent::Data { bytes }) => {
+            Some(OutputEvent::Data { bytes }) => {
                 buffer.extend_from_slice(&bytes);
                 entries.extend(take_pages(&mut buffer)?);
             }
-            Some(StreamEvent::Eof) => return Ok(entries),
-            Some(StreamEvent::Skipped { .. }) => return Err(format!("{path}: part of the listing was lost")),
+            Some(OutputEvent::Eof) => return Ok(entries),
+            Some(OutputEvent::Skipped { .. }) => return Err(format!("{path}: part of the listing was lost")),
             None => return Err(agent.lost_reason()),
         }
     }

@@ -36,7 +36,7 @@ struct Record {
 }
 
 /// The right to check one proof now; say how it went with `record`.
-pub struct Turn {
+pub struct ProofTurn {
     record: OwnedMutexGuard<Record>,
 }
 
@@ -49,14 +49,14 @@ impl Throttle {
     /// Wait for the next turn to check a proof of `identity`: after the proofs ahead of it, and
     /// after the back-off their failures earned. Returns the turn and how long it waited for
     /// the back-off.
-    pub async fn turn(&self, identity: &str) -> (Turn, Duration) {
+    pub async fn turn(&self, identity: &str) -> (ProofTurn, Duration) {
         let record = lock(&self.records).entry(identity.to_owned()).or_default().clone();
         let record = record.lock_owned().await;
         let wait = record.wait();
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        (Turn { record }, wait)
+        (ProofTurn { record }, wait)
     }
 }
 
@@ -68,7 +68,7 @@ impl Record {
     }
 }
 
-impl Turn {
+impl ProofTurn {
     /// The proof was right (`false`: it was wrong). Ends the turn.
     pub fn record(mut self, right: bool) {
         if right {

@@ -6,13 +6,13 @@ use tether_protocol::handshake::HelloAnswer;
 
 use crate::direct::DirectEvent;
 
-use crate::host::access::throttle::Turn;
+use crate::host::access::throttle::ProofTurn;
 
 pub enum PeerEvent {
     /// The SRP exponentiations for a client's hello are done (on a blocking thread).
     HelloComputed { conn: u64, answer: HelloAnswer },
     /// A client's password proof may be checked now: its turn came.
-    ProofTurn { conn: u64, turn: Turn },
+    ProofTurn { conn: u64, turn: ProofTurn },
     /// A frame ready to go out as it is (a request's answer).
     Frame { conn: u64, frame: Frame },
     /// Output bytes `seq ..` of `stream`; their byte permits were taken and are given back once

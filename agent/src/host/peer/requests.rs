@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::events::PeerEvent;
 use super::upgrade::RelayIce;
 use super::{Backlog, Peer, MAX_PEER_STREAMS, MAX_REQUESTS_IN_FLIGHT};
-use crate::host::access::throttle::{Throttle, Turn};
+use crate::host::access::throttle::{ProofTurn, Throttle};
 use crate::host::exec::{self, Exec, WINDOW_BYTES};
 use crate::host::service::{HostService, InOrder};
 use crate::time::monotonic_ms;
@@ -114,7 +114,7 @@ pub fn on_task_event<H: HostService>(host: &Arc<H>, peer: &mut Peer, event: Peer
 
 /// Check the client's proof against its credential as it is at this moment (so a revocation or a
 /// new password wins any race), and tell the throttle how it went.
-fn verify<H: HostService>(host: &Arc<H>, peer: &mut Peer, turn: Option<Turn>) -> Result<(), ConnError> {
+fn verify<H: HostService>(host: &Arc<H>, peer: &mut Peer, turn: Option<ProofTurn>) -> Result<(), ConnError> {
     let identity = peer.conn.claimed_identity().unwrap_or_default().to_owned();
     let answered_with = peer.conn.answered_with().map(<[u8]>::to_vec);
     let credential = host.access().credential(&identity);

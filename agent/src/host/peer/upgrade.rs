@@ -113,13 +113,11 @@ impl Peer {
         Ok(())
     }
 
-    /// Send what the connection put on the data channel.
-    pub fn send_direct(&mut self) {
-        let out = self.conn.drain_direct();
+    /// Send what the connection put on the data channel. (Without one the connection has
+    /// copies, sent again on the relay when it learns the channel failed.)
+    pub fn send_direct(&self, bytes: Vec<u8>) {
         if let Some(link) = &self.direct {
-            for bytes in out {
-                link.send(bytes);
-            }
+            link.send(bytes);
         }
     }
 
