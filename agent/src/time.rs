@@ -1,4 +1,4 @@
-//! Time as the agent and the CLI write it and read it: wall-clock milliseconds for records,
+//! Time as the agent and the CLI write it, read it and wait on it: wall-clock milliseconds for records,
 //! `YYYY-MM-DD HH:MM:SS` for people, and durations as people type them (`30s`, `2m`).
 
 use std::time::Duration;
@@ -14,6 +14,14 @@ pub fn now_ms() -> u64 {
 pub fn monotonic_ms() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+}
+
+/// Sleep until `at` on the monotonic clock the connection runs on; for ever without one.
+pub async fn sleep_until_ms(at: Option<u64>) {
+    match at {
+        Some(at) => tokio::time::sleep(std::time::Duration::from_millis(at.saturating_sub(monotonic_ms()))).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.

@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_protocol::api::{error_answer, Answer, ErrorCode, Request, Response};
-use tether_protocol::frame::Frame;
 use tether_protocol::sync::lock;
-use tokio::sync::mpsc;
 
 use crate::host::access::Access;
 use crate::host::daemon::Daemon;
 use crate::host::files::FilesConfig;
 use crate::host::identity::HostIdentity;
+use crate::host::service::StreamTx;
 use crate::host::service::{HostService, InOrder};
 use crate::host::session::Written;
 use crate::host::{sharing, streams};
@@ -135,7 +134,7 @@ fn set_files(daemon: &Daemon, enabled: bool, root: Option<String>) -> Answer {
 }
 
 /// Serve a stream request: its answer and then its frames go to `tx`, on stream `stream`.
-pub async fn open_stream(daemon: &Daemon, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+pub async fn open_stream(daemon: &Daemon, request: Request, id: u64, stream: u32, tx: StreamTx) {
     match request {
         Request::Fs(request) => daemon.files.open_stream(request, id, stream, tx).await,
         request => streams::open_stream(&daemon.sessions, request, id, stream, tx).await,
@@ -185,7 +184,7 @@ impl HostService for Daemon {
         handle_remote(&self, &identity, request, payload).await
     }
 
-    async fn open_stream(self: Arc<Self>, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    async fn open_stream(self: Arc<Self>, request: Request, id: u64, stream: u32, tx: StreamTx) {
         open_stream(&self, request, id, stream, tx).await
     }
 

@@ -10,6 +10,8 @@
 //! - A revoked credential's connections are closed at once: on every revocation (or missed
 //!   event) the link drops each peer whose credential is gone or changed — authenticated, or
 //!   still mid-handshake.
+//! - Each peer's timers run when its connection says (`poll_timeout`), not on a tick: a
+//!   data-channel ping due in 1 s goes in 1 s.
 //! - A dropped link is re-dialled with back-off; the relay keeps no state, so re-registering is
 //!   all it takes.
 
@@ -31,12 +33,13 @@ use crate::host::peer::upgrade::RelayIce;
 use crate::host::peer::Peer;
 use crate::host::service::HostService;
 use crate::random::handshake_entropy;
-use crate::time::monotonic_ms;
+use crate::time::{monotonic_ms, sleep_until_ms};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// How often connection timers (keep-alive, handshake deadline) are driven.
-const TICK: Duration = Duration::from_millis(500);
+/// How often the TURN credentials' expiry is looked at (connection timers run when each
+/// connection says, from its own `poll_timeout`).
+const TURN_CHECK: Duration = Duration::from_secs(5);
 /// Peers of one link that may be handshaking at once (the relay has its own, per-host cap).
 const MAX_HANDSHAKING: usize = 32;
 /// Fresh TURN credentials are asked for when the current ones have less than this left...
@@ -107,9 +110,10 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
 
     let mut decoder = FrameDecoder::new();
     let mut registered = false;
-    let mut tick = tokio::time::interval(TICK);
+    let mut turn_check = tokio::time::interval(TURN_CHECK);
     let mut access_events = host.access().subscribe();
     loop {
+        let next_timer = link.peers.values().filter_map(|peer| peer.conn.poll_timeout()).min();
         tokio::select! {
             incoming = stream.next() => {
                 let bytes = match incoming {
@@ -170,21 +174,8 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                     link.drop_revoked().await?;
                 }
             }
-            _ = tick.tick() => {
-                let now = monotonic_ms();
-                link.refresh_turn(now).await?;
-                let due: Vec<u64> = link
-                    .peers
-                    .iter()
-                    .filter(|(_, p)| p.conn.poll_timeout().is_some_and(|at| at <= now))
-                    .map(|(&conn, _)| conn)
-                    .collect();
-                for conn in due {
-                    let Some(peer) = link.peers.get_mut(&conn) else { continue };
-                    let step = peer.conn.handle_timeout(now);
-                    link.after_step(conn, step).await?;
-                }
-            }
+            () = sleep_until_ms(next_timer) => link.run_timers(monotonic_ms()).await?,
+            _ = turn_check.tick() => link.refresh_turn(monotonic_ms()).await?,
         }
     }
 }
@@ -257,6 +248,23 @@ impl<H: HostService> Registration<'_, H> {
             }
         }
         Ok(events)
+    }
+
+    /// Run the timers (keep-alive, handshake deadline, data-channel pings) of every peer
+    /// whose connection has one due.
+    async fn run_timers(&mut self, now: u64) -> Result<(), String> {
+        let due: Vec<u64> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.conn.poll_timeout().is_some_and(|at| at <= now))
+            .map(|(&conn, _)| conn)
+            .collect();
+        for conn in due {
+            let Some(peer) = self.peers.get_mut(&conn) else { continue };
+            let step = peer.conn.handle_timeout(now);
+            self.after_step(conn, step).await?;
+        }
+        Ok(())
     }
 
     /// Fresh TURN credentials came: hand them to the clients already in, for their next attempt.

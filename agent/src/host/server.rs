@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_protocol::api::{error_answer, ErrorCode, Request, Response};
-use tether_protocol::cmd::{answer_frame, cmd_frame, cmd_parts};
-use tether_protocol::frame::{Frame, Header};
+use tether_protocol::cmd::cmd_parts;
+use tether_protocol::frame::Header;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -22,7 +22,7 @@ use crate::host::config::Config;
 use crate::host::daemon::Daemon;
 use crate::host::files::{FileService, FilesConfig};
 use crate::host::identity::HostIdentity;
-use crate::host::service::InOrder;
+use crate::host::service::{InOrder, StreamItem};
 use crate::host::sessions::Sessions;
 use crate::host::store::{Store, RELAY_SETTING};
 use crate::host::{dispatch, sharing};
@@ -144,10 +144,10 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         _ => return, // another user (or unknown): say nothing, just close
     }
     let (read_half, mut write_half) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Frame>(CLIENT_QUEUE_FRAMES);
+    let (tx, mut rx) = mpsc::channel::<StreamItem>(CLIENT_QUEUE_FRAMES);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if write_frame(&mut write_half, &frame).await.is_err() {
+        while let Some(item) = rx.recv().await {
+            if write_frame(&mut write_half, &item.into_frame()).await.is_err() {
                 break;
             }
         }
@@ -165,8 +165,12 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         let (request, payload) = match parsed {
             Ok(parsed) => parsed,
             Err(e) => {
-                let _ =
-                    tx.send(answer_frame(id, &error_answer(ErrorCode::BadRequest, format!("bad request: {e}")))).await;
+                let _ = tx
+                    .send(StreamItem::Answer {
+                        id,
+                        answer: error_answer(ErrorCode::BadRequest, format!("bad request: {e}")),
+                    })
+                    .await;
                 continue;
             }
         };
@@ -175,7 +179,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 if let Some(task) = streams.remove(&stream) {
                     task.abort();
                 }
-                let _ = tx.send(cmd_frame(id, &Response::Ok, Vec::new())).await;
+                let _ = tx.send(StreamItem::answer(id, Response::Ok)).await;
             }
             request if request.opens_stream() => {
                 // The stream id is the request id: the client registered it before asking.
@@ -192,19 +196,19 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             }
             request => match dispatch::handle_in_order(&daemon, &request, &payload) {
                 Some(InOrder::Now(answer)) => {
-                    let _ = tx.send(answer_frame(id, &answer)).await;
+                    let _ = tx.send(StreamItem::Answer { id, answer }).await;
                 }
                 Some(InOrder::Later(answer)) => {
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        let _ = tx.send(answer_frame(id, &answer.await)).await;
+                        let _ = tx.send(StreamItem::Answer { id, answer: answer.await }).await;
                     });
                 }
                 None => {
                     let (daemon, tx) = (daemon.clone(), tx.clone());
                     tokio::spawn(async move {
                         let answer = dispatch::handle(&daemon, request, payload).await;
-                        let _ = tx.send(answer_frame(id, &answer)).await;
+                        let _ = tx.send(StreamItem::Answer { id, answer }).await;
                     });
                 }
             },

@@ -6,12 +6,45 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tether_protocol::api::{Answer, Request};
-use tether_protocol::frame::Frame;
+use tether_protocol::api::{Answer, Request, Response};
+use tether_protocol::cmd::answer_frame;
+use tether_protocol::frame::{Control, Frame, Header};
 use tokio::sync::mpsc;
 
 use crate::host::access::Access;
 use crate::host::identity::HostIdentity;
+
+/// What the daemon's stream code (sessions, files, sharing) hands on toward a client, in order:
+/// the request's answer, then the stream's bytes (with a jump over bytes it no longer has, if
+/// any), then its end. Typed, not a wire frame: the local socket and a remote peer each make
+/// their own frame of it, once, where it leaves the process.
+#[derive(Debug)]
+pub enum StreamItem {
+    Answer { id: u64, answer: Answer },
+    Data { stream: u32, seq: u64, bytes: Vec<u8> },
+    Skip { stream: u32, from: u64, to: u64 },
+    Eof { stream: u32, end: u64 },
+}
+
+/// Where a stream's items go.
+pub type StreamTx = mpsc::Sender<StreamItem>;
+
+impl StreamItem {
+    /// Request `id`'s answer (with no payload).
+    pub fn answer(id: u64, response: Response) -> StreamItem {
+        StreamItem::Answer { id, answer: (response, Vec::new()) }
+    }
+
+    /// The frame for a socket (an answer too big for one frame becomes an error saying so).
+    pub fn into_frame(self) -> Frame {
+        match self {
+            StreamItem::Answer { id, answer } => answer_frame(id, &answer),
+            StreamItem::Data { stream, seq, bytes } => Frame::new(Header::Data { stream, seq }, bytes),
+            StreamItem::Skip { stream, from, to } => Frame::bare(Header::Control(Control::Skip { stream, from, to })),
+            StreamItem::Eof { stream, end } => Frame::bare(Header::Control(Control::Eof { stream, end })),
+        }
+    }
+}
 
 /// The answer to input: now, or once the program's terminal has taken it.
 pub enum InOrder {
@@ -40,13 +73,13 @@ pub trait HostService: Send + Sync + 'static {
 
     /// Serve a stream request (`attach`, `logs`, `watch_sessions`, `watch_opens`, and the file
     /// service's listings, reads and archives): its answer and then its
-    /// frames go to `tx`, on stream `stream`.
+    /// items go to `tx`, on stream `stream`.
     fn open_stream(
         self: Arc<Self>,
         request: Request,
         id: u64,
         stream: u32,
-        tx: mpsc::Sender<Frame>,
+        tx: StreamTx,
     ) -> impl Future<Output = ()> + Send;
 
     /// Whether clients may move to a WebRTC data channel (`tether pair --no-webrtc` says no).

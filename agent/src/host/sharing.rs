@@ -6,16 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tether_protocol::api::{error_answer, AccessEntry, Answer, ErrorCode, Response};
-use tether_protocol::cmd::cmd_frame;
-use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::handshake::{Credential, PASSWORD_IDENTITY, SALT_BYTES};
 use tether_protocol::identity::{base32, Invite, INVITE_SECRET_BYTES};
 use tether_protocol::sync::lock;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::host::access::AccessEvent;
 use crate::host::daemon::Daemon;
 use crate::host::relay_link;
+use crate::host::service::{StreamItem, StreamTx};
 use crate::host::store::{NAME_SETTING, RELAY_SETTING};
 use crate::random::random_bytes;
 use crate::time::now_ms;
@@ -113,14 +112,14 @@ pub async fn share(
     idle: Duration,
     id: u64,
     stream: u32,
-    tx: mpsc::Sender<Frame>,
+    tx: StreamTx,
 ) {
     // Subscribe first, so no comings and goings are missed.
     let mut events = daemon.access.subscribe();
     let invite = match issue_invite(&daemon, &relay, true) {
         Ok(invite) => invite,
         Err((response, payload)) => {
-            let _ = tx.send(cmd_frame(id, &response, payload)).await;
+            let _ = tx.send(StreamItem::Answer { id, answer: (response, payload) }).await;
             return;
         }
     };
@@ -128,7 +127,7 @@ pub async fn share(
     // However this task ends — the requester vanished and it was aborted, or below — the
     // invite ends with it.
     let mut ending = EndOnDrop { daemon: daemon.clone(), identity: Some(identity.clone()) };
-    if tx.send(cmd_frame(id, &paired(&daemon, &invite, name).await, Vec::new())).await.is_err() {
+    if tx.send(StreamItem::answer(id, paired(&daemon, &invite, name).await)).await.is_err() {
         return;
     }
     let mut notes = Notes { stream, seq: 0, tx: &tx };
@@ -159,7 +158,7 @@ pub async fn share(
     ending.identity = None;
     let stopped = end_access(&daemon, &identity).await;
     notes.say(&format!("{why}: invite revoked, {} session(s) it started stopped", stopped.len())).await;
-    let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: notes.seq }))).await;
+    let _ = tx.send(StreamItem::Eof { stream, end: notes.seq }).await;
 }
 
 /// Revoke `identity` everywhere: the store, live connections, and an ephemeral invite's
@@ -269,14 +268,14 @@ fn hostname() -> String {
 struct Notes<'a> {
     stream: u32,
     seq: u64,
-    tx: &'a mpsc::Sender<Frame>,
+    tx: &'a StreamTx,
 }
 
 impl Notes<'_> {
     async fn say(&mut self, line: &str) {
         let bytes = format!("{line}\n").into_bytes();
         let len = bytes.len() as u64;
-        let _ = self.tx.send(Frame::new(Header::Data { stream: self.stream, seq: self.seq }, bytes)).await;
+        let _ = self.tx.send(StreamItem::Data { stream: self.stream, seq: self.seq, bytes }).await;
         self.seq += len;
     }
 }

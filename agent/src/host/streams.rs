@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_protocol::api::{Request, Response};
-use tether_protocol::cmd::cmd_frame;
-use tether_protocol::frame::{Control, Frame, Header};
-use tokio::sync::mpsc;
 
+use crate::host::service::{StreamItem, StreamTx};
 use crate::host::session::{read_log, ReadError, Session};
 use crate::host::sessions::{Sessions, Source};
 
@@ -27,7 +25,7 @@ const WATCH_LIMIT: usize = 200;
 
 /// Serve `attach` / `logs`: answer `Streaming`, then data frames, then `eof`; and
 /// `watch_sessions`. `id` is the request's, `stream` the stream to send on.
-pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream: u32, tx: StreamTx) {
     let (session_id, from, follow, size, attach) = match request {
         Request::Attach { session, from, cols, rows } => (session, from, true, cols.zip(rows), true),
         Request::Logs { session, follow, from } => (session, Some(from.unwrap_or(0)), follow, None, false),
@@ -44,7 +42,7 @@ pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream:
     let (info, source) = match found {
         Ok(found) => found,
         Err((response, payload)) => {
-            let _ = tx.send(cmd_frame(id, &response, payload)).await;
+            let _ = tx.send(StreamItem::Answer { id, answer: (response, payload) }).await;
             return;
         }
     };
@@ -58,7 +56,7 @@ pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream:
     };
     let total = info.output_bytes;
     let streaming = Response::Streaming { session: info, stream, from };
-    if tx.send(cmd_frame(id, &streaming, Vec::new())).await.is_err() {
+    if tx.send(StreamItem::answer(id, streaming)).await.is_err() {
         return;
     }
     let end = match source {
@@ -66,15 +64,15 @@ pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream:
         Source::Log { path } => stream_log(&path, stream, from, total, &tx).await,
     };
     if let Ok(end) = end {
-        let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end }))).await;
+        let _ = tx.send(StreamItem::Eof { stream, end }).await;
     }
 }
 
 /// The session list now and whenever it changes (see `Request::WatchSessions`). Output counts
 /// alone do not make a change: a busy session would flood the watcher.
-async fn watch_sessions(sessions: &Sessions, limit: Option<usize>, id: u64, stream: u32, tx: &mpsc::Sender<Frame>) {
+async fn watch_sessions(sessions: &Sessions, limit: Option<usize>, id: u64, stream: u32, tx: &StreamTx) {
     let mut changes = sessions.subscribe_changes();
-    if tx.send(cmd_frame(id, &Response::Watching { stream }, Vec::new())).await.is_err() {
+    if tx.send(StreamItem::answer(id, Response::Watching { stream })).await.is_err() {
         return;
     }
     let mut recheck = tokio::time::interval(WATCH_RECHECK);
@@ -103,7 +101,7 @@ async fn watch_sessions(sessions: &Sessions, limit: Option<usize>, id: u64, stre
 /// every stream of updates (the session list, `tether open`, a watched file). `Err`: the client
 /// is gone.
 pub async fn send_json_line(
-    tx: &mpsc::Sender<Frame>,
+    tx: &StreamTx,
     stream: u32,
     seq: &mut u64,
     value: &impl serde::Serialize,
@@ -111,21 +109,21 @@ pub async fn send_json_line(
     let mut line = serde_json::to_vec(value).unwrap_or_default();
     line.push(b'\n');
     let len = line.len() as u64;
-    tx.send(Frame::new(Header::Data { stream, seq: *seq }, line)).await.map_err(|_| ())?;
+    tx.send(StreamItem::Data { stream, seq: *seq, bytes: line }).await.map_err(|_| ())?;
     *seq += len;
     Ok(())
 }
 
 /// `tether open` in `session`, for a browser's terminal tab (see `Request::WatchOpens`), until
 /// the session ends.
-async fn watch_opens(sessions: &Sessions, session_id: &str, id: u64, stream: u32, tx: &mpsc::Sender<Frame>) {
+async fn watch_opens(sessions: &Sessions, session_id: &str, id: u64, stream: u32, tx: &StreamTx) {
     let session = match sessions.live(session_id) {
         Ok(session) => session,
-        Err((response, payload)) => return drop(tx.send(cmd_frame(id, &response, payload)).await),
+        Err((response, payload)) => return drop(tx.send(StreamItem::Answer { id, answer: (response, payload) }).await),
     };
     let mut opens = session.subscribe_opens();
     let mut finished = session.subscribe_finished();
-    if tx.send(cmd_frame(id, &Response::Watching { stream }, Vec::new())).await.is_err() {
+    if tx.send(StreamItem::answer(id, Response::Watching { stream })).await.is_err() {
         return;
     }
     let mut seq = 0u64;
@@ -146,18 +144,12 @@ async fn watch_opens(sessions: &Sessions, session_id: &str, id: u64, stream: u32
             changed = finished.changed() => if changed.is_err() { break },
         }
     }
-    let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: seq }))).await;
+    let _ = tx.send(StreamItem::Eof { stream, end: seq }).await;
 }
 
 /// Follow a live session from `from`; with `follow` false, stop at the current end.
 /// Returns the end sequence number reached.
-async fn stream_live(
-    session: &Arc<Session>,
-    stream: u32,
-    from: u64,
-    follow: bool,
-    tx: &mpsc::Sender<Frame>,
-) -> Result<u64, ()> {
+async fn stream_live(session: &Arc<Session>, stream: u32, from: u64, follow: bool, tx: &StreamTx) -> Result<u64, ()> {
     let mut end_rx = session.subscribe_end();
     let mut finished = session.subscribe_finished();
     let mut cursor = from;
@@ -205,7 +197,7 @@ async fn stream_live(
                 }
             };
             let len = chunk.len() as u64;
-            tx.send(Frame::new(Header::Data { stream, seq: cursor }, chunk)).await.map_err(|_| ())?;
+            tx.send(StreamItem::Data { stream, seq: cursor, bytes: chunk }).await.map_err(|_| ())?;
             cursor += len;
         }
         if done || !follow {
@@ -220,13 +212,7 @@ async fn stream_live(
 
 /// Send a finished session's log from `from` to its end, `total` (the session's output bytes).
 /// A log that ends short of that (it could not be written) ends with a skip over what it lacks.
-async fn stream_log(
-    path: &std::path::Path,
-    stream: u32,
-    from: u64,
-    total: u64,
-    tx: &mpsc::Sender<Frame>,
-) -> Result<u64, ()> {
+async fn stream_log(path: &std::path::Path, stream: u32, from: u64, total: u64, tx: &StreamTx) -> Result<u64, ()> {
     let mut cursor = from;
     loop {
         let path_owned = path.to_path_buf();
@@ -244,11 +230,11 @@ async fn stream_log(
             return Ok(cursor);
         }
         let len = chunk.len() as u64;
-        tx.send(Frame::new(Header::Data { stream, seq: cursor }, chunk)).await.map_err(|_| ())?;
+        tx.send(StreamItem::Data { stream, seq: cursor, bytes: chunk }).await.map_err(|_| ())?;
         cursor += len;
     }
 }
 
-fn skip(stream: u32, from: u64, to: u64) -> Frame {
-    Frame::bare(Header::Control(Control::Skip { stream, from, to }))
+fn skip(stream: u32, from: u64, to: u64) -> StreamItem {
+    StreamItem::Skip { stream, from, to }
 }

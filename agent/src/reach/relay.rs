@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::direct::{DirectEvent, DirectLink};
 use crate::random::handshake_entropy;
-use crate::time::monotonic_ms;
+use crate::time::{monotonic_ms, sleep_until_ms};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -246,14 +246,6 @@ impl RelayConnection {
 async fn next_message(ws: &mut Option<Ws>) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
     match ws {
         Some(ws) => ws.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Sleep until `at` on the monotonic clock the connection runs on; for ever without one.
-pub async fn sleep_until_ms(at: Option<u64>) {
-    match at {
-        Some(at) => tokio::time::sleep(std::time::Duration::from_millis(at.saturating_sub(monotonic_ms()))).await,
         None => std::future::pending().await,
     }
 }

@@ -21,12 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tether_protocol::api::{error_answer, Answer, ErrorCode, Response};
-use tether_protocol::frame::Frame;
 use tether_protocol::fs::{FsRequest, FsResponse};
 use tether_protocol::sync::lock;
-use tokio::sync::mpsc;
 
 use crate::host::service::InOrder;
+use crate::host::service::{StreamItem, StreamTx};
 use failure::Failure;
 use paths::Roots;
 use upload::{UploadPlan, Uploads};
@@ -228,9 +227,9 @@ impl FileService {
     }
 
     /// `list`, `read`, `archive` and `watch`: the answer, then the stream's frames, go to `tx`.
-    pub async fn open_stream(&self, request: FsRequest, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+    pub async fn open_stream(&self, request: FsRequest, id: u64, stream: u32, tx: StreamTx) {
         let refused =
-            |failure: Failure| async { drop(tx.send(tether_protocol::cmd::answer_frame(id, &failure.answer())).await) };
+            |failure: Failure| async { drop(tx.send(StreamItem::Answer { id, answer: failure.answer() }).await) };
         let roots = match self.roots() {
             Ok(roots) => roots,
             Err(failure) => return refused(failure).await,

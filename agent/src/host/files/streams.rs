@@ -8,18 +8,18 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use tether_protocol::api::{ErrorCode, Response};
-use tether_protocol::cmd::{answer_frame, cmd_frame};
 use tether_protocol::file::FILE_CHUNK_BYTES;
-use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::fs::{encode_page, Entry, FsResponse};
 use tokio::sync::mpsc;
 
 use super::entries;
 use super::failure::{io_failure, Failure};
 
+use crate::host::service::{StreamItem, StreamTx};
+
 /// Stream a directory's entries in pages, then `eof`. The first message says whether it could
 /// be read at all (answered as an error, never a listing).
-pub async fn list(dir: PathBuf, shown: String, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+pub async fn list(dir: PathBuf, shown: String, id: u64, stream: u32, tx: StreamTx) {
     let (pages_tx, mut pages) = mpsc::channel::<Result<Vec<Entry>, Failure>>(2);
     let asked = shown.clone();
     tokio::task::spawn_blocking(move || {
@@ -35,43 +35,43 @@ pub async fn list(dir: PathBuf, shown: String, id: u64, stream: u32, tx: mpsc::S
         let page = match page {
             Ok(page) => page,
             Err(failure) if !answered => {
-                let _ = tx.send(answer_frame(id, &failure.answer())).await;
+                let _ = tx.send(StreamItem::Answer { id, answer: failure.answer() }).await;
                 return;
             }
             Err(_) => break, // cannot happen: errors come before any page
         };
         if !answered {
-            if tx.send(cmd_frame(id, &listing, Vec::new())).await.is_err() {
+            if tx.send(StreamItem::answer(id, listing.clone())).await.is_err() {
                 return;
             }
             answered = true;
         }
         let bytes = encode_page(&page);
         let len = bytes.len() as u64;
-        if tx.send(Frame::new(Header::Data { stream, seq }, bytes)).await.is_err() {
+        if tx.send(StreamItem::Data { stream, seq, bytes }).await.is_err() {
             return;
         }
         seq += len;
     }
-    if !answered && tx.send(cmd_frame(id, &listing, Vec::new())).await.is_err() {
+    if !answered && tx.send(StreamItem::answer(id, listing)).await.is_err() {
         return;
     }
-    let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: seq }))).await;
+    let _ = tx.send(StreamItem::Eof { stream, end: seq }).await;
 }
 
 /// Stream a file from `offset` (data numbered by file offset), then `eof`.
-pub async fn read(path: PathBuf, shown: String, offset: u64, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+pub async fn read(path: PathBuf, shown: String, offset: u64, id: u64, stream: u32, tx: StreamTx) {
     let opened = {
         let shown = shown.clone();
         tokio::task::spawn_blocking(move || open_for_reading(&path, &shown)).await
     };
     let (mut file, size, mtime_ms) = match opened {
         Ok(Ok(opened)) => opened,
-        Ok(Err(failure)) => return drop(tx.send(answer_frame(id, &failure.answer())).await),
+        Ok(Err(failure)) => return drop(tx.send(StreamItem::Answer { id, answer: failure.answer() }).await),
         Err(_) => return,
     };
     let reading = Response::Fs(FsResponse::Reading { path: shown.clone(), size, mtime_ms, offset, stream });
-    if tx.send(cmd_frame(id, &reading, Vec::new())).await.is_err() {
+    if tx.send(StreamItem::answer(id, reading)).await.is_err() {
         return;
     }
     let mut cursor = offset;
@@ -89,11 +89,11 @@ pub async fn read(path: PathBuf, shown: String, offset: u64, id: u64, stream: u3
         let Ok(Ok((back, chunk))) = read else { return }; // a read error: the stream ends without eof
         file = back;
         if chunk.is_empty() {
-            let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: cursor }))).await;
+            let _ = tx.send(StreamItem::Eof { stream, end: cursor }).await;
             return;
         }
         for piece in chunk.chunks(FILE_CHUNK_BYTES) {
-            if tx.send(Frame::new(Header::Data { stream, seq: cursor }, piece.to_vec())).await.is_err() {
+            if tx.send(StreamItem::Data { stream, seq: cursor, bytes: piece.to_vec() }).await.is_err() {
                 return;
             }
             cursor += piece.len() as u64;
@@ -111,15 +111,15 @@ const ARCHIVE_QUEUE_FRAMES: usize = 4;
 
 /// Stream a directory as a `.tar.gz`, built as it goes on a blocking thread; then `eof`. An
 /// entry that cannot be read is left out and named in `tether-skipped.txt` at the end.
-pub async fn archive(dir: PathBuf, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+pub async fn archive(dir: PathBuf, id: u64, stream: u32, tx: StreamTx) {
     if !dir.is_dir() {
         let failure = Failure::new(ErrorCode::NotADirectory, format!("{}: not a directory", dir.display()));
-        return drop(tx.send(answer_frame(id, &failure.answer())).await);
+        return drop(tx.send(StreamItem::Answer { id, answer: failure.answer() }).await);
     }
     let base = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
     let name = format!("{base}.tar.gz");
     let archiving = Response::Fs(FsResponse::Archiving { path: dir.display().to_string(), name, stream });
-    if tx.send(cmd_frame(id, &archiving, Vec::new())).await.is_err() {
+    if tx.send(StreamItem::answer(id, archiving)).await.is_err() {
         return;
     }
     let (chunks_tx, mut chunks) = mpsc::channel::<Vec<u8>>(ARCHIVE_QUEUE_FRAMES);
@@ -127,13 +127,13 @@ pub async fn archive(dir: PathBuf, id: u64, stream: u32, tx: mpsc::Sender<Frame>
     let mut seq = 0u64;
     while let Some(chunk) = chunks.recv().await {
         let len = chunk.len() as u64;
-        if tx.send(Frame::new(Header::Data { stream, seq }, chunk)).await.is_err() {
+        if tx.send(StreamItem::Data { stream, seq, bytes: chunk }).await.is_err() {
             return; // the client went: the builder stops at its next write
         }
         seq += len;
     }
     if let Ok(Ok(())) = built.await {
-        let _ = tx.send(Frame::bare(Header::Control(Control::Eof { stream, end: seq }))).await;
+        let _ = tx.send(StreamItem::Eof { stream, end: seq }).await;
     }
 }
 

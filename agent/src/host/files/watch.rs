@@ -12,13 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tether_protocol::api::Response;
-use tether_protocol::cmd::cmd_frame;
 use tether_protocol::file::{FileDigest, FILE_CHUNK_BYTES};
-use tether_protocol::frame::Frame;
 use tether_protocol::fs::{FsResponse, Version};
-use tokio::sync::mpsc;
 
 use super::entries;
+use crate::host::service::{StreamItem, StreamTx};
 use crate::host::streams::send_json_line;
 
 /// How often a watched file is looked at.
@@ -77,9 +75,9 @@ fn version(path: &Path) -> Version {
 
 /// Answer `watching`, then send `path`'s version now and after every change of its bytes, until
 /// the client goes (the stream's task is aborted on detach, or `tx` closes).
-pub async fn watch(path: PathBuf, shown: String, id: u64, stream: u32, tx: mpsc::Sender<Frame>) {
+pub async fn watch(path: PathBuf, shown: String, id: u64, stream: u32, tx: StreamTx) {
     let watching = Response::Fs(FsResponse::Watching { path: shown, stream });
-    if tx.send(cmd_frame(id, &watching, Vec::new())).await.is_err() {
+    if tx.send(StreamItem::answer(id, watching)).await.is_err() {
         return;
     }
     let (mut seq, mut last_stamp, mut last_sent) = (0u64, None, None::<(bool, Option<String>)>);

@@ -1,7 +1,7 @@
 //! What a remote peer's tasks (its execs, its session streams, its requests) tell the link that
 //! carries the peer. One channel per link, in the order they happened.
 
-use tether_protocol::frame::Frame;
+use tether_protocol::api::Answer;
 use tether_protocol::handshake::HelloAnswer;
 
 use crate::direct::DirectEvent;
@@ -13,8 +13,8 @@ pub enum PeerEvent {
     HelloComputed { conn: u64, answer: HelloAnswer },
     /// A client's password proof may be checked now: its turn came.
     ProofTurn { conn: u64, turn: ProofTurn },
-    /// A frame ready to go out as it is (a request's answer).
-    Frame { conn: u64, frame: Frame },
+    /// Request `id`'s answer.
+    Answer { conn: u64, id: u64, answer: Answer },
     /// Output bytes `seq ..` of `stream`; their byte permits were taken and are given back once
     /// sent.
     Output { conn: u64, stream: u32, seq: u64, bytes: Vec<u8> },
@@ -37,7 +37,7 @@ impl PeerEvent {
         match self {
             PeerEvent::HelloComputed { conn, .. }
             | PeerEvent::ProofTurn { conn, .. }
-            | PeerEvent::Frame { conn, .. }
+            | PeerEvent::Answer { conn, .. }
             | PeerEvent::Output { conn, .. }
             | PeerEvent::StreamSkip { conn, .. }
             | PeerEvent::StreamEnd { conn, .. }

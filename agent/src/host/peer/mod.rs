@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tether_protocol::api::Response;
-use tether_protocol::cmd::cmd_frame;
+use tether_protocol::cmd::{answer_frame, cmd_frame};
 use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::stream::{exec_stderr, exec_stdout};
 use tether_protocol::{ConnError, Connection};
@@ -161,7 +161,7 @@ impl Peer {
     /// What one of this peer's tasks reported.
     pub fn apply(&mut self, event: PeerEvent) -> Result<(), ConnError> {
         match event {
-            PeerEvent::Frame { frame, .. } => self.conn.send_frame(&frame)?,
+            PeerEvent::Answer { id, answer, .. } => self.conn.send_frame(&answer_frame(id, &answer))?,
             PeerEvent::Output { stream, seq, bytes, .. } => {
                 if let Some(backlog) = self.backlogs.get_mut(&stream) {
                     backlog.queue.push_back(Queued::Bytes { seq, bytes });

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use tether_protocol::api::{ErrorCode, Request, Response};
 use tether_protocol::cmd::{answer_frame, cmd_frame};
 use tether_protocol::connection::Event;
-use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::stream::{exec_stderr, exec_stdout, request_stream};
 use tether_protocol::{AuthError, ConnError};
 use tokio::sync::{mpsc, Semaphore};
@@ -18,7 +17,7 @@ use super::upgrade::RelayIce;
 use super::{Backlog, Peer, MAX_PEER_STREAMS, MAX_REQUESTS_IN_FLIGHT};
 use crate::host::access::throttle::{ProofTurn, Throttle};
 use crate::host::exec::{self, Exec, WINDOW_BYTES};
-use crate::host::service::{HostService, InOrder};
+use crate::host::service::{HostService, InOrder, StreamItem};
 use crate::time::monotonic_ms;
 
 /// Frames a session stream's task may have ready before it waits for the peer.
@@ -194,7 +193,7 @@ fn handle_request<H: HostService>(
                 Some(InOrder::Later(answer)) => {
                     let tasks = tasks.clone();
                     tokio::spawn(async move {
-                        let _ = tasks.send(PeerEvent::Frame { conn, frame: answer_frame(id, &answer.await) });
+                        let _ = tasks.send(PeerEvent::Answer { conn, id, answer: answer.await });
                     });
                     return Ok(());
                 }
@@ -211,7 +210,7 @@ fn handle_request<H: HostService>(
             let identity = peer.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();
             tokio::spawn(async move {
                 let answer = host.handle_remote(identity, request, payload).await;
-                let _ = tasks.send(PeerEvent::Frame { conn, frame: answer_frame(id, &answer) });
+                let _ = tasks.send(PeerEvent::Answer { conn, id, answer });
                 drop(permit);
             });
         }
@@ -248,8 +247,8 @@ fn type_into_session<H: HostService>(
 }
 
 /// Serve a stream request (`attach`, `logs`, the watches, file listings, reads and archives)
-/// with the daemon's own stream code: its frames are
-/// turned into permit-gated output (so the window bounds what is in flight) and a deferred `eof`.
+/// with the daemon's own stream code: its items are turned into permit-gated output (so the
+/// window bounds what is in flight) and a deferred `eof`.
 fn serve_stream<H: HostService>(
     host: &Arc<H>,
     conn: u64,
@@ -261,24 +260,23 @@ fn serve_stream<H: HostService>(
     let stream = id as u32;
     let permits = Arc::new(Semaphore::new(WINDOW_BYTES));
     peer.backlogs.insert(stream, Backlog::new(permits.clone()));
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(STREAM_TASK_FRAMES);
-    let task = tokio::spawn(host.clone().open_stream(request, id, stream, frames_tx));
+    let (items_tx, mut items_rx) = mpsc::channel::<StreamItem>(STREAM_TASK_FRAMES);
+    let task = tokio::spawn(host.clone().open_stream(request, id, stream, items_tx));
     peer.streams.insert(stream, task.abort_handle());
     let tasks = tasks.clone();
     tokio::spawn(async move {
-        while let Some(frame) = frames_rx.recv().await {
-            let event = match frame.header {
-                Header::Cmd { .. } => PeerEvent::Frame { conn, frame },
-                Header::Data { stream, seq } => {
-                    match permits.acquire_many(frame.payload.len() as u32).await {
+        while let Some(item) = items_rx.recv().await {
+            let event = match item {
+                StreamItem::Answer { id, answer } => PeerEvent::Answer { conn, id, answer },
+                StreamItem::Data { stream, seq, bytes } => {
+                    match permits.acquire_many(bytes.len() as u32).await {
                         Ok(permit) => permit.forget(),
                         Err(_) => return,
                     }
-                    PeerEvent::Output { conn, stream, seq, bytes: frame.payload }
+                    PeerEvent::Output { conn, stream, seq, bytes }
                 }
-                Header::Control(Control::Skip { stream, from, to }) => PeerEvent::StreamSkip { conn, stream, from, to },
-                Header::Control(Control::Eof { stream, end }) => PeerEvent::StreamEnd { conn, stream, end },
-                _ => continue,
+                StreamItem::Skip { stream, from, to } => PeerEvent::StreamSkip { conn, stream, from, to },
+                StreamItem::Eof { stream, end } => PeerEvent::StreamEnd { conn, stream, end },
             };
             let _ = tasks.send(event);
         }
