@@ -133,7 +133,7 @@ fn set_files(daemon: &Daemon, enabled: bool, root: Option<String>) -> Answer {
     }
 }
 
-/// Serve a stream request: its answer and then its frames go to `tx`, on stream `stream`.
+/// Serve a stream request: its answer and then its items go to `tx`, on stream `stream`.
 pub async fn open_stream(daemon: &Daemon, request: Request, id: u64, stream: u32, tx: StreamTx) {
     match request {
         Request::Fs(request) => daemon.files.open_stream(request, id, stream, tx).await,
