@@ -104,6 +104,11 @@ impl Drop for Scratch {
     }
 }
 
+/// A finished command's stderr, as text (for assertion messages).
+pub fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A marker unlikely to appear by chance, for "did exactly this text arrive" checks.
 pub fn marker(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

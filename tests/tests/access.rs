@@ -13,10 +13,6 @@ fn scratch() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
 }
 
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// `tether invites ls --json` on the host.
 fn invites(host: &Agent) -> Vec<Value> {
     let listed: Value = serde_json::from_str(&host.ok(&["invites", "ls", "--json"])).expect("invites ls --json");
@@ -58,7 +54,11 @@ fn an_ephemeral_invite_ends_with_its_command_and_stops_what_it_started() {
     assert_ne!(ended["status"], "running");
     assert_eq!(host.info(&own)["status"], "running", "the host's own session is not the share's");
     let out = client.run(&["ls", "-H", &invite]);
-    assert!(!out.status.success() && stderr_of(&out).contains("unknown or revoked invite"), "{}", stderr_of(&out));
+    assert!(
+        !out.status.success() && tether_tests::stderr_of(&out).contains("unknown or revoked invite"),
+        "{}",
+        tether_tests::stderr_of(&out)
+    );
     assert!(invites(&host).iter().all(|e| e["ephemeral"] == false));
 }
 
@@ -97,12 +97,16 @@ fn revoking_an_invite_closes_its_live_connections_at_once() {
     attached.wait_for("access revoked");
 
     let out = client.run(&["ls", "-H", &invite]);
-    assert!(stderr_of(&out).contains("unknown or revoked invite"), "{}", stderr_of(&out));
+    assert!(tether_tests::stderr_of(&out).contains("unknown or revoked invite"), "{}", tether_tests::stderr_of(&out));
     // Another invite is untouched.
     let out = client.run(&["ls", "-H", &other]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&shell), "{}", stderr_of(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&shell), "{}", tether_tests::stderr_of(&out));
     let out = host.run(&["invites", "rm", "invite-nonesuch"]);
-    assert!(!out.status.success() && stderr_of(&out).contains("no invite"), "{}", stderr_of(&out));
+    assert!(
+        !out.status.success() && tether_tests::stderr_of(&out).contains("no invite"),
+        "{}",
+        tether_tests::stderr_of(&out)
+    );
 }
 
 #[test]
@@ -122,7 +126,11 @@ fn the_host_password_reaches_the_host_by_its_address() {
         child.wait_with_output().expect("passwd output")
     };
     let short = passwd("short\n");
-    assert!(!short.status.success() && stderr_of(&short).contains("at least 8"), "{}", stderr_of(&short));
+    assert!(
+        !short.status.success() && tether_tests::stderr_of(&short).contains("at least 8"),
+        "{}",
+        tether_tests::stderr_of(&short)
+    );
     assert!(passwd("correct horse battery staple\n").status.success());
 
     let client = Agent::new(scratch());
@@ -137,7 +145,11 @@ fn the_host_password_reaches_the_host_by_its_address() {
     });
     assert!(listed.contains(&own), "{listed}");
     let wrong = with_password("incorrect horse");
-    assert!(!wrong.status.success() && stderr_of(&wrong).contains("authentication failed"), "{}", stderr_of(&wrong));
+    assert!(
+        !wrong.status.success() && tether_tests::stderr_of(&wrong).contains("authentication failed"),
+        "{}",
+        tether_tests::stderr_of(&wrong)
+    );
     // The password is stored as a verifier only.
     let database = std::fs::read(host.state.join("sessions.sqlite3")).expect("database");
     assert!(!database.windows(5).any(|w| w == b"horse"), "the password is in the database");
@@ -146,7 +158,7 @@ fn the_host_password_reaches_the_host_by_its_address() {
     // (Retried: the wrong password above makes the host hold off new attempts for a moment.)
     wait_until(agent::WAIT, "a later client to be told there is no password", || {
         let out = with_password("correct horse battery staple");
-        (!out.status.success() && stderr_of(&out).contains("no credential \"password\"")).then_some(())
+        (!out.status.success() && tether_tests::stderr_of(&out).contains("no credential \"password\"")).then_some(())
     });
 }
 
@@ -205,5 +217,5 @@ fn pairing_with_a_relay_that_is_down_says_so() {
     let host = Agent::new(scratch());
     let out = host.run(&["pair", "--relay", &format!("http://127.0.0.1:{port}")]);
     assert!(out.status.success(), "the invite is still issued: the agent keeps trying");
-    assert!(stderr_of(&out).contains("cannot reach this host yet"), "{}", stderr_of(&out));
+    assert!(tether_tests::stderr_of(&out).contains("cannot reach this host yet"), "{}", tether_tests::stderr_of(&out));
 }

@@ -42,10 +42,6 @@ fn sha256(path: &Path) -> String {
     sha256_of(&std::fs::read(path).expect("read for its digest"))
 }
 
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn at(invite: &str, path: &Path) -> String {
     format!("{invite}:{}", path.display())
 }
@@ -76,7 +72,7 @@ fn cp_moves_files_and_trees_both_ways_byte_exact_through_the_relay() {
     let tree =
         client.run(&["cp", "-r", &here.join("tree").display().to_string(), &format!("{}/", at(&invite, &there))]);
     assert!(!tree.status.success(), "a file left behind must fail the copy");
-    assert!(stderr_of(&tree).contains("name not valid UTF-8"), "{}", stderr_of(&tree));
+    assert!(tether_tests::stderr_of(&tree).contains("name not valid UTF-8"), "{}", tether_tests::stderr_of(&tree));
     assert_eq!(std::fs::read_to_string(there.join("tree/inner/a.txt")).expect("tree file"), "a\n");
     assert_eq!(std::fs::metadata(there.join("tree/empty")).expect("empty file").len(), 0);
     assert!(there.join("tree/empty-dir").is_dir());
@@ -108,7 +104,11 @@ fn cp_moves_files_and_trees_both_ways_byte_exact_through_the_relay() {
 
     let missing = client.run(&["cp", &at(&invite, &there.join("nope")), &back.display().to_string()]);
     assert!(!missing.status.success());
-    assert!(stderr_of(&missing).contains("no such file or directory"), "{}", stderr_of(&missing));
+    assert!(
+        tether_tests::stderr_of(&missing).contains("no such file or directory"),
+        "{}",
+        tether_tests::stderr_of(&missing)
+    );
 }
 
 /// `tether cp ARGS` with its stderr in the collected output (to see what it says about a cut).
@@ -183,7 +183,7 @@ fn an_upload_the_host_got_wrong_is_refused_and_nothing_is_committed() {
     std::fs::write(there.join("f.bin"), "the old contents").expect("write");
     let out = client.run(&["cp", &here.join("f.bin").display().to_string(), &at(&invite, &there.join("f.bin"))]);
     assert!(!out.status.success(), "a corrupted upload passed");
-    assert!(stderr_of(&out).contains("corrupted"), "{}", stderr_of(&out));
+    assert!(tether_tests::stderr_of(&out).contains("corrupted"), "{}", tether_tests::stderr_of(&out));
     assert_eq!(std::fs::read_to_string(there.join("f.bin")).expect("old file"), "the old contents");
     assert!(partial_in(&there, ".tether-upload").is_none(), "the bad bytes were not kept");
 }
@@ -212,10 +212,14 @@ fn a_files_root_keeps_the_service_inside_it_and_no_files_turns_it_off() {
     {
         let out = client.run(&["cp", &format!("{invite}:{escape}"), &outside.join("copy").display().to_string()]);
         assert!(!out.status.success(), "{escape} was read");
-        assert!(stderr_of(&out).contains("outside the files root"), "{escape}: {}", stderr_of(&out));
+        assert!(
+            tether_tests::stderr_of(&out).contains("outside the files root"),
+            "{escape}: {}",
+            tether_tests::stderr_of(&out)
+        );
     }
     let out = client.run(&["cp", &root.join("mine.txt").display().to_string(), &format!("{invite}:way-out/planted")]);
-    assert!(stderr_of(&out).contains("outside the files root"), "{}", stderr_of(&out));
+    assert!(tether_tests::stderr_of(&out).contains("outside the files root"), "{}", tether_tests::stderr_of(&out));
     assert!(!outside.join("planted").exists() && !outside.join("copy").exists());
 
     // The root outlives a restart.
@@ -225,12 +229,16 @@ fn a_files_root_keeps_the_service_inside_it_and_no_files_turns_it_off() {
         client.run(&["ls", "-H", &invite]).status.success().then_some(())
     });
     let out = client.run(&["fs", "ls", &format!("{invite}:../")]);
-    assert!(stderr_of(&out).contains("outside the files root"), "after a restart: {}", stderr_of(&out));
+    assert!(
+        tether_tests::stderr_of(&out).contains("outside the files root"),
+        "after a restart: {}",
+        tether_tests::stderr_of(&out)
+    );
 
     // Turned off, it says so.
     host.ok(&["pair", "--relay", relay_url, "--no-files"]);
     let out = client.run(&["fs", "ls", &format!("{invite}:")]);
-    assert!(stderr_of(&out).contains("turned off"), "{}", stderr_of(&out));
+    assert!(tether_tests::stderr_of(&out).contains("turned off"), "{}", tether_tests::stderr_of(&out));
 }
 
 #[test]
@@ -241,10 +249,10 @@ fn fs_commands_say_what_went_wrong_and_rm_can_be_undone() {
     host.ok(&["fs", "mkdir", "-p", &local("a/b/c")]);
     assert!(place.join("a/b/c").is_dir());
     let again = host.run(&["fs", "mkdir", &local("a")]);
-    assert!(stderr_of(&again).contains("already exists"), "{}", stderr_of(&again));
+    assert!(tether_tests::stderr_of(&again).contains("already exists"), "{}", tether_tests::stderr_of(&again));
     std::fs::write(place.join("a/file"), "keep me").expect("write");
     let not_dir = host.run(&["fs", "ls", &local("a/file/x")]);
-    assert!(stderr_of(&not_dir).contains("not a directory"), "{}", stderr_of(&not_dir));
+    assert!(tether_tests::stderr_of(&not_dir).contains("not a directory"), "{}", tether_tests::stderr_of(&not_dir));
     host.ok(&["fs", "chmod", "600", &local("a/file")]);
     let stat: serde_json::Value =
         serde_json::from_str(&host.ok(&["fs", "stat", "--json", &local("a/file")])).expect("json");
@@ -259,7 +267,7 @@ fn fs_commands_say_what_went_wrong_and_rm_can_be_undone() {
     let removed = host.run(&["fs", "rm", &local("a/moved")]);
     assert!(removed.status.success());
     assert!(!place.join("a/moved").exists());
-    let said = stderr_of(&removed);
+    let said = tether_tests::stderr_of(&removed);
     let trash_id = said.split_whitespace().last().expect("trash id").to_owned();
     host.ok(&["fs", "restore", "local", &trash_id]);
     assert_eq!(std::fs::read_to_string(place.join("a/moved")).expect("restored"), "keep me");

@@ -16,15 +16,7 @@ fn scratch() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
 }
 
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn paired() -> (Relay, Agent, String, Agent) {
-    agent::paired(scratch())
-}
-
-// 14. Every byte of output, exactly once — or a clear word about the ones the host lost.
+// Every byte of output, exactly once — or a clear word about the ones the host lost.
 
 #[test]
 fn output_the_log_could_not_keep_is_reported_never_misread_or_stalled_on() {
@@ -52,14 +44,18 @@ fn output_the_log_could_not_keep_is_reported_never_misread_or_stalled_on() {
     let out = agent.run(&["logs", &session]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "a log with a hole passed as whole");
-    assert!(stderr_of(&out).contains("output lost on the host"), "{}", stderr_of(&out));
+    assert!(tether_tests::stderr_of(&out).contains("output lost on the host"), "{}", tether_tests::stderr_of(&out));
     assert!(text.contains("bytes of output are missing here"), "no note of the gap");
     assert!(text.contains("END-OF-OUTPUT"), "output after the gap is missing");
     assert!(text.starts_with("xxxx"), "the start of the log is missing");
     // Ended: what the log could not keep is gone, and said to be.
     agent.ok(&["stop", &session, "--grace", "0s"]);
     let out = agent.run(&["logs", &session]);
-    assert!(!out.status.success() && stderr_of(&out).contains("output lost on the host"), "{}", stderr_of(&out));
+    assert!(
+        !out.status.success() && tether_tests::stderr_of(&out).contains("output lost on the host"),
+        "{}",
+        tether_tests::stderr_of(&out)
+    );
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
@@ -109,7 +105,7 @@ fn output_ending_inside_an_escape_sequence_is_kept() {
     assert!(raw.contains("tail\u{1b}["), "{raw:?}");
 }
 
-// 10 and 11. No request hangs; sizes agree end to end.
+// No request hangs; sizes agree end to end.
 
 /// Make `count` sessions (failed starts: no processes) through an authenticated raw client,
 /// titled `title`.
@@ -143,13 +139,13 @@ fn run_within(command: std::process::Command, what: &str) -> std::process::Outpu
 
 #[test]
 fn ls_of_a_thousand_sessions_works_and_too_much_is_a_clear_error() {
-    let (_relay, host, invite, client) = paired();
+    let (_relay, host, invite, client) = agent::paired(scratch());
     make_sessions(&invite, 1000, "short");
     for (args, what) in [(vec!["ls", "--json"], "ls"), (vec!["ls", "--json", "-H", &invite], "ls -H")] {
         let mut command = if args.contains(&"-H") { client.command() } else { host.command() };
         command.args(&args);
         let out = run_within(command, what);
-        assert!(out.status.success(), "{what}: {}", stderr_of(&out));
+        assert!(out.status.success(), "{what}: {}", tether_tests::stderr_of(&out));
         let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         assert_eq!(listed.as_array().map(Vec::len), Some(1000), "{what}");
     }
@@ -158,7 +154,11 @@ fn ls_of_a_thousand_sessions_works_and_too_much_is_a_clear_error() {
     let mut command = client.command();
     command.args(["ls", "-H", &invite]);
     let out = run_within(command, "a too-big ls");
-    assert!(!out.status.success() && stderr_of(&out).contains("ask for less"), "{}", stderr_of(&out));
+    assert!(
+        !out.status.success() && tether_tests::stderr_of(&out).contains("ask for less"),
+        "{}",
+        tether_tests::stderr_of(&out)
+    );
     let mut command = host.command();
     command.args(["ls", "--limit", "5"]);
     assert!(run_within(command, "ls --limit").status.success());
@@ -166,7 +166,7 @@ fn ls_of_a_thousand_sessions_works_and_too_much_is_a_clear_error() {
 
 #[test]
 fn send_of_8_mib_from_stdin_reaches_the_program_whole() {
-    let (_relay, host, invite, client) = paired();
+    let (_relay, host, invite, client) = agent::paired(scratch());
     // Lines shorter than the terminal's line limit, 8 MiB in all.
     let line = format!("{}\n", "0123456789abcdef".repeat(15));
     let text = line.repeat((8 << 20) / line.len());
@@ -200,7 +200,7 @@ fn send_of_8_mib_from_stdin_reaches_the_program_whole() {
     }
 }
 
-// 15. No flow-control deadlock.
+// No flow-control deadlock.
 
 /// Generous bound for 50 MB through a debug build, a relay and a PTY.
 const FLOOD_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
@@ -213,7 +213,7 @@ const PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[test]
 fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
-    let (_relay, host, invite, client) = paired();
+    let (_relay, host, invite, client) = agent::paired(scratch());
     for (who, remote) in [("local", false), ("-H", true)] {
         // Once started, a flood to the terminal while everything typed is read into a file (raw:
         // no line limit). (`read` in the foreground: a background job's stdin is /dev/null.)
@@ -290,7 +290,7 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
     }
 }
 
-// 12. The CLI runs the connection's timers, and a lost link is made again.
+// The CLI runs the connection's timers, and a lost link is made again.
 
 /// `attach -H` to `shell` on a PTY, once a command typed into it has echoed.
 fn attached_and_typing(client: &Agent, invite: &str, shell: &str) -> PtyClient {
@@ -302,7 +302,7 @@ fn attached_and_typing(client: &Agent, invite: &str, shell: &str) -> PtyClient {
 
 #[test]
 fn attach_and_logs_follow_resume_after_the_relay_restarts() {
-    let (relay, host, invite, client) = paired();
+    let (relay, host, invite, client) = agent::paired(scratch());
     let address = relay.address();
     let shell = host.start_shell();
     let mut attached = attached_and_typing(&client, &invite, &shell);
@@ -339,7 +339,7 @@ fn attach_and_logs_follow_resume_after_the_relay_restarts() {
 
 #[test]
 fn attach_notices_a_link_gone_silent_and_comes_back_when_it_speaks_again() {
-    let (relay, host, invite, client) = paired();
+    let (relay, host, invite, client) = agent::paired(scratch());
     // The relay as the only path (`pair --no-webrtc`): a data channel beside it would carry the
     // session on through the relay's silence, as it should.
     host.ok(&["pair", "--relay", relay.url.trim_end_matches('/'), "--no-webrtc", "--json"]);

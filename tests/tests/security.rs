@@ -13,10 +13,6 @@ fn scratch() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
 }
 
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn paired() -> (Relay, Agent, String, Agent) {
     agent::paired(scratch())
 }
@@ -29,7 +25,7 @@ fn set_password(host: &Agent, password: &str) {
     use std::io::Write;
     child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("password");
     let out = child.wait_with_output().expect("passwd ran");
-    assert!(out.status.success(), "passwd: {}", stderr_of(&out));
+    assert!(out.status.success(), "passwd: {}", tether_tests::stderr_of(&out));
 }
 
 /// `tether ls -H ADDRESS` with `password` in the environment.
@@ -128,7 +124,7 @@ fn abandoned_handshakes_do_not_lock_the_owner_out() {
         stranger.drop_socket();
     }
     let out = owner.run(&["ls", "-H", &invite]);
-    assert!(out.status.success(), "the owner is locked out: {}", stderr_of(&out));
+    assert!(out.status.success(), "the owner is locked out: {}", tether_tests::stderr_of(&out));
 }
 
 #[test]
@@ -138,14 +134,22 @@ fn wrong_passwords_slow_guessing_but_the_right_one_and_invites_still_get_in() {
     let address = address_of(&invite);
     for _ in 0..5 {
         let out = ls_with_password(&client, &address, "a wrong guess");
-        assert!(stderr_of(&out).contains("wrong secret or password"), "{}", stderr_of(&out));
+        assert!(
+            tether_tests::stderr_of(&out).contains("wrong secret or password"),
+            "{}",
+            tether_tests::stderr_of(&out)
+        );
     }
     // While the password is being guessed at, an invite is not held up at all...
     let out = client.run(&["ls", "-H", &invite]);
-    assert!(out.status.success(), "an invite is refused while the password is throttled: {}", stderr_of(&out));
+    assert!(
+        out.status.success(),
+        "an invite is refused while the password is throttled: {}",
+        tether_tests::stderr_of(&out)
+    );
     // ...and the right password gets in on its first try: slowed, never refused.
     let out = ls_with_password(&client, &address, "the right password");
-    assert!(out.status.success(), "the owner is refused: {}", stderr_of(&out));
+    assert!(out.status.success(), "the owner is refused: {}", tether_tests::stderr_of(&out));
 }
 
 // 3. No parallel guesses.
@@ -290,7 +294,7 @@ fn sequence_numbers_at_the_end_of_u64_cost_the_sender_its_connection_and_nobody_
     let mut ls = client.command();
     ls.args(["ls", "-H", &invite]);
     let listed = run_within(ls, "ls -H after the attack");
-    assert!(listed.status.success(), "ls -H failed after the attack: {}", stderr_of(&listed));
+    assert!(listed.status.success(), "ls -H failed after the attack: {}", tether_tests::stderr_of(&listed));
 }
 
 #[test]
