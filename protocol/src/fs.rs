@@ -261,6 +261,39 @@ pub fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// Whether `name` is what a host may call an entry: one normal path component — not empty, not
+/// `.` or `..`, no `/` and no NUL. A client never takes a name from a host that fails this (a
+/// hostile host would name `../../.ssh/authorized_keys`); see `check_listing` for whole listings.
+pub fn check_name(name: &str) -> Result<(), String> {
+    match name {
+        "" => Err("an empty name".into()),
+        "." | ".." => Err(format!("the name {name:?}")),
+        _ if name.contains('/') => Err(format!("{name:?} is not one name (it has a /)")),
+        _ if name.contains('\0') => Err(format!("{name:?} has a NUL in it")),
+        _ => Ok(()),
+    }
+}
+
+/// The entries of one listing a client may take: those named by `check_name`, each name once.
+/// What is left out comes back apart, each with why, for the client to say.
+pub fn check_listing(entries: Vec<Entry>) -> (Vec<Entry>, Vec<(String, String)>) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut kept, mut refused) = (Vec::with_capacity(entries.len()), Vec::new());
+    for entry in entries {
+        if let Err(why) = check_name(&entry.name) {
+            refused.push((entry.name, why));
+        } else if !seen.insert(entry.name.clone()) {
+            let why = "named twice in one listing".to_owned();
+            refused.push((entry.name, why));
+        } else {
+            kept.push(entry);
+        }
+    }
+    // A name listed twice is refused both times: which of the two is real cannot be told.
+    kept.retain(|e| !refused.iter().any(|(name, _)| name == &e.name));
+    (kept, refused)
+}
+
 /// The directory `path` is in (`/` for the root and what is right under it).
 pub fn parent(path: &str) -> String {
     match path.trim_end_matches('/').rsplit_once('/') {
@@ -272,6 +305,40 @@ pub fn parent(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn named(name: &str) -> Entry {
+        Entry {
+            name: name.into(),
+            raw_name: None,
+            kind: Kind::File,
+            size: 0,
+            mode: 0o644,
+            owner: String::new(),
+            group: String::new(),
+            mtime_ms: 0,
+            target: None,
+            target_kind: None,
+        }
+    }
+
+    #[test]
+    fn a_host_may_name_only_single_normal_components() {
+        for good in ["a", ".profile", "a b", "..a", "…", "a\\b"] {
+            assert_eq!(check_name(good), Ok(()), "{good:?}");
+        }
+        for bad in ["", ".", "..", "/", "/etc/passwd", "../x", "a/b", "a/", "a\0b"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_listing_keeps_good_names_once_and_says_what_it_left_out() {
+        let listing = ["ok", "../up", "twice", "/abs", "twice", "fine"].map(named).to_vec();
+        let (kept, refused) = check_listing(listing);
+        assert_eq!(kept.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["ok", "fine"]);
+        let names: Vec<&str> = refused.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["../up", "/abs", "twice"]);
+    }
 
     #[test]
     fn paths_join_with_one_slash_and_climb_to_the_root() {

@@ -9,6 +9,7 @@
 //! - The selection only ever names entries that are listed: a re-listing of the same directory
 //!   keeps what is still there, a listing of another directory starts with none.
 //! - The cursor is an index into `rows()`, or 0 when there are none.
+//! - Entries come in checked (`fs::check_listing`): each name one path component, listed once.
 
 use std::collections::HashSet;
 use std::rc::Rc;

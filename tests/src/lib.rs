@@ -6,6 +6,7 @@
 //!   failing test leaves no relay or Chromium behind.
 
 pub mod agent;
+pub mod hostile;
 pub mod http;
 pub mod latency;
 pub mod netns;

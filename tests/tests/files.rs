@@ -287,3 +287,118 @@ fn fs_commands_say_what_went_wrong_and_rm_can_be_undone() {
     assert_eq!(entry["raw_name"], "636166e92e747874");
     assert!(odd.exists());
 }
+
+#[test]
+fn a_hostile_host_cannot_make_cp_write_outside_where_it_was_asked() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tether_protocol::api::{Request, Response};
+    use tether_protocol::fs::{encode_page, Entry, FsRequest, FsResponse, Kind};
+    use tether_tests::hostile::{FakeHost, Reply};
+
+    let root = dir("hostile-cp");
+    let (inside, outside) = (root.join("inside"), root.join("outside"));
+    for d in [&inside, &outside] {
+        std::fs::create_dir(d).expect("dir");
+    }
+    for name in ["victim", "victim2"] {
+        std::fs::write(outside.join(name), "safe").expect("a file outside");
+    }
+    // Already here before the copy: links from inside DST to outside it.
+    std::os::unix::fs::symlink(&outside, inside.join("tree2")).expect("link");
+    std::os::unix::fs::symlink(outside.join("victim2"), inside.join(".h.tether-download")).expect("link");
+
+    let entry = |name: &str, kind: Kind, target: Option<String>| Entry {
+        name: name.to_owned(),
+        raw_name: None,
+        kind,
+        size: 5,
+        mode: 0o644,
+        owner: "x".into(),
+        group: "x".into(),
+        mtime_ms: 0,
+        target,
+        target_kind: None,
+    };
+    let absolute = outside.join("abs").display().to_string();
+    let outside_text = outside.display().to_string();
+    let dup_stats = AtomicUsize::new(0);
+    let relay = Relay::start();
+    let host = FakeHost::start(&relay, move |request, stream| {
+        let answer = |response| Reply::Answer(Response::Fs(response));
+        let listing = |path: &str, entries: Vec<Entry>| {
+            let page = encode_page(&entries);
+            vec![answer(FsResponse::Listing { path: path.to_owned(), stream }), Reply::Data(page), Reply::Eof]
+        };
+        let stat = |entry| vec![answer(FsResponse::Entry { entry })];
+        match request {
+            Request::Fs(FsRequest::Stat { path }) => match path.as_str() {
+                // The names a host answers with: never what the copy is called.
+                "evil" | "h" => stat(entry("../escaped", Kind::File, None)),
+                "tree" => stat(entry("../outside", Kind::Dir, None)),
+                "tree2" => stat(entry("tree2", Kind::Dir, None)),
+                // A link to outside first, then a directory of the same name.
+                "tree/dup" if dup_stats.fetch_add(1, Ordering::SeqCst) == 0 => {
+                    stat(entry("dup", Kind::Symlink, Some(outside_text.clone())))
+                }
+                "tree/dup" => stat(entry("dup", Kind::Dir, None)),
+                other => stat(entry(other.rsplit('/').next().unwrap_or(other), Kind::File, None)),
+            },
+            Request::Fs(FsRequest::List { path }) => match path.as_str() {
+                "tree" => listing(
+                    path,
+                    vec![
+                        entry("victim", Kind::File, None),
+                        entry("../up", Kind::File, None),
+                        entry(&absolute, Kind::File, None),
+                        entry("dup", Kind::Symlink, Some(outside_text.clone())),
+                        entry("dup", Kind::Dir, None),
+                        entry("fine", Kind::File, None),
+                    ],
+                ),
+                _ => listing(path, vec![entry("victim", Kind::File, None)]),
+            },
+            Request::Fs(FsRequest::Read { path, .. }) => vec![
+                answer(FsResponse::Reading { path: path.clone(), size: 5, mtime_ms: 0, offset: 0, stream }),
+                Reply::Data(b"owned".to_vec()),
+                Reply::Eof,
+            ],
+            _ => vec![Reply::Answer(Response::Ok)],
+        }
+    });
+    let client = Agent::new(scratch());
+    let into = format!("{}/", inside.display());
+    let cp = |args: &[&str], refuses: bool| {
+        let out = client.run(args);
+        let said = tether_tests::stderr_of(&out);
+        assert_eq!(out.status.success(), !refuses, "cp {args:?}: refuses {refuses}\n{said}");
+        said
+    };
+    let said = [
+        // Named by the host "../escaped": the copy is called "evil", as asked.
+        cp(&["cp", &format!("{}:evil", host.invite), &into], false),
+        // "../outside" for the top; "../up", an absolute name, a link then a directory "dup".
+        cp(&["cp", "-r", &format!("{}:tree", host.invite), &into], true),
+        // A link to outside already where the directory would go.
+        cp(&["cp", "-r", &format!("{}:tree2", host.invite), &into], true),
+        // A link to outside already where the partial download goes.
+        cp(&["cp", &format!("{}:h", host.invite), &into], true),
+    ]
+    .join("\n");
+
+    // Outside DST nothing changed, and nothing was made beside it.
+    let mut left: Vec<_> = std::fs::read_dir(&outside).expect("outside").flatten().map(|e| e.file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["victim", "victim2"], "files appeared outside DST\n{said}");
+    for name in ["victim", "victim2"] {
+        let text = std::fs::read_to_string(outside.join(name)).expect("outside file");
+        assert_eq!(text, "safe", "{name} outside DST was written through\n{said}");
+    }
+    assert!(!root.join("escaped").exists() && !root.join("up").exists(), "written beside DST\n{said}");
+    // The copies are named after what was asked for, and what the host named well arrived.
+    assert_eq!(std::fs::read_to_string(inside.join("evil")).ok().as_deref(), Some("owned"), "{said}");
+    for name in ["victim", "fine"] {
+        assert_eq!(std::fs::read_to_string(inside.join("tree").join(name)).ok().as_deref(), Some("owned"), "{said}");
+    }
+    assert!(!inside.join("tree").join("dup").exists(), "a name listed twice is refused\n{said}");
+    assert!(said.contains("refused from the host"), "{said}");
+}

@@ -138,8 +138,11 @@ pub fn files_pane(props: &Props) -> Html {
                     }
                     match listed {
                         Ok((resolved, entries)) => {
+                            // Only names that are one path component, each once: a host that
+                            // lists `../x` or `/etc/x` never gets them opened, saved or sent to.
+                            let (entries, refused) = fs::check_listing(entries);
                             shown.dispatch(Change::Listed(resolved, entries));
-                            error.set(None);
+                            error.set((!refused.is_empty()).then(|| left_out(&refused)));
                         }
                         Err(message) => error.set(Some(message)),
                     }
@@ -406,6 +409,14 @@ pub fn files_pane(props: &Props) -> Html {
             <Transfers transfers={(*transfers).clone()} />
         </div>
     }
+}
+
+/// What the page says about names a listing had that it left out.
+fn left_out(refused: &[(String, String)]) -> String {
+    let names: Vec<String> = refused.iter().take(3).map(|(name, why)| format!("{name:?} ({why})")).collect();
+    let more = refused.len().saturating_sub(names.len());
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    format!("The host listed names that are not shown: {}{more}", names.join(", "))
 }
 
 /// A directory's entries (every page), and its path as the host resolved it.

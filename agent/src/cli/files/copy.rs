@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -17,6 +18,7 @@ use tether_protocol::file::FILE_CHUNK_BYTES;
 use tether_protocol::fs::{self, FsRequest, FsResponse, Kind, MAX_CHUNK_BYTES};
 use tether_protocol::transfer::{self, Download, Upload};
 
+use super::local_dir::LocalDir;
 use super::{call_fs, list, resolve, Location};
 use crate::cli::hosts::dial;
 use crate::cli::progress::Progress;
@@ -43,7 +45,7 @@ pub async fn cp(
                 let to = into_dir(path, &from.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
                 copy.upload(host, &from, &to).await;
             }
-            (Location::Host { host, path: from }, Location::Here(to)) => copy.download(&host, &from, to, true).await,
+            (Location::Host { host, path: from }, Location::Here(to)) => copy.download(&host, &from, to).await,
             _ => copy.failed(source, "one side of cp must be on a host (HOST:PATH) and the other here"),
         }
     }
@@ -166,23 +168,44 @@ impl Copier<'_> {
         call_fs(&*self.agent(host).await?, request, Vec::new()).await
     }
 
-    /// `top`: the path as given (a DST that is a directory takes the entry's name).
-    async fn download(&self, host: &str, from: &str, to: &Path, top: bool) {
+    /// `cp HOST:FROM TO`: TO names the copy, or is a directory to copy into, and then the copy
+    /// is named after the last part of FROM as the user wrote it — never after the host's answer.
+    async fn download(&self, host: &str, from: &str, to: &Path) {
+        let shown = format!("{host}:{from}");
+        let (dir, name) = if to.is_dir() {
+            match last_name(from) {
+                Some(name) => (to.to_path_buf(), name),
+                None => return self.failed(&shown, "name the copy (DST/NAME)"),
+            }
+        } else {
+            let parent = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            match to.file_name().and_then(|n| n.to_str()) {
+                Some(name) => (parent.to_path_buf(), name.to_owned()),
+                None => return self.failed(&to.display().to_string(), "not a name this machine can use here"),
+            }
+        };
+        match LocalDir::open(&dir) {
+            Ok(dir) => self.download_into(host, from, &dir, &name, true).await,
+            Err(e) => self.failed(&dir.display().to_string(), &e.to_string()),
+        }
+    }
+
+    /// Copy `from` to `name` in `dir`. Only `top` (what the user named) may be a link followed on
+    /// the host; below it, links are made as links, directories are entered only when they are
+    /// directories here too (never a link in their place), and names come from a checked listing.
+    async fn download_into(&self, host: &str, from: &str, dir: &LocalDir, name: &str, top: bool) {
         let shown = format!("{host}:{from}");
         let entry = match self.one_call(host, FsRequest::Stat { path: from.to_owned() }).await {
             Ok(FsResponse::Entry { entry }) => entry,
             Ok(_) => return self.failed(&shown, "unexpected answer to stat"),
             Err(e) => return self.failed(&shown, &e),
         };
-        if entry.raw_name.is_some() {
-            return self.failed(&shown, "name not valid UTF-8; not copied");
-        }
-        let to = if top && to.is_dir() { to.join(&entry.name) } else { to.to_path_buf() };
+        let here = dir.shown(name);
         match (entry.kind, &entry.target) {
             (Kind::Symlink, Some(target)) if !top || self.recursive => {
-                return match std::os::unix::fs::symlink(target, &to) {
-                    Ok(()) => self.copied(&shown, &to.display().to_string(), 0),
-                    Err(e) => self.failed(&shown, &e.to_string()),
+                return match dir.symlink(target, name) {
+                    Ok(()) => self.copied(&shown, &here, 0),
+                    Err(e) => self.failed(&here, &e.to_string()),
                 };
             }
             _ => {}
@@ -195,25 +218,29 @@ impl Copier<'_> {
                 Ok(agent) => list(&agent, from).await,
                 Err(e) => Err(e),
             };
-            let mut entries = match listed {
-                Ok(entries) => entries,
+            let (mut entries, refused) = match listed {
+                Ok(entries) => fs::check_listing(entries),
                 Err(e) => return self.failed(&shown, &e),
             };
-            if let Err(e) = std::fs::create_dir_all(&to) {
-                return self.failed(&to.display().to_string(), &e.to_string());
+            for (bad, why) in refused {
+                self.failed(&format!("{shown}: {}", printable(&bad)), &format!("refused from the host: {why}"));
             }
+            let sub = match dir.subdir(name) {
+                Ok(sub) => sub,
+                Err(e) => return self.failed(&here, &e.to_string()),
+            };
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             for child in entries {
                 if child.raw_name.is_some() {
                     self.failed(&fs::join(&shown, &child.name), "name not valid UTF-8; not copied");
                     continue;
                 }
-                Box::pin(self.download(host, &fs::join(from, &child.name), &to.join(&child.name), false)).await;
+                Box::pin(self.download_into(host, &fs::join(from, &child.name), &sub, &child.name, false)).await;
             }
             return;
         }
-        match self.download_file(host, from, &to).await {
-            Ok(size) => self.copied(&shown, &to.display().to_string(), size),
+        match self.download_file(host, from, dir, name).await {
+            Ok(size) => self.copied(&shown, &here, size),
             Err(e) => self.failed(&shown, &e),
         }
     }
@@ -237,21 +264,20 @@ impl Copier<'_> {
         }
     }
 
-    /// Download one file into a temporary file beside `to`, going on from the bytes it has
-    /// after a lost link, then rename.
-    async fn download_file(&self, host: &str, from: &str, to: &Path) -> Result<u64, String> {
-        let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let partial = to.with_file_name(format!(".{name}.tether-download"));
+    /// Download one file into a partial file beside `name` (never through a link), going on
+    /// from the bytes it has after a lost link, then rename it to `name`.
+    async fn download_file(&self, host: &str, from: &str, dir: &LocalDir, name: &str) -> Result<u64, String> {
+        let partial = format!(".{name}.tether-download");
         let mut attempt = 0;
         loop {
-            let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+            let (file, have) = dir.append(&partial).map_err(|e| format!("{}: {e}", dir.shown(&partial)))?;
             let (got, lost) = match self.agent(host).await {
-                Ok(agent) => (receive_file(&agent, from, &partial, have).await, agent.link_lost()),
+                Ok(agent) => (receive_file(&agent, from, file, have, &dir.shown(&partial)).await, agent.link_lost()),
                 Err(e) => (Err(e), false),
             };
             match got {
                 Ok(size) => {
-                    std::fs::rename(&partial, to).map_err(|e| e.to_string())?;
+                    dir.rename(&partial, name).map_err(|e| e.to_string())?;
                     return Ok(size);
                 }
                 Err(e) if attempt < RECONNECTS && lost => {
@@ -259,12 +285,23 @@ impl Copier<'_> {
                     backoff(attempt, &e).await;
                 }
                 Err(e) => {
-                    let _ = std::fs::remove_file(&partial);
+                    let _ = dir.remove(&partial);
                     return Err(e);
                 }
             }
         }
     }
+}
+
+/// The last part of a host path as the user wrote it (`a/b/` → `b`), when it can name a copy.
+fn last_name(from: &str) -> Option<String> {
+    let name = from.trim_end_matches('/').rsplit('/').next()?;
+    fs::check_name(name).ok().map(|()| name.to_owned())
+}
+
+/// A host's text as it may be printed: control characters shown escaped.
+fn printable(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 /// A name for an upload the host can find again after a lost link: this file, its size and
@@ -323,12 +360,12 @@ async fn send_file(agent: &Agent, from: &Path, to: &str, upload: &str, size: u64
     Ok(())
 }
 
-async fn receive_file(agent: &Agent, from: &str, partial: &Path, have: u64) -> Result<u64, String> {
+/// The bytes of `from` after the `have` already in `file` (opened for appending); its size.
+async fn receive_file(agent: &Agent, from: &str, mut file: File, have: u64, partial: &str) -> Result<u64, String> {
     use std::io::Write;
     let mut plan = Download::resuming(have);
     let (answer, mut events) = agent.open_fs_stream(&Request::Fs(plan.request(from))).await?;
     let FsResponse::Reading { size, .. } = answer else { return Err("unexpected answer to read".into()) };
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(partial).map_err(|e| e.to_string())?;
     if let Err(e) = plan.started(size) {
         file.set_len(0).map_err(|e| e.to_string())?;
         return Err(format!("{from}: {e}"));
@@ -337,7 +374,7 @@ async fn receive_file(agent: &Agent, from: &str, partial: &Path, have: u64) -> R
     let ended = loop {
         match events.recv().await {
             Some(OutputEvent::Data { bytes }) => {
-                file.write_all(&bytes).map_err(|e| format!("{}: {e}", partial.display()))?;
+                file.write_all(&bytes).map_err(|e| format!("{partial}: {e}"))?;
                 progress.update(plan.received(bytes.len() as u64));
             }
             Some(OutputEvent::Eof) => break Ok(()),

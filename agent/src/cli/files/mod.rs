@@ -4,6 +4,7 @@
 //! daemon). Anything else is a path on this machine.
 
 mod copy;
+mod local_dir;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,0 +1,191 @@
+//! A host that lies: it registers with a real relay as any agent does, completes the real
+//! handshake with a real client holding its invite, and then answers requests from a script —
+//! so a test sees what the CLI (or the page) does with answers a compromised host would send.
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tether_protocol::api::{Request, Response};
+use tether_protocol::cmd::cmd_frame;
+use tether_protocol::connection::{Connection, Event, Input, Path};
+use tether_protocol::frame::{Control, Frame, FrameDecoder, Header, RelayMsg};
+use tether_protocol::handshake::{Credential, HandshakeEntropy, SALT_BYTES};
+use tether_protocol::identity::{base32, host_id, invite_identity, HOST_SECRET_BYTES};
+use tokio_tungstenite::tungstenite::stream::MaybeTlsStream;
+use tokio_tungstenite::tungstenite::{Message, WebSocket};
+
+/// How long one read may block before the stop flag is looked at again.
+const READ_POLL: Duration = Duration::from_millis(50);
+
+/// What the fake host does with one request: answer it, and send on its stream (the stream
+/// whose id is the request's, given to the script beside the request).
+pub enum Reply {
+    Answer(Response),
+    Data(Vec<u8>),
+    Eof,
+}
+
+type Script = Box<dyn Fn(&Request, u32) -> Vec<Reply> + Send>;
+
+/// A fake host on the relay; stops when dropped.
+pub struct FakeHost {
+    /// The invite a real client uses to reach it.
+    pub invite: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeHost {
+    /// Register with `relay` and serve every client by `script`.
+    pub fn start(relay: &crate::Relay, script: impl Fn(&Request, u32) -> Vec<Reply> + Send + 'static) -> FakeHost {
+        let secret = [42u8; HOST_SECRET_BYTES];
+        let id = host_id(&secret);
+        let invite_secret = base32(&[7u8; 20]);
+        let credential =
+            Credential::derive(&id, &invite_identity(&invite_secret), invite_secret.as_bytes(), [9; SALT_BYTES])
+                .expect("a credential");
+        let relay_url = relay.url.trim_end_matches('/').to_owned();
+        let url = tether_protocol::identity::relay_ws_url(&relay_url, "/ws/host").expect("relay url");
+        let (mut ws, _) = tokio_tungstenite::tungstenite::connect(url.as_str()).expect("websocket to the relay");
+        if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+            tcp.set_read_timeout(Some(READ_POLL)).expect("read timeout");
+        }
+        let register = RelayMsg::Register { host_id: id.clone(), proof: tether_protocol::hex::encode(&secret) };
+        send(&mut ws, Frame::relay(register, Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let serving = Serving { ws, host_id: id.clone(), credential, script: Box::new(script), peers: HashMap::new() };
+        let (stopping, registered) = (stop.clone(), Arc::new(AtomicBool::new(false)));
+        let seen = registered.clone();
+        let thread = std::thread::spawn(move || serving.run(&stopping, &seen));
+        crate::wait_until(Duration::from_secs(10), "the fake host to register", || {
+            registered.load(Ordering::SeqCst).then_some(())
+        });
+        FakeHost { invite: format!("{relay_url}/#{id}.{invite_secret}"), stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for FakeHost {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Serving {
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    host_id: String,
+    credential: Credential,
+    script: Script,
+    peers: HashMap<u64, Connection>,
+}
+
+impl Serving {
+    fn run(mut self, stop: &AtomicBool, registered: &AtomicBool) {
+        let mut decoder = FrameDecoder::new();
+        while !stop.load(Ordering::SeqCst) {
+            let bytes = match self.ws.read() {
+                Ok(Message::Binary(bytes)) => bytes,
+                Ok(Message::Close(_)) => return,
+                Ok(_) => continue,
+                Err(tokio_tungstenite::tungstenite::Error::Io(e))
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    continue
+                }
+                Err(_) => return,
+            };
+            if decoder.push(&bytes).is_err() {
+                return;
+            }
+            while let Ok(Some(frame)) = decoder.next_frame() {
+                let Header::Relay(msg) = frame.header else { continue };
+                match msg {
+                    RelayMsg::Registered => registered.store(true, Ordering::SeqCst),
+                    RelayMsg::Open { conn } => {
+                        let entropy = HandshakeEntropy::generate(|bytes: &mut [u8]| -> Result<(), ()> {
+                            bytes
+                                .iter_mut()
+                                .enumerate()
+                                .for_each(|(i, b)| *b = (i as u8).wrapping_mul(31) ^ conn as u8);
+                            Ok(())
+                        })
+                        .expect("entropy");
+                        self.peers.insert(conn, Connection::host(&self.host_id, entropy, 0));
+                    }
+                    RelayMsg::Forward { conn } => self.take(conn, &frame.payload),
+                    RelayMsg::Close { conn, .. } => {
+                        self.peers.remove(&conn);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Bytes from client `conn`: its handshake, then its requests, answered by the script.
+    fn take(&mut self, conn: u64, bytes: &[u8]) {
+        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        if peer.handle_input(Input::Bytes(bytes), 0).is_err() {
+            self.peers.remove(&conn);
+            return;
+        }
+        loop {
+            let Some(peer) = self.peers.get_mut(&conn) else { return };
+            let (transmits, events) = peer.drain_output();
+            for (path, bytes) in transmits {
+                assert_eq!(path, Path::Relay, "the fake host opens no data channel");
+                send(&mut self.ws, Frame::relay(RelayMsg::Forward { conn }, bytes));
+            }
+            if events.is_empty() {
+                return;
+            }
+            for event in events {
+                let step = match event {
+                    Event::CredentialNeeded { .. } => peer
+                        .answer_hello(Some(&self.credential), 0)
+                        .and_then(|work| peer.finish_hello(work.compute(), 0)),
+                    Event::ProofReceived { .. } => peer.verify_proof(Some(&self.credential), 0),
+                    Event::Cmd { id, body, .. } => {
+                        let request = serde_json::from_value::<Request>(body).ok();
+                        let replies = request.map(|request| (self.script)(&request, id as u32)).unwrap_or_default();
+                        answer(peer, id, replies)
+                    }
+                    Event::Data { stream, bytes, .. } => peer.consumed(stream, bytes.len() as u64),
+                    _ => Ok(()),
+                };
+                if step.is_err() {
+                    self.peers.remove(&conn);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn answer(peer: &mut Connection, id: u64, replies: Vec<Reply>) -> Result<(), tether_protocol::ConnError> {
+    let stream = id as u32;
+    let mut seq = 0u64;
+    for reply in replies {
+        match reply {
+            Reply::Answer(response) => peer.send_frame(&cmd_frame(id, &response, Vec::new()))?,
+            Reply::Data(bytes) => {
+                let sent = peer.send_data(stream, seq, &bytes)?;
+                assert_eq!(sent, bytes.len(), "a fake host's replies fit the first window");
+                seq += bytes.len() as u64;
+            }
+            Reply::Eof => peer.send_frame(&Frame::bare(Header::Control(Control::Eof { stream, end: seq })))?,
+        }
+    }
+    Ok(())
+}
+
+fn send(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>, frame: Frame) {
+    let bytes = frame.encode().expect("a relay frame");
+    let _ = ws.send(Message::Binary(bytes.into()));
+}
