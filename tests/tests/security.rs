@@ -470,3 +470,85 @@ fn handshakes_being_computed_never_hold_up_another_clients_requests() {
         hellos.len()
     );
 }
+
+// Second review, 11. An upload belongs to the credential that started it.
+
+#[test]
+fn one_credential_cannot_resume_commit_or_cancel_anothers_upload() {
+    use tether_protocol::api::Request;
+    use tether_protocol::cmd::cmd_frame;
+    use tether_protocol::fs::FsRequest;
+    let (relay, host, invite_a, _client) = paired();
+    let invite_b = pair(&host, &relay); // a second invite: another credential
+    let target = tether_tests::Scratch::file(scratch(), "upload-target");
+    let key = "the-same-key";
+    let write = Request::Fs(FsRequest::Write {
+        path: target.display().to_string(),
+        size: 10,
+        upload: key.into(),
+        overwrite: true,
+        mode: None,
+        base: None,
+    });
+    let chunk = |offset| Request::Fs(FsRequest::Chunk { upload: key.into(), offset });
+    let offset_of = |body: &serde_json::Value| body["offset"].as_u64();
+
+    // A file someone hard-linked where the upload's temporary file goes (named as this host
+    // names it, and as it named it before uploads were scoped): never written through.
+    let victim = tether_tests::Scratch::file(scratch(), "victim");
+    std::fs::write(&victim, "precious").expect("victim");
+    let Ok(tether_protocol::identity::HostRef::Invite(invite)) = tether_protocol::identity::HostRef::parse(&invite_a)
+    else {
+        panic!("an invite")
+    };
+    let tag = {
+        let mut digest = tether_protocol::file::FileDigest::new();
+        digest.update(invite.identity().as_bytes());
+        digest.finish()[..16].to_owned()
+    };
+    let name = target.file_name().expect("name").to_string_lossy().into_owned();
+    for temp in [format!(".{name}.{tag}-{key}.tether-upload"), format!(".{name}.{key}.tether-upload")] {
+        std::fs::hard_link(&victim, target.with_file_name(temp)).expect("hard link");
+    }
+
+    let mut a = RawClient::hello(&invite_a);
+    a.authenticate(agent::WAIT);
+    request(&mut a, 1, &write);
+    let got = a.answers(agent::WAIT, 1);
+    assert_eq!(got.first().and_then(|(_, body)| offset_of(body)), Some(0), "{got:?}");
+    a.send(&cmd_frame(3, &chunk(0), b"hello".to_vec()));
+    let got = a.answers(agent::WAIT, 1);
+    assert!(got.first().is_some_and(|(_, body)| body["kind"] == "fs"), "A's chunk: {got:?}");
+
+    // B names the same upload: it gets one of its own, from 0, and its cancel and commit reach
+    // only that one.
+    let mut b = RawClient::hello(&invite_b);
+    b.authenticate(agent::WAIT);
+    request(&mut b, 1, &write);
+    let got = b.answers(agent::WAIT, 1);
+    assert_eq!(got.first().and_then(|(_, body)| offset_of(body)), Some(0), "B resumed A's upload: {got:?}");
+    request(&mut b, 3, &Request::Fs(FsRequest::Cancel { upload: key.into() }));
+    request(&mut b, 5, &Request::Fs(FsRequest::Commit { upload: key.into(), sha256: "0".repeat(64) }));
+    let got = b.answers(agent::WAIT, 2);
+    assert!(got.iter().all(|(_, body)| body["kind"] != "fs" || body["fs"] != "committed"), "{got:?}");
+
+    // A's upload is whole and its own.
+    a.send(&cmd_frame(5, &chunk(5), b"world".to_vec()));
+    let got = a.answers(agent::WAIT, 1);
+    assert!(got.first().is_some_and(|(_, body)| body["kind"] == "fs"), "A's chunk: {got:?}");
+    let digest = {
+        let mut digest = tether_protocol::file::FileDigest::new();
+        digest.update(b"helloworld");
+        digest.finish()
+    };
+    request(&mut a, 7, &Request::Fs(FsRequest::Commit { upload: key.into(), sha256: digest }));
+    let got = a.answers(agent::WAIT, 1);
+    assert!(got.iter().any(|(_, body)| body["fs"] == "committed"), "A's upload was disturbed: {got:?}");
+    assert_eq!(std::fs::read(&*target).expect("committed"), b"helloworld");
+    assert_eq!(std::fs::read(&*victim).expect("victim"), b"precious", "written through a hard link");
+    for entry in std::fs::read_dir(target.parent().expect("dir")).expect("dir").flatten() {
+        if entry.file_name().to_string_lossy().contains(key) {
+            let _ = std::fs::remove_file(entry.path()); // the planted links, and B's temporary file
+        }
+    }
+}

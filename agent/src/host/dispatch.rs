@@ -19,9 +19,13 @@ use crate::host::{sharing, streams};
 /// How long paced input may wait for the program to take it before its sender hears so.
 const PACED_INPUT_WAIT: Duration = Duration::from_secs(10);
 
+/// Who asks: the credential a remote client proved, or the host's own user on the socket. What
+/// a client starts that others must not touch (an upload) is kept under it.
+pub const LOCAL_USER: &str = "local";
+
 /// Input and resizes, handled at once and in order: keystrokes must reach the program in the
 /// order they were typed, so these never go to a task of their own. `None`: not one.
-pub fn handle_in_order(daemon: &Daemon, request: &Request, payload: &[u8]) -> Option<InOrder> {
+pub fn handle_in_order(daemon: &Daemon, owner: &str, request: &Request, payload: &[u8]) -> Option<InOrder> {
     let sessions = &daemon.sessions;
     let ok = |()| (Response::Ok, Vec::new());
     Some(match request {
@@ -37,7 +41,7 @@ pub fn handle_in_order(daemon: &Daemon, request: &Request, payload: &[u8]) -> Op
         Request::Resize { session, cols, rows } => {
             InOrder::Now(sessions.with_live(session, |s| s.resize(*cols, *rows)).map_or_else(|a| a, ok))
         }
-        Request::Fs(request) => return daemon.files.handle_in_order(request, payload),
+        Request::Fs(request) => return daemon.files.handle_in_order(owner, request, payload),
         _ => return None,
     })
 }
@@ -55,8 +59,8 @@ async fn when_written(written: Written) -> Answer {
 }
 
 /// Every other request that has one answer.
-pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answer {
-    match handle_in_order(daemon, &request, &payload) {
+pub async fn handle(daemon: &Daemon, owner: &str, request: Request, payload: Vec<u8>) -> Answer {
+    match handle_in_order(daemon, owner, &request, &payload) {
         Some(InOrder::Now(answer)) => return answer,
         Some(InOrder::Later(answer)) => return answer.await,
         None => {}
@@ -88,7 +92,7 @@ pub async fn handle(daemon: &Daemon, request: Request, payload: Vec<u8>) -> Answ
         Request::ListAccess => blocking(|| sharing::list_access(daemon)),
         Request::Revoke { identity } => sharing::revoke(daemon, &identity).await,
         Request::SetPassword { password } => sharing::set_password(daemon, password).await,
-        Request::Fs(request) => daemon.files.handle(request).await,
+        Request::Fs(request) => daemon.files.handle(owner, request).await,
         Request::OpenFiles { session, paths } => match sessions.live(&session) {
             Ok(live) => (Response::Opened { browsers: live.announce_open(paths) }, Vec::new()),
             Err(answer) => answer,
@@ -158,7 +162,7 @@ async fn handle_remote(daemon: &Daemon, identity: &str, request: Request, payloa
         }
         request => {
             let starts = matches!(request, Request::Start { .. });
-            let answer = handle(daemon, request, payload).await;
+            let answer = handle(daemon, identity, request, payload).await;
             if let (true, (Response::Session { session }, _)) = (starts, &answer) {
                 daemon.access.started(identity, &session.id);
             }
@@ -176,8 +180,8 @@ impl HostService for Daemon {
         &self.access
     }
 
-    fn handle_in_order(&self, request: &Request, payload: &[u8]) -> Option<InOrder> {
-        handle_in_order(self, request, payload)
+    fn handle_in_order(&self, identity: &str, request: &Request, payload: &[u8]) -> Option<InOrder> {
+        handle_in_order(self, identity, request, payload)
     }
 
     async fn handle_remote(self: Arc<Self>, identity: String, request: Request, payload: Vec<u8>) -> Answer {

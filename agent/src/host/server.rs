@@ -194,7 +194,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 let task = tokio::spawn(sharing::share(daemon.clone(), relay, name, idle, id, id as u32, tx.clone()));
                 streams.insert(id as u32, task.abort_handle());
             }
-            request => match dispatch::handle_in_order(&daemon, &request, &payload) {
+            request => match dispatch::handle_in_order(&daemon, dispatch::LOCAL_USER, &request, &payload) {
                 Some(InOrder::Now(answer)) => {
                     let _ = tx.send(StreamItem::Answer { id, answer }).await;
                 }
@@ -207,7 +207,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 None => {
                     let (daemon, tx) = (daemon.clone(), tx.clone());
                     tokio::spawn(async move {
-                        let answer = dispatch::handle(&daemon, request, payload).await;
+                        let answer = dispatch::handle(&daemon, dispatch::LOCAL_USER, request, payload).await;
                         let _ = tx.send(StreamItem::Answer { id, answer }).await;
                     });
                 }

@@ -60,8 +60,9 @@ pub trait HostService: Send + Sync + 'static {
     fn access(&self) -> &Access;
 
     /// Input and resizes, answered at once and in order (keystrokes must reach the program in
-    /// the order they were typed). `None`: not one of those.
-    fn handle_in_order(&self, request: &Request, payload: &[u8]) -> Option<InOrder>;
+    /// the order they were typed), from a client authenticated as `identity`. `None`: not one
+    /// of those.
+    fn handle_in_order(&self, identity: &str, request: &Request, payload: &[u8]) -> Option<InOrder>;
 
     /// Any other request, from a remote client authenticated as `identity`.
     fn handle_remote(

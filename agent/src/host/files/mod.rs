@@ -108,10 +108,15 @@ impl FileService {
             .ok_or_else(|| Failure::new(ErrorCode::FilesOff, "the file service is turned off on this host"))
     }
 
-    /// Upload chunks, handled in the order they came (their offsets must follow each other).
-    pub fn handle_in_order(&self, request: &FsRequest, payload: &[u8]) -> Option<InOrder> {
+    /// Upload chunks, handled in the order they came (their offsets must follow each other);
+    /// `owner` is who asks (see `handle`).
+    pub fn handle_in_order(&self, owner: &str, request: &FsRequest, payload: &[u8]) -> Option<InOrder> {
         let FsRequest::Chunk { upload, offset } = request else { return None };
-        Some(match self.uploads.chunk(upload, *offset, payload.to_vec()) {
+        let scoped = match scoped_upload(owner, upload) {
+            Ok(scoped) => scoped,
+            Err(failure) => return Some(InOrder::Now(failure.answer())),
+        };
+        Some(match self.uploads.chunk(&scoped, *offset, payload.to_vec()) {
             Ok(written) => InOrder::Later(Box::pin(async move {
                 match written.await {
                     Ok(Ok(())) => (Response::Fs(FsResponse::Done { path: String::new() }), Vec::new()),
@@ -123,15 +128,24 @@ impl FileService {
         })
     }
 
-    /// Every request with one answer.
-    pub async fn handle(&self, request: FsRequest) -> Answer {
+    /// Every request with one answer. `owner` is who asks (a credential, or the host's own
+    /// user): an upload is theirs alone to resume, commit or cancel.
+    pub async fn handle(&self, owner: &str, mut request: FsRequest) -> Answer {
+        if let FsRequest::Write { upload, .. } | FsRequest::Commit { upload, .. } | FsRequest::Cancel { upload } =
+            &mut request
+        {
+            match scoped_upload(owner, upload) {
+                Ok(scoped) => *upload = scoped,
+                Err(failure) => return failure.answer(),
+            }
+        }
         match self.answer(request).await {
             Ok(response) => (Response::Fs(response), Vec::new()),
             Err(failure) => failure.answer(),
         }
     }
 
-    /// Every request with one answer. Resolving a path walks the file system too, so it runs
+    /// Every request with one answer (uploads named as `scoped_upload` keeps them). Resolving a path walks the file system too, so it runs
     /// on the blocking thread with the operation.
     async fn answer(&self, request: FsRequest) -> Result<FsResponse, Failure> {
         let roots = self.roots()?;
@@ -260,4 +274,18 @@ impl FileService {
 /// File system work runs on a blocking thread, never on the task carrying every client.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Failure> + Send + 'static) -> Result<T, Failure> {
     tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(Failure::new(ErrorCode::Internal, e.to_string())))
+}
+
+/// An upload's name as the host keeps it: the client's name (1 to 64 letters, digits, `-` or
+/// `_`) behind a tag of the credential that started it, so that no other credential can resume,
+/// commit or cancel it, and two credentials' uploads to one file never share a temporary file.
+fn scoped_upload(owner: &str, upload: &str) -> Result<String, Failure> {
+    let well_named =
+        (1..=64).contains(&upload.len()) && upload.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+    if !well_named {
+        return Err(Failure::new(ErrorCode::BadRequest, "an upload's name is 1 to 64 letters, digits, - or _"));
+    }
+    let mut tag = tether_protocol::file::FileDigest::new();
+    tag.update(owner.as_bytes());
+    Ok(format!("{}-{upload}", &tag.finish()[..16]))
 }

@@ -70,7 +70,8 @@ pub struct UploadPlan {
     pub base: Option<String>,
 }
 
-/// Uploads under way, by the client's name for each.
+/// Uploads under way, each by its name scoped to the credential that started it
+/// (`files::scoped_upload`).
 pub struct Uploads {
     open: Arc<Mutex<HashMap<String, Upload>>>,
     /// One small file per upload naming its temporary file, so an abandoned one is found.
@@ -84,19 +85,10 @@ impl Uploads {
 
     /// Start or resume an upload; the offset the host has.
     pub async fn begin(&self, plan: UploadPlan) -> Result<u64, Failure> {
-        if plan.key.is_empty()
-            || plan.key.len() > 64
-            || !plan.key.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-        {
-            return Err(Failure::new(ErrorCode::BadRequest, "an upload's name is 1 to 64 letters, digits, - or _"));
-        }
         let running = lock(&self.open).get(&plan.key).map(|u| (u.target.clone(), u.size, u.jobs.clone()));
         if let Some((target, size, jobs)) = running {
             if target != plan.target || size != plan.size {
-                return Err(Failure::new(
-                    ErrorCode::Exists,
-                    format!("upload {} is under way for another file", plan.key),
-                ));
+                return Err(Failure::new(ErrorCode::Exists, "an upload of that name is under way for another file"));
             }
             let (done, offset) = oneshot::channel();
             if jobs.try_send(Job::Offset { done }).is_ok() {
@@ -118,7 +110,7 @@ impl Uploads {
 
     fn jobs(&self, key: &str) -> Result<std_mpsc::SyncSender<Job>, Failure> {
         lock(&self.open).get(key).map(|u| u.jobs.clone()).ok_or_else(|| {
-            Failure::new(ErrorCode::NotFound, format!("no upload {key} under way here (start it again to resume)"))
+            Failure::new(ErrorCode::NotFound, "no upload of that name under way here (start it again to resume)")
         })
     }
 
@@ -138,7 +130,7 @@ impl Uploads {
             std_mpsc::TrySendError::Full(_) => {
                 Failure::new(ErrorCode::LimitReached, format!("more than {UPLOAD_QUEUE_CHUNKS} chunks unanswered"))
             }
-            std_mpsc::TrySendError::Disconnected(_) => Failure::new(ErrorCode::NotFound, format!("upload {key} ended")),
+            std_mpsc::TrySendError::Disconnected(_) => Failure::new(ErrorCode::NotFound, "the upload ended"),
         })?;
         Ok(written)
     }
@@ -188,6 +180,40 @@ fn temp_path(target: &Path, key: &str) -> PathBuf {
     target.with_file_name(format!(".{short}.{key}.tether-upload"))
 }
 
+/// An upload's temporary file: the one an earlier attempt left, if it is plainly ours (a regular
+/// file of this user with no other name: never a link, nor a hard link someone made to another
+/// file); else a new one, made with `O_EXCL`.
+fn open_temp(temp: &Path) -> std::io::Result<std::fs::File> {
+    let options = |create: bool| {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).custom_flags(libc::O_NOFOLLOW).mode(0o600);
+        if create {
+            options.create_new(true);
+        }
+        options
+    };
+    match options(false).open(temp) {
+        Ok(file) => {
+            let meta = file.metadata()?;
+            // SAFETY: geteuid has no preconditions.
+            let mine = meta.is_file() && meta.nlink() == 1 && meta.uid() == unsafe { libc::geteuid() };
+            if mine {
+                return Ok(file);
+            }
+            drop(file);
+            std::fs::remove_file(temp)?;
+            options(true).open(temp)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => options(true).open(temp),
+        // A symlink where the temporary file goes: not ours, and never followed.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            std::fs::remove_file(temp)?;
+            options(true).open(temp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn start_writer(plan: UploadPlan, records: &Path, open: Arc<Mutex<HashMap<String, Upload>>>) -> Result<u64, Failure> {
     let shown = plan.shown.clone();
     match std::fs::metadata(&plan.target) {
@@ -201,15 +227,7 @@ fn start_writer(plan: UploadPlan, records: &Path, open: Arc<Mutex<HashMap<String
         still_at(&plan.target, base, &shown)?; // refused before any byte is sent
     }
     let temp = temp_path(&plan.target, &plan.key);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| io_failure(&shown, &e))?;
+    let mut file = open_temp(&temp).map_err(|e| io_failure(&shown, &e))?;
     std::fs::create_dir_all(records).map_err(|e| io_failure("the upload records", &e))?;
     let _ = std::fs::write(records.join(&plan.key), temp.as_os_str().as_encoded_bytes());
     // What an earlier attempt left is hashed again, so the digest covers the whole file.

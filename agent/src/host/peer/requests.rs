@@ -188,7 +188,8 @@ fn handle_request<H: HostService>(
             peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
         }
         request => {
-            match host.handle_in_order(&request, &payload) {
+            let identity = peer.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();
+            match host.handle_in_order(&identity, &request, &payload) {
                 Some(InOrder::Now(answer)) => return peer.conn.send_frame(&answer_frame(id, &answer)),
                 Some(InOrder::Later(answer)) => {
                     let tasks = tasks.clone();
@@ -207,7 +208,6 @@ fn handle_request<H: HostService>(
             };
             let host = host.clone();
             let tasks = tasks.clone();
-            let identity = peer.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();
             tokio::spawn(async move {
                 let answer = host.handle_remote(identity, request, payload).await;
                 let _ = tasks.send(PeerEvent::Answer { conn, id, answer });
@@ -233,7 +233,8 @@ fn type_into_session<H: HostService>(
     let n = bytes.len() as u64;
     let Some(session) = peer.inputs.get(&stream) else { return peer.conn.consumed(stream, n) };
     let write = Request::Write { session: session.clone(), paced: true };
-    match host.handle_in_order(&write, &bytes) {
+    let identity = peer.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();
+    match host.handle_in_order(&identity, &write, &bytes) {
         Some(InOrder::Later(taken)) => {
             let tasks = tasks.clone();
             tokio::spawn(async move {
