@@ -59,10 +59,40 @@ impl Screen {
 #[function_component(App)]
 fn app() -> Html {
     let route = use_state(Screen::current);
+    // What is shown, as the hash handler sees it (never a stale state handle).
+    let shown = use_mut_ref(Screen::current);
     {
         let route = route.clone();
         use_effect_with((), move |_| {
-            let on_hash = Closure::<dyn FnMut()>::new(move || route.set(Screen::current()));
+            let on_hash = Closure::<dyn FnMut()>::new(move || {
+                let next = Screen::current();
+                let mut held = shown.borrow_mut();
+                // Another page (one that opened this tab, a link) may change the fragment: a
+                // workspace is never swapped for another host's unasked.
+                let question = match (&*held, &next) {
+                    (Screen::Host { address: was, .. }, Screen::Host { address, .. })
+                        if was.host_id != address.host_id =>
+                    {
+                        Some((format!("Leave host {} and open host {}?", was.host_id, address.host_id), was))
+                    }
+                    (Screen::Host { address: was, .. }, Screen::Bad(_)) => {
+                        Some((format!("Leave host {} for a link that does not work?", was.host_id), was))
+                    }
+                    _ => None,
+                };
+                if let Some((question, was)) = question {
+                    if !browser::confirm(&question) {
+                        // The address as it was (without its secret), and no hashchange for it.
+                        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+                            let _ =
+                                history.replace_state_with_url(&JsValue::NULL, "", Some(&format!("#{}", was.host_id)));
+                        }
+                        return;
+                    }
+                }
+                *held = next.clone();
+                route.set(next);
+            });
             if let Some(window) = web_sys::window() {
                 let _ = window.add_event_listener_with_callback("hashchange", on_hash.as_ref().unchecked_ref());
             }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
@@ -97,6 +97,10 @@ impl WebApp {
         if key == "/index.html" {
             headers.insert(header::CONTENT_SECURITY_POLICY, self.policy.clone());
             headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            // A page that opened the app (window.open) keeps no handle on it: it cannot
+            // navigate the app's tab to another host's fragment.
+            headers
+                .insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
         }
         response
     }

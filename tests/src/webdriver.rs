@@ -109,6 +109,20 @@ impl Browser {
         self.call("POST", "/goog/cdp/execute", Some(json!({ "cmd": cmd, "params": params })))
     }
 
+    /// The text of the dialog (`alert`, `confirm`) the page has open, if it has one.
+    pub fn dialog_text(&self) -> Option<String> {
+        let url = format!("{}/session/{}/alert/text", self.base, self.session);
+        let response = http::request("GET", &url, None).ok().filter(|r| r.status < 300)?;
+        let value: Value = serde_json::from_slice(&response.body).ok()?;
+        value["value"].as_str().map(str::to_owned)
+    }
+
+    /// Answer the open dialog: OK (`true`) or Cancel.
+    pub fn answer_dialog(&self, accept: bool) {
+        let what = if accept { "accept" } else { "dismiss" };
+        self.call("POST", &format!("/alert/{what}"), Some(json!({})));
+    }
+
     /// Run `script` (a function body; `arguments` holds `args`) and return its result.
     pub fn execute(&self, script: &str, args: Value) -> Value {
         self.call("POST", "/execute/sync", Some(json!({ "script": script, "args": args })))

@@ -60,6 +60,18 @@ fn the_invite_opens_a_terminal_on_the_host() {
     let url = page.script("return location.href", json!([]));
     let secret = invite.rsplit('.').next().unwrap_or_default();
     assert!(!url.as_str().unwrap_or_default().contains(secret), "{url}\n{text}");
+
+    // Something else changes the fragment to another host (a page that opened this tab, a
+    // link): the page asks first, and Cancel keeps this host's workspace and address.
+    let host_id = invite.split('#').nth(1).and_then(|f| f.split('.').next()).unwrap_or_default().to_owned();
+    let other = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    page.script("location.hash = arguments[0]", json!([format!("#{other}.{}", "A".repeat(32))]));
+    let asked = wait_until(Duration::from_secs(20), "the page to ask before switching hosts", || browser.dialog_text());
+    assert!(asked.contains(other) && asked.contains(&host_id), "{asked}");
+    browser.answer_dialog(false);
+    assert_eq!(page.script("return location.hash", json!([])), json!(format!("#{host_id}")));
+    page.type_text("echo still-here-$((40+2))\n");
+    page.wait_text(None, "the same terminal after Cancel", |t| t.lines().any(|l| l.trim_end() == "still-here-42"));
     assert_no_console_errors(&browser);
 }
 

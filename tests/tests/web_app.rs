@@ -22,6 +22,8 @@ fn relay_serves_the_app_health_and_nothing_else() {
     let policy = index.header("content-security-policy").unwrap_or_default();
     assert!(policy.contains("'sha256-") && policy.contains("frame-ancestors 'none'"), "{policy}");
     assert_eq!(index.header("x-frame-options"), Some("DENY"));
+    // No page that opened the app keeps a handle on its tab (to change its fragment).
+    assert_eq!(index.header("cross-origin-opener-policy"), Some("same-origin"));
     let html = index.text();
     // The WASM module Trunk built is served with the type browsers need to stream-compile it.
     let wasm = html
