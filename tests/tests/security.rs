@@ -552,3 +552,33 @@ fn one_credential_cannot_resume_commit_or_cancel_anothers_upload() {
         }
     }
 }
+
+// Second review, 7. FIFOs and devices never wedge the host.
+
+#[test]
+fn fifos_and_devices_are_refused_at_once_never_read() {
+    use tether_protocol::api::Request;
+    use tether_protocol::fs::FsRequest;
+    let (_relay, _host, invite, client) = paired();
+    let dir = tether_tests::Scratch::dir(scratch(), "fifo");
+    let fifo = dir.join("pipe");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    // A download opens what it reads: a FIFO would hold a host thread until a writer came, and
+    // /dev/zero would never end.
+    for source in [fifo.display().to_string(), "/dev/zero".to_owned()] {
+        let mut cp = client.command();
+        cp.args(["cp", &format!("{invite}:{source}"), &dir.join("copy").display().to_string()]);
+        let out = run_within(cp, &format!("cp of {source}"));
+        let said = tether_tests::stderr_of(&out);
+        assert!(!out.status.success() && said.contains("not a regular file"), "{source}: {said}");
+    }
+    // The file service's own copy of a FIFO: refused the same way.
+    let mut raw = RawClient::hello(&invite);
+    raw.authenticate(agent::WAIT);
+    let to = dir.join("copied").display().to_string();
+    let copy = FsRequest::Copy { from: fifo.display().to_string(), to, overwrite: false };
+    request(&mut raw, 1, &Request::Fs(copy));
+    let got = raw.answers(agent::WAIT, 1);
+    assert!(got.first().is_some_and(|(_, body)| is_error_with(body, "not a regular file")), "{got:?}");
+    assert!(!dir.join("copied").exists());
+}

@@ -23,6 +23,10 @@ pub async fn run(state: &StateDir, files: Vec<PathBuf>) -> Result<ExitCode, Stri
         let path = std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
         match std::fs::metadata(&path) {
             Ok(meta) if meta.is_dir() => return Err(format!("{}: is a directory", file.display())),
+            // A FIFO or a device would never end for the editors it is pushed to.
+            Ok(meta) if !meta.is_file() => {
+                return Err(format!("{}: not a regular file (a FIFO, socket or device)", file.display()))
+            }
             Ok(_) => {}
             Err(e) => return Err(format!("{}: {e}", file.display())),
         }

@@ -10,6 +10,7 @@ use tether_protocol::fs::{Entry, Kind, LIST_PAGE_ENTRIES};
 use tether_protocol::hex;
 
 use super::failure::{io_failure, Failure};
+use tether_protocol::api::ErrorCode;
 
 fn kind_of(file_type: std::fs::FileType) -> Kind {
     if file_type.is_symlink() {
@@ -67,6 +68,28 @@ fn group_name(gid: u32) -> Option<String> {
 }
 
 /// When it was last modified, in ms since the Unix epoch.
+/// A regular file opened for reading, never through a symlink (`follow` aside) and never
+/// blocking: a FIFO, socket or device (`/dev/zero`) is refused before a byte is read, so no read,
+/// copy or hash can hold a thread for ever.
+pub fn open_regular(path: &Path, follow: bool, shown: &str) -> Result<(std::fs::File, std::fs::Metadata), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | nofollow)
+        .open(path)
+        .map_err(|e| io_failure(shown, &e))?;
+    let meta = file.metadata().map_err(|e| io_failure(shown, &e))?;
+    if meta.is_dir() {
+        return Err(Failure::new(ErrorCode::IsADirectory, format!("{shown}: is a directory")));
+    }
+    if !meta.is_file() {
+        let message = format!("{shown}: not a regular file (a FIFO, socket or device); not read");
+        return Err(Failure::new(ErrorCode::BadRequest, message));
+    }
+    Ok((file, meta))
+}
+
 pub fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
     meta.mtime().saturating_mul(1000).saturating_add(meta.mtime_nsec() / 1_000_000)
 }

@@ -72,7 +72,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         return std::os::unix::fs::symlink(std::fs::read_link(from)?, to);
     }
     if !meta.is_dir() {
-        return std::fs::copy(from, to).map(|_| ());
+        return copy_file(from, to, &meta);
     }
     std::fs::create_dir(to)?;
     for item in std::fs::read_dir(from)? {
@@ -80,6 +80,24 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         copy_tree(&item.path(), &to.join(item.file_name()))?;
     }
     std::fs::set_permissions(to, meta.permissions())
+}
+
+/// One regular file's bytes and permission bits; anything else (a FIFO, a device) is refused
+/// before it is opened for reading, and opened so it could never block.
+fn copy_file(from: &Path, to: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let refused = || std::io::Error::other("not a regular file (a FIFO, socket or device); not copied");
+    if !meta.is_file() {
+        return Err(refused());
+    }
+    let mut source =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(from)?;
+    if !source.metadata()?.is_file() {
+        return Err(refused()); // swapped since it was looked at
+    }
+    let mut target = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(to)?;
+    std::io::copy(&mut source, &mut target)?;
+    target.set_permissions(meta.permissions())
 }
 
 fn remove_tree(path: &Path) -> std::io::Result<()> {

@@ -4,7 +4,6 @@
 //! the connection's flow-control window paces them.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use tether_protocol::api::{ErrorCode, Response};
@@ -13,7 +12,7 @@ use tether_protocol::fs::{encode_page, Entry, FsResponse};
 use tokio::sync::mpsc;
 
 use super::entries;
-use super::failure::{io_failure, Failure};
+use super::failure::Failure;
 
 use crate::host::service::{StreamItem, StreamTx};
 
@@ -224,14 +223,6 @@ fn add_tree<W: Write>(
 }
 
 fn open_for_reading(path: &Path, shown: &str) -> Result<(std::fs::File, u64, i64), Failure> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| io_failure(shown, &e))?;
-    let meta = file.metadata().map_err(|e| io_failure(shown, &e))?;
-    if meta.is_dir() {
-        return Err(Failure::new(ErrorCode::IsADirectory, format!("{shown}: is a directory")));
-    }
+    let (file, meta) = entries::open_regular(path, false, shown)?;
     Ok((file, meta.len(), entries::mtime_ms(&meta)))
 }

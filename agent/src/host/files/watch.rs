@@ -24,10 +24,16 @@ const WATCH_POLL: Duration = Duration::from_millis(500);
 /// Files bigger than this are not hashed on every change (the editor opens them read-only).
 const MAX_HASHED_BYTES: u64 = 16 * 1024 * 1024; // 16 MiB: above every editable file
 
-/// SHA-256 (hex) of the file at `path`; `None` when it is bigger than `MAX_HASHED_BYTES`.
+/// SHA-256 (hex) of the file at `path`; `None` when it is bigger than `MAX_HASHED_BYTES` or not
+/// a regular file (a path swapped for a FIFO or `/dev/zero` is never read).
 pub fn sha256_of(path: &Path) -> std::io::Result<Option<String>> {
-    let mut file = std::fs::File::open(path)?;
-    if file.metadata()?.len() > MAX_HASHED_BYTES {
+    let Ok((mut file, meta)) = super::entries::open_regular(path, true, "") else {
+        return match std::fs::metadata(path) {
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+    };
+    if meta.len() > MAX_HASHED_BYTES {
         return Ok(None);
     }
     let mut digest = FileDigest::new();
