@@ -18,6 +18,21 @@ pub enum EscapeState {
 
 /// Raw output → readable text: escape sequences removed, `\r\n` → `\n`, and a line rewritten
 /// with `\r` (progress bars) keeps only its last version.
+/// Text from a host (a title, a file name, an error) as it may reach the user's terminal: every
+/// control character — C0 but tab, DEL, and C1 such as U+009B, the 8-bit CSI — written out
+/// escaped (`\u{1b}`) so that nothing a host says can drive the terminal it is printed on.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn plain_text(raw: &[u8]) -> String {
     let mut stripped = Vec::with_capacity(raw.len());
     let mut state = EscapeState::Ground;
@@ -49,7 +64,9 @@ pub fn plain_text(raw: &[u8]) -> String {
             out.push('\n');
         }
         let line = line.strip_suffix('\r').unwrap_or(line);
-        out.push_str(line.rsplit('\r').next().unwrap_or(line));
+        let line = line.rsplit('\r').next().unwrap_or(line);
+        // C1 controls (U+0080..U+009F, such as the 8-bit CSI U+009B) are escapes too.
+        out.extend(line.chars().filter(|c| !('\u{80}'..='\u{9f}').contains(c)));
     }
     out
 }
@@ -57,6 +74,13 @@ pub fn plain_text(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_text_is_printed_with_its_controls_escaped() {
+        assert_eq!(printable("a\tb é"), "a\tb é");
+        assert_eq!(printable("x\u{1b}[31m\u{9b}2J\u{7}\n"), "x\\u{1b}[31m\\u{9b}2J\\u{7}\\n");
+        assert_eq!(plain_text("a\u{9b}2Jb".as_bytes()), "a2Jb", "C1 controls go with the other escapes");
+    }
 
     #[test]
     fn plain_text_strips_colour_and_keeps_last_rewrite() {

@@ -44,7 +44,8 @@ fn main() -> ExitCode {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("tether: {message}");
+    // Error text may come from a host: never let it drive the terminal.
+    eprintln!("tether: {}", escapes::printable(message));
     ExitCode::FAILURE
 }
 

@@ -582,3 +582,30 @@ fn fifos_and_devices_are_refused_at_once_never_read() {
     assert!(got.first().is_some_and(|(_, body)| is_error_with(body, "not a regular file")), "{got:?}");
     assert!(!dir.join("copied").exists());
 }
+
+// Second review, 9. What a host sends is never printed raw to the user's terminal.
+
+#[test]
+fn host_text_reaches_the_terminal_with_its_control_characters_escaped() {
+    let (_relay, host, invite, client) = paired();
+    // A title, a file name and output that would drive the user's terminal if printed as they
+    // are: a 7-bit escape, an OSC (set the window title) and the 8-bit CSI, U+009B.
+    let nasty = "t\u{1b}[31m\u{1b}]0;pwned\u{7}\u{9b}2J";
+    let dir = tether_tests::Scratch::dir(scratch(), "nasty");
+    std::fs::write(dir.join(nasty), "x").expect("a nasty name");
+    let session = host.start(&["sh", "-c", "printf 'out\\302\\2332Jput\\n'; sleep 30"]);
+    host.wait_for_text(&session, "put");
+    let mut start = client.command();
+    start.args(["start", "-H", &invite, "--title", nasty, "--", "sleep", "30"]);
+    assert!(run_within(start, "start").status.success());
+    let listed = format!("{invite}:{}", dir.display());
+    let runs = [vec!["ls", "-H", &invite], vec!["fs", "ls", &listed], vec!["logs", "-H", &invite, &session]];
+    for args in runs {
+        let mut command = client.command();
+        command.args(&args);
+        let out = run_within(command, &args.join(" "));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {}", tether_tests::stderr_of(&out));
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{9b}') && !text.contains('\u{7}'), "{args:?}: {text:?}");
+    }
+}

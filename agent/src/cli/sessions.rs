@@ -11,6 +11,7 @@ use tether_protocol::input::{parse_input_chunk, MAX_INPUT_CHUNK_BYTES};
 use crate::cli::args::SessionCommand;
 use crate::cli::attach::Ended;
 use crate::cli::EXIT_TIMED_OUT;
+use crate::escapes::printable;
 use crate::reach::agent::Agent;
 
 /// Terminal size for sessions started without a terminal to measure.
@@ -186,7 +187,7 @@ fn print_table(sessions: &[SessionInfo]) {
             exit,
             input,
             crate::time::format_time(s.created_at),
-            s.title
+            printable(&s.title)
         );
     }
 }

@@ -22,6 +22,7 @@ use super::local_dir::LocalDir;
 use super::{call_fs, list, resolve, Location};
 use crate::cli::hosts::dial;
 use crate::cli::progress::Progress;
+use crate::escapes::printable;
 use crate::paths::StateDir;
 use crate::reach::agent::Agent;
 use crate::reach::stream::OutputEvent;
@@ -108,7 +109,7 @@ impl Copier<'_> {
     }
 
     fn failed(&self, what: &str, why: &str) {
-        eprintln!("tether: {what}: {why}");
+        eprintln!("tether: {}: {}", printable(what), printable(why));
         self.failures.set(self.failures.get() + 1);
     }
 
@@ -223,7 +224,7 @@ impl Copier<'_> {
                 Err(e) => return self.failed(&shown, &e),
             };
             for (bad, why) in refused {
-                self.failed(&format!("{shown}: {}", printable(&bad)), &format!("refused from the host: {why}"));
+                self.failed(&format!("{shown}: {bad}"), &format!("refused from the host: {why}"));
             }
             let sub = match dir.subdir(name) {
                 Ok(sub) => sub,
@@ -297,11 +298,6 @@ impl Copier<'_> {
 fn last_name(from: &str) -> Option<String> {
     let name = from.trim_end_matches('/').rsplit('/').next()?;
     fs::check_name(name).ok().map(|()| name.to_owned())
-}
-
-/// A host's text as it may be printed: control characters shown escaped.
-fn printable(text: &str) -> String {
-    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 /// A name for an upload the host can find again after a lost link: this file, its size and

@@ -16,6 +16,7 @@ pub use copy::cp;
 
 use crate::cli::args::FsAction;
 use crate::cli::hosts::dial;
+use crate::escapes::printable;
 use crate::paths::StateDir;
 use crate::reach::agent::Agent;
 use crate::reach::stream::OutputEvent;
@@ -150,7 +151,8 @@ fn ls_line(entry: &Entry) -> String {
         (None, Some(target)) => format!("{} -> {target}", entry.name),
         (None, None) => entry.name.clone(),
     };
-    format!("{kind}{:04o} {:<8} {:<8} {:>12} {when} {name}", entry.mode, entry.owner, entry.group, entry.size)
+    let (owner, group) = (printable(&entry.owner), printable(&entry.group));
+    format!("{kind}{:04o} {owner:<8} {group:<8} {:>12} {when} {}", entry.mode, entry.size, printable(&name))
 }
 
 /// A remote directory's entries, page by page.
