@@ -4,6 +4,7 @@
 
 mod admission;
 mod cli;
+mod head_deadline;
 mod hub;
 mod tls;
 mod turn;
@@ -21,6 +22,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 use clap::Parser;
+use head_deadline::HeadDeadlineListener;
 
 #[derive(Parser)]
 #[command(name = "tether-relay", version, about = "Tether relay: pairs hosts and browsers, forwards only ciphertext")]
@@ -146,19 +148,20 @@ async fn run(args: Args) -> Result<(), String> {
     eprintln!("serving web app from {} ({files} files, {bytes} bytes)", args.web_root.display());
 
     // Interactive traffic: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per keystroke.
-    // (`tap_io` also gives handlers the peer's address through ConnectInfo.)
+    // (`tap_io` also gives handlers the peer's address through ConnectInfo.) Every connection
+    // must send its first request head within `head_deadline::HEAD_TIMEOUT`.
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
     let served = match tls {
         Some(config) => {
             let listener = tls::TlsListener::new(listener, config).map_err(|e| format!("TLS listener: {e}"))?;
-            let listener = ListenerExt::tap_io(listener, |tls| {
-                let _ = tls.get_ref().0.set_nodelay(true);
+            let listener = ListenerExt::tap_io(HeadDeadlineListener(listener), |io| {
+                let _ = io.get_ref().get_ref().0.set_nodelay(true);
             });
             axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await
         }
         None => {
-            let listener = ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
+            let listener = ListenerExt::tap_io(HeadDeadlineListener(listener), |io| {
+                let _ = io.get_ref().set_nodelay(true);
             });
             axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await
         }

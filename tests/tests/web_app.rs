@@ -62,3 +62,33 @@ fn the_start_page_says_how_to_pair() {
     let errors = browser.console_errors();
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
 }
+
+#[test]
+fn half_sent_requests_are_closed_rather_than_held_for_ever() {
+    use std::io::{Read, Write};
+    let relay = Relay::start();
+    // Fifty clients that send half a request head and stop (a slowloris).
+    let mut sockets: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut socket = std::net::TcpStream::connect(relay.address()).expect("connect");
+            socket.write_all(b"GET / HTTP/1.1\r\nHost: relay\r\n").expect("half a head");
+            socket.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
+            socket
+        })
+        .collect();
+    // The relay gives a head 10 s; every socket is closed (or reset) well within a minute.
+    wait_until(Duration::from_secs(60), "the relay to close half-sent requests", || {
+        sockets.retain_mut(|socket| {
+            let mut byte = [0u8; 1];
+            match socket.read(&mut byte) {
+                Ok(0) => false,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => true,
+                _ => false,
+            }
+        });
+        sockets.is_empty().then_some(())
+    });
+    // A whole request still gets its answer.
+    let health = request("GET", &format!("{}healthz", relay.url), None).expect("healthz");
+    assert_eq!(health.status, 200);
+}
