@@ -57,6 +57,10 @@ async fn exec(
     command: Vec<String>,
     timeout: Option<Duration>,
 ) -> Result<Option<i32>, String> {
+    // One listener for the whole run, made before the command starts: a Ctrl+C that comes while
+    // the loop is busy waits in it (a `ctrl_c()` made anew each time round would miss it).
+    let mut interrupts_in = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| format!("cannot listen for Ctrl+C: {e}"))?;
     let id =
         connection.client().exec(&Request::Exec { command, cwd: None }, monotonic_ms()).map_err(|e| e.to_string())?;
     let (out_stream, err_stream) = (exec_stdout(id), exec_stderr(id));
@@ -126,7 +130,7 @@ async fn exec(
                     connection.client().end_input(out_stream, monotonic_ms());
                 }
             },
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupts_in.recv() => {
                 interrupts += 1;
                 if interrupts > 1 {
                     return Ok(Some(EXIT_INTERRUPTED));

@@ -52,6 +52,9 @@ pub async fn pair(client: &LocalClient, options: PairOptions) -> Result<ExitCode
     if !json {
         println!("Shared until Ctrl+C, or until nobody has been connected for {}.", describe(idle_timeout));
     }
+    // One listener for the whole share: a Ctrl+C while a note is printed is not missed.
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| format!("cannot listen for Ctrl+C: {e}"))?;
     loop {
         tokio::select! {
             note = notes.recv() => match note {
@@ -60,7 +63,7 @@ pub async fn pair(client: &LocalClient, options: PairOptions) -> Result<ExitCode
                 Some(OutputEvent::Eof) | None => return Ok(ExitCode::SUCCESS),
                 Some(OutputEvent::Skipped { .. }) => {}
             },
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupts.recv() => {
                 let revoke = Request::Revoke { identity: invite.identity() };
                 let (Response::Revoked { stopped, .. }, _) = client.call(&revoke, Vec::new()).await? else {
                     return Err("unexpected answer to revoke".into());
