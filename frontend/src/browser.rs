@@ -16,6 +16,16 @@ pub fn entropy() -> Result<HandshakeEntropy, String> {
     })
 }
 
+/// A random number (for jitter, not for keys): 0 when the browser cannot give one.
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
+    match crypto.map(|c| c.get_random_values_with_u8_array(&mut bytes)) {
+        Some(Ok(_)) => u64::from_le_bytes(bytes),
+        _ => 0,
+    }
+}
+
 /// Whether WebGL 2 is available and drawn by a GPU (the renderer string says which).
 pub fn hardware_webgl2() -> bool {
     const UNMASKED_RENDERER: u32 = 0x9246; // WEBGL_debug_renderer_info

@@ -107,7 +107,8 @@ impl Link {
     /// Start connecting to `address` as `identity` with `secret`. `on_status` hears every status
     /// change with the current generation.
     pub fn open(address: HostAddress, identity: String, secret: Vec<u8>, on_status: Callback<(Status, u64)>) -> Link {
-        let client = Client::new(&address.host_id, &identity, &secret, RedialPolicy::PAGE);
+        let mut client = Client::new(&address.host_id, &identity, &secret, RedialPolicy::PAGE);
+        client.seed_jitter(crate::browser::random_u64());
         let link = Link(Rc::new(RefCell::new(Inner {
             client,
             address,

@@ -415,3 +415,46 @@ fn a_paste_bigger_than_the_window_goes_as_credit_comes_back() {
     let huge = vec![0u8; tether_protocol::client::streams::MAX_QUEUED_INPUT_BYTES + 1];
     assert!(wire.client.write_input(handle, &huge, 0).is_err());
 }
+
+#[test]
+fn busy_is_asked_again_with_jitter_whatever_the_policy_until_it_has_lasted_a_minute() {
+    let mut wire = Wire::new(RedialPolicy::CLI, SECRET);
+    assert!(wire.take_events().contains(&ClientEvent::Dial));
+    let busy = "too many connections from your address waiting to authenticate; try again shortly";
+    let mut waits = Vec::new();
+    while wire.now < 70_000 {
+        // The relay refuses the dial before any handshake (the command line has no streams).
+        wire.client.connect(entropy(7), wire.now);
+        wire.client.transport_closed(Some(busy.into()), wire.now);
+        let wait = wire.take_events().into_iter().find_map(|event| match event {
+            ClientEvent::Disconnected { redial_in_ms, .. } => Some(redial_in_ms),
+            _ => None,
+        });
+        match wait {
+            Some(Some(wait)) => {
+                waits.push(wait);
+                wire.now = wire.client.poll_timeout().expect("a redial is scheduled");
+                wire.client.handle_timeout(wire.now);
+                assert!(wire.take_events().contains(&ClientEvent::Dial));
+            }
+            _ => break,
+        }
+    }
+    assert!(waits.len() > 20, "kept asking: {waits:?}");
+    assert!(waits.iter().all(|&w| (50..=2_500).contains(&w)), "short, jittered waits: {waits:?}");
+    assert!(waits.windows(2).any(|w| w[0] != w[1] && w[0] >= 500), "not all alike: {waits:?}");
+    assert!((60_000..=63_000).contains(&wire.now), "gave up after a minute of busy, at {}", wire.now);
+    assert!(matches!(wire.client.status(), Status::Over(_)));
+
+    // Once in, a later loss is back under the policy (none for the command line without
+    // streams), and a new burst gets its own minute.
+    let mut wire = Wire::new(RedialPolicy::CLI, SECRET);
+    wire.take_events();
+    wire.client.transport_closed(Some(busy.into()), 0);
+    wire.now = wire.client.poll_timeout().expect("busy is asked again");
+    wire.client.handle_timeout(wire.now);
+    wire.take_events();
+    wire.dial();
+    assert!(wire.take_events().contains(&ClientEvent::Connected { generation: 1 }));
+    assert_eq!(wire.cut(), None);
+}

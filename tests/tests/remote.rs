@@ -395,3 +395,27 @@ fn a_keystroke_costs_no_reply_of_its_own() {
     );
     std::fs::remove_file(&log).ok();
 }
+
+#[test]
+fn sixty_four_execs_at_once_from_one_address_all_get_in() {
+    // An agent fanning out commands, or an office behind one NAT address: more at once than the
+    // relay lets one address have authenticating. "Busy" is "try again", not an error.
+    let (_relay, _host, client, invite) = exec_setup();
+    let started: Vec<_> = (0..64)
+        .map(|n| {
+            let mut command = client.command();
+            command.args(["exec", &invite, "--", "echo", &format!("run-{n}")]);
+            command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            (n, command.spawn().expect("exec"))
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (n, child) in started {
+        let out = child.wait_with_output().expect("exec ends");
+        let said = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || said.trim() != format!("run-{n}") {
+            failed.push(format!("{n}: {:?} {said:?} {}", out.status.code(), tether_tests::stderr_of(&out).trim()));
+        }
+    }
+    assert!(failed.is_empty(), "{} of 64 failed:\n{}", failed.len(), failed.join("\n"));
+}

@@ -61,7 +61,11 @@ impl RelayConnection {
                 (address.clone(), PASSWORD_IDENTITY.to_owned(), password.into_bytes())
             }
         };
-        let client = Client::new(&address.host_id, &identity, &secret, RedialPolicy::CLI);
+        let mut client = Client::new(&address.host_id, &identity, &secret, RedialPolicy::CLI);
+        let mut seed = [0u8; 8];
+        if crate::random::random_bytes(&mut seed).is_ok() {
+            client.seed_jitter(u64::from_le_bytes(seed));
+        }
         let (events, direct_events) = mpsc::unbounded_channel();
         let mut connection = RelayConnection {
             client,
@@ -80,6 +84,8 @@ impl RelayConnection {
             for event in connection.flush().await {
                 match event {
                     ClientEvent::Connected { .. } if connection.say.is_none() => return Ok(connection),
+                    // Busy (too many authenticating at once): the client tries again by itself.
+                    ClientEvent::Disconnected { why, redial_in_ms: Some(wait) } => say_retry(&why, wait),
                     ClientEvent::Disconnected { .. } => {
                         return Err(match connection.client.status() {
                             tether_protocol::client::Status::Over(ending) => ending.clone(),
@@ -240,6 +246,13 @@ impl RelayConnection {
             },
             _ => {}
         }
+    }
+}
+
+/// `-v`: a try that will be made again.
+fn say_retry(why: &str, wait_ms: u64) {
+    if SAY_PATHS.load(Ordering::Relaxed) {
+        eprintln!("tether: {why}; trying again in {wait_ms} ms");
     }
 }
 

@@ -103,6 +103,7 @@ impl Client {
         self.status = Status::Connected;
         self.generation += 1;
         self.backoff.reset();
+        self.busy_since_ms = None;
         let Some(conn) = self.conn.as_mut() else { return Ok(()) };
         // Time the round trip at once; keep-alives time it again.
         conn.ping(now_ms)?;
@@ -187,15 +188,23 @@ impl Client {
         // (No `PathChanged`: `Disconnected` says more.)
         self.route = None;
         let why = ending.why().to_owned();
+        let busy = std::mem::take(&mut self.busy_retry);
         let redial = matches!(ending, Ending::Lost(_))
-            && match self.backoff.policy().when {
-                RedialWhen::Always => true,
-                RedialWhen::WhileResuming => self.streams.any_resumable(),
-            };
+            && (busy
+                || match self.backoff.policy().when {
+                    RedialWhen::Always => true,
+                    RedialWhen::WhileResuming => self.streams.any_resumable(),
+                });
         // Said first, so a shell knows why before its callers hear of failed calls and ended
         // streams.
         if redial {
-            let wait = self.backoff.next_wait();
+            let wait = match busy {
+                true => {
+                    let jitter = self.next_jitter();
+                    self.backoff.next_busy_wait(jitter)
+                }
+                false => self.backoff.next_wait(),
+            };
             self.status = Status::Waiting { at_ms: now_ms + wait, why: why.clone() };
             self.event(ClientEvent::Disconnected { why: why.clone(), redial_in_ms: Some(wait) });
         } else {

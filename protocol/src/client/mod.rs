@@ -56,7 +56,7 @@ use crate::stream::{next_request_id, request_stream};
 use crate::upgrade::{Action, DirectEvent, Upgrade};
 
 use inbound::ending_of;
-use redial::{Backoff, REVOKED_HINT};
+use redial::{Backoff, BUSY_HINT, BUSY_RETRY_MS, REVOKED_HINT};
 pub use redial::{Ending, RedialPolicy, RedialWhen};
 pub use streams::StreamEvent;
 use streams::{InputEnd, StreamTable};
@@ -186,6 +186,12 @@ pub struct Client {
     conn: Option<Connection>,
     upgrade: Upgrade,
     backoff: Backoff,
+    /// Since when every try has been answered "busy" (`None`: the last was not).
+    busy_since_ms: Option<u64>,
+    /// The next redial is a retry after "busy".
+    busy_retry: bool,
+    /// A random walk for busy waits' jitter (`seed_jitter`).
+    jitter: u64,
     generation: u64,
     next_id: u64,
     calls: BTreeMap<u64, Pending>,
@@ -206,6 +212,11 @@ impl Client {
             conn: None,
             upgrade: Upgrade::default(),
             backoff: Backoff::new(policy),
+            busy_since_ms: None,
+            busy_retry: false,
+            jitter: host_id
+                .bytes()
+                .fold(0x9e37_79b9_7f4a_7c15, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)),
             generation: 0,
             next_id: 1,
             calls: BTreeMap::new(),
@@ -306,8 +317,29 @@ impl Client {
             return;
         }
         let why = reason.filter(|r| !r.is_empty()).unwrap_or_else(|| "the relay closed the connection".to_owned());
+        if why.contains(BUSY_HINT) && self.status == Status::Connecting {
+            let since = *self.busy_since_ms.get_or_insert(now_ms);
+            self.busy_retry = now_ms.saturating_sub(since) < BUSY_RETRY_MS;
+        } else {
+            self.busy_since_ms = None;
+        }
         let ending = if why.contains(REVOKED_HINT) { Ending::Refused(why) } else { Ending::Lost(why) };
         self.lost(ending, now_ms);
+    }
+
+    /// Randomness for the jitter of waits after "busy" (any bits; the shell's random source).
+    pub fn seed_jitter(&mut self, seed: u64) {
+        self.jitter ^= seed;
+    }
+
+    /// The next jitter value (xorshift).
+    fn next_jitter(&mut self) -> u64 {
+        let mut x = self.jitter | 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter = x;
+        x
     }
 
     /// Try now if waiting to redial (the network came back, the page was restored).

@@ -7,6 +7,10 @@
 //!   first wait to its cap, and starts over once a connection authenticates.
 //! - Whether a loss is worth a redial at all is the policy's: a page keeps its host open
 //!   (`Always`); a command line keeps it only while it has streams to resume (`WhileResuming`).
+//! - "Busy" is not a loss: a relay or host that says too many are authenticating right now
+//!   (`BUSY_HINT`) is asked again whatever the policy, after a jittered wait of at most
+//!   `BUSY_MAX_WAIT_MS`, for up to `BUSY_RETRY_MS` — so a burst of honest clients from one
+//!   address (an agent fanning out commands, an office behind one NAT) gets in, in turn.
 
 /// A shell's choice of redial rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +57,13 @@ impl Ending {
     }
 }
 
+/// What the relay and the host say when too many are authenticating at once: try again.
+pub const BUSY_HINT: &str = "try again shortly";
+/// How long a client keeps asking again while the answer is "busy".
+pub const BUSY_RETRY_MS: u64 = 60_000;
+/// The longest wait between two tries while busy (the back-off doubles up to it).
+pub const BUSY_MAX_WAIT_MS: u64 = 2_000;
+
 /// The relay's word when the host dropped a revoked client's connection. Only a hint (the relay
 /// could say it falsely): all it can do is stop redials sooner, which a relay can anyway by not
 /// forwarding; a redial after a revocation is refused by the host's proof check regardless.
@@ -79,6 +90,14 @@ impl Backoff {
         let wait = self.next_ms;
         self.next_ms = (wait * 2).min(self.policy.max_ms);
         wait
+    }
+
+    /// The wait before the next try while busy: the back-off's, at most `BUSY_MAX_WAIT_MS`,
+    /// spread by `jitter` (any number: a quarter to one and a quarter of the wait) so that
+    /// clients refused together do not all come back together.
+    pub fn next_busy_wait(&mut self, jitter: u64) -> u64 {
+        let wait = self.next_wait().min(BUSY_MAX_WAIT_MS);
+        wait / 4 + wait * (jitter % 1000) / 1000
     }
 
     /// A connection authenticated, or the user asked to try now: start over.

@@ -244,8 +244,11 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
         Ok(handshaking) => handshaking,
         Err(refusal) => {
             let why = match refusal {
-                Refusal::HostFull => "too many connections waiting to authenticate with this host",
-                Refusal::SourceFull => "too many connections from your address waiting to authenticate",
+                // "Try again": the client's rule for a burst (`client::redial::BUSY_HINT`).
+                Refusal::HostFull => "too many connections waiting to authenticate with this host; try again shortly",
+                Refusal::SourceFull => {
+                    "too many connections from your address waiting to authenticate; try again shortly"
+                }
             };
             let _ = socket.send(close(CLOSE_TOO_MANY, why)).await;
             return;
