@@ -2,6 +2,11 @@
 //! is said and counted, the rest go on); one connection per host for the run, made again when it
 //! is lost; an upload or download cut off goes on from where it stopped
 //! (`tether_protocol::transfer` plans both).
+//!
+//! Invariant: a host is not trusted with this machine's files. A download is named after what
+//! the user asked for; below it, only names that pass `fs::check_listing` are taken, and every
+//! file, directory and link is made through `LocalDir` (relative to the opened DST, never
+//! through a symlink).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
