@@ -277,20 +277,20 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// The entries of one listing a client may take: those named by `check_name`, each name once.
 /// What is left out comes back apart, each with why, for the client to say.
 pub fn check_listing(entries: Vec<Entry>) -> (Vec<Entry>, Vec<(String, String)>) {
-    let mut seen = std::collections::HashSet::new();
+    let (mut seen, mut twice) = (std::collections::HashSet::new(), std::collections::HashSet::new());
     let (mut kept, mut refused) = (Vec::with_capacity(entries.len()), Vec::new());
     for entry in entries {
         if let Err(why) = check_name(&entry.name) {
             refused.push((entry.name, why));
         } else if !seen.insert(entry.name.clone()) {
-            let why = "named twice in one listing".to_owned();
-            refused.push((entry.name, why));
+            twice.insert(entry.name.clone());
+            refused.push((entry.name, "named twice in one listing".to_owned()));
         } else {
             kept.push(entry);
         }
     }
     // A name listed twice is refused both times: which of the two is real cannot be told.
-    kept.retain(|e| !refused.iter().any(|(name, _)| name == &e.name));
+    kept.retain(|e| !twice.contains(&e.name));
     (kept, refused)
 }
 

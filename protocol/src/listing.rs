@@ -70,8 +70,9 @@ impl Listing {
             self.cursor = 0;
         }
         self.path = path;
+        let listed: HashSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        self.selected.retain(|name| listed.contains(name.as_str()));
         self.entries = Rc::new(entries);
-        self.selected.retain(|name| self.entries.iter().any(|e| &e.name == name));
         self.arrange();
     }
 
@@ -114,8 +115,8 @@ impl Listing {
     pub fn set_show_hidden(&mut self, show: bool) {
         self.show_hidden = show;
         self.arrange();
-        let rows = Rc::clone(&self.rows);
-        self.selected.retain(|name| rows.iter().any(|e| &e.name == name));
+        let shown: HashSet<&str> = self.rows.iter().map(|e| e.name.as_str()).collect();
+        self.selected.retain(|name| shown.contains(name.as_str()));
     }
 
     /// Whether `name` is taken in this directory (hidden or not).

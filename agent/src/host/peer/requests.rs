@@ -233,8 +233,9 @@ fn type_into_session<H: HostService>(
     let n = bytes.len() as u64;
     let Some(session) = peer.inputs.get(&stream) else { return peer.conn.consumed(stream, n) };
     let write = Request::Write { session: session.clone(), paced: true };
-    let identity = peer.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();
-    match host.handle_in_order(&identity, &write, &bytes) {
+    // Borrowed, not copied: this runs for every keystroke.
+    let identity = peer.access.as_ref().map_or("", |a| a.identity());
+    match host.handle_in_order(identity, &write, &bytes) {
         Some(InOrder::Later(taken)) => {
             let tasks = tasks.clone();
             tokio::spawn(async move {
