@@ -53,6 +53,8 @@ pub enum AuthError {
     Unexpected(String),
     /// No handshake completed within the deadline.
     TimedOut,
+    /// The client sent no hello within `HELLO_TIMEOUT_MS` of connecting.
+    NoHello,
 }
 
 impl AuthError {
@@ -65,6 +67,7 @@ impl AuthError {
             Self::Rejected(reason) => reason.clone(),
             Self::Unexpected(what) => format!("unexpected {what}"),
             Self::TimedOut => "handshake timed out".into(),
+            Self::NoHello => "no hello in time".into(),
         }
     }
 }

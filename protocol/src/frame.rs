@@ -114,8 +114,15 @@ pub enum RelayMsg {
     Register { host_id: String, proof: String },
     /// Relay → host: registered; clients can reach it now.
     Registered,
-    /// Relay → host: a client connected; its bytes will arrive as `forward` on `conn`.
-    Open { conn: u64 },
+    /// Relay → host: a client connected; its bytes will arrive as `forward` on `conn`. `source`
+    /// is an opaque tag of where it came from — equal for clients from one IPv4 address or one
+    /// IPv6 /64, keyed by the relay so it says nothing of the address — for the host's per-source
+    /// cap on handshakes (0 from a relay that does not say).
+    Open {
+        conn: u64,
+        #[serde(default)]
+        source: u64,
+    },
     /// Either way: connection `conn` is over (`reason` for people).
     Close { conn: u64, reason: String },
     /// Either way: the payload is bytes of connection `conn`, passed on untouched.

@@ -7,7 +7,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 mod common;
 use common::*;
 
-use tether_protocol::connection::{Connection, Event, Input, HANDSHAKE_TIMEOUT_MS};
+use tether_protocol::connection::{Connection, Event, Input, HANDSHAKE_TIMEOUT_MS, HELLO_TIMEOUT_MS};
 use tether_protocol::frame::{AuthStep, Frame, Header};
 use tether_protocol::{AuthError, ConnError};
 
@@ -159,8 +159,18 @@ fn out_of_order_and_plaintext_frames_fail_the_handshake() {
 }
 
 #[test]
-fn handshake_times_out() {
-    let mut host = TestHost::new(vec![credential("invite", SECRET)], entropy(18), 1000);
+fn a_silent_client_is_dropped_at_the_hello_deadline_and_a_slow_handshake_at_the_handshake_deadline() {
+    // A socket that never says hello holds a handshake place for 5 s, not 30.
+    let mut silent = TestHost::new(vec![credential("invite", SECRET)], entropy(18), 1000);
+    assert_eq!(silent.poll_timeout(), Some(1000 + HELLO_TIMEOUT_MS));
+    silent.handle_timeout(1000 + HELLO_TIMEOUT_MS - 1).expect("not yet");
+    assert_eq!(silent.handle_timeout(1000 + HELLO_TIMEOUT_MS), Err(ConnError::Auth(AuthError::NoHello)));
+
+    // Once the hello is in, the whole handshake has its 30 s.
+    let mut client = Connection::client(HOST_ID, "invite", SECRET, entropy(17), 1000);
+    let mut host = TestHost::new(vec![], entropy(18), 1000);
+    let (hello, _) = drain(&mut client);
+    host.handle_input(Input::Bytes(&hello), 1000).expect("hello");
     assert_eq!(host.poll_timeout(), Some(1000 + HANDSHAKE_TIMEOUT_MS));
     host.handle_timeout(1000 + HANDSHAKE_TIMEOUT_MS - 1).expect("not yet");
     assert_eq!(host.handle_timeout(1000 + HANDSHAKE_TIMEOUT_MS), Err(ConnError::Auth(AuthError::TimedOut)));

@@ -9,6 +9,9 @@
 //!   `CLIENT_BACKLOG_BYTES` (it stopped reading, or cannot keep up) is disconnected with a reason.
 //!   So one stalled client never delays another client of the same host by more than a frame.
 //!   (The protocol's flow control keeps an honest client's backlog far below the limit.)
+//! - All clients' queues together hold at most the relay's budget (`--max-queued-mib`): the
+//!   client whose bytes would go over it is dropped instead. A dropped client's socket task is
+//!   told at once (not behind its backlog) and its queue freed when the task lets go of it.
 //! - The hub never looks inside forwarded bytes.
 //! - Presence (which hosts are online) is announced on a broadcast channel as hosts come and go;
 //!   it reveals only what `/ws/client/{id}` would (online or not) to those who know the id.
@@ -26,9 +29,11 @@ const PRESENCE_QUEUE: usize = 256;
 
 /// Frames queued toward one host.
 pub const HOST_QUEUE_FRAMES: usize = 256;
-/// Bytes queued toward one client before it counts as stalled and is dropped: many times what
-/// the protocol's flow control lets an honest client have in flight on a few streams.
-pub const CLIENT_BACKLOG_BYTES: usize = 32 << 20; // 32 MiB
+/// Bytes queued toward one client before it counts as stalled and is dropped: what the
+/// protocol's flow control lets an honest client have in flight on 8 streams at once
+/// (`stream::INITIAL_WINDOW_BYTES` each) — more than a page moves at once — and small enough
+/// that a stranger's sockets that never read cost little.
+pub const CLIENT_BACKLOG_BYTES: usize = 8 << 20; // 8 MiB
 
 /// What a client's socket task is told.
 #[derive(Debug)]
@@ -37,26 +42,80 @@ pub enum ToClient {
     Close(String),
 }
 
-/// The sending side of a client's queue, with the bytes it holds.
+/// What the two sides of a client's queue share.
+struct QueueState {
+    /// Bytes in this queue.
+    queued: AtomicUsize,
+    /// Bytes in all queues (the hub's).
+    total: Arc<AtomicUsize>,
+    /// Why the client was dropped, once it was: its task stops without sending what is queued.
+    dropped: Mutex<Option<String>>,
+    dropped_now: tokio::sync::Notify,
+    /// The host said this client's handshake is over (by the outer type of its frames).
+    authenticated: std::sync::atomic::AtomicBool,
+}
+
+/// The sending side of a client's queue.
 #[derive(Clone)]
 struct ClientSender {
     tx: mpsc::UnboundedSender<ToClient>,
-    queued: Arc<AtomicUsize>,
+    state: Arc<QueueState>,
+}
+
+impl ClientSender {
+    /// Drop the client now: its task hears `why` before anything still queued.
+    fn drop_client(&self, why: String) {
+        *lock(&self.state.dropped) = Some(why);
+        self.state.dropped_now.notify_one();
+    }
 }
 
 /// The receiving side, for the client's socket task.
 pub struct ClientQueue {
     rx: mpsc::UnboundedReceiver<ToClient>,
-    queued: Arc<AtomicUsize>,
+    state: Arc<QueueState>,
 }
 
 impl ClientQueue {
+    /// The next message; a `Close` at once if the client was dropped.
     pub async fn recv(&mut self) -> Option<ToClient> {
-        let message = self.rx.recv().await;
+        if let Some(why) = lock(&self.state.dropped).take() {
+            return Some(ToClient::Close(why));
+        }
+        let message = tokio::select! {
+            biased;
+            () = self.state.dropped_now.notified() => {
+                return Some(ToClient::Close(lock(&self.state.dropped).take().unwrap_or_default()));
+            }
+            message = self.rx.recv() => message,
+        };
         if let Some(ToClient::Bytes(bytes)) = &message {
-            self.queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+            self.state.queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+            self.state.total.fetch_sub(bytes.len(), Ordering::Relaxed);
         }
         message
+    }
+
+    /// The host's frames show this client's handshake is over.
+    pub fn set_authenticated(&self) {
+        self.state.authenticated.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves when the client is dropped (for a task blocked writing to its socket).
+    pub async fn dropped(&self) -> String {
+        loop {
+            if let Some(why) = lock(&self.state.dropped).clone() {
+                return why;
+            }
+            self.state.dropped_now.notified().await;
+        }
+    }
+}
+
+impl Drop for ClientQueue {
+    fn drop(&mut self) {
+        // What is still queued is freed with the channel.
+        self.state.total.fetch_sub(self.state.queued.swap(0, Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -78,6 +137,9 @@ pub struct Hub {
     presence: broadcast::Sender<Presence>,
     next_id: AtomicU64,
     max_clients_per_host: usize,
+    /// Bytes in all clients' queues, and the most they may hold.
+    queued_total: Arc<AtomicUsize>,
+    max_queued_bytes: usize,
 }
 
 /// Why a client could not be connected.
@@ -88,17 +150,32 @@ pub enum OpenError {
 }
 
 impl Hub {
-    pub fn new(max_clients_per_host: usize) -> Hub {
+    pub fn new(max_clients_per_host: usize, max_queued_bytes: usize) -> Hub {
         Hub {
             hosts: Mutex::new(HashMap::new()),
             presence: broadcast::channel(PRESENCE_QUEUE).0,
             next_id: AtomicU64::new(1),
             max_clients_per_host,
+            queued_total: Arc::new(AtomicUsize::new(0)),
+            max_queued_bytes,
         }
+    }
+
+    /// Bytes waiting in all clients' queues.
+    #[cfg(test)]
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_total.load(Ordering::Relaxed)
     }
 
     pub fn is_online(&self, host_id: &str) -> bool {
         lock(&self.hosts).contains_key(host_id)
+    }
+
+    /// Whether `host_id` has a client past its handshake (what TURN credentials are for).
+    pub fn has_authenticated_client(&self, host_id: &str) -> bool {
+        lock(&self.hosts)
+            .get(host_id)
+            .is_some_and(|host| host.clients.values().any(|c| c.state.authenticated.load(Ordering::Relaxed)))
     }
 
     pub fn watch_presence(&self) -> broadcast::Receiver<Presence> {
@@ -137,9 +214,9 @@ impl Hub {
         }
     }
 
-    /// A client wants `host_id`. On success the host has been told (`open`) and the client
-    /// gets its connection id and its queue.
-    pub fn open_client(&self, host_id: &str) -> Result<(u64, ClientQueue), OpenError> {
+    /// A client from `source` (an opaque tag, `Admission::source_tag`) wants `host_id`. On
+    /// success the host has been told (`open`) and the client gets its connection id and queue.
+    pub fn open_client(&self, host_id: &str, source: u64) -> Result<(u64, ClientQueue), OpenError> {
         let mut hosts = lock(&self.hosts);
         let host = hosts.get_mut(host_id).ok_or(OpenError::HostOffline)?;
         if host.clients.len() >= self.max_clients_per_host {
@@ -147,11 +224,18 @@ impl Hub {
         }
         let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
         // try_send: opening must not wait on a busy host while holding the lock.
-        host.to_host.try_send(Frame::relay(RelayMsg::Open { conn }, Vec::new())).map_err(|_| OpenError::HostOffline)?;
+        let open = RelayMsg::Open { conn, source };
+        host.to_host.try_send(Frame::relay(open, Vec::new())).map_err(|_| OpenError::HostOffline)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        host.clients.insert(conn, ClientSender { tx, queued: queued.clone() });
-        Ok((conn, ClientQueue { rx, queued }))
+        let state = Arc::new(QueueState {
+            queued: AtomicUsize::new(0),
+            total: self.queued_total.clone(),
+            dropped: Mutex::new(None),
+            dropped_now: tokio::sync::Notify::new(),
+            authenticated: std::sync::atomic::AtomicBool::new(false),
+        });
+        host.clients.insert(conn, ClientSender { tx, state: state.clone() });
+        Ok((conn, ClientQueue { rx, state }))
     }
 
     fn host_sender(&self, host_id: &str, conn: u64) -> Option<mpsc::Sender<Frame>> {
@@ -203,19 +287,29 @@ impl Hub {
         };
         let Some(client) = client else { return };
         if let ToClient::Bytes(bytes) = &message {
-            let queued = client.queued.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
-            if queued > CLIENT_BACKLOG_BYTES {
+            let queued = client.state.queued.load(Ordering::Relaxed) + bytes.len();
+            let total = self.queued_total.load(Ordering::Relaxed) + bytes.len();
+            let over = if queued > CLIENT_BACKLOG_BYTES {
+                Some(format!("too slow: fell {} MiB behind its host", queued >> 20))
+            } else if total > self.max_queued_bytes {
+                Some("the relay is short of buffer space; reconnect".to_owned())
+            } else {
+                None
+            };
+            if let Some(why) = over {
                 self.client_gone(host_id, conn, "client too slow");
-                let why = format!("too slow: fell {} MiB behind its host", queued >> 20);
-                let _ = client.tx.send(ToClient::Close(why));
+                client.drop_client(why);
                 return;
             }
+            client.state.queued.fetch_add(bytes.len(), Ordering::Relaxed);
+            self.queued_total.fetch_add(bytes.len(), Ordering::Relaxed);
         }
         let _ = client.tx.send(message);
     }
 }
 
 fn close_all(entry: HostEntry, reason: &str) {
+    // Behind what the host sent before it went: the client gets all of it, then the reason.
     for client in entry.clients.values() {
         let _ = client.tx.send(ToClient::Close(reason.to_owned()));
     }
@@ -227,13 +321,13 @@ mod tests {
 
     #[tokio::test]
     async fn routes_between_one_host_and_its_clients() {
-        let hub = Hub::new(2);
+        let hub = Hub::new(2, usize::MAX);
         let (host_tx, mut host_rx) = mpsc::channel(8);
-        assert!(matches!(hub.open_client("H"), Err(OpenError::HostOffline)));
+        assert!(matches!(hub.open_client("H", 0), Err(OpenError::HostOffline)));
         let generation = hub.register("H", host_tx);
 
-        let (a, mut a_rx) = hub.open_client("H").expect("open");
-        assert_eq!(host_rx.recv().await.map(|f| f.header), Some(Header::Relay(RelayMsg::Open { conn: a })));
+        let (a, mut a_rx) = hub.open_client("H", 0).expect("open");
+        assert_eq!(host_rx.recv().await.map(|f| f.header), Some(Header::Relay(RelayMsg::Open { conn: a, source: 0 })));
         assert!(hub.deliver_to_host("H", a, b"hello".to_vec()).await);
         let forwarded = host_rx.recv().await.expect("forwarded");
         assert_eq!(
@@ -243,8 +337,8 @@ mod tests {
         hub.deliver_to_client("H", Frame::relay(RelayMsg::Forward { conn: a }, b"world".to_vec()));
         assert!(matches!(a_rx.recv().await, Some(ToClient::Bytes(b)) if b == b"world"));
 
-        let _b = hub.open_client("H").expect("second client");
-        assert!(matches!(hub.open_client("H"), Err(OpenError::TooManyClients)));
+        let _b = hub.open_client("H", 0).expect("second client");
+        assert!(matches!(hub.open_client("H", 0), Err(OpenError::TooManyClients)));
 
         // A stale generation cannot unregister the live one; the live one can.
         hub.unregister("H", generation + 1000);
@@ -256,11 +350,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_client_that_stops_reading_never_holds_up_another() {
-        let hub = Hub::new(4);
+        let hub = Hub::new(4, usize::MAX);
         let (host_tx, mut host_rx) = mpsc::channel(8);
         hub.register("H", host_tx);
-        let (stalled, mut stalled_rx) = hub.open_client("H").expect("open");
-        let (typing, mut typing_rx) = hub.open_client("H").expect("open");
+        let (stalled, mut stalled_rx) = hub.open_client("H", 0).expect("open");
+        let (typing, mut typing_rx) = hub.open_client("H", 0).expect("open");
         let started = tokio::time::Instant::now();
         // The host floods the client that stopped reading, then echoes a keystroke to the other.
         let chunk = vec![b'x'; 1 << 20];
@@ -271,17 +365,37 @@ mod tests {
         assert!(matches!(typing_rx.recv().await, Some(ToClient::Bytes(b)) if b == b"e"));
         // No waiting at all, not even on the paused clock.
         assert_eq!(tokio::time::Instant::now(), started);
-        // The stalled client is told why and dropped; its host hears of it.
-        let mut last = None;
-        while let Ok(message) = stalled_rx.rx.try_recv() {
-            last = Some(message);
-        }
-        assert!(matches!(&last, Some(ToClient::Close(why)) if why.starts_with("too slow")), "{last:?}");
+        // The stalled client is told why, before what is queued, and dropped; its host hears
+        // of it; its queue is freed when its task lets go of it.
+        let first = stalled_rx.recv().await;
+        assert!(matches!(&first, Some(ToClient::Close(why)) if why.starts_with("too slow")), "{first:?}");
+        assert!(hub.queued_bytes() >= CLIENT_BACKLOG_BYTES - (1 << 20));
+        drop(stalled_rx);
+        assert_eq!(hub.queued_bytes(), 0);
         let mut closed = false;
         while let Ok(frame) = host_rx.try_recv() {
             closed |=
                 frame.header == Header::Relay(RelayMsg::Close { conn: stalled, reason: "client too slow".into() });
         }
         assert!(closed, "the host is told its client was dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn all_queues_together_stay_within_the_budget() {
+        // Clients that never read, each under its own limit: together they may not hold more
+        // than the relay's budget; the one that would go over is dropped.
+        let hub = Hub::new(64, 3 << 20);
+        let (host_tx, _host_rx) = mpsc::channel(1024);
+        hub.register("H", host_tx);
+        let mut queues = Vec::new();
+        for _ in 0..4 {
+            let (conn, queue) = hub.open_client("H", 0).expect("open");
+            hub.deliver_to_client("H", Frame::relay(RelayMsg::Forward { conn }, vec![0; 1 << 20]));
+            queues.push(queue);
+        }
+        assert_eq!(hub.queued_bytes(), 3 << 20);
+        let last = queues.last_mut().expect("four");
+        let dropped = last.recv().await;
+        assert!(matches!(&dropped, Some(ToClient::Close(why)) if why.contains("buffer space")), "{dropped:?}");
     }
 }

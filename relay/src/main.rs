@@ -52,6 +52,10 @@ struct Args {
     /// (limits are per source address). Only with a proxy that sets it.
     #[arg(long)]
     trust_proxy: bool,
+    /// Most bytes (MiB) the relay holds queued for all clients together; the client whose
+    /// bytes would go over it is dropped (each client may have at most 8 MiB queued).
+    #[arg(long, default_value_t = 512)]
+    max_queued_mib: usize,
     /// Most WebSocket connections one IP address may open per minute.
     #[arg(long, default_value_t = 600)]
     max_connects_per_minute: u32,
@@ -127,7 +131,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let app = Arc::new(AppState {
         web,
-        hub: hub::Hub::new(args.max_clients_per_host),
+        hub: hub::Hub::new(args.max_clients_per_host, args.max_queued_mib.saturating_mul(1 << 20)),
         admission: admission::Admission::new(
             args.max_connects_per_minute,
             std::time::Duration::from_secs(args.handshake_timeout_secs),

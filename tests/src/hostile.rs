@@ -1,6 +1,11 @@
-//! A host that lies: it registers with a real relay as any agent does, completes the real
-//! handshake with a real client holding its invite, and then answers requests from a script —
-//! so a test sees what the CLI (or the page) does with answers a compromised host would send.
+//! Hostile parties on a real relay, for tests of what each side does with them:
+//! - `FakeHost`, a host that lies: it registers as any agent does, completes the real handshake
+//!   with a real client holding its invite, and then answers requests from a script — so a test
+//!   sees what the CLI (or the page) does with answers a compromised host would send.
+//! - `ThrowawayHost`, a stranger's host (anyone may register one, with any secret) that speaks
+//!   only the relay's part of the protocol: it sees clients open and sends them what it likes.
+//! - `SilentClients`, sockets from several source addresses that open a connection to a host and
+//!   never say anything, reopened as they are dropped.
 
 use std::collections::HashMap;
 use std::net::TcpStream;
@@ -20,6 +25,8 @@ use tokio_tungstenite::tungstenite::{Message, WebSocket};
 
 /// How long one read may block before the stop flag is looked at again.
 const READ_POLL: Duration = Duration::from_millis(50);
+/// A silent socket that hears from the relay this soon after opening was refused, not held.
+const REFUSED_WITHIN: Duration = Duration::from_millis(300);
 
 /// What the fake host does with one request: answer it, and send on its stream (the stream
 /// whose id is the request's, given to the script beside the request).
@@ -49,13 +56,7 @@ impl FakeHost {
             Credential::derive(&id, &invite_identity(&invite_secret), invite_secret.as_bytes(), [9; SALT_BYTES])
                 .expect("a credential");
         let relay_url = relay.url.trim_end_matches('/').to_owned();
-        let url = tether_protocol::identity::relay_ws_url(&relay_url, "/ws/host").expect("relay url");
-        let (mut ws, _) = tokio_tungstenite::tungstenite::connect(url.as_str()).expect("websocket to the relay");
-        if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
-            tcp.set_read_timeout(Some(READ_POLL)).expect("read timeout");
-        }
-        let register = RelayMsg::Register { host_id: id.clone(), proof: tether_protocol::hex::encode(&secret) };
-        send(&mut ws, Frame::relay(register, Vec::new()));
+        let ws = register(relay, &secret);
         let stop = Arc::new(AtomicBool::new(false));
         let serving = Serving { ws, host_id: id.clone(), credential, script: Box::new(script), peers: HashMap::new() };
         let (stopping, registered) = (stop.clone(), Arc::new(AtomicBool::new(false)));
@@ -107,7 +108,7 @@ impl Serving {
                 let Header::Relay(msg) = frame.header else { continue };
                 match msg {
                     RelayMsg::Registered => registered.store(true, Ordering::SeqCst),
-                    RelayMsg::Open { conn } => {
+                    RelayMsg::Open { conn, .. } => {
                         let entropy = HandshakeEntropy::generate(|bytes: &mut [u8]| -> Result<(), ()> {
                             bytes
                                 .iter_mut()
@@ -183,6 +184,148 @@ fn answer(peer: &mut Connection, id: u64, replies: Vec<Reply>) -> Result<(), tet
         }
     }
     Ok(())
+}
+
+/// Connect to `relay` as a host and ask to register the id of `secret` (what comes back is for
+/// the caller to read).
+fn register(relay: &crate::Relay, secret: &[u8; HOST_SECRET_BYTES]) -> WebSocket<MaybeTlsStream<TcpStream>> {
+    let url = tether_protocol::identity::relay_ws_url(relay.url.trim_end_matches('/'), "/ws/host").expect("relay url");
+    let (mut ws, _) = tokio_tungstenite::tungstenite::connect(url.as_str()).expect("websocket to the relay");
+    if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+        tcp.set_read_timeout(Some(READ_POLL)).expect("read timeout");
+    }
+    let register = RelayMsg::Register { host_id: host_id(secret), proof: tether_protocol::hex::encode(secret) };
+    send(&mut ws, Frame::relay(register, Vec::new()));
+    ws
+}
+
+/// A stranger's host on the relay: registered with `secret`, it reads what the relay tells it
+/// and forwards whatever bytes it is told to, with no handshake behind them.
+pub struct ThrowawayHost {
+    pub host_id: String,
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    decoder: FrameDecoder,
+}
+
+impl ThrowawayHost {
+    pub fn register(relay: &crate::Relay, secret: [u8; HOST_SECRET_BYTES]) -> ThrowawayHost {
+        let mut host =
+            ThrowawayHost { host_id: host_id(&secret), ws: register(relay, &secret), decoder: FrameDecoder::new() };
+        let registered = host.next_message(Duration::from_secs(10));
+        assert_eq!(registered, Some(RelayMsg::Registered), "the relay registers a throwaway host");
+        host
+    }
+
+    /// The relay's next message, or `None` if none came within `timeout` (or the link ended).
+    pub fn next_message(&mut self, timeout: Duration) -> Option<RelayMsg> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(frame)) = self.decoder.next_frame() {
+                if let Header::Relay(msg) = frame.header {
+                    return Some(msg);
+                }
+                continue;
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            match self.ws.read() {
+                Ok(Message::Binary(bytes)) => self.decoder.push(&bytes).ok()?,
+                Ok(Message::Close(_)) => return None,
+                Ok(_) => {}
+                Err(tokio_tungstenite::tungstenite::Error::Io(e))
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Send `bytes` to client `conn`, as a host's `forward`.
+    pub fn forward(&mut self, conn: u64, bytes: Vec<u8>) {
+        let bytes = Frame::relay(RelayMsg::Forward { conn }, bytes).encode().expect("a relay frame");
+        self.ws.send(Message::Binary(bytes.into())).expect("the relay takes a host's frames");
+    }
+}
+
+/// Client sockets to one host that never say anything: `per_source` from each of `sources`
+/// (loopback addresses), each reopened as soon as it is dropped, until this is dropped.
+pub struct SilentClients {
+    runtime: Option<tokio::runtime::Runtime>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentClients {
+    pub fn hold(
+        relay: &crate::Relay,
+        host_id: &str,
+        sources: &[std::net::Ipv4Addr],
+        per_source: usize,
+    ) -> SilentClients {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the silent clients");
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let relay_addr: std::net::SocketAddr = relay.address().parse().expect("relay address");
+        let url =
+            tether_protocol::identity::relay_ws_url(relay.url.trim_end_matches('/'), &format!("/ws/client/{host_id}"))
+                .expect("client url");
+        for &source in sources {
+            for _ in 0..per_source {
+                let (open, url) = (open.clone(), url.clone());
+                runtime.spawn(async move {
+                    loop {
+                        if let Some(mut ws) = silent_socket(source, relay_addr, &url).await {
+                            // Refused at once (a cap) is not held: the relay closes such a
+                            // socket straight after opening it.
+                            let refused = tokio::time::timeout(REFUSED_WITHIN, futures_util::StreamExt::next(&mut ws));
+                            if refused.await.is_ok() {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                            open.fetch_add(1, Ordering::SeqCst);
+                            // Say nothing; wait for the other end to give up on us.
+                            while let Some(Ok(message)) = futures_util::StreamExt::next(&mut ws).await {
+                                if matches!(message, Message::Close(_)) {
+                                    break;
+                                }
+                            }
+                            open.fetch_sub(1, Ordering::SeqCst);
+                        } else {
+                            // Refused (a cap, the rate limit): knock again a little later.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                });
+            }
+        }
+        SilentClients { runtime: Some(runtime), open }
+    }
+
+    /// How many are open right now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+async fn silent_socket(
+    source: std::net::Ipv4Addr,
+    relay: std::net::SocketAddr,
+    url: &str,
+) -> Option<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind((source, 0).into()).ok()?;
+    let tcp = socket.connect(relay).await.ok()?;
+    tokio_tungstenite::client_async(url, tcp).await.ok().map(|(ws, _)| ws)
+}
+
+impl Drop for SilentClients {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 fn send(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>, frame: Frame) {

@@ -397,10 +397,16 @@ fn a_keystroke_costs_no_reply_of_its_own() {
 }
 
 #[test]
-fn sixty_four_execs_at_once_from_one_address_all_get_in() {
+fn sixty_four_execs_at_once_from_one_address_all_get_in_while_strangers_hold_silent_sockets() {
     // An agent fanning out commands, or an office behind one NAT address: more at once than the
-    // relay lets one address have authenticating. "Busy" is "try again", not an error.
-    let (_relay, _host, client, invite) = exec_setup();
+    // relay lets one address have authenticating. "Busy" is "try again", not an error. And a
+    // stranger who knows the host id holds 32 sockets that never say hello, from 8 addresses,
+    // reopening each as it is dropped: they must not keep anyone out.
+    let (relay, _host, client, invite) = exec_setup();
+    let host_id = tether_protocol::identity::Invite::parse(&invite).expect("invite").host_id;
+    let sources: Vec<std::net::Ipv4Addr> = (2..=9).map(|n| std::net::Ipv4Addr::new(127, 0, 0, n)).collect();
+    let silent = tether_tests::hostile::SilentClients::hold(&relay, &host_id, &sources, 4);
+    wait_until(std::time::Duration::from_secs(20), "32 silent sockets held", || (silent.open() >= 32).then_some(()));
     let started: Vec<_> = (0..64)
         .map(|n| {
             let mut command = client.command();

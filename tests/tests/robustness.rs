@@ -62,9 +62,18 @@ fn output_the_log_could_not_keep_is_reported_never_misread_or_stalled_on() {
 
 /// A process's resident memory in bytes (`VmRSS` in `/proc/PID/status`).
 fn resident_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// The most memory a process has had resident (`VmHWM`).
+fn peak_resident_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// A size in `/proc/PID/status`, in bytes (0 if it cannot be read).
+fn status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib =
-        status.lines().find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok());
+    let kib = status.lines().find_map(|line| line.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok());
     kib.unwrap_or(0u64) * 1024
 }
 
@@ -364,3 +373,102 @@ fn attach_notices_a_link_gone_silent_and_comes_back_when_it_speaks_again() {
 /// The connection's idle timeout (60 s) with room to notice.
 const SILENCE_WAIT: std::time::Duration =
     std::time::Duration::from_millis(tether_protocol::connection::IDLE_TIMEOUT_MS + 20_000);
+
+#[test]
+fn clients_that_never_read_cannot_run_the_relay_out_of_memory() {
+    // A stranger registers a host of their own (any secret will do), opens 12 clients to it that
+    // say one word and then never read, ends their handshake deadline with one `encrypted`-typed
+    // frame each, and floods them. Each is dropped with a reason once it is a few MiB behind,
+    // and the relay's memory stays bounded rather than holding every byte.
+    const CLIENTS: usize = 12;
+    const FLOOD_BYTES: usize = 30 << 20; // 30 MiB each
+    const CHUNK_BYTES: usize = 256 << 10;
+    let relay = Relay::start();
+    let mut host = tether_tests::hostile::ThrowawayHost::register(&relay, [0x5a; 32]);
+    let url = format!("{}/ws/client/{}", relay.url.trim_end_matches('/').replace("http://", "ws://"), host.host_id);
+    let mut clients = Vec::new();
+    let mut conns = Vec::new();
+    for _ in 0..CLIENTS {
+        let (mut ws, _) = tokio_tungstenite::tungstenite::connect(url.as_str()).expect("a client socket");
+        ws.send(tokio_tungstenite::tungstenite::Message::Binary(vec![0u8; 8].into())).expect("a word");
+        let conn = loop {
+            match host.next_message(std::time::Duration::from_secs(10)) {
+                Some(tether_protocol::frame::RelayMsg::Open { conn, .. }) => break conn,
+                Some(_) => continue,
+                None => panic!("the relay opened no client"),
+            }
+        };
+        let ends_handshake = tether_protocol::frame::Frame::bare(tether_protocol::frame::Header::Encrypted { ctr: 0 });
+        host.forward(conn, ends_handshake.encode().expect("frame"));
+        // Read that one (so the handshake is over before the next opens); never read again.
+        ws.read().expect("the host's frame");
+        clients.push(ws);
+        conns.push(conn);
+    }
+    for _ in 0..FLOOD_BYTES / CHUNK_BYTES {
+        for &conn in &conns {
+            host.forward(conn, vec![0x41; CHUNK_BYTES]);
+        }
+    }
+    let mut dropped = std::collections::BTreeMap::new();
+    wait_until(std::time::Duration::from_secs(20), "every client that never reads to be dropped", || {
+        while let Some(message) = host.next_message(std::time::Duration::from_millis(100)) {
+            if let tether_protocol::frame::RelayMsg::Close { conn, reason } = message {
+                dropped.insert(conn, reason);
+            }
+        }
+        (dropped.len() == CLIENTS).then_some(())
+    });
+    assert!(dropped.values().all(|why| why.contains("too slow")), "{dropped:?}");
+    let peak = peak_resident_bytes(u32::try_from(relay.pid()).expect("pid"));
+    println!(
+        "relay peak resident: {} MiB for {CLIENTS} clients flooded with {} MiB each",
+        peak >> 20,
+        FLOOD_BYTES >> 20
+    );
+    assert!(peak < 200 << 20, "the relay's peak memory was {} MiB", peak >> 20);
+}
+
+#[test]
+fn logs_of_a_big_session_are_printed_as_they_come_never_held_whole() {
+    // 32 MB of output: `tether logs` prints it as it arrives, holding a line at a time, so its
+    // memory does not grow with the log.
+    const OUTPUT_BYTES: usize = 32_000_000;
+    let client = Agent::new(scratch());
+    let zeros = OUTPUT_BYTES / 4 * 3;
+    let id = client.start(&["sh", "-c", &format!("head -c {zeros} /dev/zero | base64 -w 99; echo all-printed")]);
+    client.wait_ended(&id);
+    let mut command = client.command();
+    command.args(["logs", &id]).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = command.spawn().expect("logs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reading = std::thread::spawn(move || {
+        let (mut total, mut last) = (0usize, Vec::new());
+        let mut buffer = vec![0u8; 1 << 16];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buffer) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+            last.extend_from_slice(&buffer[..n]);
+            let keep = last.len().saturating_sub(64);
+            last.drain(..keep);
+        }
+        (total, String::from_utf8_lossy(&last).into_owned())
+    });
+    // wait4 gives this child's own peak memory (`ru_maxrss`, KiB).
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: our own child, reaped once here (`child` is never waited on after this).
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid);
+    let (printed, last) = reading.join().expect("reader");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "logs failed: {status}");
+    assert!(printed >= OUTPUT_BYTES, "printed {printed} bytes");
+    assert!(last.trim_end().ends_with("all-printed"), "{last:?}");
+    let peak = u64::try_from(usage.ru_maxrss).expect("KiB") * 1024;
+    println!("tether logs printed {} MB with a peak of {} MiB resident", printed / 1_000_000, peak >> 20);
+    assert!(peak < 24 << 20, "tether logs held {} MiB for a {} MB log", peak >> 20, printed / 1_000_000);
+    drop(child);
+}

@@ -1,6 +1,7 @@
 //! TURN credentials from the relay (`--turn-url`, `--turn-secret-file`), checked by a real coturn
 //! on loopback; and `--no-webrtc`. A host is what asks: it registers with the relay as the agent
-//! does, and gets the relay's `ice` offer after `registered` and on each `ice_request`.
+//! does, and gets the relay's `ice` offer after `registered` (never with credentials) and on each
+//! `ice_request` (with credentials only once a client is past its handshake, and not too often).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,26 @@ fn register(relay: &str) -> (Socket, String, RelayMsg) {
     (socket, host_id, offer)
 }
 
+/// A client of `host_id` past its handshake, as far as the relay can tell: it said hello and the
+/// host's `server_proof` went to it.
+fn client_in(relay: &str, host_id: &str, host: &mut Socket) -> Socket {
+    let (mut client, _) =
+        tokio_tungstenite::tungstenite::connect(format!("{relay}/ws/client/{host_id}")).expect("client");
+    client.send(Message::Binary(b"hello".to_vec().into())).expect("hello");
+    let conn = loop {
+        if let RelayMsg::Open { conn, .. } = next(host) {
+            break conn;
+        }
+    };
+    // Its hello comes next.
+    while next(host) != (RelayMsg::Forward { conn }) {}
+    let proof = Frame::new(Header::Auth(tether_protocol::frame::AuthStep::ServerProof), vec![0; 32]);
+    let forward = Frame::new(Header::Relay(RelayMsg::Forward { conn }), proof.encode().expect("encode"));
+    host.send(Message::Binary(forward.encode().expect("encode").into())).expect("forward");
+    assert!(matches!(client.read(), Ok(Message::Binary(_))), "the proof reaches the client");
+    client
+}
+
 fn send(socket: &mut Socket, message: RelayMsg) {
     let bytes = Frame::bare(Header::Relay(message)).encode().expect("encode");
     socket.send(Message::Binary(bytes.into())).expect("send");
@@ -83,8 +104,15 @@ fn hosts_get_short_lived_turn_credentials_that_coturn_accepts() {
     let (_relay, relay_url) =
         relay(&["--turn-url", &turn_url, "--turn-secret-file", &secret_file.to_string_lossy()], &stderr);
 
+    // Registering gets no credentials (anyone can register a host), nor does asking with no
+    // client past its handshake.
     let (mut host, host_id, offer) = register(&relay_url);
-    let first = turn_offer(offer);
+    assert_eq!(offer, RelayMsg::Ice { webrtc: true, turn: None });
+    send(&mut host, RelayMsg::IceRequest);
+    assert_eq!(next(&mut host), RelayMsg::Ice { webrtc: true, turn: None });
+    let _client = client_in(&relay_url, &host_id, &mut host);
+    send(&mut host, RelayMsg::IceRequest);
+    let first = turn_offer(next(&mut host));
     assert_eq!(first.urls, std::slice::from_ref(&turn_url));
     assert_eq!(first.username, format!("{}:{host_id}", first.expires));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -100,14 +128,15 @@ fn hosts_get_short_lived_turn_credentials_that_coturn_accepts() {
     let renamed = format!("{}:{host_id}", first.expires + 60);
     assert_eq!(turn.allocate(&renamed, &first.credential), Err(401));
 
-    // Asking again gives fresh credentials, which work too.
+    // Asking again at once gets none (a host needs fresh ones every few minutes, not more).
     send(&mut host, RelayMsg::IceRequest);
-    let again = turn_offer(next(&mut host));
-    assert_eq!(turn.allocate(&again.username, &again.credential), Ok(()));
+    assert_eq!(next(&mut host), RelayMsg::Ice { webrtc: true, turn: None });
 
-    // The relay says it offers TURN, and never prints the secret.
+    // The relay says it offers TURN, and when it refused and why, and never prints the secret.
     let log = std::fs::read_to_string(&stderr).expect("relay stderr");
     assert!(log.contains(&format!("TURN at {turn_url}")), "{log}");
+    assert!(log.contains(&format!("no TURN credentials for host {host_id}: NoClient")), "{log}");
+    assert!(log.contains(&format!("no TURN credentials for host {host_id}: TooSoon")), "{log}");
     assert!(!log.contains(&secret), "the relay printed its TURN secret: {log}");
 }
 

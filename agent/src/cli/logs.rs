@@ -4,7 +4,14 @@
 //! whenever the output switches to another session (as `tail -f a b` does). With `--follow`
 //! all sessions stream at once over the one connection; whole lines are printed, so lines of two
 //! sessions never interleave mid-line.
+//!
+//! Invariants:
+//! - Output is printed as it arrives, never gathered whole: memory holds at most one line
+//!   (`MAX_LINE_BYTES` of a line that never ends), or with `--tail N` the last N lines.
+//! - Without `--keep-color`, text is cleaned (`escapes::plain_text`: escape sequences and C1
+//!   controls dropped) a whole line at a time, so no sequence is cut in two.
 
+use std::collections::VecDeque;
 use std::io::Write;
 
 use tether_protocol::api::Request;
@@ -22,6 +29,12 @@ pub struct Options {
     pub follow: bool,
 }
 
+/// Past this, a line that has not ended is printed in pieces (a progress bar redrawn with `\r`
+/// for hours is one line).
+const MAX_LINE_BYTES: usize = 1 << 20; // 1 MiB
+/// An escape sequence that began within this many bytes of a cut is kept whole for later.
+const ESCAPE_BYTES: usize = 64;
+
 pub async fn print(client: &Agent, sessions: &[String], options: Options) -> Result<(), String> {
     let several = sessions.len() > 1;
     if options.follow {
@@ -32,30 +45,40 @@ pub async fn print(client: &Agent, sessions: &[String], options: Options) -> Res
     for session in sessions {
         let mut opened =
             client.open_stream(&Request::Logs { session: session.clone(), follow: false, from: None }).await?;
-        let mut collected = Vec::new();
+        let mut lines = Lines::default();
+        let mut tail = options.tail.map(Tail::new);
         let mut lost = 0;
+        let mut show = |out: &mut Output, raw: Vec<u8>| {
+            let text = clean(raw, options.keep_color);
+            match &mut tail {
+                Some(tail) => {
+                    tail.push(&text);
+                    Ok(())
+                }
+                None => out.write(session, text.as_bytes()),
+            }
+        };
         let ended = loop {
             match opened.events.recv().await {
-                Some(OutputEvent::Data { bytes }) => collected.extend_from_slice(&bytes),
+                Some(OutputEvent::Data { bytes }) => show(&mut out, lines.push(&bytes))?,
                 Some(OutputEvent::Skipped { from, to }) => {
                     lost += to - from;
-                    collected.extend_from_slice(gap_note(to - from).as_bytes());
+                    show(&mut out, lines.finish())?;
+                    show(&mut out, gap_note(to - from).into_bytes())?;
                 }
                 Some(OutputEvent::Eof) => break Ok(()),
                 // Cut off: what came is printed, and the command fails, never passing as whole.
                 None => break Err(client.lost_reason()),
             }
         };
-        let text =
-            if options.keep_color { String::from_utf8_lossy(&collected).into_owned() } else { plain_text(&collected) };
-        let mut text = match options.tail {
-            Some(n) => last_lines(&text, n).to_owned(),
-            None => text,
-        };
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
+        let mut rest = lines.finish();
+        if !rest.is_empty() {
+            rest.push(b'\n');
+            show(&mut out, rest)?;
         }
-        out.write(session, text.as_bytes())?;
+        if let Some(tail) = tail {
+            out.write(session, tail.text().as_bytes())?;
+        }
         ended?;
         if lost > 0 {
             incomplete.push(format!("{session} ({lost} bytes)"));
@@ -64,6 +87,84 @@ pub async fn print(client: &Agent, sessions: &[String], options: Options) -> Res
     match incomplete.is_empty() {
         true => Ok(()),
         false => Err(format!("output lost on the host (the log could not be written): {}", incomplete.join(", "))),
+    }
+}
+
+/// Text to print: as it was with `--keep-color`, else cleaned.
+fn clean(raw: Vec<u8>, keep_color: bool) -> String {
+    match keep_color {
+        true => String::from_utf8(raw).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        false => plain_text(&raw),
+    }
+}
+
+/// Whole lines out of a stream of bytes: what `push` returns ends with a newline, except a piece
+/// of a line longer than `MAX_LINE_BYTES`, which is cut outside any escape sequence and UTF-8
+/// character.
+#[derive(Default)]
+struct Lines {
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(bytes);
+        if let Some(cut) = self.pending.iter().rposition(|&b| b == b'\n') {
+            return self.pending.drain(..=cut).collect();
+        }
+        if self.pending.len() <= MAX_LINE_BYTES {
+            return Vec::new();
+        }
+        // Before an escape sequence that may not have ended (they are short), else before the
+        // last UTF-8 character (which may not be whole yet).
+        let len = self.pending.len();
+        let cut = match self.pending[len - ESCAPE_BYTES..].iter().rposition(|&b| b == 0x1b) {
+            Some(esc) => len - ESCAPE_BYTES + esc,
+            None => {
+                let mut cut = len - 1;
+                while cut > 0 && self.pending[cut] & 0xc0 == 0x80 {
+                    cut -= 1;
+                }
+                cut
+            }
+        };
+        self.pending.drain(..cut).collect()
+    }
+
+    /// What is left (a last line without its newline).
+    fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// The last `n` lines of text pushed to it.
+struct Tail {
+    n: usize,
+    lines: VecDeque<String>,
+    /// The last pushed text did not end its line.
+    open: bool,
+}
+
+impl Tail {
+    fn new(n: usize) -> Tail {
+        Tail { n, lines: VecDeque::new(), open: false }
+    }
+
+    fn push(&mut self, text: &str) {
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            match self.lines.back_mut() {
+                Some(last) if i == 0 && self.open => last.push_str(line),
+                _ => self.lines.push_back(line.to_owned()),
+            }
+            self.open = !line.ends_with('\n');
+            if self.lines.len() > self.n {
+                self.lines.pop_front();
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines.iter().map(String::as_str).collect()
     }
 }
 
@@ -93,7 +194,7 @@ async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result
     drop(tx);
     let mut out = Output { stdout: std::io::stdout(), current: None, headers: sessions.len() > 1 };
     // Per session: bytes after its last complete line.
-    let mut partial = vec![Vec::new(); sessions.len()];
+    let mut partial: Vec<Lines> = sessions.iter().map(|_| Lines::default()).collect();
     let mut open = sessions.len();
     let mut lost = 0;
     while let Some((index, event)) = merged.recv().await {
@@ -101,7 +202,7 @@ async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result
         match event {
             None => return Err(client.lost_reason()),
             Some(OutputEvent::Skipped { from, to }) => {
-                let rest = std::mem::take(&mut partial[index]);
+                let rest = partial[index].finish();
                 let rest = if keep_color { rest } else { plain_text(&rest).into_bytes() };
                 out.write(session, &rest)?;
                 out.write(session, gap_note(to - from).as_bytes())?;
@@ -109,15 +210,11 @@ async fn follow(client: &Agent, sessions: &[String], keep_color: bool) -> Result
             }
             Some(OutputEvent::Data { bytes }) if keep_color => out.write(session, &bytes)?,
             Some(OutputEvent::Data { bytes }) => {
-                let pending = &mut partial[index];
-                pending.extend_from_slice(&bytes);
-                if let Some(cut) = pending.iter().rposition(|&b| b == b'\n') {
-                    let lines: Vec<u8> = pending.drain(..=cut).collect();
-                    out.write(session, plain_text(&lines).as_bytes())?;
-                }
+                let lines = partial[index].push(&bytes);
+                out.write(session, plain_text(&lines).as_bytes())?;
             }
             Some(OutputEvent::Eof) => {
-                let rest = std::mem::take(&mut partial[index]);
+                let rest = partial[index].finish();
                 if !rest.is_empty() {
                     out.write(session, format!("{}\n", plain_text(&rest)).as_bytes())?;
                 }
@@ -156,25 +253,49 @@ impl Output {
     }
 }
 
-fn last_lines(text: &str, n: usize) -> &str {
-    let trimmed = text.strip_suffix('\n').unwrap_or(text);
-    let start =
-        trimmed.char_indices().rev().filter(|&(_, c)| c == '\n').nth(n.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
-    if n == 0 {
-        ""
-    } else {
-        &text[start..]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn tail(n: usize, pieces: &[&str]) -> String {
+        let mut tail = Tail::new(n);
+        for piece in pieces {
+            tail.push(piece);
+        }
+        tail.text()
+    }
+
     #[test]
     fn tails() {
-        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
-        assert_eq!(last_lines("a\nb\nc", 5), "a\nb\nc");
-        assert_eq!(last_lines("a\nb\n", 0), "");
+        assert_eq!(tail(2, &["a\nb\nc\n"]), "b\nc\n");
+        assert_eq!(tail(5, &["a\nb\nc"]), "a\nb\nc");
+        assert_eq!(tail(0, &["a\nb\n"]), "");
+        // A line that came in pieces is one line.
+        assert_eq!(tail(2, &["a\nb", "b\nc", "c\n"]), "bb\ncc\n");
+    }
+
+    #[test]
+    fn lines_come_out_whole_and_a_line_that_never_ends_in_pieces_that_cut_nothing() {
+        let mut lines = Lines::default();
+        assert_eq!(lines.push(b"one\ntw"), b"one\n");
+        assert_eq!(lines.push(b"o\n"), b"two\n");
+        assert_eq!(lines.push(b"three"), b"");
+        assert_eq!(lines.finish(), b"three");
+
+        // 1 MiB and more without a newline, ending inside an escape sequence and a character.
+        let mut long = vec![b'x'; MAX_LINE_BYTES];
+        long.extend_from_slice("\x1b[3".as_bytes());
+        long.extend_from_slice(&"é".as_bytes()[..1]);
+        let piece = lines.push(&long);
+        assert_eq!(piece.len(), MAX_LINE_BYTES, "cut before the escape sequence");
+        assert!(piece.iter().all(|&b| b == b'x'));
+        assert_eq!(lines.push(&"é".as_bytes()[1..]), b"");
+        assert_eq!(lines.finish(), "\x1b[3é".as_bytes());
+        // No escape sequence near the end: the cut is before the last character.
+        let mut long = vec![b'y'; MAX_LINE_BYTES];
+        long.extend_from_slice(&"é".as_bytes()[..1]);
+        assert_eq!(lines.push(&long).len(), MAX_LINE_BYTES);
+        assert_eq!(lines.push(&"é".as_bytes()[1..]), b"");
+        assert_eq!(lines.finish(), "é".as_bytes());
     }
 }

@@ -6,12 +6,19 @@
 //!
 //! Invariants:
 //! - Guessing is slowed where the proof is checked (`peer::requests`, `access::throttle`); the
-//!   link itself caps how many of its peers may be handshaking at once.
+//!   link itself caps how many of its peers may be handshaking at once, in all and per source.
+//!   When a cap is reached, the oldest peer that has not said hello (of that source, when it is
+//!   the source's cap) makes room, told to try again; a handshake under way is never dropped
+//!   for a newcomer. So silent sockets, which the connection drops after `HELLO_TIMEOUT_MS`
+//!   anyway, cannot keep honest clients out.
 //! - A revoked credential's connections are closed at once: on every revocation (or missed
 //!   event) the link drops each peer whose credential is gone or changed — authenticated, or
 //!   still mid-handshake.
 //! - Each peer's timers run when its connection says (`poll_timeout`), not on a tick: a
 //!   data-channel ping due in 1 s goes in 1 s.
+//! - TURN credentials are asked for only with a client in (the relay gives them to no one
+//!   else): a client that authenticates while none fresh are held waits for the relay's answer
+//!   before its invite; with no fresh ones in the answer it is invited with what is held.
 //! - A dropped link is re-dialled with back-off; the relay keeps no state, so re-registering is
 //!   all it takes.
 
@@ -21,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::connection::{Connection, Input, Path};
-use tether_protocol::frame::{Frame, FrameDecoder, Header, RelayMsg};
+use tether_protocol::frame::{Frame, FrameDecoder, Header, RelayMsg, TurnCredentials};
 use tether_protocol::ConnError;
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Message;
@@ -29,7 +36,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::host::access::AccessEvent;
 use crate::host::peer::events::PeerEvent;
 use crate::host::peer::requests::{handle_events, on_task_event};
-use crate::host::peer::upgrade::RelayIce;
+use crate::host::peer::upgrade::{RelayIce, TURN_REFRESH_SECS};
 use crate::host::peer::Peer;
 use crate::host::service::HostService;
 use crate::random::handshake_entropy;
@@ -37,14 +44,17 @@ use crate::time::{monotonic_ms, sleep_until_ms};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// How often the TURN credentials' expiry is looked at (connection timers run when each
-/// connection says, from its own `poll_timeout`).
+/// How often the TURN credentials' expiry is looked at, at least (connection timers run when
+/// each connection says, from its own `poll_timeout`).
 const TURN_CHECK: Duration = Duration::from_secs(5);
 /// Peers of one link that may be handshaking at once (the relay has its own, per-host cap).
 const MAX_HANDSHAKING: usize = 32;
-/// Fresh TURN credentials are asked for when the current ones have less than this left...
-const TURN_REFRESH_SECS: u64 = 5 * 60;
-/// ...at most this often (the relay answers at once; this only bounds a slow one).
+/// Of those, from one source (one IPv4 address or IPv6 /64, as the relay tags it).
+const MAX_HANDSHAKING_PER_SOURCE: usize = 8;
+/// What a client refused or dropped for room hears: "busy", which it answers by trying again.
+const BUSY: &str = "too many clients are authenticating at once; try again shortly";
+/// Fresh TURN credentials are asked for, while clients are in, when the current ones have less
+/// than `TURN_REFRESH_SECS` left, at most this often (the relay grants them once a minute).
 const TURN_ASK_EVERY_MS: u64 = 30_000;
 
 /// Keep a link to `relay` up for the daemon's lifetime.
@@ -92,6 +102,8 @@ struct Registration<'a, H> {
     ice: RelayIce,
     /// When fresh TURN credentials were last asked for (monotonic ms).
     ice_asked_ms: u64,
+    /// An `ice_request` is out, not yet answered.
+    ice_asked: bool,
 }
 
 async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), String> {
@@ -103,7 +115,15 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
     let (sink, mut stream) = ws.split();
     let identity = host.identity();
     let (tasks, mut task_events) = mpsc::unbounded_channel::<PeerEvent>();
-    let mut link = Registration { host, sink, peers: HashMap::new(), tasks, ice: RelayIce::default(), ice_asked_ms: 0 };
+    let mut link = Registration {
+        host,
+        sink,
+        peers: HashMap::new(),
+        tasks,
+        ice: RelayIce::default(),
+        ice_asked_ms: 0,
+        ice_asked: false,
+    };
     let proof = tether_protocol::hex::encode(&identity.secret);
     send(&mut link.sink, Frame::relay(RelayMsg::Register { host_id: identity.host_id.clone(), proof }, Vec::new()))
         .await?;
@@ -135,7 +155,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                             host.set_link_state(relay, Ok(()));
                             eprintln!("tether daemon: reachable through {relay} as {}", identity.host_id);
                         }
-                        RelayMsg::Open { conn } => link.open(conn).await?,
+                        RelayMsg::Open { conn, source } => link.open(conn, source).await?,
                         RelayMsg::Forward { conn } => {
                             let Some(peer) = link.peers.get_mut(&conn) else { continue };
                             let step = peer.conn.handle_input(Input::Bytes(&frame.payload), monotonic_ms());
@@ -150,14 +170,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                             }
                         }
                         // What data channels may use, for clients invited from now on.
-                        RelayMsg::Ice { webrtc, turn } => {
-                            if link.ice.allowed != webrtc || link.ice.turn.is_none() != turn.is_none() {
-                                let urls = turn.as_ref().map(|t| t.urls.join(", ")).unwrap_or_else(|| "none".into());
-                                eprintln!("tether daemon: {relay} allows WebRTC upgrades: {webrtc}; TURN: {urls}");
-                            }
-                            link.ice = RelayIce { allowed: webrtc, turn };
-                            link.invite_again().await?;
-                        }
+                        RelayMsg::Ice { webrtc, turn } => link.on_ice(relay, webrtc, turn).await?,
                         RelayMsg::Register { .. } | RelayMsg::IceRequest => {}
                     }
                 }
@@ -175,8 +188,10 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                 }
             }
             () = sleep_until_ms(next_timer) => link.run_timers(monotonic_ms()).await?,
-            _ = turn_check.tick() => link.refresh_turn(monotonic_ms()).await?,
+            _ = turn_check.tick() => {}
         }
+        // A client that just authenticated may be waiting for credentials for its invite.
+        link.ask_for_credentials(monotonic_ms()).await?;
     }
 }
 
@@ -190,15 +205,38 @@ impl<H> Drop for Registration<'_, H> {
 }
 
 impl<H: HostService> Registration<'_, H> {
-    /// The relay has a new client for us: start its handshake, if there is room.
-    async fn open(&mut self, conn: u64) -> Result<(), String> {
-        if self.peers.values().filter(|p| p.is_handshaking()).count() >= MAX_HANDSHAKING {
-            let reason = "too many clients are authenticating at once; try again shortly".to_owned();
-            return send(&mut self.sink, Frame::relay(RelayMsg::Close { conn, reason }, Vec::new())).await;
+    /// The relay has a new client for us: start its handshake, making room if need be.
+    async fn open(&mut self, conn: u64, source: u64) -> Result<(), String> {
+        let handshaking = |p: &&Peer| p.is_handshaking();
+        let from_source = self.peers.values().filter(handshaking).filter(|p| p.source == source).count();
+        let full = if from_source >= MAX_HANDSHAKING_PER_SOURCE {
+            Some(Some(source))
+        } else if self.peers.values().filter(handshaking).count() >= MAX_HANDSHAKING {
+            Some(None)
+        } else {
+            None
+        };
+        if let Some(among) = full {
+            // The relay numbers connections in the order they came: the lowest is the oldest.
+            let oldest_silent = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.is_silent() && among.is_none_or(|source| p.source == source))
+                .map(|(&conn, _)| conn)
+                .min();
+            let Some(oldest) = oldest_silent else {
+                return send(&mut self.sink, Frame::relay(RelayMsg::Close { conn, reason: BUSY.into() }, Vec::new()))
+                    .await;
+            };
+            if let Some(mut peer) = self.peers.remove(&oldest) {
+                peer.cancel();
+            }
+            let close = RelayMsg::Close { conn: oldest, reason: BUSY.into() };
+            send(&mut self.sink, Frame::relay(close, Vec::new())).await?;
         }
         let host_id = &self.host.identity().host_id;
         let connection = Connection::host(host_id, handshake_entropy()?, monotonic_ms());
-        self.peers.insert(conn, Peer::new(connection));
+        self.peers.insert(conn, Peer::new(connection, source));
         Ok(())
     }
 
@@ -267,24 +305,62 @@ impl<H: HostService> Registration<'_, H> {
         Ok(())
     }
 
-    /// Fresh TURN credentials came: hand them to the clients already in, for their next attempt.
-    async fn invite_again(&mut self) -> Result<(), String> {
+    /// The relay's `ice`: whether upgrades are allowed, and TURN credentials when it gave some
+    /// (without them, those held are kept: they expire on their own). Fresh ones go to every
+    /// client in, for its next attempt; otherwise the clients waiting for an invite get one.
+    async fn on_ice(&mut self, relay: &str, webrtc: bool, turn: Option<TurnCredentials>) -> Result<(), String> {
+        self.ice_asked = false;
+        if self.ice.allowed != webrtc {
+            eprintln!("tether daemon: {relay} allows WebRTC upgrades: {webrtc}");
+        }
+        let fresh = turn.is_some();
+        if let Some(turn) = &turn {
+            if self.ice.turn.is_none() {
+                eprintln!("tether daemon: {relay} gave TURN credentials for {}", turn.urls.join(", "));
+            }
+        }
+        self.ice.allowed = webrtc;
+        if !webrtc {
+            self.ice.turn = None;
+        } else if fresh {
+            self.ice.turn = turn;
+        }
         let allowed = self.host.webrtc_allowed();
-        let invited: Vec<u64> = self.peers.iter().filter(|(_, p)| !p.is_handshaking()).map(|(&conn, _)| conn).collect();
+        let invited: Vec<u64> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.is_handshaking() && (fresh || p.awaiting_invite))
+            .map(|(&conn, _)| conn)
+            .collect();
         for conn in invited {
             let Some(peer) = self.peers.get_mut(&conn) else { continue };
-            let step = peer.invite(&self.ice, allowed).map(|_| ());
+            peer.awaiting_invite = false;
+            let step = match peer.invite(&self.ice, allowed) {
+                Ok(Err(off)) => {
+                    eprintln!("tether daemon: client {conn}: no data channel offered (WebRTC is off on {off})");
+                    Ok(())
+                }
+                other => other.map(|_| ()),
+            };
             self.after_step(conn, step).await?;
         }
         Ok(())
     }
 
-    /// TURN credentials last minutes: ask for fresh ones well before they expire, so that an
-    /// invite never hands out stale ones.
-    async fn refresh_turn(&mut self, now_ms: u64) -> Result<(), String> {
-        let Some(turn) = &self.ice.turn else { return Ok(()) };
-        let left_secs = turn.expires.saturating_sub(crate::time::now_ms() / 1000);
-        if left_secs < TURN_REFRESH_SECS && now_ms.saturating_sub(self.ice_asked_ms) >= TURN_ASK_EVERY_MS {
+    /// Ask the relay for TURN credentials when a client waits for its invite (at once), or when
+    /// those held run low while clients are in (at most every `TURN_ASK_EVERY_MS`).
+    async fn ask_for_credentials(&mut self, now_ms: u64) -> Result<(), String> {
+        if self.ice_asked {
+            return Ok(());
+        }
+        let waiting = self.peers.values().any(|p| p.awaiting_invite);
+        let running_low = self.ice.turn.as_ref().is_some_and(|turn| {
+            turn.expires.saturating_sub(crate::time::now_ms() / 1000) < TURN_REFRESH_SECS
+                && now_ms.saturating_sub(self.ice_asked_ms) >= TURN_ASK_EVERY_MS
+                && self.peers.values().any(|p| !p.is_handshaking())
+        });
+        if waiting || running_low {
+            self.ice_asked = true;
             self.ice_asked_ms = now_ms;
             send(&mut self.sink, Frame::relay(RelayMsg::IceRequest, Vec::new())).await?;
         }

@@ -11,6 +11,10 @@ use super::{Connection, Event, State};
 
 /// A handshake that has not finished by then is abandoned.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 30_000;
+/// A host drops a client whose hello has not come by then (the relay drops a client that has
+/// sent nothing by then too): a silent socket must not hold one of a host's handshake places
+/// for long. An honest client sends its hello as soon as it connects.
+pub const HELLO_TIMEOUT_MS: u64 = 5_000;
 /// Ping this often so idle links stay up (NATs, proxies) and dead ones show.
 pub const KEEPALIVE_INTERVAL_MS: u64 = 15_000;
 /// After this long without receiving anything, the link is dead.
@@ -20,6 +24,9 @@ impl Connection {
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<u64> {
         match self.state {
+            State::Host(ref handshake) if handshake.identity().is_none() => {
+                Some(self.handshake_deadline.min(self.hello_deadline))
+            }
             State::Client(_) | State::Host(_) => Some(self.handshake_deadline),
             State::Open { .. } => {
                 let relay = (self.last_ping_ms + KEEPALIVE_INTERVAL_MS).min(self.last_received_ms + IDLE_TIMEOUT_MS);
@@ -46,6 +53,9 @@ impl Connection {
             }
         }
         let result = match self.state {
+            State::Host(ref handshake) if handshake.identity().is_none() && now_ms >= self.hello_deadline => {
+                Err(ConnError::Auth(AuthError::NoHello))
+            }
             State::Client(_) | State::Host(_) if now_ms >= self.handshake_deadline => {
                 Err(ConnError::Auth(AuthError::TimedOut))
             }

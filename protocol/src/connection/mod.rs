@@ -38,7 +38,7 @@ mod liveness;
 mod paths;
 mod streams;
 
-pub use liveness::{HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS};
+pub use liveness::{HANDSHAKE_TIMEOUT_MS, HELLO_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS};
 use paths::DirectPath;
 pub use paths::{ACK_EVERY_FRAMES, DIRECT_PING_MS, DIRECT_SILENCE_MS};
 use streams::StreamState;
@@ -174,6 +174,8 @@ pub struct Connection {
     streams: BTreeMap<u32, StreamState>,
     identity: String,
     handshake_deadline: u64,
+    /// A host's deadline for the client's hello (`HELLO_TIMEOUT_MS`).
+    hello_deadline: u64,
     last_ping_ms: u64,
     last_received_ms: u64,
     ping_nonce: u64,
@@ -217,6 +219,7 @@ impl Connection {
             streams: BTreeMap::new(),
             identity: String::new(),
             handshake_deadline: now_ms.saturating_add(HANDSHAKE_TIMEOUT_MS),
+            hello_deadline: now_ms.saturating_add(HELLO_TIMEOUT_MS),
             last_ping_ms: now_ms,
             last_received_ms: now_ms,
             ping_nonce: 0,

@@ -8,9 +8,11 @@
 //!   as they are — the relay never parses them — and the host's answers come back the same way.
 //!
 //! Limits, each with a clear close reason: message size, clients per host, registration
-//! deadline, handshake deadline; and, checked first by `crate::admission`, connections per IP per
-//! minute, connections per host (and per source) still handshaking, and browsers from another
-//! origin.
+//! deadline, hello deadline (a client's first message), handshake deadline, silence (every
+//! socket is pinged; one that answers nothing for `SILENCE_LIMIT` is dropped), a write that does
+//! not go through within `WRITE_DEADLINE` (the peer stopped reading); and, checked first by
+//! `crate::admission`, connections per source per minute, connections per host (and per source)
+//! still handshaking, sockets of each kind per network, and browsers from another origin.
 //!
 //! The relay learns that a client's handshake is over from the *outer* type of the host's
 //! frames (`auth/server_proof`, or any `encrypted` frame) — never from what is inside them.
@@ -31,8 +33,8 @@ use tether_protocol::frame::{
 use tether_protocol::identity;
 use tokio::sync::mpsc;
 
-use crate::admission::{screen_client, Refusal};
-use crate::hub::{OpenError, ToClient, HOST_QUEUE_FRAMES};
+use crate::admission::{screen_client, Held, Refusal};
+use crate::hub::{ClientQueue, OpenError, ToClient, HOST_QUEUE_FRAMES};
 
 /// Largest message a host may send: one maximal frame (a `forward` of the largest client
 /// message) plus its two length prefixes.
@@ -44,6 +46,18 @@ pub const MAX_HOST_MESSAGE_BYTES: usize = MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES +
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = tether_protocol::channel::MAX_MESSAGE_BYTES;
 /// A host must register this soon after connecting.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must send its first message (its hello) this soon after connecting: a silent socket
+/// must not hold a place for long (the host has the same deadline).
+const HELLO_TIMEOUT: Duration = Duration::from_millis(tether_protocol::connection::HELLO_TIMEOUT_MS);
+/// Every socket is pinged this often (browsers and agents answer by themselves)...
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// ...and dropped once nothing at all (not even a pong) came from it for this long.
+const SILENCE_LIMIT: Duration = Duration::from_secs(90);
+/// A write to a socket that has not gone through by then drops it: it is not reading, and what
+/// is queued for it is freed.
+const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the last words (a close frame) to a socket may take.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(1);
 /// Largest message a presence watcher may send (it has nothing to say; pings are tiny).
 const MAX_PRESENCE_MESSAGE_BYTES: usize = 1024;
 /// Most hosts one presence watcher may ask about.
@@ -73,16 +87,25 @@ fn close(code: u16, reason: &str) -> Message {
 pub async fn host_endpoint(
     State(relay): State<Arc<crate::AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !relay.admission.admit(peer.ip()) {
+    let source = relay.admission.source(peer, &headers);
+    if !relay.admission.admit(source) {
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
     }
-    ws.max_message_size(MAX_HOST_MESSAGE_BYTES).on_upgrade(move |socket| host_session(relay, socket))
+    ws.max_message_size(MAX_HOST_MESSAGE_BYTES).on_upgrade(move |socket| host_session(relay, source, socket))
 }
 
-async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
+async fn host_session(app: Arc<crate::AppState>, source: IpAddr, mut socket: WebSocket) {
     let hub = &app.hub;
+    let _holding = match app.admission.hold(Held::Host, source) {
+        Ok(holding) => holding,
+        Err(why) => {
+            let _ = socket.send(close(CLOSE_TOO_MANY, &why)).await;
+            return;
+        }
+    };
     let host_id = match tokio::time::timeout(REGISTER_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Binary(bytes)))) => match decode_exact(&bytes) {
             Ok(Frame { header: Header::Relay(RelayMsg::Register { host_id, proof }), .. })
@@ -105,7 +128,9 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
     // (which drops it) still ends this connection.
     let answers = to_host.downgrade();
     let generation = hub.register(&host_id, to_host);
-    for frame in [Frame::bare(Header::Relay(RelayMsg::Registered)), ice_offer(&app.webrtc, &host_id)] {
+    // What data channels may use; TURN credentials only later, asked for with a client in.
+    let policy = Frame::bare(Header::Relay(RelayMsg::Ice { webrtc: app.webrtc.allowed, turn: None }));
+    for frame in [Frame::bare(Header::Relay(RelayMsg::Registered)), policy] {
         if let Ok(bytes) = frame.encode() {
             let _ = socket.send(Message::Binary(bytes.into())).await;
         }
@@ -115,7 +140,12 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let reading = async {
         let mut decoder = FrameDecoder::new();
-        while let Some(Ok(message)) = stream.next().await {
+        loop {
+            let message = match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(_) => break,
+                Err(_) => return Err("silent for too long"),
+            };
             match message {
                 Message::Binary(bytes) => {
                     decoder.push(&bytes).map_err(|_| "malformed frame")?;
@@ -125,7 +155,7 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
                             // never waiting on it (reading must not stop for a host slow to
                             // read): asked while its queue is full, the host asks again later.
                             let Some(to_host) = answers.upgrade() else { break };
-                            let _ = to_host.try_send(ice_offer(&app.webrtc, &host_id));
+                            let _ = to_host.try_send(ice_offer(&app, &host_id, source));
                             continue;
                         }
                         hub.deliver_to_client(&host_id, frame);
@@ -138,28 +168,54 @@ async fn host_session(app: Arc<crate::AppState>, mut socket: WebSocket) {
         Ok(())
     };
     let writing = async {
-        while let Some(frame) = queue.recv().await {
-            let Ok(bytes) = frame.encode() else { continue };
-            if sink.send(Message::Binary(bytes.into())).await.is_err() {
-                return Ok(());
+        let mut ping = pinger();
+        loop {
+            let message = tokio::select! {
+                frame = queue.recv() => match frame {
+                    Some(frame) => match frame.encode() {
+                        Ok(bytes) => Message::Binary(bytes.into()),
+                        Err(_) => continue,
+                    },
+                    // The hub let go of our queue: a newer registration of this host replaced us.
+                    None => return Err("replaced by a newer connection of this host"),
+                },
+                _ = ping.tick() => Message::Ping(Default::default()),
+            };
+            match tokio::time::timeout(WRITE_DEADLINE, sink.send(message)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => return Err("not reading"),
             }
         }
-        // The hub let go of our queue: a newer registration of this host replaced us.
-        Err("replaced by a newer connection of this host")
     };
     let refusal = tokio::select! {
         read = reading => read.err().map(|why| (CLOSE_REFUSED, why)),
         written = writing => written.err().map(|why| (CLOSE_GONE, why)),
     };
     if let Some((code, why)) = refusal {
-        let _ = sink.send(close(code, why)).await;
+        let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.send(close(code, why))).await;
     }
     hub.unregister(&host_id, generation);
 }
 
-/// The `ice` message for a host: may it upgrade, and fresh TURN credentials when there is TURN.
-fn ice_offer(policy: &crate::WebrtcPolicy, host_id: &str) -> Frame {
-    let turn = policy.turn.as_ref().filter(|_| policy.allowed).map(|turn| turn.credentials(host_id));
+/// The answer to a host's `ice_request`: may it upgrade, and fresh TURN credentials when there
+/// is TURN and the host may have them now (`turn::TurnServer::grant`); without them, the host
+/// keeps what it has.
+fn ice_offer(app: &crate::AppState, host_id: &str, source: IpAddr) -> Frame {
+    let policy = &app.webrtc;
+    let turn = match policy.turn.as_ref().filter(|_| policy.allowed) {
+        Some(turn) => {
+            let has_client = app.hub.has_authenticated_client(host_id);
+            match turn.grant(host_id, crate::admission::network_of(source), has_client) {
+                Ok(credentials) => Some(credentials),
+                Err(why) => {
+                    eprintln!("tether-relay: no TURN credentials for host {host_id}: {why:?}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     Frame::bare(Header::Relay(RelayMsg::Ice { webrtc: policy.allowed, turn }))
 }
 
@@ -175,29 +231,53 @@ pub async fn presence_endpoint(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Err(refused) = screen_client(&app, peer, &headers) {
-        return refused;
-    }
+    let source = match screen_client(&app, peer, &headers) {
+        Ok(source) => source,
+        Err(refused) => return refused,
+    };
     let hosts: Vec<String> = query.hosts.split(',').filter(|id| identity::is_host_id(id)).map(str::to_owned).collect();
     if hosts.is_empty() || hosts.len() > MAX_PRESENCE_HOSTS {
         return (StatusCode::BAD_REQUEST, "give 1 to 64 host ids: ?hosts=ID,ID\n").into_response();
     }
-    ws.max_message_size(MAX_PRESENCE_MESSAGE_BYTES).on_upgrade(move |socket| presence_session(app, hosts, socket))
+    ws.max_message_size(MAX_PRESENCE_MESSAGE_BYTES)
+        .on_upgrade(move |socket| presence_session(app, hosts, source, socket))
+}
+
+/// Send with the write deadline: `false` if the socket is gone or not reading.
+async fn send_within(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(tokio::time::timeout(WRITE_DEADLINE, socket.send(message)).await, Ok(Ok(())))
+}
+
+/// Pings every `PING_EVERY`, the first one a period from now.
+fn pinger() -> tokio::time::Interval {
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping
 }
 
 fn presence_message(host_id: &str, online: bool) -> Message {
     Message::Text(format!("{{\"host\":\"{host_id}\",\"online\":{online}}}").into())
 }
 
-async fn presence_session(app: Arc<crate::AppState>, hosts: Vec<String>, mut socket: WebSocket) {
+async fn presence_session(app: Arc<crate::AppState>, hosts: Vec<String>, source: IpAddr, mut socket: WebSocket) {
     let hub = &app.hub;
+    let _holding = match app.admission.hold(Held::Watcher, source) {
+        Ok(holding) => holding,
+        Err(why) => {
+            let _ = socket.send(close(CLOSE_TOO_MANY, &why)).await;
+            return;
+        }
+    };
     // Subscribe before reading the current state, so no change falls between the two.
     let mut changes = hub.watch_presence();
     let mut resend_all = true;
+    let mut ping = pinger();
+    let silence = tokio::time::sleep(SILENCE_LIMIT);
+    tokio::pin!(silence);
     loop {
         if std::mem::take(&mut resend_all) {
             for host in &hosts {
-                if socket.send(presence_message(host, hub.is_online(host))).await.is_err() {
+                if !send_within(&mut socket, presence_message(host, hub.is_online(host))).await {
                     return;
                 }
             }
@@ -205,7 +285,7 @@ async fn presence_session(app: Arc<crate::AppState>, hosts: Vec<String>, mut soc
         tokio::select! {
             change = changes.recv() => match change {
                 Ok(change) if hosts.contains(&change.host_id) => {
-                    if socket.send(presence_message(&change.host_id, change.online)).await.is_err() {
+                    if !send_within(&mut socket, presence_message(&change.host_id, change.online)).await {
                         return;
                     }
                 }
@@ -215,8 +295,17 @@ async fn presence_session(app: Arc<crate::AppState>, hosts: Vec<String>, mut soc
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => silence.as_mut().reset(tokio::time::Instant::now() + SILENCE_LIMIT),
             },
+            _ = ping.tick() => {
+                if !send_within(&mut socket, Message::Ping(Default::default())).await {
+                    return;
+                }
+            }
+            () = &mut silence => {
+                let _ = tokio::time::timeout(CLOSE_DEADLINE, socket.send(close(CLOSE_TIMEOUT, "silent for too long"))).await;
+                return;
+            }
         }
     }
 }
@@ -240,6 +329,13 @@ pub async fn client_endpoint(
 
 async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAddr, mut socket: WebSocket) {
     let hub = &app.hub;
+    let _holding = match app.admission.hold(Held::Client, source) {
+        Ok(holding) => holding,
+        Err(why) => {
+            let _ = socket.send(close(CLOSE_TOO_MANY, &why)).await;
+            return;
+        }
+    };
     let handshaking = match app.admission.begin_handshake(&host_id, source) {
         Ok(handshaking) => handshaking,
         Err(refusal) => {
@@ -254,7 +350,7 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
             return;
         }
     };
-    let (conn, mut queue) = match hub.open_client(&host_id) {
+    let (conn, queue) = match hub.open_client(&host_id, app.admission.source_tag(source)) {
         Ok(opened) => opened,
         Err(OpenError::HostOffline) => {
             let _ = socket.send(close(CLOSE_HOST_OFFLINE, "host offline")).await;
@@ -266,84 +362,130 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
         }
     };
     // As with hosts, reading and writing go on side by side, so neither waits for the other.
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
     let authenticated = std::sync::atomic::AtomicBool::new(false);
-    // Bytes and messages forwarded each way, said when the connection ends: how an operator (and
-    // a test) sees how much a connection leaned on the relay rather than a data channel, and how
-    // chatty it was.
-    let (to_host_bytes, to_client_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-    let (to_host_messages, to_client_messages) = (AtomicU64::new(0), AtomicU64::new(0));
-    let reading = async {
-        let deadline = tokio::time::sleep(app.admission.handshake_timeout);
-        tokio::pin!(deadline);
-        loop {
-            let message = tokio::select! {
-                // (Armed while waiting: the handshake may have ended since, so look again.)
-                () = &mut deadline, if !authenticated.load(Ordering::Relaxed) => {
-                    if authenticated.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    return Err((CLOSE_TIMEOUT, "handshake timed out".to_owned()));
-                }
-                message = stream.next() => message,
-            };
-            match message {
-                Some(Ok(Message::Binary(bytes))) if bytes.len() > MAX_CLIENT_MESSAGE_BYTES => {
-                    let why =
-                        format!("message of {} bytes is over the {MAX_CLIENT_MESSAGE_BYTES} byte limit", bytes.len());
-                    return Err((CLOSE_TOO_BIG, why));
-                }
-                Some(Ok(Message::Binary(bytes))) => {
-                    to_host_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    to_host_messages.fetch_add(1, Ordering::Relaxed);
-                    if !hub.deliver_to_host(&host_id, conn, bytes.to_vec()).await {
-                        return Err((CLOSE_HOST_OFFLINE, "host offline".to_owned()));
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok("client disconnected"),
-                Some(Ok(_)) => {}
-            }
-        }
-    };
-    let writing = async {
-        let mut handshaking = Some(handshaking);
-        while let Some(message) = queue.recv().await {
-            match message {
-                ToClient::Bytes(bytes) => {
-                    if handshaking.is_some() && ends_handshake(&bytes) {
-                        handshaking = None;
-                        authenticated.store(true, Ordering::Relaxed);
-                    }
-                    to_client_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    to_client_messages.fetch_add(1, Ordering::Relaxed);
-                    if sink.send(Message::Binary(bytes.into())).await.is_err() {
-                        return Ok("client disconnected");
-                    }
-                }
-                ToClient::Close(why) => return Err((CLOSE_GONE, why)),
-            }
-        }
-        Ok("client disconnected")
-    };
+    let traffic = Traffic::default();
+    let reading = read_client(&app, &host_id, conn, stream, &authenticated, &traffic);
+    let writing = write_client(&mut sink, queue, handshaking, &authenticated, &traffic);
     let ended = tokio::select! { read = reading => read, written = writing => written };
     let reason = match ended {
-        Ok(reason) => reason,
+        Ok(reason) => reason.to_owned(),
         Err((code, why)) => {
-            let _ = sink.send(close(code, &why)).await;
-            match code {
-                CLOSE_TIMEOUT => "handshake timed out",
-                CLOSE_TOO_BIG => "message too big",
-                CLOSE_HOST_OFFLINE => "host gone",
-                _ => "closed by host",
-            }
+            let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.send(close(code, &why))).await;
+            why
         }
     };
-    let (up, down) = (to_host_bytes.into_inner(), to_client_bytes.into_inner());
-    let (ups, downs) = (to_host_messages.into_inner(), to_client_messages.into_inner());
+    let (up, down) = (traffic.to_host_bytes.into_inner(), traffic.to_client_bytes.into_inner());
+    let (ups, downs) = (traffic.to_host_messages.into_inner(), traffic.to_client_messages.into_inner());
     eprintln!(
         "tether-relay: client {conn} of host {host_id} ended ({reason}); forwarded {up} bytes to the host, {down} to the client; {ups} messages to the host, {downs} to the client"
     );
-    hub.client_gone(&host_id, conn, reason);
+    hub.client_gone(&host_id, conn, &reason);
+}
+
+/// Bytes and messages forwarded each way, said when the connection ends: how an operator (and
+/// a test) sees how much a connection leaned on the relay rather than a data channel, and how
+/// chatty it was.
+#[derive(Default)]
+struct Traffic {
+    to_host_bytes: AtomicU64,
+    to_client_bytes: AtomicU64,
+    to_host_messages: AtomicU64,
+    to_client_messages: AtomicU64,
+}
+
+/// How a client's connection ended: in order (`Ok`), or with a close code and reason.
+type Ended = Result<&'static str, (u16, String)>;
+
+/// Take what the client sends and pass it to its host, within the hello, handshake and
+/// silence deadlines.
+async fn read_client(
+    app: &crate::AppState,
+    host_id: &str,
+    conn: u64,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    authenticated: &std::sync::atomic::AtomicBool,
+    traffic: &Traffic,
+) -> Ended {
+    let handshake_deadline = tokio::time::sleep(app.admission.handshake_timeout);
+    let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
+    let silence = tokio::time::sleep(SILENCE_LIMIT);
+    tokio::pin!(handshake_deadline, hello_deadline, silence);
+    let mut said_hello = false;
+    loop {
+        let message = tokio::select! {
+            () = &mut hello_deadline, if !said_hello => {
+                return Err((CLOSE_TIMEOUT, "no hello in time".to_owned()));
+            }
+            // (Armed while waiting: the handshake may have ended since, so look again.)
+            () = &mut handshake_deadline, if !authenticated.load(Ordering::Relaxed) => {
+                if authenticated.load(Ordering::Relaxed) {
+                    continue;
+                }
+                return Err((CLOSE_TIMEOUT, "handshake timed out".to_owned()));
+            }
+            () = &mut silence => return Err((CLOSE_TIMEOUT, "silent for too long".to_owned())),
+            message = stream.next() => message,
+        };
+        silence.as_mut().reset(tokio::time::Instant::now() + SILENCE_LIMIT);
+        match message {
+            Some(Ok(Message::Binary(bytes))) if bytes.len() > MAX_CLIENT_MESSAGE_BYTES => {
+                let why = format!("message of {} bytes is over the {MAX_CLIENT_MESSAGE_BYTES} byte limit", bytes.len());
+                return Err((CLOSE_TOO_BIG, why));
+            }
+            Some(Ok(Message::Binary(bytes))) => {
+                said_hello = true;
+                traffic.to_host_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                traffic.to_host_messages.fetch_add(1, Ordering::Relaxed);
+                if !app.hub.deliver_to_host(host_id, conn, bytes.to_vec()).await {
+                    return Err((CLOSE_HOST_OFFLINE, "host offline".to_owned()));
+                }
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok("client disconnected"),
+            Some(Ok(_)) => {} // pongs (they count as heard), text
+        }
+    }
+}
+
+/// Pass the host's messages to the client, and pings; within the write deadline, and at once
+/// out when the hub drops the client. The handshake ends (`handshaking` is let go) at the
+/// host's first `server_proof` or `encrypted` frame.
+async fn write_client(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    mut queue: ClientQueue,
+    handshaking: crate::admission::Handshaking<'_>,
+    authenticated: &std::sync::atomic::AtomicBool,
+    traffic: &Traffic,
+) -> Ended {
+    let mut handshaking = Some(handshaking);
+    let mut ping = pinger();
+    loop {
+        let message = tokio::select! {
+            message = queue.recv() => match message {
+                Some(ToClient::Bytes(bytes)) => {
+                    if handshaking.is_some() && ends_handshake(&bytes) {
+                        handshaking = None;
+                        authenticated.store(true, Ordering::Relaxed);
+                        queue.set_authenticated();
+                    }
+                    traffic.to_client_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    traffic.to_client_messages.fetch_add(1, Ordering::Relaxed);
+                    Message::Binary(bytes.into())
+                }
+                Some(ToClient::Close(why)) => return Err((CLOSE_GONE, why)),
+                None => return Ok("client disconnected"),
+            },
+            _ = ping.tick() => Message::Ping(Default::default()),
+        };
+        tokio::select! {
+            sent = tokio::time::timeout(WRITE_DEADLINE, sink.send(message)) => match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Ok("client disconnected"),
+                Err(_) => return Err((CLOSE_GONE, "not reading".to_owned())),
+            },
+            why = queue.dropped() => return Err((CLOSE_GONE, why)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@ async fn start_relay() -> String {
 }
 
 async fn start_relay_with(webrtc: crate::WebrtcPolicy) -> String {
+    start_relay_configured(webrtc, HANDSHAKE_TIMEOUT).await
+}
+
+async fn start_relay_configured(webrtc: crate::WebrtcPolicy, handshake_timeout: std::time::Duration) -> String {
     let root =
         std::env::temp_dir().join(format!("tether-relay-ws-{}-{:?}", std::process::id(), std::thread::current().id()));
     std::fs::create_dir_all(&root).expect("web root");
@@ -25,8 +29,8 @@ async fn start_relay_with(webrtc: crate::WebrtcPolicy) -> String {
     let web = crate::web::WebApp::load(&root).expect("web app");
     let app = Arc::new(crate::AppState {
         web,
-        hub: crate::hub::Hub::new(256),
-        admission: Admission::new(1000, HANDSHAKE_TIMEOUT, true),
+        hub: crate::hub::Hub::new(256, usize::MAX),
+        admission: Admission::new(1000, handshake_timeout, true),
         binaries: None,
         public_url: None,
         tls: false,
@@ -95,23 +99,40 @@ async fn register(url: &str, secret: [u8; 32]) -> (Ws, String) {
 }
 
 #[tokio::test]
-async fn hosts_learn_the_webrtc_policy_and_get_fresh_turn_credentials_on_request() {
+async fn turn_credentials_go_only_to_a_host_with_a_client_in_and_not_too_often() {
     let dir = std::env::temp_dir().join(format!("tether-relay-turn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("secret"), "s3cret\n").expect("secret");
     let turn = crate::turn::TurnServer::load(vec!["turn:127.0.0.1:3478".into()], &dir.join("secret")).expect("turn");
-    let url = start_relay_with(crate::WebrtcPolicy { allowed: true, turn: Some(turn) }).await;
-    let (mut host, host_id, mut offer) = register_host(&url, [7; 32]).await;
-    for _ in 0..2 {
-        let RelayMsg::Ice { webrtc: true, turn: Some(turn) } = offer else { panic!("an ice offer with TURN") };
-        assert_eq!(turn.urls, ["turn:127.0.0.1:3478"]);
-        assert_eq!(turn.username, format!("{}:{host_id}", turn.expires));
-        assert!(!turn.credential.is_empty() && !turn.credential.contains("s3cret"));
-        send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::IceRequest))).await;
-        let Header::Relay(next) = next_frame(&mut host).await.header else { panic!("an ice offer") };
-        offer = next;
-    }
     let _ = std::fs::remove_dir_all(&dir);
+    let url = start_relay_with(crate::WebrtcPolicy { allowed: true, turn: Some(turn) }).await;
+    // Registration says WebRTC is on, with no credentials: anyone may register a host.
+    let (mut host, host_id, offer) = register_host(&url, [7; 32]).await;
+    assert_eq!(offer, RelayMsg::Ice { webrtc: true, turn: None });
+    let ask = async |host: &mut Ws| {
+        send_frame(host, Frame::bare(Header::Relay(RelayMsg::IceRequest))).await;
+        loop {
+            if let Header::Relay(RelayMsg::Ice { webrtc: true, turn }) = next_frame(host).await.header {
+                return turn;
+            }
+        }
+    };
+    // Asking with no client, or with one still handshaking: none.
+    assert_eq!(ask(&mut host).await, None);
+    let mut client = connect(&format!("{url}/ws/client/{host_id}")).await;
+    client.send(WsMessage::Binary(b"hello".to_vec().into())).await.expect("hello");
+    let Header::Relay(RelayMsg::Open { conn, .. }) = next_frame(&mut host).await.header else { panic!("open") };
+    assert_eq!(ask(&mut host).await, None);
+    // Once the host's proof went to it: credentials, labelled with the host's id.
+    let proof = Frame::new(Header::Auth(AuthStep::ServerProof), vec![0; 32]).encode().expect("encode");
+    send_frame(&mut host, Frame::new(Header::Relay(RelayMsg::Forward { conn }), proof)).await;
+    assert!(matches!(client.next().await, Some(Ok(WsMessage::Binary(_)))));
+    let turn = ask(&mut host).await.expect("credentials for a host with a client in");
+    assert_eq!(turn.urls, ["turn:127.0.0.1:3478"]);
+    assert_eq!(turn.username, format!("{}:{host_id}", turn.expires));
+    assert!(!turn.credential.is_empty() && !turn.credential.contains("s3cret"));
+    // Asked again at once: none (the host keeps what it has).
+    assert_eq!(ask(&mut host).await, None);
 
     let url = start_relay_with(crate::WebrtcPolicy { allowed: false, turn: None }).await;
     let (_host, _, offer) = register_host(&url, [8; 32]).await;
@@ -123,7 +144,7 @@ async fn forwards_opaque_bytes_between_client_and_host() {
     let url = start_relay().await;
     let (mut host, host_id) = register(&url, [1; 32]).await;
     let mut client = connect(&format!("{url}/ws/client/{host_id}")).await;
-    let Header::Relay(RelayMsg::Open { conn }) = next_frame(&mut host).await.header else { panic!("open") };
+    let Header::Relay(RelayMsg::Open { conn, .. }) = next_frame(&mut host).await.header else { panic!("open") };
 
     // Whatever the client sends — here not even a valid frame — reaches the host untouched.
     client.send(WsMessage::Binary(b"\x00opaque bytes".to_vec().into())).await.expect("send");
@@ -147,7 +168,7 @@ async fn a_client_message_too_big_to_forward_is_refused_not_dropped() {
     let url = start_relay().await;
     let (mut host, host_id) = register(&url, [2; 32]).await;
     let mut client = connect(&format!("{url}/ws/client/{host_id}")).await;
-    let Header::Relay(RelayMsg::Open { conn }) = next_frame(&mut host).await.header else { panic!("open") };
+    let Header::Relay(RelayMsg::Open { conn, .. }) = next_frame(&mut host).await.header else { panic!("open") };
     // The largest message that fits a forward frame is passed on whole...
     let fits = vec![7u8; super::MAX_CLIENT_MESSAGE_BYTES];
     client.send(WsMessage::Binary(fits.clone().into())).await.expect("send");
@@ -208,7 +229,7 @@ async fn a_client_must_finish_its_handshake_in_time() {
 
     // A client that never completes a handshake is closed at the deadline, and the host told.
     let mut idle = connect(&format!("{url}/ws/client/{host_id}")).await;
-    let Header::Relay(RelayMsg::Open { conn: idle_conn }) = next_frame(&mut host).await.header else { panic!() };
+    let Header::Relay(RelayMsg::Open { conn: idle_conn, .. }) = next_frame(&mut host).await.header else { panic!() };
     assert_eq!(close_reason(&mut idle).await, "handshake timed out");
     assert!(
         matches!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Close { conn, .. }) if conn == idle_conn)
@@ -217,13 +238,57 @@ async fn a_client_must_finish_its_handshake_in_time() {
     // Once the host's proof has gone through, the deadline no longer applies. (This waits out
     // the deadline on purpose: it checks that something does *not* happen.)
     let mut client = connect(&format!("{url}/ws/client/{host_id}")).await;
-    let Header::Relay(RelayMsg::Open { conn }) = next_frame(&mut host).await.header else { panic!() };
+    let Header::Relay(RelayMsg::Open { conn, .. }) = next_frame(&mut host).await.header else { panic!() };
     let proof = Frame::new(Header::Auth(AuthStep::ServerProof), vec![0; 32]).encode().expect("encode");
     send_frame(&mut host, Frame::new(Header::Relay(RelayMsg::Forward { conn }), proof)).await;
     assert!(matches!(client.next().await, Some(Ok(WsMessage::Binary(_)))));
     tokio::time::sleep(HANDSHAKE_TIMEOUT * 2).await;
     client.send(WsMessage::Binary(b"still here".to_vec().into())).await.expect("send");
     assert_eq!(next_frame(&mut host).await.payload, b"still here");
+}
+
+#[tokio::test]
+async fn a_client_that_says_nothing_is_dropped_at_the_hello_deadline() {
+    // A long handshake deadline, so the hello deadline is the one that shows.
+    let webrtc = crate::WebrtcPolicy { allowed: true, turn: None };
+    let url = start_relay_configured(webrtc, std::time::Duration::from_secs(60)).await;
+    let (mut host, host_id) = register(&url, [10; 32]).await;
+    let started = std::time::Instant::now();
+    let mut silent = connect(&format!("{url}/ws/client/{host_id}")).await;
+    let mut talking = connect(&format!("{url}/ws/client/{host_id}")).await;
+    talking.send(WsMessage::Binary(b"hello".to_vec().into())).await.expect("send");
+    assert_eq!(close_reason(&mut silent).await, "no hello in time");
+    assert!(started.elapsed() >= super::HELLO_TIMEOUT);
+    // The host hears of it; the client that spoke is still there.
+    let mut closed = None;
+    while closed.is_none() {
+        if let Header::Relay(RelayMsg::Close { conn, reason }) = next_frame(&mut host).await.header {
+            closed = Some((conn, reason));
+        }
+    }
+    talking.send(WsMessage::Binary(b"still here".to_vec().into())).await.expect("send");
+    assert_eq!(next_frame(&mut host).await.payload, b"still here");
+}
+
+#[tokio::test]
+async fn the_host_learns_a_clients_source_only_as_a_tag() {
+    let url = start_relay().await;
+    let (mut host, host_id) = register(&url, [11; 32]).await;
+    let client_url = format!("{url}/ws/client/{host_id}");
+    let mut tags = Vec::new();
+    let mut clients = Vec::new();
+    for source in ["10.0.0.1", "10.0.0.1", "10.0.0.2", "2001:db8::1", "2001:db8::2", "2001:db8:0:1::1"] {
+        clients.push(connect_from(&client_url, source).await);
+        let Header::Relay(RelayMsg::Open { source: tag, .. }) = next_frame(&mut host).await.header else {
+            panic!("open")
+        };
+        tags.push(tag);
+    }
+    assert_eq!(tags[0], tags[1], "one address, one tag");
+    assert_ne!(tags[0], tags[2], "another address, another tag");
+    assert_eq!(tags[3], tags[4], "one IPv6 /64 is one source");
+    assert_ne!(tags[3], tags[5], "another /64 is another");
+    assert!(tags.iter().all(|&tag| tag != 0), "a tag, not the 0 of a relay that says nothing: {tags:?}");
 }
 
 #[tokio::test]

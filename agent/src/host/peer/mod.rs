@@ -37,6 +37,8 @@ pub const MAX_PEER_STREAMS: usize = 256;
 
 pub struct Peer {
     pub conn: Connection,
+    /// Where it came from, as the relay tags it (`RelayMsg::Open`): the host's per-source cap.
+    pub source: u64,
     /// Which credential it authenticated with (counted in `Access` while it lives).
     pub access: Option<ConnectionGuard>,
     /// The verifier its proof was checked against, until `Authenticated` turns it into `access`.
@@ -57,6 +59,8 @@ pub struct Peer {
     in_flight: Arc<Semaphore>,
     /// The data channel being negotiated or carrying the connection (see `upgrade`).
     direct: Option<DirectLink>,
+    /// Authenticated, and its invite waits for TURN credentials the link has asked the relay for.
+    pub awaiting_invite: bool,
 }
 
 /// Output waiting for flow-control credit, in order, and the permits to give back to the
@@ -80,9 +84,10 @@ impl Backlog {
 }
 
 impl Peer {
-    pub fn new(conn: Connection) -> Peer {
+    pub fn new(conn: Connection, source: u64) -> Peer {
         Peer {
             conn,
+            source,
             access: None,
             proven: None,
             backlogs: HashMap::new(),
@@ -93,6 +98,7 @@ impl Peer {
             inputs: HashMap::new(),
             in_flight: Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT)),
             direct: None,
+            awaiting_invite: false,
         }
     }
 
@@ -121,6 +127,11 @@ impl Peer {
             backlog.queue.pop_front();
         }
         Ok(())
+    }
+
+    /// Whether it has not even said hello yet (a socket that may never say anything).
+    pub fn is_silent(&self) -> bool {
+        self.is_handshaking() && self.conn.claimed_identity().is_none()
     }
 
     /// Whether it is still proving who it is.

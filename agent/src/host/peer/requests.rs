@@ -65,7 +65,10 @@ pub fn handle_events<H: HostService>(
                 eprintln!("tether daemon: client {conn} authenticated with {identity}");
                 let verifier = peer.proven.take().unwrap_or_default();
                 peer.access = Some(host.access().connected(&identity, verifier));
-                if let Err(off) = peer.invite(ice, host.webrtc_allowed())? {
+                if host.webrtc_allowed() && ice.wants_credentials(crate::time::now_ms() / 1000) {
+                    // The link asks the relay for TURN credentials and invites when it answers.
+                    peer.awaiting_invite = true;
+                } else if let Err(off) = peer.invite(ice, host.webrtc_allowed())? {
                     eprintln!("tether daemon: client {conn}: no data channel offered (WebRTC is off on {off})");
                 }
             }

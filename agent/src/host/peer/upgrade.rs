@@ -29,9 +29,19 @@ pub struct RelayIce {
     pub turn: Option<TurnCredentials>,
 }
 
+/// TURN credentials with less than this left are asked for afresh before an invite uses them.
+pub const TURN_REFRESH_SECS: u64 = 5 * 60;
+
 impl RelayIce {
     fn ice_servers(&self) -> Vec<IceServer> {
         self.turn.iter().map(IceServer::from).collect()
+    }
+
+    /// Whether an invite should wait for the relay's answer to an `ice_request`: upgrades are
+    /// allowed, and the TURN credentials held (if any) are missing or nearly spent. (The relay
+    /// gives them only to a host with a client in, so they are asked for when one comes.)
+    pub fn wants_credentials(&self, now_unix: u64) -> bool {
+        self.allowed && self.turn.as_ref().is_none_or(|t| t.expires.saturating_sub(now_unix) < TURN_REFRESH_SECS)
     }
 }
 
