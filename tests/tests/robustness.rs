@@ -60,11 +60,6 @@ fn output_the_log_could_not_keep_is_reported_never_misread_or_stalled_on() {
     let _ = daemon.wait();
 }
 
-/// A process's resident memory in bytes (`VmRSS` in `/proc/PID/status`).
-fn resident_bytes(pid: u32) -> u64 {
-    status_bytes(pid, "VmRSS:")
-}
-
 /// The most memory a process has had resident (`VmHWM`).
 fn peak_resident_bytes(pid: u32) -> u64 {
     status_bytes(pid, "VmHWM:")
@@ -87,10 +82,10 @@ fn logs_cut_off_in_the_middle_fails_rather_than_passing_as_whole() {
     let stdout = std::fs::File::create(&printed).expect("stdout file");
     logs.args(["logs", &session]).stdout(stdout).stderr(Stdio::piped());
     let mut reading = logs.spawn().expect("tether logs");
-    // Once it is reading (`logs` keeps what it has read, so its memory shows it: about 10 MB
-    // idle), the daemon goes; the client is held still meanwhile, so the cut lands in the middle
-    // however fast the rest would come.
-    wait_until(agent::WAIT, "logs to be reading", || (resident_bytes(reading.id()) > 20 << 20).then_some(()));
+    // Once it is printing (it prints as it reads), the daemon goes; the client is held still
+    // meanwhile, so the cut lands in the middle however fast the rest would come.
+    let printing = || std::fs::metadata(&printed).map(|m| m.len()).unwrap_or(0) > 1 << 20;
+    wait_until(agent::WAIT, "logs to be printing", || printing().then_some(()));
     let pid = i32::try_from(reading.id()).expect("pid");
     // SAFETY: kill(2) only sends signals.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
@@ -442,33 +437,23 @@ fn logs_of_a_big_session_are_printed_as_they_come_never_held_whole() {
     command.args(["logs", &id]).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = command.spawn().expect("logs");
     let mut stdout = child.stdout.take().expect("stdout");
-    let reading = std::thread::spawn(move || {
-        let (mut total, mut last) = (0usize, Vec::new());
-        let mut buffer = vec![0u8; 1 << 16];
-        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buffer) {
-            if n == 0 {
-                break;
-            }
-            total += n;
-            last.extend_from_slice(&buffer[..n]);
-            let keep = last.len().saturating_sub(64);
-            last.drain(..keep);
-        }
-        (total, String::from_utf8_lossy(&last).into_owned())
-    });
-    // wait4 gives this child's own peak memory (`ru_maxrss`, KiB).
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: our own child, reaped once here (`child` is never waited on after this).
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid);
-    let (printed, last) = reading.join().expect("reader");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "logs failed: {status}");
+    // Read all but the last MB, then stop: `logs` is then blocked writing, alive, with all of
+    // the log but that behind it — its memory's high-water mark says what it held.
+    let mut printed = 0usize;
+    let mut buffer = vec![0u8; 1 << 16];
+    while printed < OUTPUT_BYTES - (1 << 20) {
+        let n = std::io::Read::read(&mut stdout, &mut buffer).expect("read");
+        assert!(n > 0, "logs ended after {printed} bytes");
+        printed += n;
+    }
+    let peak = peak_resident_bytes(child.id());
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut rest).expect("the rest");
+    printed += rest.len();
+    assert!(child.wait().expect("logs ends").success());
     assert!(printed >= OUTPUT_BYTES, "printed {printed} bytes");
+    let last = String::from_utf8_lossy(&rest[rest.len().saturating_sub(64)..]).into_owned();
     assert!(last.trim_end().ends_with("all-printed"), "{last:?}");
-    let peak = u64::try_from(usage.ru_maxrss).expect("KiB") * 1024;
     println!("tether logs printed {} MB with a peak of {} MiB resident", printed / 1_000_000, peak >> 20);
     assert!(peak < 24 << 20, "tether logs held {} MiB for a {} MB log", peak >> 20, printed / 1_000_000);
-    drop(child);
 }
