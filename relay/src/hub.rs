@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tether_protocol::frame::{Frame, Header, RelayMsg};
+use tether_protocol::frame::{decode_exact, AuthStep, Frame, Header, RelayMsg};
 use tether_protocol::sync::lock;
 use tokio::sync::{broadcast, mpsc};
 
@@ -96,9 +96,10 @@ impl ClientQueue {
         message
     }
 
-    /// The host's frames show this client's handshake is over.
-    pub fn set_authenticated(&self) {
-        self.state.authenticated.store(true, Ordering::Relaxed);
+    /// Whether the host's frames have shown this client's handshake is over (as they were
+    /// queued: a message taken from the queue after the one that showed it sees it set).
+    pub fn is_authenticated(&self) -> bool {
+        self.state.authenticated.load(Ordering::Relaxed)
     }
 
     /// Resolves when the client is dropped (for a task blocked writing to its socket).
@@ -287,6 +288,11 @@ impl Hub {
         };
         let Some(client) = client else { return };
         if let ToClient::Bytes(bytes) = &message {
+            // Marked here, as the host's frame is routed — not when the client's task gets to it
+            // — so a host's `ice_request` right behind its `server_proof` finds its client in.
+            if !client.state.authenticated.load(Ordering::Relaxed) && ends_handshake(bytes) {
+                client.state.authenticated.store(true, Ordering::Relaxed);
+            }
             let queued = client.state.queued.load(Ordering::Relaxed) + bytes.len();
             let total = self.queued_total.load(Ordering::Relaxed) + bytes.len();
             let over = if queued > CLIENT_BACKLOG_BYTES {
@@ -306,6 +312,15 @@ impl Hub {
         }
         let _ = client.tx.send(message);
     }
+}
+
+/// Whether a message from the host to a client shows the handshake is over. Only the outer
+/// frame type is looked at; a message that is not exactly one frame says nothing.
+pub fn ends_handshake(message: &[u8]) -> bool {
+    matches!(
+        decode_exact(message).map(|f| f.header),
+        Ok(Header::Auth(AuthStep::ServerProof) | Header::Encrypted { .. })
+    )
 }
 
 fn close_all(entry: HostEntry, reason: &str) {

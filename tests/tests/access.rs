@@ -40,8 +40,6 @@ fn an_ephemeral_invite_ends_with_its_command_and_stops_what_it_started() {
     let client = Agent::new(scratch());
     wait_reachable(&client, &invite);
     let started = client.ok(&["start", "-H", &invite, "--detach", "--", "sleep", "300"]).trim().to_owned();
-    // Looking at the host's own session does not make it the share's.
-    client.ok(&["logs", "-H", &invite, &own]);
     let listed = invites(&host);
     assert!(listed.iter().any(|e| e["ephemeral"] == true), "{listed:?}");
 
@@ -60,6 +58,97 @@ fn an_ephemeral_invite_ends_with_its_command_and_stops_what_it_started() {
         tether_tests::stderr_of(&out)
     );
     assert!(invites(&host).iter().all(|e| e["ephemeral"] == false));
+}
+
+/// Processes on this machine whose command line holds `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(needle))
+        })
+        .collect()
+}
+
+/// Kills what a test left behind (should its assertions fail first).
+struct KillOnDrop(Vec<String>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for needle in &self.0 {
+            for pid in processes_with(needle) {
+                // SAFETY: kill(2) only sends a signal.
+                unsafe { libc::kill(i32::try_from(pid).unwrap_or(0), libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+#[test]
+fn a_guest_sees_only_its_own_sessions_and_sets_up_nothing_that_outlives_the_share() {
+    let relay = Relay::start();
+    let host = Agent::new(scratch());
+    let own = host.start(&["sleep", "300"]);
+    let (mut sharing, invite, _stderr) = share(&host, &relay, &[]);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+    let mine = client.ok(&["start", "-H", &invite, "--detach", "--", "sleep", "300"]).trim().to_owned();
+
+    // The owner's sessions are not the guest's: not listed, not readable, not stoppable.
+    let listed = client.ok(&["ls", "-H", &invite]);
+    assert!(listed.contains(&mine) && !listed.contains(&own), "{listed}");
+    for command in [vec!["logs", "-H", &invite, &own], vec!["stop", "-H", &invite, &own]] {
+        let out = client.run(&command);
+        assert!(!out.status.success(), "{command:?} was allowed");
+        assert!(tether_tests::stderr_of(&out).contains("no session"), "{}", tether_tests::stderr_of(&out));
+    }
+    assert_eq!(host.info(&own)["status"], "running");
+
+    // Managing the host from the guest's shell, through the daemon's socket, is refused: from an
+    // exec, from a session, and with the mark wiped from the environment.
+    let tether = tether_tests::bin_path("tether").to_string_lossy().into_owned();
+    let relay_url = relay.url.trim_end_matches('/');
+    let out = client.run(&["exec", &invite, "--", &tether, "pair", "--relay", relay_url, "--json"]);
+    assert!(!out.status.success(), "a guest paired: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(tether_tests::stderr_of(&out).contains("guest"), "{}", tether_tests::stderr_of(&out));
+    let wiped = format!("env -u TETHER_VIA {tether} invites ls 2>&1; echo exit=$?");
+    let out = client.run(&["exec", &invite, "--", "sh", "-c", &wiped]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("guest") && !said.contains("exit=0"), "{said}");
+    let in_session = client.ok(&["start", "-H", &invite, "--detach", "--", &tether, "passwd", "--remove"]);
+    let said = host.wait_for_text(in_session.trim(), "guest");
+    assert!(said.contains("guest"), "{said}");
+
+    // What the guest left running outside its sessions' process groups ends with the share.
+    let left_in_session = marker("guest-session-left");
+    let left_by_exec = marker("guest-exec-left");
+    let _cleanup = KillOnDrop(vec![left_in_session.clone(), left_by_exec.clone()]);
+    let escape = |mark: &str| format!("setsid -f sh -c 'sleep 300; : {mark}' </dev/null >/dev/null 2>&1");
+    client.ok(&[
+        "start",
+        "-H",
+        &invite,
+        "--detach",
+        "--",
+        "sh",
+        "-c",
+        &format!("{}; sleep 300", escape(&left_in_session)),
+    ]);
+    client.ok(&["exec", &invite, "--", "sh", "-c", &escape(&left_by_exec)]);
+    for mark in [&left_in_session, &left_by_exec] {
+        wait_until(agent::WAIT, "the guest's process to run", || (!processes_with(mark).is_empty()).then_some(()));
+    }
+    sharing.signal(libc::SIGINT);
+    assert!(sharing.wait_exit(agent::WAIT, "pair --ephemeral to end").success());
+    for mark in [&left_in_session, &left_by_exec] {
+        wait_until(agent::WAIT, "the guest's process to be stopped", || processes_with(mark).is_empty().then_some(()));
+    }
+    assert_ne!(host.wait_ended(&mine)["status"], "running");
+    assert_eq!(host.info(&own)["status"], "running", "the host's own session is not the guest's");
+    // No lasting invite came of it.
+    assert!(invites(&host).is_empty(), "{:?}", invites(&host));
 }
 
 #[test]
@@ -91,10 +180,14 @@ fn revoking_an_invite_closes_its_live_connections_at_once() {
             .find(|e| e["connected"] == 1)
             .map(|e| e["identity"].as_str().unwrap_or("").to_owned())
     });
+    let started = client.ok(&["start", "-H", &invite, "--detach", "--", "sleep", "300"]).trim().to_owned();
     host.ok(&["invites", "rm", &identity]);
     assert_ne!(attached.wait_exit(), 0);
     // Its last words may still be on their way through the PTY when it has exited.
     attached.wait_for("access revoked");
+    // What it started is stopped; what it only looked at (the host's shell) is not.
+    assert_ne!(host.wait_ended(&started)["status"], "running");
+    assert_eq!(host.info(&shell)["status"], "running");
 
     let out = client.run(&["ls", "-H", &invite]);
     assert!(tether_tests::stderr_of(&out).contains("unknown or revoked invite"), "{}", tether_tests::stderr_of(&out));

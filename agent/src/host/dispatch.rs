@@ -11,22 +11,83 @@ use crate::host::access::Access;
 use crate::host::daemon::Daemon;
 use crate::host::files::FilesConfig;
 use crate::host::identity::HostIdentity;
-use crate::host::service::StreamTx;
-use crate::host::service::{HostService, InOrder};
+use crate::host::service::{HostService, InOrder, StreamItem, StreamTx};
 use crate::host::session::Written;
 use crate::host::{sharing, streams};
 
 /// How long paced input may wait for the program to take it before its sender hears so.
 const PACED_INPUT_WAIT: Duration = Duration::from_secs(10);
 
-/// Who asks: the credential a remote client proved, or the host's own user on the socket. What
-/// a client starts that others must not touch (an upload) is kept under it.
+/// Who asks: the credential a remote client proved, or the host's own user on the socket (or,
+/// on the socket, the credential a guest's process came through: `origin`). What a client
+/// starts that others must not touch (an upload) is kept under it; a guest
+/// (`Access::is_guest`) sees only the sessions it started and manages nothing.
 pub const LOCAL_USER: &str = "local";
+
+/// What a guest is told when it asks to manage the host.
+const GUEST_REFUSAL: &str =
+    "a guest cannot manage this host: this process came through a share (its sessions and execs carry TETHER_VIA)";
+
+/// Whether `request` manages the agent itself (ways in, pairing, what it serves, stopping it).
+pub fn manages_the_host(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Pair { .. }
+            | Request::SetFiles { .. }
+            | Request::SetWebrtc { .. }
+            | Request::Share { .. }
+            | Request::ListAccess
+            | Request::Revoke { .. }
+            | Request::SetPassword { .. }
+            | Request::DaemonStop { .. }
+    )
+}
+
+/// Refuse `request` to a guest if it manages the host.
+pub fn refuse_to_guest(daemon: &Daemon, owner: &str, request: &Request) -> Option<Answer> {
+    (manages_the_host(request) && daemon.access.is_guest(owner))
+        .then(|| error_answer(ErrorCode::BadRequest, GUEST_REFUSAL))
+}
+
+/// Whether `owner` may touch session `reference` (an id or unique prefix): any, but a guest
+/// only those it started — and to a guest another's session reads as one that does not exist.
+fn check_session(daemon: &Daemon, owner: &str, reference: &str) -> Result<(), Answer> {
+    if !daemon.access.is_guest(owner) {
+        return Ok(());
+    }
+    let id = daemon.sessions.resolve(Some(reference))?.id;
+    match daemon.access.may_see(owner, &id) {
+        true => Ok(()),
+        false => Err(error_answer(ErrorCode::UnknownSession, format!("no session {reference:?}: see `tether ls`"))),
+    }
+}
+
+/// The session a request is about, if it names one.
+fn session_of(request: &Request) -> Option<&str> {
+    match request {
+        Request::Send { session, .. }
+        | Request::Write { session, .. }
+        | Request::Resize { session, .. }
+        | Request::WaitForPrompt { session, .. }
+        | Request::Stop { session, .. }
+        | Request::OpenFiles { session, .. }
+        | Request::Attach { session, .. }
+        | Request::Logs { session, .. }
+        | Request::WatchOpens { session } => Some(session),
+        Request::Get { id } => id.as_deref(),
+        _ => None,
+    }
+}
 
 /// Input and resizes, handled at once and in order: keystrokes must reach the program in the
 /// order they were typed, so these never go to a task of their own. `None`: not one.
 pub fn handle_in_order(daemon: &Daemon, owner: &str, request: &Request, payload: &[u8]) -> Option<InOrder> {
     let sessions = &daemon.sessions;
+    if matches!(request, Request::Send { .. } | Request::Write { .. } | Request::Resize { .. }) {
+        if let Err(answer) = session_of(request).map_or(Ok(()), |session| check_session(daemon, owner, session)) {
+            return Some(InOrder::Now(answer));
+        }
+    }
     let ok = |()| (Response::Ok, Vec::new());
     Some(match request {
         Request::Send { session, chunks } => match sessions.with_live(session, |s| s.send(chunks)) {
@@ -65,16 +126,37 @@ pub async fn handle(daemon: &Daemon, owner: &str, request: Request, payload: Vec
         Some(InOrder::Later(answer)) => return answer.await,
         None => {}
     }
+    if let Some(refused) = refuse_to_guest(daemon, owner, &request) {
+        return refused;
+    }
+    if let Err(answer) =
+        session_of(&request).map_or(Ok(()), |session| blocking(|| check_session(daemon, owner, session)))
+    {
+        return answer;
+    }
     let sessions = &daemon.sessions;
     match request {
         // SQLite (and, for a start, forking a program) block: tell the runtime, so its other
         // tasks (every client's keystrokes) move to another thread meanwhile.
         Request::Start { command, title, cwd, cols, rows, notify } => {
-            blocking(|| sessions.start(command, title, cwd, (cols, rows), notify))
+            let via = (owner != LOCAL_USER).then_some(owner);
+            let answer = blocking(|| sessions.start(command, title, cwd, (cols, rows), notify, via));
+            if let (Response::Session { session }, _) = &answer {
+                daemon.access.started(owner, &session.id);
+            }
+            answer
         }
-        Request::List { statuses, search, limit } => blocking(|| sessions.list(&statuses, search.as_deref(), limit)),
+        Request::List { statuses, search, limit } => {
+            let mut answer = blocking(|| sessions.list(&statuses, search.as_deref(), limit));
+            if let (Response::Sessions { sessions: list }, _) = &mut answer {
+                list.retain(|s| daemon.access.may_see(owner, &s.id));
+            }
+            answer
+        }
         Request::Get { id } => match blocking(|| sessions.resolve(id.as_deref())) {
-            Ok(info) => (Response::Session { session: info }, Vec::new()),
+            Ok(info) if daemon.access.may_see(owner, &info.id) => (Response::Session { session: info }, Vec::new()),
+            // (A guest asking for "the latest" gets none of another's.)
+            Ok(_) => error_answer(ErrorCode::UnknownSession, "no session of yours yet: tether start -- CMD"),
             Err(answer) => answer,
         },
         Request::WaitForPrompt { session, timeout_ms } => {
@@ -137,38 +219,31 @@ fn set_files(daemon: &Daemon, enabled: bool, root: Option<String>) -> Answer {
     }
 }
 
-/// Serve a stream request: its answer and then its items go to `tx`, on stream `stream`.
-pub async fn open_stream(daemon: &Daemon, request: Request, id: u64, stream: u32, tx: StreamTx) {
+/// Serve a stream request from `owner`: its answer and then its items go to `tx`, on stream
+/// `stream`.
+pub async fn open_stream(daemon: &Daemon, owner: &str, request: Request, id: u64, stream: u32, tx: StreamTx) {
+    if let Err(answer) =
+        session_of(&request).map_or(Ok(()), |session| blocking(|| check_session(daemon, owner, session)))
+    {
+        let _ = tx.send(StreamItem::Answer { id, answer }).await;
+        return;
+    }
     match request {
         Request::Fs(request) => daemon.files.open_stream(request, id, stream, tx).await,
-        request => streams::open_stream(&daemon.sessions, request, id, stream, tx).await,
+        request => {
+            let visible = |session: &str| daemon.access.may_see(owner, session);
+            streams::open_stream(&daemon.sessions, &visible, request, id, stream, tx).await
+        }
     }
 }
 
 /// A request that came through a relay from a client authenticated as `identity`. Managing the
 /// agent itself (pairing, access, stopping it) stays with the machine's own user.
 async fn handle_remote(daemon: &Daemon, identity: &str, request: Request, payload: Vec<u8>) -> Answer {
-    match request {
-        Request::Pair { .. }
-        | Request::SetFiles { .. }
-        | Request::SetWebrtc { .. }
-        | Request::OpenFiles { .. }
-        | Request::Share { .. }
-        | Request::ListAccess
-        | Request::Revoke { .. }
-        | Request::SetPassword { .. }
-        | Request::DaemonStop { .. } => {
-            error_answer(ErrorCode::BadRequest, "only the host's own user can do that (run it on the host)")
-        }
-        request => {
-            let starts = matches!(request, Request::Start { .. });
-            let answer = handle(daemon, identity, request, payload).await;
-            if let (true, (Response::Session { session }, _)) = (starts, &answer) {
-                daemon.access.started(identity, &session.id);
-            }
-            answer
-        }
+    if manages_the_host(&request) || matches!(request, Request::OpenFiles { .. }) {
+        return error_answer(ErrorCode::BadRequest, "only the host's own user can do that (run it on the host)");
     }
+    handle(daemon, identity, request, payload).await
 }
 
 impl HostService for Daemon {
@@ -188,8 +263,8 @@ impl HostService for Daemon {
         handle_remote(&self, &identity, request, payload).await
     }
 
-    async fn open_stream(self: Arc<Self>, request: Request, id: u64, stream: u32, tx: StreamTx) {
-        open_stream(&self, request, id, stream, tx).await
+    async fn open_stream(self: Arc<Self>, identity: String, request: Request, id: u64, stream: u32, tx: StreamTx) {
+        open_stream(&self, &identity, request, id, stream, tx).await
     }
 
     fn webrtc_allowed(&self) -> bool {

@@ -58,6 +58,7 @@ pub fn spawn(
     id: u64,
     command: &[String],
     cwd: Option<&str>,
+    via: &str,
     events: mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<Exec, String> {
     let program = command.first().ok_or("no command given: tether exec INVITE -- CMD ARGS…")?;
@@ -65,6 +66,7 @@ pub fn spawn(
     let mut child = tokio::process::Command::new(program)
         .args(&command[1..])
         .current_dir(&cwd)
+        .env(crate::host::origin::VIA_ENV, via)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

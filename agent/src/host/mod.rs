@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod exec;
 pub mod files;
 pub mod identity;
+pub mod origin;
 pub mod peer;
 pub mod relay_link;
 pub mod server;

@@ -1,7 +1,9 @@
 //! `tether daemon`: start the agent and answer clients on the Unix socket.
 //!
 //! One daemon per state dir (an exclusive `flock` on `daemon.lock`). Clients are trusted only if
-//! they run as the same user (`SO_PEERCRED`), and the socket is mode 0600 besides. Each client
+//! they run as the same user (`SO_PEERCRED`), and the socket is mode 0600 besides. A client
+//! process that a remote client started (`origin`) asks as that client's credential: a guest's
+//! shell is still the guest. Each client
 //! connection gets a reader loop and a writer task; each request runs in its own task so a slow
 //! one (`stop`, `logs --wait-for-prompt`) never holds up the others; each output stream is a task
 //! that follows its session (see `streams`).
@@ -25,7 +27,7 @@ use crate::host::identity::HostIdentity;
 use crate::host::service::{InOrder, StreamItem};
 use crate::host::sessions::Sessions;
 use crate::host::store::{Store, RELAY_SETTING};
-use crate::host::{dispatch, sharing};
+use crate::host::{dispatch, origin, sharing};
 use crate::ipc::{write_frame, FrameReader};
 use crate::paths::StateDir;
 use crate::time::now_ms;
@@ -139,10 +141,18 @@ async fn sweep_uploads(daemon: Arc<Daemon>) {
 async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
-    match stream.peer_cred() {
-        Ok(cred) if cred.uid() == me => {}
+    let caller = match stream.peer_cred() {
+        Ok(cred) if cred.uid() == me => cred.pid(),
         _ => return, // another user (or unknown): say nothing, just close
-    }
+    };
+    // A process a remote client started (a guest's shell running `tether pair`) asks as that
+    // client's credential, not as the host's user.
+    let caller = caller.and_then(|pid| u32::try_from(pid).ok());
+    let owner = match caller {
+        Some(pid) => tokio::task::spawn_blocking(move || origin::caller_identity(pid)).await.ok().flatten(),
+        None => None,
+    };
+    let owner: Arc<str> = owner.as_deref().unwrap_or(dispatch::LOCAL_USER).into();
     let (read_half, mut write_half) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<StreamItem>(CLIENT_QUEUE_FRAMES);
     let writer = tokio::spawn(async move {
@@ -174,6 +184,10 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 continue;
             }
         };
+        if let Some(answer) = dispatch::refuse_to_guest(&daemon, &owner, &request) {
+            let _ = tx.send(StreamItem::Answer { id, answer }).await;
+            continue;
+        }
         match request {
             Request::Detach { stream } => {
                 if let Some(task) = streams.remove(&stream) {
@@ -184,8 +198,9 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             request if request.opens_stream() => {
                 // The stream id is the request id: the client registered it before asking.
                 let stream = id as u32;
-                let (daemon, tx) = (daemon.clone(), tx.clone());
-                let task = tokio::spawn(async move { dispatch::open_stream(&daemon, request, id, stream, tx).await });
+                let (daemon, tx, owner) = (daemon.clone(), tx.clone(), owner.clone());
+                let task =
+                    tokio::spawn(async move { dispatch::open_stream(&daemon, &owner, request, id, stream, tx).await });
                 streams.insert(stream, task.abort_handle());
             }
             Request::Share { relay, name, idle_timeout_ms } => {
@@ -194,7 +209,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 let task = tokio::spawn(sharing::share(daemon.clone(), relay, name, idle, id, id as u32, tx.clone()));
                 streams.insert(id as u32, task.abort_handle());
             }
-            request => match dispatch::handle_in_order(&daemon, dispatch::LOCAL_USER, &request, &payload) {
+            request => match dispatch::handle_in_order(&daemon, &owner, &request, &payload) {
                 Some(InOrder::Now(answer)) => {
                     let _ = tx.send(StreamItem::Answer { id, answer }).await;
                 }
@@ -205,9 +220,9 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                     });
                 }
                 None => {
-                    let (daemon, tx) = (daemon.clone(), tx.clone());
+                    let (daemon, tx, owner) = (daemon.clone(), tx.clone(), owner.clone());
                     tokio::spawn(async move {
-                        let answer = dispatch::handle(&daemon, dispatch::LOCAL_USER, request, payload).await;
+                        let answer = dispatch::handle(&daemon, &owner, request, payload).await;
                         let _ = tx.send(StreamItem::Answer { id, answer }).await;
                     });
                 }

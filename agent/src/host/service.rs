@@ -73,10 +73,11 @@ pub trait HostService: Send + Sync + 'static {
     ) -> impl Future<Output = Answer> + Send;
 
     /// Serve a stream request (`attach`, `logs`, `watch_sessions`, `watch_opens`, and the file
-    /// service's listings, reads and archives): its answer and then its
-    /// items go to `tx`, on stream `stream`.
+    /// service's listings, reads and archives) from a client authenticated as `identity`: its
+    /// answer and then its items go to `tx`, on stream `stream`.
     fn open_stream(
         self: Arc<Self>,
+        identity: String,
         request: Request,
         id: u64,
         stream: u32,

@@ -67,7 +67,7 @@ impl Sessions {
     }
 
     /// Start `command` (the login shell when empty, as ssh would). `notify: None` follows the
-    /// configured default.
+    /// configured default. `via`: the remote credential that asked (`origin::VIA_ENV`).
     pub fn start(
         &self,
         command: Vec<String>,
@@ -75,6 +75,7 @@ impl Sessions {
         cwd: Option<String>,
         size: (u16, u16),
         notify: Option<bool>,
+        via: Option<&str>,
     ) -> Answer {
         let notify = notify.unwrap_or(self.config.notify_by_default);
         let command = if command.is_empty() {
@@ -110,6 +111,7 @@ impl Sessions {
             ring_bytes: self.config.ring_bytes,
             now: now_ms(),
             notify,
+            via: via.map(str::to_owned),
         };
         let me = self.me.clone();
         let spawned = Session::spawn(spec, move |session| {

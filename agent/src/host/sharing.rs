@@ -13,16 +13,17 @@ use tokio::sync::broadcast;
 
 use crate::host::access::AccessEvent;
 use crate::host::daemon::Daemon;
-use crate::host::relay_link;
 use crate::host::service::{StreamItem, StreamTx};
 use crate::host::store::{NAME_SETTING, RELAY_SETTING};
+use crate::host::{origin, relay_link};
 use crate::random::random_bytes;
 use crate::time::now_ms;
 
 /// How often a share checks whether it has been idle too long.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
-/// Grace for sessions stopped because their ephemeral invite ended.
-const EPHEMERAL_STOP_GRACE: Duration = Duration::from_secs(2);
+/// Grace for sessions (and what they left running) stopped because their way in was revoked or
+/// its share ended.
+const REVOKED_STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long `pair` waits for the relay to confirm the host is reachable before warning.
 const REACHABLE_WAIT: Duration = Duration::from_secs(5);
 /// Shortest password `tether passwd` accepts.
@@ -172,7 +173,14 @@ async fn end_access(daemon: &Daemon, identity: &str) -> Vec<String> {
         }
     };
     eprintln!("tether daemon: {identity} revoked");
-    daemon.sessions.stop_ids(&sessions, EPHEMERAL_STOP_GRACE).await;
+    daemon.sessions.stop_ids(&sessions, REVOKED_STOP_GRACE).await;
+    // And what it left running outside them (its execs' process groups are ended as its
+    // connections close).
+    let via = identity.to_owned();
+    let left = tokio::task::spawn_blocking(move || origin::stop_processes_via(&via, REVOKED_STOP_GRACE)).await;
+    if let Ok(left @ 1..) = left {
+        eprintln!("tether daemon: stopped {left} process(es) {identity} left running");
+    }
     sessions
 }
 

@@ -23,13 +23,24 @@ const WATCH_RECHECK: Duration = Duration::from_secs(1);
 /// Sessions a watcher gets when it names no limit.
 const WATCH_LIMIT: usize = 200;
 
+/// Which sessions a client may see in a list (a guest: those it started).
+pub type Visible<'a> = &'a (dyn Fn(&str) -> bool + Send + Sync);
+
 /// Serve `attach` / `logs`: answer `Streaming`, then data frames, then `eof`; and
-/// `watch_sessions`. `id` is the request's, `stream` the stream to send on.
-pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream: u32, tx: StreamTx) {
+/// `watch_sessions` (of the sessions `visible` lets through). `id` is the request's, `stream`
+/// the stream to send on.
+pub async fn open_stream(
+    sessions: &Sessions,
+    visible: Visible<'_>,
+    request: Request,
+    id: u64,
+    stream: u32,
+    tx: StreamTx,
+) {
     let (session_id, from, follow, size, attach) = match request {
         Request::Attach { session, from, cols, rows } => (session, from, true, cols.zip(rows), true),
         Request::Logs { session, follow, from } => (session, Some(from.unwrap_or(0)), follow, None, false),
-        Request::WatchSessions { limit } => return watch_sessions(sessions, limit, id, stream, &tx).await,
+        Request::WatchSessions { limit } => return watch_sessions(sessions, visible, limit, id, stream, &tx).await,
         Request::WatchOpens { session } => return watch_opens(sessions, &session, id, stream, &tx).await,
         _ => return,
     };
@@ -70,7 +81,14 @@ pub async fn open_stream(sessions: &Sessions, request: Request, id: u64, stream:
 
 /// The session list now and whenever it changes (see `Request::WatchSessions`). Output counts
 /// alone do not make a change: a busy session would flood the watcher.
-async fn watch_sessions(sessions: &Sessions, limit: Option<usize>, id: u64, stream: u32, tx: &StreamTx) {
+async fn watch_sessions(
+    sessions: &Sessions,
+    visible: Visible<'_>,
+    limit: Option<usize>,
+    id: u64,
+    stream: u32,
+    tx: &StreamTx,
+) {
     let mut changes = sessions.subscribe_changes();
     if tx.send(StreamItem::answer(id, Response::Watching { stream })).await.is_err() {
         return;
@@ -78,10 +96,12 @@ async fn watch_sessions(sessions: &Sessions, limit: Option<usize>, id: u64, stre
     let mut recheck = tokio::time::interval(WATCH_RECHECK);
     let (mut seq, mut last) = (0u64, None);
     loop {
-        let (Response::Sessions { sessions: list }, _) = sessions.list(&[], None, Some(limit.unwrap_or(WATCH_LIMIT)))
+        let (Response::Sessions { sessions: mut list }, _) =
+            sessions.list(&[], None, Some(limit.unwrap_or(WATCH_LIMIT)))
         else {
             return;
         };
+        list.retain(|s| visible(&s.id));
         let shape: Vec<_> =
             list.iter().map(|s| (s.id.clone(), s.status, s.waiting_for_input, s.exit_code, s.title.clone())).collect();
         if last.as_ref() != Some(&shape) {

@@ -213,6 +213,8 @@ pub fn spawn_daemon(state: &StateDir, args: &[String]) -> Result<(), String> {
         .arg("daemon")
         .args(args)
         .env("TETHER_STATE_DIR", state.root())
+        // (Started from a guest's shell, the daemon is still the host's, and so are its sessions.)
+        .env_remove(crate::host::origin::VIA_ENV)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

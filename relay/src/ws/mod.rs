@@ -15,7 +15,8 @@
 //! still handshaking, sockets of each kind per network, and browsers from another origin.
 //!
 //! The relay learns that a client's handshake is over from the *outer* type of the host's
-//! frames (`auth/server_proof`, or any `encrypted` frame) — never from what is inside them.
+//! frames (`auth/server_proof`, or any `encrypted` frame; `hub::ends_handshake`) — never from
+//! what is inside them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +29,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use tether_protocol::frame::{
-    decode_exact, AuthStep, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES,
+    decode_exact, Frame, FrameDecoder, Header, RelayMsg, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES,
 };
 use tether_protocol::identity;
 use tokio::sync::mpsc;
@@ -70,15 +71,6 @@ const CLOSE_GONE: u16 = 4410;
 const CLOSE_TIMEOUT: u16 = 4408;
 /// RFC 6455's "message too big".
 const CLOSE_TOO_BIG: u16 = 1009;
-
-/// Whether a message from the host to a client shows the handshake is over. Only the outer
-/// frame type is looked at; a message that is not exactly one frame says nothing.
-fn ends_handshake(message: &[u8]) -> bool {
-    matches!(
-        decode_exact(message).map(|f| f.header),
-        Ok(Header::Auth(AuthStep::ServerProof) | Header::Encrypted { .. })
-    )
-}
 
 fn close(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: reason.into() }))
@@ -463,10 +455,9 @@ async fn write_client(
         let message = tokio::select! {
             message = queue.recv() => match message {
                 Some(ToClient::Bytes(bytes)) => {
-                    if handshaking.is_some() && ends_handshake(&bytes) {
+                    if handshaking.is_some() && queue.is_authenticated() {
                         handshaking = None;
                         authenticated.store(true, Ordering::Relaxed);
-                        queue.set_authenticated();
                     }
                     traffic.to_client_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     traffic.to_client_messages.fetch_add(1, Ordering::Relaxed);

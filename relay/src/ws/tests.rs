@@ -123,11 +123,12 @@ async fn turn_credentials_go_only_to_a_host_with_a_client_in_and_not_too_often()
     client.send(WsMessage::Binary(b"hello".to_vec().into())).await.expect("hello");
     let Header::Relay(RelayMsg::Open { conn, .. }) = next_frame(&mut host).await.header else { panic!("open") };
     assert_eq!(ask(&mut host).await, None);
-    // Once the host's proof went to it: credentials, labelled with the host's id.
+    // Asked right behind the host's proof to its client (as the agent does, before the client
+    // has read it): credentials, labelled with the host's id.
     let proof = Frame::new(Header::Auth(AuthStep::ServerProof), vec![0; 32]).encode().expect("encode");
     send_frame(&mut host, Frame::new(Header::Relay(RelayMsg::Forward { conn }), proof)).await;
-    assert!(matches!(client.next().await, Some(Ok(WsMessage::Binary(_)))));
     let turn = ask(&mut host).await.expect("credentials for a host with a client in");
+    assert!(matches!(client.next().await, Some(Ok(WsMessage::Binary(_)))));
     assert_eq!(turn.urls, ["turn:127.0.0.1:3478"]);
     assert_eq!(turn.username, format!("{}:{host_id}", turn.expires));
     assert!(!turn.credential.is_empty() && !turn.credential.contains("s3cret"));

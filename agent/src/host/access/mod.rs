@@ -6,7 +6,10 @@
 //! can never leave one behind. This module keeps the live side:
 //! - how many authenticated connections each credential has (a guard per connection, so a
 //!   dropped client can never be miscounted);
-//! - which sessions an ephemeral invite started, to stop them when it ends;
+//! - which sessions each remote credential started, to stop them when it is revoked or ends;
+//! - who is a guest: a credential that is not one of the host's own lasting ways in (the
+//!   password, a lasting invite) — an ephemeral invite, or one that has ended. A guest sees only
+//!   the sessions it started and manages nothing (`dispatch`);
 //! - an event feed: relay links drop a revoked credential's connections at once, and
 //!   `pair --ephemeral` reports comings and goings;
 //! - the failed-login throttle (`throttle`).
@@ -20,6 +23,7 @@ use tether_protocol::handshake::Credential;
 use tether_protocol::sync::lock;
 use tokio::sync::broadcast;
 
+use crate::host::dispatch::LOCAL_USER;
 use crate::host::store::Store;
 use throttle::Throttle;
 
@@ -37,8 +41,10 @@ pub enum AccessEvent {
 struct Live {
     /// Authenticated connections per identity.
     connections: HashMap<String, usize>,
-    /// Ephemeral invites: their credential and the sessions started through them.
-    ephemeral: HashMap<String, (Credential, Vec<String>)>,
+    /// Ephemeral invites.
+    ephemeral: HashMap<String, Credential>,
+    /// Sessions started through each remote credential (while it lasts).
+    started: HashMap<String, Vec<String>>,
 }
 
 pub struct Access {
@@ -65,7 +71,7 @@ impl Access {
 
     /// The credential `identity` may authenticate with right now (`None`: unknown or revoked).
     pub fn credential(&self, identity: &str) -> Option<Credential> {
-        let ephemeral = lock(&self.live).ephemeral.get(identity).map(|(credential, _)| credential.clone());
+        let ephemeral = lock(&self.live).ephemeral.get(identity).cloned();
         ephemeral.or_else(|| lock(&self.stored).get(identity).cloned())
     }
 
@@ -107,7 +113,7 @@ impl Access {
     }
 
     pub fn add_ephemeral(&self, credential: Credential) {
-        lock(&self.live).ephemeral.insert(credential.identity.clone(), (credential, Vec::new()));
+        lock(&self.live).ephemeral.insert(credential.identity.clone(), credential);
     }
 
     pub fn ephemeral_identities(&self) -> Vec<String> {
@@ -118,22 +124,37 @@ impl Access {
         lock(&self.live).ephemeral.contains_key(identity)
     }
 
-    /// A session was started by a client of `identity`: remembered if that is an ephemeral invite.
+    /// A session was started through `identity` (not the host's own user): remembered, to stop
+    /// it when that way in is revoked or ends, and so a guest sees it.
     pub fn started(&self, identity: &str, session: &str) {
-        if let Some((_, sessions)) = lock(&self.live).ephemeral.get_mut(identity) {
-            sessions.push(session.to_owned());
+        if identity != LOCAL_USER {
+            lock(&self.live).started.entry(identity.to_owned()).or_default().push(session.to_owned());
         }
     }
 
+    /// Whether `identity` is a guest: not the host's user, nor one of its lasting ways in.
+    pub fn is_guest(&self, identity: &str) -> bool {
+        identity != LOCAL_USER && !lock(&self.stored).contains_key(identity)
+    }
+
+    /// Whether `identity` may see session `id` (the full id): all of them but for a guest, which
+    /// sees those it started.
+    pub fn may_see(&self, identity: &str, id: &str) -> bool {
+        !self.is_guest(identity)
+            || lock(&self.live).started.get(identity).is_some_and(|ids| ids.iter().any(|s| s == id))
+    }
+
     /// Forget `identity` (stored or ephemeral) and close its connections. Returns whether it
-    /// existed, and the sessions an ephemeral invite started (for the caller to stop).
+    /// existed, and the sessions started through it (for the caller to stop).
     pub fn revoke(&self, identity: &str) -> Result<(bool, Vec<String>), String> {
         let stored = lock(&self.store).remove_credential(identity)?;
         lock(&self.stored).remove(identity);
-        let ephemeral = lock(&self.live).ephemeral.remove(identity);
-        let existed = stored || ephemeral.is_some();
+        let mut live = lock(&self.live);
+        let existed = stored || live.ephemeral.remove(identity).is_some();
+        let started = live.started.remove(identity).unwrap_or_default();
+        drop(live);
         let _ = self.events.send(AccessEvent::Revoked { identity: identity.to_owned() });
-        Ok((existed, ephemeral.map(|(_, sessions)| sessions).unwrap_or_default()))
+        Ok((existed, started))
     }
 }
 
@@ -204,16 +225,26 @@ mod tests {
     }
 
     #[test]
-    fn only_ephemeral_invites_remember_their_sessions() {
+    fn every_remote_way_in_remembers_its_sessions_and_a_guest_sees_only_those() {
         let access = new_access();
         let credential = Credential { identity: "invite-e".into(), salt: vec![1; 16], verifier: vec![2; 8] };
+        let lasting = Credential { identity: "invite-l".into(), salt: vec![1; 16], verifier: vec![3; 8] };
         access.add_ephemeral(credential.clone());
+        access.store(lasting, 0).expect("store");
         access.started("invite-e", "s1");
-        access.started("invite-other", "s2");
+        access.started("invite-l", "s2");
+        access.started(LOCAL_USER, "s3");
         assert_eq!(access.credential("invite-e"), Some(credential));
+        // The guest sees its own; the host's user and a lasting invite see all.
+        assert!(access.is_guest("invite-e") && !access.is_guest("invite-l") && !access.is_guest(LOCAL_USER));
+        assert!(access.may_see("invite-e", "s1") && !access.may_see("invite-e", "s2"));
+        assert!(access.may_see("invite-l", "s1") && access.may_see(LOCAL_USER, "s2"));
         assert_eq!(access.revoke("invite-e"), Ok((true, vec!["s1".to_owned()])));
         assert!(!access.is_ephemeral("invite-e"));
         assert_eq!(access.credential("invite-e"), None);
+        // An ended guest is still a guest, and sees nothing.
+        assert!(access.is_guest("invite-e") && !access.may_see("invite-e", "s1"));
+        assert_eq!(access.revoke("invite-l"), Ok((true, vec!["s2".to_owned()])));
         assert_eq!(access.revoke("invite-other"), Ok((false, Vec::new())));
     }
 }

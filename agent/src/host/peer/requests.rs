@@ -150,20 +150,23 @@ fn handle_request<H: HostService>(
         }
     }
     match request {
-        Request::Exec { command, cwd } => match exec::spawn(conn, id, &command, cwd.as_deref(), tasks.clone()) {
-            Ok(exec) => {
-                for (stream, permits) in
-                    [(exec_stdout(id), exec.stdout_permits.clone()), (exec_stderr(id), exec.stderr_permits.clone())]
-                {
-                    peer.backlogs.insert(stream, Backlog::new(permits));
+        Request::Exec { command, cwd } => {
+            let via = peer.access.as_ref().map_or("", |a| a.identity());
+            match exec::spawn(conn, id, &command, cwd.as_deref(), via, tasks.clone()) {
+                Ok(exec) => {
+                    for (stream, permits) in
+                        [(exec_stdout(id), exec.stdout_permits.clone()), (exec_stderr(id), exec.stderr_permits.clone())]
+                    {
+                        peer.backlogs.insert(stream, Backlog::new(permits));
+                    }
+                    peer.execs.insert(id, exec);
                 }
-                peer.execs.insert(id, exec);
+                Err(message) => {
+                    let reply = Response::Error { code: ErrorCode::BadRequest, message };
+                    peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
+                }
             }
-            Err(message) => {
-                let reply = Response::Error { code: ErrorCode::BadRequest, message };
-                peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()))?;
-            }
-        },
+        }
         request if request.opens_stream() => {
             if let Request::Attach { session, .. } = &request {
                 peer.inputs.insert(id as u32, session.clone());
@@ -266,7 +269,8 @@ fn serve_stream<H: HostService>(
     let permits = Arc::new(Semaphore::new(WINDOW_BYTES));
     peer.backlogs.insert(stream, Backlog::new(permits.clone()));
     let (items_tx, mut items_rx) = mpsc::channel::<StreamItem>(STREAM_TASK_FRAMES);
-    let task = tokio::spawn(host.clone().open_stream(request, id, stream, items_tx));
+    let identity = peer.access.as_ref().map(|a| a.identity().to_owned()).unwrap_or_default();
+    let task = tokio::spawn(host.clone().open_stream(identity, request, id, stream, items_tx));
     peer.streams.insert(stream, task.abort_handle());
     let tasks = tasks.clone();
     tokio::spawn(async move {

@@ -97,6 +97,8 @@ pub struct Spawn {
     pub log_path: PathBuf,
     pub now: u64,
     pub notify: bool,
+    /// The remote credential it was started through (`origin::VIA_ENV`), if any.
+    pub via: Option<String>,
 }
 
 impl Session {
@@ -113,6 +115,9 @@ impl Session {
         builder.cwd(&spec.cwd);
         builder.env("TERM", "xterm-256color");
         builder.env("TETHER_SESSION", &spec.id);
+        if let Some(via) = &spec.via {
+            builder.env(crate::host::origin::VIA_ENV, via);
+        }
         let child = pty
             .slave
             .spawn_command(builder)
