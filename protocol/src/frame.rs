@@ -110,8 +110,15 @@ pub enum Header {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RelayMsg {
-    /// Host → relay: claim `host_id` by showing the secret it is the hash of (hex).
-    Register { host_id: String, proof: String },
+    /// Host → relay: claim `host_id`. With a host key: `proof` is the public key (hex) and
+    /// `signature` its Ed25519 signature (hex) over `identity::registration_statement`. With a
+    /// host secret (hosts made before keys): `proof` is the secret (hex), and no signature.
+    Register {
+        host_id: String,
+        proof: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
     /// Relay → host: registered; clients can reach it now.
     Registered,
     /// Relay → host: a client connected; its bytes will arrive as `forward` on `conn`. `source`

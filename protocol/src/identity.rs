@@ -1,29 +1,56 @@
 //! Host identity, provable to a stateless relay.
 //!
-//! A host keeps a random 256-bit *host secret* in its state dir. Its public **host id** is the
-//! first 128 bits of SHA-256 over that secret, in base32 (26 characters). To register with a
-//! relay the host shows the secret; the relay hashes it and compares. So:
+//! A host's public **host id** is 128 bits of SHA-256, in base32 (26 characters), over one of:
+//! - a **host key** (hosts made from now on): an Ed25519 public key, hashed under
+//!   `KEY_ID_LABEL`. To register, the host signs a statement (`registration_statement`) naming
+//!   the id, the relay's address as the host dialled it, and a nonce the relay chose for this
+//!   connection (the `x-tether-challenge` header of its WebSocket answer). The relay checks the
+//!   signature and that the key hashes to the id, and learns nothing it could use elsewhere: its
+//!   nonce and its address are in what was signed, so another relay would refuse it.
+//! - a **host secret** (hosts made before): a random 256-bit value, hashed as it is. To register
+//!   the host shows the secret; the relay hashes it and compares. A relay that saw it could
+//!   claim the id on another relay; such a host keeps its id (its invites and password are bound
+//!   to it) until its owner makes a new one.
+//!
+//! Either way:
 //! - the relay keeps no table of who owns which id, and a restarted relay needs nothing back;
-//! - nobody without the secret can take the id (that would take a SHA-256 preimage);
-//! - the host secret only ever goes to the relay over TLS (or loopback); it is unrelated to the
-//!   SRP secrets clients use, so a relay that learns it still cannot read or forge traffic.
+//! - nobody without the key or secret can take the id (a signature forgery, or a SHA-256
+//!   preimage); the label keeps the two apart, so a host key shown as a "secret" proves nothing;
+//! - neither is related to the SRP secrets clients use, so a relay that learns one still cannot
+//!   read or forge traffic.
 
 use sha2::{Digest, Sha256};
 
-/// Bytes of a host secret.
+/// Bytes of a host secret (and of a host key's seed).
 pub const HOST_SECRET_BYTES: usize = 32;
+/// Bytes of an Ed25519 public key.
+pub const PUBLIC_KEY_BYTES: usize = 32;
+/// Bytes of the nonce a relay challenges a registering host with.
+pub const CHALLENGE_BYTES: usize = 32;
+/// The header of a relay's WebSocket answer to a host that carries the challenge (hex).
+pub const CHALLENGE_HEADER: &str = "x-tether-challenge";
 /// Bytes of SHA-256 kept for the id.
 const HOST_ID_BYTES: usize = 16;
+/// What a host key's id hashes before the key: no host secret hashes to a key's id.
+const KEY_ID_LABEL: &[u8] = b"tether host key v1\0";
+/// What a registration statement starts with.
+const STATEMENT_LABEL: &str = "tether host registration v1";
 /// RFC 4648 base32 alphabet, no padding; upper-case so ids read well and survive URLs.
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
-/// The host id a secret proves.
+/// The host id a secret proves (a host made before host keys).
 pub fn host_id(secret: &[u8; HOST_SECRET_BYTES]) -> String {
     let digest = Sha256::digest(secret);
     base32(&digest[..HOST_ID_BYTES])
 }
 
-/// Check a registration: does `proof_hex` hash to `host_id`?
+/// The host id of a host key.
+pub fn key_host_id(public_key: &[u8; PUBLIC_KEY_BYTES]) -> String {
+    let digest = Sha256::new().chain_update(KEY_ID_LABEL).chain_update(public_key).finalize();
+    base32(&digest[..HOST_ID_BYTES])
+}
+
+/// Check a registration by secret: does `proof_hex` hash to `host_id`?
 pub fn verify(host_id: &str, proof_hex: &str) -> bool {
     match crate::hex::decode_array::<HOST_SECRET_BYTES>(proof_hex) {
         // Both sides of the comparison are public (the id) or the prover's own (the secret):
@@ -31,6 +58,14 @@ pub fn verify(host_id: &str, proof_hex: &str) -> bool {
         Some(secret) => self::host_id(&secret) == host_id,
         None => false,
     }
+}
+
+/// What a host signs to register with a relay: the id it claims, the relay's address as the
+/// host dialled it (`authority`: `host[:port]`, lower case, as the `Host` header says it), and
+/// the relay's nonce for this connection (hex).
+pub fn registration_statement(host_id: &str, authority: &str, nonce_hex: &str) -> Vec<u8> {
+    format!("{STATEMENT_LABEL}\nhost {host_id}\nrelay {}\nnonce {nonce_hex}\n", authority.to_ascii_lowercase())
+        .into_bytes()
 }
 
 /// Whether `text` has the shape of a host id (before looking it up anywhere).
@@ -58,6 +93,22 @@ pub fn base32(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_keys_id_is_labelled_so_no_secret_proves_it() {
+        let key = [7u8; PUBLIC_KEY_BYTES];
+        let id = key_host_id(&key);
+        assert!(is_host_id(&id));
+        assert_ne!(id, host_id(&key));
+        assert!(!verify(&id, &crate::hex::encode(&key)), "the key shown as a secret proves nothing");
+        // Pinned (Python's hashlib and base32 agree), so another implementation derives the
+        // same ids and statements.
+        assert_eq!(id, "2C2BOXVGXA6DW46DMCO3QRVOPA");
+        assert_eq!(
+            String::from_utf8(registration_statement("ABC", "Relay.Example:8443", "00ff")).expect("text"),
+            "tether host registration v1\nhost ABC\nrelay relay.example:8443\nnonce 00ff\n"
+        );
+    }
 
     #[test]
     fn base32_matches_rfc4648() {

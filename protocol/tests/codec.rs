@@ -28,7 +28,13 @@ fn sample_frames() -> Vec<Frame> {
         Frame::bare(Header::Cmd { id: 5, body: serde_json::json!({"op": "ls", "args": [1, "two"]}), body_bytes: None }),
         Frame::bare(Header::Webrtc { signal: serde_json::json!({"sdp": "v=0\r\n"}) }),
         Frame::new(Header::Data { stream: 0, seq: 0 }, Vec::new()),
-        Frame::bare(Header::Relay(RelayMsg::Register { host_id: "ABC".into(), proof: "00".into() })),
+        Frame::bare(Header::Relay(RelayMsg::Register { host_id: "ABC".into(), proof: "00".into(), signature: None })),
+        Frame::bare(Header::Relay(RelayMsg::Register {
+            host_id: "ABC".into(),
+            proof: "01".into(),
+            signature: Some("02".into()),
+        })),
+        Frame::bare(Header::Relay(RelayMsg::Open { conn: 7, source: 0xdead_beef })),
         Frame::new(Header::Relay(RelayMsg::Forward { conn: u64::MAX }), vec![1, 2, 3]),
         Frame::bare(Header::Relay(RelayMsg::Close { conn: 3, reason: "host offline".into() })),
     ]

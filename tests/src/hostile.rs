@@ -6,6 +6,8 @@
 //!   only the relay's part of the protocol: it sees clients open and sends them what it likes.
 //! - `SilentClients`, sockets from several source addresses that open a connection to a host and
 //!   never say anything, reopened as they are dropped.
+//! - `FakeRelay`, a relay that lies to hosts: it registers them and keeps what they showed to
+//!   prove their ids, to try at a real relay (`try_register`).
 
 use std::collections::HashMap;
 use std::net::TcpStream;
@@ -194,7 +196,8 @@ fn register(relay: &crate::Relay, secret: &[u8; HOST_SECRET_BYTES]) -> WebSocket
     if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
         tcp.set_read_timeout(Some(READ_POLL)).expect("read timeout");
     }
-    let register = RelayMsg::Register { host_id: host_id(secret), proof: tether_protocol::hex::encode(secret) };
+    let register =
+        RelayMsg::Register { host_id: host_id(secret), proof: tether_protocol::hex::encode(secret), signature: None };
     send(&mut ws, Frame::relay(register, Vec::new()));
     ws
 }
@@ -324,6 +327,96 @@ impl Drop for SilentClients {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+/// Show `register` to `relay` as a host would: `Ok` if it registered, else the close reason.
+pub fn try_register(relay: &crate::Relay, register: RelayMsg) -> Result<(), String> {
+    let url = tether_protocol::identity::relay_ws_url(relay.url.trim_end_matches('/'), "/ws/host").expect("relay url");
+    let (mut ws, _) = tokio_tungstenite::tungstenite::connect(url.as_str()).expect("websocket to the relay");
+    send(&mut ws, Frame::relay(register, Vec::new()));
+    match ws.read() {
+        Ok(Message::Binary(bytes)) => match tether_protocol::frame::decode_exact(&bytes).map(|f| f.header) {
+            Ok(Header::Relay(RelayMsg::Registered)) => Ok(()),
+            other => Err(format!("unexpected {other:?}")),
+        },
+        Ok(Message::Close(frame)) => Err(frame.map(|f| f.reason.to_string()).unwrap_or_default()),
+        other => Err(format!("unexpected {other:?}")),
+    }
+}
+
+/// A relay that lies to hosts: it challenges and registers any host that dials it, keeps the
+/// `register` message each showed, and then says nothing more. Stops when dropped.
+pub struct FakeRelay {
+    /// `http://127.0.0.1:PORT`, for `tether pair --relay`.
+    pub url: String,
+    registrations: Arc<std::sync::Mutex<Vec<RelayMsg>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeRelay {
+    pub fn start() -> FakeRelay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let registrations = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (kept, stopping) = (registrations.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut hosts = Vec::new();
+            while !stopping.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((tcp, _)) => {
+                        if let Some(host) = take_registration(tcp, &kept) {
+                            hosts.push(host); // held open: the host thinks it is registered
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(READ_POLL),
+                    Err(_) => return,
+                }
+            }
+        });
+        FakeRelay { url, registrations, stop, thread: Some(thread) }
+    }
+
+    /// The `register` messages hosts have shown it.
+    pub fn registrations(&self) -> Vec<RelayMsg> {
+        self.registrations.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+/// Accept one host: challenge it (as a real relay does), keep its `register`, say `registered`.
+fn take_registration(tcp: TcpStream, kept: &std::sync::Mutex<Vec<RelayMsg>>) -> Option<WebSocket<TcpStream>> {
+    use tokio_tungstenite::tungstenite::handshake::server::{Request as Upgrade, Response as Answer};
+    tcp.set_nonblocking(false).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let challenge = |_: &Upgrade, mut answer: Answer| {
+        let nonce = tether_protocol::hex::encode(&[0x5c; tether_protocol::identity::CHALLENGE_BYTES]);
+        if let Ok(value) = nonce.parse() {
+            answer.headers_mut().insert(tether_protocol::identity::CHALLENGE_HEADER, value);
+        }
+        Ok(answer)
+    };
+    let mut ws = tokio_tungstenite::tungstenite::accept_hdr(tcp, challenge).ok()?;
+    let Ok(Message::Binary(bytes)) = ws.read() else { return None };
+    let Ok(Header::Relay(register)) = tether_protocol::frame::decode_exact(&bytes).map(|f| f.header) else {
+        return None;
+    };
+    if let Ok(mut kept) = kept.lock() {
+        kept.push(register);
+    }
+    let registered = Frame::relay(RelayMsg::Registered, Vec::new()).encode().ok()?;
+    ws.send(Message::Binary(registered.into())).ok()?;
+    Some(ws)
+}
+
+impl Drop for FakeRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

@@ -609,3 +609,22 @@ fn host_text_reaches_the_terminal_with_its_control_characters_escaped() {
         assert!(!text.contains('\u{1b}') && !text.contains('\u{9b}') && !text.contains('\u{7}'), "{args:?}: {text:?}");
     }
 }
+
+#[test]
+fn a_relay_that_saw_a_hosts_registration_cannot_claim_its_id_at_another() {
+    // The host pairs with a relay that keeps what the host showed it; that relay's operator then
+    // takes it to a real relay. The host signed the first relay's challenge and address, so the
+    // real one refuses it — and the host itself registers there as always.
+    let lying = tether_tests::hostile::FakeRelay::start();
+    let host = Agent::new(scratch());
+    host.ok(&["pair", "--relay", &lying.url, "--json"]);
+    let shown = wait_until(agent::WAIT, "the host to register with the lying relay", || {
+        lying.registrations().into_iter().next()
+    });
+    let relay = Relay::start();
+    let claimed = tether_tests::hostile::try_register(&relay, shown.clone());
+    assert!(claimed.is_err(), "another relay took the host's id from what it showed one: {shown:?}");
+    let invite = pair(&host, &relay);
+    let client = Agent::new(scratch());
+    wait_reachable(&client, &invite);
+}

@@ -40,7 +40,8 @@ fn register(relay: &str) -> (Socket, String, RelayMsg) {
     secret[16..20].copy_from_slice(&std::process::id().to_be_bytes());
     let host_id = tether_protocol::identity::host_id(&secret);
     let (mut socket, _) = tokio_tungstenite::tungstenite::connect(format!("{relay}/ws/host")).expect("connect");
-    let register = RelayMsg::Register { host_id: host_id.clone(), proof: tether_protocol::hex::encode(&secret) };
+    let register =
+        RelayMsg::Register { host_id: host_id.clone(), proof: tether_protocol::hex::encode(&secret), signature: None };
     send(&mut socket, register);
     assert_eq!(next(&mut socket), RelayMsg::Registered);
     let offer = next(&mut socket);

@@ -1,4 +1,5 @@
-//! The agent's link to a relay: dial out, prove the host id, then carry every client the relay
+//! The agent's link to a relay: dial out, prove the host id (`identity`: a signature over the
+//! relay's challenge, or a legacy host's secret), then carry every client the relay
 //! opens a connection for. Each client is a `Peer` (its own sans-IO `Connection`); this module
 //! moves bytes between peers and the WebSocket, runs the peers' timers and hands what their
 //! tasks report back to them (`peer::requests::on_task_event`), and reaches the daemon through
@@ -109,9 +110,11 @@ struct Registration<'a, H> {
 async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), String> {
     let url = host_ws_url(relay)?;
     // disable_nagle: keystrokes and echoes are small; Nagle + delayed ACK would add ~40 ms each.
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+    let (ws, answer) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
+    let challenge = answer.headers().get(tether_protocol::identity::CHALLENGE_HEADER).and_then(|v| v.to_str().ok());
+    let register = host.identity().register(&url, challenge)?;
     let (sink, mut stream) = ws.split();
     let identity = host.identity();
     let (tasks, mut task_events) = mpsc::unbounded_channel::<PeerEvent>();
@@ -124,9 +127,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
         ice_asked_ms: 0,
         ice_asked: false,
     };
-    let proof = tether_protocol::hex::encode(&identity.secret);
-    send(&mut link.sink, Frame::relay(RelayMsg::Register { host_id: identity.host_id.clone(), proof }, Vec::new()))
-        .await?;
+    send(&mut link.sink, Frame::relay(register, Vec::new())).await?;
 
     let mut decoder = FrameDecoder::new();
     let mut registered = false;

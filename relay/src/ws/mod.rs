@@ -1,7 +1,9 @@
 //! WebSocket endpoints.
 //!
-//! - `/ws/host`: a host agent. Its first frame must be `relay/register` proving its id; then
-//!   `relay/forward` and `relay/close` frames flow both ways.
+//! - `/ws/host`: a host agent. The upgrade's answer carries a fresh challenge
+//!   (`identity::CHALLENGE_HEADER`); the host's first frame must be `relay/register` proving its
+//!   id — signed over that challenge and this relay's address, or, for a legacy host, its
+//!   secret; then `relay/forward` and `relay/close` frames flow both ways.
 //! - `/ws/presence?hosts=ID,ID…`: whether those hosts are online, as text messages
 //!   `{"host":ID,"online":bool}` — each host's state at once, then every change.
 //! - `/ws/client/{host_id}`: a client (browser or CLI). Its messages are passed to the host
@@ -86,10 +88,69 @@ pub async fn host_endpoint(
     if !relay.admission.admit(source) {
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
     }
-    ws.max_message_size(MAX_HOST_MESSAGE_BYTES).on_upgrade(move |socket| host_session(relay, source, socket))
+    // The addresses a host may have dialled us by, for what it signs: this request's `Host`, and
+    // the public URL's.
+    let mut authorities: Vec<String> = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .into_iter()
+        .collect();
+    authorities.extend(relay.public_url.as_deref().and_then(authority_of));
+    let mut nonce = [0u8; identity::CHALLENGE_BYTES];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness for a challenge\n").into_response();
+    }
+    let challenge = tether_protocol::hex::encode(&nonce);
+    let expected = Challenge { nonce: challenge.clone(), authorities };
+    let mut answer = ws
+        .max_message_size(MAX_HOST_MESSAGE_BYTES)
+        .on_upgrade(move |socket| host_session(relay, source, expected, socket));
+    if let Ok(value) = axum::http::HeaderValue::from_str(&challenge) {
+        answer.headers_mut().insert(identity::CHALLENGE_HEADER, value);
+    }
+    answer
 }
 
-async fn host_session(app: Arc<crate::AppState>, source: IpAddr, mut socket: WebSocket) {
+/// What a host registering on one connection must have signed: this nonce, and one of these
+/// addresses of the relay.
+struct Challenge {
+    nonce: String,
+    authorities: Vec<String>,
+}
+
+impl Challenge {
+    /// Whether `proof` (and `signature`) prove `host_id`: a host key's signature over this
+    /// challenge, or a legacy host's secret (`identity`).
+    fn proves(&self, host_id: &str, proof: &str, signature: Option<&str>) -> bool {
+        let Some(signature) = signature else {
+            return identity::verify(host_id, proof);
+        };
+        let (Some(key), Some(signature)) = (
+            tether_protocol::hex::decode_array::<{ identity::PUBLIC_KEY_BYTES }>(proof),
+            tether_protocol::hex::decode_array::<64>(signature),
+        ) else {
+            return false;
+        };
+        if identity::key_host_id(&key) != host_id {
+            return false;
+        }
+        let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key);
+        self.authorities.iter().any(|authority| {
+            let statement = identity::registration_statement(host_id, authority, &self.nonce);
+            key.verify(&statement, &signature).is_ok()
+        })
+    }
+}
+
+/// `host[:port]` of a URL, lower case.
+fn authority_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| authority.to_ascii_lowercase())
+}
+
+async fn host_session(app: Arc<crate::AppState>, source: IpAddr, challenge: Challenge, mut socket: WebSocket) {
     let hub = &app.hub;
     let _holding = match app.admission.hold(Held::Host, source) {
         Ok(holding) => holding,
@@ -100,8 +161,8 @@ async fn host_session(app: Arc<crate::AppState>, source: IpAddr, mut socket: Web
     };
     let host_id = match tokio::time::timeout(REGISTER_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Binary(bytes)))) => match decode_exact(&bytes) {
-            Ok(Frame { header: Header::Relay(RelayMsg::Register { host_id, proof }), .. })
-                if identity::is_host_id(&host_id) && identity::verify(&host_id, &proof) =>
+            Ok(Frame { header: Header::Relay(RelayMsg::Register { host_id, proof, signature }), .. })
+                if identity::is_host_id(&host_id) && challenge.proves(&host_id, &proof, signature.as_deref()) =>
             {
                 host_id
             }

@@ -86,7 +86,11 @@ async fn register_host(url: &str, secret: [u8; 32]) -> (Ws, String, RelayMsg) {
     let host_id = identity::host_id(&secret);
     let mut host = connect(&format!("{url}/ws/host")).await;
     let proof = tether_protocol::hex::encode(&secret);
-    send_frame(&mut host, Frame::bare(Header::Relay(RelayMsg::Register { host_id: host_id.clone(), proof }))).await;
+    send_frame(
+        &mut host,
+        Frame::bare(Header::Relay(RelayMsg::Register { host_id: host_id.clone(), proof, signature: None })),
+    )
+    .await;
     assert_eq!(next_frame(&mut host).await.header, Header::Relay(RelayMsg::Registered));
     let Header::Relay(offer) = next_frame(&mut host).await.header else { panic!("an ice offer") };
     (host, host_id, offer)
@@ -204,7 +208,11 @@ async fn offline_hosts_and_bad_registrations_are_refused_clearly() {
     let victim = identity::host_id(&[2; 32]);
     let mut squatter = connect(&format!("{url}/ws/host")).await;
     let proof = tether_protocol::hex::encode(&[3u8; 32]);
-    send_frame(&mut squatter, Frame::bare(Header::Relay(RelayMsg::Register { host_id: victim, proof }))).await;
+    send_frame(
+        &mut squatter,
+        Frame::bare(Header::Relay(RelayMsg::Register { host_id: victim, proof, signature: None })),
+    )
+    .await;
     assert!(close_reason(&mut squatter).await.contains("registration refused"));
 
     // A browser page from another origin cannot connect.
@@ -373,4 +381,64 @@ async fn a_presence_watcher_cannot_send_big_messages() {
 
 async fn connect_async_status(url: &str) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     tokio_tungstenite::connect_async(url).await.map(|_| ())
+}
+
+/// Connect as a host, read the relay's challenge, send what `register` makes of it; the relay's
+/// answer: registered, or its close reason.
+async fn register_with(url: &str, register: impl FnOnce(&str) -> RelayMsg) -> Result<(), String> {
+    let (mut host, answer) = tokio_tungstenite::connect_async(format!("{url}/ws/host")).await.expect("connect");
+    let challenge = answer.headers().get(identity::CHALLENGE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    send_frame(&mut host, Frame::bare(Header::Relay(register(challenge)))).await;
+    match host.next().await {
+        Some(Ok(WsMessage::Binary(bytes))) => {
+            assert_eq!(decode_exact(&bytes).expect("frame").header, Header::Relay(RelayMsg::Registered));
+            Ok(())
+        }
+        Some(Ok(WsMessage::Close(Some(frame)))) => Err(frame.reason.to_string()),
+        other => panic!("neither registered nor refused: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_host_key_signs_this_relays_challenge_and_the_signature_is_no_use_elsewhere() {
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let url = start_relay().await;
+    let key = Ed25519KeyPair::from_seed_unchecked(&[3; 32]).expect("key");
+    let public: [u8; identity::PUBLIC_KEY_BYTES] = key.public_key().as_ref().try_into().expect("32 bytes");
+    let host_id = identity::key_host_id(&public);
+    let authority = url.trim_start_matches("ws://").to_owned();
+    let signed = |authority: &str, nonce: &str| RelayMsg::Register {
+        host_id: host_id.clone(),
+        proof: tether_protocol::hex::encode(&public),
+        signature: Some(tether_protocol::hex::encode(
+            key.sign(&identity::registration_statement(&host_id, authority, nonce)).as_ref(),
+        )),
+    };
+    // Signed over this relay's challenge and address: registered.
+    let mut seen = None;
+    register_with(&url, |nonce| {
+        let message = signed(&authority, nonce);
+        seen = Some(message.clone());
+        message
+    })
+    .await
+    .expect("registered");
+    // What this relay saw, shown to it (or any relay) again: refused, the challenge is new.
+    let replayed = seen.expect("a registration");
+    let refused = register_with(&url, |_| replayed).await.expect_err("a replay");
+    assert!(refused.contains("registration refused"), "{refused}");
+    // Signed for another relay's address: refused.
+    assert!(register_with(&url, |nonce| signed("relay.example:443", nonce)).await.is_err());
+    // The public key shown as a legacy secret: refused (the id is labelled).
+    let as_secret =
+        RelayMsg::Register { host_id: host_id.clone(), proof: tether_protocol::hex::encode(&public), signature: None };
+    assert!(register_with(&url, |_| as_secret).await.is_err());
+    // A legacy host still registers with its secret.
+    let secret = [12u8; 32];
+    let legacy = RelayMsg::Register {
+        host_id: identity::host_id(&secret),
+        proof: tether_protocol::hex::encode(&secret),
+        signature: None,
+    };
+    register_with(&url, |_| legacy).await.expect("a legacy host");
 }
