@@ -92,14 +92,17 @@ mod tests {
             .spawn()
             .expect("sh");
         let shell = marked.id();
-        // The child whose environment was wiped of the mark (once `env` has run) is still traced,
-        // through its parent.
+        // The child whose environment was wiped of the mark (once `env` has run `sleep`) is still
+        // traced, through its parent.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let child = loop {
             let children = std::fs::read_dir("/proc")
                 .expect("/proc")
                 .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-                .find(|&pid| parent_of(pid) == Some(shell) && via_of(pid).is_none());
+                .find(|&pid| {
+                    parent_of(pid) == Some(shell)
+                        && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+                });
             if let Some(child) = children {
                 break child;
             }
