@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -84,6 +85,35 @@ impl WsProxy {
     }
 }
 
+/// The path and `Host` of the HTTP request waiting on `tcp` (peeked: the WebSocket handshake
+/// still reads it).
+async fn request_head(tcp: &tokio::net::TcpStream) -> Option<(String, String)> {
+    let mut buffer = vec![0u8; 8192];
+    let head = loop {
+        tcp.readable().await.ok()?;
+        let n = tcp.peek(&mut buffer).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        let seen = &buffer[..n];
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            break String::from_utf8_lossy(&seen[..end]).into_owned();
+        }
+        if n == buffer.len() {
+            return None;
+        }
+        // Not all of it yet (peeking leaves the socket readable, so wait a moment for more).
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    };
+    let mut lines = head.lines();
+    let path = lines.next()?.split_whitespace().nth(1)?.to_owned();
+    let host = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("host").then(|| value.trim().to_owned())
+    })?;
+    Some((path, host))
+}
+
 async fn proxy_one(
     tcp: tokio::net::TcpStream,
     relay: String,
@@ -91,17 +121,25 @@ async fn proxy_one(
     record: Arc<Mutex<Vec<u8>>>,
     tampered: Arc<AtomicBool>,
 ) {
-    let path = Arc::new(Mutex::new(String::new()));
-    let seen = path.clone();
-    let callback = move |request: &Request, response: Response| {
-        *seen.lock().expect("path lock") = request.uri().path().to_owned();
+    // As a reverse proxy does: the relay sees the address the client dialled (`Host`, which a
+    // host signs when it registers), and the client gets the relay's answer headers (a host's
+    // challenge). So the upstream connection is made before the client's handshake is answered.
+    let Some((path, host)) = request_head(&tcp).await else { return };
+    let Ok(mut upstream_request) = format!("ws://{relay}{path}").into_client_request() else { return };
+    if let Ok(host) = host.parse() {
+        upstream_request.headers_mut().insert("host", host);
+    }
+    let Ok((upstream, answer)) = tokio_tungstenite::connect_async(upstream_request).await else {
+        return;
+    };
+    let challenge = answer.headers().get(tether_protocol::identity::CHALLENGE_HEADER).cloned();
+    let callback = move |_: &Request, mut response: Response| {
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(tether_protocol::identity::CHALLENGE_HEADER, challenge);
+        }
         Ok(response)
     };
     let Ok(client) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
-        return;
-    };
-    let path = path.lock().expect("path lock").clone();
-    let Ok((upstream, _)) = tokio_tungstenite::connect_async(format!("ws://{relay}{path}")).await else {
         return;
     };
     let tamper = if path.starts_with("/ws/client/") { tamper } else { Tamper::None };

@@ -121,25 +121,33 @@ struct Challenge {
 
 impl Challenge {
     /// Whether `proof` (and `signature`) prove `host_id`: a host key's signature over this
-    /// challenge, or a legacy host's secret (`identity`).
-    fn proves(&self, host_id: &str, proof: &str, signature: Option<&str>) -> bool {
+    /// challenge, or a legacy host's secret (`identity`). `Err`: why not, for the host's log.
+    fn proves(&self, host_id: &str, proof: &str, signature: Option<&str>) -> Result<(), &'static str> {
+        let refused = "registration refused: bad host id or proof";
+        if !identity::is_host_id(host_id) {
+            return Err(refused);
+        }
         let Some(signature) = signature else {
-            return identity::verify(host_id, proof);
+            return identity::verify(host_id, proof).then_some(()).ok_or(refused);
         };
         let (Some(key), Some(signature)) = (
             tether_protocol::hex::decode_array::<{ identity::PUBLIC_KEY_BYTES }>(proof),
             tether_protocol::hex::decode_array::<64>(signature),
         ) else {
-            return false;
+            return Err(refused);
         };
         if identity::key_host_id(&key) != host_id {
-            return false;
+            return Err(refused);
         }
         let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key);
-        self.authorities.iter().any(|authority| {
+        let signed_here = self.authorities.iter().any(|authority| {
             let statement = identity::registration_statement(host_id, authority, &self.nonce);
             key.verify(&statement, &signature).is_ok()
-        })
+        });
+        signed_here.then_some(()).ok_or(
+            // (A close reason has at most 123 bytes.)
+            "registration refused: not signed for this relay's challenge (a proxy must pass Host on, or set --public-url)",
+        )
     }
 }
 
@@ -160,17 +168,21 @@ async fn host_session(app: Arc<crate::AppState>, source: IpAddr, challenge: Chal
         }
     };
     let host_id = match tokio::time::timeout(REGISTER_TIMEOUT, socket.recv()).await {
-        Ok(Some(Ok(Message::Binary(bytes)))) => match decode_exact(&bytes) {
-            Ok(Frame { header: Header::Relay(RelayMsg::Register { host_id, proof, signature }), .. })
-                if identity::is_host_id(&host_id) && challenge.proves(&host_id, &proof, signature.as_deref()) =>
-            {
-                host_id
+        Ok(Some(Ok(Message::Binary(bytes)))) => {
+            let proven = match decode_exact(&bytes) {
+                Ok(Frame { header: Header::Relay(RelayMsg::Register { host_id, proof, signature }), .. }) => {
+                    challenge.proves(&host_id, &proof, signature.as_deref()).map(|()| host_id)
+                }
+                _ => Err("registration refused: a register message was expected"),
+            };
+            match proven {
+                Ok(host_id) => host_id,
+                Err(why) => {
+                    let _ = socket.send(close(CLOSE_REFUSED, why)).await;
+                    return;
+                }
             }
-            _ => {
-                let _ = socket.send(close(CLOSE_REFUSED, "registration refused: bad host id or proof")).await;
-                return;
-            }
-        },
+        }
         _ => {
             let _ = socket.send(close(CLOSE_REFUSED, "registration expected first")).await;
             return;

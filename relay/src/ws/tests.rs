@@ -427,8 +427,9 @@ async fn a_host_key_signs_this_relays_challenge_and_the_signature_is_no_use_else
     let replayed = seen.expect("a registration");
     let refused = register_with(&url, |_| replayed).await.expect_err("a replay");
     assert!(refused.contains("registration refused"), "{refused}");
-    // Signed for another relay's address: refused.
-    assert!(register_with(&url, |nonce| signed("relay.example:443", nonce)).await.is_err());
+    // Signed for another relay's address: refused, saying so.
+    let refused = register_with(&url, |nonce| signed("relay.example:443", nonce)).await.expect_err("elsewhere");
+    assert!(refused.contains("not signed for this relay"), "{refused}");
     // The public key shown as a legacy secret: refused (the id is labelled).
     let as_secret =
         RelayMsg::Register { host_id: host_id.clone(), proof: tether_protocol::hex::encode(&public), signature: None };
