@@ -43,7 +43,8 @@ pub fn manages_the_host(request: &Request) -> bool {
     )
 }
 
-/// Refuse `request` to a guest if it manages the host.
+/// Refuse `request` to a guest if it manages the host. (Asked where local requests come in:
+/// remote ones may not manage the host at all, `handle_remote`.)
 pub fn refuse_to_guest(daemon: &Daemon, owner: &str, request: &Request) -> Option<Answer> {
     (manages_the_host(request) && daemon.access.is_guest(owner))
         .then(|| error_answer(ErrorCode::BadRequest, GUEST_REFUSAL))
@@ -55,7 +56,7 @@ fn check_session(daemon: &Daemon, owner: &str, reference: &str) -> Result<(), An
     if !daemon.access.is_guest(owner) {
         return Ok(());
     }
-    let id = daemon.sessions.resolve(Some(reference))?.id;
+    let id = daemon.sessions.full_id(reference)?;
     match daemon.access.may_see(owner, &id) {
         true => Ok(()),
         false => Err(error_answer(ErrorCode::UnknownSession, format!("no session {reference:?}: see `tether ls`"))),
@@ -125,9 +126,6 @@ pub async fn handle(daemon: &Daemon, owner: &str, request: Request, payload: Vec
         Some(InOrder::Now(answer)) => return answer,
         Some(InOrder::Later(answer)) => return answer.await,
         None => {}
-    }
-    if let Some(refused) = refuse_to_guest(daemon, owner, &request) {
-        return refused;
     }
     if let Err(answer) =
         session_of(&request).map_or(Ok(()), |session| blocking(|| check_session(daemon, owner, session)))

@@ -189,10 +189,8 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                 }
             }
             () = sleep_until_ms(next_timer) => link.run_timers(monotonic_ms()).await?,
-            _ = turn_check.tick() => {}
+            _ = turn_check.tick() => link.refresh_turn(monotonic_ms()).await?,
         }
-        // A client that just authenticated may be waiting for credentials for its invite.
-        link.ask_for_credentials(monotonic_ms()).await?;
     }
 }
 
@@ -258,6 +256,10 @@ impl<H: HostService> Registration<'_, H> {
             if let Some(mut peer) = self.peers.remove(&conn) {
                 peer.cancel();
             }
+        }
+        // Just authenticated, its invite waits for TURN credentials: ask for them now.
+        if self.peers.get(&conn).is_some_and(|peer| peer.awaiting_invite) {
+            self.ask_for_ice(monotonic_ms()).await?;
         }
         Ok(())
     }
@@ -348,24 +350,30 @@ impl<H: HostService> Registration<'_, H> {
         Ok(())
     }
 
-    /// Ask the relay for TURN credentials when a client waits for its invite (at once), or when
-    /// those held run low while clients are in (at most every `TURN_ASK_EVERY_MS`).
-    async fn ask_for_credentials(&mut self, now_ms: u64) -> Result<(), String> {
-        if self.ice_asked {
-            return Ok(());
-        }
-        let waiting = self.peers.values().any(|p| p.awaiting_invite);
+    /// TURN credentials last minutes: while clients are in, ask for fresh ones well before
+    /// those held expire (at most every `TURN_ASK_EVERY_MS`), so an invite never hands out
+    /// stale ones.
+    async fn refresh_turn(&mut self, now_ms: u64) -> Result<(), String> {
         let running_low = self.ice.turn.as_ref().is_some_and(|turn| {
             turn.expires.saturating_sub(crate::time::now_ms() / 1000) < TURN_REFRESH_SECS
                 && now_ms.saturating_sub(self.ice_asked_ms) >= TURN_ASK_EVERY_MS
                 && self.peers.values().any(|p| !p.is_handshaking())
         });
-        if waiting || running_low {
-            self.ice_asked = true;
-            self.ice_asked_ms = now_ms;
-            send(&mut self.sink, Frame::relay(RelayMsg::IceRequest, Vec::new())).await?;
+        match running_low {
+            true => self.ask_for_ice(now_ms).await,
+            false => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Send an `ice_request`, unless one is out already (its answer serves every client
+    /// waiting for an invite).
+    async fn ask_for_ice(&mut self, now_ms: u64) -> Result<(), String> {
+        if self.ice_asked {
+            return Ok(());
+        }
+        self.ice_asked = true;
+        self.ice_asked_ms = now_ms;
+        send(&mut self.sink, Frame::relay(RelayMsg::IceRequest, Vec::new())).await
     }
 
     /// Close every peer whose credential is gone or changed: authenticated ones, and those whose

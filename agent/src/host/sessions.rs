@@ -265,6 +265,15 @@ impl Sessions {
         }
     }
 
+    /// The full id `reference` (an id or unique prefix) names: from memory when it is a live
+    /// session's full id (every keystroke comes this way), else from the store.
+    pub fn full_id(&self, reference: &str) -> Result<String, Answer> {
+        if lock(&self.live).contains_key(reference) {
+            return Ok(reference.to_owned());
+        }
+        self.resolve(Some(reference)).map(|info| info.id)
+    }
+
     /// Live info for a running session, stored info otherwise.
     fn current(&self, stored: SessionInfo) -> SessionInfo {
         lock(&self.live).get(&stored.id).map_or(stored, |s| s.info())

@@ -160,13 +160,7 @@ fn authority_of(url: &str) -> Option<String> {
 
 async fn host_session(app: Arc<crate::AppState>, source: IpAddr, challenge: Challenge, mut socket: WebSocket) {
     let hub = &app.hub;
-    let _holding = match app.admission.hold(Held::Host, source) {
-        Ok(holding) => holding,
-        Err(why) => {
-            let _ = socket.send(close(CLOSE_TOO_MANY, &why)).await;
-            return;
-        }
-    };
+    let Some(_holding) = hold_or_refuse(&app, Held::Host, source, &mut socket).await else { return };
     let host_id = match tokio::time::timeout(REGISTER_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Binary(bytes)))) => {
             let proven = match decode_exact(&bytes) {
@@ -313,6 +307,22 @@ async fn send_within(socket: &mut WebSocket, message: Message) -> bool {
     matches!(tokio::time::timeout(WRITE_DEADLINE, socket.send(message)).await, Ok(Ok(())))
 }
 
+/// Count `socket` as one more of `kind` from `source`'s network, or tell it why not (`None`).
+async fn hold_or_refuse<'a>(
+    app: &'a crate::AppState,
+    kind: Held,
+    source: IpAddr,
+    socket: &mut WebSocket,
+) -> Option<crate::admission::Holding<'a>> {
+    match app.admission.hold(kind, source) {
+        Ok(holding) => Some(holding),
+        Err(why) => {
+            let _ = socket.send(close(CLOSE_TOO_MANY, &why)).await;
+            None
+        }
+    }
+}
+
 /// Pings every `PING_EVERY`, the first one a period from now.
 fn pinger() -> tokio::time::Interval {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
@@ -326,13 +336,7 @@ fn presence_message(host_id: &str, online: bool) -> Message {
 
 async fn presence_session(app: Arc<crate::AppState>, hosts: Vec<String>, source: IpAddr, mut socket: WebSocket) {
     let hub = &app.hub;
-    let _holding = match app.admission.hold(Held::Watcher, source) {
-        Ok(holding) => holding,
-        Err(why) => {
-            let _ = socket.send(close(CLOSE_TOO_MANY, &why)).await;
-            return;
-        }
-    };
+    let Some(_holding) = hold_or_refuse(&app, Held::Watcher, source, &mut socket).await else { return };
     // Subscribe before reading the current state, so no change falls between the two.
     let mut changes = hub.watch_presence();
     let mut resend_all = true;
@@ -394,13 +398,7 @@ pub async fn client_endpoint(
 
 async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAddr, mut socket: WebSocket) {
     let hub = &app.hub;
-    let _holding = match app.admission.hold(Held::Client, source) {
-        Ok(holding) => holding,
-        Err(why) => {
-            let _ = socket.send(close(CLOSE_TOO_MANY, &why)).await;
-            return;
-        }
-    };
+    let Some(_holding) = hold_or_refuse(&app, Held::Client, source, &mut socket).await else { return };
     let handshaking = match app.admission.begin_handshake(&host_id, source) {
         Ok(handshaking) => handshaking,
         Err(refusal) => {
