@@ -5,6 +5,7 @@
 //! dir, starting it on demand, or a paired host's through a relay (`-H`).
 
 mod cli;
+mod dir;
 mod direct;
 mod escapes;
 mod host;

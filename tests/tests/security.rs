@@ -628,3 +628,118 @@ fn a_relay_that_saw_a_hosts_registration_cannot_claim_its_id_at_another() {
     let client = Agent::new(scratch());
     wait_reachable(&client, &invite);
 }
+
+// Second review, 6. A files root holds against a client racing its own requests.
+
+#[test]
+fn a_folder_swapped_for_a_link_while_its_archive_waits_yields_nothing_outside_the_files_root() {
+    use tether_protocol::api::Request;
+    use tether_protocol::connection::Event;
+    use tether_protocol::fs::FsRequest;
+    let relay = Relay::start();
+    let root = tether_tests::Scratch::dir(scratch(), "race-root");
+    let outside = tether_tests::Scratch::dir(scratch(), "race-outside");
+    std::fs::write(outside.join("z-file"), "SECRET from outside the root").expect("write");
+    std::fs::create_dir_all(root.join("dir/a-sub")).expect("dirs");
+    std::fs::create_dir_all(root.join("x/y")).expect("dirs");
+    // Bytes gzip cannot shrink, more than the stream's window and every queue on the way
+    // together: the archive's walk waits inside them.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..16 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(root.join("dir/a-sub/big"), &big).expect("write");
+    std::fs::write(root.join("dir/a-sub/z-file"), "inside").expect("write");
+    let host = Agent::new(scratch());
+    let relay_url = relay.url.trim_end_matches('/');
+    let paired = host.ok(&["pair", "--relay", relay_url, "--json", "--files-root", &root.display().to_string()]);
+    let paired: serde_json::Value = serde_json::from_str(&paired).expect("pair --json");
+    let invite = paired["invite"].as_str().expect("invite").to_owned();
+
+    let mut client = RawClient::hello(&invite);
+    client.authenticate(agent::WAIT);
+    request(&mut client, 1, &Request::Fs(FsRequest::Archive { path: "dir".into() }));
+    // Take the archive's first window and credit none of it: the host's walk stops in `big`.
+    let mut archive = Vec::new();
+    let mut answered = false;
+    let window = tether_protocol::stream::INITIAL_WINDOW_BYTES as usize;
+    while archive.len() < window {
+        match client.receive(agent::WAIT) {
+            Some(Received::Events(events)) => {
+                for event in events {
+                    match event {
+                        Event::Cmd { id: 1, body, .. } => {
+                            assert_eq!(body["fs"], "archiving", "{body}");
+                            answered = true;
+                        }
+                        Event::Data { stream: 1, bytes, .. } => archive.extend_from_slice(&bytes),
+                        _ => {}
+                    }
+                }
+            }
+            other => panic!("the archive stopped before its window was full: {other:?}"),
+        }
+    }
+    assert!(answered && archive.len() == window, "{} bytes", archive.len());
+
+    // Meanwhile, through the service: the folder being archived moves away, and a link that led
+    // inside where it was made takes its name — from there it leads out.
+    let outside_name = outside.file_name().expect("name").to_string_lossy().into_owned();
+    let swaps = [
+        Request::Fs(FsRequest::Rename { from: "dir/a-sub".into(), to: "moved".into(), overwrite: false }),
+        Request::Fs(FsRequest::Symlink { path: "x/y/a-sub".into(), target: format!("../../{outside_name}") }),
+        Request::Fs(FsRequest::Rename { from: "x/y/a-sub".into(), to: "dir/a-sub".into(), overwrite: false }),
+    ];
+    for (n, swap) in swaps.iter().enumerate() {
+        request(&mut client, 3 + 2 * n as u64, swap);
+        let got = client.answers(agent::WAIT, 1);
+        assert!(got.first().is_some_and(|(_, body)| body["kind"] == "fs"), "{swap:?}: {got:?}");
+    }
+    assert_eq!(std::fs::read_to_string(root.join("dir/a-sub/z-file")).expect("through the link"), "SECRET from outside the root");
+    // A link made through the service that leads out from where it is made is refused.
+    let leading_out = Request::Fs(FsRequest::Symlink { path: "x/out".into(), target: format!("../../{outside_name}") });
+    request(&mut client, 9, &leading_out);
+    let got = client.answers(agent::WAIT, 1);
+    assert!(got.first().is_some_and(|(_, body)| is_error_with(body, "outside the files root")), "{got:?}");
+    assert!(std::fs::symlink_metadata(root.join("x/out")).is_err(), "the link was made");
+
+    // Now the rest of the archive, credited as it comes.
+    client.conn.consumed(1, archive.len() as u64).expect("credit");
+    client.flush();
+    let mut ended = false;
+    while !ended {
+        match client.receive(agent::WAIT) {
+            Some(Received::Events(events)) => {
+                for event in events {
+                    match event {
+                        Event::Data { stream: 1, bytes, .. } => {
+                            client.conn.consumed(1, bytes.len() as u64).expect("credit");
+                            archive.extend_from_slice(&bytes);
+                        }
+                        Event::Eof { stream: 1, .. } => ended = true,
+                        _ => {}
+                    }
+                }
+                client.flush();
+            }
+            other => panic!("the archive did not end: {other:?}"),
+        }
+    }
+    // What the user unpacks: the folder as it was when its walk entered it.
+    let saved = tether_tests::Scratch::file(scratch(), "race.tar.gz");
+    std::fs::write(&saved, &archive).expect("save");
+    let unpacked = tether_tests::Scratch::dir(scratch(), "race-unpacked");
+    let tar = std::process::Command::new("tar")
+        .args(["-xzf", &saved.display().to_string(), "-C", &unpacked.display().to_string()])
+        .output()
+        .expect("tar");
+    assert!(tar.status.success(), "tar: {}", tether_tests::stderr_of(&tar));
+    assert_eq!(std::fs::read(unpacked.join("dir/a-sub/big")).expect("big"), big);
+    let z_file = std::fs::read_to_string(unpacked.join("dir/a-sub/z-file")).expect("z-file");
+    assert_eq!(z_file, "inside", "the archive read through the swapped-in link");
+}

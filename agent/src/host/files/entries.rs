@@ -6,10 +6,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::dir::Dir;
+
 use tether_protocol::fs::{Entry, Kind, LIST_PAGE_ENTRIES};
 use tether_protocol::hex;
 
 use super::failure::{io_failure, Failure};
+use super::paths::{Located, Roots};
 use tether_protocol::api::ErrorCode;
 
 fn kind_of(file_type: std::fs::FileType) -> Kind {
@@ -67,18 +70,11 @@ fn group_name(gid: u32) -> Option<String> {
     }
 }
 
-/// When it was last modified, in ms since the Unix epoch.
-/// A regular file opened for reading, never through a symlink (`follow` aside) and never
-/// blocking: a FIFO, socket or device (`/dev/zero`) is refused before a byte is read, so no read,
-/// copy or hash can hold a thread for ever.
-pub fn open_regular(path: &Path, follow: bool, shown: &str) -> Result<(std::fs::File, std::fs::Metadata), Failure> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | nofollow)
-        .open(path)
-        .map_err(|e| io_failure(shown, &e))?;
+/// A regular file opened for reading, never through a symlink and never blocking: a FIFO,
+/// socket or device (`/dev/zero`) is refused before a byte is read, so no read, copy or hash can
+/// hold a thread for ever.
+pub fn open_regular(dir: &Dir, name: &OsStr, shown: &str) -> Result<(std::fs::File, std::fs::Metadata), Failure> {
+    let file = dir.open_file(name, libc::O_RDONLY | libc::O_NONBLOCK, 0).map_err(|e| io_failure(shown, &e))?;
     let meta = file.metadata().map_err(|e| io_failure(shown, &e))?;
     if meta.is_dir() {
         return Err(Failure::new(ErrorCode::IsADirectory, format!("{shown}: is a directory")));
@@ -90,18 +86,21 @@ pub fn open_regular(path: &Path, follow: bool, shown: &str) -> Result<(std::fs::
     Ok((file, meta))
 }
 
+/// When it was last modified, in ms since the Unix epoch.
 pub fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
     meta.mtime().saturating_mul(1000).saturating_add(meta.mtime_nsec() / 1_000_000)
 }
 
-/// The entry at `path` (a symlink itself, with where it points), named `name`.
-pub fn entry_at(path: &Path, name: &OsStr, names: &mut Names) -> std::io::Result<Entry> {
-    let meta = std::fs::symlink_metadata(path)?;
+/// The entry `name` in `dir`, which is at `path` (a symlink itself, with where it points and
+/// what that is — when the way there stays inside the files root).
+pub fn entry_at(dir: &Dir, name: &OsStr, path: &Path, roots: &Roots, names: &mut Names) -> std::io::Result<Entry> {
+    let meta = dir.symlink_metadata(name)?;
     let kind = kind_of(meta.file_type());
     let (target, target_kind) = match kind {
         Kind::Symlink => {
-            let target = std::fs::read_link(path).ok().map(|t| t.to_string_lossy().into_owned());
-            (target, std::fs::metadata(path).ok().map(|m| kind_of(m.file_type())))
+            let target = dir.read_link(name).ok().map(|t| t.to_string_lossy().into_owned());
+            let reached = roots.existing_path(path).ok().and_then(|at| at.metadata().ok());
+            (target, reached.map(|m| kind_of(m.file_type())))
         }
         _ => (None, None),
     };
@@ -120,21 +119,31 @@ pub fn entry_at(path: &Path, name: &OsStr, names: &mut Names) -> std::io::Result
     })
 }
 
-/// One entry by path (`stat`).
-pub fn stat(path: &Path, asked: &str) -> Result<Entry, Failure> {
-    let name = path.file_name().unwrap_or(path.as_os_str());
-    entry_at(path, name, &mut Names::default()).map_err(|e| io_failure(asked, &e))
+/// One entry (`stat`).
+pub fn stat(at: &Located, roots: &Roots, asked: &str) -> Result<Entry, Failure> {
+    let mut entry =
+        entry_at(&at.dir, &at.name, &at.path, roots, &mut Names::default()).map_err(|e| io_failure(asked, &e))?;
+    if at.name == "." {
+        // The top itself (the files root, or `/`): named as its path ends.
+        entry.name = at.path.file_name().unwrap_or(at.path.as_os_str()).to_string_lossy().into_owned();
+    }
+    Ok(entry)
 }
 
-/// Read the directory `dir`, handing its entries to `page` a page at a time (in the order the
-/// directory gives them: the client sorts). Stops early when `page` returns false.
-pub fn list(dir: &Path, asked: &str, mut page: impl FnMut(Vec<Entry>) -> bool) -> Result<(), Failure> {
-    let reader = std::fs::read_dir(dir).map_err(|e| io_failure(asked, &e))?;
+/// Read the directory `dir` (at `path`), handing its entries to `page` a page at a time (in the
+/// order the directory gives them: the client sorts). Stops early when `page` returns false.
+pub fn list(
+    dir: &Dir,
+    path: &Path,
+    roots: &Roots,
+    asked: &str,
+    mut page: impl FnMut(Vec<Entry>) -> bool,
+) -> Result<(), Failure> {
+    let listed = dir.names().map_err(|e| io_failure(asked, &e))?;
     let mut names = Names::default();
     let mut entries = Vec::with_capacity(LIST_PAGE_ENTRIES);
-    for item in reader {
-        let Ok(item) = item else { continue }; // vanished while listed
-        let Ok(entry) = entry_at(&item.path(), &item.file_name(), &mut names) else { continue };
+    for name in listed {
+        let Ok(entry) = entry_at(dir, &name, &path.join(&name), roots, &mut names) else { continue }; // vanished
         entries.push(entry);
         if entries.len() == LIST_PAGE_ENTRIES && !page(std::mem::take(&mut entries)) {
             return Ok(());

@@ -2,7 +2,8 @@
 //! `tether fs`, over the same connection as the terminals. It runs as the agent's user and reaches
 //! what that user can, like sftp, or only what lies under a files root.
 //!
-//! - `paths`: where a request's path leads, and the files root's checks.
+//! - `paths`: where a request's path leads — walked from the files root held open, to an open
+//!   directory and a name that every operation then acts on (`crate::dir`).
 //! - `entries`: stat and listings. `ops`: mkdir, rename, copy, delete (trash), chmod.
 //! - `streams`: bytes out — listings, reads and folder archives as streams.
 //! - `upload`: bytes in — atomic, resumable uploads (and an editor's conditional saves).
@@ -155,15 +156,15 @@ impl FileService {
             FsRequest::Stat { path } => {
                 blocking(move || {
                     let entry = roots.entry(&path).or_else(|_| roots.existing(&path))?;
-                    Ok(FsResponse::Entry { entry: entries::stat(&entry, &path)? })
+                    Ok(FsResponse::Entry { entry: entries::stat(&entry, &roots, &path)? })
                 })
                 .await
             }
             FsRequest::Mkdir { path, parents } => {
                 blocking(move || {
-                    let dirs = roots.missing_dirs(&path)?;
-                    ops::mkdir(&dirs, parents, &path)?;
-                    Ok(FsResponse::Done { path: dirs.last().map(|d| shown(d)).unwrap_or(path) })
+                    let at = roots.to_make(&path, parents)?;
+                    ops::mkdir(&at, parents, &path)?;
+                    Ok(FsResponse::Done { path: at.shown() })
                 })
                 .await
             }
@@ -171,7 +172,7 @@ impl FileService {
                 blocking(move || {
                     let (source, target) = (roots.entry(&from)?, roots.entry(&to)?);
                     ops::rename(&source, &target, overwrite, (&from, &to))?;
-                    Ok(FsResponse::Done { path: shown(&target) })
+                    Ok(FsResponse::Done { path: target.shown() })
                 })
                 .await
             }
@@ -179,7 +180,7 @@ impl FileService {
                 blocking(move || {
                     let (source, target) = (roots.entry(&from)?, roots.entry(&to)?);
                     ops::copy(&source, &target, overwrite, (&from, &to))?;
-                    Ok(FsResponse::Done { path: shown(&target) })
+                    Ok(FsResponse::Done { path: target.shown() })
                 })
                 .await
             }
@@ -188,24 +189,19 @@ impl FileService {
                     let entry = roots.entry(&path)?;
                     Ok(match ops::delete(&entry, permanent, &trash, &path)? {
                         Some(trash_id) => FsResponse::Trashed { trash_id },
-                        None => FsResponse::Done { path: shown(&entry) },
+                        None => FsResponse::Done { path: entry.shown() },
                     })
                 })
                 .await
             }
             FsRequest::Restore { trash_id } => {
-                blocking(move || {
-                    // It goes back where it was, which must still be inside the root (asked first).
-                    roots.entry(&shown(&ops::trashed_from(&trash, &trash_id)?))?;
-                    Ok(FsResponse::Done { path: shown(&ops::restore(&trash, &trash_id)?) })
-                })
-                .await
+                blocking(move || Ok(FsResponse::Done { path: shown(&ops::restore(&roots, &trash, &trash_id)?) })).await
             }
             FsRequest::Symlink { path, target } => {
                 blocking(move || {
                     let entry = roots.entry(&path)?;
-                    ops::symlink(&entry, &target, &path)?;
-                    Ok(FsResponse::Done { path: shown(&entry) })
+                    ops::symlink(&roots, &entry, &target, &path)?;
+                    Ok(FsResponse::Done { path: entry.shown() })
                 })
                 .await
             }
@@ -213,14 +209,14 @@ impl FileService {
                 blocking(move || {
                     let resolved = roots.existing(&path)?;
                     ops::chmod(&resolved, mode, &path)?;
-                    Ok(FsResponse::Done { path: shown(&resolved) })
+                    Ok(FsResponse::Done { path: resolved.shown() })
                 })
                 .await
             }
             FsRequest::Write { path, size, upload, overwrite, mode, base } => {
                 let asked = path.clone();
                 let target = blocking(move || roots.target(&asked)).await?;
-                let done = shown(&target);
+                let done = target.shown();
                 let plan = UploadPlan { key: upload, target, shown: path, size, overwrite, mode, base };
                 let offset = self.uploads.begin(plan).await?;
                 Ok(FsResponse::Writing { path: done, offset })
@@ -256,14 +252,13 @@ impl FileService {
             return refused(Failure::new(ErrorCode::BadRequest, "not a stream request")).await;
         };
         let asked = path.clone();
-        let resolved = match blocking(move || roots.existing(&asked)).await {
+        let walked = roots.clone();
+        let resolved = match blocking(move || walked.existing(&asked)).await {
             Ok(resolved) => resolved,
             Err(failure) => return refused(failure).await,
         };
         match request {
-            FsRequest::List { .. } => {
-                streams::list(resolved.clone(), resolved.display().to_string(), id, stream, tx).await
-            }
+            FsRequest::List { .. } => streams::list(resolved, roots, id, stream, tx).await,
             FsRequest::Read { path, offset } => streams::read(resolved, path, offset, id, stream, tx).await,
             FsRequest::Watch { path } => watch::watch(resolved, path, id, stream, tx).await,
             _ => streams::archive(resolved, id, stream, tx).await,

@@ -9,8 +9,9 @@
 //! back for are removed after `ABANDONED_UPLOAD`.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +23,8 @@ use tether_protocol::sync::lock;
 use tokio::sync::oneshot;
 
 use super::failure::{io_failure, Failure};
+use super::paths::Located;
+use crate::dir::Dir;
 
 /// Chunks queued for one upload's writer before more are refused (the sender waits for answers).
 const UPLOAD_QUEUE_CHUNKS: usize = 64;
@@ -53,6 +56,7 @@ enum Job {
 }
 
 struct Upload {
+    /// Where it goes (`Located::path`: which file, for a `write` resuming it).
     target: PathBuf,
     size: u64,
     jobs: std_mpsc::SyncSender<Job>,
@@ -61,7 +65,7 @@ struct Upload {
 /// What `write` asks for.
 pub struct UploadPlan {
     pub key: String,
-    pub target: PathBuf,
+    pub target: Located,
     pub shown: String,
     pub size: u64,
     pub overwrite: bool,
@@ -87,7 +91,7 @@ impl Uploads {
     pub async fn begin(&self, plan: UploadPlan) -> Result<u64, Failure> {
         let running = lock(&self.open).get(&plan.key).map(|u| (u.target.clone(), u.size, u.jobs.clone()));
         if let Some((target, size, jobs)) = running {
-            if target != plan.target || size != plan.size {
+            if target != plan.target.path || size != plan.size {
                 return Err(Failure::new(ErrorCode::Exists, "an upload of that name is under way for another file"));
             }
             let (done, offset) = oneshot::channel();
@@ -173,26 +177,22 @@ impl Uploads {
     }
 }
 
-/// The temporary file beside `target` for upload `key`.
-fn temp_path(target: &Path, key: &str) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+/// The name of the temporary file beside `target` for upload `key`.
+fn temp_name(target: &Located, key: &str) -> OsString {
+    let name = target.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let short: String = name.chars().take(100).collect();
-    target.with_file_name(format!(".{short}.{key}.tether-upload"))
+    OsString::from(format!(".{short}.{key}.tether-upload"))
 }
 
-/// An upload's temporary file: the one an earlier attempt left, if it is plainly ours (a regular
-/// file of this user with no other name: never a link, nor a hard link someone made to another
-/// file); else a new one, made with `O_EXCL`.
-fn open_temp(temp: &Path) -> std::io::Result<std::fs::File> {
-    let options = |create: bool| {
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).custom_flags(libc::O_NOFOLLOW).mode(0o600);
-        if create {
-            options.create_new(true);
-        }
-        options
+/// An upload's temporary file `name` in `dir`: the one an earlier attempt left, if it is plainly
+/// ours (a regular file of this user with no other name: never a link, nor a hard link someone
+/// made to another file); else a new one, made with `O_EXCL`.
+fn open_temp(dir: &Dir, name: &OsStr) -> std::io::Result<std::fs::File> {
+    let open = |create: bool| {
+        let flags = libc::O_RDWR | if create { libc::O_CREAT | libc::O_EXCL } else { 0 };
+        dir.open_file(name, flags, 0o600)
     };
-    match options(false).open(temp) {
+    match open(false) {
         Ok(file) => {
             let meta = file.metadata()?;
             // SAFETY: geteuid has no preconditions.
@@ -201,14 +201,14 @@ fn open_temp(temp: &Path) -> std::io::Result<std::fs::File> {
                 return Ok(file);
             }
             drop(file);
-            std::fs::remove_file(temp)?;
-            options(true).open(temp)
+            dir.remove_file(name)?;
+            open(true)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => options(true).open(temp),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => open(true),
         // A symlink where the temporary file goes: not ours, and never followed.
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            std::fs::remove_file(temp)?;
-            options(true).open(temp)
+            dir.remove_file(name)?;
+            open(true)
         }
         Err(e) => Err(e),
     }
@@ -216,7 +216,7 @@ fn open_temp(temp: &Path) -> std::io::Result<std::fs::File> {
 
 fn start_writer(plan: UploadPlan, records: &Path, open: Arc<Mutex<HashMap<String, Upload>>>) -> Result<u64, Failure> {
     let shown = plan.shown.clone();
-    match std::fs::metadata(&plan.target) {
+    match plan.target.metadata() {
         Ok(meta) if meta.is_dir() => {
             return Err(Failure::new(ErrorCode::IsADirectory, format!("{shown}: is a directory")))
         }
@@ -226,10 +226,11 @@ fn start_writer(plan: UploadPlan, records: &Path, open: Arc<Mutex<HashMap<String
     if let Some(base) = &plan.base {
         still_at(&plan.target, base, &shown)?; // refused before any byte is sent
     }
-    let temp = temp_path(&plan.target, &plan.key);
-    let mut file = open_temp(&temp).map_err(|e| io_failure(&shown, &e))?;
+    let temp = temp_name(&plan.target, &plan.key);
+    let mut file = open_temp(&plan.target.dir, &temp).map_err(|e| io_failure(&shown, &e))?;
     std::fs::create_dir_all(records).map_err(|e| io_failure("the upload records", &e))?;
-    let _ = std::fs::write(records.join(&plan.key), temp.as_os_str().as_encoded_bytes());
+    let temp_path = plan.target.path.with_file_name(&temp);
+    let _ = std::fs::write(records.join(&plan.key), temp_path.as_os_str().as_encoded_bytes());
     // What an earlier attempt left is hashed again, so the digest covers the whole file.
     let mut check = FileCheck::new(plan.size);
     let kept = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -240,7 +241,7 @@ fn start_writer(plan: UploadPlan, records: &Path, open: Arc<Mutex<HashMap<String
     let offset = check.offset();
     let (jobs, inbox) = std_mpsc::sync_channel(UPLOAD_QUEUE_CHUNKS);
     let key = plan.key.clone();
-    lock(&open).insert(key.clone(), Upload { target: plan.target.clone(), size: plan.size, jobs });
+    lock(&open).insert(key.clone(), Upload { target: plan.target.path.clone(), size: plan.size, jobs });
     let record = records.join(&key);
     std::thread::spawn(move || {
         let writer = Writer { plan, temp, file, check };
@@ -251,7 +252,7 @@ fn start_writer(plan: UploadPlan, records: &Path, open: Arc<Mutex<HashMap<String
 }
 
 /// Whether `target` still holds the version with SHA-256 `base` (the one an editor started from).
-fn still_at(target: &Path, base: &str, shown: &str) -> Result<(), Failure> {
+fn still_at(target: &Located, base: &str, shown: &str) -> Result<(), Failure> {
     let changed =
         || Failure::new(ErrorCode::Changed, format!("{shown}: changed on disk since it was opened; not saved"));
     match super::watch::sha256_of(target) {
@@ -294,7 +295,8 @@ fn corrupted_for_tests(offset: u64, bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> 
 
 struct Writer {
     plan: UploadPlan,
-    temp: PathBuf,
+    /// The temporary file's name, beside the target.
+    temp: OsString,
     file: std::fs::File,
     check: FileCheck,
 }
@@ -311,7 +313,7 @@ impl Writer {
                     let _ = done.send(self.append(offset, &bytes));
                 }
                 Job::Cancel { done } => {
-                    let _ = std::fs::remove_file(&self.temp);
+                    let _ = self.plan.target.dir.remove_file(&self.temp);
                     let _ = std::fs::remove_file(record);
                     let _ = done.send(());
                     return;
@@ -320,7 +322,7 @@ impl Writer {
                     let committed = self.commit(&sha256);
                     let keep_for_retry = matches!(&committed, Err(f) if f.code == ErrorCode::Exists);
                     if !keep_for_retry {
-                        let _ = std::fs::remove_file(&self.temp); // gone by the rename if it worked
+                        let _ = self.plan.target.dir.remove_file(&self.temp); // gone by the rename if it worked
                         let _ = std::fs::remove_file(record);
                     }
                     let _ = done.send(committed);
@@ -366,7 +368,7 @@ impl Writer {
         if let Some(base) = &self.plan.base {
             still_at(target, base, &shown)?;
         }
-        match std::fs::metadata(target) {
+        match target.metadata() {
             Ok(_) if !self.plan.overwrite => {
                 return Err(Failure::new(ErrorCode::Exists, format!("{shown}: appeared meanwhile; not replaced")))
             }
@@ -380,10 +382,15 @@ impl Writer {
                 let _ = self.file.set_permissions(std::fs::Permissions::from_mode(mode));
             }
         }
-        std::fs::rename(&self.temp, target).map_err(|e| io_failure(&shown, &e))?;
-        if let Some(dir) = target.parent() {
-            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-        }
-        Ok((target.clone(), size))
+        // Without `overwrite`, a file that appears in the last moment is not replaced either.
+        let renamed = target.dir.rename(&self.temp, &target.dir, &target.name, self.plan.overwrite);
+        renamed.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                Failure::new(ErrorCode::Exists, format!("{shown}: appeared meanwhile; not replaced"))
+            }
+            _ => io_failure(&shown, &e),
+        })?;
+        let _ = target.dir.sync();
+        Ok((target.path.clone(), size))
     }
 }

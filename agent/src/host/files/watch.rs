@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tether_protocol::api::Response;
@@ -16,6 +16,7 @@ use tether_protocol::file::{FileDigest, FILE_CHUNK_BYTES};
 use tether_protocol::fs::{FsResponse, Version};
 
 use super::entries;
+use super::paths::Located;
 use crate::host::service::{StreamItem, StreamTx};
 use crate::host::streams::send_json_line;
 
@@ -24,14 +25,11 @@ const WATCH_POLL: Duration = Duration::from_millis(500);
 /// Files bigger than this are not hashed on every change (the editor opens them read-only).
 const MAX_HASHED_BYTES: u64 = 16 * 1024 * 1024; // 16 MiB: above every editable file
 
-/// SHA-256 (hex) of the file at `path`; `None` when it is bigger than `MAX_HASHED_BYTES` or not
-/// a regular file (a path swapped for a FIFO or `/dev/zero` is never read).
-pub fn sha256_of(path: &Path) -> std::io::Result<Option<String>> {
-    let Ok((mut file, meta)) = super::entries::open_regular(path, true, "") else {
-        return match std::fs::metadata(path) {
-            Ok(_) => Ok(None),
-            Err(e) => Err(e),
-        };
+/// SHA-256 (hex) of the file `at`; `None` when it is bigger than `MAX_HASHED_BYTES` or not a
+/// regular file (a name swapped for a FIFO, a link or `/dev/zero` is never read).
+pub fn sha256_of(at: &Located) -> std::io::Result<Option<String>> {
+    let Ok((mut file, meta)) = super::entries::open_regular(&at.dir, &at.name, "") else {
+        return at.metadata().map(|_| None);
     };
     if meta.len() > MAX_HASHED_BYTES {
         return Ok(None);
@@ -56,8 +54,8 @@ struct Stamp {
     changed_ns: (i64, i64),
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
+fn stamp(at: &Located) -> Option<Stamp> {
+    let meta = at.metadata().ok()?;
     Some(Stamp {
         device: meta.dev(),
         inode: meta.ino(),
@@ -67,21 +65,23 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-fn version(path: &Path) -> Version {
-    match std::fs::metadata(path) {
+fn version(at: &Located) -> Version {
+    match at.metadata() {
         Ok(meta) => Version {
             exists: true,
             size: meta.len(),
             mtime_ms: entries::mtime_ms(&meta),
-            sha256: sha256_of(path).ok().flatten(),
+            sha256: sha256_of(at).ok().flatten(),
         },
         Err(_) => Version { exists: false, size: 0, mtime_ms: 0, sha256: None },
     }
 }
 
-/// Answer `watching`, then send `path`'s version now and after every change of its bytes, until
-/// the client goes (the stream's task is aborted on detach, or `tx` closes).
-pub async fn watch(path: PathBuf, shown: String, id: u64, stream: u32, tx: StreamTx) {
+/// Answer `watching`, then send the version of the file `at` now and after every change of its
+/// bytes, until the client goes (the stream's task is aborted on detach, or `tx` closes). The
+/// name is followed in its directory: a save that renames a new file into place is seen.
+pub async fn watch(at: Located, shown: String, id: u64, stream: u32, tx: StreamTx) {
+    let at = Arc::new(at);
     let watching = Response::Fs(FsResponse::Watching { path: shown, stream });
     if tx.send(StreamItem::answer(id, watching)).await.is_err() {
         return;
@@ -89,12 +89,12 @@ pub async fn watch(path: PathBuf, shown: String, id: u64, stream: u32, tx: Strea
     let (mut seq, mut last_stamp, mut last_sent) = (0u64, None, None::<(bool, Option<String>)>);
     loop {
         let now = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || stamp(&path)).await.ok().flatten()
+            let at = at.clone();
+            tokio::task::spawn_blocking(move || stamp(&at)).await.ok().flatten()
         };
         if last_sent.is_none() || now != last_stamp {
-            let path = path.clone();
-            let Ok(version) = tokio::task::spawn_blocking(move || version(&path)).await else { return };
+            let at = at.clone();
+            let Ok(version) = tokio::task::spawn_blocking(move || version(&at)).await else { return };
             let same_bytes = last_sent.as_ref() == Some(&(version.exists, version.sha256.clone()));
             if (!same_bytes || version.sha256.is_none())
                 && send_json_line(&tx, stream, &mut seq, &version).await.is_err()
