@@ -77,6 +77,7 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
         }
         Command::Daemon { detach: true, action: None, options } => cli::daemon::start(&state, &options).await,
         Command::Daemon { action: Some(action), .. } => cli::daemon::control(&state, action).await,
+        Command::Service { action } => cli::service::run(&state, action).await,
         Command::Skill => {
             print!("{}", cli::skill::SKILL);
             Ok(ExitCode::SUCCESS)

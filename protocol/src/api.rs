@@ -259,6 +259,19 @@ pub fn error_answer(code: ErrorCode, message: impl Into<String>) -> Answer {
     (Response::Error { code, message: message.into() }, Vec::new())
 }
 
+/// A host's link to a relay, as `daemon status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayLink {
+    pub relay: String,
+    /// Registered there: clients can reach the host through it.
+    pub linked: bool,
+    /// Since when it has been linked (or not), in ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Why it is not, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
 /// Answers. Every request gets exactly one, with the request's `cmd` id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -283,6 +296,9 @@ pub enum Response {
         state_dir: String,
         running: usize,
         total: usize,
+        /// The relays it keeps a link to, and how each stands.
+        #[serde(default)]
+        relays: Vec<RelayLink>,
     },
     Paired {
         invite: String,

@@ -76,6 +76,12 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<std::path::PathBuf>,
     },
+    /// Run the agent as a service of this user's (systemd user unit, macOS LaunchAgent), so the
+    /// host is reachable after a reboot: install [--print], uninstall, status.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// Remember hosts by name: add NAME INVITE, ls, rm NAME.
     Hosts {
         #[command(subcommand)]
@@ -280,6 +286,20 @@ pub enum FsAction {
     Chmod { mode: String, path: String },
     /// Put back what `rm` moved to the trash: restore HOST TRASH_ID.
     Restore { host: String, trash_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum ServiceAction {
+    /// Write the service file, enable and start it (and ask for lingering, on Linux).
+    Install {
+        /// Print what would be installed, and where, without touching anything.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Stop the service and remove exactly what install wrote.
+    Uninstall,
+    /// Installed? Running? Linked to which relays, since when?
+    Status,
 }
 
 #[derive(Subcommand)]

@@ -39,14 +39,29 @@ async fn status(state: &StateDir) -> Result<ExitCode, String> {
         println!("tether daemon not running ({})", state.root().display());
         return Ok(ExitCode::from(EXIT_NOT_RUNNING));
     };
-    if let (Response::Daemon { pid, version, state_dir, running, total }, _) =
+    if let (Response::Daemon { pid, version, state_dir, running, total, relays }, _) =
         client.call(&Request::DaemonStatus, Vec::new()).await?
     {
         println!(
             "tether daemon {version} running (pid {pid}), {running} running / {total} sessions, state {state_dir}"
         );
+        for link in &relays {
+            println!("  {}", describe_link(link));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One relay link in words: `linked to URL since …` or `not linked to URL since … (why)`.
+pub fn describe_link(link: &tether_protocol::api::RelayLink) -> String {
+    let since = crate::time::format_time(link.since_ms);
+    match (&link.why, link.linked) {
+        (_, true) => format!("linked to {} since {since} UTC", link.relay),
+        (Some(why), false) => {
+            format!("not linked to {} since {since} UTC ({}); retrying", link.relay, crate::escapes::printable(why))
+        }
+        (None, false) => format!("not linked to {} since {since} UTC; retrying", link.relay),
+    }
 }
 
 async fn stop(state: &StateDir, grace: Duration) -> Result<ExitCode, String> {
@@ -54,6 +69,13 @@ async fn stop(state: &StateDir, grace: Duration) -> Result<ExitCode, String> {
         println!("tether daemon not running");
         return Ok(ExitCode::SUCCESS);
     };
+    // A daemon the service manager runs is stopped through it (else it is restarted at once).
+    if let (Response::Daemon { pid, .. }, _) = client.call(&Request::DaemonStatus, Vec::new()).await? {
+        if crate::cli::service::stop_if_managing(pid)? {
+            println!("tether service stopped (`tether service install` or `systemctl --user start tether` starts it again)");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     // The daemon may exit before its answer is out: what counts is that it is gone.
     let _ = client.call(&Request::DaemonStop { grace_ms: grace.as_millis() as u64 }, Vec::new()).await;
     drop(client);

@@ -12,6 +12,7 @@ pub mod open;
 pub mod password;
 pub mod progress;
 pub mod qr;
+pub mod service;
 pub mod sessions;
 pub mod sharing;
 pub mod skill;

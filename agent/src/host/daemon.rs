@@ -23,8 +23,15 @@ const LINK_RESTART_PAUSE: std::time::Duration = std::time::Duration::from_secs(1
 /// The store setting `tether pair --no-webrtc` / `--webrtc` leaves ("on" or "off"; none: on).
 const WEBRTC_SETTING: &str = "webrtc";
 
-/// Per relay: registered (`Ok`), or why the last attempt failed.
-pub type LinkStates = HashMap<String, Result<(), String>>;
+/// Per relay: registered (`Ok`), or why the last attempt failed; and since when (ms since the
+/// Unix epoch) it has been up, or down.
+pub type LinkStates = HashMap<String, LinkState>;
+
+#[derive(Clone, Debug)]
+pub struct LinkState {
+    pub up: Result<(), String>,
+    pub since_ms: u64,
+}
 
 pub struct Daemon {
     pub state: StateDir,
@@ -96,10 +103,33 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn set_link_state(&self, relay: &str, state: Result<(), String>) {
+    pub fn set_link_state(&self, relay: &str, up: Result<(), String>) {
         self.link_states.send_modify(|states| {
-            states.insert(relay.to_owned(), state);
+            let now = crate::time::now_ms();
+            // "Since" is when it last went up, or down: a retry that fails again keeps it.
+            let since_ms = match states.get(relay) {
+                Some(was) if was.up.is_ok() == up.is_ok() => was.since_ms,
+                _ => now,
+            };
+            states.insert(relay.to_owned(), LinkState { up, since_ms });
         });
+    }
+
+    /// Every relay link and how it stands, for `daemon status` and `service status`.
+    pub fn relay_links(&self) -> Vec<tether_protocol::api::RelayLink> {
+        let mut links: Vec<_> = self
+            .link_states
+            .borrow()
+            .iter()
+            .map(|(relay, state)| tether_protocol::api::RelayLink {
+                relay: relay.clone(),
+                linked: state.up.is_ok(),
+                since_ms: state.since_ms,
+                why: state.up.clone().err(),
+            })
+            .collect();
+        links.sort_by(|a, b| a.relay.cmp(&b.relay));
+        links
     }
 
     pub fn subscribe_link_states(&self) -> watch::Receiver<LinkStates> {

@@ -166,7 +166,8 @@ pub async fn handle(daemon: &Daemon, owner: &str, request: Request, payload: Vec
             let state_dir = daemon.state.root().display().to_string();
             let version = env!("CARGO_PKG_VERSION").to_owned();
             let (running, total) = (sessions.running(), blocking(|| sessions.total()));
-            (Response::Daemon { pid: std::process::id(), version, state_dir, running, total }, Vec::new())
+            let relays = daemon.relay_links();
+            (Response::Daemon { pid: std::process::id(), version, state_dir, running, total, relays }, Vec::new())
         }
         Request::Pair { relay, name } => sharing::pair(daemon, &relay, name).await,
         Request::ListAccess => blocking(|| sharing::list_access(daemon)),

@@ -71,12 +71,12 @@ fn host_name(daemon: &Daemon, wanted: Option<String>) -> String {
 /// with a warning saying why not yet (the link keeps retrying).
 async fn paired(daemon: &Daemon, invite: &Invite, name: Option<String>) -> Response {
     let mut states = daemon.subscribe_link_states();
-    let reachable = states.wait_for(|states| matches!(states.get(&invite.relay), Some(Ok(()))));
+    let reachable = states.wait_for(|states| states.get(&invite.relay).is_some_and(|s| s.up.is_ok()));
     let reached = matches!(tokio::time::timeout(REACHABLE_WAIT, reachable).await, Ok(Ok(_)));
     let warning = match reached {
         true => None,
         false => {
-            let why = match states.borrow().get(&invite.relay) {
+            let why = match states.borrow().get(&invite.relay).map(|s| &s.up) {
                 Some(Err(e)) => e.clone(),
                 _ => "no answer yet".to_owned(),
             };
