@@ -102,12 +102,16 @@ pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn
                         let _ = tx.send(());
                     }
                 } else if has("pull") {
-                    let mut held = download.borrow_mut();
-                    if let Sink::Worker { unpulled, pulls, .. } = &mut held.sink {
-                        match unpulled.pop_front() {
-                            Some((stream, n)) => link.consumed(stream, n),
-                            None => *pulls += 1,
-                        }
+                    // (The borrow ends before the link is called: it may hand this download more.)
+                    let credit = match &mut download.borrow_mut().sink {
+                        Sink::Worker { unpulled, pulls, .. } => unpulled.pop_front().or_else(|| {
+                            *pulls += 1;
+                            None
+                        }),
+                        Sink::Blob { .. } => None,
+                    };
+                    if let Some((stream, n)) = credit {
+                        link.consumed(stream, n);
                     }
                 } else if has("cancelled") {
                     download.borrow_mut().cancelled = true;
@@ -231,31 +235,42 @@ async fn read_once(
         Callback::from(move |(stream, event): (u32, StreamEvent)| match event {
             StreamEvent::Data { bytes, .. } => {
                 let n = bytes.len() as u64;
-                let mut held = download.borrow_mut();
-                let got = held.plan.received(n);
-                progress(got);
-                let chunk = js_sys::Uint8Array::from(bytes.as_slice());
-                match &mut held.sink {
-                    Sink::Worker { port, unpulled, pulls } => {
-                        let buffer = chunk.buffer();
-                        let _ = port.post_message_with_transferable(
-                            &object(&[("chunk", &buffer)]),
-                            &js_sys::Array::of1(&buffer),
-                        );
-                        match *pulls {
-                            0 => unpulled.push_back((stream, n)),
-                            _ => {
-                                *pulls -= 1;
-                                link.consumed(stream, n);
+                // What to tell the link, decided while the download is borrowed and done after:
+                // the link may hand this download its next chunk from inside the call.
+                let (credit, cancelled) = {
+                    let mut held = download.borrow_mut();
+                    let got = held.plan.received(n);
+                    progress(got);
+                    let chunk = js_sys::Uint8Array::from(bytes.as_slice());
+                    let credit = match &mut held.sink {
+                        Sink::Worker { port, unpulled, pulls } => {
+                            let buffer = chunk.buffer();
+                            let _ = port.post_message_with_transferable(
+                                &object(&[("chunk", &buffer)]),
+                                &js_sys::Array::of1(&buffer),
+                            );
+                            match *pulls {
+                                0 => {
+                                    unpulled.push_back((stream, n));
+                                    false
+                                }
+                                _ => {
+                                    *pulls -= 1;
+                                    true
+                                }
                             }
                         }
-                    }
-                    Sink::Blob { parts } => {
-                        parts.push(&chunk);
-                        link.consumed(stream, n);
-                    }
+                        Sink::Blob { parts } => {
+                            parts.push(&chunk);
+                            true
+                        }
+                    };
+                    (credit, held.cancelled)
+                };
+                if credit {
+                    link.consumed(stream, n);
                 }
-                if held.cancelled {
+                if cancelled {
                     link.forget_stream(stream);
                     if let Some(tx) = done_tx.take() {
                         let _ = tx.send(false);

@@ -14,6 +14,12 @@
 //! - A failed authentication is final (a wrong secret stays wrong): no redial, a clear message.
 //! - Received bytes are credited back (`consumed`) only by their owner, once it has really used
 //!   them (xterm.js has parsed them): a slow page slows the host's stream, never loses bytes.
+//! - `flush` never runs inside itself. An owner hearing an event may call back into the link
+//!   (`consumed`, `forget_stream`, `open_stream`); what that queues is sent, and the events it
+//!   brings are handed on, by the flush already under way — never by a nested one that would
+//!   hand the next event to an owner still busy with this one (a download holds its state
+//!   borrowed while it credits a chunk; several chunks freed at once by the reorder buffer
+//!   when a data channel takes over used to meet it there, and the page stopped crediting).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -84,6 +90,8 @@ struct Inner {
     timer: Option<Timer>,
     /// The path and round trip the status bar was last given.
     shown_summary: String,
+    /// A `flush` is under way (further up the stack): it sends what is queued now too.
+    flushing: bool,
 }
 
 /// A WebSocket and the closures it calls (they must live as long as it does).
@@ -122,6 +130,7 @@ impl Link {
             last_input_ms: None,
             inputs: 0,
             shown_summary: String::new(),
+            flushing: false,
         })));
         link.flush();
         link
@@ -223,8 +232,18 @@ impl Link {
     }
 
     /// Do what the client asks — send on the relay or the data channel, run the peer
-    /// connection, dial — and hand its events on; then re-arm its timer.
+    /// connection, dial — and hand its events on; then re-arm its timer. Called from inside an
+    /// owner's callback (so from inside a flush), it leaves the work to the flush under way.
     fn flush(&self) {
+        if std::mem::replace(&mut self.0.borrow_mut().flushing, true) {
+            return;
+        }
+        self.drain_client();
+        self.0.borrow_mut().flushing = false;
+        self.arm_timer();
+    }
+
+    fn drain_client(&self) {
         loop {
             let out = self.0.borrow_mut().client.poll_output();
             let Some(out) = out else { break };
@@ -244,7 +263,6 @@ impl Link {
                 Output::Event(event) => self.on_event(event),
             }
         }
-        self.arm_timer();
     }
 
     fn arm_timer(&self) {

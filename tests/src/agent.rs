@@ -139,7 +139,14 @@ impl Drop for Agent {
 
 /// Pair `host` with `relay` (`tether pair --json`); returns the invite.
 pub fn pair(host: &Agent, relay: &crate::Relay) -> String {
-    let out = host.ok(&["pair", "--relay", relay.url.trim_end_matches('/'), "--json"]);
+    pair_with(host, relay, &[])
+}
+
+/// `pair` with more of its flags (`--files-root DIR`, …); the invite.
+pub fn pair_with(host: &Agent, relay: &crate::Relay, flags: &[&str]) -> String {
+    let mut args = vec!["pair", "--relay", relay.url.trim_end_matches('/'), "--json"];
+    args.extend_from_slice(flags);
+    let out = host.ok(&args);
     let json: Value = serde_json::from_str(&out).expect("pair --json is JSON");
     let invite = json["invite"].as_str().expect("invite").to_owned();
     assert!(invite.starts_with(&format!("{}#", relay.url)), "{invite}");

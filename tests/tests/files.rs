@@ -198,10 +198,7 @@ fn a_files_root_keeps_the_service_inside_it_and_no_files_turns_it_off() {
     std::os::unix::fs::symlink("/etc", root.join("etc")).expect("symlink");
     std::fs::write(root.join("mine.txt"), "mine").expect("write");
     let host = Agent::new(scratch());
-    let relay_url = relay.url.trim_end_matches('/');
-    let paired = host.ok(&["pair", "--relay", relay_url, "--json", "--files-root", &root.display().to_string()]);
-    let paired: serde_json::Value = serde_json::from_str(&paired).expect("pair --json");
-    let invite = paired["invite"].as_str().expect("invite").to_owned();
+    let invite = agent::pair_with(&host, &relay, &["--files-root", &root.display().to_string()]);
     let client = Agent::new(scratch());
     wait_reachable(&client, &invite);
 
@@ -236,7 +233,7 @@ fn a_files_root_keeps_the_service_inside_it_and_no_files_turns_it_off() {
     );
 
     // Turned off, it says so.
-    host.ok(&["pair", "--relay", relay_url, "--no-files"]);
+    host.ok(&["pair", "--relay", relay.url.trim_end_matches('/'), "--no-files"]);
     let out = client.run(&["fs", "ls", &format!("{invite}:")]);
     assert!(tether_tests::stderr_of(&out).contains("turned off"), "{}", tether_tests::stderr_of(&out));
 }

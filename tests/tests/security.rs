@@ -656,10 +656,7 @@ fn a_folder_swapped_for_a_link_while_its_archive_waits_yields_nothing_outside_th
     std::fs::write(root.join("dir/a-sub/big"), &big).expect("write");
     std::fs::write(root.join("dir/a-sub/z-file"), "inside").expect("write");
     let host = Agent::new(scratch());
-    let relay_url = relay.url.trim_end_matches('/');
-    let paired = host.ok(&["pair", "--relay", relay_url, "--json", "--files-root", &root.display().to_string()]);
-    let paired: serde_json::Value = serde_json::from_str(&paired).expect("pair --json");
-    let invite = paired["invite"].as_str().expect("invite").to_owned();
+    let invite = agent::pair_with(&host, &relay, &["--files-root", &root.display().to_string()]);
 
     let mut client = RawClient::hello(&invite);
     client.authenticate(agent::WAIT);
