@@ -61,9 +61,22 @@ fn the_invite_opens_a_terminal_on_the_host() {
     let secret = invite.rsplit('.').next().unwrap_or_default();
     assert!(!url.as_str().unwrap_or_default().contains(secret), "{url}\n{text}");
 
+    // The header and the browser's tab name the host; its id is on hover.
+    let host_id = invite.split('#').nth(1).and_then(|f| f.split('.').next()).unwrap_or_default().to_owned();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_owned();
+    let named = wait_until(PAGE, "the header to name the host", || {
+        let header = page.script(
+            "const h = document.querySelector('.bar .host-name'); \
+             return h ? [h.textContent.trim(), h.title, document.title] : null",
+            json!([]),
+        );
+        (header[0] == json!(hostname)).then_some(header)
+    });
+    assert!(named[1].as_str().is_some_and(|t| t.contains(&host_id)), "{named}");
+    assert!(named[2].as_str().is_some_and(|t| t.starts_with(&hostname)), "{named}");
+
     // Something else changes the fragment to another host (a page that opened this tab, a
     // link): the page asks first, and Cancel keeps this host's workspace and address.
-    let host_id = invite.split('#').nth(1).and_then(|f| f.split('.').next()).unwrap_or_default().to_owned();
     let other = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     page.script("location.hash = arguments[0]", json!([format!("#{other}.{}", "A".repeat(32))]));
     let asked = wait_until(Duration::from_secs(20), "the page to ask before switching hosts", || browser.dialog_text());

@@ -49,6 +49,11 @@ pub fn workspace(props: &Props) -> Html {
     let tabs = use_state(Vec::<String>::new);
     let active = use_state(|| None::<String>);
     let online = use_state(|| None::<bool>);
+    // What the header calls the host: its name as last heard (this visit or one before).
+    let host_name = {
+        let host_id = props.address.host_id.clone();
+        use_state(move || hosts::load().into_iter().find(|h| h.host_id == host_id).map(|h| h.name))
+    };
     let ctrl_latch = use_memo((), |_| Cell::new(false));
     let keys = use_memo((), |_| RefCell::new(None::<Callback<tether_protocol::input::Key>>));
     // Editor tabs (by path) whose text differs from their file.
@@ -118,13 +123,20 @@ pub fn workspace(props: &Props) -> Html {
         })
     };
     {
-        let (link, sessions, credential, address, open_tab) =
-            ((*link).clone(), sessions.clone(), (*credential).clone(), props.address.clone(), open_tab.clone());
+        let (link, sessions, credential, address, open_tab, host_name) = (
+            (*link).clone(),
+            sessions.clone(),
+            (*credential).clone(),
+            props.address.clone(),
+            open_tab.clone(),
+            host_name.clone(),
+        );
         let first_visit = tabs.is_empty();
         use_effect_with(generation, move |generation| {
             if let (true, Some(link)) = (*generation > 0, link) {
                 let land = (*generation == 1 && first_visit).then_some(open_tab);
-                wasm_bindgen_futures::spawn_local(on_connected(link, sessions, credential, address, land));
+                let named = Callback::from(move |name: String| host_name.set(Some(name)));
+                wasm_bindgen_futures::spawn_local(on_connected(link, sessions, credential, address, land, named));
             }
         });
     }
@@ -303,6 +315,7 @@ pub fn workspace(props: &Props) -> Html {
     html! {
         <div class="workspace">
             <StatusBar status={status.0.clone()} online={*online} host_id={props.address.host_id.clone()}
+                host_name={(*host_name).clone()}
                 path={link.as_ref().map(Link::path_summary).unwrap_or_default()} />
             <div class="columns">
                 <SessionList sessions={(*sessions).clone()} on_open={open_tab} on_stop={stop}
@@ -327,8 +340,10 @@ async fn on_connected(
     credential: Option<Credential>,
     address: HostAddress,
     land: Option<Callback<String>>,
+    named: Callback<String>,
 ) {
     if let Ok((Response::HostInfo { name, .. }, _)) = link.call(&Request::HostInfo, Vec::new()).await {
+        named.emit(name.clone());
         hosts::save(SavedHost { host_id: address.host_id.clone(), relay: address.relay.clone(), name });
     }
     if let Some(credential) = credential.filter(|c| c.invite) {

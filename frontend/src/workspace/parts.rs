@@ -12,6 +12,8 @@ pub(super) struct StatusProps {
     pub(super) status: Status,
     pub(super) online: Option<bool>,
     pub(super) host_id: String,
+    /// The host's name, once known (the id stands in until then).
+    pub(super) host_name: Option<String>,
     /// Which path carries the connection, and its round trip once measured.
     pub(super) path: String,
 }
@@ -32,10 +34,17 @@ pub(super) fn status_bar(props: &StatusProps) -> Html {
         Some(false) => "offline",
         None => "",
     };
+    // The browser tab says which host too.
+    if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+        let title = props.host_name.as_deref().unwrap_or(&props.host_id);
+        document.set_title(&format!("{title} — Tether"));
+    }
     html! {
         <header class="bar">
             <a class="brand" href="#">{ "Tether" }</a>
-            <span class="host-id" title="host id">{ &props.host_id }</span>
+            <span class="host-name" title={format!("host id {}", props.host_id)}>
+                { props.host_name.as_deref().unwrap_or(&props.host_id) }
+            </span>
             <span class={classes!("presence", presence)}>{ presence }</span>
             <span class={classes!("status", class)} id="status" role="status">{ text }</span>
         </header>
