@@ -74,7 +74,9 @@ impl Dir {
     fn open_at(&self, name: &OsStr, dot: bool, flags: libc::c_int, mode: libc::c_uint) -> io::Result<OwnedFd> {
         let c = c_name(name, dot)?;
         // SAFETY: a valid directory fd and C string.
-        owned(unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC, mode) })
+        owned(unsafe {
+            libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC, mode)
+        })
     }
 
     /// The directory `name` in this one (`.`: this one again) — never through a symlink.
@@ -258,7 +260,10 @@ mod tests {
         assert_eq!(dir.dir(OsStr::new("link")).err().and_then(|e| e.raw_os_error()), Some(libc::ENOTDIR));
         assert!(dir.symlink_metadata(OsStr::new("link")).expect("the link").file_type().is_symlink());
         assert_eq!(dir.read_link(OsStr::new("link")).expect("target"), scratch.join("outside"));
-        assert_eq!(dir.open_file(OsStr::new("link"), libc::O_RDONLY, 0).err().and_then(|e| e.raw_os_error()), Some(libc::ELOOP));
+        assert_eq!(
+            dir.open_file(OsStr::new("link"), libc::O_RDONLY, 0).err().and_then(|e| e.raw_os_error()),
+            Some(libc::ELOOP)
+        );
         assert!(dir.chmod(OsStr::new("link"), 0o777).is_err());
         let mut names = dir.names().expect("names");
         names.sort();

@@ -82,6 +82,18 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
             print!("{}", cli::skill::SKILL);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "tether", &mut script);
+            print_all(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            man.render(&mut page).map_err(|e| format!("cannot make the manual: {e}"))?;
+            print_all(&page)
+        }
         Command::Pair { relay, name, ephemeral, idle_timeout, json, files_root, no_files, no_webrtc, webrtc } => {
             let webrtc = (no_webrtc || webrtc).then_some(webrtc);
             let options =
@@ -93,6 +105,15 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
             cli::sharing::passwd(&LocalClient::connect(&state, true).await?, stdin, remove).await
         }
         Command::Open { files } => cli::open::run(&state, files).await,
+    }
+}
+
+/// Write `bytes` to stdout; a reader that stopped early (`| head`) is no error.
+fn print_all(bytes: &[u8]) -> Result<ExitCode, String> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write: {e}")),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -697,7 +697,10 @@ fn a_folder_swapped_for_a_link_while_its_archive_waits_yields_nothing_outside_th
         let got = client.answers(agent::WAIT, 1);
         assert!(got.first().is_some_and(|(_, body)| body["kind"] == "fs"), "{swap:?}: {got:?}");
     }
-    assert_eq!(std::fs::read_to_string(root.join("dir/a-sub/z-file")).expect("through the link"), "SECRET from outside the root");
+    assert_eq!(
+        std::fs::read_to_string(root.join("dir/a-sub/z-file")).expect("through the link"),
+        "SECRET from outside the root"
+    );
     // A link made through the service that leads out from where it is made is refused.
     let leading_out = Request::Fs(FsRequest::Symlink { path: "x/out".into(), target: format!("../../{outside_name}") });
     request(&mut client, 9, &leading_out);

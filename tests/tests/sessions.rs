@@ -280,3 +280,51 @@ fn logs_follow_streams_until_the_session_ends() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "first\nmore\nsecond:more\n");
 }
+
+#[test]
+fn bash_completes_tether_commands_and_the_manual_page_renders() {
+    let agent = Agent::new(scratch());
+    let script = agent.ok(&["completions", "bash"]);
+    // What a user's bash does with it: source it, then ask for the words after `tether ser`.
+    let completed = std::process::Command::new("bash")
+        .args([
+            "--norc",
+            "-c",
+            r#"source /dev/stdin; COMP_WORDS=(tether ser); COMP_CWORD=1; COMP_LINE="tether ser"; COMP_POINT=10
+               _tether tether ser tether; printf '%s\n' "${COMPREPLY[@]}""#,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut bash| {
+            use std::io::Write;
+            bash.stdin.take().expect("stdin").write_all(script.as_bytes())?;
+            bash.wait_with_output()
+        })
+        .expect("bash");
+    let words = String::from_utf8_lossy(&completed.stdout);
+    assert_eq!(words.trim(), "service", "{words}");
+    for shell in ["zsh", "fish"] {
+        assert!(agent.ok(&["completions", shell]).contains("tether"), "{shell}");
+    }
+    let page = agent.ok(&["man"]);
+    assert!(page.starts_with(".ie") || page.contains(".TH tether 1"), "{page}");
+    // Read as `man -l` would show it, where man is installed.
+    match std::process::Command::new("man")
+        .env("MANWIDTH", "100")
+        .arg("-l")
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(mut man) => {
+            use std::io::Write;
+            man.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("to man");
+            let shown = String::from_utf8_lossy(&man.wait_with_output().expect("man").stdout).into_owned();
+            assert!(shown.contains("Persistent terminal sessions") && shown.contains("service"), "{shown}");
+        }
+        Err(e) => eprintln!("(no man here: {e}; the page was not rendered)"),
+    }
+}

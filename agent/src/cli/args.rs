@@ -38,6 +38,14 @@ pub enum Command {
     Session(SessionCommand),
     /// Print a guide for AI agents driving sessions with these commands.
     Skill,
+    /// Print the completion script for SHELL, e.g. `tether completions bash >
+    /// ~/.local/share/bash-completion/completions/tether`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `tether man | man -l -`.
+    Man,
     /// Run one command on a paired host; exits with its exit code. Ctrl+C interrupts it.
     Exec {
         /// The host's invite (or -H, TETHER_INVITE, --invite-stdin).

@@ -72,7 +72,9 @@ async fn stop(state: &StateDir, grace: Duration) -> Result<ExitCode, String> {
     // A daemon the service manager runs is stopped through it (else it is restarted at once).
     if let (Response::Daemon { pid, .. }, _) = client.call(&Request::DaemonStatus, Vec::new()).await? {
         if crate::cli::service::stop_if_managing(pid)? {
-            println!("tether service stopped (`tether service install` or `systemctl --user start tether` starts it again)");
+            println!(
+                "tether service stopped (`tether service install` or `systemctl --user start tether` starts it again)"
+            );
             return Ok(ExitCode::SUCCESS);
         }
     }

@@ -246,9 +246,7 @@ async fn enable_systemd(state: &StateDir, running: bool) -> Result<ExitCode, Str
     if !matches!(&lingering, Some(Ok(value)) if value == "yes") {
         match manager_command("loginctl", &["enable-linger", &user]) {
             Some(Ok(_)) => println!("lingering turned on for {user}: the service starts at boot, before any login"),
-            _ => println!(
-                "To start it at boot rather than at your first login: sudo loginctl enable-linger {user}"
-            ),
+            _ => println!("To start it at boot rather than at your first login: sudo loginctl enable-linger {user}"),
         }
     }
     Ok(ExitCode::SUCCESS)

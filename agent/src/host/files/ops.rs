@@ -18,7 +18,9 @@ use crate::dir::Dir;
 pub fn mkdir(at: &Located, parents: bool, asked: &str) -> Result<(), Failure> {
     match at.dir.create_dir(&at.name, 0o777) {
         Ok(()) => Ok(()),
-        Err(e) if parents && e.kind() == std::io::ErrorKind::AlreadyExists && at.metadata().is_ok_and(|m| m.is_dir()) => {
+        Err(e)
+            if parents && e.kind() == std::io::ErrorKind::AlreadyExists && at.metadata().is_ok_and(|m| m.is_dir()) =>
+        {
             Ok(())
         }
         Err(e) => Err(io_failure(asked, &e)),

@@ -322,7 +322,10 @@ mod tests {
         // A link made through the service may not lead out; inside (or dangling inside) it may.
         let at = roots.entry("new-link").expect("entry");
         assert_eq!(code(roots.check_link_target(&at, "../outside")), ErrorCode::OutsideRoot);
-        assert_eq!(code(roots.check_link_target(&at, &dir.join("outside").display().to_string())), ErrorCode::OutsideRoot);
+        assert_eq!(
+            code(roots.check_link_target(&at, &dir.join("outside").display().to_string())),
+            ErrorCode::OutsideRoot
+        );
         assert_eq!(code(roots.check_link_target(&at, "out-link/secret")), ErrorCode::OutsideRoot);
         assert!(roots.check_link_target(&at, "inner/file").is_ok());
         assert!(roots.check_link_target(&at, "inner/not-yet").is_ok());
