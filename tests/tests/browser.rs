@@ -536,6 +536,7 @@ fn a_browser_transfer_cut_off_goes_on_when_the_relay_is_back() {
     let _relay = Relay::start_at(&address);
     let saved = downloads.join("down.bin");
     let mut polls = 0u32;
+    let mut console_errors = Vec::new();
     wait_until(BULK, "the download to finish", || {
         polls += 1;
         // Every 30 s or so, what the page says of it (for a run that times out).
@@ -545,11 +546,17 @@ fn a_browser_transfer_cut_off_goes_on_when_the_relay_is_back() {
                 json!([]),
             );
             let partial_len = partial().and_then(|e| e.metadata().ok()).map(|m| m.len());
-            eprintln!("still waiting: status {:?}, transfers {rows}, partial file {partial_len:?}", page.status());
+            // (A page that panicked says so only here: the log is read once, so keep it.)
+            console_errors.extend(browser.console_errors());
+            eprintln!(
+                "still waiting: status {:?}, transfers {rows}, partial file {partial_len:?}, console errors {console_errors:?}",
+                page.status()
+            );
         }
         let complete = std::fs::metadata(&saved).is_ok_and(|m| m.len() == bytes.len() as u64);
         (complete && partial().is_none()).then_some(())
     });
     assert_eq!(sha256_hex(&std::fs::read(&saved).expect("downloaded")), sha256_hex(&bytes));
+    assert!(console_errors.is_empty(), "browser console errors: {console_errors:#?}");
     assert_no_console_errors(&browser);
 }
