@@ -90,6 +90,17 @@ impl Dir {
         File::from(fd).metadata()
     }
 
+    /// `name` itself (a symlink is not followed), opened once: what it is, and, when it is a
+    /// directory, that directory — so a walk checks and enters the same object in one step.
+    pub fn lookup(&self, name: &OsStr) -> io::Result<(Metadata, Option<Dir>)> {
+        let fd = self.open_at(name, true, PATH_FLAGS, 0)?;
+        let file = File::from(fd);
+        let meta = file.metadata()?;
+        // An `O_PATH` handle on a directory serves as one for the `*at` calls.
+        let dir = meta.is_dir().then(|| Dir { fd: OwnedFd::from(file) });
+        Ok((meta, dir))
+    }
+
     /// What a symlink `name` holds (`EINVAL` when it is none).
     pub fn read_link(&self, name: &OsStr) -> io::Result<PathBuf> {
         let c = c_name(name, false)?;
@@ -166,29 +177,19 @@ impl Dir {
     /// directory when `from` is one); else `to` must be free, checked in the same step
     /// (`RENAME_NOREPLACE`).
     pub fn rename(&self, from: &OsStr, into: &Dir, to: &OsStr, replace: bool) -> io::Result<()> {
-        let (from, to) = (c_name(from, false)?, c_name(to, false)?);
+        let (c_from, c_to) = (c_name(from, false)?, c_name(to, false)?);
         let (a, b) = (self.fd.as_raw_fd(), into.fd.as_raw_fd());
         let flags = if replace { 0 } else { libc::RENAME_NOREPLACE };
         // SAFETY: valid directory fds and C strings.
-        let renamed = check(unsafe { libc::renameat2(a, from.as_ptr(), b, to.as_ptr(), flags) });
-        match renamed {
+        match check(unsafe { libc::renameat2(a, c_from.as_ptr(), b, c_to.as_ptr(), flags) }) {
             // A file system without RENAME_NOREPLACE: look, then rename (the best it allows).
-            Err(e) if !replace && e.raw_os_error() == Some(libc::EINVAL) && into.exists(to.as_c_str())? => {
-                Err(io::Error::from_raw_os_error(libc::EEXIST))
-            }
-            Err(e) if !replace && e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(e) if !replace && e.raw_os_error() == Some(libc::EINVAL) => match into.symlink_metadata(to) {
+                Ok(_) => Err(io::Error::from_raw_os_error(libc::EEXIST)),
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 // SAFETY: as above.
-                check(unsafe { libc::renameat(a, from.as_ptr(), b, to.as_ptr()) }).map(drop)
-            }
+                Err(_) => check(unsafe { libc::renameat(a, c_from.as_ptr(), b, c_to.as_ptr()) }).map(drop),
+            },
             other => other.map(drop),
-        }
-    }
-
-    fn exists(&self, name: &std::ffi::CStr) -> io::Result<bool> {
-        match self.symlink_metadata(OsStr::from_bytes(name.to_bytes())) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
         }
     }
 

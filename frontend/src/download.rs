@@ -104,10 +104,13 @@ pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn
                 } else if has("pull") {
                     // (The borrow ends before the link is called: it may hand this download more.)
                     let credit = match &mut download.borrow_mut().sink {
-                        Sink::Worker { unpulled, pulls, .. } => unpulled.pop_front().or_else(|| {
-                            *pulls += 1;
-                            None
-                        }),
+                        Sink::Worker { unpulled, pulls, .. } => {
+                            let owed = unpulled.pop_front();
+                            if owed.is_none() {
+                                *pulls += 1; // credit the next chunk as soon as it comes
+                            }
+                            owed
+                        }
                         Sink::Blob { .. } => None,
                     };
                     if let Some((stream, n)) = credit {

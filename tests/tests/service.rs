@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use tether_tests::agent::{self, pair, wait_reachable, Agent};
-use tether_tests::{bin_path, wait_until, Relay, Scratch};
+use tether_tests::agent::{self, wait_reachable, Agent};
+use tether_tests::{bin_path, wait_until, Scratch};
 
 fn scratch() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -143,11 +143,7 @@ impl Drop for AsTheServiceStartsIt {
 
 #[test]
 fn the_daemon_the_service_starts_links_to_its_relay_by_itself_and_again_after_being_killed() {
-    let relay = Relay::start();
-    let host = Agent::new(scratch());
-    let invite = pair(&host, &relay);
-    let client = Agent::new(scratch());
-    wait_reachable(&client, &invite);
+    let (relay, host, invite, client) = agent::paired(scratch());
     let config = Scratch::dir(scratch(), "service-run-config");
     let unit = stdout(&service(&host, &config, &["install", "--print"]));
     // As after a reboot: no agent, until the service manager starts one.

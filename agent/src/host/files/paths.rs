@@ -140,8 +140,8 @@ impl Roots {
             if is_last && last == Last::Keep {
                 return self.located(here, &entered, name).map_err(failed);
             }
-            match here.symlink_metadata(&name) {
-                Ok(meta) if meta.file_type().is_symlink() => {
+            match here.lookup(&name) {
+                Ok((meta, _)) if meta.file_type().is_symlink() => {
                     links += 1;
                     if links > MAX_LINKS {
                         let message = format!("{asked}: too many levels of symbolic links");
@@ -159,11 +159,8 @@ impl Roots {
                     todo = next;
                 }
                 Ok(_) if is_last => return self.located(here, &entered, name).map_err(failed),
-                Ok(meta) if meta.is_dir() => {
-                    let dir = here.dir(&name).map_err(failed)?;
-                    entered.push((dir, name));
-                }
-                Ok(_) => return Err(failed(std::io::Error::from_raw_os_error(libc::ENOTDIR))),
+                Ok((_, Some(dir))) => entered.push((dir, name)),
+                Ok((_, None)) => return Err(failed(std::io::Error::from_raw_os_error(libc::ENOTDIR))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && make_dirs && !is_last => {
                     match here.create_dir(&name, 0o777) {
                         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(failed(e)),
