@@ -55,7 +55,7 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
         Command::Exec { invite, invite_stdin, timeout, command } => {
             cli::exec::run(&state, invite.or(host), invite_stdin, timeout, command).await
         }
-        Command::Hosts { action } => cli::hosts::run(&state, action),
+        Command::Hosts { action } => cli::hosts::run(&state, action).await,
         Command::Fs { action } => cli::files::fs(&state, action).await,
         Command::Cp { recursive, json, mut paths } => {
             let target = paths.pop().unwrap_or_default();
@@ -101,6 +101,7 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
             cli::sharing::pair(&LocalClient::connect(&state, true).await?, options).await
         }
         Command::Invites { action } => cli::sharing::invites(&LocalClient::connect(&state, true).await?, action).await,
+        Command::Devices { action } => cli::devices::run(&LocalClient::connect(&state, true).await?, action).await,
         Command::Passwd { stdin, remove } => {
             cli::sharing::passwd(&LocalClient::connect(&state, true).await?, stdin, remove).await
         }

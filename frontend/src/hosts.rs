@@ -1,8 +1,10 @@
-//! Hosts this browser has reached, kept in `localStorage` (id, relay, name — never a secret),
-//! and their live presence from the relay.
+//! Hosts this browser has reached, kept in `localStorage` (id, relay, name, and the device id
+//! when the host remembers this browser — never a secret), and their live presence from the
+//! relay.
 //!
 //! An invite's secret is kept only in `sessionStorage` (this tab, until it closes), so a reload
-//! reconnects without it ever being written to disk or left in the address bar.
+//! reconnects without it ever being written to disk or left in the address bar. A remembered
+//! host needs none: its secret is derived from this browser's device key (`device.rs`).
 
 use std::collections::HashMap;
 
@@ -23,6 +25,12 @@ pub struct SavedHost {
     pub host_id: String,
     pub relay: String,
     pub name: String,
+    /// The device this browser is on that host, once it remembered us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Whether the page has asked to remember this browser there (it asks once).
+    #[serde(default)]
+    pub asked: bool,
 }
 
 fn local() -> Option<web_sys::Storage> {
@@ -46,14 +54,34 @@ fn store(hosts: &[SavedHost]) {
     }
 }
 
-/// Remember (or update) a host.
-pub fn save(host: SavedHost) {
+/// Remember a host reached (or update its relay and name), keeping what else is known of it.
+pub fn save(host_id: &str, relay: &str, name: &str) {
     let mut hosts = load();
-    match hosts.iter_mut().find(|h| h.host_id == host.host_id) {
-        Some(existing) => *existing = host,
-        None => hosts.push(host),
+    match hosts.iter_mut().find(|h| h.host_id == host_id) {
+        Some(existing) => (existing.relay, existing.name) = (relay.to_owned(), name.to_owned()),
+        None => hosts.push(SavedHost {
+            host_id: host_id.to_owned(),
+            relay: relay.to_owned(),
+            name: name.to_owned(),
+            device: None,
+            asked: false,
+        }),
     }
     store(&hosts);
+}
+
+/// A saved host, if this browser has reached it.
+pub fn find(host_id: &str) -> Option<SavedHost> {
+    load().into_iter().find(|h| h.host_id == host_id)
+}
+
+/// Change what is kept of a saved host.
+pub fn update(host_id: &str, change: impl FnOnce(&mut SavedHost)) {
+    let mut hosts = load();
+    if let Some(host) = hosts.iter_mut().find(|h| h.host_id == host_id) {
+        change(host);
+        store(&hosts);
+    }
 }
 
 pub fn remove(host_id: &str) {
@@ -213,6 +241,7 @@ pub fn host_list(props: &ListProps) -> Html {
                 <button class="open" onclick={open}>
                     <span class="name">{ &host.name }</span>
                     <span class="id">{ &host.host_id }</span>
+                    if host.device.is_some() { <span class="remembered" title="This browser is remembered there: no secret to type">{ "remembered" }</span> }
                 </button>
                 <span class="presence">{ state }</span>
                 <button class="remove" onclick={forget} title="Forget this host">{ "Remove" }</button>

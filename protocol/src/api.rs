@@ -222,6 +222,32 @@ pub enum Request {
     SetWebrtc {
         enabled: bool,
     },
+    /// Remember the asking client as a device of its own: keep `verifier` (which the client made
+    /// over `salt` from a fresh secret it keeps, for identity `device`, see
+    /// `identity::is_device_identity`) as a credential that outlives the invite or password it
+    /// came in with. Only a client that came in with a lasting way in may ask — never a share, a
+    /// device, or the host's own user. Answered `device`.
+    RememberDevice {
+        device: String,
+        /// What it is, as `devices ls` shows it ("Chromium on Linux").
+        name: String,
+        /// Hex.
+        salt: String,
+        /// Hex.
+        verifier: String,
+    },
+    /// The remembered devices. Answered `devices`.
+    ListDevices,
+    /// Forget a device (its id or a unique prefix): its connections close at once and its
+    /// credential is gone. A remote client may forget only the device it is. Answered `revoked`.
+    ForgetDevice {
+        device: String,
+    },
+    /// Rename a device. Only the host's own user.
+    RenameDevice {
+        device: String,
+        name: String,
+    },
 }
 
 impl Request {
@@ -247,6 +273,22 @@ pub struct AccessEntry {
     pub created_at: u64,
     /// Lives only as long as its `tether pair --ephemeral`.
     pub ephemeral: bool,
+    /// Authenticated connections using it now.
+    pub connected: usize,
+}
+
+/// A remembered device, as `tether devices ls` and the page's host menu show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceEntry {
+    /// `device-…`.
+    pub id: String,
+    pub name: String,
+    /// The way in it came through when it was remembered (`invite-…` or `password`).
+    pub via: String,
+    /// ms since the Unix epoch.
+    pub created_at: u64,
+    /// When a connection of it last began or ended, ms since the Unix epoch.
+    pub last_seen: u64,
     /// Authenticated connections using it now.
     pub connected: usize,
 }
@@ -312,6 +354,13 @@ pub enum Response {
         host_id: String,
         name: String,
         version: String,
+        /// Whether the asking client may be remembered as a device (`remember_device`): it came
+        /// in with a lasting invite or the password.
+        #[serde(default)]
+        remember: bool,
+        /// The device the asking client is, when it came in as one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
     },
     /// A `watch_sessions` or `watch_opens` stream follows on `stream`.
     Watching {
@@ -328,6 +377,12 @@ pub enum Response {
         identity: String,
         /// Sessions stopped because an ephemeral invite that started them ended.
         stopped: Vec<String>,
+    },
+    Device {
+        device: DeviceEntry,
+    },
+    Devices {
+        devices: Vec<DeviceEntry>,
     },
     /// An exec finished: exit code, 128 + N when killed by signal N.
     Exited {

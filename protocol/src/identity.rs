@@ -163,11 +163,13 @@ impl HostAddress {
     }
 }
 
-/// A host as someone was given it (a link): an invite (address and secret), or its bare address.
+/// A host as someone was given it (a link): an invite (address and secret), or its bare address;
+/// or as this machine keeps it, a device credential the host issued it (`tether hosts add`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostRef {
     Invite(Invite),
     Address(HostAddress),
+    Device(DeviceKey),
 }
 
 impl HostRef {
@@ -199,22 +201,57 @@ impl HostRef {
         match self {
             HostRef::Invite(invite) => invite.address(),
             HostRef::Address(address) => address.clone(),
+            HostRef::Device(device) => device.address.clone(),
         }
     }
 
+    /// The link, with the invite's secret when it is one (a device's secret never goes in a URL).
     pub fn to_url(&self) -> String {
         match self {
             HostRef::Invite(invite) => invite.to_url(),
             HostRef::Address(address) => address.to_url(),
+            HostRef::Device(device) => device.address.to_url(),
         }
     }
+}
+
+/// What a device credential's identity starts with; 16 hex digits (64 random bits the device
+/// chose) follow. Unlike an invite's, a device's identity is not derived from its secret: a
+/// browser derives the secret from its key *and* the identity (`device_secret_label`).
+pub const DEVICE_PREFIX: &str = "device-";
+/// Random bytes of a device id.
+pub const DEVICE_ID_BYTES: usize = 8;
+/// Bytes of a device secret (the CLI's random one; a browser's HMAC-SHA256 output).
+pub const DEVICE_SECRET_BYTES: usize = 32;
+
+/// Whether `identity` names a device credential (`device-` and 16 lower-case hex digits).
+pub fn is_device_identity(identity: &str) -> bool {
+    identity.strip_prefix(DEVICE_PREFIX).is_some_and(|id| {
+        id.len() == DEVICE_ID_BYTES * 2 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// What a browser's non-extractable device key signs (HMAC-SHA256) to get its secret for one
+/// host and device id: so each host gets its own secret, and the key itself never leaves the
+/// browser's key store. Pinned in a test: the page and any other client must agree.
+pub fn device_secret_label(host_id: &str, identity: &str) -> String {
+    format!("tether device secret v1\nhost {host_id}\ndevice {identity}\n")
+}
+
+/// A device credential the host issued this machine: which host, through which relay, and the
+/// secret (hex of `DEVICE_SECRET_BYTES`) proving `identity`. Kept like a private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceKey {
+    pub address: HostAddress,
+    pub identity: String,
+    pub secret: String,
 }
 
 impl Invite {
     pub fn parse(text: &str) -> Result<Invite, String> {
         match HostRef::parse(text)? {
             HostRef::Invite(invite) => Ok(invite),
-            HostRef::Address(_) => Err("the invite's #part must be HOSTID.SECRET".into()),
+            HostRef::Address(_) | HostRef::Device(_) => Err("the invite's #part must be HOSTID.SECRET".into()),
         }
     }
 
@@ -292,6 +329,16 @@ pub fn invite_identity(secret: &str) -> String {
 #[cfg(test)]
 mod invite_tests {
     use super::*;
+
+    #[test]
+    fn device_identities_have_one_shape_and_their_label_is_pinned() {
+        assert!(is_device_identity("device-0123456789abcdef"));
+        for bad in ["device-0123456789ABCDEF", "device-0123", "device-0123456789abcdef0", "invite-01234567", "password"]
+        {
+            assert!(!is_device_identity(bad), "{bad}");
+        }
+        assert_eq!(device_secret_label("HOST", "device-00"), "tether device secret v1\nhost HOST\ndevice device-00\n");
+    }
 
     #[test]
     fn invites_round_trip_and_refuse_damage() {

@@ -168,7 +168,13 @@ fn a_call_gets_its_answer_and_a_refusal_keeps_its_code() {
     let call = wire.client.call(&Request::HostInfo, Vec::new(), 0).expect("connected");
     let (id, request) = wire.last_request();
     assert_eq!((id, request), (call, Request::HostInfo));
-    let info = Response::HostInfo { host_id: HOST_ID.into(), name: "box".into(), version: "1".into() };
+    let info = Response::HostInfo {
+        host_id: HOST_ID.into(),
+        name: "box".into(),
+        version: "1".into(),
+        remember: false,
+        device: None,
+    };
     wire.answer(id, info.clone());
     assert_eq!(wire.take_events(), vec![ClientEvent::Answer { call, answer: Ok((info, Vec::new())) }]);
 

@@ -53,6 +53,13 @@ impl Browser {
         Browser::start_with(scratch, None, flags)
     }
 
+    /// A Chromium whose profile is `profile`: one started again on it finds what the last one
+    /// kept (IndexedDB, localStorage), as a person's browser does after a restart. Dropping the
+    /// browser closes it cleanly (WebDriver's quit), so what it wrote is on disk.
+    pub fn start_in_profile(profile: &Path) -> Browser {
+        Browser::launch(profile, None, &[])
+    }
+
     /// Like `start`, with downloads saved into `downloads` without asking.
     pub fn start_with_downloads(scratch: &Path, downloads: &Path) -> Browser {
         let browser = Browser::start_with(scratch, Some(downloads), &[]);
@@ -62,6 +69,10 @@ impl Browser {
     }
 
     fn start_with(scratch: &Path, downloads: Option<&Path>, flags: &[&str]) -> Browser {
+        Browser::launch(&scratch.join(crate::marker("chromium-profile")), downloads, flags)
+    }
+
+    fn launch(profile: &Path, downloads: Option<&Path>, flags: &[&str]) -> Browser {
         let port = free_port();
         let mut command = Command::new(chromedriver_path());
         command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
@@ -73,7 +84,6 @@ impl Browser {
             status["value"]["ready"].as_bool().filter(|ready| *ready)
         });
 
-        let profile = scratch.join(crate::marker("chromium-profile"));
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
         args.extend(flags.iter().map(|s| s.to_string()));
         args.push(format!("--user-data-dir={}", profile.display()));

@@ -312,3 +312,57 @@ fn pairing_with_a_relay_that_is_down_says_so() {
     assert!(out.status.success(), "the invite is still issued: the agent keeps trying");
     assert!(tether_tests::stderr_of(&out).contains("cannot reach this host yet"), "{}", tether_tests::stderr_of(&out));
 }
+
+/// `tether devices ls --json` on the host.
+fn devices(host: &Agent) -> Vec<Value> {
+    let listed: Value = serde_json::from_str(&host.ok(&["devices", "ls", "--json"])).expect("devices ls --json");
+    listed.as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn hosts_add_trades_the_invite_for_a_device_that_outlives_it_until_devices_rm() {
+    let (_relay, host, invite, client) = agent::paired(scratch());
+    let said = client.ok(&["hosts", "add", "box", &invite]);
+    assert!(said.contains("remembered box as device-"), "{said}");
+    // The CLI keeps its own secret (0600), not the invite's.
+    let kept = std::fs::read_to_string(client.state.join("hosts.json")).expect("hosts.json");
+    let invite_secret = invite.rsplit('.').next().expect("secret");
+    assert!(!kept.contains(invite_secret) && kept.contains("device-"), "{kept}");
+    let listed = devices(&host);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let device = listed[0]["id"].as_str().expect("id").to_owned();
+    let invite_id = invites(&host)[0]["identity"].as_str().expect("identity").to_owned();
+    assert_eq!(listed[0]["via"], Value::from(invite_id.clone()), "{listed:?}");
+    assert!(listed[0]["name"].as_str().is_some_and(|n| n.starts_with("tether CLI on ")), "{listed:?}");
+    let created = listed[0]["last_seen"].as_u64().expect("last seen");
+
+    // The invite is revoked: the device goes on working, and is seen again.
+    host.ok(&["invites", "rm", &invite_id]);
+    assert!(client.run(&["ls", "-H", &invite]).status.code() != Some(0), "the invite itself is gone");
+    assert_eq!(client.ok(&["exec", "box", "--", "echo", "still-in"]), "still-in\n");
+    let seen = devices(&host)[0]["last_seen"].as_u64().expect("last seen");
+    assert!(seen >= created, "{seen} < {created}");
+    host.ok(&["devices", "rename", &device[..12], "build box CLI"]);
+    assert_eq!(devices(&host)[0]["name"], "build box CLI");
+    let table = host.ok(&["devices", "ls"]);
+    assert!(table.contains(&device) && table.contains("build box CLI"), "{table}");
+
+    // While one of its commands runs, the device is connected; `devices rm` ends it at once.
+    let mut command = client.command();
+    command.args(["exec", "box", "--", "sleep", "300"]);
+    let (mut running, _) = spawn_collecting(command);
+    wait_until(agent::WAIT, "the device's exec to connect", || {
+        (devices(&host)[0]["connected"].as_u64() == Some(1)).then_some(())
+    });
+    let said = host.ok(&["devices", "rm", &device]);
+    assert!(said.contains(&format!("{device} forgotten")), "{said}");
+    let status = running.wait_exit(agent::WAIT, "the forgotten device's exec to end");
+    assert!(!status.success(), "{status:?}");
+    assert!(devices(&host).is_empty());
+    let out = client.run(&["exec", "box", "--", "true"]);
+    let err = tether_tests::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("this device is not remembered by the host"), "{err}");
+    let out = host.run(&["devices", "rm", &device]);
+    assert!(tether_tests::stderr_of(&out).contains("no device"), "{}", tether_tests::stderr_of(&out));
+}

@@ -96,7 +96,8 @@ fn a_wrong_secret_is_refused_clearly_and_a_stopped_agent_shows_offline() {
     let wrong: String = secret.chars().rev().collect();
     browser.goto(&format!("{base}.{wrong}"));
     let status = page.wait_status("authentication failed");
-    assert!(status.contains("unknown or revoked invite"), "{status}");
+    // A refusal is final: said as it is, not retried.
+    assert!(status.starts_with("authentication failed") && status.contains("unknown or revoked invite"), "{status}");
 
     browser.goto(&invite);
     // The status bar names the path and, once a ping came back, the round trip over it.
@@ -558,5 +559,219 @@ fn a_browser_transfer_cut_off_goes_on_when_the_relay_is_back() {
     });
     assert_eq!(sha256_hex(&std::fs::read(&saved).expect("downloaded")), sha256_hex(&bytes));
     assert!(console_errors.is_empty(), "browser console errors: {console_errors:#?}");
+    assert_no_console_errors(&browser);
+}
+
+/// `tether devices ls --json` on the host.
+fn devices(host: &Agent) -> Vec<serde_json::Value> {
+    let listed: serde_json::Value =
+        serde_json::from_str(&host.ok(&["devices", "ls", "--json"])).expect("devices ls --json");
+    listed.as_array().cloned().unwrap_or_default()
+}
+
+/// Wait until the element at `css` exists; returns its text. On time-out, shows what the page
+/// said instead.
+fn wait_element(page: &Page, css: &str, what: &str) -> String {
+    let deadline = std::time::Instant::now() + PAGE;
+    loop {
+        let found = page
+            .script("const e = document.querySelector(arguments[0]); return e ? e.textContent : null", json!([css]));
+        if let Some(text) = found.as_str() {
+            return text.to_owned();
+        }
+        if std::time::Instant::now() > deadline {
+            let shown = page.script("return document.body.innerText", json!([]));
+            panic!("timed out waiting for {what} ({css}); the page shows:\n{}", shown.as_str().unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_remembered_browser_opens_its_host_from_the_relay_page_until_the_host_forgets_it() {
+    let (relay, host, invite, first) = setup();
+    drop(first);
+    let profile = Scratch::dir(scratch(), "kept-profile");
+    let host_id = invite.split('#').nth(1).and_then(|f| f.split('.').next()).expect("host id").to_owned();
+
+    // Open the invite, and say yes to "Remember this browser on HOST?".
+    let browser = Browser::start_in_profile(&profile);
+    let page = Page(&browser);
+    browser.goto(&invite);
+    page.landed();
+    let asked = wait_element(&page, ".remember[data-state='asking']", "the page to offer to remember this browser");
+    assert!(asked.starts_with("Remember this browser on "), "{asked}");
+    page.click(".remember .yes");
+    wait_element(&page, ".remember[data-state='done']", "the host to remember this browser");
+    let listed = devices(&host);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["name"], "Chrome on Linux", "{listed:?}");
+    let device = listed[0]["id"].as_str().expect("id").to_owned();
+    assert_no_console_errors(&browser);
+    drop(browser);
+
+    // The browser started again on the same profile: the relay's page lists the host, online,
+    // and one click opens a terminal on it — no secret in the address, none typed.
+    let browser = Browser::start_in_profile(&profile);
+    let page = Page(&browser);
+    browser.goto(&relay.url);
+    let row = format!(".host[data-host='{host_id}']");
+    wait_until(PAGE, "the host list to show the host online and remembered", || {
+        let state = page.script(
+            "const h = document.querySelector(arguments[0]); \
+             return h && h.querySelector('.remembered') ? h.dataset.presence : null",
+            json!([row]),
+        );
+        (state == json!("online")).then_some(())
+    });
+    page.click(&format!("{row} .open"));
+    page.landed();
+    assert_eq!(page.script("return location.hash", json!([])), json!(format!("#{host_id}")));
+    assert_eq!(page.script("return document.querySelector('form.password') === null", json!([])), json!(true));
+    page.type_text("echo remembered-$((6*7))\n");
+    page.wait_text(None, "the command's output", |t| t.lines().any(|l| l.trim_end() == "remembered-42"));
+    let seen = wait_until(PAGE, "devices ls to show the browser connected", || {
+        devices(&host).into_iter().find(|d| d["id"] == json!(device) && d["connected"] == json!(1))
+    });
+    assert!(seen["last_seen"].as_u64().is_some_and(|t| t > 0), "{seen}");
+
+    // The host menu lists it as this browser.
+    page.click(".host-menu-button");
+    let mine = wait_element(&page, &format!(".host-menu .device.this[data-device='{device}']"), "the host menu's list");
+    assert!(mine.contains("Chrome on Linux") && mine.contains("this browser"), "{mine}");
+
+    // Forgotten on the host: the open page's connection closes, and it says so.
+    host.ok(&["devices", "rm", &device]);
+    let said = wait_element(&page, ".error[role='alert']", "the page to say its access ended");
+    assert!(said.contains("revoked"), "{said}");
+    // The next click is refused with words, not a hang.
+    browser.goto(&relay.url);
+    page.click(&format!("{row} .open"));
+    let said = wait_element(&page, "form.password .error", "the page to say the host refused this browser");
+    assert!(said.contains("this device is not remembered by the host"), "{said}");
+    assert!(devices(&host).is_empty());
+}
+
+#[test]
+fn an_ephemeral_share_never_offers_to_remember_the_browser() {
+    let relay = Relay::start();
+    let (host, _) = bash_host(scratch(), &[]);
+    let mut command = host.command();
+    command.args(["pair", "--relay", relay.url.trim_end_matches('/'), "--ephemeral", "--json"]);
+    let (_share, line) = tether_tests::process::spawn_reading_first_line(command, tether_tests::agent::WAIT);
+    let json: serde_json::Value = serde_json::from_str(&line).expect("pair --json is JSON");
+    let invite = json["invite"].as_str().expect("invite").to_owned();
+    let name = json["name"].as_str().expect("name").to_owned();
+    let browser = Browser::start(scratch());
+    let page = Page(&browser);
+    browser.goto(&invite);
+    page.landed();
+    // Once the host has said who it is (the header names it), the page has decided.
+    wait_until(PAGE, "the header to name the host", || {
+        let header =
+            page.script("const h = document.querySelector('.bar .host-name'); return h && h.textContent", json!([]));
+        (header == json!(name)).then_some(())
+    });
+    page.click(".host-menu-button");
+    wait_element(&page, ".host-menu", "the host menu");
+    let offered = page.script(
+        "return [!!document.querySelector('.remember'), !!document.querySelector('.host-menu .remember-this')]",
+        json!([]),
+    );
+    assert_eq!(offered, json!([false, false]));
+    assert!(devices(&host).is_empty());
+    assert_no_console_errors(&browser);
+}
+
+/// The visible text of the front terminal in host `host_id`'s pane.
+fn host_terminal_text(page: &Page, host_id: &str) -> String {
+    let script = "const pane = document.querySelector(`.host-pane[data-host='${arguments[0]}'] .pane:not(.hidden)`); \
+                  const term = pane && pane.querySelector('.terminal') && pane.querySelector('.terminal').xterm; \
+                  if (!term) return ''; const buf = term.buffer.active; const lines = []; \
+                  for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
+                    const line = buf.getLine(i); lines.push(line ? line.translateToString(true) : ''); } \
+                  return lines.join('\\n')";
+    page.script(script, json!([host_id])).as_str().unwrap_or_default().to_owned()
+}
+
+fn wait_host_line(page: &Page, host_id: &str, line: &str) {
+    wait_until(PAGE, &format!("{line:?} in host {host_id}'s terminal"), || {
+        host_terminal_text(page, host_id).lines().any(|l| l.trim_end() == line).then_some(())
+    });
+}
+
+fn type_into_host(browser: &Browser, host_id: &str, text: &str) {
+    let css = format!(".host-pane[data-host='{host_id}'] .pane:not(.hidden) .xterm-helper-textarea");
+    let input = wait_until(PAGE, "the host's terminal input", || browser.find(&css));
+    browser.send_keys(&input, text);
+}
+
+#[test]
+fn two_hosts_side_by_side_in_one_page_each_run_their_own_commands_and_one_lost_leaves_the_other() {
+    let relay = Relay::start();
+    let (alpha, alpha_home) = bash_host(scratch(), &[]);
+    let (beta, beta_home) = bash_host(scratch(), &[]);
+    std::fs::write(alpha_home.join("which.txt"), "i-am-alpha\n").expect("alpha file");
+    std::fs::write(beta_home.join("which.txt"), "i-am-beta\n").expect("beta file");
+    let alpha_invite = tether_tests::agent::pair_with(&alpha, &relay, &["--name", "alpha"]);
+    let beta_invite = tether_tests::agent::pair_with(&beta, &relay, &["--name", "beta"]);
+    let id_of = |invite: &str| invite.split('#').nth(1).and_then(|f| f.split('.').next()).expect("id").to_owned();
+    let (alpha_id, beta_id) = (id_of(&alpha_invite), id_of(&beta_invite));
+    let browser = Browser::start(scratch());
+    let page = Page(&browser);
+    browser.goto(&alpha_invite);
+    page.landed();
+
+    // The second host's link, pasted into the address bar: asked, then opened beside the first.
+    let fragment = beta_invite.split_once('#').expect("fragment").1.to_owned();
+    page.script("location.hash = arguments[0]", json!([format!("#{fragment}")]));
+    let asked = wait_until(PAGE, "the page to ask before opening another host", || browser.dialog_text());
+    assert!(asked.contains(&beta_id) && asked.contains(&alpha_id), "{asked}");
+    browser.answer_dialog(true);
+    wait_until(PAGE, "both hosts' tabs", || {
+        let tabs =
+            page.script("return [...document.querySelectorAll('.host-tab')].map(t => t.dataset.host)", json!([]));
+        (tabs == json!([alpha_id, beta_id])).then_some(())
+    });
+    page.click(".hostbar .split");
+    // Both shown, each labelled with its host.
+    let labels = wait_until(PAGE, "both workspaces shown and named", || {
+        let labels = page.script(
+            "return [...document.querySelectorAll('.host-pane:not(.hidden)')] \
+               .map(p => [p.dataset.host, (p.querySelector('.bar .host-name') || {}).textContent])",
+            json!([]),
+        );
+        (labels == json!([[alpha_id, "alpha"], [beta_id, "beta"]])).then_some(labels)
+    });
+    assert!(labels.is_array());
+
+    // A command typed into each runs on its own host.
+    wait_until(PAGE, "beta's prompt", || {
+        host_terminal_text(&page, &beta_id).lines().any(|l| l.trim_end().ends_with(['$', '#'])).then_some(())
+    });
+    type_into_host(&browser, &alpha_id, "cat which.txt\n");
+    type_into_host(&browser, &beta_id, "cat which.txt\n");
+    wait_host_line(&page, &alpha_id, "i-am-alpha");
+    wait_host_line(&page, &beta_id, "i-am-beta");
+    assert!(!host_terminal_text(&page, &alpha_id).contains("i-am-beta"));
+    assert!(!host_terminal_text(&page, &beta_id).contains("i-am-alpha"));
+
+    // Alpha's agent stops: alpha's pane says so, beta's terminal goes on working.
+    alpha.ok(&["daemon", "stop", "--grace", "0s"]);
+    wait_until(PAGE, "alpha's pane to say its host is offline", || {
+        let status = page.script(
+            "const s = document.querySelector(`.host-pane[data-host='${arguments[0]}'] .status`); return s && s.textContent",
+            json!([alpha_id]),
+        );
+        status.as_str().filter(|s| s.contains("host offline")).map(str::to_owned)
+    });
+    type_into_host(&browser, &beta_id, "echo beta-still-$((40+2))\n");
+    wait_host_line(&page, &beta_id, "beta-still-42");
+    let tab = page.script(
+        "return document.querySelector(`.host-tab[data-host='${arguments[0]}']`).dataset.presence",
+        json!([alpha_id]),
+    );
+    assert_eq!(tab, json!("offline"));
+    screenshot(&browser, "two-hosts-side-by-side");
     assert_no_console_errors(&browser);
 }

@@ -90,7 +90,8 @@ pub enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
-    /// Remember hosts by name: add NAME INVITE, ls, rm NAME.
+    /// Remember hosts by name: add NAME INVITE (traded for a device credential of this
+    /// machine's own, so revoking the invite does not break it), ls, rm NAME.
     Hosts {
         #[command(subcommand)]
         action: HostsAction,
@@ -132,6 +133,12 @@ pub enum Command {
     Invites {
         #[command(subcommand)]
         action: InvitesAction,
+    },
+    /// The browsers and machines this host remembers: `devices ls`, `devices rm ID` (its
+    /// connections close at once), `devices rename ID NAME`.
+    Devices {
+        #[command(subcommand)]
+        action: DevicesAction,
     },
     /// Set a password that reaches this host with its address alone (https://RELAY/#HOSTID).
     Passwd {
@@ -326,6 +333,19 @@ pub enum InvitesAction {
     },
     /// Revoke an invite (its id or a unique prefix) or `password`: its connections close now.
     Rm { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum DevicesAction {
+    /// List the remembered devices (never their secrets): name, how each came, last seen.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a device (its id or a unique prefix): its connections close now.
+    Rm { id: String },
+    /// Give a device another name.
+    Rename { id: String, name: String },
 }
 
 #[derive(Subcommand)]

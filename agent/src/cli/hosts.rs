@@ -3,8 +3,11 @@
 
 use std::process::ExitCode;
 
+use tether_protocol::api::{Request, Response};
 use tether_protocol::client::Ending;
-use tether_protocol::identity::HostRef;
+use tether_protocol::handshake::{Credential, SALT_BYTES};
+use tether_protocol::hex;
+use tether_protocol::identity::{DeviceKey, HostRef, DEVICE_ID_BYTES, DEVICE_PREFIX, DEVICE_SECRET_BYTES};
 
 use crate::cli::args::HostsAction;
 use crate::paths::StateDir;
@@ -27,20 +30,79 @@ pub async fn dial(state: &StateDir, link: &Option<HostRef>) -> Result<Agent, End
     }
 }
 
-pub fn run(state: &StateDir, action: HostsAction) -> Result<ExitCode, String> {
+pub async fn run(state: &StateDir, action: HostsAction) -> Result<ExitCode, String> {
     let mut hosts = Hosts::load(state)?;
     match action {
         HostsAction::Add { name, invite } => {
+            Hosts::check_name(&name)?;
+            let link = HostRef::parse(&invite)?;
+            let kept = exchange(&link).await?;
             state.create()?;
-            hosts.add(&name, &invite)?;
-            println!("remembered {name}: tether ls -H {name}");
+            hosts.add(&name, &kept)?;
+            match kept {
+                HostRef::Device(key) => {
+                    println!(
+                        "remembered {name} as {} (the invite itself is not kept): tether ls -H {name}",
+                        key.identity
+                    )
+                }
+                _ => println!("remembered {name}: tether ls -H {name}"),
+            }
         }
         HostsAction::Rm { name } => hosts.remove(&name)?,
         HostsAction::Ls => {
-            for (name, relay, host_id) in hosts.list() {
-                println!("{name:<16} {host_id}  via {relay}");
+            for (name, link) in hosts.list() {
+                let how = match &link {
+                    HostRef::Device(key) => format!("as {}", key.identity),
+                    HostRef::Invite(invite) => format!("with invite {}", invite.identity()),
+                    HostRef::Address(_) => "with the password".to_owned(),
+                };
+                let address = link.address();
+                println!("{name:<16} {}  via {}  {how}", address.host_id, address.relay);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Trade `link` for a device credential of this machine's own: connect with it, and if the host
+/// may remember us, make a fresh secret, give the host only its verifier, and keep the secret.
+/// A host that issues none (a share, an older agent) leaves the link itself to keep, said so.
+async fn exchange(link: &HostRef) -> Result<HostRef, String> {
+    let agent = Agent::remote(link, crate::cli::password::for_host).await.map_err(|e| e.to_string())?;
+    let result = remember_this_machine(&agent, link).await;
+    agent.close().await;
+    match result? {
+        Some(key) => Ok(HostRef::Device(key)),
+        None => Ok(link.clone()),
+    }
+}
+
+async fn remember_this_machine(agent: &Agent, link: &HostRef) -> Result<Option<DeviceKey>, String> {
+    let (Response::HostInfo { remember, .. }, _) = agent.call(&Request::HostInfo, Vec::new()).await? else {
+        return Err("unexpected answer to host_info".into());
+    };
+    if !remember {
+        eprintln!("tether: the host issues no device credential for this link (a share?): keeping the link itself");
+        return Ok(None);
+    }
+    let mut id = [0u8; DEVICE_ID_BYTES];
+    let mut secret = [0u8; DEVICE_SECRET_BYTES];
+    let mut salt = [0u8; SALT_BYTES];
+    for buf in [&mut id[..], &mut secret[..], &mut salt[..]] {
+        crate::random::random_bytes(buf)?;
+    }
+    let address = link.address();
+    let identity = format!("{DEVICE_PREFIX}{}", hex::encode(&id));
+    let secret = hex::encode(&secret);
+    let credential =
+        Credential::derive(&address.host_id, &identity, secret.as_bytes(), salt).map_err(|e| e.to_string())?;
+    let request = Request::RememberDevice {
+        device: identity.clone(),
+        name: format!("tether CLI on {}", crate::host::sharing::hostname()),
+        salt: hex::encode(&credential.salt),
+        verifier: hex::encode(&credential.verifier),
+    };
+    agent.call(&request, Vec::new()).await?;
+    Ok(Some(DeviceKey { address, identity, secret }))
 }

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod attach;
 pub mod daemon;
+pub mod devices;
 pub mod exec;
 pub mod files;
 pub mod hosts;

@@ -13,7 +13,7 @@ use crate::host::files::FilesConfig;
 use crate::host::identity::HostIdentity;
 use crate::host::service::{HostService, InOrder, StreamItem, StreamTx};
 use crate::host::session::Written;
-use crate::host::{sharing, streams};
+use crate::host::{devices, sharing, streams};
 
 /// How long paced input may wait for the program to take it before its sender hears so.
 const PACED_INPUT_WAIT: Duration = Duration::from_secs(10);
@@ -40,6 +40,7 @@ pub fn manages_the_host(request: &Request) -> bool {
             | Request::Revoke { .. }
             | Request::SetPassword { .. }
             | Request::DaemonStop { .. }
+            | Request::RenameDevice { .. }
     )
 }
 
@@ -161,7 +162,13 @@ pub async fn handle(daemon: &Daemon, owner: &str, request: Request, payload: Vec
             sessions.wait_for_prompt(&session, Duration::from_millis(timeout_ms)).await
         }
         Request::Stop { session, grace_ms } => sessions.stop(&session, Duration::from_millis(grace_ms)).await,
-        Request::HostInfo => (sharing::host_info(daemon), Vec::new()),
+        Request::HostInfo => (sharing::host_info(daemon, owner), Vec::new()),
+        Request::RememberDevice { device, name, salt, verifier } => {
+            blocking(|| devices::remember(daemon, owner, &device, &name, &salt, &verifier))
+        }
+        Request::ListDevices => blocking(|| devices::list(daemon, owner)),
+        Request::ForgetDevice { device } => devices::forget(daemon, owner, &device).await,
+        Request::RenameDevice { device, name } => blocking(|| devices::rename(daemon, &device, &name)),
         Request::DaemonStatus => {
             let state_dir = daemon.state.root().display().to_string();
             let version = env!("CARGO_PKG_VERSION").to_owned();
@@ -204,7 +211,7 @@ pub async fn handle(daemon: &Daemon, owner: &str, request: Request, payload: Vec
 }
 
 /// Run blocking work (SQLite, a fork) on this worker thread, with the runtime told so.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
+pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(work)
 }
 

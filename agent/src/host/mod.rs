@@ -9,6 +9,7 @@
 pub mod access;
 pub mod config;
 pub mod daemon;
+pub mod devices;
 pub mod dispatch;
 pub mod exec;
 pub mod files;

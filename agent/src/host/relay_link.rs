@@ -273,6 +273,9 @@ impl<H: HostService> Registration<'_, H> {
             }
             let Some(peer) = self.peers.get_mut(&conn) else { return Ok(Ok(())) };
             if let Err(e) = handle_events(self.host, conn, peer, events, &self.ice, &self.tasks) {
+                // What failing produced goes out before the close: an unknown credential's
+                // `auth/failed`, so the client hears a refusal (final) rather than a lost link.
+                self.flush(conn).await?;
                 return Ok(Err(e));
             }
         }

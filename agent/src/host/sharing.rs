@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tether_protocol::api::{error_answer, AccessEntry, Answer, ErrorCode, Response};
 use tether_protocol::handshake::{Credential, PASSWORD_IDENTITY, SALT_BYTES};
-use tether_protocol::identity::{base32, Invite, INVITE_SECRET_BYTES};
+use tether_protocol::identity::{base32, is_device_identity, Invite, INVITE_SECRET_BYTES};
 use tether_protocol::sync::lock;
 use tokio::sync::broadcast;
 
@@ -15,7 +15,7 @@ use crate::host::access::AccessEvent;
 use crate::host::daemon::Daemon;
 use crate::host::service::{StreamItem, StreamTx};
 use crate::host::store::{NAME_SETTING, RELAY_SETTING};
-use crate::host::{origin, relay_link};
+use crate::host::{devices, origin, relay_link};
 use crate::random::random_bytes;
 use crate::time::now_ms;
 
@@ -87,12 +87,15 @@ async fn paired(daemon: &Daemon, invite: &Invite, name: Option<String>) -> Respo
     Response::Paired { invite: invite.to_url(), host_id: invite.host_id.clone(), name, warning }
 }
 
-/// Who this host is, for a client's host list.
-pub fn host_info(daemon: &Daemon) -> Response {
+/// Who this host is, for a client's host list; and whether `owner` (the asking client) may be
+/// remembered as a device, or is one.
+pub fn host_info(daemon: &Daemon, owner: &str) -> Response {
     Response::HostInfo {
         host_id: daemon.host.host_id.clone(),
         name: host_name(daemon, None),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        remember: devices::may_remember(daemon, owner),
+        device: is_device_identity(owner).then(|| owner.to_owned()),
     }
 }
 
@@ -164,7 +167,7 @@ pub async fn share(
 
 /// Revoke `identity` everywhere: the store, live connections, and an ephemeral invite's
 /// sessions (stopped together). Returns the sessions stopped.
-async fn end_access(daemon: &Daemon, identity: &str) -> Vec<String> {
+pub async fn end_access(daemon: &Daemon, identity: &str) -> Vec<String> {
     let sessions = match daemon.access.revoke(identity) {
         Ok((_, sessions)) => sessions,
         Err(e) => {
@@ -191,8 +194,10 @@ pub fn list_access(daemon: &Daemon) -> Answer {
         Err(e) => return error_answer(ErrorCode::Internal, e),
     };
     let ephemeral = daemon.access.ephemeral_identities().into_iter().map(|identity| (identity, 0));
+    // Devices are listed by `devices ls`, and forgotten by `devices rm`.
     let entries = stored
         .into_iter()
+        .filter(|(identity, _)| !is_device_identity(identity))
         .chain(ephemeral)
         .map(|(identity, created_at)| AccessEntry {
             ephemeral: daemon.access.is_ephemeral(&identity),
@@ -261,7 +266,7 @@ pub async fn set_password(daemon: &Daemon, password: Option<String>) -> Answer {
 }
 
 /// This machine's hostname, or "host".
-fn hostname() -> String {
+pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into a buffer we own.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;

@@ -19,6 +19,16 @@ pub struct Store {
     db: Connection,
 }
 
+/// A remembered device's row (its credential is kept beside it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDevice {
+    pub id: String,
+    pub name: String,
+    pub via: String,
+    pub created_at: u64,
+    pub last_seen: u64,
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     id          TEXT PRIMARY KEY,
@@ -41,6 +51,14 @@ CREATE TABLE IF NOT EXISTS credentials (
     salt        BLOB NOT NULL,
     verifier    BLOB NOT NULL,
     created_at  INTEGER NOT NULL
+);
+-- Remembered devices: each is also a credential (`device-…`), kept beside it.
+CREATE TABLE IF NOT EXISTS devices (
+    identity    TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    via         TEXT NOT NULL,      -- the way in it came through when remembered
+    created_at  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
@@ -177,11 +195,63 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(db_error)
     }
 
-    /// Whether a credential was there to remove.
+    /// Whether a credential was there to remove (a device's row goes with it).
     pub fn remove_credential(&self, identity: &str) -> Result<bool, String> {
+        self.db.execute("DELETE FROM devices WHERE identity = ?1", params![identity]).map_err(db_error)?;
         self.db
             .execute("DELETE FROM credentials WHERE identity = ?1", params![identity])
             .map(|n| n > 0)
+            .map_err(db_error)
+    }
+
+    /// Keep a device: its credential and its row, both or neither. Fails if the id is taken.
+    pub fn add_device(&mut self, credential: &Credential, device: &StoredDevice) -> Result<(), String> {
+        let tx = self.db.transaction().map_err(db_error)?;
+        tx.execute(
+            "INSERT INTO credentials (identity, salt, verifier, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![credential.identity, credential.salt, credential.verifier, device.created_at as i64],
+        )
+        .map_err(db_error)?;
+        tx.execute(
+            "INSERT INTO devices (identity, name, via, created_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![device.id, device.name, device.via, device.created_at as i64, device.last_seen as i64],
+        )
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)
+    }
+
+    /// Every remembered device, oldest first.
+    pub fn devices(&self) -> Result<Vec<StoredDevice>, String> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT identity, name, via, created_at, last_seen FROM devices ORDER BY created_at")
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredDevice {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    via: r.get(2)?,
+                    created_at: r.get::<_, i64>(3)? as u64,
+                    last_seen: r.get::<_, i64>(4)? as u64,
+                })
+            })
+            .map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
+    }
+
+    /// Whether there was such a device.
+    pub fn rename_device(&self, id: &str, name: &str) -> Result<bool, String> {
+        self.db
+            .execute("UPDATE devices SET name = ?2 WHERE identity = ?1", params![id, name])
+            .map(|n| n > 0)
+            .map_err(db_error)
+    }
+
+    pub fn device_seen(&self, id: &str, now: u64) -> Result<(), String> {
+        self.db
+            .execute("UPDATE devices SET last_seen = ?2 WHERE identity = ?1", params![id, now as i64])
+            .map(|_| ())
             .map_err(db_error)
     }
 
@@ -262,7 +332,7 @@ mod tests {
             done.exit_code = Some(3);
             store.update(&done).expect("update");
         }
-        let store = Store::open(&path).expect("reopen");
+        let mut store = Store::open(&path).expect("reopen");
         assert_eq!(store.mark_orphans(99).expect("mark"), 1);
         let orphan = store.get("aaa111").expect("get").expect("present");
         assert_eq!((orphan.status, orphan.ended_at), (SessionStatus::Unknown, Some(99)));
@@ -278,6 +348,24 @@ mod tests {
         assert!(store.remove_credential("invite-1").expect("remove"));
         assert!(!store.remove_credential("invite-1").expect("remove again"));
         assert!(store.credentials().expect("credentials").is_empty());
+        // A device is a credential and a row: both or neither.
+        let device =
+            Credential { identity: "device-0011223344556677".into(), salt: vec![3; 16], verifier: vec![4; 384] };
+        let row = StoredDevice {
+            id: device.identity.clone(),
+            name: "Chromium on Linux".into(),
+            via: "invite-1".into(),
+            created_at: 7,
+            last_seen: 7,
+        };
+        store.add_device(&device, &row).expect("device");
+        assert!(store.add_device(&device, &row).is_err(), "an id is taken once");
+        assert!(store.rename_device(&row.id, "laptop").expect("rename"));
+        store.device_seen(&row.id, 9).expect("seen");
+        let listed = store.devices().expect("devices");
+        assert_eq!(listed, vec![StoredDevice { name: "laptop".into(), last_seen: 9, ..row.clone() }]);
+        assert!(store.remove_credential(&row.id).expect("remove"));
+        assert!(store.devices().expect("devices").is_empty() && store.credentials().expect("credentials").is_empty());
         store.set_setting("relay", "http://r").expect("setting");
         assert_eq!(store.setting("relay").expect("setting"), Some("http://r".into()));
         let _ = std::fs::remove_dir_all(dir);

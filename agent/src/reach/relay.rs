@@ -50,12 +50,15 @@ pub struct RelayConnection {
 }
 
 impl RelayConnection {
-    /// Connect through `link`: with an invite's secret, or else with the host password, which
+    /// Connect through `link`: with an invite's or a device's secret, or else with the host password, which
     /// `ask_password` supplies (given the host id). Fails with the refusal ("authentication
     /// failed: …") or the reason the relay could not be reached.
     pub async fn open(link: &HostRef, ask_password: fn(&str) -> Result<String, String>) -> Result<Self, Ending> {
         let (address, identity, secret) = match link {
             HostRef::Invite(invite) => (invite.address(), invite.identity(), invite.secret.as_bytes().to_vec()),
+            HostRef::Device(device) => {
+                (device.address.clone(), device.identity.clone(), device.secret.as_bytes().to_vec())
+            }
             HostRef::Address(address) => {
                 let password = ask_password(&address.host_id).map_err(Ending::Refused)?;
                 (address.clone(), PASSWORD_IDENTITY.to_owned(), password.into_bytes())

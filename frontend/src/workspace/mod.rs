@@ -1,6 +1,13 @@
-//! A host's workspace: authenticate (invite secret or password), then the session list, the
-//! tabs (Files, terminals, editors), the key bar, and the connection status, always visible.
+//! A host's workspace: authenticate (invite secret, this browser's device credential, or the
+//! password), then the session list, the tabs (Files, terminals, editors), the key bar, and the
+//! connection status, always visible; the host menu (devices, remember or forget this browser).
 //! Closing an editor tab with unsaved text, or the page while one has some, asks first.
+//!
+//! Invariants:
+//! - A workspace owns its host's connection and nothing else's: several may be open in one page
+//!   (`main.rs`), and one losing its host never touches another.
+//! - It offers to remember this browser only when the host says it may (a lasting way in, never
+//!   a share), once per host; an explicit invite link wins over a remembered device.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -14,19 +21,22 @@ use yew::prelude::*;
 
 use crate::editor::EditorPane;
 use crate::files::FilesPane;
-use crate::hosts::{self, SavedHost};
+use crate::hosts;
 use crate::keybar::KeyBar;
 use crate::link::{Link, Status};
 use crate::terminal::TerminalPane;
 
 mod parts;
-use parts::{PasswordForm, SessionList, StatusBar};
+use parts::{HostMenu, PasswordForm, SessionList, StatusBar};
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub address: HostAddress,
     /// The invite's secret, when the page was opened with one (or this tab still has it).
     pub secret: Option<String>,
+    /// Hears the host's name once it said it.
+    #[prop_or_default]
+    pub on_named: Callback<String>,
 }
 
 /// How this page proves itself to the host.
@@ -34,15 +44,60 @@ pub struct Props {
 struct Credential {
     identity: String,
     secret: String,
-    /// An invite secret (kept for this tab) rather than a typed password (kept nowhere).
-    invite: bool,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// An invite's secret, kept for this tab.
+    Invite,
+    /// Derived from this browser's device key, kept nowhere.
+    Device,
+    /// Typed, kept nowhere.
+    Password,
+}
+
+/// The "remember this browser?" question, and how answering it went.
+#[derive(Clone, PartialEq)]
+enum Remember {
+    Hidden,
+    Asking,
+    Working,
+    Done,
+    Failed(String),
 }
 
 #[function_component(Workspace)]
 pub fn workspace(props: &Props) -> Html {
     let credential = use_state(|| {
-        props.secret.clone().map(|secret| Credential { identity: invite_identity(&secret), secret, invite: true })
+        props.secret.clone().map(|secret| Credential { identity: invite_identity(&secret), secret, kind: Kind::Invite })
     });
+    // No invite: this browser's device credential, when the host remembers it (derived, async).
+    let device = use_state(|| match props.secret {
+        Some(_) => None,
+        None => hosts::find(&props.address.host_id).and_then(|h| h.device),
+    });
+    {
+        let (credential, device, host_id) = (credential.clone(), device.clone(), props.address.host_id.clone());
+        use_effect_with((), move |_| {
+            if let (None, Some(identity)) = ((*credential).clone(), (*device).clone()) {
+                wasm_bindgen_futures::spawn_local(async move {
+                    match crate::device::secret(&host_id, &identity, false).await {
+                        Ok(Some(secret)) => credential.set(Some(Credential { identity, secret, kind: Kind::Device })),
+                        // The key is gone (site data cleared): the device cannot be proved.
+                        _ => {
+                            hosts::update(&host_id, |h| h.device = None);
+                            device.set(None);
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let remember = use_state(|| Remember::Hidden);
+    // Whether the host would remember this browser (it came in with a lasting way in).
+    let may_remember = use_state(|| false);
+    let menu_open = use_state(|| false);
     let status = use_state(|| (Status::Connecting, 0u64));
     let link = use_state(|| None::<Link>);
     let sessions = use_state(Vec::<SessionInfo>::new);
@@ -132,11 +187,25 @@ pub fn workspace(props: &Props) -> Html {
             host_name.clone(),
         );
         let first_visit = tabs.is_empty();
+        let (remember, on_named, may_remember) = (remember.clone(), props.on_named.clone(), may_remember.clone());
+        let host_id = props.address.host_id.clone();
         use_effect_with(generation, move |generation| {
             if let (true, Some(link)) = (*generation > 0, link) {
                 let land = (*generation == 1 && first_visit).then_some(open_tab);
-                let named = Callback::from(move |name: String| host_name.set(Some(name)));
-                wasm_bindgen_futures::spawn_local(on_connected(link, sessions, credential, address, land, named));
+                let named = Callback::from(move |name: String| {
+                    on_named.emit(name.clone());
+                    host_name.set(Some(name))
+                });
+                let offer = Callback::from(move |allowed: bool| {
+                    may_remember.set(allowed);
+                    let saved = hosts::find(&host_id);
+                    if allowed && saved.is_some_and(|h| h.device.is_none() && !h.asked) {
+                        remember.set(Remember::Asking);
+                    }
+                });
+                wasm_bindgen_futures::spawn_local(on_connected(
+                    link, sessions, credential, address, land, named, offer,
+                ));
             }
         });
     }
@@ -146,9 +215,28 @@ pub fn workspace(props: &Props) -> Html {
         Status::Failed(message) => Some(message.clone()),
         _ => None,
     };
+    // A device the host refused at the handshake (forgotten there) is forgotten here too, and
+    // the page may ask again once in another way. (One revoked while connected is kept until
+    // then, so the next visit hears the host's refusal in words.)
+    let ever_connected = use_mut_ref(|| false);
+    if generation > 0 {
+        *ever_connected.borrow_mut() = true;
+    }
+    {
+        let refused_device = failed.is_some()
+            && !*ever_connected.borrow()
+            && credential.as_ref().is_some_and(|c| c.kind == Kind::Device);
+        let host_id = props.address.host_id.clone();
+        use_effect_with(refused_device, move |refused| {
+            if *refused {
+                hosts::update(&host_id, |h| (h.device, h.asked) = (None, false));
+            }
+        });
+    }
     let asking = match &*credential {
+        None if device.is_some() => None,
         None => Some(None),
-        Some(c) if !c.invite && failed.is_some() => Some(failed),
+        Some(c) if c.kind != Kind::Invite && failed.is_some() => Some(failed),
         Some(_) => None,
     };
     if let Some(error) = asking {
@@ -159,7 +247,7 @@ pub fn workspace(props: &Props) -> Html {
                 credential.set(Some(Credential {
                     identity: PASSWORD_IDENTITY.to_owned(),
                     secret: password,
-                    invite: false,
+                    kind: Kind::Password,
                 }))
             })
         };
@@ -312,11 +400,34 @@ pub fn workspace(props: &Props) -> Html {
             .collect::<Html>(),
         None => Html::default(),
     };
+    let host_label = (*host_name).clone().unwrap_or_else(|| props.address.host_id.clone());
+    let toggle_menu = {
+        let menu_open = menu_open.clone();
+        Callback::from(move |_: MouseEvent| menu_open.set(!*menu_open))
+    };
+    let remember_bar = remember_bar(&remember, &link, &props.address.host_id, &host_label);
+    let this_device = credential.as_ref().filter(|c| c.kind == Kind::Device).map(|c| c.identity.clone());
+    let menu = match (&*link, *menu_open) {
+        (Some(link), true) => html! {
+            <HostMenu link={link.clone()} host_id={props.address.host_id.clone()} {generation}
+                this_device={this_device.clone()} may_remember={*may_remember && this_device.is_none()}
+                on_remember={{
+                    let (remember, menu_open) = (remember.clone(), menu_open.clone());
+                    Callback::from(move |()| {
+                        menu_open.set(false);
+                        remember.set(Remember::Asking)
+                    })
+                }} />
+        },
+        _ => Html::default(),
+    };
     html! {
         <div class="workspace">
             <StatusBar status={status.0.clone()} online={*online} host_id={props.address.host_id.clone()}
-                host_name={(*host_name).clone()}
+                host_name={(*host_name).clone()} on_menu={toggle_menu}
                 path={link.as_ref().map(Link::path_summary).unwrap_or_default()} />
+            { remember_bar }
+            { menu }
             <div class="columns">
                 <SessionList sessions={(*sessions).clone()} on_open={open_tab} on_stop={stop}
                     on_new={new_shell} connected={generation > 0} />
@@ -332,8 +443,9 @@ pub fn workspace(props: &Props) -> Html {
 }
 
 /// After authenticating: remember the host (and, for an invite, its secret for this tab only,
-/// taking it out of the address bar), land in a terminal on the first visit (`land`: the newest
-/// running session, or a new shell), then follow the session list.
+/// taking it out of the address bar), offer once to remember this browser there when the host
+/// allows it (`offer`), land in a terminal on the first visit (`land`: the newest running
+/// session, or a new shell), then follow the session list.
 async fn on_connected(
     link: Link,
     sessions: UseStateHandle<Vec<SessionInfo>>,
@@ -341,12 +453,14 @@ async fn on_connected(
     address: HostAddress,
     land: Option<Callback<String>>,
     named: Callback<String>,
+    offer: Callback<bool>,
 ) {
-    if let Ok((Response::HostInfo { name, .. }, _)) = link.call(&Request::HostInfo, Vec::new()).await {
+    if let Ok((Response::HostInfo { name, remember, .. }, _)) = link.call(&Request::HostInfo, Vec::new()).await {
         named.emit(name.clone());
-        hosts::save(SavedHost { host_id: address.host_id.clone(), relay: address.relay.clone(), name });
+        hosts::save(&address.host_id, &address.relay, &name);
+        offer.emit(remember);
     }
-    if let Some(credential) = credential.filter(|c| c.invite) {
+    if let Some(credential) = credential.filter(|c| c.kind == Kind::Invite) {
         hosts::remember_secret(&address.host_id, &credential.secret);
         if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&format!("#{}", address.host_id)));
@@ -371,6 +485,68 @@ async fn on_connected(
     }
     let owner = crate::read::json_lines(&link, move |list: Vec<SessionInfo>| sessions.set(list));
     let _ = link.open_stream(&Request::WatchSessions { limit: None }, owner).await;
+}
+
+/// The question "Remember this browser on HOST?" (asked once per host), and how it went.
+fn remember_bar(remember: &UseStateHandle<Remember>, link: &Option<Link>, host_id: &str, host: &str) -> Html {
+    let answer = |yes: bool| {
+        let (remember, link, host_id) = (remember.clone(), link.clone(), host_id.to_owned());
+        Callback::from(move |_: MouseEvent| {
+            hosts::update(&host_id, |h| h.asked = true);
+            let Some(link) = link.clone().filter(|_| yes) else {
+                remember.set(Remember::Hidden);
+                return;
+            };
+            remember.set(Remember::Working);
+            let (remember, host_id) = (remember.clone(), host_id.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match crate::device::remember(&link, &host_id).await {
+                    Ok(device) => {
+                        hosts::update(&host_id, |h| h.device = Some(device));
+                        remember.set(Remember::Done);
+                    }
+                    Err(why) => remember.set(Remember::Failed(why)),
+                }
+            });
+        })
+    };
+    let dismiss = {
+        let remember = remember.clone();
+        Callback::from(move |_: MouseEvent| remember.set(Remember::Hidden))
+    };
+    let (text, buttons) = match &**remember {
+        Remember::Hidden => return Html::default(),
+        Remember::Asking => (
+            format!(
+                "Remember this browser on {host}? Next time it opens from the relay's page with no secret to type."
+            ),
+            html! { <>
+                <button class="yes" onclick={answer(true)}>{ "Remember" }</button>
+                <button class="no" onclick={answer(false)}>{ "Not now" }</button>
+            </> },
+        ),
+        Remember::Working => ("Remembering this browser…".to_owned(), Html::default()),
+        Remember::Done => (
+            format!("This browser is remembered on {host}. The host menu (⋯) lists its devices and can forget it."),
+            html! { <button class="no" onclick={dismiss.clone()}>{ "OK" }</button> },
+        ),
+        Remember::Failed(why) => (
+            format!("Could not remember this browser: {why}"),
+            html! { <button class="no" onclick={dismiss}>{ "OK" }</button> },
+        ),
+    };
+    let state = match &**remember {
+        Remember::Asking => "asking",
+        Remember::Working => "working",
+        Remember::Done => "done",
+        _ => "failed",
+    };
+    html! {
+        <div class="remember" role="dialog" data-state={state}>
+            <span class="text">{ text }</span>
+            { buttons }
+        </div>
+    }
 }
 
 /// The Files tab's place among the terminal tabs (no session id looks like it).

@@ -1,7 +1,8 @@
-//! The workspace's smaller parts: the status bar (path, round trip, presence), the session list,
-//! and the password form.
+//! The workspace's smaller parts: the status bar (path, round trip, presence), the host menu
+//! (the host's remembered devices; remember or forget this browser), the session list, and the
+//! password form.
 
-use tether_protocol::api::{SessionInfo, SessionStatus};
+use tether_protocol::api::{DeviceEntry, Request, Response, SessionInfo, SessionStatus};
 use wasm_bindgen::JsValue;
 use yew::prelude::*;
 
@@ -16,6 +17,8 @@ pub(super) struct StatusProps {
     pub(super) host_name: Option<String>,
     /// Which path carries the connection, and its round trip once measured.
     pub(super) path: String,
+    /// Open or close the host menu.
+    pub(super) on_menu: Callback<MouseEvent>,
 }
 
 #[function_component(StatusBar)]
@@ -47,8 +50,107 @@ pub(super) fn status_bar(props: &StatusProps) -> Html {
             </span>
             <span class={classes!("presence", presence)}>{ presence }</span>
             <span class={classes!("status", class)} id="status" role="status">{ text }</span>
+            <button class="host-menu-button" title="Host menu: devices, remember or forget this browser"
+                onclick={props.on_menu.clone()}>{ "⋯" }</button>
         </header>
     }
+}
+
+#[derive(Properties, PartialEq)]
+pub(super) struct MenuProps {
+    pub(super) link: crate::link::Link,
+    pub(super) host_id: String,
+    /// The connection's generation: the list is asked for again on each.
+    pub(super) generation: u64,
+    /// The device this page came in as, if it did.
+    pub(super) this_device: Option<String>,
+    /// Whether "Remember this browser" may be offered.
+    pub(super) may_remember: bool,
+    pub(super) on_remember: Callback<()>,
+}
+
+/// The host menu: the devices the host remembers (this browser marked), and forgetting or
+/// remembering this browser.
+#[function_component(HostMenu)]
+pub(super) fn host_menu(props: &MenuProps) -> Html {
+    let devices = use_state(|| None::<Result<Vec<DeviceEntry>, String>>);
+    {
+        let (devices, link) = (devices.clone(), props.link.clone());
+        use_effect_with(props.generation, move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                devices.set(Some(match link.call(&Request::ListDevices, Vec::new()).await {
+                    Ok((Response::Devices { devices }, _)) => Ok(devices),
+                    Ok((other, _)) => Err(format!("unexpected answer {other:?}")),
+                    Err(why) => Err(why),
+                }));
+            });
+        });
+    }
+    let forget = props.this_device.clone().map(|device| {
+        let (link, host_id, devices) = (props.link.clone(), props.host_id.clone(), devices.clone());
+        Callback::from(move |_: MouseEvent| {
+            if !crate::browser::confirm(
+                "Forget this browser on this host? Next time it needs an invite or the password.",
+            ) {
+                return;
+            }
+            crate::hosts::update(&host_id, |h| h.device = None);
+            let (link, device, devices) = (link.clone(), device.clone(), devices.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(why) = link.call(&Request::ForgetDevice { device }, Vec::new()).await {
+                    devices.set(Some(Err(why)));
+                }
+            });
+        })
+    });
+    let list = match &*devices {
+        None => html! { <p class="note">{ "asking the host…" }</p> },
+        Some(Err(why)) => html! { <p class="error" role="alert">{ why }</p> },
+        Some(Ok(list)) if list.is_empty() => html! { <p class="note">{ "No remembered devices." }</p> },
+        Some(Ok(list)) => html! {
+            <ul class="devices">
+                { for list.iter().map(|d| {
+                    let this = props.this_device.as_deref() == Some(d.id.as_str());
+                    let seen = match d.connected {
+                        0 => format!("last seen {}", local_time(d.last_seen)),
+                        _ => "connected now".to_owned(),
+                    };
+                    html! {
+                        <li class={classes!("device", this.then_some("this"))} data-device={d.id.clone()}>
+                            <span class="name">{ &d.name }</span>
+                            if this { <span class="badge">{ "this browser" }</span> }
+                            <span class="seen">{ seen }</span>
+                            <span class="via" title={format!("{} · remembered {}", d.id, local_time(d.created_at))}>
+                                { format!("via {}", d.via) }
+                            </span>
+                        </li>
+                    }
+                }) }
+            </ul>
+        },
+    };
+    let remember = {
+        let on_remember = props.on_remember.clone();
+        Callback::from(move |_: MouseEvent| on_remember.emit(()))
+    };
+    html! {
+        <div class="host-menu" role="menu">
+            <h3>{ "Devices this host remembers" }</h3>
+            { list }
+            <div class="actions">
+                if let Some(forget) = forget {
+                    <button class="forget" onclick={forget}>{ "Forget this browser" }</button>
+                }
+                if props.may_remember {
+                    <button class="remember-this" onclick={remember}>{ "Remember this browser" }</button>
+                }
+            </div>
+        </div>
+    }
+}
+
+fn local_time(ms: u64) -> String {
+    js_sys::Date::new(&JsValue::from_f64(ms as f64)).to_locale_string("default", &JsValue::UNDEFINED).into()
 }
 
 #[derive(Properties, PartialEq)]

@@ -158,15 +158,19 @@ fn map_srp_error(e: srp::AuthError) -> AuthError {
     }
 }
 
-/// Longest identity a client may claim (ours are `invite-` + 8 hex digits, or `password`).
+/// Longest identity a client may claim (ours are `invite-` + 8 hex digits, `device-` + 16, or
+/// `password`).
 const MAX_IDENTITY_BYTES: usize = 64;
 /// Longest reason a peer's `failed` may put in our errors (and so in logs).
 const MAX_PEER_REASON_CHARS: usize = 200;
 
 fn unknown(identity: &str) -> AuthError {
-    AuthError::Rejected(match identity.starts_with("invite-") {
-        true => "unknown or revoked invite".to_owned(),
-        false => format!("no credential {identity:?} on this host"),
+    AuthError::Rejected(if identity.starts_with("invite-") {
+        "unknown or revoked invite".to_owned()
+    } else if crate::identity::is_device_identity(identity) {
+        "this device is not remembered by the host (forgotten with `tether devices rm`?)".to_owned()
+    } else {
+        format!("no credential {identity:?} on this host")
     })
 }
 

@@ -1,7 +1,8 @@
 //! Who may come in and who is connected through which way in, and what happens when a way in
 //! is revoked.
 //!
-//! Ways in are SRP credentials: invites and the host password live in the store; ephemeral
+//! Ways in are SRP credentials: invites, remembered devices and the host password live in the
+//! store (a device also has a row there: name, how it came, when last seen); ephemeral
 //! invites (`tether pair --ephemeral`) live only here, in memory, so a crashed or restarted agent
 //! can never leave one behind. This module keeps the live side:
 //! - how many authenticated connections each credential has (a guard per connection, so a
@@ -20,11 +21,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tether_protocol::handshake::Credential;
+use tether_protocol::identity::is_device_identity;
 use tether_protocol::sync::lock;
 use tokio::sync::broadcast;
 
 use crate::host::dispatch::LOCAL_USER;
-use crate::host::store::Store;
+use crate::host::store::{Store, StoredDevice};
+use crate::time::now_ms;
 use throttle::Throttle;
 
 /// Events buffered per subscriber; a subscriber that falls further behind skips the oldest.
@@ -91,6 +94,24 @@ impl Access {
         lock(&self.store).credential_list()
     }
 
+    /// Keep a new device's credential and row (both or neither). Fails if its id is taken.
+    pub fn add_device(&self, credential: Credential, device: &StoredDevice) -> Result<(), String> {
+        if self.credential(&credential.identity).is_some() {
+            return Err(format!("{} is taken", credential.identity));
+        }
+        lock(&self.store).add_device(&credential, device)?;
+        lock(&self.stored).insert(credential.identity.clone(), credential);
+        Ok(())
+    }
+
+    pub fn devices(&self) -> Result<Vec<StoredDevice>, String> {
+        lock(&self.store).devices()
+    }
+
+    pub fn rename_device(&self, id: &str, name: &str) -> Result<bool, String> {
+        lock(&self.store).rename_device(id, name)
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<AccessEvent> {
         self.events.subscribe()
     }
@@ -100,11 +121,14 @@ impl Access {
     pub fn connected(&self, identity: &str, verifier: Vec<u8>) -> ConnectionGuard {
         *lock(&self.live).connections.entry(identity.to_owned()).or_default() += 1;
         let _ = self.events.send(AccessEvent::Connected { identity: identity.to_owned() });
+        let device = is_device_identity(identity).then(|| self.store.clone());
+        seen(device.as_ref(), identity);
         ConnectionGuard {
             identity: identity.to_owned(),
             verifier,
             live: self.live.clone(),
             events: self.events.clone(),
+            device,
         }
     }
 
@@ -158,12 +182,21 @@ impl Access {
     }
 }
 
+/// A device's connection began or ended: when it was last seen.
+fn seen(device_store: Option<&Arc<Mutex<Store>>>, identity: &str) {
+    if let Some(Err(e)) = device_store.map(|store| lock(store).device_seen(identity, now_ms())) {
+        eprintln!("tether daemon: {e}");
+    }
+}
+
 /// One authenticated connection; dropping it (the client left, failed or was revoked) uncounts it.
 pub struct ConnectionGuard {
     identity: String,
     verifier: Vec<u8>,
     live: Arc<Mutex<Live>>,
     events: broadcast::Sender<AccessEvent>,
+    /// For a device: the store, to say when it was last seen.
+    device: Option<Arc<Mutex<Store>>>,
 }
 
 impl ConnectionGuard {
@@ -187,6 +220,7 @@ impl Drop for ConnectionGuard {
             }
         }
         drop(live);
+        seen(self.device.as_ref(), &self.identity);
         let _ = self.events.send(AccessEvent::Disconnected { identity: self.identity.clone() });
     }
 }
