@@ -1,8 +1,9 @@
 //! The Tether web app: open an invite link (`RELAY/#HOSTID.SECRET`) and you are in the host's
-//! workspace; open `RELAY/#HOSTID` and the page asks for the host's password; open the relay
-//! itself and you see the hosts this browser knows. The secret lives in the URL fragment, which
-//! browsers never send to the relay, and is used for SRP in WASM by the same protocol crate the
-//! native CLI uses.
+//! workspace; open `RELAY/#HOSTID` and the page proves this browser's device credential if the
+//! host remembers it, else asks for the host's password; open the relay itself and you see the
+//! hosts this browser knows. The secret lives in the URL fragment, which browsers never send to
+//! the relay, and is used for SRP in WASM by the same protocol crate the native CLI uses. Several
+//! hosts may be open at once, each its own workspace and connection (`Shown`).
 
 mod browser;
 mod codemirror;
@@ -301,7 +302,8 @@ fn app() -> Html {
             <div class={classes!("host-pane", (!visible).then_some("hidden"))} data-host={id.clone()} key={id.clone()}>
                 // A new secret for a host is a new workspace.
                 <Workspace key={format!("{}.{}", id, host.secret.as_deref().unwrap_or(""))}
-                    address={host.address.clone()} secret={host.secret.clone()} {on_named} />
+                    address={host.address.clone()} secret={host.secret.clone()} {on_named}
+                    front={shown.front.as_deref() == Some(id.as_str())} />
             </div>
         }
     });

@@ -321,7 +321,7 @@ fn devices(host: &Agent) -> Vec<Value> {
 
 #[test]
 fn hosts_add_trades_the_invite_for_a_device_that_outlives_it_until_devices_rm() {
-    let (_relay, host, invite, client) = agent::paired(scratch());
+    let (relay, host, invite, client) = agent::paired(scratch());
     let said = client.ok(&["hosts", "add", "box", &invite]);
     assert!(said.contains("remembered box as device-"), "{said}");
     // The CLI keeps its own secret (0600), not the invite's.
@@ -365,4 +365,12 @@ fn hosts_add_trades_the_invite_for_a_device_that_outlives_it_until_devices_rm() 
     assert!(err.contains("this device is not remembered by the host"), "{err}");
     let out = host.run(&["devices", "rm", &device]);
     assert!(tether_tests::stderr_of(&out).contains("no device"), "{}", tether_tests::stderr_of(&out));
+
+    // `hosts rm` of a host kept as a device forgets the device on the host too.
+    let again = agent::pair(&host, &relay);
+    client.ok(&["hosts", "add", "box2", &again]);
+    assert_eq!(devices(&host).len(), 1);
+    let said = client.ok(&["hosts", "rm", "box2"]);
+    assert!(said.contains("the host forgot device-"), "{said}");
+    assert!(devices(&host).is_empty());
 }

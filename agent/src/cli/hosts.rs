@@ -49,7 +49,19 @@ pub async fn run(state: &StateDir, action: HostsAction) -> Result<ExitCode, Stri
                 _ => println!("remembered {name}: tether ls -H {name}"),
             }
         }
-        HostsAction::Rm { name } => hosts.remove(&name)?,
+        HostsAction::Rm { name } => {
+            // A device of this machine's own is forgotten on the host too, when it can be reached.
+            if let HostRef::Device(key) = hosts.resolve(&name)? {
+                match forget_on_host(&HostRef::Device(key.clone())).await {
+                    Ok(()) => println!("{name}: the host forgot {}", key.identity),
+                    Err(why) => eprintln!(
+                        "tether: {name}: could not tell the host to forget {} ({why}); on the host: tether devices rm {}",
+                        key.identity, key.identity
+                    ),
+                }
+            }
+            hosts.remove(&name)?
+        }
         HostsAction::Ls => {
             for (name, link) in hosts.list() {
                 let how = match &link {
@@ -63,6 +75,20 @@ pub async fn run(state: &StateDir, action: HostsAction) -> Result<ExitCode, Stri
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ask the host to forget the device `link` proves.
+async fn forget_on_host(link: &HostRef) -> Result<(), String> {
+    let HostRef::Device(key) = link else { return Ok(()) };
+    let agent = Agent::remote(link, crate::cli::password::for_host).await.map_err(|e| e.to_string())?;
+    let result = agent.call(&Request::ForgetDevice { device: key.identity.clone() }, Vec::new()).await;
+    agent.close().await;
+    match result {
+        // The host closes a forgotten device's connections at once, this one included: that
+        // close may come before the answer does, and says the same.
+        Err(why) if !why.contains(tether_protocol::client::REVOKED_HINT) => Err(why),
+        _ => Ok(()),
+    }
 }
 
 /// Trade `link` for a device credential of this machine's own: connect with it, and if the host

@@ -37,6 +37,9 @@ pub struct Props {
     /// Hears the host's name once it said it.
     #[prop_or_default]
     pub on_named: Callback<String>,
+    /// In front (of several open hosts): the browser's tab is named after it.
+    #[prop_or(true)]
+    pub front: bool,
 }
 
 /// How this page proves itself to the host.
@@ -424,7 +427,7 @@ pub fn workspace(props: &Props) -> Html {
     html! {
         <div class="workspace">
             <StatusBar status={status.0.clone()} online={*online} host_id={props.address.host_id.clone()}
-                host_name={(*host_name).clone()} on_menu={toggle_menu}
+                host_name={(*host_name).clone()} on_menu={toggle_menu} front={props.front}
                 path={link.as_ref().map(Link::path_summary).unwrap_or_default()} />
             { remember_bar }
             { menu }

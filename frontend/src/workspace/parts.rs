@@ -19,6 +19,8 @@ pub(super) struct StatusProps {
     pub(super) path: String,
     /// Open or close the host menu.
     pub(super) on_menu: Callback<MouseEvent>,
+    /// Whether this host is the one in front (it names the browser's tab).
+    pub(super) front: bool,
 }
 
 #[function_component(StatusBar)]
@@ -37,8 +39,8 @@ pub(super) fn status_bar(props: &StatusProps) -> Html {
         Some(false) => "offline",
         None => "",
     };
-    // The browser tab says which host too.
-    if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+    // The browser tab says which host too (the one in front, when several are open).
+    if let Some(document) = web_sys::window().and_then(|w| w.document()).filter(|_| props.front) {
         let title = props.host_name.as_deref().unwrap_or(&props.host_id);
         document.set_title(&format!("{title} — Tether"));
     }

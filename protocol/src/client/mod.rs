@@ -56,8 +56,8 @@ use crate::stream::{next_request_id, request_stream};
 use crate::upgrade::{Action, DirectEvent, Upgrade};
 
 use inbound::ending_of;
-use redial::{Backoff, BUSY_HINT, BUSY_RETRY_MS, REVOKED_HINT};
-pub use redial::{Ending, RedialPolicy, RedialWhen};
+use redial::{Backoff, BUSY_HINT, BUSY_RETRY_MS};
+pub use redial::{Ending, RedialPolicy, RedialWhen, REVOKED_HINT};
 pub use streams::StreamEvent;
 use streams::{InputEnd, StreamTable};
 
