@@ -94,10 +94,45 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
             man.render(&mut page).map_err(|e| format!("cannot make the manual: {e}"))?;
             print_all(&page)
         }
-        Command::Pair { relay, name, ephemeral, idle_timeout, json, files_root, no_files, no_webrtc, webrtc } => {
+        Command::Pair {
+            relay,
+            name,
+            ephemeral,
+            idle_timeout,
+            json,
+            files_root,
+            no_files,
+            no_webrtc,
+            webrtc,
+            grant,
+        } => {
             let webrtc = (no_webrtc || webrtc).then_some(webrtc);
-            let options =
-                cli::sharing::PairOptions { relay, name, ephemeral, idle_timeout, json, files_root, no_files, webrtc };
+            let grant = grant.into();
+            let options = cli::sharing::PairOptions {
+                relay,
+                name,
+                ephemeral,
+                idle_timeout,
+                json,
+                files_root,
+                no_files,
+                webrtc,
+                grant,
+            };
+            cli::sharing::pair(&LocalClient::connect(&state, true).await?, options).await
+        }
+        Command::Share { relay, json, grant } => {
+            let options = cli::sharing::PairOptions {
+                relay,
+                name: None,
+                ephemeral: false,
+                idle_timeout: std::time::Duration::ZERO,
+                json,
+                files_root: None,
+                no_files: false,
+                webrtc: None,
+                grant: grant.into(),
+            };
             cli::sharing::pair(&LocalClient::connect(&state, true).await?, options).await
         }
         Command::Invites { action } => cli::sharing::invites(&LocalClient::connect(&state, true).await?, action).await,

@@ -34,6 +34,10 @@ pub struct Props {
     pub keys: Rc<RefCell<Option<Callback<Key>>>>,
     /// `tether open FILE…` ran in this session: open these (absolute) paths in editors.
     pub on_open_files: Callback<Vec<String>>,
+    /// View only (a read-only invite): nothing typed or pasted is sent, the size is never
+    /// asked for. (The host refuses both anyway; this keeps the page from offering them.)
+    #[prop_or_default]
+    pub read_only: bool,
 }
 
 /// What a tab keeps between renders.
@@ -55,6 +59,8 @@ struct Pane {
     sized: bool,
     last_size: (u16, u16),
     ended: bool,
+    /// View only: no input, no size sent.
+    read_only: bool,
     /// Callbacks xterm.js holds (key handler, input, context loss); dropped after it is disposed.
     callbacks: Vec<JsValue>,
     /// The window's resize listener, removed when the tab goes.
@@ -91,7 +97,9 @@ pub fn terminal_pane(props: &Props) -> Html {
     {
         let (container, pane, link, session, ctrl_latch) =
             (container.clone(), pane.clone(), props.link.clone(), props.session.clone(), props.ctrl_latch.clone());
+        let read_only = props.read_only;
         use_effect_with(props.session.clone(), move |_| {
+            pane.borrow_mut().read_only = read_only;
             if let Some(parent) = container.cast::<web_sys::HtmlElement>() {
                 mount(&pane, &parent, &link, &session, ctrl_latch);
             }
@@ -118,7 +126,9 @@ pub fn terminal_pane(props: &Props) -> Html {
         let on_open_files = props.on_open_files.clone();
         use_effect_with(props.generation, move |generation| {
             if *generation > 0 && !pane.borrow().ended {
-                watch_opens(&pane, &link, &session, on_open_files);
+                if !pane.borrow().read_only {
+                    watch_opens(&pane, &link, &session, on_open_files);
+                }
                 if pane.borrow().stream.is_none() {
                     attach(pane, link, session, container);
                 }
@@ -199,7 +209,10 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
         // Setting a property on a fresh plain object cannot fail.
         let _ = js_sys::Reflect::set(&options, &key.into(), &value);
     };
-    set("cursorBlink", true.into());
+    let read_only = pane.borrow().read_only;
+    set("cursorBlink", (!read_only).into());
+    // xterm.js then emits no data for keys or pastes.
+    set("disableStdin", read_only.into());
     set("fontSize", 14.into());
     set("scrollback", 10_000.into());
     let theme = js_sys::Object::new();
@@ -302,7 +315,7 @@ fn refit(pane: &Rc<RefCell<Pane>>, link: &Link, session: &str) {
         (terminal.cols(), terminal.rows())
     };
     let mut pane = pane.borrow_mut();
-    if pane.sized && size != pane.last_size && !pane.ended {
+    if pane.sized && size != pane.last_size && !pane.ended && !pane.read_only {
         pane.last_size = size;
         link.send(&Request::Resize { session: session.to_owned(), cols: size.0, rows: size.1 }, Vec::new());
     }

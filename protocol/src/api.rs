@@ -152,6 +152,9 @@ pub enum Request {
         /// What clients call this host (kept; default: its hostname).
         #[serde(default)]
         name: Option<String>,
+        /// What the invite lets its holder do (default: everything).
+        #[serde(default)]
+        grant: GrantRequest,
     },
     /// The host's id, name and agent version.
     HostInfo,
@@ -170,6 +173,8 @@ pub enum Request {
         #[serde(default)]
         name: Option<String>,
         idle_timeout_ms: u64,
+        #[serde(default)]
+        grant: GrantRequest,
     },
     /// The ways in: invites (stored and ephemeral) and the password.
     ListAccess,
@@ -264,6 +269,34 @@ impl Request {
     }
 }
 
+/// What an invite asked for lets its holder do (`tether share --read-only --session ID
+/// --expires 1h`). The default is everything, for ever.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRequest {
+    /// Watch only: list, attach, read logs — never type, resize, start, stop, exec or files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// Only these sessions (ids or unique prefixes); empty: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<String>,
+    /// Refused at the proof from this long after it is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
+}
+
+/// What a way in lets its holder do, as the host keeps it and checks it at every request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// Full session ids; empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<String>,
+    /// ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
 /// One way in to the host, as `tether invites ls` shows it. Never the secret or verifier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessEntry {
@@ -275,6 +308,9 @@ pub struct AccessEntry {
     pub ephemeral: bool,
     /// Authenticated connections using it now.
     pub connected: usize,
+    /// What it lets its holder do.
+    #[serde(default)]
+    pub grant: Grant,
 }
 
 /// A remembered device, as `tether devices ls` and the page's host menu show it.
@@ -361,6 +397,9 @@ pub enum Response {
         /// The device the asking client is, when it came in as one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         device: Option<String>,
+        /// The asking client may only watch (a read-only invite).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        read_only: bool,
     },
     /// A `watch_sessions` or `watch_opens` stream follows on `stream`.
     Watching {
@@ -422,6 +461,8 @@ pub enum ErrorCode {
     /// A conditional write (an editor's save) found the file changed since the version it was
     /// based on: nothing was written.
     Changed,
+    /// The client's way in may only watch (`tether share --read-only`).
+    ReadOnly,
 }
 
 #[cfg(test)]

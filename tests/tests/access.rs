@@ -374,3 +374,71 @@ fn hosts_add_trades_the_invite_for_a_device_that_outlives_it_until_devices_rm() 
     assert!(said.contains("the host forgot device-"), "{said}");
     assert!(devices(&host).is_empty());
 }
+
+/// `tether share --read-only --json ARGS…` on the host: the viewers' invite.
+fn share_read_only(host: &Agent, relay: &Relay, extra: &[&str]) -> String {
+    let mut args = vec!["share", "--relay", relay.url.trim_end_matches('/'), "--read-only", "--json"];
+    args.extend_from_slice(extra);
+    let json: Value = serde_json::from_str(&host.ok(&args)).expect("share --json is JSON");
+    json["invite"].as_str().expect("invite").to_owned()
+}
+
+#[test]
+fn a_read_only_invite_watches_its_sessions_and_the_host_refuses_everything_else() {
+    let (relay, host, _invite, client) = agent::paired(scratch());
+    let shared = host.start(&["cat"]);
+    let hidden = host.start(&["sleep", "300"]);
+    let viewer = share_read_only(&host, &relay, &["--session", &shared]);
+    let listed = invites(&host);
+    let entry = listed.iter().find(|e| e["grant"]["read_only"] == true).expect("the read-only invite listed");
+    assert_eq!(entry["grant"]["sessions"], serde_json::json!([shared]), "{entry}");
+
+    // It lists and watches the shared session, live.
+    let ls = client.ok(&["ls", "-H", &viewer]);
+    assert!(ls.contains(&shared) && !ls.contains(&hidden), "{ls}");
+    let mut attached = PtyClient::spawn(&client, &["attach", "-H", &viewer, &shared]);
+    host.ok(&["send", &shared, "from-the-host", "key:enter"]);
+    attached.wait_for("from-the-host");
+    // Keys typed into the viewer's attach reach nothing.
+    attached.type_bytes(b"typed-by-viewer\r");
+
+    // Everything else is refused at the host, in words, and changes nothing.
+    let source = scratch().join(marker("viewer-upload"));
+    std::fs::write(&source, "x").expect("source");
+    let target = scratch().join(marker("viewer-target"));
+    let target_remote = format!("{viewer}:{}", target.display());
+    let outside = format!("{viewer}:/");
+    let refused: [&[&str]; 6] = [
+        &["send", "-H", &viewer, &shared, "typed-by-send", "key:enter"],
+        &["start", "-H", &viewer, "--detach", "--", "touch", "/tmp/never"],
+        &["stop", "-H", &viewer, &shared],
+        &["exec", &viewer, "--", "true"],
+        &["cp", source.to_str().expect("utf-8"), &target_remote],
+        &["fs", "ls", &outside],
+    ];
+    for args in refused {
+        let out = client.run(args);
+        let err = tether_tests::stderr_of(&out);
+        assert!(!out.status.success() && err.contains("read-only"), "{args:?}: {err}");
+    }
+    assert!(!target.exists());
+    let out = client.run(&["attach", "-H", &viewer, &hidden]);
+    assert!(tether_tests::stderr_of(&out).contains("no session"), "{}", tether_tests::stderr_of(&out));
+    // The session's terminal got no byte from the viewer: its log holds the host's line only.
+    host.ok(&["send", &shared, "after-the-viewer", "key:enter"]);
+    let log = host.wait_for_line(&shared, "after-the-viewer");
+    assert!(!log.contains("typed-by"), "{log}");
+    assert_eq!(host.info(&shared)["status"], "running");
+    drop(attached);
+
+    // An invite that expires is refused at the proof once it has, in words.
+    let brief = share_read_only(&host, &relay, &["--expires", "2s"]);
+    client.ok(&["ls", "-H", &brief]);
+    let said = wait_until(agent::WAIT, "the invite to expire", || {
+        let out = client.run(&["ls", "-H", &brief]);
+        (!out.status.success()).then(|| tether_tests::stderr_of(&out))
+    });
+    assert!(said.contains("this invite expired at"), "{said}");
+    let listed = invites(&host);
+    assert!(listed.iter().any(|e| e["grant"]["expires_at"].as_u64().is_some()), "{listed:?}");
+}

@@ -775,3 +775,36 @@ fn two_hosts_side_by_side_in_one_page_each_run_their_own_commands_and_one_lost_l
     screenshot(&browser, "two-hosts-side-by-side");
     assert_no_console_errors(&browser);
 }
+
+#[test]
+fn a_read_only_share_shows_view_only_and_nothing_typed_reaches_the_session() {
+    let relay = Relay::start();
+    let (host, _) = bash_host(scratch(), &[]);
+    let watched = host.start(&["cat"]);
+    let mut command = host.command();
+    command.args(["pair", "--relay", relay.url.trim_end_matches('/'), "--ephemeral", "--read-only", "--json"]);
+    let (_share, line) = tether_tests::process::spawn_reading_first_line(command, tether_tests::agent::WAIT);
+    let json: serde_json::Value = serde_json::from_str(&line).expect("pair --json is JSON");
+    let browser = Browser::start(scratch());
+    let page = Page(&browser);
+    browser.goto(json["invite"].as_str().expect("invite"));
+    page.wait_status("connected via");
+    wait_element(&page, ".bar .view-only", "the page to say view only");
+    // It lands in the running session, watching.
+    let id = wait_until(PAGE, "the watched session's tab", || page.active_session());
+    assert_eq!(id, watched);
+    host.ok(&["send", &watched, "from-the-host", "key:enter"]);
+    page.wait_text(None, "the host's line", |t| t.lines().any(|l| l.trim_end() == "from-the-host"));
+    // Nothing to type into, start, stop or browse.
+    let offered = page.script(
+        "return ['.files-tab', '.sessions .new', '.sessions .stop', '.keybar', '.remember'] \
+           .filter(css => document.querySelector(css))",
+        json!([]),
+    );
+    assert_eq!(offered, json!([]), "the page offers actions a viewer may not take");
+    page.type_text("typed-in-page\n");
+    host.ok(&["send", &watched, "after-the-page", "key:enter"]);
+    let log = host.wait_for_line(&watched, "after-the-page");
+    assert!(!log.contains("typed-in-page"), "{log}");
+    assert_no_console_errors(&browser);
+}

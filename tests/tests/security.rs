@@ -743,3 +743,37 @@ fn a_folder_swapped_for_a_link_while_its_archive_waits_yields_nothing_outside_th
     let z_file = std::fs::read_to_string(unpacked.join("dir/a-sub/z-file")).expect("z-file");
     assert_eq!(z_file, "inside", "the archive read through the swapped-in link");
 }
+
+#[test]
+fn a_read_only_credential_is_refused_writes_and_files_at_the_host_whatever_the_client_sends() {
+    use tether_protocol::api::Request;
+    use tether_protocol::fs::FsRequest;
+    let (relay, host, _invite, _client) = paired();
+    let shared = host.start(&["cat"]);
+    let out = host.ok(&["share", "--relay", relay.url.trim_end_matches('/'), "--read-only", "--json"]);
+    let viewer: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let mut raw = RawClient::hello(viewer["invite"].as_str().expect("invite"));
+    raw.authenticate(agent::WAIT);
+    raw.send(&tether_protocol::cmd::cmd_frame(
+        1,
+        &Request::Write { session: shared.clone(), paced: false },
+        b"raw-typed\r".to_vec(),
+    ));
+    request(&mut raw, 2, &Request::Resize { session: shared.clone(), cols: 10, rows: 5 });
+    request(&mut raw, 3, &Request::Fs(FsRequest::Stat { path: "/".into() }));
+    request(
+        &mut raw,
+        4,
+        &Request::Start { command: vec!["true".into()], title: None, cwd: None, cols: 80, rows: 24, notify: None },
+    );
+    request(&mut raw, 5, &Request::List { statuses: vec![], search: None, limit: None });
+    let mut answers = raw.answers(agent::WAIT, 5);
+    answers.sort_by_key(|(id, _)| *id);
+    for (id, body) in &answers[..4] {
+        assert!(is_error_with(body, "read-only") && body["code"] == "read_only", "request {id}: {body}");
+    }
+    assert_eq!(answers[4].1["kind"], "sessions", "{:?}", answers[4]);
+    host.ok(&["send", &shared, "host-line", "key:enter"]);
+    let log = host.wait_for_line(&shared, "host-line");
+    assert!(!log.contains("raw-typed"), "{log}");
+}

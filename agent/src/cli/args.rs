@@ -128,6 +128,21 @@ pub enum Command {
         /// Let clients move to a direct (or TURN) data channel again after `--no-webrtc`.
         #[arg(long, conflicts_with = "no_webrtc")]
         webrtc: bool,
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// An invite for viewers: `share --read-only [--session ID]… [--expires 1h]`. Its holder
+    /// may list and watch the shared sessions (replay included) and read their logs — never
+    /// type, resize, start, stop, exec, or use files or the editor. The host enforces it.
+    Share {
+        /// The relay (plain http only for one on this machine).
+        #[arg(long, env = "TETHER_RELAY", default_value = "http://127.0.0.1:8080")]
+        relay: String,
+        /// Print one JSON object with `invite`, `host_id` and `name`.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        grant: GrantArgs,
     },
     /// The ways in to this host: `invites ls`, `invites rm ID` (revokes it at once).
     Invites {
@@ -333,6 +348,20 @@ pub enum InvitesAction {
     },
     /// Revoke an invite (its id or a unique prefix) or `password`: its connections close now.
     Rm { id: String },
+}
+
+/// What an invite lets its holder do.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct GrantArgs {
+    /// View only: watch sessions, never type into them or change anything on the host.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Only this session (id or unique prefix; repeat for more). Default: all of them.
+    #[arg(long = "session", value_name = "ID", requires = "read_only")]
+    pub sessions: Vec<String>,
+    /// Refuse the invite from this long after it is made (e.g. 2s, 30m, 8h).
+    #[arg(long, value_parser = parse_duration)]
+    pub expires: Option<Duration>,
 }
 
 #[derive(Subcommand)]

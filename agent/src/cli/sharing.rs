@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tether_protocol::api::{Request, Response};
+use crate::cli::args::GrantArgs;
+use tether_protocol::api::{GrantRequest, Request, Response};
 use tether_protocol::identity::Invite;
 
 use crate::cli::args::InvitesAction;
@@ -25,10 +26,23 @@ pub struct PairOptions {
     pub no_files: bool,
     /// Let clients move to a data channel (`Some(true)`), or keep them on the relay, from now on.
     pub webrtc: Option<bool>,
+    /// What the invite lets its holder do.
+    pub grant: GrantRequest,
+}
+
+impl From<GrantArgs> for GrantRequest {
+    fn from(args: GrantArgs) -> GrantRequest {
+        GrantRequest {
+            read_only: args.read_only,
+            sessions: args.sessions,
+            expires_in_ms: args.expires.map(|d| d.as_millis() as u64),
+        }
+    }
 }
 
 pub async fn pair(client: &LocalClient, options: PairOptions) -> Result<ExitCode, String> {
-    let PairOptions { relay, name, ephemeral, idle_timeout, json, files_root, no_files, webrtc } = options;
+    let PairOptions { relay, name, ephemeral, idle_timeout, json, files_root, no_files, webrtc, grant } = options;
+    let read_only = grant.read_only;
     if let Some(enabled) = webrtc {
         client.call(&Request::SetWebrtc { enabled }, Vec::new()).await?;
     }
@@ -42,13 +56,13 @@ pub async fn pair(client: &LocalClient, options: PairOptions) -> Result<ExitCode
         client.call(&Request::SetFiles { enabled: !no_files, root }, Vec::new()).await?;
     }
     if !ephemeral {
-        let (paired, _) = client.call(&Request::Pair { relay, name }, Vec::new()).await?;
-        show_invite(&paired, json)?;
+        let (paired, _) = client.call(&Request::Pair { relay, name, grant }, Vec::new()).await?;
+        show_invite(&paired, json, read_only)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let request = Request::Share { relay, name, idle_timeout_ms: idle_timeout.as_millis() as u64 };
+    let request = Request::Share { relay, name, idle_timeout_ms: idle_timeout.as_millis() as u64, grant };
     let (paired, mut notes) = client.open_with_answer(&request).await?;
-    let invite = show_invite(&paired, json)?;
+    let invite = show_invite(&paired, json, read_only)?;
     if !json {
         println!("Shared until Ctrl+C, or until nobody has been connected for {}.", describe(idle_timeout));
     }
@@ -84,7 +98,7 @@ pub async fn invites(client: &LocalClient, action: InvitesAction) -> Result<Exit
 }
 
 /// Print the invite (JSON, or text with a QR code on a terminal); returns it parsed.
-fn show_invite(paired: &Response, json: bool) -> Result<Invite, String> {
+fn show_invite(paired: &Response, json: bool, read_only: bool) -> Result<Invite, String> {
     let Response::Paired { invite, host_id, name, warning } = paired else {
         return Err(format!("unexpected answer to pair: {paired:?}"));
     };
@@ -96,7 +110,12 @@ fn show_invite(paired: &Response, json: bool) -> Result<Invite, String> {
         println!("{}", serde_json::json!({ "invite": invite, "host_id": host_id, "name": name }));
         return Ok(parsed);
     }
-    println!("Invite to {name} (keep it secret: it opens a shell on this machine):\n\n  {invite}\n");
+    match read_only {
+        true => println!(
+            "View-only invite to {name} (it shows the shared sessions, and nothing can be typed):\n\n  {invite}\n"
+        ),
+        false => println!("Invite to {name} (keep it secret: it opens a shell on this machine):\n\n  {invite}\n"),
+    }
     if std::io::stdout().is_terminal() {
         for line in crate::cli::qr::render(invite).unwrap_or_default() {
             println!("  {line}");
@@ -116,7 +135,7 @@ async fn list_invites(client: &LocalClient, json: bool) -> Result<ExitCode, Stri
         println!("{}", serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<16} {:<19} {:<10} CONNECTED", "ID", "CREATED", "KIND");
+    println!("{:<16} {:<19} {:<20} {:<10} {:<19} SESSIONS", "ID", "CREATED", "KIND", "CONNECTED", "EXPIRES");
     for entry in entries {
         let created = if entry.created_at == 0 { "-".to_owned() } else { format_time(entry.created_at) };
         let kind = match (entry.ephemeral, entry.identity.as_str()) {
@@ -124,7 +143,14 @@ async fn list_invites(client: &LocalClient, json: bool) -> Result<ExitCode, Stri
             (false, tether_protocol::handshake::PASSWORD_IDENTITY) => "password",
             _ => "invite",
         };
-        println!("{:<16} {created:<19} {kind:<10} {}", entry.identity, entry.connected);
+        let kind = if entry.grant.read_only { format!("{kind}, read-only") } else { kind.to_owned() };
+        let expires = match entry.grant.expires_at {
+            Some(at) if at <= crate::time::now_ms() => format!("expired {}", format_time(at)),
+            Some(at) => format_time(at),
+            None => "-".to_owned(),
+        };
+        let sessions = if entry.grant.sessions.is_empty() { "all".to_owned() } else { entry.grant.sessions.join(" ") };
+        println!("{:<16} {created:<19} {kind:<20} {:<10} {expires:<19} {sessions}", entry.identity, entry.connected);
     }
     Ok(ExitCode::SUCCESS)
 }

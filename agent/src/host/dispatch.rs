@@ -176,7 +176,7 @@ pub async fn handle(daemon: &Daemon, owner: &str, request: Request, payload: Vec
             let relays = daemon.relay_links();
             (Response::Daemon { pid: std::process::id(), version, state_dir, running, total, relays }, Vec::new())
         }
-        Request::Pair { relay, name } => sharing::pair(daemon, &relay, name).await,
+        Request::Pair { relay, name, grant } => sharing::pair(daemon, &relay, name, &grant).await,
         Request::ListAccess => blocking(|| sharing::list_access(daemon)),
         Request::Revoke { identity } => sharing::revoke(daemon, &identity).await,
         Request::SetPassword { password } => sharing::set_password(daemon, password).await,

@@ -203,10 +203,11 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                     tokio::spawn(async move { dispatch::open_stream(&daemon, &owner, request, id, stream, tx).await });
                 streams.insert(stream, task.abort_handle());
             }
-            Request::Share { relay, name, idle_timeout_ms } => {
+            Request::Share { relay, name, idle_timeout_ms, grant } => {
                 // Aborted when this connection closes, which ends the share.
                 let idle = Duration::from_millis(idle_timeout_ms);
-                let task = tokio::spawn(sharing::share(daemon.clone(), relay, name, idle, id, id as u32, tx.clone()));
+                let task =
+                    tokio::spawn(sharing::share(daemon.clone(), relay, name, idle, grant, id, id as u32, tx.clone()));
                 streams.insert(id as u32, task.abort_handle());
             }
             request => match dispatch::handle_in_order(&daemon, &owner, &request, &payload) {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether_protocol::api::{error_answer, AccessEntry, Answer, ErrorCode, Response};
+use tether_protocol::api::{error_answer, AccessEntry, Answer, ErrorCode, Grant, GrantRequest, Response};
 use tether_protocol::handshake::{Credential, PASSWORD_IDENTITY, SALT_BYTES};
 use tether_protocol::identity::{base32, is_device_identity, Invite, INVITE_SECRET_BYTES};
 use tether_protocol::sync::lock;
@@ -29,11 +29,13 @@ const REACHABLE_WAIT: Duration = Duration::from_secs(5);
 /// Shortest password `tether passwd` accepts.
 const MIN_PASSWORD_CHARS: usize = 8;
 
-/// A fresh invite through `relay`: stored (and the relay remembered), or for an ephemeral
-/// one, kept in memory only. Connects to the relay either way.
-fn issue_invite(daemon: &Daemon, relay: &str, ephemeral: bool) -> Result<Invite, Answer> {
+/// A fresh invite through `relay`, letting its holder do what `asked` says: stored (and the
+/// relay remembered), or for an ephemeral one, kept in memory only. Connects to the relay
+/// either way.
+fn issue_invite(daemon: &Daemon, relay: &str, ephemeral: bool, asked: &GrantRequest) -> Result<Invite, Answer> {
     let relay = relay.trim_end_matches('/').to_owned();
     relay_link::host_ws_url(&relay).map_err(|e| error_answer(ErrorCode::BadRequest, e))?;
+    let grant = grant_of(daemon, asked)?;
     let mut secret = [0u8; INVITE_SECRET_BYTES];
     let mut salt = [0u8; SALT_BYTES];
     random_bytes(&mut secret)
@@ -43,16 +45,30 @@ fn issue_invite(daemon: &Daemon, relay: &str, ephemeral: bool) -> Result<Invite,
     let credential = Credential::derive(&invite.host_id, &invite.identity(), invite.secret.as_bytes(), salt)
         .map_err(|e| error_answer(ErrorCode::Internal, e.to_string()))?;
     if ephemeral {
-        daemon.access.add_ephemeral(credential);
+        daemon.access.add_ephemeral(credential, grant);
     } else {
         daemon
             .access
-            .store(credential, now_ms())
+            .store_granting(credential, grant, now_ms())
             .and_then(|_| lock(&daemon.store).set_setting(RELAY_SETTING, &relay))
             .map_err(|e| error_answer(ErrorCode::Internal, e))?;
     }
     daemon.ensure_relay_link(&relay);
     Ok(invite)
+}
+
+/// What an invite asked for as `asked` may do: its sessions named by full id (each must exist
+/// now), its expiry a time.
+fn grant_of(daemon: &Daemon, asked: &GrantRequest) -> Result<Grant, Answer> {
+    if !asked.sessions.is_empty() && !asked.read_only {
+        return Err(error_answer(
+            ErrorCode::BadRequest,
+            "--session goes with --read-only (a full invite reaches everything)",
+        ));
+    }
+    let sessions = asked.sessions.iter().map(|s| daemon.sessions.full_id(s)).collect::<Result<Vec<_>, _>>()?;
+    let expires_at = asked.expires_in_ms.map(|ms| now_ms().saturating_add(ms));
+    Ok(Grant { read_only: asked.read_only, sessions, expires_at })
 }
 
 /// The name clients see: `wanted` (and kept from now on), else the kept one, else the hostname.
@@ -91,6 +107,7 @@ async fn paired(daemon: &Daemon, invite: &Invite, name: Option<String>) -> Respo
 /// remembered as a device, or is one.
 pub fn host_info(daemon: &Daemon, owner: &str) -> Response {
     Response::HostInfo {
+        read_only: daemon.access.is_viewer(owner),
         host_id: daemon.host.host_id.clone(),
         name: host_name(daemon, None),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -100,8 +117,8 @@ pub fn host_info(daemon: &Daemon, owner: &str) -> Response {
 }
 
 /// `tether pair`: a lasting invite.
-pub async fn pair(daemon: &Daemon, relay: &str, name: Option<String>) -> Answer {
-    match issue_invite(daemon, relay, false) {
+pub async fn pair(daemon: &Daemon, relay: &str, name: Option<String>, grant: &GrantRequest) -> Answer {
+    match issue_invite(daemon, relay, false, grant) {
         Ok(invite) => (paired(daemon, &invite, name).await, Vec::new()),
         Err(answer) => answer,
     }
@@ -109,18 +126,20 @@ pub async fn pair(daemon: &Daemon, relay: &str, name: Option<String>) -> Answer 
 
 /// `tether pair --ephemeral`: an invite that lasts as long as this request (see
 /// `Request::Share`). Notes go out as text lines on `stream`.
+#[allow(clippy::too_many_arguments)]
 pub async fn share(
     daemon: Arc<Daemon>,
     relay: String,
     name: Option<String>,
     idle: Duration,
+    grant: GrantRequest,
     id: u64,
     stream: u32,
     tx: StreamTx,
 ) {
     // Subscribe first, so no comings and goings are missed.
     let mut events = daemon.access.subscribe();
-    let invite = match issue_invite(&daemon, &relay, true) {
+    let invite = match issue_invite(&daemon, &relay, true, &grant) {
         Ok(invite) => invite,
         Err((response, payload)) => {
             let _ = tx.send(StreamItem::Answer { id, answer: (response, payload) }).await;
@@ -202,6 +221,7 @@ pub fn list_access(daemon: &Daemon) -> Answer {
         .map(|(identity, created_at)| AccessEntry {
             ephemeral: daemon.access.is_ephemeral(&identity),
             connected: daemon.access.connections(&identity),
+            grant: daemon.access.grant(&identity),
             identity,
             created_at,
         })

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use tether_protocol::api::{SessionInfo, SessionStatus};
+use tether_protocol::api::{Grant, SessionInfo, SessionStatus};
 use tether_protocol::handshake::Credential;
 
 /// Settings key of the relay this host stays connected to.
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     notify      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at);
--- SRP verifiers of the ways in (invites, password): never the secrets themselves.
+-- SRP verifiers of the ways in (invites, password): never the secrets themselves. What each
+-- lets its holder do (read-only, which sessions, until when) is `grant_json` (added by `open`).
 CREATE TABLE IF NOT EXISTS credentials (
     identity    TEXT PRIMARY KEY,
     salt        BLOB NOT NULL,
@@ -76,6 +77,16 @@ impl Store {
         // WAL: readers never wait for the writer; NORMAL sync is durable across process crashes.
         db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(db_error)?;
         db.execute_batch(SCHEMA).map_err(db_error)?;
+        // Stores made before grants: a credential kept without one may do everything.
+        let has_grant: i64 = db
+            .query_row("SELECT COUNT(*) FROM pragma_table_info('credentials') WHERE name = 'grant_json'", [], |r| {
+                r.get(0)
+            })
+            .map_err(db_error)?;
+        if has_grant == 0 {
+            db.execute_batch("ALTER TABLE credentials ADD COLUMN grant_json TEXT NOT NULL DEFAULT '{}'")
+                .map_err(db_error)?;
+        }
         Ok(Store { db })
     }
 
@@ -169,14 +180,34 @@ impl Store {
 }
 
 impl Store {
-    pub fn add_credential(&self, credential: &Credential, now: u64) -> Result<(), String> {
+    pub fn add_credential(&self, credential: &Credential, grant: &Grant, now: u64) -> Result<(), String> {
+        let grant = serde_json::to_string(grant).map_err(|e| e.to_string())?;
         self.db
             .execute(
-                "INSERT OR REPLACE INTO credentials (identity, salt, verifier, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![credential.identity, credential.salt, credential.verifier, now as i64],
+                "INSERT OR REPLACE INTO credentials (identity, salt, verifier, created_at, grant_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![credential.identity, credential.salt, credential.verifier, now as i64, grant],
             )
             .map(|_| ())
             .map_err(db_error)
+    }
+
+    /// What each stored credential may do (one unreadable reads as read-only, nothing shared,
+    /// expired: never more than it was given).
+    pub fn grants(&self) -> Result<Vec<(String, Grant)>, String> {
+        let mut stmt = self.db.prepare("SELECT identity, grant_json FROM credentials").map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let text: String = r.get(1)?;
+                let grant = serde_json::from_str(&text).unwrap_or(Grant {
+                    read_only: true,
+                    sessions: vec![String::new()],
+                    expires_at: Some(0),
+                });
+                Ok((r.get(0)?, grant))
+            })
+            .map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
     }
 
     pub fn credentials(&self) -> Result<Vec<Credential>, String> {
@@ -342,7 +373,7 @@ mod tests {
         assert_eq!(store.newest().expect("newest").map(|s| s.id), Some("aab222".into()));
         assert_eq!(store.list().expect("list").len(), 2);
         let credential = Credential { identity: "invite-1".into(), salt: vec![1; 16], verifier: vec![2; 384] };
-        store.add_credential(&credential, 5).expect("credential");
+        store.add_credential(&credential, &Grant::default(), 5).expect("credential");
         assert_eq!(store.credentials().expect("credentials"), vec![credential]);
         assert_eq!(store.credential_list().expect("list"), vec![("invite-1".to_owned(), 5)]);
         assert!(store.remove_credential("invite-1").expect("remove"));

@@ -100,6 +100,8 @@ pub fn workspace(props: &Props) -> Html {
     let remember = use_state(|| Remember::Hidden);
     // Whether the host would remember this browser (it came in with a lasting way in).
     let may_remember = use_state(|| false);
+    // View only (a read-only invite): no input, no Files, nothing started or stopped.
+    let read_only = use_state(|| false);
     let menu_open = use_state(|| false);
     let status = use_state(|| (Status::Connecting, 0u64));
     let link = use_state(|| None::<Link>);
@@ -191,6 +193,7 @@ pub fn workspace(props: &Props) -> Html {
         );
         let first_visit = tabs.is_empty();
         let (remember, on_named, may_remember) = (remember.clone(), props.on_named.clone(), may_remember.clone());
+        let read_only = read_only.clone();
         let host_id = props.address.host_id.clone();
         use_effect_with(generation, move |generation| {
             if let (true, Some(link)) = (*generation > 0, link) {
@@ -199,7 +202,8 @@ pub fn workspace(props: &Props) -> Html {
                     on_named.emit(name.clone());
                     host_name.set(Some(name))
                 });
-                let offer = Callback::from(move |allowed: bool| {
+                let offer = Callback::from(move |(allowed, viewer): (bool, bool)| {
+                    read_only.set(viewer);
                     may_remember.set(allowed);
                     let saved = hosts::find(&host_id);
                     if allowed && saved.is_some_and(|h| h.device.is_none() && !h.asked) {
@@ -376,12 +380,16 @@ pub fn workspace(props: &Props) -> Html {
             });
         })
     };
-    let files_pane = match &*link {
-        Some(link) => html! {
-            <FilesPane link={link.clone()} {generation} active={active.as_deref() == Some(FILES_TAB)}
-                on_terminal_here={terminal_here} on_open_file={open_file} />
-        },
-        None => Html::default(),
+    let (files_tab, files_pane) = match (&*link, *read_only) {
+        (_, true) => (Html::default(), Html::default()),
+        (Some(link), false) => (
+            files_tab,
+            html! {
+                <FilesPane link={link.clone()} {generation} active={active.as_deref() == Some(FILES_TAB)}
+                    on_terminal_here={terminal_here} on_open_file={open_file} />
+            },
+        ),
+        (None, false) => (files_tab, Html::default()),
     };
     let panes = match &*link {
         Some(link) => tabs
@@ -396,7 +404,7 @@ pub fn workspace(props: &Props) -> Html {
                     None => html! {
                         <TerminalPane key={id.clone()} link={link.clone()} session={id.clone()} {generation} {active}
                             ctrl_latch={Rc::clone(&ctrl_latch)} keys={Rc::clone(&keys)}
-                            on_open_files={open_files.clone()} />
+                            on_open_files={open_files.clone()} read_only={*read_only} />
                     },
                 }
             })
@@ -427,18 +435,18 @@ pub fn workspace(props: &Props) -> Html {
     html! {
         <div class="workspace">
             <StatusBar status={status.0.clone()} online={*online} host_id={props.address.host_id.clone()}
-                host_name={(*host_name).clone()} on_menu={toggle_menu} front={props.front}
+                host_name={(*host_name).clone()} on_menu={toggle_menu} front={props.front} read_only={*read_only}
                 path={link.as_ref().map(Link::path_summary).unwrap_or_default()} />
             { remember_bar }
             { menu }
             <div class="columns">
                 <SessionList sessions={(*sessions).clone()} on_open={open_tab} on_stop={stop}
-                    on_new={new_shell} connected={generation > 0} />
+                    on_new={new_shell} connected={generation > 0} read_only={*read_only} />
                 <div class="terminals">
                     <div class="tabs">{ files_tab }{ for tab_buttons }</div>
                     { files_pane }
                     { panes }
-                    <KeyBar ctrl_latch={Rc::clone(&ctrl_latch)} keys={Rc::clone(&keys)} />
+                    if !*read_only { <KeyBar ctrl_latch={Rc::clone(&ctrl_latch)} keys={Rc::clone(&keys)} /> }
                 </div>
             </div>
         </div>
@@ -456,12 +464,16 @@ async fn on_connected(
     address: HostAddress,
     land: Option<Callback<String>>,
     named: Callback<String>,
-    offer: Callback<bool>,
+    offer: Callback<(bool, bool)>,
 ) {
-    if let Ok((Response::HostInfo { name, remember, .. }, _)) = link.call(&Request::HostInfo, Vec::new()).await {
+    let mut viewer = false;
+    if let Ok((Response::HostInfo { name, remember, read_only, .. }, _)) =
+        link.call(&Request::HostInfo, Vec::new()).await
+    {
         named.emit(name.clone());
         hosts::save(&address.host_id, &address.relay, &name);
-        offer.emit(remember);
+        offer.emit((remember, read_only));
+        viewer = read_only;
     }
     if let Some(credential) = credential.filter(|c| c.kind == Kind::Invite) {
         hosts::remember_secret(&address.host_id, &credential.secret);
@@ -477,6 +489,8 @@ async fn on_connected(
         };
         let landing = match newest {
             Some(session) => Some(session),
+            // A viewer starts nothing: it lands in the list.
+            None if viewer => None,
             None => match link.call(&new_shell_request(), Vec::new()).await {
                 Ok((Response::Session { session }, _)) => Some(session),
                 _ => None,

@@ -21,6 +21,8 @@ pub(super) struct StatusProps {
     pub(super) on_menu: Callback<MouseEvent>,
     /// Whether this host is the one in front (it names the browser's tab).
     pub(super) front: bool,
+    /// This page may only watch.
+    pub(super) read_only: bool,
 }
 
 #[function_component(StatusBar)]
@@ -51,6 +53,9 @@ pub(super) fn status_bar(props: &StatusProps) -> Html {
                 { props.host_name.as_deref().unwrap_or(&props.host_id) }
             </span>
             <span class={classes!("presence", presence)}>{ presence }</span>
+            if props.read_only {
+                <span class="view-only" title="A read-only invite: you can watch sessions, not type into them">{ "view only" }</span>
+            }
             <span class={classes!("status", class)} id="status" role="status">{ text }</span>
             <button class="host-menu-button" title="Host menu: devices, remember or forget this browser"
                 onclick={props.on_menu.clone()}>{ "⋯" }</button>
@@ -162,6 +167,8 @@ pub(super) struct ListProps {
     pub(super) on_stop: Callback<String>,
     pub(super) on_new: Callback<MouseEvent>,
     pub(super) connected: bool,
+    /// View only: nothing to start or stop.
+    pub(super) read_only: bool,
 }
 
 #[function_component(SessionList)]
@@ -185,13 +192,17 @@ pub(super) fn session_list(props: &ListProps) -> Html {
                     <span class="command">{ s.command.join(" ") }</span>
                     <span class="meta">{ format!("{} · {} · {}", s.id, s.status.as_str(), String::from(created)) }</span>
                 </button>
-                if live { <button class="stop" onclick={stop} title="Stop (SIGTERM, then SIGKILL)">{ "Stop" }</button> }
+                if live && !props.read_only {
+                    <button class="stop" onclick={stop} title="Stop (SIGTERM, then SIGKILL)">{ "Stop" }</button>
+                }
             </li>
         }
     });
     html! {
         <aside class="sessions">
-            <button class="new" onclick={props.on_new.clone()} disabled={!props.connected}>{ "New shell" }</button>
+            if !props.read_only {
+                <button class="new" onclick={props.on_new.clone()} disabled={!props.connected}>{ "New shell" }</button>
+            }
             <ul>{ for rows }</ul>
         </aside>
     }

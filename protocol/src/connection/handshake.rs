@@ -43,6 +43,22 @@ impl Connection {
         }
     }
 
+    /// Host: refuse `Event::CredentialNeeded` with `reason` (the credential exists but may not
+    /// be used now, e.g. it expired): `auth/failed` goes out, and the connection fails.
+    pub fn refuse_hello(&mut self, reason: String, now_ms: u64) -> ConnError {
+        if let Err(error) = self.check_usable() {
+            return error;
+        }
+        let State::Host(handshake) = &mut self.state else {
+            return ConnError::NotReady("no host handshake waiting for that");
+        };
+        let step = handshake.refuse(reason);
+        match self.take_step(step, now_ms) {
+            Err(error) => self.fail(error),
+            Ok(()) => self.fail(ConnError::NotReady("the handshake went on after a refusal")),
+        }
+    }
+
     /// Host: the computed answer to the hello; sends the `server_hello`.
     pub fn finish_hello(&mut self, answer: HelloAnswer, now_ms: u64) -> Result<(), ConnError> {
         self.host_step(now_ms, |handshake| handshake.finish_hello(answer))

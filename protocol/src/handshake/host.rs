@@ -91,6 +91,12 @@ impl HostHandshake {
         self.prepare_hello(credential).map_err(|error| self.conclude(Err(error)))
     }
 
+    /// Refuse the hello in words of the caller's (a credential that expired): the client hears
+    /// `reason` in its `auth/failed`, and the handshake is over.
+    pub fn refuse(&mut self, reason: String) -> Step {
+        self.conclude(Err(AuthError::Rejected(reason)))
+    }
+
     /// The computed answer to the hello: the `server_hello` to send.
     pub fn finish_hello(&mut self, answer: HelloAnswer) -> Step {
         let step = self.reply_to_hello(answer);

@@ -8,9 +8,13 @@
 //! - how many authenticated connections each credential has (a guard per connection, so a
 //!   dropped client can never be miscounted);
 //! - which sessions each remote credential started, to stop them when it is revoked or ends;
-//! - who is a guest: a credential that is not one of the host's own lasting ways in (the
-//!   password, a lasting invite) — an ephemeral invite, or one that has ended. A guest sees only
-//!   the sessions it started and manages nothing (`dispatch`);
+//! - who is a guest: a credential that is not one of the host's own lasting full-access ways in
+//!   (the password, a lasting invite, a device) — an ephemeral invite, a read-only one, or one
+//!   that has ended. A guest manages nothing (`dispatch`) and sees only the sessions it started,
+//!   or, a viewer, those it was shared (all when none were named);
+//! - what each way in may do (`Grant`: read-only, which sessions, until when): an expired one is
+//!   no credential at all, so it is refused at the proof; a viewer's requests are checked at the
+//!   host's door (`peer::requests`), never trusted to the client;
 //! - an event feed: relay links drop a revoked credential's connections at once, and
 //!   `pair --ephemeral` reports comings and goings;
 //! - the failed-login throttle (`throttle`).
@@ -20,6 +24,7 @@ pub mod throttle;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tether_protocol::api::Grant;
 use tether_protocol::handshake::Credential;
 use tether_protocol::identity::is_device_identity;
 use tether_protocol::sync::lock;
@@ -55,6 +60,8 @@ pub struct Access {
     /// handshake looks its credential up in memory, and every change goes through `Access`.
     store: Arc<Mutex<Store>>,
     stored: Mutex<HashMap<String, Credential>>,
+    /// What each credential (stored or ephemeral) may do; absent: everything.
+    grants: Mutex<HashMap<String, Grant>>,
     live: Arc<Mutex<Live>>,
     events: broadcast::Sender<AccessEvent>,
     pub throttle: Throttle,
@@ -63,25 +70,52 @@ pub struct Access {
 impl Access {
     pub fn new(store: Arc<Mutex<Store>>) -> Result<Access, String> {
         let stored = lock(&store).credentials()?.into_iter().map(|c| (c.identity.clone(), c)).collect();
+        let grants = lock(&store).grants()?.into_iter().filter(|(_, g)| *g != Grant::default()).collect();
         Ok(Access {
             store,
             stored: Mutex::new(stored),
+            grants: Mutex::new(grants),
             live: Arc::default(),
             events: broadcast::channel(EVENT_QUEUE).0,
             throttle: Throttle::default(),
         })
     }
 
-    /// The credential `identity` may authenticate with right now (`None`: unknown or revoked).
+    /// The credential `identity` may authenticate with right now (`None`: unknown, revoked or
+    /// expired).
     pub fn credential(&self, identity: &str) -> Option<Credential> {
+        if self.expired(identity).is_some() {
+            return None;
+        }
         let ephemeral = lock(&self.live).ephemeral.get(identity).cloned();
         ephemeral.or_else(|| lock(&self.stored).get(identity).cloned())
     }
 
-    /// Keep `credential` (created at `now`, ms). One that replaces another of its identity (a
-    /// new password) revokes the old one: its connections close.
+    /// When `identity`'s grant ran out, if it has (ms since the Unix epoch).
+    pub fn expired(&self, identity: &str) -> Option<u64> {
+        lock(&self.grants).get(identity).and_then(|g| g.expires_at).filter(|at| *at <= now_ms())
+    }
+
+    /// What `identity` may do.
+    pub fn grant(&self, identity: &str) -> Grant {
+        lock(&self.grants).get(identity).cloned().unwrap_or_default()
+    }
+
+    /// Whether `identity` may only watch.
+    pub fn is_viewer(&self, identity: &str) -> bool {
+        lock(&self.grants).get(identity).is_some_and(|g| g.read_only)
+    }
+
+    /// Keep `credential` (created at `now`, ms) with full access. One that replaces another of
+    /// its identity (a new password) revokes the old one: its connections close.
     pub fn store(&self, credential: Credential, now: u64) -> Result<(), String> {
-        lock(&self.store).add_credential(&credential, now)?;
+        self.store_granting(credential, Grant::default(), now)
+    }
+
+    /// Keep `credential`, letting its holder do what `grant` says.
+    pub fn store_granting(&self, credential: Credential, grant: Grant, now: u64) -> Result<(), String> {
+        lock(&self.store).add_credential(&credential, &grant, now)?;
+        self.set_grant(&credential.identity, grant);
         let identity = credential.identity.clone();
         if lock(&self.stored).insert(identity.clone(), credential).is_some() {
             let _ = self.events.send(AccessEvent::Revoked { identity });
@@ -136,8 +170,17 @@ impl Access {
         lock(&self.live).connections.get(identity).copied().unwrap_or(0)
     }
 
-    pub fn add_ephemeral(&self, credential: Credential) {
+    pub fn add_ephemeral(&self, credential: Credential, grant: Grant) {
+        self.set_grant(&credential.identity, grant);
         lock(&self.live).ephemeral.insert(credential.identity.clone(), credential);
+    }
+
+    fn set_grant(&self, identity: &str, grant: Grant) {
+        let mut grants = lock(&self.grants);
+        match grant == Grant::default() {
+            true => grants.remove(identity),
+            false => grants.insert(identity.to_owned(), grant),
+        };
     }
 
     pub fn ephemeral_identities(&self) -> Vec<String> {
@@ -156,14 +199,18 @@ impl Access {
         }
     }
 
-    /// Whether `identity` is a guest: not the host's user, nor one of its lasting ways in.
+    /// Whether `identity` is a guest: not the host's user, nor one of its lasting full-access
+    /// ways in.
     pub fn is_guest(&self, identity: &str) -> bool {
-        identity != LOCAL_USER && !lock(&self.stored).contains_key(identity)
+        identity != LOCAL_USER && (!lock(&self.stored).contains_key(identity) || self.is_viewer(identity))
     }
 
     /// Whether `identity` may see session `id` (the full id): all of them but for a guest, which
-    /// sees those it started.
+    /// sees those it started — or, a viewer, those it was shared (all, when none were named).
     pub fn may_see(&self, identity: &str, id: &str) -> bool {
+        if let Some(grant) = lock(&self.grants).get(identity).filter(|g| g.read_only) {
+            return grant.sessions.is_empty() || grant.sessions.iter().any(|s| s == id);
+        }
         !self.is_guest(identity)
             || lock(&self.live).started.get(identity).is_some_and(|ids| ids.iter().any(|s| s == id))
     }
@@ -173,6 +220,7 @@ impl Access {
     pub fn revoke(&self, identity: &str) -> Result<(bool, Vec<String>), String> {
         let stored = lock(&self.store).remove_credential(identity)?;
         lock(&self.stored).remove(identity);
+        lock(&self.grants).remove(identity);
         let mut live = lock(&self.live);
         let existed = stored || live.ephemeral.remove(identity).is_some();
         let started = live.started.remove(identity).unwrap_or_default();
@@ -263,7 +311,7 @@ mod tests {
         let access = new_access();
         let credential = Credential { identity: "invite-e".into(), salt: vec![1; 16], verifier: vec![2; 8] };
         let lasting = Credential { identity: "invite-l".into(), salt: vec![1; 16], verifier: vec![3; 8] };
-        access.add_ephemeral(credential.clone());
+        access.add_ephemeral(credential.clone(), Grant::default());
         access.store(lasting, 0).expect("store");
         access.started("invite-e", "s1");
         access.started("invite-l", "s2");

@@ -36,6 +36,10 @@ pub fn handle_events<H: HostService>(
     for event in events {
         match event {
             Event::CredentialNeeded { identity } => {
+                if let Some(at) = host.access().expired(&identity) {
+                    let reason = format!("this invite expired at {} (host time)", crate::time::format_time(at));
+                    return Err(peer.conn.refuse_hello(reason, monotonic_ms()));
+                }
                 let credential = host.access().credential(&identity);
                 let work = peer.conn.answer_hello(credential.as_ref(), monotonic_ms())?;
                 // Milliseconds of big-number maths: never on the task that carries every client.
@@ -133,6 +137,28 @@ fn verify<H: HostService>(host: &Arc<H>, peer: &mut Peer, turn: Option<ProofTurn
     result
 }
 
+/// What a viewer (a read-only way in) hears when it asks for more than watching.
+const READ_ONLY_REFUSAL: &str =
+    "read-only: this invite may only watch sessions (no typing, resizing, starting, stopping, exec or files)";
+
+/// A viewer's request as the host lets it through: listing and watching only (an attach never
+/// resizes, and takes no keystrokes), or `None`: refused. Checked here, at the door every
+/// request of a remote client comes through (relay or data channel alike), by the credential
+/// it proved — never left to the client.
+fn as_viewer_may(request: Request) -> Option<Request> {
+    match request {
+        Request::Attach { session, from, .. } => Some(Request::Attach { session, from, cols: None, rows: None }),
+        allowed @ (Request::List { .. }
+        | Request::Get { .. }
+        | Request::Logs { .. }
+        | Request::WaitForPrompt { .. }
+        | Request::WatchSessions { .. }
+        | Request::Detach { .. }
+        | Request::HostInfo) => Some(allowed),
+        _ => None,
+    }
+}
+
 fn handle_request<H: HostService>(
     host: &Arc<H>,
     conn: u64,
@@ -142,6 +168,17 @@ fn handle_request<H: HostService>(
     payload: Vec<u8>,
     tasks: &mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<(), ConnError> {
+    let viewer = peer.access.as_ref().is_some_and(|a| host.access().is_viewer(a.identity()));
+    let request = match viewer {
+        false => request,
+        true => match as_viewer_may(request) {
+            Some(request) => request,
+            None => {
+                let reply = Response::Error { code: ErrorCode::ReadOnly, message: READ_ONLY_REFUSAL.into() };
+                return peer.conn.send_frame(&cmd_frame(id, &reply, Vec::new()));
+            }
+        },
+    };
     let opens_streams = request.opens_stream() || matches!(request, Request::Exec { .. });
     if opens_streams {
         if let Err(message) = check_new_streams(peer, id, matches!(request, Request::Exec { .. })) {
@@ -168,7 +205,8 @@ fn handle_request<H: HostService>(
             }
         }
         request if request.opens_stream() => {
-            if let Request::Attach { session, .. } = &request {
+            // A viewer's keystrokes go nowhere (credited back, dropped).
+            if let (Request::Attach { session, .. }, false) = (&request, viewer) {
                 peer.inputs.insert(id as u32, session.clone());
             }
             serve_stream(host, conn, peer, id, request, tasks)
