@@ -174,6 +174,7 @@ fn a_call_gets_its_answer_and_a_refusal_keeps_its_code() {
         version: "1".into(),
         remember: false,
         device: None,
+        read_only: false,
     };
     wire.answer(id, info.clone());
     assert_eq!(wire.take_events(), vec![ClientEvent::Answer { call, answer: Ok((info, Vec::new())) }]);
