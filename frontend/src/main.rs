@@ -16,6 +16,7 @@ mod hosts;
 mod input;
 mod keybar;
 mod link;
+mod notify;
 mod read;
 mod terminal;
 mod timer;
@@ -298,11 +299,21 @@ fn app() -> Html {
                 }
             })
         };
+        let on_wanted = {
+            let (update, id) = (update.clone(), id.clone());
+            Callback::from(move |()| {
+                set_address(Some(&id));
+                update(&|s: &mut Shown| {
+                    s.front = Some(id.clone());
+                    s.bad = None;
+                });
+            })
+        };
         html! {
             <div class={classes!("host-pane", (!visible).then_some("hidden"))} data-host={id.clone()} key={id.clone()}>
                 // A new secret for a host is a new workspace.
                 <Workspace key={format!("{}.{}", id, host.secret.as_deref().unwrap_or(""))}
-                    address={host.address.clone()} secret={host.secret.clone()} {on_named}
+                    address={host.address.clone()} secret={host.secret.clone()} {on_named} {on_wanted}
                     front={shown.front.as_deref() == Some(id.as_str())} />
             </div>
         }

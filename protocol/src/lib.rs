@@ -19,11 +19,14 @@
 //!    (order, hidden files, selection, cursor); [`text`] is how an editor turns a file's
 //!    bytes into text and back without changing a byte outside the edit.
 //!
+//! [`attention`] says when a watched session needs its user (waits for input, ended).
+//!
 //! [`connection::Connection`] ties them into one state machine; [`client::Client`] is the client
 //! side over it that the page and the command line both drive (calls, streams that resume after
 //! a lost link, redials, the data-channel upgrade).
 
 pub mod api;
+pub mod attention;
 pub mod channel;
 pub mod client;
 pub mod cmd;

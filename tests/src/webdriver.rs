@@ -119,6 +119,21 @@ impl Browser {
         self.call("POST", "/goog/cdp/execute", Some(json!({ "cmd": cmd, "params": params })))
     }
 
+    /// Open a new tab and make it the current window (the one before it is then hidden, as a
+    /// tab in the background is); returns the handle of the window that was current.
+    pub fn open_tab(&self) -> String {
+        let before = self.call("GET", "/window", None).as_str().expect("window handle").to_owned();
+        let opened = self.call("POST", "/window/new", Some(json!({ "type": "tab" })));
+        let handle = opened["handle"].as_str().expect("new window handle").to_owned();
+        self.switch_to(&handle);
+        before
+    }
+
+    /// Make window `handle` the current one (scripts run there).
+    pub fn switch_to(&self, handle: &str) {
+        self.call("POST", "/window", Some(json!({ "handle": handle })));
+    }
+
     /// The text of the dialog (`alert`, `confirm`) the page has open, if it has one.
     pub fn dialog_text(&self) -> Option<String> {
         let url = format!("{}/session/{}/alert/text", self.base, self.session);

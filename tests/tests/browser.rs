@@ -808,3 +808,55 @@ fn a_read_only_share_shows_view_only_and_nothing_typed_reaches_the_session() {
     assert!(!log.contains("typed-in-page"), "{log}");
     assert_no_console_errors(&browser);
 }
+
+#[test]
+fn a_session_that_waits_while_the_page_is_hidden_raises_one_notification_naming_it() {
+    let (relay, host, invite, browser) = setup();
+    let page = Page(&browser);
+    let origin = relay.url.trim_end_matches('/').to_owned();
+    browser.cdp("Browser.grantPermissions", json!({ "permissions": ["notifications"], "origin": origin }));
+    browser.goto(&invite);
+    let shell = page.landed();
+    // (The landing shell idle at its prompt, as far as the page knows, before it is hidden.)
+    wait_element(&page, &format!(".session[data-session='{shell}'] .badge"), "the shell's input badge");
+    // Every notification the page makes is also said on a channel another tab can hear (the
+    // real one is still made).
+    page.script(
+        "const Real = window.Notification; const said = new BroadcastChannel('notifications-seen'); \
+         window.Notification = class extends Real { \
+           static get permission() { return Real.permission; } \
+           static requestPermission(...args) { return Real.requestPermission(...args); } \
+           constructor(title, options) { super(title, options); \
+             said.postMessage([title, (options || {}).body, document.hidden]); } };",
+        json!([]),
+    );
+    assert!(page.script("return document.title", json!([])).as_str().is_some_and(|t| !t.starts_with('(')));
+
+    // Another tab in front: the page is hidden. A session then asks a question.
+    let first = browser.open_tab();
+    browser.goto(&relay.url);
+    page.script(
+        "window.seen = []; new BroadcastChannel('notifications-seen').onmessage = e => window.seen.push(e.data);",
+        json!([]),
+    );
+    let prompt = "printf 'Continue? [y/n] '; read answer";
+    host.ok(&["start", "--detach", "--title", "deploy", "--", "sh", "-c", prompt]);
+    let seen = wait_until(PAGE, "a notification", || {
+        let seen = page.script("return window.seen", json!([]));
+        seen.as_array().is_some_and(|s| !s.is_empty()).then_some(seen)
+    });
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_owned();
+    assert_eq!(seen.as_array().map(Vec::len), Some(1), "{seen}");
+    let (title, hidden) = (seen[0][0].as_str().unwrap_or_default(), &seen[0][2]);
+    assert_eq!(title, format!("{hostname}: deploy waits for input (confirmation)"), "{seen}");
+    assert_eq!(hidden, &json!(true), "made while the page was hidden");
+
+    // Back on the page: its tab counts the session that waits.
+    browser.switch_to(&first);
+    let title = wait_until(PAGE, "the tab's title to count the waiting session", || {
+        let title = page.script("return document.title", json!([]));
+        title.as_str().filter(|t| t.starts_with("(1) ")).map(str::to_owned)
+    });
+    assert!(title.contains(&hostname), "{title}");
+    assert_no_console_errors(&browser);
+}

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use tether_protocol::api::{Request, Response, SessionInfo, SessionStatus};
+use tether_protocol::attention::Attention;
 use tether_protocol::handshake::PASSWORD_IDENTITY;
 use tether_protocol::identity::{invite_identity, HostAddress};
 use wasm_bindgen::prelude::*;
@@ -40,6 +41,9 @@ pub struct Props {
     /// In front (of several open hosts): the browser's tab is named after it.
     #[prop_or(true)]
     pub front: bool,
+    /// A notification of this host's was clicked: bring it to the front.
+    #[prop_or_default]
+    pub on_wanted: Callback<()>,
 }
 
 /// How this page proves itself to the host.
@@ -103,6 +107,10 @@ pub fn workspace(props: &Props) -> Html {
     // View only (a read-only invite): no input, no Files, nothing started or stopped.
     let read_only = use_state(|| false);
     let menu_open = use_state(|| false);
+    // Sessions that need the user: notifications while the page is unseen, a count in the title.
+    let attention = use_mut_ref(Attention::default);
+    let waiting = use_state(|| 0usize);
+    let notify_state = use_state(crate::notify::permission);
     let status = use_state(|| (Status::Connecting, 0u64));
     let link = use_state(|| None::<Link>);
     let sessions = use_state(Vec::<SessionInfo>::new);
@@ -216,6 +224,37 @@ pub fn workspace(props: &Props) -> Html {
             }
         });
     }
+
+    // The session list changed: tell the user what needs them (see `attention`).
+    {
+        let (attention, waiting, open_tab, on_wanted) =
+            (attention.clone(), waiting.clone(), open_tab.clone(), props.on_wanted.clone());
+        let (host_id, host) = (props.address.host_id.clone(), (*host_name).clone());
+        use_effect_with((*sessions).clone(), move |list| {
+            let alerts = attention.borrow_mut().update(list);
+            waiting.set(attention.borrow().waiting());
+            let host = host.unwrap_or_else(|| host_id.clone());
+            for alert in alerts.into_iter().filter(|_| crate::notify::page_unseen()) {
+                let (open_tab, on_wanted, session) = (open_tab.clone(), on_wanted.clone(), alert.session.clone());
+                crate::notify::show(
+                    &format!("{host}: {}", alert.describe()),
+                    "Tether — click to open it",
+                    &format!("{host_id}/{}", alert.session),
+                    move || {
+                        on_wanted.emit(());
+                        open_tab.emit(session);
+                    },
+                );
+            }
+        });
+    }
+    let ask_notify = {
+        let notify_state = notify_state.clone();
+        Callback::from(move |_: MouseEvent| {
+            let notify_state = notify_state.clone();
+            wasm_bindgen_futures::spawn_local(async move { notify_state.set(crate::notify::ask().await) });
+        })
+    };
 
     // No secret, or a password that did not work: ask (again).
     let failed = match &status.0 {
@@ -436,6 +475,7 @@ pub fn workspace(props: &Props) -> Html {
         <div class="workspace">
             <StatusBar status={status.0.clone()} online={*online} host_id={props.address.host_id.clone()}
                 host_name={(*host_name).clone()} on_menu={toggle_menu} front={props.front} read_only={*read_only}
+                waiting={*waiting} notify={*notify_state} on_notify={ask_notify}
                 path={link.as_ref().map(Link::path_summary).unwrap_or_default()} />
             { remember_bar }
             { menu }

@@ -23,6 +23,11 @@ pub(super) struct StatusProps {
     pub(super) front: bool,
     /// This page may only watch.
     pub(super) read_only: bool,
+    /// Sessions waiting for input (counted in the browser tab's title).
+    pub(super) waiting: usize,
+    /// Notification permission (`notify::permission`), and asking for it.
+    pub(super) notify: &'static str,
+    pub(super) on_notify: Callback<MouseEvent>,
 }
 
 #[function_component(StatusBar)]
@@ -44,23 +49,37 @@ pub(super) fn status_bar(props: &StatusProps) -> Html {
     // The browser tab says which host too (the one in front, when several are open).
     if let Some(document) = web_sys::window().and_then(|w| w.document()).filter(|_| props.front) {
         let title = props.host_name.as_deref().unwrap_or(&props.host_id);
-        document.set_title(&format!("{title} — Tether"));
+        match props.waiting {
+            0 => document.set_title(&format!("{title} — Tether")),
+            n => document.set_title(&format!("({n}) {title} — Tether")),
+        }
     }
     html! {
-        <header class="bar">
-            <a class="brand" href="#">{ "Tether" }</a>
-            <span class="host-name" title={format!("host id {}", props.host_id)}>
-                { props.host_name.as_deref().unwrap_or(&props.host_id) }
-            </span>
-            <span class={classes!("presence", presence)}>{ presence }</span>
-            if props.read_only {
-                <span class="view-only" title="A read-only invite: you can watch sessions, not type into them">{ "view only" }</span>
-            }
-            <span class={classes!("status", class)} id="status" role="status">{ text }</span>
-            <button class="host-menu-button" title="Host menu: devices, remember or forget this browser"
-                onclick={props.on_menu.clone()}>{ "⋯" }</button>
-        </header>
-    }
+           <header class="bar">
+               <a class="brand" href="#">{ "Tether" }</a>
+               <span class="host-name" title={format!("host id {}", props.host_id)}>
+                   { props.host_name.as_deref().unwrap_or(&props.host_id) }
+               </span>
+               <span class={classes!("presence", presence)}>{ presence }</span>
+               if props.read_only {
+                   <span class="view-only" title="A read-only invite: you can watch sessions, not type into them">{ "view only" }</span>
+               }
+               <span class={classes!("status", class)} id="status" role="status">{ text }</span>
+    {
+                   match props.notify {
+                       "default" => html! {
+                           <button class="notify-button" onclick={props.on_notify.clone()}
+                               title="Notify me when a session waits for input or ends while I look elsewhere">{ "🔔" }</button>
+                       },
+                       "granted" => html! { <span class="notify-on" title="Notifications on: a session that needs you, while you look elsewhere">{ "🔔" }</span> },
+                       "denied" => html! { <span class="notify-off" title="Notifications are blocked for this site (the browser's site settings)">{ "🔕" }</span> },
+                       _ => Html::default(),
+                   }
+               }
+               <button class="host-menu-button" title="Host menu: devices, remember or forget this browser"
+                   onclick={props.on_menu.clone()}>{ "⋯" }</button>
+           </header>
+       }
 }
 
 #[derive(Properties, PartialEq)]
