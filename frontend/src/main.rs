@@ -151,6 +151,8 @@ fn app() -> Html {
     // The same, for the hash handler (never a stale state handle).
     let latest = use_memo((), |_| RefCell::new((*shown).clone()));
     let names = use_state(HashMap::<String, String>::new);
+    // Hosts whose workspace has an editor with unsaved text: closing one asks first.
+    let unsaved = use_mut_ref(std::collections::HashSet::<String>::new);
     let online = use_state(HashMap::<String, bool>::new);
     let update = {
         let (shown, latest) = (shown.clone(), latest.clone());
@@ -249,9 +251,15 @@ fn app() -> Html {
             None => "unknown",
         };
         let close = {
-            let (update, id, latest) = (update.clone(), id.clone(), latest.clone());
+            let (update, id, latest, unsaved) = (update.clone(), id.clone(), latest.clone(), unsaved.clone());
             Callback::from(move |e: MouseEvent| {
                 e.stop_propagation();
+                if unsaved.borrow().contains(&id)
+                    && !browser::confirm("An editor on this host has unsaved changes. Close the host anyway?")
+                {
+                    return;
+                }
+                unsaved.borrow_mut().remove(&id);
                 update(&|s: &mut Shown| s.close(&id));
                 set_address(latest.borrow().front.as_deref());
             })
@@ -309,11 +317,20 @@ fn app() -> Html {
                 });
             })
         };
+        let on_unsaved = {
+            let (unsaved, id) = (unsaved.clone(), id.clone());
+            Callback::from(move |now: bool| {
+                match now {
+                    true => unsaved.borrow_mut().insert(id.clone()),
+                    false => unsaved.borrow_mut().remove(&id),
+                };
+            })
+        };
         html! {
             <div class={classes!("host-pane", (!visible).then_some("hidden"))} data-host={id.clone()} key={id.clone()}>
                 // A new secret for a host is a new workspace.
                 <Workspace key={format!("{}.{}", id, host.secret.as_deref().unwrap_or(""))}
-                    address={host.address.clone()} secret={host.secret.clone()} {on_named} {on_wanted}
+                    address={host.address.clone()} secret={host.secret.clone()} {on_named} {on_wanted} {on_unsaved}
                     front={shown.front.as_deref() == Some(id.as_str())} />
             </div>
         }

@@ -44,6 +44,9 @@ pub struct Props {
     /// A notification of this host's was clicked: bring it to the front.
     #[prop_or_default]
     pub on_wanted: Callback<()>,
+    /// Hears whether any of its editors has unsaved text (closing the host asks first).
+    #[prop_or_default]
+    pub on_unsaved: Callback<bool>,
 }
 
 /// How this page proves itself to the host.
@@ -128,10 +131,14 @@ pub fn workspace(props: &Props) -> Html {
     let dirty = use_mut_ref(HashSet::<String>::new);
     let redraw = use_force_update();
     let unsaved = !dirty.borrow().is_empty();
-    use_effect_with(unsaved, |unsaved| {
-        let guard = unsaved.then(LeaveGuard::new);
-        move || drop(guard)
-    });
+    {
+        let on_unsaved = props.on_unsaved.clone();
+        use_effect_with(unsaved, move |unsaved| {
+            on_unsaved.emit(*unsaved);
+            let guard = unsaved.then(LeaveGuard::new);
+            move || drop(guard)
+        });
+    }
 
     // Connect once we know how to prove ourselves; close when leaving.
     {
