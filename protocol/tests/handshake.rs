@@ -197,7 +197,25 @@ fn a_credential_revoked_or_changed_mid_handshake_is_refused_at_the_proof() {
         let error = host.verify_proof(at_proof.as_ref(), 0).expect_err(name);
         assert!(matches!(error, ConnError::Auth(AuthError::Rejected(_))), "{name}: {error:?}");
         assert!(!host.is_open(), "{name}");
+        // The client hears the host's words, not "wrong secret": its secret was right.
+        let (failed, _) = drain(&mut host);
+        let heard = client.handle_input(Input::Bytes(&failed), 0).expect_err("refused");
+        assert_eq!(heard, error, "{name}");
     }
+}
+
+#[test]
+fn a_credential_refused_in_the_hosts_words_says_so_to_the_client() {
+    let mut client = Connection::client(HOST_ID, "invite-1", b"secret", entropy(21), 0);
+    let mut host = TestHost::new(vec![], entropy(22), 0);
+    let (hello, _) = drain(&mut client);
+    host.handle_input(Input::Bytes(&hello), 0).expect("hello");
+    drain(&mut host);
+    let refused = host.refuse_credential("this invite expired at noon".into(), 0);
+    assert_eq!(refused, ConnError::Auth(AuthError::Rejected("this invite expired at noon".into())));
+    let (failed, _) = drain(&mut host);
+    let heard = client.handle_input(Input::Bytes(&failed), 0).expect_err("refused");
+    assert_eq!(heard.to_string(), "authentication failed: this invite expired at noon");
 }
 
 #[test]

@@ -43,9 +43,10 @@ impl Connection {
         }
     }
 
-    /// Host: refuse `Event::CredentialNeeded` with `reason` (the credential exists but may not
-    /// be used now, e.g. it expired): `auth/failed` goes out, and the connection fails.
-    pub fn refuse_hello(&mut self, reason: String, now_ms: u64) -> ConnError {
+    /// Host: refuse the credential asked for by `Event::CredentialNeeded` or
+    /// `Event::ProofReceived` with `reason` (it exists but may not be used now, e.g. it expired):
+    /// `auth/failed` goes out, and the connection fails.
+    pub fn refuse_credential(&mut self, reason: String, now_ms: u64) -> ConnError {
         if let Err(error) = self.check_usable() {
             return error;
         }

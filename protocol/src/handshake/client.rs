@@ -60,7 +60,13 @@ impl ClientHandshake {
             return Err(AuthError::Unexpected("non-handshake frame during handshake".into()));
         };
         match (std::mem::replace(&mut self.state, ClientState::Finished), step) {
-            // The host answers a proof with `failed` only when M1 was wrong: the secret was.
+            // A wrong M1 is a wrong secret, whatever words came with it; any other refusal of
+            // the proof (the credential revoked or expired meanwhile) is said as the host says it.
+            (ClientState::AwaitServerProof { .. }, AuthStep::Failed { reason })
+                if *reason != AuthError::WrongSecret.reason() =>
+            {
+                Err(AuthError::Rejected(peer_reason(reason)))
+            }
             (ClientState::AwaitServerProof { .. }, AuthStep::Failed { .. }) => Err(AuthError::WrongSecret),
             (_, AuthStep::Failed { reason }) => Err(AuthError::Rejected(peer_reason(reason))),
             (ClientState::AwaitServerHello, AuthStep::ServerHello { salt, nonce }) => {

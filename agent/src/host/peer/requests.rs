@@ -36,9 +36,8 @@ pub fn handle_events<H: HostService>(
     for event in events {
         match event {
             Event::CredentialNeeded { identity } => {
-                if let Some(at) = host.access().expired(&identity) {
-                    let reason = format!("this invite expired at {} (host time)", crate::time::format_time(at));
-                    return Err(peer.conn.refuse_hello(reason, monotonic_ms()));
+                if let Some(reason) = expired(host.access(), &identity) {
+                    return Err(peer.conn.refuse_credential(reason, monotonic_ms()));
                 }
                 let credential = host.access().credential(&identity);
                 let work = peer.conn.answer_hello(credential.as_ref(), monotonic_ms())?;
@@ -122,6 +121,10 @@ pub fn on_task_event<H: HostService>(host: &Arc<H>, peer: &mut Peer, event: Peer
 /// new password wins any race), and tell the throttle how it went.
 fn verify<H: HostService>(host: &Arc<H>, peer: &mut Peer, turn: Option<ProofTurn>) -> Result<(), ConnError> {
     let identity = peer.conn.claimed_identity().unwrap_or_default().to_owned();
+    // Expired since the hello: said so, not taken for a wrong secret.
+    if let Some(reason) = expired(host.access(), &identity) {
+        return Err(peer.conn.refuse_credential(reason, monotonic_ms()));
+    }
     let answered_with = peer.conn.answered_with().map(<[u8]>::to_vec);
     let credential = host.access().credential(&identity);
     let result = peer.conn.verify_proof(credential.as_ref(), monotonic_ms());
@@ -135,6 +138,12 @@ fn verify<H: HostService>(host: &Arc<H>, peer: &mut Peer, turn: Option<ProofTurn
         peer.proven = answered_with;
     }
     result
+}
+
+/// Why `identity` may not come in any more, if its grant ran out.
+fn expired(access: &crate::host::access::Access, identity: &str) -> Option<String> {
+    let at = access.expired(identity)?;
+    Some(format!("this invite expired at {} (host time)", crate::time::format_time(at)))
 }
 
 /// What a viewer (a read-only way in) hears when it asks for more than watching.
