@@ -524,7 +524,10 @@ async fn on_connected(
     }
     if let Some(credential) = credential.filter(|c| c.kind == Kind::Invite) {
         hosts::remember_secret(&address.host_id, &credential.secret);
-        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+        // Only if the address bar still shows this invite (another host may be in front now).
+        let window = web_sys::window();
+        let shown = window.as_ref().and_then(|w| w.location().hash().ok()).unwrap_or_default();
+        if let (true, Some(history)) = (shown.contains(&credential.secret), window.and_then(|w| w.history().ok())) {
             let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&format!("#{}", address.host_id)));
         }
     }
