@@ -19,7 +19,9 @@
 //!    (order, hidden files, selection, cursor); [`text`] is how an editor turns a file's
 //!    bytes into text and back without changing a byte outside the edit.
 //!
-//! [`attention`] says when a watched session needs its user (waits for input, ended).
+//! [`attention`] says when a watched session needs its user (waits for input, ended); `push`
+//! (feature `push`, the host's) encrypts web pushes for a browser (RFC 8291) and signs the
+//! push service's authorization (VAPID, RFC 8292).
 //!
 //! [`connection::Connection`] ties them into one state machine; [`client::Client`] is the client
 //! side over it that the page and the command line both drive (calls, streams that resume after
@@ -42,6 +44,8 @@ pub mod input;
 pub mod keys;
 pub mod listing;
 pub mod paths;
+#[cfg(feature = "push")]
+pub mod push;
 pub mod signal;
 pub mod stream;
 pub mod sync;
