@@ -1,4 +1,5 @@
-// Tether's service worker has one job: stream a download from the host to disk. The page hands
+// Tether's service worker streams downloads to disk, and shows the web pushes a host sends a
+// remembered browser (at the end of this file). Downloads: the page hands
 // a download's bytes over a MessageChannel as they arrive through the encrypted connection; this
 // worker answers the page's navigation to /tether-download/ID with a streamed attachment. Nothing
 // holds the whole file, and the stream pulls (backpressure) before the page credits the host for
@@ -48,4 +49,26 @@ self.addEventListener('fetch', (event) => {
   };
   if (Number.isSafeInteger(size) && size >= 0) headers['Content-Length'] = String(size);
   event.respondWith(new Response(stream, { headers }));
+});
+
+// A push from a host (RFC 8291, opened by the browser before it reaches us): host name, session
+// title and why — never output. Shown as a notification; a click focuses an open page, or opens
+// the relay's page.
+self.addEventListener('push', (event) => {
+  let data = {};
+  try {
+    data = event.data ? event.data.json() : {};
+  } catch (e) {
+    data = {};
+  }
+  const host = String(data.host || 'a host');
+  const title = `${host}: ${String(data.title || 'a session')}`;
+  const options = { body: String(data.reason || ''), tag: `${host}/${String(data.session || '')}` };
+  event.waitUntil(self.registration.showNotification(title, options));
+});
+
+self.addEventListener('notificationclick', (event) => {
+  event.notification.close();
+  event.waitUntil(self.clients.matchAll({ type: 'window' }).then((open) =>
+    open.length ? open[0].focus() : self.clients.openWindow('/')));
 });

@@ -67,6 +67,7 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
             agent.close().await;
             result
         }
+        Command::Notify { action } => cli::notify::run(&state, host.as_deref(), action).await,
         _ if host.is_some() => {
             Err("-H/--host applies to session commands (start, ls, attach, send, logs, stop) and exec".into())
         }

@@ -21,6 +21,43 @@ extern "C" {
     async fn device_secret(label: &str, create: bool) -> Result<JsValue, JsValue>;
 }
 
+#[wasm_bindgen(module = "/src/pushsub.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = subscribePush, catch)]
+    async fn subscribe_push(key: &str) -> Result<JsValue, JsValue>;
+}
+
+/// Subscribe this (remembered) browser to the host's web pushes: its VAPID key from the host, a
+/// subscription from the browser's push service, kept by the host.
+pub async fn subscribe(link: &Link) -> Result<(), String> {
+    let key = match link.call(&Request::PushKey, Vec::new()).await? {
+        (Response::PushKey { key }, _) => key,
+        (other, _) => return Err(format!("unexpected answer {other:?}")),
+    };
+    let json = subscribe_push(&key)
+        .await
+        .map_err(|e| format!("this browser would not subscribe: {}", js_error(&e)))?
+        .as_string()
+        .ok_or("no subscription")?;
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        p256dh: String,
+        auth: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Subscribed {
+        endpoint: String,
+        keys: Keys,
+    }
+    let subscribed: Subscribed = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    let request = Request::PushSubscribe {
+        endpoint: subscribed.endpoint,
+        p256dh: subscribed.keys.p256dh,
+        auth: subscribed.keys.auth,
+    };
+    link.call(&request, Vec::new()).await.map(|_| ())
+}
+
 /// The secret this browser proves `identity` on `host_id` with (hex); `None` when this browser
 /// has no device key any more (its site data was cleared). `create` makes the key if need be.
 pub async fn secret(host_id: &str, identity: &str, create: bool) -> Result<Option<String>, String> {

@@ -253,6 +253,26 @@ pub enum Request {
         device: String,
         name: String,
     },
+    /// The host's VAPID public key (base64url), for a browser to subscribe with. Answered
+    /// `push_key`.
+    PushKey,
+    /// Keep a browser's push subscription (`PushSubscription.toJSON()`'s endpoint and keys):
+    /// the host then pushes to it when a session that notifies waits or ends. Only a remembered
+    /// device may subscribe; forgetting the device drops its subscriptions.
+    PushSubscribe {
+        endpoint: String,
+        p256dh: String,
+        auth: String,
+    },
+    /// Push a test notification to every subscription now (`tether notify test`). Only the
+    /// host's own user. Answered `pushed`.
+    PushTest,
+    /// Notify (hook, desktop, push) when `session` waits or ends, or not (`tether notify on|off`).
+    /// Answered `session`.
+    SetNotify {
+        session: String,
+        on: bool,
+    },
 }
 
 impl Request {
@@ -422,6 +442,19 @@ pub enum Response {
     },
     Devices {
         devices: Vec<DeviceEntry>,
+    },
+    PushKey {
+        key: String,
+    },
+    /// What a push to every subscription did.
+    Pushed {
+        /// Accepted by their push services.
+        sent: usize,
+        /// Gone (404/410): dropped.
+        dropped: usize,
+        /// Why the others failed (endpoint origin and reason).
+        #[serde(default)]
+        failed: Vec<String>,
     },
     /// An exec finished: exit code, 128 + N when killed by signal N.
     Exited {

@@ -204,6 +204,13 @@ impl Vapid {
     }
 }
 
+/// The public key (uncompressed point) of a P-256 private key: what a browser's subscription
+/// gives as `p256dh` for the key it keeps.
+pub fn public_key_of(secret: &[u8; SECRET_KEY_BYTES]) -> Result<[u8; PUBLIC_KEY_BYTES], String> {
+    let secret = SecretKey::from_slice(secret).map_err(|_| "a key out of range")?;
+    Ok(public_bytes(&secret.public_key()))
+}
+
 fn public_bytes(key: &PublicKey) -> [u8; PUBLIC_KEY_BYTES] {
     let point = key.to_encoded_point(false);
     let mut out = [0u8; PUBLIC_KEY_BYTES];

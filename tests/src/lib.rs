@@ -13,6 +13,7 @@ pub mod netns;
 pub mod page;
 pub mod process;
 pub mod proxy;
+pub mod push_service;
 pub mod raw;
 pub mod turn;
 pub mod webdriver;

@@ -442,3 +442,72 @@ fn a_read_only_invite_watches_its_sessions_and_the_host_refuses_everything_else(
     let listed = invites(&host);
     assert!(listed.iter().any(|e| e["grant"]["expires_at"].as_u64().is_some()), "{listed:?}");
 }
+
+#[test]
+fn a_remembered_browser_subscribes_and_the_host_pushes_it_encrypted_when_a_session_waits() {
+    use tether_protocol::api::Request;
+    use tether_protocol::handshake::Credential;
+    use tether_protocol::push;
+    use tether_tests::raw::RawClient;
+
+    let (_relay, host, invite, _client) = agent::paired(scratch());
+    let service = tether_tests::push_service::PushService::start();
+    let address = tether_protocol::identity::HostRef::parse(&invite).expect("invite").address();
+    let call = |client: &mut RawClient, id: u64, request: &Request| -> Value {
+        client.send(&tether_protocol::cmd::cmd_frame(id, request, Vec::new()));
+        client.answers(agent::WAIT, 1).pop().expect("an answer").1
+    };
+
+    // A browser, remembered as a device (as the page does it), subscribes with its keys.
+    let (device, secret) = ("device-00112233445566aa", "0f".repeat(32));
+    let credential = Credential::derive(&address.host_id, device, secret.as_bytes(), [5; 16]).expect("verifier");
+    let mut with_invite = RawClient::hello(&invite);
+    with_invite.authenticate(agent::WAIT);
+    let remember = Request::RememberDevice {
+        device: device.into(),
+        name: "a test browser".into(),
+        salt: tether_protocol::hex::encode(&credential.salt),
+        verifier: tether_protocol::hex::encode(&credential.verifier),
+    };
+    assert_eq!(call(&mut with_invite, 1, &remember)["kind"], "device");
+    // Only a remembered device may subscribe.
+    let by_invite =
+        Request::PushSubscribe { endpoint: format!("{}/x", service.url), p256dh: "A".into(), auth: "A".into() };
+    assert!(call(&mut with_invite, 2, &by_invite)["message"].as_str().is_some_and(|m| m.contains("remembered")));
+    let mut browser = RawClient::hello_as(&address, device, secret.as_bytes());
+    browser.authenticate(agent::WAIT);
+    let key = call(&mut browser, 1, &Request::PushKey)["key"].as_str().expect("VAPID key").to_owned();
+    let receiver_secret = [9u8; push::SECRET_KEY_BYTES];
+    let auth = [3u8; push::AUTH_BYTES];
+    let subscribe = Request::PushSubscribe {
+        endpoint: format!("{}/push/sub-1", service.url),
+        p256dh: push::encode(&push::public_key_of(&receiver_secret).expect("key")),
+        auth: push::encode(&auth),
+    };
+    assert_eq!(call(&mut browser, 2, &subscribe)["kind"], "ok");
+
+    // A session that notifies asks a question: one push, which only the subscription opens.
+    let prompt = "echo secret-output-$((6*7)); printf 'Continue? [y/n] '; read answer";
+    host.ok(&["start", "--detach", "--notify", "--title", "deploy", "--", "sh", "-c", prompt]);
+    let pushed = wait_until(agent::WAIT, "a push", || service.received().into_iter().next());
+    assert_eq!(pushed.path, "/push/sub-1");
+    assert_eq!(pushed.header("content-encoding"), Some("aes128gcm"));
+    let authorization = pushed.header("authorization").expect("VAPID");
+    assert!(authorization.starts_with("vapid t=") && authorization.ends_with(&format!(", k={key}")), "{authorization}");
+    let opened = push::decrypt(&receiver_secret, &auth, &pushed.body).expect("opens with the subscription's key");
+    let payload: Value = serde_json::from_slice(&opened).expect("JSON");
+    assert_eq!(
+        (payload["title"].as_str(), payload["reason"].as_str()),
+        (Some("deploy"), Some("confirmation")),
+        "{payload}"
+    );
+    assert!(!String::from_utf8_lossy(&opened).contains("secret-output"), "no output in a push: {payload}");
+    assert!(push::decrypt(&[8; push::SECRET_KEY_BYTES], &auth, &pushed.body).is_err());
+
+    // `notify test` reaches it; a push service that says 410 has forgotten it: dropped.
+    assert!(host.ok(&["notify", "test"]).contains("pushed to 1 browser(s)"));
+    service.answer_with(410);
+    assert!(host.ok(&["notify", "test"]).contains("1 subscription(s) gone and dropped"));
+    assert!(host.ok(&["notify", "test"]).contains("pushed to 0 browser(s)"));
+    assert_eq!(service.received().len(), 3, "nothing after the drop");
+}

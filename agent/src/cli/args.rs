@@ -84,6 +84,12 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<std::path::PathBuf>,
     },
+    /// Notifications: `notify on|off [ID]` (hook, desktop and web push when a session waits or
+    /// ends; with -H on a paired host), `notify test` (a web push to every subscribed browser).
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Run the agent as a service of this user's (systemd user unit, macOS LaunchAgent), so the
     /// host is reachable after a reboot: install [--print], uninstall, status.
     Service {
@@ -316,6 +322,16 @@ pub enum FsAction {
     Chmod { mode: String, path: String },
     /// Put back what `rm` moved to the trash: restore HOST TRASH_ID.
     Restore { host: String, trash_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum NotifyAction {
+    /// Notify when this session (id or prefix; default: the newest) waits for input or ends.
+    On { id: Option<String> },
+    /// Stop notifying for it.
+    Off { id: Option<String> },
+    /// Push a test notification to every browser subscribed to this host.
+    Test,
 }
 
 #[derive(Subcommand)]

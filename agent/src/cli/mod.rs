@@ -9,6 +9,7 @@ pub mod exec;
 pub mod files;
 pub mod hosts;
 pub mod logs;
+pub mod notify;
 pub mod open;
 pub mod password;
 pub mod progress;

@@ -47,6 +47,8 @@ pub struct Daemon {
     pub shutdown: Notify,
     /// Whether clients may move to a data channel (`tether pair --no-webrtc` turns it off).
     pub webrtc: AtomicBool,
+    /// Web pushes to the browsers that subscribed.
+    pub push: Arc<crate::host::push::Pusher>,
     me: Weak<Daemon>,
 }
 
@@ -60,7 +62,10 @@ impl Daemon {
     ) -> Result<Arc<Daemon>, String> {
         let access = Access::new(store.clone())?;
         let webrtc = lock(&store).setting(WEBRTC_SETTING)?.is_none_or(|on| on == "on");
+        let push = crate::host::push::Pusher::new(store.clone())?;
+        sessions.push_with(push.clone());
         Ok(Arc::new_cyclic(|me| Daemon {
+            push,
             access,
             files,
             state,

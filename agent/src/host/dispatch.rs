@@ -41,6 +41,7 @@ pub fn manages_the_host(request: &Request) -> bool {
             | Request::SetPassword { .. }
             | Request::DaemonStop { .. }
             | Request::RenameDevice { .. }
+            | Request::PushTest
     )
 }
 
@@ -75,7 +76,8 @@ fn session_of(request: &Request) -> Option<&str> {
         | Request::OpenFiles { session, .. }
         | Request::Attach { session, .. }
         | Request::Logs { session, .. }
-        | Request::WatchOpens { session } => Some(session),
+        | Request::WatchOpens { session }
+        | Request::SetNotify { session, .. } => Some(session),
         Request::Get { id } => id.as_deref(),
         _ => None,
     }
@@ -169,6 +171,12 @@ pub async fn handle(daemon: &Daemon, owner: &str, request: Request, payload: Vec
         Request::ListDevices => blocking(|| devices::list(daemon, owner)),
         Request::ForgetDevice { device } => devices::forget(daemon, owner, &device).await,
         Request::RenameDevice { device, name } => blocking(|| devices::rename(daemon, &device, &name)),
+        Request::PushKey => daemon.push.key(),
+        Request::PushSubscribe { endpoint, p256dh, auth } => {
+            blocking(|| daemon.push.subscribe(owner, &endpoint, &p256dh, &auth))
+        }
+        Request::PushTest => daemon.push.test().await,
+        Request::SetNotify { session, on } => blocking(|| sessions.set_notify(&session, on)),
         Request::DaemonStatus => {
             let state_dir = daemon.state.root().display().to_string();
             let version = env!("CARGO_PKG_VERSION").to_owned();

@@ -16,6 +16,7 @@ pub mod files;
 pub mod identity;
 pub mod origin;
 pub mod peer;
+pub mod push;
 pub mod relay_link;
 pub mod server;
 pub mod service;

@@ -301,6 +301,26 @@ impl Sessions {
     }
 
     /// Do `action` to the running session `id`; what it returned, or the error as an answer.
+    /// `tether notify on|off ID`: kept, and followed from now on.
+    pub fn set_notify(&self, id: &str, on: bool) -> Answer {
+        let session = match self.live(id) {
+            Ok(session) => session,
+            Err(answer) => return answer,
+        };
+        session.set_notify(on);
+        let info = session.info();
+        if let Err(e) = lock(&self.store).update(&info) {
+            return error_answer(ErrorCode::Internal, e);
+        }
+        self.note_changed();
+        (Response::Session { session: info }, Vec::new())
+    }
+
+    /// Where pushes go from now on (the daemon's, once it is up).
+    pub fn push_with(&self, pusher: std::sync::Arc<crate::host::push::Pusher>) {
+        self.notifier.push_with(pusher);
+    }
+
     pub fn with_live<T>(&self, id: &str, action: impl FnOnce(&Session) -> Result<T, String>) -> Result<T, Answer> {
         let session = self.live(id)?;
         action(&session).map_err(|e| error_answer(ErrorCode::Internal, e))

@@ -61,6 +61,14 @@ CREATE TABLE IF NOT EXISTS devices (
     created_at  INTEGER NOT NULL,
     last_seen   INTEGER NOT NULL
 );
+-- Browsers' web push subscriptions, each a remembered device's (dropped with it).
+CREATE TABLE IF NOT EXISTS push_subscriptions (
+    endpoint    TEXT PRIMARY KEY,
+    p256dh      TEXT NOT NULL,
+    auth        TEXT NOT NULL,
+    device      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -229,6 +237,7 @@ impl Store {
     /// Whether a credential was there to remove (a device's row goes with it).
     pub fn remove_credential(&self, identity: &str) -> Result<bool, String> {
         self.db.execute("DELETE FROM devices WHERE identity = ?1", params![identity]).map_err(db_error)?;
+        self.db.execute("DELETE FROM push_subscriptions WHERE device = ?1", params![identity]).map_err(db_error)?;
         self.db
             .execute("DELETE FROM credentials WHERE identity = ?1", params![identity])
             .map(|n| n > 0)
@@ -282,6 +291,39 @@ impl Store {
     pub fn device_seen(&self, id: &str, now: u64) -> Result<(), String> {
         self.db
             .execute("UPDATE devices SET last_seen = ?2 WHERE identity = ?1", params![id, now as i64])
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    /// Keep (or renew) a push subscription of `device`.
+    pub fn add_subscription(
+        &self,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+        device: &str,
+        now: u64,
+    ) -> Result<(), String> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO push_subscriptions (endpoint, p256dh, auth, device, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![endpoint, p256dh, auth, device, now as i64],
+            )
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    /// Every push subscription: (endpoint, p256dh, auth).
+    pub fn subscriptions(&self) -> Result<Vec<(String, String, String)>, String> {
+        let mut stmt = self.db.prepare("SELECT endpoint, p256dh, auth FROM push_subscriptions").map_err(db_error)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
+    }
+
+    pub fn remove_subscription(&self, endpoint: &str) -> Result<(), String> {
+        self.db
+            .execute("DELETE FROM push_subscriptions WHERE endpoint = ?1", params![endpoint])
             .map(|_| ())
             .map_err(db_error)
     }

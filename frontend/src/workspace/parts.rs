@@ -159,6 +159,16 @@ pub(super) fn host_menu(props: &MenuProps) -> Html {
         let on_remember = props.on_remember.clone();
         Callback::from(move |_: MouseEvent| on_remember.emit(()))
     };
+    let push_state = use_state(|| None::<Result<(), String>>);
+    let subscribe = {
+        let (link, push_state) = (props.link.clone(), push_state.clone());
+        Callback::from(move |_: MouseEvent| {
+            let (link, push_state) = (link.clone(), push_state.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                push_state.set(Some(crate::device::subscribe(&link).await));
+            });
+        })
+    };
     html! {
         <div class="host-menu" role="menu">
             <h3>{ "Devices this host remembers" }</h3>
@@ -170,7 +180,17 @@ pub(super) fn host_menu(props: &MenuProps) -> Html {
                 if props.may_remember {
                     <button class="remember-this" onclick={remember}>{ "Remember this browser" }</button>
                 }
+                if props.this_device.is_some() {
+                    <button class="push-this" onclick={subscribe}
+                        title="The host pushes a notice here when a session that notifies (tether notify on) waits or ends, even with no page open">
+                        { "Push notifications to this browser" }</button>
+                }
             </div>
+            { match &*push_state {
+                Some(Ok(())) => html! { <p class="note">{ "Subscribed: this browser hears from the host even with no page open." }</p> },
+                Some(Err(why)) => html! { <p class="error" role="alert">{ why }</p> },
+                None => Html::default(),
+            } }
         </div>
     }
 }

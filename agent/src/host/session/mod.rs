@@ -358,6 +358,11 @@ impl Session {
         self.tracker.with_screen(|s| s.cursor_line())
     }
 
+    /// Notify (hook, desktop, push) when it waits or ends, or not.
+    pub fn set_notify(&self, on: bool) {
+        lock(&self.info).notify = on;
+    }
+
     pub fn set_waiting(&self, reason: Option<String>) {
         self.waiting.send_replace(reason);
     }
