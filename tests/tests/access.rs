@@ -486,9 +486,15 @@ fn a_remembered_browser_subscribes_and_the_host_pushes_it_encrypted_when_a_sessi
     };
     assert_eq!(call(&mut browser, 2, &subscribe)["kind"], "ok");
 
-    // A session that notifies asks a question: one push, which only the subscription opens.
-    let prompt = "echo secret-output-$((6*7)); printf 'Continue? [y/n] '; read answer";
-    host.ok(&["start", "--detach", "--notify", "--title", "deploy", "--", "sh", "-c", prompt]);
+    // A session told to notify (`notify on`) asks a question: one push, which only the
+    // subscription opens.
+    let prompt = "read go; echo secret-output-$((6*7)); printf 'Continue? [y/n] '; read answer";
+    let deploy = host.ok(&["start", "--detach", "--title", "deploy", "--", "sh", "-c", prompt]).trim().to_owned();
+    assert_eq!(host.info(&deploy)["notify"], false);
+    host.ok(&["notify", "off", &deploy]);
+    host.ok(&["notify", "on", &deploy]);
+    assert_eq!(host.info(&deploy)["notify"], true);
+    host.ok(&["send", &deploy, "go", "key:enter"]);
     let pushed = wait_until(agent::WAIT, "a push", || service.received().into_iter().next());
     assert_eq!(pushed.path, "/push/sub-1");
     assert_eq!(pushed.header("content-encoding"), Some("aes128gcm"));
