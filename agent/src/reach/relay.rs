@@ -201,9 +201,14 @@ impl RelayConnection {
     }
 
     /// End in order, so the host sees a close rather than a cut.
+    /// End for good: the close goes out on the relay, the relay socket closes, and only then the
+    /// data channel — so the host hears that we left before it hears the channel go, and does
+    /// not send again on the relay what the channel had carried (to a client that is gone).
     pub async fn close(mut self) {
         self.client.close(monotonic_ms());
+        let direct = self.direct.take();
         let _ = self.flush().await;
+        drop(direct);
     }
 
     /// Do what the upgrade asks of the peer connection.

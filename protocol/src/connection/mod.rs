@@ -429,7 +429,12 @@ impl Connection {
     /// End the connection in order; the peer sees `Event::Closed`.
     pub fn close(&mut self, reason: &str) -> Result<(), ConnError> {
         self.check_open()?;
-        self.send_sealed(&Frame::bare(Header::Control(Control::Close { reason: reason.to_owned() })))?;
+        // Last words go on the relay, the path that stays to the end: the data channel is closed
+        // right after, and what is still in it may never arrive.
+        let direct = self.direct.take();
+        let sent = self.send_sealed(&Frame::bare(Header::Control(Control::Close { reason: reason.to_owned() })));
+        self.direct = direct;
+        sent?;
         self.state = State::Closed;
         Ok(())
     }
