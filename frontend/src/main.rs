@@ -335,6 +335,12 @@ fn app() -> Html {
             </div>
         }
     });
+    // On the host list, the browser's tab is the app's (a host's workspace names it otherwise).
+    use_effect_with(home, |home| {
+        if let (true, Some(document)) = (*home, web_sys::window().and_then(|w| w.document())) {
+            document.set_title("Tether");
+        }
+    });
     html! {
         <main class={classes!("app", home.then_some("home"))}>
             { hostbar }

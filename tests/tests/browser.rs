@@ -797,7 +797,7 @@ fn a_read_only_share_shows_view_only_and_nothing_typed_reaches_the_session() {
     page.wait_text(None, "the host's line", |t| t.lines().any(|l| l.trim_end() == "from-the-host"));
     // Nothing to type into, start, stop or browse.
     let offered = page.script(
-        "return ['.files-tab', '.sessions .new', '.sessions .stop', '.keybar', '.remember'] \
+        "return ['.files-tab', '.sessions .new', '.sessions .stop', '.keybar', '.remember', '.host-menu-button'] \
            .filter(css => document.querySelector(css))",
         json!([]),
     );

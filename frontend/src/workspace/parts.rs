@@ -76,8 +76,11 @@ pub(super) fn status_bar(props: &StatusProps) -> Html {
                        _ => Html::default(),
                    }
                }
-               <button class="host-menu-button" title="Host menu: devices, remember or forget this browser"
-                   onclick={props.on_menu.clone()}>{ "⋯" }</button>
+               // (A viewer manages nothing: no devices to see, nothing to remember.)
+               if !props.read_only {
+                   <button class="host-menu-button" title="Host menu: devices, remember or forget this browser"
+                       onclick={props.on_menu.clone()}>{ "⋯" }</button>
+               }
            </header>
        }
 }
