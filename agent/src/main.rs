@@ -123,17 +123,8 @@ async fn dispatch(command: Command, host: Option<String>, state: StateDir) -> Re
             cli::sharing::pair(&LocalClient::connect(&state, true).await?, options).await
         }
         Command::Share { relay, json, grant } => {
-            let options = cli::sharing::PairOptions {
-                relay,
-                name: None,
-                ephemeral: false,
-                idle_timeout: std::time::Duration::ZERO,
-                json,
-                files_root: None,
-                no_files: false,
-                webrtc: None,
-                grant: grant.into(),
-            };
+            // A lasting invite with a grant, nothing else changed.
+            let options = cli::sharing::PairOptions { relay, json, grant: grant.into(), ..Default::default() };
             cli::sharing::pair(&LocalClient::connect(&state, true).await?, options).await
         }
         Command::Invites { action } => cli::sharing::invites(&LocalClient::connect(&state, true).await?, action).await,

@@ -14,6 +14,7 @@ use crate::reach::local::LocalClient;
 use crate::reach::stream::OutputEvent;
 use crate::time::{clock, describe, format_time};
 
+#[derive(Default)]
 pub struct PairOptions {
     pub relay: String,
     pub name: Option<String>,
