@@ -141,6 +141,11 @@ pub enum RelayMsg {
     /// server with fresh short-lived credentials, when it runs one. They are for the host to
     /// hand on to its authenticated clients inside the secure channel, never to anyone else.
     Ice { webrtc: bool, turn: Option<TurnCredentials> },
+    /// Relay → host, after `registered`, from a relay that is one node of several (`--redis`):
+    /// the public URLs of the other nodes, where the host may register while the relay it was
+    /// told to use cannot be reached. A hint to fail over with, nothing more: a host proves its
+    /// id to whichever node it dials, as to any relay.
+    Peers { urls: Vec<String> },
 }
 
 /// Credentials for a TURN server in the TURN REST API scheme (what coturn's `use-auth-secret`

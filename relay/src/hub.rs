@@ -202,16 +202,46 @@ impl Hub {
         generation
     }
 
-    /// The host connection `generation` ended.
-    pub fn unregister(&self, host_id: &str, generation: u64) {
+    /// The host connection `generation` ended. `true` if it was still the registration (not
+    /// replaced or evicted), so the host went offline here.
+    pub fn unregister(&self, host_id: &str, generation: u64) -> bool {
         let mut hosts = lock(&self.hosts);
         if hosts.get(host_id).is_some_and(|h| h.generation == generation) {
             if let Some(entry) = hosts.remove(host_id) {
                 drop(hosts);
                 close_all(entry, "host went offline");
                 let _ = self.presence.send(Presence { host_id: host_id.to_owned(), online: false });
+                return true;
             }
         }
+        false
+    }
+
+    /// Registration `generation` of `host_id` was replaced on another relay node: drop it (its
+    /// socket task ends, as for a newer registration here) without saying it went offline.
+    pub fn evict_generation(&self, host_id: &str, generation: u64) {
+        let mut hosts = lock(&self.hosts);
+        if hosts.get(host_id).is_some_and(|h| h.generation == generation) {
+            if let Some(entry) = hosts.remove(host_id) {
+                drop(hosts);
+                close_all(entry, "host reconnected elsewhere");
+            }
+        }
+    }
+
+    /// The registration of `host_id` held here, if one is.
+    pub fn generation_of(&self, host_id: &str) -> Option<u64> {
+        lock(&self.hosts).get(host_id).map(|h| h.generation)
+    }
+
+    /// Every host held here, with its registration.
+    pub fn local_hosts(&self) -> Vec<(String, u64)> {
+        lock(&self.hosts).iter().map(|(id, h)| (id.clone(), h.generation)).collect()
+    }
+
+    /// A presence change heard from another relay node, for this node's watchers.
+    pub fn announce(&self, change: Presence) {
+        let _ = self.presence.send(change);
     }
 
     /// A client from `source` (an opaque tag, `Admission::source_tag`) wants `host_id`. On

@@ -4,6 +4,7 @@
 
 mod admission;
 mod cli;
+mod cluster;
 mod head_deadline;
 mod hub;
 mod tls;
@@ -30,9 +31,10 @@ struct Args {
     /// Address to listen on (port 0 picks a free one; the URL printed says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Directory of the built web app (Trunk's dist/).
-    #[arg(long, env = "TETHER_WEB_ROOT", default_value = "dist")]
-    web_root: PathBuf,
+    /// Serve the web app from this directory (Trunk's dist/) instead of the one built into this
+    /// binary.
+    #[arg(long)]
+    web_root: Option<PathBuf>,
     /// Most clients connected to one host at once.
     #[arg(long, default_value_t = 64)]
     max_clients_per_host: usize,
@@ -73,12 +75,26 @@ struct Args {
     /// first line.
     #[arg(long, requires = "turn_url")]
     turn_secret_file: Option<PathBuf>,
+    /// Be one node of several that share routing through this Redis (`redis://HOST:PORT`): a
+    /// client of a host held by another node is carried there. Needs --node-secret-file.
+    #[arg(long, requires = "node_secret_file")]
+    redis: Option<String>,
+    /// How the other nodes reach this one (`http://ADDR:PORT`, internal; never shown to
+    /// browsers). Default: this relay's own listening address, when it is not a wildcard.
+    #[arg(long, requires = "redis")]
+    node_url: Option<String>,
+    /// A secret every node shares, on the file's first line (16 characters at least): nodes
+    /// prove themselves with it on each other's internal endpoint.
+    #[arg(long, requires = "redis")]
+    node_secret_file: Option<PathBuf>,
 }
 
 /// Everything the handlers share.
 pub struct AppState {
     web: web::WebApp,
-    hub: hub::Hub,
+    hub: Arc<hub::Hub>,
+    /// This relay's part in a service of several nodes (`--redis`).
+    cluster: Option<cluster::Cluster>,
     admission: admission::Admission,
     binaries: Option<cli::Binaries>,
     public_url: Option<String>,
@@ -86,6 +102,19 @@ pub struct AppState {
     tls: bool,
     /// What hosts may use to leave the relay for a direct path (`--no-webrtc`, `--turn-*`).
     pub webrtc: WebrtcPolicy,
+}
+
+impl AppState {
+    /// Whether `host_id` is registered here or, for one node of several, on any node.
+    pub async fn host_online(&self, host_id: &str) -> bool {
+        if self.hub.is_online(host_id) {
+            return true;
+        }
+        match &self.cluster {
+            Some(cluster) => matches!(cluster.routing.owner(host_id).await, Ok(Some(_))),
+            None => false,
+        }
+    }
 }
 
 /// This relay's answer to "may connections move to WebRTC, and with which TURN server?".
@@ -104,8 +133,12 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let web = web::WebApp::load(&args.web_root)?;
+    let web = match &args.web_root {
+        Some(root) => web::WebApp::load(root)?,
+        None => web::WebApp::embedded()?,
+    };
     let (files, bytes) = web.size();
+    raise_open_file_limit();
     let binaries = args.binaries.as_deref().map(cli::Binaries::load).transpose()?;
     if let Some(binaries) = &binaries {
         eprintln!("offering {} through /cli", binaries.names().join(", "));
@@ -129,9 +162,35 @@ async fn run(args: Args) -> Result<(), String> {
         (Some(turn), _) => eprintln!("WebRTC upgrades on, TURN at {}", turn.urls().join(", ")),
         (None, _) => eprintln!("WebRTC upgrades on, without TURN"),
     }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| format!("no local address: {e}"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Where this node is reached when the operator does not say: its own address, if that is
+    // one (a wildcard is no address).
+    let own_url = (!local.ip().is_unspecified()).then(|| format!("{scheme}://{local}"));
+    let hub = Arc::new(hub::Hub::new(args.max_clients_per_host, args.max_queued_mib.saturating_mul(1 << 20)));
+    let cluster = match (&args.redis, &args.node_secret_file) {
+        (Some(redis), Some(secret)) => {
+            let node_url = args
+                .node_url
+                .clone()
+                .or_else(|| own_url.clone().filter(|_| tls.is_none()))
+                .ok_or("--redis needs --node-url (this relay listens on a wildcard address or with TLS)")?;
+            cluster::node_ws_url(&node_url, "x").map_err(|e| format!("--node-url: {e}"))?;
+            let public = public_url.clone().or(own_url.clone());
+            let routing = Arc::new(cluster::routing::Routing::new(redis, node_url.clone(), public)?);
+            tokio::spawn(routing.clone().run(hub.clone()));
+            eprintln!("cluster node {node_url}, routing through {redis}");
+            Some(cluster::Cluster { routing, secret: cluster::NodeSecret::load(secret)? })
+        }
+        _ => None,
+    };
     let app = Arc::new(AppState {
         web,
-        hub: hub::Hub::new(args.max_clients_per_host, args.max_queued_mib.saturating_mul(1 << 20)),
+        hub,
+        cluster,
         admission: admission::Admission::new(
             args.max_connects_per_minute,
             std::time::Duration::from_secs(args.handshake_timeout_secs),
@@ -142,14 +201,12 @@ async fn run(args: Args) -> Result<(), String> {
         tls: tls.is_some(),
         webrtc: WebrtcPolicy { allowed: !args.no_webrtc, turn },
     });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let local = listener.local_addr().map_err(|e| format!("no local address: {e}"))?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
     // The first line of stdout is the URL; scripts and tests read it to learn the port.
     println!("tether-relay listening on {scheme}://{local}/");
-    eprintln!("serving web app from {} ({files} files, {bytes} bytes)", args.web_root.display());
+    match &args.web_root {
+        Some(root) => eprintln!("serving the web app from {} ({files} files, {bytes} bytes)", root.display()),
+        None => eprintln!("serving the web app built into this binary ({files} files, {bytes} bytes)"),
+    }
 
     // Interactive traffic: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per keystroke.
     // (`tap_io` also gives handlers the peer's address through ConnectInfo.) Every connection
@@ -179,6 +236,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/ws/host", get(ws::host_endpoint))
         .route("/ws/client/{host_id}", get(ws::client_endpoint))
         .route("/ws/presence", get(ws::presence_endpoint))
+        .route("/internal/client/{host_id}", get(ws::internal_client_endpoint))
         .route("/cli", get(cli_script))
         .route("/bin/{name}", get(cli_binary))
         .fallback(get(serve_web))
@@ -211,6 +269,20 @@ async fn cli_binary(
 
 async fn serve_web(State(app): State<Arc<AppState>>, uri: Uri) -> Response {
     app.web.respond(uri.path())
+}
+
+/// Every socket is a file: lift the soft limit on open files to the hard one, so a relay holding
+/// thousands of idle hosts is not stopped at a default of 1024.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut limit = std::mem::zeroed::<libc::rlimit>();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 async fn shutdown_signal() {

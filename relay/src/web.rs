@@ -1,4 +1,5 @@
-//! The built web app (Trunk's `dist/`), loaded into memory at start-up.
+//! The built web app (Trunk's `dist/`): built into the binary (`build.rs`), or loaded into
+//! memory at start-up from `--web-root`.
 //!
 //! Serving from a map of known names rather than from the file system means no request path can
 //! reach outside the web root, whatever `..` or encoding tricks it holds, and a request costs no
@@ -27,7 +28,11 @@ const UNHASHED_ASSETS: [&str; 3] = ["/index.html", "/sw.js", "/editor/editor.js"
 /// One file of the app.
 struct Asset {
     content_type: &'static str,
-    bytes: Vec<u8>,
+    bytes: std::borrow::Cow<'static, [u8]>,
+}
+
+mod built_in {
+    include!(concat!(env!("OUT_DIR"), "/embedded_web.rs"));
 }
 
 /// The app's files by URL path (`/index.html`, `/tether-frontend-<hash>.js`, …).
@@ -38,9 +43,19 @@ pub struct WebApp {
 }
 
 impl WebApp {
+    /// The app built into this binary.
+    pub fn embedded() -> Result<Self, String> {
+        let files = built_in::EMBEDDED.iter().map(|&(url, bytes)| (url.to_owned(), std::borrow::Cow::Borrowed(bytes)));
+        Self::from_files(files.collect()).map_err(|_| {
+            "this relay was built without the web app (no dist/ when it was compiled): \
+             build it with `cargo xtask run`, or pass --web-root DIR"
+                .to_owned()
+        })
+    }
+
     /// Load every file under `root`; `root/index.html` must exist.
     pub fn load(root: &Path) -> Result<Self, String> {
-        let mut assets = HashMap::new();
+        let mut assets = Vec::new();
         let mut total = 0u64;
         let mut pending = vec![root.to_path_buf()];
         while let Some(dir) = pending.pop() {
@@ -56,17 +71,27 @@ impl WebApp {
                 if total > MAX_WEB_ROOT_BYTES {
                     return Err(format!("web root {} is over {MAX_WEB_ROOT_BYTES} bytes", root.display()));
                 }
-                assets.insert(url_path(root, &path)?, Asset { content_type: content_type(&path), bytes });
+                assets.push((url_path(root, &path)?, std::borrow::Cow::Owned(bytes)));
             }
         }
-        let Some(index) = assets.get("/index.html") else {
-            return Err(format!(
-                "{} has no index.html: build the web app first (cargo xtask run does)",
-                root.display()
-            ));
-        };
+        Self::from_files(assets).map_err(|()| {
+            format!("{} has no index.html: build the web app first (cargo xtask run does)", root.display())
+        })
+    }
+
+    /// The app from its files by URL path; `Err` without `/index.html`.
+    fn from_files(files: Vec<(String, std::borrow::Cow<'static, [u8]>)>) -> Result<Self, ()> {
+        let assets: HashMap<String, Asset> = files
+            .into_iter()
+            .map(|(url, bytes)| {
+                let content_type = content_type(Path::new(&url));
+                (url, Asset { content_type, bytes })
+            })
+            .collect();
+        let Some(index) = assets.get("/index.html") else { return Err(()) };
         let policy = content_security_policy(&String::from_utf8_lossy(&index.bytes));
-        let policy = HeaderValue::from_str(&policy).map_err(|e| format!("content security policy: {e}"))?;
+        // (Inline script hashes are base64 and the rest is fixed text: always a header value.)
+        let policy = HeaderValue::from_str(&policy).map_err(|_| ())?;
         Ok(WebApp { assets, policy })
     }
 

@@ -6,6 +6,7 @@
 //!   failing test leaves no relay or Chromium behind.
 
 pub mod agent;
+pub mod cluster;
 pub mod hostile;
 pub mod http;
 pub mod latency;
@@ -120,6 +121,16 @@ pub fn marker(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
 
+/// `tether-relay` as an operator runs it: the binary alone, started in an empty directory, so
+/// the web app it serves is the one built into it (no `--web-root`, no `dist/` nearby).
+pub fn relay_command() -> std::process::Command {
+    let empty = std::env::temp_dir().join(format!("tether-relay-cwd-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&empty);
+    let mut command = std::process::Command::new(bin_path("tether-relay"));
+    command.current_dir(empty).env_remove("TETHER_WEB_ROOT");
+    command
+}
+
 /// A relay process serving the built web app on a free loopback port.
 pub struct Relay {
     pub url: String,
@@ -138,8 +149,8 @@ impl Relay {
 
     /// Start with extra `tether-relay` arguments.
     pub fn start_with(listen: &str, extra: &[&std::ffi::OsStr]) -> Relay {
-        let mut command = std::process::Command::new(bin_path("tether-relay"));
-        command.arg("--listen").arg(listen).arg("--web-root").arg(web_root()).args(extra);
+        let mut command = relay_command();
+        command.arg("--listen").arg(listen).args(extra);
         command.stderr(std::process::Stdio::null()); // its start-up notes would clutter test output
         Relay::spawned(command)
     }
@@ -157,8 +168,13 @@ impl Relay {
     /// Start with extra arguments, its stderr (one line per client connection that ended, with
     /// the bytes it forwarded) written to `log`.
     pub fn start_logging(extra: &[&str], log: &std::path::Path) -> Relay {
-        let mut command = std::process::Command::new(bin_path("tether-relay"));
-        command.args(["--listen", "127.0.0.1:0", "--web-root"]).arg(web_root()).args(extra);
+        Relay::start_logging_at("127.0.0.1:0", extra, log)
+    }
+
+    /// `start_logging` on a given address.
+    pub fn start_logging_at(listen: &str, extra: &[&str], log: &std::path::Path) -> Relay {
+        let mut command = relay_command();
+        command.arg("--listen").arg(listen).args(extra);
         command.stderr(std::fs::File::create(log).expect("relay log"));
         Relay::spawned(command)
     }
@@ -202,6 +218,21 @@ pub fn relay_forwarded(log: &std::path::Path) -> Vec<Forwarded> {
                 return None;
             };
             Some(Forwarded { conn, to_host_bytes, to_client_bytes, to_host_messages, to_client_messages })
+        })
+        .collect()
+}
+
+/// Every client a relay node carried to another node and whose end it logged
+/// (`Relay::start_logging`): bytes forwarded (to the host, to the client).
+pub fn relay_forwarded_carried(log: &std::path::Path) -> Vec<(u64, u64)> {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    log.lines()
+        .filter(|line| line.starts_with("tether-relay: client of host ") && line.contains(" carried to "))
+        .filter_map(|line| {
+            // "…; forwarded U bytes to the host, D to the client"
+            let (_, counts) = line.rsplit_once("; forwarded ")?;
+            let mut numbers = counts.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok());
+            Some((numbers.next()?, numbers.next()?))
         })
         .collect()
 }

@@ -95,9 +95,8 @@ fn run(args: &[String]) -> Result {
     build_web()?;
     let bins = build_bins(true)?;
 
+    // The relay serves the app built into it (dist/ was built just before it).
     let mut relay = Command::new(bins.join("tether-relay"))
-        .arg("--web-root")
-        .arg(root().join("dist"))
         .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -144,6 +143,8 @@ fn test() -> Result {
     // (nft).
     tools::ensure_apt_package("/usr/sbin/ip", "iproute2")?;
     tools::ensure_apt_package("/usr/sbin/nft", "nftables")?;
+    // The cluster tests share routing between relay nodes through a real Redis.
+    tools::ensure_apt_package("/usr/bin/redis-server", "redis-server")?;
     build_web()?;
     lint()?;
     let bins = build_bins_for_tests()?;

@@ -21,7 +21,8 @@
 //!   else): a client that authenticates while none fresh are held waits for the relay's answer
 //!   before its invite; with no fresh ones in the answer it is invited with what is held.
 //! - A dropped link is re-dialled with back-off; the relay keeps no state, so re-registering is
-//!   all it takes.
+//!   all it takes. A relay of several nodes names its peers; a link that cannot reach the relay
+//!   it was given tries them in turn (the link state stays under the relay's own URL).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,23 +59,48 @@ const BUSY: &str = "too many clients are authenticating at once; try again short
 /// than `TURN_REFRESH_SECS` left, at most this often (the relay grants them once a minute).
 const TURN_ASK_EVERY_MS: u64 = 30_000;
 
-/// Keep a link to `relay` up for the daemon's lifetime.
+/// Keep a link to `relay` up for the daemon's lifetime. A relay that is one node of several
+/// names its peers (`RelayMsg::Peers`); while `relay` cannot be reached they are dialled in
+/// turn, so a host whose node died registers through another within a back-off step.
 pub async fn run<H: HostService>(host: Arc<H>, relay: String) {
     let mut backoff = MIN_BACKOFF;
+    let mut peers: Vec<String> = Vec::new();
+    // Which of `relay` and its peers to dial next; after a link that was up, `relay` again.
+    let mut attempt = 0usize;
     loop {
+        let candidates: Vec<String> =
+            std::iter::once(relay.clone()).chain(peers.iter().filter(|p| **p != relay).cloned()).collect();
+        let target = &candidates[attempt % candidates.len()];
         let started = Instant::now();
-        let why = match link_once(&host, &relay).await {
+        let mut registered = false;
+        let why = match link_once(&host, &relay, target, &mut peers, &mut registered).await {
             Ok(()) => "the relay closed the link".to_owned(),
             Err(e) => e,
         };
-        eprintln!("tether daemon: relay {relay}: {why}; retrying in {backoff:?}");
-        host.set_link_state(&relay, Err(why));
+        let through = if *target == relay { String::new() } else { format!(" (through its peer {target})") };
+        host.set_link_state(&relay, Err(format!("{why}{through}")));
         if started.elapsed() > MAX_BACKOFF {
             backoff = MIN_BACKOFF; // it was up for a while: start over gently
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        attempt = if registered { 0 } else { attempt + 1 };
+        // Another candidate is tried at once; a full round without one answering backs off.
+        let round_over = registered || attempt % candidates.len() == 0;
+        let pause = if round_over { backoff } else { MIN_BACKOFF };
+        eprintln!("tether daemon: relay {relay}{through}: {why}; retrying in {pause:?}");
+        tokio::time::sleep(pause).await;
+        if round_over {
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
     }
+}
+
+/// Most peer URLs kept from one relay, and the longest one.
+const MAX_PEERS: usize = 16;
+const MAX_PEER_URL_BYTES: usize = 256;
+
+/// The peers a relay named that a host may dial (the same rules as any relay URL).
+fn usable_peers(urls: Vec<String>) -> Vec<String> {
+    urls.into_iter().filter(|url| url.len() <= MAX_PEER_URL_BYTES && host_ws_url(url).is_ok()).take(MAX_PEERS).collect()
 }
 
 /// The relay's endpoint for hosts (plain `ws://` only to this machine).
@@ -107,8 +133,16 @@ struct Registration<'a, H> {
     ice_asked: bool,
 }
 
-async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), String> {
-    let url = host_ws_url(relay)?;
+/// One link: dial `target` (`relay` itself or one of its peers), register, carry clients until
+/// the socket ends. `registered` says whether it got that far; `peers` takes what it names.
+async fn link_once<H: HostService>(
+    host: &Arc<H>,
+    relay: &str,
+    target: &str,
+    peers: &mut Vec<String>,
+    registered: &mut bool,
+) -> Result<(), String> {
+    let url = host_ws_url(target)?;
     // disable_nagle: keystrokes and echoes are small; Nagle + delayed ACK would add ~40 ms each.
     let (ws, answer) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
         .await
@@ -130,7 +164,6 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
     send(&mut link.sink, Frame::relay(register, Vec::new())).await?;
 
     let mut decoder = FrameDecoder::new();
-    let mut registered = false;
     let mut turn_check = tokio::time::interval(TURN_CHECK);
     let mut access_events = host.access().subscribe();
     loop {
@@ -141,7 +174,7 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                     Some(Ok(Message::Binary(bytes))) => bytes,
                     Some(Ok(Message::Close(frame))) => {
                         let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                        return if registered { Ok(()) } else { Err(format!("refused: {reason}")) };
+                        return if *registered { Ok(()) } else { Err(format!("refused: {reason}")) };
                     }
                     None => return Ok(()),
                     Some(Err(e)) => return Err(format!("relay receive: {e}")),
@@ -152,10 +185,12 @@ async fn link_once<H: HostService>(host: &Arc<H>, relay: &str) -> Result<(), Str
                     let Header::Relay(msg) = frame.header else { continue };
                     match msg {
                         RelayMsg::Registered => {
-                            registered = true;
+                            *registered = true;
                             host.set_link_state(relay, Ok(()));
-                            eprintln!("tether daemon: reachable through {relay} as {}", identity.host_id);
+                            let through = if target == relay { String::new() } else { format!(" (its peer {target})") };
+                            eprintln!("tether daemon: reachable through {relay}{through} as {}", identity.host_id);
                         }
+                        RelayMsg::Peers { urls } => *peers = usable_peers(urls),
                         RelayMsg::Open { conn, source } => link.open(conn, source).await?,
                         RelayMsg::Forward { conn } => {
                             let Some(peer) = link.peers.get_mut(&conn) else { continue };

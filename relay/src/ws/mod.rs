@@ -187,9 +187,18 @@ async fn host_session(app: Arc<crate::AppState>, source: IpAddr, challenge: Chal
     // (which drops it) still ends this connection.
     let answers = to_host.downgrade();
     let generation = hub.register(&host_id, to_host);
+    let mut peers = Vec::new();
+    if let Some(cluster) = &app.cluster {
+        cluster.routing.claim(&host_id, generation).await;
+        peers = cluster.routing.peers().await;
+    }
     // What data channels may use; TURN credentials only later, asked for with a client in.
     let policy = Frame::bare(Header::Relay(RelayMsg::Ice { webrtc: app.webrtc.allowed, turn: None }));
-    for frame in [Frame::bare(Header::Relay(RelayMsg::Registered)), policy] {
+    let mut greeting = vec![Frame::bare(Header::Relay(RelayMsg::Registered)), policy];
+    if !peers.is_empty() {
+        greeting.push(Frame::bare(Header::Relay(RelayMsg::Peers { urls: peers })));
+    }
+    for frame in greeting {
         if let Ok(bytes) = frame.encode() {
             let _ = socket.send(Message::Binary(bytes.into())).await;
         }
@@ -254,7 +263,11 @@ async fn host_session(app: Arc<crate::AppState>, source: IpAddr, challenge: Chal
     if let Some((code, why)) = refusal {
         let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.send(close(code, why))).await;
     }
-    hub.unregister(&host_id, generation);
+    if hub.unregister(&host_id, generation) {
+        if let Some(cluster) = &app.cluster {
+            cluster.routing.release(&host_id, generation).await;
+        }
+    }
 }
 
 /// The answer to a host's `ice_request`: may it upgrade, and fresh TURN credentials when there
@@ -340,13 +353,18 @@ async fn presence_session(app: Arc<crate::AppState>, hosts: Vec<String>, source:
     // Subscribe before reading the current state, so no change falls between the two.
     let mut changes = hub.watch_presence();
     let mut resend_all = true;
+    // What the watcher was told last: only changes go out.
+    let mut told: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     let mut ping = pinger();
     let silence = tokio::time::sleep(SILENCE_LIMIT);
     tokio::pin!(silence);
     loop {
         if std::mem::take(&mut resend_all) {
             for host in &hosts {
-                if !send_within(&mut socket, presence_message(host, hub.is_online(host))).await {
+                let online = app.host_online(host).await;
+                if told.insert(host.clone(), online) != Some(online)
+                    && !send_within(&mut socket, presence_message(host, online)).await
+                {
                     return;
                 }
             }
@@ -354,7 +372,9 @@ async fn presence_session(app: Arc<crate::AppState>, hosts: Vec<String>, source:
         tokio::select! {
             change = changes.recv() => match change {
                 Ok(change) if hosts.contains(&change.host_id) => {
-                    if !send_within(&mut socket, presence_message(&change.host_id, change.online)).await {
+                    if told.insert(change.host_id.clone(), change.online) != Some(change.online)
+                        && !send_within(&mut socket, presence_message(&change.host_id, change.online)).await
+                    {
                         return;
                     }
                 }
@@ -370,6 +390,9 @@ async fn presence_session(app: Arc<crate::AppState>, hosts: Vec<String>, source:
                 if !send_within(&mut socket, Message::Ping(Default::default())).await {
                     return;
                 }
+                // Of several nodes, one may have died holding a host (its claims lapse in Redis
+                // with no word on the channel): look again.
+                resend_all = app.cluster.is_some();
             }
             () = &mut silence => {
                 let _ = tokio::time::timeout(CLOSE_DEADLINE, socket.send(close(CLOSE_TIMEOUT, "silent for too long"))).await;
@@ -393,10 +416,26 @@ pub async fn client_endpoint(
     if !identity::is_host_id(&host_id) {
         return (StatusCode::BAD_REQUEST, "not a host id\n").into_response();
     }
-    ws.max_message_size(MAX_HOST_MESSAGE_BYTES).on_upgrade(move |socket| client_session(app, host_id, source, socket))
+    ws.max_message_size(MAX_HOST_MESSAGE_BYTES)
+        .on_upgrade(move |socket| client_session(app, host_id, source, Arrived::FromClient, socket))
 }
 
-async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAddr, mut socket: WebSocket) {
+/// How a client's socket reached this node.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arrived {
+    /// From the client itself: if another node holds its host, it is carried there.
+    FromClient,
+    /// From another node, which carries it (`cross_node`): only a host held here will do.
+    FromNode,
+}
+
+async fn client_session(
+    app: Arc<crate::AppState>,
+    host_id: String,
+    source: IpAddr,
+    arrived: Arrived,
+    mut socket: WebSocket,
+) {
     let hub = &app.hub;
     let Some(_holding) = hold_or_refuse(&app, Held::Client, source, &mut socket).await else { return };
     let handshaking = match app.admission.begin_handshake(&host_id, source) {
@@ -416,6 +455,9 @@ async fn client_session(app: Arc<crate::AppState>, host_id: String, source: IpAd
     let (conn, queue) = match hub.open_client(&host_id, app.admission.source_tag(source)) {
         Ok(opened) => opened,
         Err(OpenError::HostOffline) => {
+            if let (Some(cluster), Arrived::FromClient) = (&app.cluster, arrived) {
+                return cross_node::carry(cluster, &host_id, source, socket, handshaking).await;
+            }
             let _ = socket.send(close(CLOSE_HOST_OFFLINE, "host offline")).await;
             return;
         }
@@ -549,6 +591,9 @@ async fn write_client(
         }
     }
 }
+
+mod cross_node;
+pub use cross_node::internal_client_endpoint;
 
 #[cfg(test)]
 mod tests;

@@ -29,7 +29,8 @@ async fn start_relay_configured(webrtc: crate::WebrtcPolicy, handshake_timeout: 
     let web = crate::web::WebApp::load(&root).expect("web app");
     let app = Arc::new(crate::AppState {
         web,
-        hub: crate::hub::Hub::new(256, usize::MAX),
+        hub: Arc::new(crate::hub::Hub::new(256, usize::MAX)),
+        cluster: None,
         admission: Admission::new(1000, handshake_timeout, true),
         binaries: None,
         public_url: None,
