@@ -42,6 +42,37 @@ fn relay_serves_the_app_health_and_nothing_else() {
 }
 
 #[test]
+fn the_relay_binary_alone_serves_the_app_it_was_built_with_and_web_root_overrides_it() {
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    // Started in an empty directory with no --web-root: the app is the one inside the binary,
+    // byte for byte the app that was built.
+    let log = tether_tests::Scratch::file(scratch, "embedded-relay.log");
+    let relay = Relay::start_logging(&[], &log);
+    let index = request("GET", &relay.url, None).expect("index");
+    assert_eq!(index.status, 200);
+    let built = std::fs::read(tether_tests::web_root().join("index.html")).expect("the built index.html");
+    assert_eq!(index.body, built, "the embedded index.html is the built one");
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(said.contains("serving the web app built into this binary"), "{said}");
+
+    // --web-root serves another directory instead.
+    let root = tether_tests::Scratch::dir(scratch, "other-web-root");
+    std::fs::write(root.join("index.html"), "<html>another app</html>").expect("index.html");
+    let root_arg = root.display().to_string();
+    let other =
+        Relay::start_with("127.0.0.1:0", &[std::ffi::OsStr::new("--web-root"), std::ffi::OsStr::new(&root_arg)]);
+    let served = request("GET", &other.url, None).expect("index");
+    assert_eq!(served.text(), "<html>another app</html>");
+    // One that holds no app is refused at start, in words.
+    let empty = tether_tests::Scratch::dir(scratch, "empty-web-root");
+    let mut command = tether_tests::relay_command();
+    command.args(["--listen", "127.0.0.1:0", "--web-root"]).arg(&*empty);
+    let out = tether_tests::process::output_within(command, Duration::from_secs(20), "a relay with an empty web root");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no index.html"), "{}", tether_tests::stderr_of(&out));
+}
+
+#[test]
 fn the_start_page_says_how_to_pair() {
     let relay = Relay::start();
     let browser = Browser::start(Path::new(env!("CARGO_TARGET_TMPDIR")));

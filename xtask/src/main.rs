@@ -4,7 +4,7 @@
 //!   print the invite link.
 //! - `test`: install what is missing, build, run every test: native, wasm32 in headless Chromium,
 //!   end-to-end with real processes and a real browser; clippy on every crate.
-//! - `bench`: criterion benchmarks.
+//! - `bench`: the benchmarks (criterion for the protocol; real processes and Chromium for the rest).
 //! - `fuzz [SECONDS]`: the cargo-fuzz targets (nightly toolchain).
 
 mod tools;
@@ -184,14 +184,19 @@ fn lint() -> Result {
 
 fn bench(args: &[String]) -> Result {
     run_cmd(cargo().args(["bench", "--locked", "-p", "tether-protocol", "--bench", "channel", "--"]).args(args))?;
-    // The agent benchmark drives release binaries, as users run them.
+    // The agent benchmark drives release binaries, as users run them; the relay's carries the
+    // web app, so that is built first.
+    tools::ensure_build_tools()?;
+    build_web()?;
     let bins = build_bins(true)?;
     run_cmd(
         cargo().args(["bench", "--locked", "-p", "tether-tests", "--bench", "agent"]).env("TETHER_BIN_DIR", &bins),
     )?;
-    // Beside OpenSSH on loopback: needs the web app (the relay serves it) and sshd.
-    tools::ensure_build_tools()?;
-    build_web()?;
+    // What idle hosts and clients cost one relay (10,000 sockets from loopback addresses).
+    run_cmd(
+        cargo().args(["bench", "--locked", "-p", "tether-tests", "--bench", "relay"]).env("TETHER_BIN_DIR", &bins),
+    )?;
+    // Beside OpenSSH on loopback: needs sshd.
     tools::ensure_apt_package("/usr/sbin/sshd", "openssh-server")?;
     run_cmd(
         cargo()

@@ -27,7 +27,8 @@ use tokio_tungstenite::tungstenite::Message as NodeMessage;
 
 use super::{
     client_session, close, pinger, Arrived, CLOSE_DEADLINE, CLOSE_GONE, CLOSE_HOST_OFFLINE, CLOSE_REFUSED,
-    CLOSE_TIMEOUT, CLOSE_TOO_BIG, MAX_CLIENT_MESSAGE_BYTES, MAX_HOST_MESSAGE_BYTES, SILENCE_LIMIT, WRITE_DEADLINE,
+    CLOSE_TIMEOUT, CLOSE_TOO_BIG, MAX_CLIENT_MESSAGE_BYTES, MAX_HOST_MESSAGE_BYTES, READ_CHUNK_BYTES, SILENCE_LIMIT,
+    WRITE_DEADLINE,
 };
 use crate::cluster::{node_ws_url, Cluster};
 
@@ -158,6 +159,7 @@ type NodeLink = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsSt
 async fn dial_owner(cluster: &Cluster, owner: &str, host_id: &str, source: IpAddr) -> Result<NodeLink, String> {
     let url = node_ws_url(owner, host_id)?;
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_CHUNK_BYTES)
         .max_message_size(Some(MAX_HOST_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_HOST_MESSAGE_BYTES));
     let dialled = tokio::time::timeout(
@@ -205,6 +207,7 @@ pub async fn internal_client_endpoint(
     let expected = challenge.clone();
     let mut answer = ws
         .max_message_size(MAX_HOST_MESSAGE_BYTES)
+        .read_buffer_size(READ_CHUNK_BYTES)
         .on_upgrade(move |socket| carried_session(app, host_id, expected, socket));
     if let Ok(value) = axum::http::HeaderValue::from_str(&challenge) {
         answer.headers_mut().insert(NODE_CHALLENGE_HEADER, value);

@@ -47,6 +47,10 @@ pub const MAX_HOST_MESSAGE_BYTES: usize = MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES +
 /// own cap, a little above) closes the client's socket with "message too big" (close code
 /// 1009) and says why, never a silent drop.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = tether_protocol::channel::MAX_MESSAGE_BYTES;
+/// Bytes a socket reads at a time. The WebSocket library's default (128 KiB) is filled with zeros
+/// at the first read, so it would be resident for every idle socket; a bigger message still
+/// arrives whole (its buffer grows to it), in reads of this size.
+pub const READ_CHUNK_BYTES: usize = 8 * 1024; // 8 KiB
 /// A host must register this soon after connecting.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client must send its first message (its hello) this soon after connecting: a silent socket
@@ -105,6 +109,7 @@ pub async fn host_endpoint(
     let expected = Challenge { nonce: challenge.clone(), authorities };
     let mut answer = ws
         .max_message_size(MAX_HOST_MESSAGE_BYTES)
+        .read_buffer_size(READ_CHUNK_BYTES)
         .on_upgrade(move |socket| host_session(relay, source, expected, socket));
     if let Ok(value) = axum::http::HeaderValue::from_str(&challenge) {
         answer.headers_mut().insert(identity::CHALLENGE_HEADER, value);
@@ -182,7 +187,7 @@ async fn host_session(app: Arc<crate::AppState>, source: IpAddr, challenge: Chal
             return;
         }
     };
-    let (to_host, mut queue) = mpsc::channel::<Frame>(HOST_QUEUE_FRAMES);
+    let (to_host, mut queue) = mpsc::channel::<crate::hub::ToHost>(HOST_QUEUE_FRAMES);
     // Weak: the hub's sender alone keeps the queue open, so a newer registration of this host
     // (which drops it) still ends this connection.
     let answers = to_host.downgrade();
@@ -223,7 +228,7 @@ async fn host_session(app: Arc<crate::AppState>, source: IpAddr, challenge: Chal
                             // never waiting on it (reading must not stop for a host slow to
                             // read): asked while its queue is full, the host asks again later.
                             let Some(to_host) = answers.upgrade() else { break };
-                            let _ = to_host.try_send(ice_offer(&app, &host_id, source));
+                            let _ = to_host.try_send(Box::new(ice_offer(&app, &host_id, source)));
                             continue;
                         }
                         hub.deliver_to_client(&host_id, frame);
@@ -312,6 +317,7 @@ pub async fn presence_endpoint(
         return (StatusCode::BAD_REQUEST, "give 1 to 64 host ids: ?hosts=ID,ID\n").into_response();
     }
     ws.max_message_size(MAX_PRESENCE_MESSAGE_BYTES)
+        .read_buffer_size(READ_CHUNK_BYTES)
         .on_upgrade(move |socket| presence_session(app, hosts, source, socket))
 }
 
@@ -417,6 +423,7 @@ pub async fn client_endpoint(
         return (StatusCode::BAD_REQUEST, "not a host id\n").into_response();
     }
     ws.max_message_size(MAX_HOST_MESSAGE_BYTES)
+        .read_buffer_size(READ_CHUNK_BYTES)
         .on_upgrade(move |socket| client_session(app, host_id, source, Arrived::FromClient, socket))
 }
 
