@@ -361,6 +361,11 @@ mod tests {
         assert_eq!(decode_exact(&bytes).expect("decodes"), frame);
         let off = Frame::bare(Header::Relay(RelayMsg::Ice { webrtc: false, turn: None }));
         assert_eq!(decode_exact(&off.encode().expect("encodes")).expect("decodes"), off);
+        // A node's peers, for a host to fail over to.
+        let peers = Frame::bare(Header::Relay(RelayMsg::Peers { urls: vec!["https://r2.example".into()] }));
+        let bytes = peers.encode().expect("encodes");
+        assert!(std::str::from_utf8(&bytes).is_ok_and(|t| t.contains(r#""op":"peers","urls":["https://r2.example"]"#)));
+        assert_eq!(decode_exact(&bytes).expect("decodes"), peers);
     }
 
     #[test]

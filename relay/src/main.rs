@@ -1,6 +1,7 @@
 //! `tether-relay`: pairs host agents and clients and forwards what they send without being able to
-//! read it, and serves the web app. Stateless: a restarted relay needs nothing back; hosts and
-//! clients reconnect.
+//! read it, and serves the web app (built into the binary). Stateless: a restarted relay needs
+//! nothing back; hosts and clients reconnect. Several relays can be one service (`--redis`,
+//! `cluster`): what they share lives in Redis and lapses on its own.
 
 mod admission;
 mod cli;

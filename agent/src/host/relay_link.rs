@@ -84,7 +84,7 @@ pub async fn run<H: HostService>(host: Arc<H>, relay: String) {
         }
         attempt = if registered { 0 } else { attempt + 1 };
         // Another candidate is tried at once; a full round without one answering backs off.
-        let round_over = registered || attempt % candidates.len() == 0;
+        let round_over = registered || attempt.is_multiple_of(candidates.len());
         let pause = if round_over { backoff } else { MIN_BACKOFF };
         eprintln!("tether daemon: relay {relay}{through}: {why}; retrying in {pause:?}");
         tokio::time::sleep(pause).await;
@@ -441,5 +441,23 @@ impl<H: HostService> Registration<'_, H> {
 fn note_failure(conn: u64, error: &ConnError) {
     if let ConnError::Auth(_) = error {
         eprintln!("tether daemon: client {conn} failed to authenticate: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_peers_a_host_could_dial_as_its_relay_are_kept() {
+        let long = format!("https://{}.example", "a".repeat(300));
+        let named = vec![
+            "https://r2.example".to_owned(),
+            "http://127.0.0.1:9000".to_owned(),
+            "http://r3.example".to_owned(), // plain text off this machine: never
+            "file:///etc/passwd".to_owned(),
+            long,
+        ];
+        assert_eq!(super::usable_peers(named), vec!["https://r2.example", "http://127.0.0.1:9000"]);
+        let many: Vec<String> = (0..40).map(|i| format!("https://r{i}.example")).collect();
+        assert_eq!(super::usable_peers(many).len(), super::MAX_PEERS);
     }
 }

@@ -151,6 +151,9 @@ impl Routing {
         let value = self.claim_value(generation);
         let announcement = format!("1 {host_id} {}", self.node_url);
         let ttl = OWNER_TTL.as_millis() as u64;
+        if self.connection().is_err() {
+            return; // Redis is down (said once); claimed when it is back.
+        }
         let claimed = self
             .ask(|mut c| async move {
                 let mut call = self.claim.key(owner_key(host_id));

@@ -8,6 +8,9 @@
 //!   `{"host":ID,"online":bool}` — each host's state at once, then every change.
 //! - `/ws/client/{host_id}`: a client (browser or CLI). Its messages are passed to the host
 //!   as they are — the relay never parses them — and the host's answers come back the same way.
+//!   For a host another node holds (`--redis`), the client is carried there (`cross_node`).
+//! - `/internal/client/{host_id}`: such a client, arriving from the node it reached, after that
+//!   node proved itself (`cross_node`); only on a relay that is one node of several.
 //!
 //! Limits, each with a clear close reason: message size, clients per host, registration
 //! deadline, hello deadline (a client's first message), handshake deadline, silence (every
