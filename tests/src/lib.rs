@@ -124,7 +124,8 @@ pub fn marker(prefix: &str) -> String {
 /// `tether-relay` as an operator runs it: the binary alone, started in an empty directory, so
 /// the web app it serves is the one built into it (no `--web-root`, no `dist/` nearby).
 pub fn relay_command() -> std::process::Command {
-    let empty = std::env::temp_dir().join(format!("tether-relay-cwd-{}", std::process::id()));
+    // One directory for every relay of every run, always left empty.
+    let empty = std::env::temp_dir().join("tether-relay-cwd");
     let _ = std::fs::create_dir_all(&empty);
     let mut command = std::process::Command::new(bin_path("tether-relay"));
     command.current_dir(empty).env_remove("TETHER_WEB_ROOT");
