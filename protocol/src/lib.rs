@@ -47,6 +47,7 @@ pub mod paths;
 #[cfg(feature = "push")]
 pub mod push;
 pub mod signal;
+pub mod siv;
 pub mod stream;
 pub mod sync;
 pub mod text;

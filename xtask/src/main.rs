@@ -232,7 +232,7 @@ fn fuzz(args: &[String]) -> Result {
     };
     tools::ensure_cargo_fuzz()?;
     let fuzz_dir = root().join("protocol");
-    for target in ["frame_decoder", "channel_open", "host_session", "two_paths"] {
+    for target in ["frame_decoder", "channel_open", "host_session", "two_paths", "siv_batch"] {
         // Plain `cargo` (the rustup proxy), not $CARGO: only the proxy understands `+nightly`.
         run_cmd(Command::new("cargo").current_dir(&fuzz_dir).args([
             "+nightly",
