@@ -24,6 +24,10 @@ use aes::cipher::{
 };
 
 const BLOCK: usize = 16;
+/// CMAC chains advanced side by side when the batch is narrower than the backend's parallel
+/// call: enough independent AES chains to fill the pipeline of an AES unit (latency ~4 cycles a
+/// round, ~1 round issued a cycle).
+const INTERLEAVE: usize = 8;
 /// Counter blocks encrypted per call in the CTR pass.
 const CTR_CHUNK_BLOCKS: usize = 64;
 
@@ -125,32 +129,36 @@ impl BlockSizeUser for CmacRun<'_, '_> {
 impl BlockCipherEncClosure for CmacRun<'_, '_> {
     fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
         let width = <B::ParBlocksSize as Unsigned>::USIZE.max(1);
-        // A group fills at least half of the backend's width, or its lanes go one by one: a
-        // 30-wide VAES call for 8 chains costs more than 8 serial ones (measured).
-        let lockstep = self.lanes.len() * 2 >= width;
-        for group in self.lanes.chunks_mut(if lockstep { width } else { 1 }) {
-            if let [lane] = group {
-                let mut chain = Array(lane.chain);
-                for i in 0..lane.blocks {
-                    lane.chain = chain.0;
-                    chain = Array(lane.input(i, self.subkeys));
-                    backend.encrypt_block((&mut chain).into());
-                }
-                lane.chain = chain.0;
-                continue;
-            }
+        // Groups as wide as the backend's parallel call when the batch fills one; else of
+        // `INTERLEAVE` lanes, each step a block of each through single-block calls whose AES
+        // rounds the CPU overlaps (independent chains): a 30-wide VAES call for 8 chains costs
+        // more than that (measured).
+        let wide = self.lanes.len() >= width;
+        for group in self.lanes.chunks_mut(if wide { width } else { INTERLEAVE }) {
             let steps = group.iter().map(|lane| lane.blocks).max().unwrap_or(0);
-            let mut blocks = ParBlocks::<B>::default();
-            for i in 0..steps {
-                for (slot, lane) in blocks.iter_mut().zip(group.iter()) {
-                    if i < lane.blocks {
-                        *slot = Array(lane.input(i, self.subkeys));
+            if group.len() == width {
+                let mut blocks = ParBlocks::<B>::default();
+                for i in 0..steps {
+                    for (slot, lane) in blocks.iter_mut().zip(group.iter()) {
+                        if i < lane.blocks {
+                            *slot = Array(lane.input(i, self.subkeys));
+                        }
+                    }
+                    backend.encrypt_par_blocks((&mut blocks).into());
+                    for (slot, lane) in blocks.iter().zip(group.iter_mut()) {
+                        if i < lane.blocks {
+                            lane.chain = slot.0;
+                        }
                     }
                 }
-                backend.encrypt_par_blocks((&mut blocks).into());
-                for (slot, lane) in blocks.iter().zip(group.iter_mut()) {
+                continue;
+            }
+            for i in 0..steps {
+                for lane in group.iter_mut() {
                     if i < lane.blocks {
-                        lane.chain = slot.0;
+                        let mut block = Array(lane.input(i, self.subkeys));
+                        backend.encrypt_block((&mut block).into());
+                        lane.chain = block.0;
                     }
                 }
             }

@@ -162,3 +162,23 @@ fn keepalive_pings_and_a_silent_peer_is_detected() {
         Err(ConnError::Idle { silent_ms: IDLE_TIMEOUT_MS })
     );
 }
+
+#[test]
+fn sealing_many_at_once_is_sealing_each_in_turn() {
+    use tether_protocol::channel::{Opener, Sealer};
+    let key = [0x31; 64];
+    let inners: Vec<Vec<u8>> = [0usize, 1, 15, 16, 17, 1000, 65_536].iter().map(|&n| vec![n as u8; n]).collect();
+    let mut one_by_one = Sealer::new(&key);
+    let expected: Vec<_> = inners.iter().map(|inner| one_by_one.seal_bytes(inner).expect("seals")).collect();
+    let mut together = Sealer::new(&key);
+    assert_eq!(together.seal_many(&inners).expect("seals"), expected);
+    assert_eq!(together.next_counter(), one_by_one.next_counter());
+    let mut opener = Opener::new(&key);
+    for (frame, inner) in expected.iter().zip(&inners) {
+        assert_eq!(&opener.open_bytes(frame).expect("opens"), inner);
+    }
+    // One too large: nothing sealed, no counter used.
+    let too_big = vec![vec![0u8; 3], vec![0u8; tether_protocol::channel::MAX_SEALED_INNER_BYTES + 1]];
+    assert!(together.seal_many(&too_big).is_err());
+    assert_eq!(together.next_counter(), one_by_one.next_counter());
+}

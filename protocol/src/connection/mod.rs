@@ -43,8 +43,8 @@ use paths::DirectPath;
 pub use paths::{ACK_EVERY_FRAMES, DIRECT_PING_MS, DIRECT_SILENCE_MS};
 use streams::StreamState;
 
-use crate::channel::{Opener, Sealer};
-use crate::error::{AuthError, ConnError};
+use crate::channel::{Opener, Sealer, MAX_SEALED_INNER_BYTES};
+use crate::error::{AuthError, ChannelError, ConnError};
 use crate::frame::{Control, Frame, FrameDecoder, Header};
 use crate::handshake::{ClientHandshake, HandshakeEntropy, HostHandshake};
 #[cfg(fuzzing)]
@@ -190,6 +190,8 @@ pub struct Connection {
     direct_decoder: FrameDecoder,
     /// The counter our last `ack` told the peer we need next.
     acked: u64,
+    /// Inner frames (wire bytes) waiting to be sealed together, in the order they were sent.
+    to_seal: Vec<Vec<u8>>,
 }
 
 impl Connection {
@@ -229,6 +231,7 @@ impl Connection {
             reorder: None,
             direct_decoder: FrameDecoder::new(),
             acked: 0,
+            to_seal: Vec::new(),
         }
     }
 
@@ -263,6 +266,7 @@ impl Connection {
 
     /// Next thing to transmit or report.
     pub fn poll_output(&mut self) -> Option<Output> {
+        self.seal_queued();
         self.out.pop_front()
     }
 
@@ -270,6 +274,7 @@ impl Connection {
     /// to act on. What the shells' flush loops do; acting on the events may queue more, so they
     /// call it again until both come back empty.
     pub fn drain_output(&mut self) -> (Vec<(Path, Vec<u8>)>, Vec<Event>) {
+        self.seal_queued();
         let (mut transmits, mut events) = (Vec::new(), Vec::new());
         for output in self.out.drain(..) {
             match output {
@@ -405,6 +410,7 @@ impl Connection {
             }
             Control::Pong { .. } => {}
             Control::Close { reason } => {
+                self.seal_queued();
                 self.state = State::Closed;
                 self.event(Event::Closed { reason });
             }
@@ -431,31 +437,67 @@ impl Connection {
         self.check_open()?;
         // Last words go on the relay, the path that stays to the end: the data channel is closed
         // right after, and what is still in it may never arrive.
+        self.seal_queued();
         let direct = self.direct.take();
         let sent = self.send_sealed(&Frame::bare(Header::Control(Control::Close { reason: reason.to_owned() })));
+        self.seal_queued();
         self.direct = direct;
         sent?;
         self.state = State::Closed;
         Ok(())
     }
 
+    /// Queue `frame` to be sealed: it is, with everything queued beside it, when output is next
+    /// taken (`seal_queued`). A frame too large to seal is refused here, at once.
     fn send_sealed(&mut self, frame: &Frame) -> Result<(), ConnError> {
-        let State::Open { sealer, .. } = &mut self.state else {
+        if !matches!(self.state, State::Open { .. }) {
             return Err(ConnError::NotReady("not authenticated"));
-        };
-        let ctr = sealer.next_counter();
-        let sealed = sealer.seal(frame)?;
-        let bytes = sealed.encode()?;
-        match self.direct.as_mut() {
-            // On the data channel, a copy kept until the peer has it; while too many wait for
-            // that, frames take the relay (the receiver puts them back in order either way).
-            Some(direct) if direct.unacked.has_room(bytes.len()) => {
-                direct.unacked.keep(ctr, bytes.clone());
-                self.out.push_back(Output::Transmit { path: Path::Direct, bytes });
-            }
-            _ => self.out.push_back(Output::Transmit { path: Path::Relay, bytes }),
         }
+        let inner = frame.encode()?;
+        if inner.len() > MAX_SEALED_INNER_BYTES {
+            return Err(ChannelError::TooLarge { len: inner.len() }.into());
+        }
+        self.to_seal.push(inner);
         Ok(())
+    }
+
+    /// Seal what is queued, all at once (`Sealer::seal_many`), and queue it to transmit in
+    /// counter order. Run before output is taken and before anything that changes where sealed
+    /// frames go (the data channel coming or going, closing), so every frame takes the path it
+    /// would have taken sealed alone.
+    pub(super) fn seal_queued(&mut self) {
+        if self.to_seal.is_empty() {
+            return;
+        }
+        let inners = std::mem::take(&mut self.to_seal);
+        let State::Open { sealer, .. } = &mut self.state else { return };
+        let sealed = match sealer.seal_many(&inners) {
+            Ok(sealed) => sealed,
+            // Sizes were checked when queued: only the counter space (2^64) can run out.
+            Err(error) => {
+                self.fail(error.into());
+                return;
+            }
+        };
+        for frame in sealed {
+            let Header::Encrypted { ctr } = frame.header else { continue };
+            let bytes = match frame.encode() {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    self.fail(error.into());
+                    return;
+                }
+            };
+            match self.direct.as_mut() {
+                // On the data channel, a copy kept until the peer has it; while too many wait
+                // for that, frames take the relay (the receiver puts them back in order either way).
+                Some(direct) if direct.unacked.has_room(bytes.len()) => {
+                    direct.unacked.keep(ctr, bytes.clone());
+                    self.out.push_back(Output::Transmit { path: Path::Direct, bytes });
+                }
+                _ => self.out.push_back(Output::Transmit { path: Path::Relay, bytes }),
+            }
+        }
     }
 
     fn transmit_plain(&mut self, frame: &Frame) {
