@@ -182,3 +182,33 @@ fn sealing_many_at_once_is_sealing_each_in_turn() {
     assert!(together.seal_many(&too_big).is_err());
     assert_eq!(together.next_counter(), one_by_one.next_counter());
 }
+
+#[test]
+fn opening_many_at_once_is_opening_each_in_turn_and_stops_at_the_first_bad_one() {
+    use tether_protocol::channel::{Opener, Sealer};
+    use tether_protocol::error::ChannelError;
+    use tether_protocol::frame::{Frame, Header};
+    let key = [0x47; 64];
+    let mut sealer = Sealer::new(&key);
+    let inners: Vec<Frame> =
+        (0..6u64).map(|i| Frame::new(Header::Data { stream: 1, seq: i }, vec![i as u8; 100])).collect();
+    let sealed: Vec<Frame> = inners.iter().map(|f| sealer.seal(f).expect("seals")).collect();
+    let mut opener = Opener::new(&key);
+    assert_eq!(opener.open_many(&sealed[..4]), (inners[..4].to_vec(), None));
+    assert_eq!(opener.next_counter(), 4);
+    // A forged frame: those before it open, it is refused, nothing after it is taken.
+    let mut forged = sealed[4..].to_vec();
+    if let Some(byte) = forged[0].payload.last_mut() {
+        *byte ^= 1;
+    }
+    let (opened, error) = opener.open_many(&forged);
+    assert!(opened.is_empty());
+    assert_eq!(error, Some(ChannelError::Forged { ctr: 4 }));
+    assert_eq!(opener.next_counter(), 4);
+    // A replay after good ones: the good ones open, the replay is named.
+    let mut fresh = Opener::new(&key);
+    let replayed = vec![sealed[0].clone(), sealed[1].clone(), sealed[0].clone()];
+    let (opened, error) = fresh.open_many(&replayed);
+    assert_eq!(opened, inners[..2].to_vec());
+    assert_eq!(error, Some(ChannelError::Replayed { expected: 2, got: 0 }));
+}

@@ -94,6 +94,9 @@ pub async fn run<H: HostService>(host: Arc<H>, relay: String) {
     }
 }
 
+/// Most bytes of relay messages already delivered that are taken in at once.
+const GATHER_BYTES: usize = 1 << 20; // 1 MiB
+
 /// Most peer URLs kept from one relay, and the longest one.
 const MAX_PEERS: usize = 16;
 const MAX_PEER_URL_BYTES: usize = 256;
@@ -181,8 +184,41 @@ async fn link_once<H: HostService>(
                     Some(Ok(_)) => continue,
                 };
                 decoder.push(&bytes).map_err(|e| e.to_string())?;
+                // What else the relay has already delivered is taken too, so a client's frames
+                // that came together reach its connection together (opened as one batch).
+                let mut gathered = bytes.len();
+                let mut after = None;
+                while gathered < GATHER_BYTES {
+                    match futures_util::FutureExt::now_or_never(stream.next()) {
+                        Some(Some(Ok(Message::Binary(more)))) => {
+                            gathered += more.len();
+                            decoder.push(&more).map_err(|e| e.to_string())?;
+                        }
+                        Some(other) => {
+                            after = Some(other);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                // Consecutive `forward`s of one client, joined.
+                let mut forwarded: Option<(u64, Vec<u8>)> = None;
                 while let Some(frame) = decoder.next_frame().map_err(|e| e.to_string())? {
                     let Header::Relay(msg) = frame.header else { continue };
+                    if let RelayMsg::Forward { conn } = msg {
+                        match &mut forwarded {
+                            Some((pending, bytes)) if *pending == conn => bytes.extend_from_slice(&frame.payload),
+                            _ => {
+                                if let Some((pending, bytes)) = forwarded.replace((conn, frame.payload)) {
+                                    link.forward(pending, &bytes).await?;
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    if let Some((pending, bytes)) = forwarded.take() {
+                        link.forward(pending, &bytes).await?;
+                    }
                     match msg {
                         RelayMsg::Registered => {
                             *registered = true;
@@ -192,11 +228,7 @@ async fn link_once<H: HostService>(
                         }
                         RelayMsg::Peers { urls } => *peers = usable_peers(urls),
                         RelayMsg::Open { conn, source } => link.open(conn, source).await?,
-                        RelayMsg::Forward { conn } => {
-                            let Some(peer) = link.peers.get_mut(&conn) else { continue };
-                            let step = peer.conn.handle_input(Input::Bytes(&frame.payload), monotonic_ms());
-                            link.after_step(conn, step).await?;
-                        }
+                        RelayMsg::Forward { .. } => {}
                         RelayMsg::Close { conn, .. } => {
                             if let Some(mut peer) = link.peers.remove(&conn) {
                                 peer.cancel();
@@ -209,6 +241,18 @@ async fn link_once<H: HostService>(
                         RelayMsg::Ice { webrtc, turn } => link.on_ice(relay, webrtc, turn).await?,
                         RelayMsg::Register { .. } | RelayMsg::IceRequest => {}
                     }
+                }
+                if let Some((pending, bytes)) = forwarded.take() {
+                    link.forward(pending, &bytes).await?;
+                }
+                match after {
+                    Some(Some(Ok(Message::Close(frame)))) => {
+                        let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                        return if *registered { Ok(()) } else { Err(format!("refused: {reason}")) };
+                    }
+                    Some(None) => return Ok(()),
+                    Some(Some(Err(e))) => return Err(format!("relay receive: {e}")),
+                    Some(Some(Ok(_))) | None => {}
                 }
             }
             Some(event) = task_events.recv() => {
@@ -276,6 +320,13 @@ impl<H: HostService> Registration<'_, H> {
 
     /// After a step on peer `conn`: send what it produced and act on its events, or, if the step
     /// failed, send what is left (a host's `auth/failed`), drop the peer and cancel its commands.
+    /// Bytes the relay forwarded from client `conn` (one or more of its messages).
+    async fn forward(&mut self, conn: u64, bytes: &[u8]) -> Result<(), String> {
+        let Some(peer) = self.peers.get_mut(&conn) else { return Ok(()) };
+        let step = peer.conn.handle_input(Input::Bytes(bytes), monotonic_ms());
+        self.after_step(conn, step).await
+    }
+
     async fn after_step(&mut self, conn: u64, step: Result<(), ConnError>) -> Result<(), String> {
         let result = match step {
             Ok(()) => self.flush_and_handle(conn).await?,

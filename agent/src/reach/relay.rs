@@ -118,6 +118,36 @@ impl RelayConnection {
         tokio::select! {
             message = next_message(ws) => {
                 let now = monotonic_ms();
+                // What else the relay has already delivered goes in with it, so the connection
+                // opens those frames as one batch (`Connection`: sealed frames that arrive
+                // together are opened together).
+                let message = match message {
+                    Some(Ok(Message::Binary(first))) => {
+                        let mut batch: Vec<u8> = Vec::new();
+                        let mut after = None;
+                        while batch.len() + first.len() < GATHER_BYTES {
+                            match futures_util::FutureExt::now_or_never(next_message(ws)) {
+                                Some(Some(Ok(Message::Binary(more)))) => {
+                                    if batch.is_empty() {
+                                        batch.extend_from_slice(&first);
+                                    }
+                                    batch.extend_from_slice(&more);
+                                }
+                                Some(other) => {
+                                    after = Some(other);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        client.handle_relay(if batch.is_empty() { &first } else { &batch }, now);
+                        match after {
+                            Some(message) => message,
+                            None => return,
+                        }
+                    }
+                    other => other,
+                };
                 match message {
                     Some(Ok(Message::Binary(bytes))) => client.handle_relay(&bytes, now),
                     Some(Ok(Message::Close(frame))) => {
@@ -263,6 +293,9 @@ fn say_retry(why: &str, wait_ms: u64) {
         eprintln!("tether: {why}; trying again in {wait_ms} ms");
     }
 }
+
+/// Most bytes of relay messages already delivered that are handed to the client at once.
+const GATHER_BYTES: usize = 1 << 20; // 1 MiB
 
 async fn next_message(ws: &mut Option<Ws>) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
     match ws {

@@ -165,6 +165,9 @@ enum State {
     Failed(ConnError),
 }
 
+/// Most sealed frames opened in one batch (what arrived together beyond that waits its turn).
+const MAX_OPEN_BATCH: usize = 16;
+
 /// One end of an end-to-end encrypted Tether connection.
 pub struct Connection {
     role: Role,
@@ -311,15 +314,51 @@ impl Connection {
     }
 
     /// Bytes of one path (each has its own framing): the relay's, or the data channel's.
+    /// Sealed frames that arrived together over the relay are opened together (`open_many`);
+    /// everything else one frame at a time, as it comes.
     fn handle_bytes(&mut self, bytes: &[u8], direct: bool, now_ms: u64) -> Result<(), ConnError> {
         self.decoder_of(direct).push(bytes)?;
-        while let Some(frame) = self.decoder_of(direct).next_frame()? {
-            self.handle_frame(frame, now_ms)?;
+        let mut sealed = Vec::new();
+        loop {
+            let frame = self.decoder_of(direct).next_frame()?;
+            let batchable = matches!(self.state, State::Open { .. }) && self.reorder.is_none();
+            match frame {
+                Some(frame @ Frame { header: Header::Encrypted { .. }, .. })
+                    if batchable && sealed.len() < MAX_OPEN_BATCH =>
+                {
+                    sealed.push(frame);
+                    continue;
+                }
+                frame => {
+                    self.open_sealed(std::mem::take(&mut sealed))?;
+                    let Some(frame) = frame else { break };
+                    if !matches!(self.state, State::Closed) {
+                        self.handle_frame(frame, now_ms)?;
+                    }
+                }
+            }
             if matches!(self.state, State::Closed) {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Open sealed frames of the relay in one batch and act on each in turn.
+    fn open_sealed(&mut self, frames: Vec<Frame>) -> Result<(), ConnError> {
+        let opened = match &mut self.state {
+            _ if frames.is_empty() => return Ok(()),
+            State::Open { opener, .. } => opener.open_many(&frames),
+            _ => return Err(ConnError::NotReady("connection is over")),
+        };
+        let (inners, error) = opened;
+        for inner in inners {
+            if matches!(self.state, State::Closed) {
+                return Ok(());
+            }
+            self.handle_inner(inner)?;
+        }
+        error.map_or(Ok(()), |error| Err(error.into()))
     }
 
     fn handle_frame(&mut self, frame: Frame, now_ms: u64) -> Result<(), ConnError> {
