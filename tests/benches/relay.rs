@@ -55,29 +55,8 @@ async fn idle_hosts() {
     let address: SocketAddr = relay.address().parse().expect("relay address");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = resident_bytes(pid);
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(HOSTS);
-    let gate = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-    for index in 0..HOSTS {
-        let gate = gate.clone();
-        tasks.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await.expect("gate");
-            let (socket, _) = register_host(address, source(10, index)).await;
-            drop(permit);
-            socket
-        }));
-    }
-    let mut hosts = Vec::with_capacity(HOSTS);
-    for task in tasks {
-        hosts.push(task.await.expect("a host registers"));
-    }
-    let took = started.elapsed();
-    // Each idle host reads (so pings are answered) and does nothing else.
-    let readers: Vec<_> =
-        hosts.into_iter().map(|mut s| tokio::spawn(async move { while s.next().await.is_some() {} })).collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = resident_bytes(pid);
-    let cpu = idle_cpu(pid).await;
+    let (hosts, took) = open_all(HOSTS, |index| async move { register_host(address, source(10, index)).await.0 }).await;
+    let (after, cpu, readers) = idle(pid, hosts).await;
     let per_host = after.saturating_sub(before) / HOSTS as u64;
     println!("  {HOSTS} idle hosts:");
     println!(
@@ -106,29 +85,13 @@ async fn idle_clients() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = resident_bytes(pid);
-    let started = Instant::now();
-    let gate = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-    let mut tasks = Vec::with_capacity(CLIENTS);
-    for index in 0..CLIENTS {
-        let gate = gate.clone();
-        let host_id = host_ids[index % CLIENT_HOSTS].clone();
-        tasks.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await.expect("gate");
-            let socket = connect_client(address, source(40, index), &host_id).await;
-            drop(permit);
-            socket
-        }));
-    }
-    let mut clients = Vec::with_capacity(CLIENTS);
-    for task in tasks {
-        clients.push(task.await.expect("a client connects"));
-    }
-    let took = started.elapsed();
-    let readers: Vec<_> =
-        clients.into_iter().map(|mut s| tokio::spawn(async move { while s.next().await.is_some() {} })).collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = resident_bytes(pid);
-    let cpu = idle_cpu(pid).await;
+    let host_ids = Arc::new(host_ids);
+    let (clients, took) = open_all(CLIENTS, |index| {
+        let host_ids = host_ids.clone();
+        async move { connect_client(address, source(40, index), &host_ids[index % CLIENT_HOSTS]).await }
+    })
+    .await;
+    let (after, cpu, readers) = idle(pid, clients).await;
     let per_client = after.saturating_sub(before) / CLIENTS as u64;
     println!("  {CLIENTS} idle clients past their handshake ({CLIENT_HOSTS} hosts):");
     println!("    connect all:                 {:>8.2} s", took.as_secs_f64());
@@ -141,6 +104,40 @@ async fn idle_clients() {
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Open `count` sockets with `open(index)`, `IN_FLIGHT` at a time; them, and how long it took.
+async fn open_all<F, O>(count: usize, open: O) -> (Vec<Socket>, Duration)
+where
+    F: std::future::Future<Output = Socket> + Send + 'static,
+    O: Fn(usize) -> F,
+{
+    let started = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let tasks: Vec<_> = (0..count)
+        .map(|index| {
+            let (gate, opening) = (gate.clone(), open(index));
+            tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await.expect("gate");
+                opening.await
+            })
+        })
+        .collect();
+    let mut sockets = Vec::with_capacity(count);
+    for task in tasks {
+        sockets.push(task.await.expect("a socket opens"));
+    }
+    (sockets, started.elapsed())
+}
+
+/// Let `sockets` idle — each read, so pings are answered, and nothing else — and take the
+/// relay's resident bytes after, its CPU over the idle window, and the readers (to stop).
+async fn idle(pid: i32, sockets: Vec<Socket>) -> (u64, (f64, f64), Vec<tokio::task::JoinHandle<()>>) {
+    let readers =
+        sockets.into_iter().map(|mut s| tokio::spawn(async move { while s.next().await.is_some() {} })).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = resident_bytes(pid);
+    (after, idle_cpu(pid).await, readers)
+}
 
 async fn dial(relay: SocketAddr, from: Ipv4Addr, path: &str) -> (Socket, Option<String>) {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");

@@ -35,6 +35,22 @@ fn ws(relay_url: &str) -> String {
     relay_url.trim_end_matches('/').replace("http://", "ws://")
 }
 
+/// Relay nodes on `redis` sharing one node secret, logging to `dir/NAME.log`; without WebRTC, so
+/// every byte a carried client moves crosses between the nodes.
+fn nodes<const N: usize>(dir: &Path, redis: &RedisServer, names: [&str; N]) -> [tether_tests::Relay; N] {
+    let secret = node_secret(dir);
+    names.map(|name| node(redis, &secret, "127.0.0.1:0", &dir.join(format!("{name}.log")), &["--no-webrtc"]))
+}
+
+/// A shell on `host`, attached from `client` through `link`, once a command typed in it echoed.
+fn attached_shell(host: &Agent, client: &Agent, link: &str) -> (String, PtyClient) {
+    let shell = host.start_shell();
+    let mut attached = PtyClient::spawn(client, &["attach", "-H", link, &shell]);
+    attached.type_bytes(b"echo before-$((1+1))\r");
+    attached.wait_for("before-2");
+    (shell, attached)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -44,11 +60,7 @@ fn a_host_on_one_node_is_reached_through_the_others_for_exec_the_page_and_presen
     use sha2::{Digest, Sha256};
     let dir = Scratch::dir(scratch(), "cluster-three");
     let redis = RedisServer::start();
-    let secret = node_secret(&dir);
-    // Without WebRTC, so every byte crosses between the nodes.
-    let a = node(&redis, &secret, "127.0.0.1:0", &dir.join("a.log"), &["--no-webrtc"]);
-    let b = node(&redis, &secret, "127.0.0.1:0", &dir.join("b.log"), &["--no-webrtc"]);
-    let c = node(&redis, &secret, "127.0.0.1:0", &dir.join("c.log"), &["--no-webrtc"]);
+    let [a, b, c] = nodes(&dir, &redis, ["a", "b", "c"]);
     let (host, _) = bash_host(&dir, &[]);
     let invite = pair(&host, &a);
     let host_id = host_id_of(&invite);
@@ -92,18 +104,13 @@ fn a_host_on_one_node_is_reached_through_the_others_for_exec_the_page_and_presen
 fn a_dead_node_hands_its_hosts_to_another_and_a_carried_client_resumes_from_the_last_byte() {
     let dir = Scratch::dir(scratch(), "cluster-failover");
     let redis = RedisServer::start();
-    let secret = node_secret(&dir);
-    let a = node(&redis, &secret, "127.0.0.1:0", &dir.join("a.log"), &["--no-webrtc"]);
-    let b = node(&redis, &secret, "127.0.0.1:0", &dir.join("b.log"), &["--no-webrtc"]);
+    let [a, b] = nodes(&dir, &redis, ["a", "b"]);
     let host = Agent::new(&dir);
     let invite = pair(&host, &a);
     let client = Agent::new(&dir);
     let via_b = through(&invite, &b.url);
     wait_reachable(&client, &via_b);
-    let shell = host.start_shell();
-    let mut attached = PtyClient::spawn(&client, &["attach", "-H", &via_b, &shell]);
-    attached.type_bytes(b"echo before-$((1+1))\r");
-    attached.wait_for("before-2");
+    let (shell, mut attached) = attached_shell(&host, &client, &via_b);
 
     // Node A dies with the host on it.
     drop(a);
@@ -132,19 +139,14 @@ fn a_dead_node_hands_its_hosts_to_another_and_a_carried_client_resumes_from_the_
 fn losing_redis_keeps_each_node_serving_its_own_hosts_and_routing_comes_back_by_itself() {
     let dir = Scratch::dir(scratch(), "cluster-redis");
     let mut redis = RedisServer::start();
-    let secret = node_secret(&dir);
-    let a = node(&redis, &secret, "127.0.0.1:0", &dir.join("a.log"), &["--no-webrtc"]);
-    let b = node(&redis, &secret, "127.0.0.1:0", &dir.join("b.log"), &["--no-webrtc"]);
+    let [a, b] = nodes(&dir, &redis, ["a", "b"]);
     let host = Agent::new(&dir);
     let invite = pair(&host, &a);
     let host_id = host_id_of(&invite);
     let client = Agent::new(&dir);
     let via_b = through(&invite, &b.url);
     wait_reachable(&client, &via_b);
-    let shell = host.start_shell();
-    let mut attached = PtyClient::spawn(&client, &["attach", "-H", &invite, &shell]);
-    attached.type_bytes(b"echo before-$((1+1))\r");
-    attached.wait_for("before-2");
+    let (_shell, mut attached) = attached_shell(&host, &client, &invite);
 
     redis.kill();
     wait_until(agent::WAIT, "node A to say Redis is gone", || {
@@ -176,8 +178,7 @@ fn losing_redis_keeps_each_node_serving_its_own_hosts_and_routing_comes_back_by_
 fn a_node_internal_endpoint_refuses_anyone_without_the_node_secret() {
     let dir = Scratch::dir(scratch(), "cluster-secret");
     let redis = RedisServer::start();
-    let secret = node_secret(&dir);
-    let a = node(&redis, &secret, "127.0.0.1:0", &dir.join("a.log"), &["--no-webrtc"]);
+    let [a] = nodes(&dir, &redis, ["a"]);
     let host = Agent::new(&dir);
     let invite = pair(&host, &a);
     let host_id = host_id_of(&invite);
