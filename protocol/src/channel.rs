@@ -63,28 +63,22 @@ impl Sealer {
 
     /// Seal a frame given as its wire bytes, consuming the next counter.
     pub fn seal_bytes(&mut self, inner: &[u8]) -> Result<Frame, ChannelError> {
-        if inner.len() > MAX_SEALED_INNER_BYTES {
-            return Err(ChannelError::TooLarge { len: inner.len() });
-        }
-        let ctr = self.next;
-        let next = ctr.checked_add(1).ok_or(ChannelError::CounterExhausted)?;
-        let sealed = self.cipher.seal(&[(&associated_data(ctr)[..], inner)]).pop().unwrap_or_default();
-        self.next = next;
-        Ok(Frame::new(Header::Encrypted { ctr }, sealed))
+        let sealed = self.seal_many(&[inner])?;
+        sealed.into_iter().next().ok_or(ChannelError::CounterExhausted)
     }
 
     /// Seal several frames given as their wire bytes, in order, each consuming the next counter:
     /// as `seal_bytes` one by one, but with the AES-SIV of all of them run side by side (`siv`).
     /// Nothing is sealed (and no counter used) if any is too large.
-    pub fn seal_many(&mut self, inners: &[Vec<u8>]) -> Result<Vec<Frame>, ChannelError> {
-        if let Some(inner) = inners.iter().find(|inner| inner.len() > MAX_SEALED_INNER_BYTES) {
+    pub fn seal_many<B: AsRef<[u8]>>(&mut self, inners: &[B]) -> Result<Vec<Frame>, ChannelError> {
+        if let Some(inner) = inners.iter().map(AsRef::as_ref).find(|inner| inner.len() > MAX_SEALED_INNER_BYTES) {
             return Err(ChannelError::TooLarge { len: inner.len() });
         }
         let first = self.next;
         let count = u64::try_from(inners.len()).map_err(|_| ChannelError::CounterExhausted)?;
         let next = first.checked_add(count).ok_or(ChannelError::CounterExhausted)?;
         let ads: Vec<_> = (first..next).map(associated_data).collect();
-        let items: Vec<(&[u8], &[u8])> = ads.iter().zip(inners).map(|(ad, inner)| (&ad[..], &inner[..])).collect();
+        let items: Vec<(&[u8], &[u8])> = ads.iter().zip(inners).map(|(ad, inner)| (&ad[..], inner.as_ref())).collect();
         let sealed = self.cipher.seal(&items);
         self.next = next;
         Ok((first..next).zip(sealed).map(|(ctr, sealed)| Frame::new(Header::Encrypted { ctr }, sealed)).collect())

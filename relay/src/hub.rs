@@ -209,28 +209,29 @@ impl Hub {
     /// The host connection `generation` ended. `true` if it was still the registration (not
     /// replaced or evicted), so the host went offline here.
     pub fn unregister(&self, host_id: &str, generation: u64) -> bool {
-        let mut hosts = lock(&self.hosts);
-        if hosts.get(host_id).is_some_and(|h| h.generation == generation) {
-            if let Some(entry) = hosts.remove(host_id) {
-                drop(hosts);
-                close_all(entry, "host went offline");
-                let _ = self.presence.send(Presence { host_id: host_id.to_owned(), online: false });
-                return true;
-            }
+        let gone = self.remove(host_id, generation, "host went offline");
+        if gone {
+            let _ = self.presence.send(Presence { host_id: host_id.to_owned(), online: false });
         }
-        false
+        gone
     }
 
     /// Registration `generation` of `host_id` was replaced on another relay node: drop it (its
     /// socket task ends, as for a newer registration here) without saying it went offline.
     pub fn evict_generation(&self, host_id: &str, generation: u64) {
+        self.remove(host_id, generation, "host reconnected elsewhere");
+    }
+
+    /// Forget registration `generation` of `host_id`, if it is still the one held, telling its
+    /// clients `why`.
+    fn remove(&self, host_id: &str, generation: u64, why: &str) -> bool {
         let mut hosts = lock(&self.hosts);
-        if hosts.get(host_id).is_some_and(|h| h.generation == generation) {
-            if let Some(entry) = hosts.remove(host_id) {
-                drop(hosts);
-                close_all(entry, "host reconnected elsewhere");
-            }
+        if hosts.get(host_id).is_none_or(|h| h.generation != generation) {
+            return false;
         }
+        let entry = hosts.remove(host_id);
+        drop(hosts);
+        entry.map(|entry| close_all(entry, why)).is_some()
     }
 
     /// The registration of `host_id` held here, if one is.

@@ -28,7 +28,11 @@
 //!   sends, and leaves only what must still go out (a host's `auth/failed`) in the output queue.
 //! - A transport that ends without the peer's sealed `close` is reported as truncated.
 //! - Everything out is one queue (`poll_output`), in the order it was made; a transmit says its
-//!   path. A `Direct` transmit is queued only while a data channel is open, and when it fails
+//!   path. Sealed frames are made when output is next taken, all that were sent since together
+//!   (`seal_queued`: one AES-SIV batch), and before the data channel comes or goes or the
+//!   connection closes, so each takes the path it would have taken alone; sealed frames that
+//!   arrive together over the relay are opened together. Transmits keep counter order; events
+//!   may come out ahead of sealed frames sent before them. A `Direct` transmit is queued only while a data channel is open, and when it fails
 //!   those not yet taken are dropped: their copies go again on the relay.
 
 use std::collections::{BTreeMap, VecDeque};

@@ -179,15 +179,19 @@ impl Routing {
             .await;
     }
 
-    /// The internal URL of the node that holds `host_id`, if any node does.
-    pub async fn owner(&self, host_id: &str) -> Result<Option<String>, Unreachable> {
-        let value: Option<String> = self
-            .ask(|mut c| async move { redis::cmd("GET").arg(owner_key(host_id)).query_async(&mut c).await })
-            .await?;
-        Ok(value.and_then(|v| v.rsplit_once(' ').map(|(node, _)| node.to_owned())))
+    /// The claim in `host_id`'s owner key, if any node holds it.
+    async fn claim_held(&self, host_id: &str) -> Result<Option<String>, Unreachable> {
+        self.ask(|mut c| async move { redis::cmd("GET").arg(owner_key(host_id)).query_async(&mut c).await }).await
     }
 
-    /// Live nodes' public URLs, this one's left out.
+    /// The internal URL of the node that holds `host_id`, if any node does.
+    pub async fn owner(&self, host_id: &str) -> Result<Option<String>, Unreachable> {
+        let claim = self.claim_held(host_id).await?;
+        Ok(claim.and_then(|v| v.rsplit_once(' ').map(|(node, _)| node.to_owned())))
+    }
+
+    /// Live nodes' public URLs, this one's left out (read at each registration, so a node that
+    /// came up a moment ago is named).
     pub async fn peers(&self) -> Vec<String> {
         let now = now_unix_ms();
         let nodes: Vec<String> = self
@@ -272,10 +276,7 @@ impl Routing {
                 if let Some(generation) = hub.generation_of(host_id) {
                     let (routing, hub, host_id) = (self.clone(), hub.clone(), host_id.to_owned());
                     tokio::spawn(async move {
-                        let key = owner_key(&host_id);
-                        let held: Result<Option<String>, Unreachable> = routing
-                            .ask(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
-                            .await;
+                        let held = routing.claim_held(&host_id).await;
                         if matches!(held, Ok(Some(other)) if other != routing.claim_value(generation)) {
                             hub.evict_generation(&host_id, generation);
                         }
@@ -309,24 +310,16 @@ impl Routing {
                 }
             }
         }
+        let now = now_unix_ms();
+        let mut pipe = redis::pipe();
         if let Some(public) = &self.public_url {
-            let now = now_unix_ms();
-            let lapses = now + OWNER_TTL.as_millis() as u64;
-            redis::pipe()
-                .cmd("ZADD")
-                .arg(NODES_KEY)
-                .arg(lapses)
-                .arg(public)
-                .ignore()
-                .cmd("ZREMRANGEBYSCORE")
-                .arg(NODES_KEY)
-                .arg("-inf")
-                .arg(now)
-                .ignore()
-                .query_async::<()>(connection)
-                .await
-                .map_err(|e| e.to_string())?;
+            pipe.cmd("ZADD").arg(NODES_KEY).arg(now + OWNER_TTL.as_millis() as u64).arg(public).ignore();
         }
+        pipe.cmd("ZREMRANGEBYSCORE").arg(NODES_KEY).arg("-inf").arg(now).ignore();
+        tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<()>(connection))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 }
