@@ -10,6 +10,8 @@
 //! - At most `UPLOAD_WINDOW_BYTES` (and `UPLOAD_WINDOW_CHUNKS` chunks) are sent and unanswered:
 //!   the answers are an upload's flow control, and a connection's other streams (a terminal)
 //!   never wait behind more than that.
+//! - A full window is refilled only once half of it was answered, so chunks leave in groups the
+//!   connection seals side by side (`Sealer::seal_many`) rather than one per answer.
 //! - The same source to the same place is the same upload (`upload_key`), so a transfer cut off
 //!   by a lost link resumes from the byte the host has, on the next connection.
 //! - A download resumes from the bytes already received; one whose file shrank under it, or that
@@ -22,7 +24,7 @@ use crate::file::FileDigest;
 use crate::fs::FsRequest;
 
 /// Bytes of an upload sent and not yet answered, at most.
-pub const UPLOAD_WINDOW_BYTES: u64 = 1 << 20; // 1 MiB
+pub const UPLOAD_WINDOW_BYTES: u64 = 2 << 20; // 2 MiB
 /// Chunks of an upload unanswered at most (the host queues 64 per upload).
 pub const UPLOAD_WINDOW_CHUNKS: usize = 32;
 
@@ -47,6 +49,8 @@ pub struct Upload {
     /// Lengths of the chunks sent and not yet answered, oldest first.
     in_flight: VecDeque<u64>,
     unanswered: u64,
+    /// The window filled and less than half of it was answered since: wait.
+    refill_later: bool,
 }
 
 impl Upload {
@@ -60,21 +64,25 @@ impl Upload {
             digest: FileDigest::new(),
             in_flight: VecDeque::new(),
             unanswered: 0,
+            refill_later: false,
         }
     }
 
     /// The bytes to read from the source next, `start..end`, at most `chunk` of them (bytes the
     /// host has may come in bigger pieces: they are only hashed). `None` when everything has been
-    /// read, or while the window is full (wait for an answer: `answered`).
-    pub fn next_read(&self, chunk: u64) -> Option<(u64, u64)> {
+    /// read, or while the window is full until half of it was answered (wait: `answered`).
+    pub fn next_read(&mut self, chunk: u64) -> Option<(u64, u64)> {
         if self.read >= self.size {
             return None;
         }
         if self.read < self.host_has {
             return Some((self.read, self.host_has.min(self.read + chunk.max(crate::fs::MAX_CHUNK_BYTES as u64))));
         }
-        let room = self.in_flight.len() < UPLOAD_WINDOW_CHUNKS && self.unanswered < UPLOAD_WINDOW_BYTES;
-        room.then(|| (self.read, self.size.min(self.read + chunk.max(1))))
+        let full = self.in_flight.len() >= UPLOAD_WINDOW_CHUNKS || self.unanswered >= UPLOAD_WINDOW_BYTES;
+        let half_answered =
+            self.in_flight.len() <= UPLOAD_WINDOW_CHUNKS / 2 && self.unanswered <= UPLOAD_WINDOW_BYTES / 2;
+        self.refill_later = full || (self.refill_later && !half_answered);
+        (!self.refill_later).then(|| (self.read, self.size.min(self.read + chunk.max(1))))
     }
 
     /// The bytes just read, from `next_read`'s start: hashed; the `chunk` request to send with
@@ -225,8 +233,18 @@ mod tests {
             chunks += 1;
         }
         assert_eq!(chunks, (UPLOAD_WINDOW_BYTES / (128 * 1024)) as usize);
+        // Refilled in groups: one answer is not enough, half the window answered is.
+        for _ in 0..chunks / 2 - 1 {
+            upload.answered();
+            assert!(upload.next_read(128 * 1024).is_none(), "waits until half the window was answered");
+        }
         upload.answered();
-        assert!(upload.next_read(128 * 1024).is_some(), "an answer makes room");
+        let mut refill = 0;
+        while let Some((start, end)) = upload.next_read(128 * 1024) {
+            upload.read(&vec![0; (end - start) as usize]).expect("reads");
+            refill += 1;
+        }
+        assert_eq!(refill, chunks / 2, "then the window fills again at once");
         let mut small = Upload::new("u", 10 << 20, 0);
         let mut chunks = 0;
         while let Some((start, end)) = small.next_read(1024) {

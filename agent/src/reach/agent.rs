@@ -6,7 +6,7 @@ use tether_protocol::identity::HostRef;
 
 use crate::reach::local::{LocalClient, LocalPermit};
 use crate::reach::relay::RelayConnection;
-use crate::reach::remote::{RemoteClient, RemotePermit};
+use crate::reach::remote::{PendingAnswer, RemoteClient, RemotePermit};
 use crate::reach::stream::{lost, Lost, OpenStream};
 
 /// The agent a command talks to.
@@ -30,6 +30,17 @@ impl Agent {
         match self {
             Agent::Local(client) => client.call(request, payload).await,
             Agent::Remote(remote) => remote.call(request, payload).await,
+        }
+    }
+
+    /// Send several requests together (through a relay they are sealed side by side: an
+    /// upload's chunks); each answer, in the order given, from its `Pending`.
+    pub async fn call_all(&self, requests: Vec<(Request, Vec<u8>)>) -> Vec<Pending<'_>> {
+        match self {
+            Agent::Local(client) => {
+                requests.into_iter().map(|(request, payload)| Pending::Local(client, request, payload)).collect()
+            }
+            Agent::Remote(remote) => remote.call_all(requests).await.into_iter().map(Pending::Remote).collect(),
         }
     }
 
@@ -97,6 +108,22 @@ impl Agent {
     pub async fn close(self) {
         if let Agent::Remote(remote) = self {
             remote.close().await;
+        }
+    }
+}
+
+/// One of `Agent::call_all`'s answers, to come (to the local daemon, the call goes out when its
+/// answer is first awaited).
+pub enum Pending<'a> {
+    Local(&'a LocalClient, Request, Vec<u8>),
+    Remote(PendingAnswer),
+}
+
+impl Pending<'_> {
+    pub async fn answer(self) -> Result<Answer, String> {
+        match self {
+            Pending::Local(client, request, payload) => client.call(&request, payload).await,
+            Pending::Remote(pending) => pending.answer().await,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tether_protocol::api::{Answer, Request, Response};
-use tether_protocol::client::{ClientEvent, Refused, StreamEvent};
+use tether_protocol::client::{Client, ClientEvent, Refused, StreamEvent};
 use tether_protocol::sync::lock;
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +33,10 @@ enum Command {
         request: Request,
         payload: Vec<u8>,
         answer: Option<AnswerTo>,
+    },
+    /// Several calls that go out together (sealed side by side): an upload's chunks.
+    Calls {
+        calls: Vec<(Request, Vec<u8>, AnswerTo)>,
     },
     Open {
         request: Request,
@@ -77,6 +81,19 @@ impl RemoteClient {
         answered.await.map_err(|_| lost(Lost::Host))?
     }
 
+    /// Several requests sent together; each answer as it comes, in the order given.
+    pub async fn call_all(&self, requests: Vec<(Request, Vec<u8>)>) -> Vec<PendingAnswer> {
+        let (calls, pending): (Vec<_>, Vec<_>) = requests
+            .into_iter()
+            .map(|(request, payload)| {
+                let (answer, answered) = oneshot::channel();
+                ((request, payload, answer), answered)
+            })
+            .unzip();
+        let sent = self.commands.send(Command::Calls { calls }).await.is_ok();
+        pending.into_iter().map(|answered| PendingAnswer { answered, sent }).collect()
+    }
+
     /// Room for one more request toward the connection's task (see `LocalClient::reserve`).
     pub async fn reserve(&self) -> Result<RemotePermit<'_>, String> {
         self.commands.reserve().await.map(RemotePermit).map_err(|_| lost(Lost::Host))
@@ -101,6 +118,21 @@ impl RemoteClient {
         let (done, closed) = oneshot::channel();
         if self.commands.send(Command::Close { done }).await.is_ok() {
             let _ = closed.await;
+        }
+    }
+}
+
+/// The answer to one of `call_all`'s requests, to come.
+pub struct PendingAnswer {
+    answered: oneshot::Receiver<Result<Answer, String>>,
+    sent: bool,
+}
+
+impl PendingAnswer {
+    pub async fn answer(self) -> Result<Answer, String> {
+        match self.sent {
+            true => self.answered.await.map_err(|_| lost(Lost::Host))?,
+            false => Err(lost(Lost::Host)),
         }
     }
 }
@@ -134,15 +166,27 @@ async fn serve(mut connection: RelayConnection, mut inbox: mpsc::Receiver<Comman
     let mut waiting = Waiting::default();
     loop {
         tokio::select! {
-            command = inbox.recv() => match command {
-                None => return, // its owner is gone
-                Some(Command::Close { done }) => {
-                    connection.close().await;
-                    let _ = done.send(());
-                    return;
+            command = inbox.recv() => {
+                // Every command already queued goes in before the flush, so what they send is
+                // sealed together (`Connection` seals what is queued as one batch): an upload's
+                // chunks, queued while the last flush ran, go out side by side.
+                let mut next = command;
+                for _ in 0..COMMAND_QUEUE {
+                    match next {
+                        None => return, // its owner is gone
+                        Some(Command::Close { done }) => {
+                            connection.close().await;
+                            let _ = done.send(());
+                            return;
+                        }
+                        Some(command) => take(&mut connection, command, &mut waiting),
+                    }
+                    match inbox.try_recv() {
+                        Ok(command) => next = Some(command),
+                        Err(_) => break,
+                    }
                 }
-                Some(command) => take(&mut connection, command, &mut waiting),
-            },
+            }
             () = connection.receive() => {}
         }
         let events = connection.flush().await;
@@ -170,14 +214,12 @@ fn take(connection: &mut RelayConnection, command: Command, waiting: &mut Waitin
         Command::Call { request, payload, answer: None } => {
             let _ = client.send(&request, payload, now);
         }
-        Command::Call { request, payload, answer: Some(answer) } => match client.call(&request, payload, now) {
-            Ok(call) => {
-                waiting.answers.insert(call, answer);
+        Command::Call { request, payload, answer: Some(answer) } => call(client, request, payload, answer, waiting),
+        Command::Calls { calls } => {
+            for (request, payload, answer) in calls {
+                call(client, request, payload, answer, waiting);
             }
-            Err(e) => {
-                let _ = answer.send(Err(e.to_string()));
-            }
-        },
+        }
         Command::Open { request, events, answer } => match client.open(&request, now) {
             Ok(handle) => {
                 waiting.streams.insert(handle, events);
@@ -193,6 +235,17 @@ fn take(connection: &mut RelayConnection, command: Command, waiting: &mut Waitin
             }
         }
         Command::Close { .. } => {}
+    }
+}
+
+fn call(client: &mut Client, request: Request, payload: Vec<u8>, answer: AnswerTo, waiting: &mut Waiting) {
+    match client.call(&request, payload, monotonic_ms()) {
+        Ok(call) => {
+            waiting.answers.insert(call, answer);
+        }
+        Err(e) => {
+            let _ = answer.send(Err(e.to_string()));
+        }
     }
 }
 

@@ -16,6 +16,7 @@ impl Client {
     /// Move what the connection has to say into our output, acting on its events (which may
     /// make it say more) until it is quiet.
     pub(super) fn pump(&mut self, now_ms: u64) {
+        self.unpumped = None;
         loop {
             let Some(conn) = self.conn.as_mut() else { return };
             let mut events = Vec::new();

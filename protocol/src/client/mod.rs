@@ -37,6 +37,8 @@
 //!   holds up the host.
 //! - Input (`write_input`) is queued per stream, bounded, and sent in order as the host's credit
 //!   allows; what waits when a link is lost goes on the resumed stream.
+//! - What callers send (calls, input, credit) is taken from the connection at the next
+//!   `poll_output`, all of it at once, so frames sent back to back are sealed as one batch.
 
 mod inbound;
 pub mod redial;
@@ -199,6 +201,9 @@ pub struct Client {
     /// The data channel's route as last told (`PathChanged`).
     route: Option<Route>,
     out: VecDeque<Output>,
+    /// Frames were handed to the connection since it was last pumped, at this time: they are
+    /// taken (and sealed together) at the next `poll_output`.
+    unpumped: Option<u64>,
 }
 
 impl Client {
@@ -223,6 +228,7 @@ impl Client {
             streams: StreamTable::default(),
             route: None,
             out: VecDeque::new(),
+            unpumped: None,
         };
         client.event(ClientEvent::Dial);
         client
@@ -423,7 +429,7 @@ impl Client {
         conn.send_frame(&cmd_frame(id, request, payload)).map_err(SendError::Conn)?;
         self.next_id = next_request_id(id);
         self.calls.insert(id, pending);
-        self.pump(now_ms);
+        self.sent(Ok(()), now_ms);
         Ok(id)
     }
 
@@ -465,7 +471,7 @@ impl Client {
             }
             Ok(())
         });
-        self.after(result, now_ms);
+        self.sent(result, now_ms);
     }
 
     /// The owner of stream `handle` has used `n` of its bytes: credit goes back to the host.
@@ -477,7 +483,7 @@ impl Client {
     fn credit(&mut self, wire: u32, n: u64, now_ms: u64) {
         let Some(conn) = self.conn.as_mut().filter(|c| c.is_open()) else { return };
         let result = conn.consumed(wire, n);
-        self.after(result, now_ms);
+        self.sent(result, now_ms);
     }
 
     /// Stop hearing stream `handle` (its tab closed); the host is told to stop sending it.
@@ -494,11 +500,23 @@ impl Client {
 
     /// What the client wants done next.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(now_ms) = self.unpumped {
+            self.pump(now_ms);
+        }
         self.out.pop_front()
     }
 
     fn event(&mut self, event: ClientEvent) {
         self.out.push_back(Output::Event(event));
+    }
+
+    /// Frames were handed to the connection: they go when output is next taken, together with
+    /// whatever else the caller sends before that (`Sealer::seal_many`); an error at once.
+    fn sent(&mut self, result: Result<(), ConnError>, now_ms: u64) {
+        match result {
+            Ok(()) => self.unpumped = Some(now_ms),
+            Err(error) => self.after(Err(error), now_ms),
+        }
     }
 
     fn after(&mut self, result: Result<(), ConnError>, now_ms: u64) {

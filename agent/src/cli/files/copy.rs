@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde_json::json;
-use tether_protocol::api::Request;
+use tether_protocol::api::{Request, Response};
 use tether_protocol::client::Ending;
 use tether_protocol::file::FILE_CHUNK_BYTES;
 use tether_protocol::fs::{self, FsRequest, FsResponse, Kind, MAX_CHUNK_BYTES};
@@ -337,17 +337,27 @@ async fn send_file(agent: &Agent, from: &Path, to: &str, upload: &str, size: u64
     let mut confirmed = offset;
     let mut buffer = vec![0u8; MAX_CHUNK_BYTES];
     let mut in_flight = FuturesOrdered::new();
+    let mut chunks = Vec::new();
     while !plan.is_sent() {
         // 64 KiB chunks: bigger ones measured slower and put more time in front of keystrokes.
         match plan.next_read(FILE_CHUNK_BYTES as u64) {
             Some((start, end)) => {
                 let n = fill(&mut file, &mut buffer[..(end - start) as usize]).map_err(|e| e.to_string())?;
                 if let Some(chunk) = plan.read(&buffer[..n])? {
-                    in_flight.push_back(call_fs(agent, chunk, buffer[..n].to_vec()));
+                    chunks.push((Request::Fs(chunk), buffer[..n].to_vec()));
                 }
             }
-            // The window is full, or everything is read: wait for the oldest answer.
+            // The window is full, or everything is read: what the planner let us read goes out
+            // together (sealed side by side); then wait for the oldest answer.
             None => {
+                for pending in agent.call_all(std::mem::take(&mut chunks)).await {
+                    in_flight.push_back(async move {
+                        match pending.answer().await? {
+                            (Response::Fs(answer), _) => Ok(answer),
+                            (other, _) => Err(format!("unexpected answer {other:?}")),
+                        }
+                    });
+                }
                 if let Some(answer) = in_flight.next().await {
                     answer.inspect_err(|_| progress.finish(confirmed))?;
                     confirmed = plan.answered();
