@@ -15,6 +15,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,11 +34,15 @@ use tracker::Tracker;
 
 pub mod notify;
 pub mod prompt;
+mod screen;
 pub mod terminal;
 mod tracker;
 
 /// Bytes per PTY read.
 const READ_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
+/// Room left in the read buffer below which a flood's waiting output is not read on (a PTY
+/// read returns at most about this much).
+const COALESCE_ROOM_BYTES: usize = 4096; // 4 KiB
 /// Input waiting for a program that does not read it; more is refused rather than queued.
 const INPUT_BACKLOG_BYTES: usize = 1 << 20; // 1 MiB
 /// `tether open` requests a browser may fall behind by before it misses some.
@@ -124,6 +129,7 @@ impl Session {
             .map_err(|e| format!("cannot start {program}: {}", friendly_spawn_error(&e.to_string())))?;
         drop(pty.slave);
         let reader = pty.master.try_clone_reader().map_err(|e| format!("PTY reader: {e}"))?;
+        let readable = pty.master.as_raw_fd().and_then(ReadyCheck::new);
         let input = pty.master.take_writer().map_err(|e| format!("PTY writer: {e}"))?;
         let input = InputQueue::start(input, &spec.id)?;
         let log = File::options()
@@ -176,7 +182,7 @@ impl Session {
         std::thread::Builder::new()
             .name(format!("pty-read-{}", session.id))
             .spawn(move || {
-                reader_session.drain(reader);
+                reader_session.drain(reader, readable);
                 let _ = eof_tx.send(());
             })
             .map_err(|e| format!("cannot start reader thread: {e}"))?;
@@ -195,11 +201,16 @@ impl Session {
     }
 
     /// Reader thread body: everything the program prints goes through here.
-    fn drain(&self, mut reader: Box<dyn Read + Send>) {
+    ///
+    /// A PTY hands over at most a few KiB per read; during a flood, what is already waiting is
+    /// read too (up to `READ_CHUNK_BYTES`) and ingested at once, so the tracker, the log and the
+    /// clients are woken once per batch rather than once per few KiB. Nothing waits for more:
+    /// a lone echo goes on at once.
+    fn drain(&self, mut reader: Box<dyn Read + Send>, readable: Option<ReadyCheck>) {
         let mut buf = vec![0u8; READ_CHUNK_BYTES];
         let mut pieces = Vec::new();
         loop {
-            let n = match reader.read(&mut buf) {
+            let mut n = match reader.read(&mut buf) {
                 // EOF, or EIO once the last slave fd closed. A sequence the program began but
                 // never finished was held back in case it was a query: it is output after all.
                 Ok(0) | Err(_) => {
@@ -211,6 +222,12 @@ impl Session {
                 }
                 Ok(n) => n,
             };
+            while n + COALESCE_ROOM_BYTES <= buf.len() && readable.as_ref().is_some_and(ReadyCheck::ready) {
+                match reader.read(&mut buf[n..]) {
+                    Ok(more) if more > 0 => n += more,
+                    _ => break, // the end: the next read says so again
+                }
+            }
             self.ingest(&buf[..n], &mut pieces);
         }
     }
@@ -487,5 +504,26 @@ fn friendly_spawn_error(error: &str) -> String {
         "command not found".into()
     } else {
         error.to_owned()
+    }
+}
+
+/// Whether a PTY has output waiting, without reading it: a `poll` with no wait on a duplicate of
+/// the master's descriptor (the reader thread's own, so it stays valid while the thread runs).
+struct ReadyCheck(std::os::fd::OwnedFd);
+
+impl ReadyCheck {
+    fn new(fd: std::os::fd::RawFd) -> Option<ReadyCheck> {
+        // SAFETY: `fd` is the PTY master's, open while the session is being set up; `dup` makes
+        // a descriptor this value owns (and closes).
+        let copy = unsafe { libc::dup(fd) };
+        // SAFETY: a non-negative `dup` result is a new descriptor nothing else owns.
+        (copy >= 0).then(|| ReadyCheck(unsafe { std::os::fd::OwnedFd::from_raw_fd(copy) }))
+    }
+
+    fn ready(&self) -> bool {
+        let mut poll = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, a timeout of 0 (never blocks).
+        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        n == 1 && poll.revents & libc::POLLIN != 0
     }
 }

@@ -4,9 +4,7 @@
 //!   and takes them out of the stream. The agent answers them itself, at once, whether or not a
 //!   client is attached — so a program that asks never hangs — and no attached terminal ever
 //!   sees them, which would make it answer too and type the answer into the program.
-//! - `Screen` tracks the terminal state a headless agent needs: cursor position (for answers),
-//!   DECCKM (how to encode arrow keys for `send`), bracketed paste and the alternate screen, and
-//!   the text of the cursor's line (for prompt detection).
+//! - Answers are computed on the session's `Screen` (`screen.rs`): the cursor position.
 
 use crate::escapes::{EscapeState, BEL, ESC};
 
@@ -41,7 +39,7 @@ pub enum Query {
 
 impl Query {
     /// The answer a terminal would give. Colours are the web app's default theme.
-    pub fn reply(self, screen: &Screen) -> Vec<u8> {
+    pub fn reply(self, screen: &super::screen::Screen) -> Vec<u8> {
         let osc_end = |bel: bool| if bel { "\x07" } else { "\x1b\\" };
         match self {
             Query::CursorPosition { private } => {
@@ -183,42 +181,6 @@ fn osc_query(seq: &[u8]) -> Option<Query> {
     }
 }
 
-/// The agent's headless view of the terminal.
-pub struct Screen {
-    parser: vt100::Parser,
-}
-
-impl Screen {
-    pub fn new(rows: u16, cols: u16) -> Screen {
-        Screen { parser: vt100::Parser::new(rows.max(1), cols.max(1), 0) }
-    }
-
-    pub fn process(&mut self, bytes: &[u8]) {
-        self.parser.process(bytes);
-    }
-
-    pub fn resize(&mut self, rows: u16, cols: u16) {
-        self.parser.screen_mut().set_size(rows.max(1), cols.max(1));
-    }
-
-    /// Zero-based (row, column).
-    pub fn cursor_position(&self) -> (u16, u16) {
-        self.parser.screen().cursor_position()
-    }
-
-    /// DECCKM: arrow keys as `ESC O x`.
-    pub fn application_cursor(&self) -> bool {
-        self.parser.screen().application_cursor()
-    }
-
-    /// Text of the cursor's line up to the cursor (what a prompt looks like).
-    pub fn cursor_line(&self) -> String {
-        let screen = self.parser.screen();
-        let (row, col) = screen.cursor_position();
-        screen.contents_between(row, 0, row, col)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +235,7 @@ mod tests {
 
     #[test]
     fn cursor_position_reply_tracks_the_screen() {
+        use super::super::screen::Screen;
         let mut screen = Screen::new(24, 80);
         screen.process(b"hello\r\nworld");
         assert_eq!(Query::CursorPosition { private: false }.reply(&screen), b"\x1b[2;6R");

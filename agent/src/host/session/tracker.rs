@@ -1,4 +1,4 @@
-//! Screen tracking off the PTY's hot path: the vt100 screen (cursor, modes, the cursor's line)
+//! Screen tracking off the PTY's hot path: the lean screen (cursor, modes, the cursor's line)
 //! is kept by a thread of its own, fed the session's output in order, so the reader thread only
 //! filters, stores and logs, and a flood's screen is kept up on another core meanwhile.
 //!
@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use tether_protocol::sync::lock;
 
-use super::terminal::{Query, Screen};
+use super::screen::Screen;
+use super::terminal::Query;
 
 /// Output chunks (one PTY read each) the tracker may be behind by.
 const TRACKER_QUEUE_CHUNKS: usize = 16;
