@@ -87,6 +87,8 @@ struct Inner {
     /// many times it has.
     last_input_ms: Option<u64>,
     inputs: u64,
+    /// The latest round trip measured (0 before the first).
+    round_trip_ms: u64,
     timer: Option<Timer>,
     /// The path and round trip the status bar was last given.
     shown_summary: String,
@@ -129,6 +131,7 @@ impl Link {
             timer: None,
             last_input_ms: None,
             inputs: 0,
+            round_trip_ms: 0,
             shown_summary: String::new(),
             flushing: false,
         })));
@@ -314,6 +317,9 @@ impl Link {
             // The status bar shows the path and round trip: say the status again when its words
             // changed (while a data channel carries the connection, a ping goes every second).
             ClientEvent::RoundTrip { .. } | ClientEvent::PathChanged { .. } => {
+                if let ClientEvent::RoundTrip { ms } = event {
+                    self.0.borrow_mut().round_trip_ms = ms;
+                }
                 let summary = self.path_summary();
                 let changed = std::mem::replace(&mut self.0.borrow_mut().shown_summary, summary.clone()) != summary;
                 if changed {
@@ -486,6 +492,11 @@ impl Link {
     /// How many times typed input went out (a new count: a new key whose echo may come).
     pub fn inputs_sent(&self) -> u64 {
         self.0.borrow().inputs
+    }
+
+    /// The latest round trip to the host (0 before one was measured): predictive echo's cue.
+    pub fn round_trip_ms(&self) -> u64 {
+        self.0.borrow().round_trip_ms
     }
 
     /// Whether input went out in the last `ms`.

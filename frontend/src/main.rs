@@ -20,6 +20,7 @@ mod notify;
 mod read;
 mod terminal;
 mod timer;
+mod typeahead;
 mod upload;
 mod workspace;
 mod xterm;

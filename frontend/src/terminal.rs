@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use tether_protocol::api::{Request, Response};
 use tether_protocol::input::Key;
+use tether_protocol::typeahead::Typeahead;
 use wasm_bindgen::prelude::*;
 use yew::prelude::*;
 
@@ -67,6 +68,11 @@ struct Pane {
     on_resize: Option<Closure<dyn FnMut()>>,
     /// Where typed and pasted input goes (on the attach stream, in order, big pastes paced).
     input: Option<crate::input::SessionInput>,
+    /// Predictive echo: keys typed and not yet echoed, and where they are drawn.
+    typeahead: Typeahead,
+    overlay: Option<crate::typeahead::Overlay>,
+    /// When overdue predictions are given up.
+    typeahead_timer: Option<crate::timer::Timer>,
     _input: Option<crate::xterm::Disposable>,
 }
 
@@ -261,12 +267,16 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
 
     let input = crate::input::SessionInput::new(link.clone());
     pane.borrow_mut().input = Some(input.clone());
+    pane.borrow_mut().overlay = crate::typeahead::Overlay::create(parent);
+    let (typed_pane, typed_link) = (pane.clone(), link.clone());
     let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
         let mut bytes = data.into_bytes();
         if ctrl.replace(false) && bytes.len() == 1 {
             bytes = Key::Ctrl(char::from(bytes[0])).bytes(false);
         }
+        typed_pane.borrow_mut().typeahead.typed(&bytes, crate::timer::now_ms());
         input.write(bytes);
+        predict(&typed_pane, &typed_link);
     });
     let input = terminal.on_data(on_data.as_ref().unchecked_ref());
 
@@ -282,6 +292,31 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
     pane.terminal = Some(terminal);
     pane.fit = fit;
     pane.webgl = webgl;
+}
+
+/// Draw what predictive echo expects over the terminal (or nothing), and set the timer that
+/// gives up an echo that does not come.
+fn predict(pane: &Rc<RefCell<Pane>>, link: &Link) {
+    let round_trip = link.round_trip_ms();
+    let mut guard = pane.borrow_mut();
+    let pane_ref = &mut *guard;
+    let Some(terminal) = pane_ref.terminal.clone() else { return };
+    if !crate::typeahead::enabled() {
+        pane_ref.typeahead.reset();
+    }
+    let prediction = pane_ref.typeahead.prediction(round_trip);
+    let drawn = pane_ref.overlay.as_ref().is_none_or(|o| o.draw(&terminal, terminal.cursor_view(), &prediction));
+    if !drawn {
+        pane_ref.typeahead.reset();
+    }
+    let now = crate::timer::now_ms();
+    pane_ref.typeahead_timer = pane_ref.typeahead.next_expiry(round_trip).and_then(|at| {
+        let (pane, link) = (pane.clone(), link.clone());
+        crate::timer::Timer::after(at.saturating_sub(now).min(u64::from(u32::MAX)) as u32, move || {
+            pane.borrow_mut().typeahead.expire(crate::timer::now_ms(), link.round_trip_ms());
+            predict(&pane, &link);
+        })
+    });
 }
 
 /// The WebGL renderer when the browser has a GPU for it; xterm.js's DOM renderer otherwise — also
@@ -424,7 +459,11 @@ fn on_stream_event(
             };
             pane.borrow_mut().next_seq = Some(end);
             let (pane, link, session, container) = (pane.clone(), link.clone(), session.to_owned(), container.clone());
+            let echo_of = fresh.to_vec();
             let done = Closure::once_into_js(move || {
+                // Read against the keys predicted once xterm.js has it (the cursor moved with it).
+                pane.borrow_mut().typeahead.output(&echo_of);
+                predict(&pane, &link);
                 // The first little output after a key is most likely its echo: painted at once
                 // (once per key, so a flood after a command still paints once per frame).
                 let inputs = link.inputs_sent();
@@ -452,6 +491,8 @@ fn on_stream_event(
         // (if any) is shown.
         StreamEvent::Resumed { response } => {
             pane.borrow_mut().sized = false;
+            pane.borrow_mut().typeahead.reset();
+            predict(pane, link);
             if let Response::Streaming { session: info, from, .. } = response {
                 if from >= info.output_bytes {
                     send_size(pane, link, session);
@@ -460,6 +501,8 @@ fn on_stream_event(
         }
         StreamEvent::Lost { why } => {
             pane.borrow_mut().stream = None;
+            pane.borrow_mut().typeahead.reset();
+            predict(pane, link);
             if let Some(input) = &pane.borrow().input {
                 input.attached(None);
             }

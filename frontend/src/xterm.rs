@@ -150,6 +150,28 @@ impl Terminal {
         }
     }
 
+    /// Where the cursor is, as predictive echo needs it (`None` if xterm.js does not say).
+    pub fn cursor_view(&self) -> Option<CursorView> {
+        let get = |target: &JsValue, key: &str| js_sys::Reflect::get(target, &key.into()).ok();
+        let number = |target: &JsValue, key: &str| get(target, key).and_then(|v| v.as_f64());
+        let active = get(self, "buffer").and_then(|buffer| get(&buffer, "active"))?;
+        let (x, y) = (number(&active, "cursorX")?, number(&active, "cursorY")?);
+        let (base, viewport) = (number(&active, "baseY")?, number(&active, "viewportY")?);
+        let line = active.dyn_ref::<js_sys::Object>().and_then(|_| {
+            let get_line: Function = get(&active, "getLine")?.dyn_into().ok()?;
+            get_line.call1(&active, &(base + y).into()).ok().filter(|l| l.is_object())
+        })?;
+        let to_string: Function = get(&line, "translateToString")?.dyn_into().ok()?;
+        let after = to_string.call2(&line, &true.into(), &x.into()).ok()?.as_string()?;
+        Some(CursorView {
+            col: x as u16,
+            row: y as u16,
+            normal_screen: get(&active, "type").and_then(|t| t.as_string()).as_deref() == Some("normal"),
+            scrolled_back: viewport < base,
+            line_ends_here: after.is_empty(),
+        })
+    }
+
     /// Whether xterm.js sends cursor keys in application mode (DECCKM), as the key bar must too.
     pub fn application_cursor_keys(&self) -> bool {
         let modes = js_sys::Reflect::get(self, &"modes".into()).unwrap_or(JsValue::UNDEFINED);
@@ -158,6 +180,20 @@ impl Terminal {
             .and_then(|v| v.as_bool())
             .unwrap_or(false)
     }
+}
+
+/// The cursor as xterm.js has it (`Terminal::cursor_view`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorView {
+    /// Zero-based cell in the viewport.
+    pub col: u16,
+    pub row: u16,
+    /// The main screen (not the alternate one full-screen programs use).
+    pub normal_screen: bool,
+    /// The user scrolled up: the cursor is not where the viewport shows.
+    pub scrolled_back: bool,
+    /// Nothing is written right of the cursor on its line.
+    pub line_ends_here: bool,
 }
 
 /// `new X.X()` for an addon whose UMD bundle defines the global namespace `X` holding class

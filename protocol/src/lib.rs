@@ -52,6 +52,7 @@ pub mod stream;
 pub mod sync;
 pub mod text;
 pub mod transfer;
+pub mod typeahead;
 pub mod upgrade;
 
 pub use connection::{Connection, Event, Input, Output, Path, Role};

@@ -860,3 +860,107 @@ fn a_session_that_waits_while_the_page_is_hidden_raises_one_notification_naming_
     assert!(title.contains(&hostname), "{title}");
     assert_no_console_errors(&browser);
 }
+
+/// The terminal's last line with something on it (where the cursor is, in these tests).
+fn last_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim_end).rfind(|l| !l.is_empty())
+}
+
+/// What the predictive-echo overlay of the active terminal shows (`data-text`, "" when hidden).
+fn predicted(page: &Page) -> String {
+    let script = "const o = document.querySelector('.pane:not(.hidden) .typeahead'); \
+                  return o && o.style.display !== 'none' ? o.getAttribute('data-text') : ''";
+    page.script(script, json!([])).as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn typing_ahead_of_a_slow_link_shows_at_once_and_never_leaves_a_wrong_character() {
+    let relay = Relay::start();
+    let (host, _) = bash_host(scratch(), &[]);
+    // Through the relay only (a data channel would go around the slow path).
+    let invite = tether_tests::agent::pair_with(&host, &relay, &["--no-webrtc"]);
+    // 100 ms of round trip: the page reaches the relay through a proxy holding each way 50 ms.
+    let far = tether_tests::latency::DelayProxy::start(&relay.address(), Duration::from_millis(50));
+    let far_invite = format!("http://{}/{}", far.addr, &invite[invite.find('#').unwrap_or(0)..]);
+    let browser = Browser::start(scratch());
+    let page = Page(&browser);
+    browser.goto(&far_invite);
+    let id = page.landed();
+    wait_until(PAGE, "a round trip of 100 ms measured", || {
+        let status = page.status();
+        let ms = status.split("round trip ").nth(1)?.split(' ').next()?.parse::<u64>().ok()?;
+        (ms >= 90).then_some(ms)
+    });
+
+    // A program that echoes each key half a second late: the prediction shows meanwhile, and
+    // goes once the echo is there, which shows once.
+    page.type_text("stty -echo; while IFS= read -rsn1 c; do sleep 0.5; printf %s \"$c\"; done\n");
+    page.wait_text(Some(&id), "the loop to start", |t| t.lines().any(|l| l.trim_end().ends_with("done")));
+    page.type_text("a");
+    page.wait_text(Some(&id), "the first echo", |t| last_line(t).is_some_and(|l| l == "a"));
+    assert_eq!(predicted(&page), "", "the first key after Enter is not predicted: the line is not known to echo");
+    page.type_text("b");
+    let shown = predicted(&page);
+    let screen = page.terminal_text(Some(&id));
+    assert_eq!(shown, "b", "a key is shown at once once the line echoes; the terminal shows:\n{screen}");
+    assert!(!screen.lines().any(|l| l.trim_end() == "ab"), "before its echo:\n{screen}");
+    page.wait_text(Some(&id), "the late echo", |t| last_line(t) == Some("ab"));
+    wait_until(PAGE, "the prediction to go with its echo", || predicted(&page).is_empty().then_some(()));
+    // The setting turns it off; back on, it waits for an echo again before it shows anything.
+    page.click("#typeahead-toggle");
+    page.type_text("c");
+    assert_eq!(predicted(&page), "", "the setting turns it off");
+    page.wait_text(Some(&id), "the echo of c", |t| last_line(t) == Some("abc"));
+    page.click("#typeahead-toggle");
+    page.type_text("d");
+    assert_eq!(predicted(&page), "");
+    page.wait_text(Some(&id), "the echo of d", |t| last_line(t) == Some("abcd"));
+    page.type_text("e");
+    assert_eq!(predicted(&page), "e");
+    page.wait_text(Some(&id), "the echo of e", |t| last_line(t) == Some("abcde"));
+    page.type_text("\u{e009}c\u{e009}"); // Ctrl+C ends the loop
+    page.type_text("stty echo\n");
+
+    // A password prompt (no echo): nothing typed is ever shown.
+    page.type_text("read -rs -p 'Password: ' pw; echo \"got ${#pw}\"\n");
+    page.wait_text(Some(&id), "the password prompt", |t| last_line(t) == Some("Password:"));
+    for key in ["s", "e", "c", "r", "e", "t"] {
+        page.type_text(key);
+        assert_eq!(predicted(&page), "", "a key typed at a password prompt is never shown");
+    }
+    page.type_text("\n");
+    let text = page.wait_text(Some(&id), "the password read", |t| t.lines().any(|l| l.trim_end().ends_with("got 6")));
+    assert!(!text.contains("secret"), "{text}");
+
+    page.type_text("echo typed-$((6*7))\n");
+    page.wait_text(Some(&id), "the command's output", |t| t.lines().any(|l| l.trim_end() == "typed-42"));
+
+    // A full-screen program (vim, the alternate screen): nothing is predicted in it, and what it
+    // shows is only what it drew.
+    page.type_text("vim -u NONE -N\n");
+    page.wait_text(Some(&id), "vim", |t| t.lines().filter(|l| l.starts_with('~')).count() > 3);
+    page.type_text("i");
+    page.wait_text(Some(&id), "insert mode", |t| t.contains("-- INSERT --"));
+    // One key at a time, each echoed before the next: vim echoes them as typed, and still
+    // nothing is predicted on its screen.
+    for (i, key) in ["h", "e", "l", "l", "o"].iter().enumerate() {
+        page.type_text(key);
+        assert_eq!(predicted(&page), "", "nothing is predicted in a full-screen program");
+        let typed = &"hello"[..=i];
+        page.wait_text(Some(&id), "vim's text", |t| t.lines().next().is_some_and(|l| l.trim_end() == typed));
+    }
+    page.type_text("\u{e00c}:q!\n"); // Escape, quit
+    page.wait_text(Some(&id), "the shell again", |t| t.lines().any(|l| l.contains("typed-42")));
+    // The alternate screen with a program that does echo plainly (late): still nothing predicted.
+    page.type_text("printf '\\e[?1049h'; stty -echo; while IFS= read -rsn1 c; do sleep 0.5; printf %s \"$c\"; done\n");
+    page.wait_text(Some(&id), "the alternate screen", |t| !t.contains("typed-42"));
+    page.type_text("x");
+    page.wait_text(Some(&id), "the echo of x", |t| last_line(t) == Some("x"));
+    page.type_text("y");
+    assert_eq!(predicted(&page), "", "nothing is predicted on the alternate screen");
+    page.wait_text(Some(&id), "the echo of y", |t| last_line(t) == Some("xy"));
+    page.type_text("\u{e009}c\u{e009}");
+    page.type_text("stty echo; printf '\\e[?1049l'\n");
+    page.wait_text(Some(&id), "the main screen again", |t| t.lines().any(|l| l.contains("typed-42")));
+    assert_no_console_errors(&browser);
+}

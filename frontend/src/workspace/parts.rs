@@ -65,6 +65,9 @@ pub(super) fn status_bar(props: &StatusProps) -> Html {
                    <span class="view-only" title="A read-only invite: you can watch sessions, not type into them">{ "view only" }</span>
                }
                <span class={classes!("status", class)} id="status" role="status">{ text }</span>
+               if !props.read_only {
+                   <crate::typeahead::TypeaheadToggle />
+               }
     {
                    match props.notify {
                        "default" => html! {
