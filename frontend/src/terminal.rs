@@ -268,13 +268,17 @@ fn mount(pane: &Rc<RefCell<Pane>>, parent: &web_sys::HtmlElement, link: &Link, s
     let input = crate::input::SessionInput::new(link.clone());
     pane.borrow_mut().input = Some(input.clone());
     pane.borrow_mut().overlay = crate::typeahead::Overlay::create(parent);
-    let (typed_pane, typed_link) = (pane.clone(), link.clone());
+    let (typed_pane, typed_link, typed_terminal) = (pane.clone(), link.clone(), terminal.clone());
     let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
         let mut bytes = data.into_bytes();
         if ctrl.replace(false) && bytes.len() == 1 {
             bytes = Key::Ctrl(char::from(bytes[0])).bytes(false);
         }
-        typed_pane.borrow_mut().typeahead.typed(&bytes, crate::timer::now_ms());
+        // What the key will do is read off the line as it is shown now.
+        match typed_terminal.cursor_view().and_then(|view| view.line) {
+            Some(line) => typed_pane.borrow_mut().typeahead.typed(&bytes, crate::timer::now_ms(), &line),
+            None => typed_pane.borrow_mut().typeahead.reset(),
+        }
         input.write(bytes);
         predict(&typed_pane, &typed_link);
     });
@@ -301,11 +305,20 @@ fn predict(pane: &Rc<RefCell<Pane>>, link: &Link) {
     let mut guard = pane.borrow_mut();
     let pane_ref = &mut *guard;
     let Some(terminal) = pane_ref.terminal.clone() else { return };
+    // Nothing typed waits for its echo and nothing is drawn: the common case during output.
+    if !pane_ref.typeahead.is_waiting() && !pane_ref.overlay.as_ref().is_some_and(|o| o.shown()) {
+        pane_ref.typeahead_timer = None;
+        return;
+    }
     if !crate::typeahead::enabled() {
         pane_ref.typeahead.reset();
     }
-    let prediction = pane_ref.typeahead.prediction(round_trip);
-    let drawn = pane_ref.overlay.as_ref().is_none_or(|o| o.draw(&terminal, terminal.cursor_view(), &prediction));
+    let view = terminal.cursor_view();
+    let prediction = match view.as_ref().and_then(|v| v.line.as_ref()) {
+        Some(line) => pane_ref.typeahead.prediction(round_trip, line),
+        None => Default::default(),
+    };
+    let drawn = pane_ref.overlay.as_mut().is_none_or(|o| o.draw(&terminal, view.as_ref(), &prediction));
     if !drawn {
         pane_ref.typeahead.reset();
     }
@@ -352,6 +365,11 @@ fn refit(pane: &Rc<RefCell<Pane>>, link: &Link, session: &str) {
     let mut pane = pane.borrow_mut();
     if pane.sized && size != pane.last_size && !pane.ended && !pane.read_only {
         pane.last_size = size;
+        // The lines reflow: what was predicted on one is not known to hold.
+        pane.typeahead.reset();
+        if let Some(overlay) = pane.overlay.as_mut() {
+            overlay.hide();
+        }
         link.send(&Request::Resize { session: session.to_owned(), cols: size.0, rows: size.1 }, Vec::new());
     }
 }
@@ -459,10 +477,13 @@ fn on_stream_event(
             };
             pane.borrow_mut().next_seq = Some(end);
             let (pane, link, session, container) = (pane.clone(), link.clone(), session.to_owned(), container.clone());
-            let echo_of = fresh.to_vec();
+            // Output can only be the echo of keys typed before it came.
+            let echo_of = pane.borrow().typeahead.is_waiting().then(|| fresh.to_vec());
             let done = Closure::once_into_js(move || {
                 // Read against the keys predicted once xterm.js has it (the cursor moved with it).
-                pane.borrow_mut().typeahead.output(&echo_of);
+                if let Some(echo_of) = echo_of {
+                    pane.borrow_mut().typeahead.output(&echo_of);
+                }
                 predict(&pane, &link);
                 // The first little output after a key is most likely its echo: painted at once
                 // (once per key, so a flood after a command still paints once per frame).

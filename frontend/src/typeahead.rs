@@ -4,10 +4,11 @@
 //! Invariants:
 //! - The prediction is an element laid over xterm.js's screen at the cursor, never bytes
 //!   written into the terminal: hiding it leaves exactly what the host sent.
-//! - It is drawn only where a typed character would really appear: the main screen, scrolled to
-//!   the bottom, the cursor at the end of its line with room to its right. Anywhere else the
+//! - It is drawn only where the keys would really show: the main screen, scrolled to the bottom,
+//!   a line of one-cell characters with room for what is predicted. Anywhere else the
 //!   predictions are dropped (and the line is not trusted until it echoes again).
-//! - The element says what it shows (`data-text`, `data-erased`) for tests and curious users.
+//! - The element says what it shows (`data-text`: the predicted characters; `data-cursor`: the
+//!   predicted cursor's column) for tests and curious users.
 
 use std::cell::Cell;
 
@@ -70,6 +71,7 @@ pub fn typeahead_toggle() -> Html {
 /// The element a prediction is drawn in, over one terminal's screen.
 pub struct Overlay {
     element: web_sys::HtmlElement,
+    shown: bool,
 }
 
 impl Overlay {
@@ -81,35 +83,42 @@ impl Overlay {
         element.set_class_name("typeahead");
         element.set_attribute("aria-hidden", "true").ok()?;
         screen.append_child(&element).ok()?;
-        let overlay = Overlay { element };
+        let mut overlay = Overlay { element, shown: true };
         overlay.hide();
         Some(overlay)
     }
 
-    pub fn hide(&self) {
-        let _ = self.element.set_attribute("style", "display: none");
-        let _ = self.element.set_attribute("data-text", "");
-        let _ = self.element.set_attribute("data-erased", "0");
+    /// Whether a prediction is drawn now.
+    pub fn shown(&self) -> bool {
+        self.shown
     }
 
-    /// Show `prediction` at the cursor; false (and nothing shown) where it cannot be drawn
-    /// truly — the caller then drops the predictions.
-    pub fn draw(&self, terminal: &Terminal, cursor: Option<CursorView>, prediction: &Prediction) -> bool {
+    pub fn hide(&mut self) {
+        if !self.shown {
+            return;
+        }
+        self.shown = false;
+        let _ = self.element.set_attribute("style", "display: none");
+        let _ = self.element.set_attribute("data-text", "");
+        let _ = self.element.set_attribute("data-cursor", "");
+    }
+
+    /// Show `prediction` over the cursor's line; false (and nothing shown) where it cannot be
+    /// drawn truly — the caller then drops the predictions.
+    pub fn draw(&mut self, terminal: &Terminal, cursor: Option<&CursorView>, prediction: &Prediction) -> bool {
         if prediction.is_empty() {
             self.hide();
             return true;
         }
         let (cols, rows) = (terminal.cols(), terminal.rows());
-        let width = prediction.text.chars().count().max(prediction.erased);
         let fits = cursor.is_some_and(|c| {
             c.normal_screen
                 && !c.scrolled_back
-                && c.line_ends_here
-                && usize::from(c.col) >= prediction.erased
-                && usize::from(c.col) - prediction.erased + width < usize::from(cols)
+                && c.line.is_some()
+                && prediction.start + prediction.cells.len() <= usize::from(cols)
         });
         // Wide characters would need two cells each: not predicted.
-        let narrow = prediction.text.chars().all(unicode_width_is_one);
+        let narrow = prediction.cells.iter().all(|c| unicode_width_is_one(c.ch));
         let (Some(cursor), true, true) = (cursor, fits, narrow) else {
             self.hide();
             return false;
@@ -117,40 +126,45 @@ impl Overlay {
         let Some(screen) = self.element.parent_element() else { return false };
         let cell_width = f64::from(screen.client_width()) / f64::from(cols.max(1));
         let cell_height = f64::from(screen.client_height()) / f64::from(rows.max(1));
-        let start = usize::from(cursor.col) - prediction.erased;
         let style = format!(
             "display: block; left: {}px; top: {}px; height: {cell_height}px; line-height: {cell_height}px",
-            start as f64 * cell_width,
+            prediction.start as f64 * cell_width,
             f64::from(cursor.row) * cell_height
         );
         let _ = self.element.set_attribute("style", &style);
-        // One cell per character, blanks over what Backspace took: the same grid as the screen.
+        // One cell per character, on the same grid as the screen: predicted ones underlined,
+        // the predicted cursor as a block.
         let cells: String = prediction
-            .text
-            .chars()
-            .chain(std::iter::repeat(' '))
-            .take(width)
-            .map(|c| {
-                let shown = match c {
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                let shown = match cell.ch {
                     '<' => "&lt;".to_owned(),
                     '>' => "&gt;".to_owned(),
                     '&' => "&amp;".to_owned(),
                     ' ' => "&nbsp;".to_owned(),
                     c => c.to_string(),
                 };
-                format!("<span style=\"display:inline-block;width:{cell_width}px\">{shown}</span>")
+                let class = match (prediction.start + i == prediction.cursor, cell.predicted && cell.ch != ' ') {
+                    (true, _) => " class=\"cursor\"",
+                    (false, true) => " class=\"typed\"",
+                    (false, false) => "",
+                };
+                format!("<span{class} style=\"width:{cell_width}px\">{shown}</span>")
             })
             .collect();
         self.element.set_inner_html(&cells);
-        let _ = self.element.set_attribute("data-text", &prediction.text);
-        let _ = self.element.set_attribute("data-erased", &prediction.erased.to_string());
+        let _ = self.element.set_attribute("data-text", &prediction.text());
+        let _ = self.element.set_attribute("data-cursor", &prediction.cursor.to_string());
+        self.shown = true;
         true
     }
 }
 
 /// Whether `c` takes one terminal cell (ASCII and most of Latin, Greek, Cyrillic; wide East
 /// Asian characters and emoji take two).
-fn unicode_width_is_one(c: char) -> bool {
+pub fn unicode_width_is_one(c: char) -> bool {
     let wide = matches!(c as u32,
         0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F
         | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 | 0x1F300..=0x1FAFF | 0x20000..=0x3FFFD);

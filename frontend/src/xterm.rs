@@ -6,6 +6,7 @@
 //! package names and the removed `setOption`), and the calls we need are a few dozen lines here.
 
 use js_sys::{Function, Uint8Array};
+use tether_protocol::typeahead::Line;
 use wasm_bindgen::prelude::*;
 
 /// The most bytes handed to xterm.js in one write (see `Terminal::write_bytes_then`).
@@ -150,25 +151,29 @@ impl Terminal {
         }
     }
 
-    /// Where the cursor is, as predictive echo needs it (`None` if xterm.js does not say).
+    /// Where the cursor is and its line, as predictive echo needs them (`None` if xterm.js
+    /// does not say).
     pub fn cursor_view(&self) -> Option<CursorView> {
         let get = |target: &JsValue, key: &str| js_sys::Reflect::get(target, &key.into()).ok();
         let number = |target: &JsValue, key: &str| get(target, key).and_then(|v| v.as_f64());
         let active = get(self, "buffer").and_then(|buffer| get(&buffer, "active"))?;
         let (x, y) = (number(&active, "cursorX")?, number(&active, "cursorY")?);
         let (base, viewport) = (number(&active, "baseY")?, number(&active, "viewportY")?);
-        let line = active.dyn_ref::<js_sys::Object>().and_then(|_| {
-            let get_line: Function = get(&active, "getLine")?.dyn_into().ok()?;
-            get_line.call1(&active, &(base + y).into()).ok().filter(|l| l.is_object())
-        })?;
+        let get_line: Function = get(&active, "getLine")?.dyn_into().ok()?;
+        let line = get_line.call1(&active, &(base + y).into()).ok().filter(|l| l.is_object())?;
         let to_string: Function = get(&line, "translateToString")?.dyn_into().ok()?;
+        // Every cell up to the cursor, then what is written right of it.
+        let before = to_string.call3(&line, &false.into(), &0.into(), &x.into()).ok()?.as_string()?;
         let after = to_string.call2(&line, &true.into(), &x.into()).ok()?.as_string()?;
+        let cursor = x as usize;
+        // A wide character takes two cells and one char: such a line is not predicted on.
+        let one_per_cell = before.chars().count() == cursor
+            && before.chars().chain(after.chars()).all(crate::typeahead::unicode_width_is_one);
         Some(CursorView {
-            col: x as u16,
             row: y as u16,
             normal_screen: get(&active, "type").and_then(|t| t.as_string()).as_deref() == Some("normal"),
             scrolled_back: viewport < base,
-            line_ends_here: after.is_empty(),
+            line: one_per_cell.then(|| Line { cells: before.chars().chain(after.chars()).collect(), cursor }),
         })
     }
 
@@ -183,17 +188,16 @@ impl Terminal {
 }
 
 /// The cursor as xterm.js has it (`Terminal::cursor_view`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CursorView {
-    /// Zero-based cell in the viewport.
-    pub col: u16,
+    /// Zero-based row in the viewport.
     pub row: u16,
     /// The main screen (not the alternate one full-screen programs use).
     pub normal_screen: bool,
     /// The user scrolled up: the cursor is not where the viewport shows.
     pub scrolled_back: bool,
-    /// Nothing is written right of the cursor on its line.
-    pub line_ends_here: bool,
+    /// The cursor's line, if every character on it takes one cell.
+    pub line: Option<Line>,
 }
 
 /// `new X.X()` for an addon whose UMD bundle defines the global namespace `X` holding class

@@ -9,8 +9,9 @@
 //!   again while the Files tab uploads on the same connection;
 //! - real keys: WebDriver types into xterm.js's textarea, the page times `keydown` → painted,
 //!   with the median of each hop on the way (sent, echo message, parsed, frame, painted); again
-//!   100 ms away (a proxy holding each direction 50 ms in front of the relay); and again in a
-//!   Chromium with its deferral of tasks after input turned off, which is what bounds the figure;
+//!   100 ms away (a proxy holding each direction 50 ms in front of the relay), with predictive
+//!   echo on (keydown → the frame painting the prediction) and off; and again in a Chromium with
+//!   its deferral of tasks after input turned off, which is what bounds the figure;
 //! - Files tab: upload (file input → committed on the host) and download (→ saved by Chromium)
 //!   of 200 MB, MB/s;
 //! - the editor: bytes the first load fetched of it (none: it is loaded when an editor opens),
@@ -95,7 +96,7 @@ fn main() {
     browser.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": SOCKET_TRACE }));
     browser.goto(&relay.url);
     let input = reopen(&browser, &invite);
-    let (p50, p99, n) = real_keystrokes(&browser, &input);
+    let Keys { p50, p99, n, .. } = real_keystrokes(&browser, &input);
     println!("  real key → echo    p50 {p50:.2} ms  p99 {p99:.2} ms ({n} WebDriver key events, keydown → painted)");
 
     // What bounds that figure: after a discrete input event Chromium's renderer defers every
@@ -105,7 +106,7 @@ fn main() {
         let undeferred = Browser::start_with_flags(&scratch, &[DEFER_OFF]);
         undeferred.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": SOCKET_TRACE }));
         let input = reopen(&undeferred, &invite);
-        let (p50, p99, n) = real_keystrokes(&undeferred, &input);
+        let Keys { p50, p99, n, .. } = real_keystrokes(&undeferred, &input);
         println!("  real key, {DEFER_OFF}  p50 {p50:.2} ms  p99 {p99:.2} ms ({n} keys)");
     }
 
@@ -113,9 +114,26 @@ fn main() {
     // in this kernel), beside `attach -H` and `ssh -tt` in the remote bench.
     let far =
         DelayProxy::start(relay.url.trim_start_matches("http://").trim_end_matches('/'), Duration::from_millis(50));
-    let input = reopen(&browser, &format!("http://{}/{}", far.addr, &invite[invite.find('#').unwrap_or(0)..]));
-    let (p50, p99, n) = real_keystrokes(&browser, &input);
-    println!("  real key, 100 ms RTT p50 {p50:.1} ms  p99 {p99:.1} ms ({n} keys, keydown → painted)");
+    let far_url = format!("http://{}/{}", far.addr, &invite[invite.find('#').unwrap_or(0)..]);
+    for on in [true, false] {
+        if !on {
+            click(&browser, "#typeahead-toggle"); // the setting is kept by the browser
+        }
+        let input = reopen(&browser, &far_url);
+        // Predictive echo acts once the page has measured the round trip (the status bar shows it).
+        wait_until(Duration::from_secs(30), "a round trip of 100 ms measured", || {
+            let status = browser.execute("return document.getElementById('status').textContent", json!([]));
+            let ms = status.as_str()?.split("round trip ").nth(1)?.split(' ').next()?.parse::<u64>().ok()?;
+            (ms >= 90).then_some(())
+        });
+        let Keys { p50, p99, n, predicted } = real_keystrokes(&browser, &input);
+        let setting = if on { "on " } else { "off" };
+        println!(
+            "  real key, 100 ms RTT, predictive echo {setting} p50 {p50:.1} ms  p99 {p99:.1} ms ({n} keys, {predicted} \
+             painted by prediction; keydown → painted)"
+        );
+    }
+    click(&browser, "#typeahead-toggle");
     browser.goto(&invite);
     wait_until(Duration::from_secs(30), "the page back on the near path", || browser.find(".tab.files-tab"));
 
@@ -379,10 +397,19 @@ const SOCKET_TRACE: &str = "
 })();
 ";
 
+/// Real keys' figures: p50, p99, keys, how many of them predictive echo showed first.
+struct Keys {
+    p50: f64,
+    p99: f64,
+    n: usize,
+    predicted: u64,
+}
+
 /// Real key events, one at a time, typed by WebDriver into xterm.js's textarea; the page times
-/// each from its `keydown` (the event's own time stamp) to the render in which the cursor moved.
-/// WebDriver's own pace gives each key a random phase against the page's frames.
-fn real_keystrokes(browser: &Browser, input: &str) -> (f64, f64, usize) {
+/// each from its `keydown` (the event's own time stamp) to the render in which the cursor moved,
+/// or to the frame that paints the key's prediction if predictive echo drew it first. WebDriver's
+/// own pace gives each key a random phase against the page's frames.
+fn real_keystrokes(browser: &Browser, input: &str) -> Keys {
     browser.execute(
         "const term = document.querySelector('.pane:not(.hidden) .terminal').xterm; \
          const area = document.querySelector('.pane:not(.hidden) .xterm-helper-textarea'); \
@@ -391,14 +418,23 @@ fn real_keystrokes(browser: &Browser, input: &str) -> (f64, f64, usize) {
          const cursor = () => `${term.buffer.active.cursorY + term.buffer.active.baseY}:${term.buffer.active.cursorX}`; \
          const parsed = []; term.onWriteParsed(() => parsed.push(performance.now())); \
          const after = (list, t) => { for (let i = list.length - 1; i >= 0; i--) { if (list[i] < t) return list[i + 1]; } return list[0]; }; \
+         const overlay = document.querySelector('.pane:not(.hidden) .typeahead'); \
+         const predicted = () => overlay && overlay.style.display !== 'none' ? \
+           `${overlay.getAttribute('data-text')}@${overlay.getAttribute('data-cursor')}` : ''; \
+         window.tetherPredicted = 0; \
          area.addEventListener('keydown', (e) => { \
-           const before = cursor(); const key = e.timeStamp; \
+           const before = cursor(); const shown = predicted(); const key = e.timeStamp; let done = false; \
            const sub = term.onRender(() => { \
-             if (cursor() !== before) { sub.dispose(); const painted = performance.now(); \
+             if (!done && cursor() !== before) { done = true; sub.dispose(); watch.disconnect(); const painted = performance.now(); \
                const sent = after(trace.sends, key); const message = after(trace.messages, sent); \
                window.tetherKeys.push(painted - key); \
                const parsedAt = after(parsed, message); \
                window.tetherHops.push({ key, sent, message, parsed: parsedAt, frame: after(trace.frames, parsedAt), painted }); } }); \
+           /* Predictive echo: the key drawn over the terminal, painted in the next frame. */ \
+           const watch = new MutationObserver(() => { \
+             if (!done && predicted() && predicted() !== shown) { done = true; sub.dispose(); watch.disconnect(); \
+               requestAnimationFrame(() => { window.tetherPredicted++; window.tetherKeys.push(performance.now() - key); }); } }); \
+           if (overlay) watch.observe(overlay, { attributes: true }); \
          }, true);",
         json!([]),
     );
@@ -430,7 +466,8 @@ fn real_keystrokes(browser: &Browser, input: &str) -> (f64, f64, usize) {
     let samples = browser.execute("return window.tetherKeys", json!([]));
     let mut samples: Vec<f64> = serde_json::from_value(samples).expect("samples");
     samples.sort_by(f64::total_cmp);
-    (samples[samples.len() / 2], samples[samples.len() * 99 / 100], samples.len())
+    let predicted = browser.execute("return window.tetherPredicted", json!([])).as_u64().unwrap_or(0);
+    Keys { p50: samples[samples.len() / 2], p99: samples[samples.len() * 99 / 100], n: samples.len(), predicted }
 }
 
 fn terminal_lines(browser: &Browser) -> Vec<String> {

@@ -873,6 +873,16 @@ fn predicted(page: &Page) -> String {
     page.script(script, json!([])).as_str().unwrap_or_default().to_owned()
 }
 
+/// The active terminal's cursor column, and the one the overlay predicts (`None` when hidden).
+fn cursor_columns(page: &Page) -> (u64, Option<u64>) {
+    let script = "const t = document.querySelector('.pane:not(.hidden) .terminal').xterm; \
+                  const o = document.querySelector('.pane:not(.hidden) .typeahead'); \
+                  const shown = o && o.style.display !== 'none'; \
+                  return [t.buffer.active.cursorX, shown ? Number(o.getAttribute('data-cursor')) : null]";
+    let columns = page.script(script, json!([]));
+    (columns[0].as_u64().unwrap_or(u64::MAX), columns[1].as_u64())
+}
+
 #[test]
 fn typing_ahead_of_a_slow_link_shows_at_once_and_never_leaves_a_wrong_character() {
     let relay = Relay::start();
@@ -892,9 +902,12 @@ fn typing_ahead_of_a_slow_link_shows_at_once_and_never_leaves_a_wrong_character(
         (ms >= 90).then_some(ms)
     });
 
-    // A program that echoes each key half a second late: the prediction shows meanwhile, and
-    // goes once the echo is there, which shows once.
-    page.type_text("stty -echo; while IFS= read -rsn1 c; do sleep 0.5; printf %s \"$c\"; done\n");
+    // A program that echoes each key (an arrow's three bytes together) half a second late: the
+    // prediction shows meanwhile, and goes once the echo is there, which shows once.
+    page.type_text(
+        "stty -echo; while IFS= read -rsn1 c; do [ \"$c\" = $'\\e' ] && read -rsn2 r && c=\"$c$r\"; \
+         sleep 0.5; printf %s \"$c\"; done\n",
+    );
     page.wait_text(Some(&id), "the loop to start", |t| t.lines().any(|l| l.trim_end().ends_with("done")));
     page.type_text("a");
     page.wait_text(Some(&id), "the first echo", |t| last_line(t).is_some_and(|l| l == "a"));
@@ -918,6 +931,16 @@ fn typing_ahead_of_a_slow_link_shows_at_once_and_never_leaves_a_wrong_character(
     page.type_text("e");
     assert_eq!(predicted(&page), "e");
     page.wait_text(Some(&id), "the echo of e", |t| last_line(t) == Some("abcde"));
+    // Left and Right move the cursor at once over the line; the terminal's follows with the echo.
+    for (key, before, after) in [("\u{e012}", 5, 4), ("\u{e012}", 4, 3), ("\u{e014}", 3, 4)] {
+        page.type_text(key);
+        assert_eq!(cursor_columns(&page), (before, Some(after)), "the cursor predicted at once");
+        wait_until(PAGE, "the arrow's echo", || (cursor_columns(&page) == (after, None)).then_some(()));
+    }
+    // A character typed mid-line is not guessed: the line editor redraws the rest its own way.
+    page.type_text("z");
+    assert_eq!(predicted(&page), "", "nothing guessed mid-line");
+    page.wait_text(Some(&id), "the echo of z", |t| last_line(t) == Some("abcdz"));
     page.type_text("\u{e009}c\u{e009}"); // Ctrl+C ends the loop
     page.type_text("stty echo\n");
 
