@@ -119,6 +119,7 @@ fn main() {
         if !on {
             click(&browser, "#typeahead-toggle"); // the setting is kept by the browser
         }
+        browser.goto(&relay.url); // leave the page, so the next goto is a fresh load
         let input = reopen(&browser, &far_url);
         // Predictive echo acts once the page has measured the round trip (the status bar shows it).
         wait_until(Duration::from_secs(30), "a round trip of 100 ms measured", || {
@@ -422,7 +423,8 @@ fn real_keystrokes(browser: &Browser, input: &str) -> Keys {
          const predicted = () => overlay && overlay.style.display !== 'none' ? \
            `${overlay.getAttribute('data-text')}@${overlay.getAttribute('data-cursor')}` : ''; \
          window.tetherPredicted = 0; \
-         area.addEventListener('keydown', (e) => { \
+         /* On the window, capturing: before xterm.js's own listener, which draws a prediction. */ \
+         window.addEventListener('keydown', (e) => { if (e.target !== area) return; \
            const before = cursor(); const shown = predicted(); const key = e.timeStamp; let done = false; \
            const sub = term.onRender(() => { \
              if (!done && cursor() !== before) { done = true; sub.dispose(); watch.disconnect(); const painted = performance.now(); \
