@@ -4,7 +4,8 @@
 //! - page load → first prompt painted (the app's `tether:first-output` performance mark);
 //! - `seq 1 200000` and a 20 MB `cat` of base64: from the Enter's `keydown` to the render showing
 //!   the last line, timed in the page (output is written in order, so every byte before it was
-//!   written too), with the longest main-thread task meanwhile;
+//!   written too), with the longest main-thread task meanwhile; each beside xterm.js alone in
+//!   the same page writing the same output (the limit);
 //! - keystroke → echo painted, measured inside the page (xterm.js input → render), 200 samples;
 //!   again while the Files tab uploads on the same connection;
 //! - real keys: WebDriver types into xterm.js's textarea, the page times `keydown` → painted,
@@ -76,6 +77,8 @@ fn main() {
     });
     let seq = bulk(&browser, &input, "clear; seq 1 200000; echo seq-$((1+1))-done", "seq-2-done");
     println!("  seq 1 200000        {seq}");
+    let (alone, longest) = xterm_alone(&browser, "seq");
+    println!("    xterm.js alone    {alone:.2} s first write → last line painted, longest task {longest:.0} ms: the page takes {:.2}× that", seq.seconds / alone);
 
     let file = scratch.join("bulk.b64");
     let make = format!("head -c 15000000 /dev/urandom | base64 > {}", file.display());
@@ -83,6 +86,8 @@ fn main() {
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let cat = bulk(&browser, &input, &format!("clear; cat {}; echo cat-$((5+5))-done", file.display()), "cat-10-done");
     println!("  cat {:.1} MB base64   {cat} ({:.1} MB/s)", size as f64 / 1e6, size as f64 / 1e6 / cat.seconds);
+    let (alone, longest) = xterm_alone(&browser, "cat");
+    println!("    xterm.js alone    {alone:.2} s first write → last line painted, longest task {longest:.0} ms: the page takes {:.2}× that", cat.seconds / alone);
 
     browser.send_keys(&input, "clear; exec cat\n");
     std::thread::sleep(Duration::from_millis(500));
@@ -193,6 +198,54 @@ fn bulk(browser: &Browser, input: &str, command: &str, last_line: &str) -> Bulk 
         Some((bulk["shown"].as_f64()? - bulk["enter"].as_f64()?, bulk["longest"].as_f64()?))
     });
     Bulk { seconds: figures.0 / 1000.0, outside, longest_task_ms: figures.1 }
+}
+
+/// The limit for a bulk output: xterm.js alone, in the same page, at the app terminal's place
+/// and size and with its options, writing the same output (`seq`: the same lines; `cat`: 15 MB
+/// of fresh random bytes as base64, 76 characters a line, as the PTY gives them) in 64 KiB
+/// writes queued at once, from the first write to the render showing the last line. Seconds,
+/// and the longest main-thread task meanwhile (ms).
+fn xterm_alone(browser: &Browser, kind: &str) -> (f64, f64) {
+    let figures = browser.execute_async(
+        "const [kind, done] = [arguments[0], arguments[arguments.length - 1]]; \
+         const app = document.querySelector('.pane:not(.hidden) .terminal'); \
+         const r = app.getBoundingClientRect(); \
+         const box = document.createElement('div'); \
+         box.style.cssText = `position: fixed; left: ${r.left}px; top: ${r.top}px; width: ${r.width}px; \
+           height: ${r.height}px; z-index: 100; background: #101418`; \
+         document.body.appendChild(box); \
+         const term = new Terminal({ fontSize: 14, scrollback: 10000, cols: app.xterm.cols, rows: app.xterm.rows, \
+           theme: { background: '#101418' } }); \
+         term.open(box); \
+         const lines = []; let last; \
+         if (kind === 'seq') { \
+           for (let i = 1; i <= 200000; i++) lines.push(String(i)); last = 'seq-2-done'; \
+         } else { \
+           const raw = new Uint8Array(15000000); \
+           for (let i = 0; i < raw.length; i += 65536) crypto.getRandomValues(raw.subarray(i, i + 65536)); \
+           let b64 = ''; \
+           for (let i = 0; i < raw.length; i += 57000) b64 += btoa(String.fromCharCode.apply(null, raw.subarray(i, i + 57000))); \
+           for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76)); last = 'cat-10-done'; \
+         } \
+         lines.push(last); \
+         const bytes = new TextEncoder().encode(lines.join('\\r\\n') + '\\r\\n'); \
+         let longest = 0; \
+         const tasks = new PerformanceObserver((list) => { \
+           for (const t of list.getEntries()) longest = Math.max(longest, t.duration); }); \
+         tasks.observe({ type: 'longtask' }); \
+         const start = performance.now(); \
+         const sub = term.onRender(() => { \
+           const buf = term.buffer.active; \
+           for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
+             const line = buf.getLine(i); \
+             if (line && line.translateToString(true) === last) { \
+               const ms = performance.now() - start; sub.dispose(); \
+               setTimeout(() => { tasks.disconnect(); term.dispose(); box.remove(); done([ms, longest]); }, 0); \
+               return; } } }); \
+         for (let i = 0; i < bytes.length; i += 65536) term.write(bytes.subarray(i, i + 65536));",
+        json!([kind]),
+    );
+    (figures[0].as_f64().unwrap_or(f64::NAN) / 1000.0, figures[1].as_f64().unwrap_or(f64::NAN))
 }
 
 /// Open `url` and wait for its terminal: the newest session (the `cat` the keystrokes go to),
