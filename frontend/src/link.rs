@@ -20,6 +20,8 @@
 //!   hand the next event to an owner still busy with this one (a download holds its state
 //!   borrowed while it credits a chunk; several chunks freed at once by the reorder buffer
 //!   when a data channel takes over used to meet it there, and the page stopped crediting).
+//! - Calls go out at the end of the task that made them (`flush_soon`), sealed together; keys
+//!   and credit go at once.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -94,6 +96,8 @@ struct Inner {
     shown_summary: String,
     /// A `flush` is under way (further up the stack): it sends what is queued now too.
     flushing: bool,
+    /// A `flush_soon` is on its way.
+    flush_queued: bool,
 }
 
 /// A WebSocket and the closures it calls (they must live as long as it does).
@@ -134,6 +138,7 @@ impl Link {
             round_trip_ms: 0,
             shown_summary: String::new(),
             flushing: false,
+            flush_queued: false,
         })));
         link.flush();
         link
@@ -244,6 +249,20 @@ impl Link {
         self.drain_client();
         self.0.borrow_mut().flushing = false;
         self.arm_timer();
+    }
+
+    /// `flush` once the code running now is done (a microtask: before anything else happens on
+    /// the page). Calls made together — an upload's chunks, started in one go — are then sealed
+    /// together (`Sealer::seal_many`, their AES-SIV side by side).
+    fn flush_soon(&self) {
+        if std::mem::replace(&mut self.0.borrow_mut().flush_queued, true) {
+            return;
+        }
+        let link = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            link.0.borrow_mut().flush_queued = false;
+            link.flush();
+        });
     }
 
     fn drain_client(&self) {
@@ -378,7 +397,7 @@ impl Link {
             inner.answers.insert(call, reply);
             answer
         };
-        self.flush();
+        self.flush_soon();
         answer.await.map_err(|_| Refused { code: None, message: "connection lost".to_owned() })?
     }
 

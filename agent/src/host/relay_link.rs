@@ -17,6 +17,9 @@
 //!   still mid-handshake.
 //! - Each peer's timers run when its connection says (`poll_timeout`), not on a tick: a
 //!   data-channel ping due in 1 s goes in 1 s.
+//! - A peer's frames for the relay go in its connection's order, several to a `forward` (up to
+//!   `FORWARD_BATCH_BYTES`) when it has several at once; the client's framing decoder takes a
+//!   message apart, so one frame alone (an echo) is never held back for company.
 //! - TURN credentials are asked for only with a client in (the relay gives them to no one
 //!   else): a client that authenticates while none fresh are held waits for the relay's answer
 //!   before its invite; with no fresh ones in the answer it is invited with what is held.
@@ -99,6 +102,10 @@ const GATHER_BYTES: usize = 1 << 20; // 1 MiB
 
 /// Most peer URLs kept from one relay, and the longest one.
 const MAX_PEERS: usize = 16;
+/// What one `forward` to a client carries at most when a peer has several frames to send at
+/// once: four full stream frames, which the client opens as one batch. Far under what a
+/// `forward` may hold (`channel::MAX_MESSAGE_BYTES`).
+const FORWARD_BATCH_BYTES: usize = 256 * 1024; // 256 KiB
 const MAX_PEER_URL_BYTES: usize = 256;
 
 /// The peers a relay named that a host may dial (the same rules as any relay URL).
@@ -371,11 +378,27 @@ impl<H: HostService> Registration<'_, H> {
     async fn flush(&mut self, conn: u64) -> Result<Vec<tether_protocol::Event>, String> {
         let Some(peer) = self.peers.get_mut(&conn) else { return Ok(Vec::new()) };
         let (transmits, events) = peer.conn.drain_output();
+        // Frames for the relay go out several to a message: the client then opens them side by
+        // side (`Opener::open_many`), and the relay and the page handle fewer messages.
+        let mut forward: Vec<u8> = Vec::new();
         for (path, bytes) in transmits {
             match path {
-                Path::Relay => send(&mut self.sink, Frame::relay(RelayMsg::Forward { conn }, bytes)).await?,
+                Path::Relay => {
+                    if !forward.is_empty() && forward.len() + bytes.len() > FORWARD_BATCH_BYTES {
+                        let full = std::mem::take(&mut forward);
+                        send(&mut self.sink, Frame::relay(RelayMsg::Forward { conn }, full)).await?;
+                    }
+                    if forward.is_empty() {
+                        forward = bytes;
+                    } else {
+                        forward.extend_from_slice(&bytes);
+                    }
+                }
                 Path::Direct => peer.send_direct(bytes),
             }
+        }
+        if !forward.is_empty() {
+            send(&mut self.sink, Frame::relay(RelayMsg::Forward { conn }, forward)).await?;
         }
         Ok(events)
     }
