@@ -481,8 +481,13 @@ fn on_stream_event(
             let echo_of = pane.borrow().typeahead.is_waiting().then(|| fresh.to_vec());
             let done = Closure::once_into_js(move || {
                 // Read against the keys predicted once xterm.js has it (the cursor moved with it).
-                if let Some(echo_of) = echo_of {
-                    pane.borrow_mut().typeahead.output(&echo_of);
+                let waiting = pane.borrow().typeahead.is_waiting();
+                match echo_of {
+                    Some(echo_of) => pane.borrow_mut().typeahead.output(&echo_of),
+                    // Output from before a key, written after the key's line was read off the
+                    // screen: that line may have changed under the prediction.
+                    None if waiting => pane.borrow_mut().typeahead.reset(),
+                    None => {}
                 }
                 predict(&pane, &link);
                 // The first little output after a key is most likely its echo: painted at once
