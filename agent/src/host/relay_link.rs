@@ -102,11 +102,12 @@ const GATHER_BYTES: usize = 1 << 20; // 1 MiB
 
 /// Most peer URLs kept from one relay, and the longest one.
 const MAX_PEERS: usize = 16;
+const MAX_PEER_URL_BYTES: usize = 256;
+
 /// What one `forward` to a client carries at most when a peer has several frames to send at
 /// once: four full stream frames, which the client opens as one batch. Far under what a
 /// `forward` may hold (`channel::MAX_MESSAGE_BYTES`).
 const FORWARD_BATCH_BYTES: usize = 256 * 1024; // 256 KiB
-const MAX_PEER_URL_BYTES: usize = 256;
 
 /// The peers a relay named that a host may dial (the same rules as any relay URL).
 fn usable_peers(urls: Vec<String>) -> Vec<String> {
