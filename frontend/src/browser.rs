@@ -5,24 +5,26 @@ use tether_protocol::handshake::HandshakeEntropy;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+#[wasm_bindgen]
+extern "C" {
+    /// `crypto.getRandomValues`, which the page and its link worker both have.
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues, catch)]
+    fn get_random_values(bytes: &mut [u8]) -> Result<JsValue, JsValue>;
+}
+
 /// Fresh randomness for a handshake, from the browser's `crypto.getRandomValues`.
 pub fn entropy() -> Result<HandshakeEntropy, String> {
-    let crypto = web_sys::window().and_then(|w| w.crypto().ok()).ok_or("this browser has no crypto.getRandomValues")?;
     HandshakeEntropy::generate(|bytes| {
-        crypto
-            .get_random_values_with_u8_array(bytes)
-            .map(|_| ())
-            .map_err(|_| "crypto.getRandomValues failed".to_owned())
+        get_random_values(bytes).map(|_| ()).map_err(|_| "crypto.getRandomValues failed".to_owned())
     })
 }
 
 /// A random number (for jitter, not for keys): 0 when the browser cannot give one.
 pub fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
-    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
-    match crypto.map(|c| c.get_random_values_with_u8_array(&mut bytes)) {
-        Some(Ok(_)) => u64::from_le_bytes(bytes),
-        _ => 0,
+    match get_random_values(&mut bytes) {
+        Ok(_) => u64::from_le_bytes(bytes),
+        Err(_) => 0,
     }
 }
 

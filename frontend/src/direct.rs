@@ -1,7 +1,8 @@
 //! A WebRTC data channel beside the relay, in the page: one `RTCPeerConnection` and its one data
-//! channel, moving the `Connection`'s sealed bytes. It offers (the host answers), reports what
-//! happens (`DirectEvent`, in order) and does what `link` passes on from the protocol crate's
-//! `Upgrade`; no protocol rule lives here.
+//! channel, moving the `Connection`'s sealed bytes (the connection itself is in the link worker;
+//! what arrives goes there as the channel gave it, without a copy). It offers (the host
+//! answers), reports what happens (`DirectNews`, in order) and does what `link` passes on from
+//! the protocol crate's `Upgrade`; no protocol rule lives here.
 //!
 //! Invariants:
 //! - Sends never go blind: while the channel's `bufferedAmount` is over `HIGH_WATER_BYTES`,
@@ -16,9 +17,10 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use tether_protocol::signal::{IceServer, Route};
-use tether_protocol::upgrade::DirectEvent;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
+
+use crate::link::messages::DirectNews;
 use web_sys::{
     MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelType, RtcIceGatheringState, RtcIceServer,
     RtcPeerConnection, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
@@ -31,7 +33,8 @@ const HIGH_WATER_BYTES: u32 = 1 << 20; // 1 MiB
 /// ...and go on once it is down to this.
 const LOW_WATER_BYTES: u32 = 256 * 1024; // 256 KiB
 
-pub type Report = Rc<dyn Fn(DirectEvent)>;
+/// Hears what happens, with the bytes that came (`DirectNews::Bytes`).
+pub type Report = Rc<dyn Fn(DirectNews, Option<js_sys::ArrayBuffer>)>;
 
 /// One attempt at a data channel.
 pub struct PeerAttempt {
@@ -83,7 +86,7 @@ impl PeerAttempt {
             move |_| {
                 if pc.ice_gathering_state() == RtcIceGatheringState::Complete {
                     if let Some(description) = pc.local_description() {
-                        report(DirectEvent::Description { attempt, sdp: description.sdp() });
+                        report(DirectNews::Description { attempt, sdp: description.sdp() }, None);
                     }
                 }
             }
@@ -93,14 +96,14 @@ impl PeerAttempt {
             let (pc, report) = (pc.clone(), report.clone());
             move |_| match pc.connection_state() {
                 RtcPeerConnectionState::Failed => {
-                    report(DirectEvent::Closed { attempt, why: "ICE failed: no path to the host".into() })
+                    report(DirectNews::Closed { attempt, why: "ICE failed: no path to the host".into() }, None)
                 }
                 RtcPeerConnectionState::Closed => {
-                    report(DirectEvent::Closed { attempt, why: "the peer connection closed".into() })
+                    report(DirectNews::Closed { attempt, why: "the peer connection closed".into() }, None)
                 }
                 // Consent checks unanswered: the path is gone (a blocked network, a host gone).
                 RtcPeerConnectionState::Disconnected => {
-                    report(DirectEvent::Closed { attempt, why: "the host stopped answering ICE checks".into() })
+                    report(DirectNews::Closed { attempt, why: "the host stopped answering ICE checks".into() }, None)
                 }
                 _ => {}
             }
@@ -112,7 +115,7 @@ impl PeerAttempt {
                 let (pc, report) = (pc.clone(), report.clone());
                 wasm_bindgen_futures::spawn_local(async move {
                     let route = route_of(&pc).await;
-                    report(DirectEvent::Open { attempt, route });
+                    report(DirectNews::Open { attempt, route }, None);
                 });
             }
         }));
@@ -122,14 +125,14 @@ impl PeerAttempt {
             move |event: JsValue| {
                 let Ok(event) = event.dyn_into::<MessageEvent>() else { return };
                 if let Ok(buffer) = event.data().dyn_into::<js_sys::ArrayBuffer>() {
-                    report(DirectEvent::Bytes { attempt, bytes: js_sys::Uint8Array::new(&buffer).to_vec() });
+                    report(DirectNews::Bytes { attempt }, Some(buffer));
                 }
             }
         }));
         channel.set_onmessage(Some(&message));
         let closed = on(Box::new({
             let report = report.clone();
-            move |_| report(DirectEvent::Closed { attempt, why: "the data channel closed".into() })
+            move |_| report(DirectNews::Closed { attempt, why: "the data channel closed".into() }, None)
         }));
         channel.set_onclose(Some(&closed));
         let low = on(Box::new({
@@ -142,7 +145,7 @@ impl PeerAttempt {
             let (pc, report) = (pc.clone(), report.clone());
             async move {
                 if let Err(e) = make_offer(&pc).await {
-                    report(DirectEvent::Closed { attempt, why: format!("webrtc: cannot make an offer: {e:?}") });
+                    report(DirectNews::Closed { attempt, why: format!("webrtc: cannot make an offer: {e:?}") }, None);
                 }
             }
         });
@@ -156,7 +159,7 @@ impl PeerAttempt {
             let answer = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
             answer.set_sdp(&sdp);
             if let Err(e) = JsFuture::from(pc.set_remote_description(&answer)).await {
-                report(DirectEvent::Closed { attempt, why: format!("webrtc: the host's answer: {e:?}") });
+                report(DirectNews::Closed { attempt, why: format!("webrtc: the host's answer: {e:?}") }, None);
             }
         });
     }

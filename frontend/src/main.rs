@@ -359,6 +359,10 @@ fn app() -> Html {
 }
 
 fn main() {
+    // The same build runs the page and its link workers (`link::worker`).
+    if link::worker::is_worker() {
+        return link::worker::run();
+    }
     download::register_worker();
     yew::Renderer::<App>::new().render();
 }

@@ -1,7 +1,18 @@
 //! The page's clock and timers: `setTimeout` that cancels when dropped, sleeping, yielding to
 //! the page between chunks of bulk work, and the monotonic milliseconds the protocol runs on.
+//! All of it works in the page and in its link worker alike (the globals both scopes have).
 
 use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout, catch)]
+    fn set_timeout(callback: &js_sys::Function, ms: i32) -> Result<i32, JsValue>;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(handle: i32);
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
 
 /// A `setTimeout` that is cancelled when dropped.
 pub struct Timer {
@@ -17,21 +28,14 @@ impl Timer {
                 callback();
             }
         });
-        let handle = web_sys::window()?
-            .set_timeout_with_callback_and_timeout_and_arguments_0(
-                closure.as_ref().unchecked_ref(),
-                ms.min(i32::MAX as u32) as i32,
-            )
-            .ok()?;
+        let handle = set_timeout(closure.as_ref().unchecked_ref(), ms.min(i32::MAX as u32) as i32).ok()?;
         Some(Timer { handle, _callback: closure })
     }
 }
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        if let Some(window) = web_sys::window() {
-            window.clear_timeout_with_handle(self.handle);
-        }
+        clear_timeout(self.handle);
     }
 }
 
@@ -64,8 +68,9 @@ pub async fn yield_to_page() {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
-/// Milliseconds on the page's monotonic clock (`performance.now()`), what the connection's
-/// timers run on: `Date.now()` jumps with the wall clock (NTP, a suspended laptop).
+/// Milliseconds on this scope's monotonic clock (`performance.now()`), what the connection's
+/// timers run on: `Date.now()` jumps with the wall clock (NTP, a suspended laptop). The page and
+/// its link worker each count from their own start: their times are never compared.
 pub fn now_ms() -> u64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now()) as u64
+    performance_now() as u64
 }

@@ -70,7 +70,7 @@ impl Signal {
 }
 
 /// Which path a data channel took, as ICE chose it (see `route_of`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Route {
     /// Peer to peer: host, server-reflexive or peer-reflexive candidates on both ends.
     Direct,

@@ -20,6 +20,8 @@
 //! - Retries back off, doubling from `FIRST_RETRY_MS` to `MAX_RETRY_MS`; a channel that stayed up
 //!   `STABLE_MS` starts the doubling over. The relay carries everything meanwhile.
 
+use serde::{Deserialize, Serialize};
+
 use crate::connection::{Connection, Input};
 use crate::error::ConnError;
 use crate::signal::{IceServer, Route, Signal};
@@ -42,7 +44,7 @@ enum Phase {
 }
 
 /// What the shell must do with its peer connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     /// Start attempt `attempt`: a peer connection with these servers, a data channel, an offer.
     Offer { attempt: u32, ice_servers: Vec<IceServer> },

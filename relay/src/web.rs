@@ -21,9 +21,13 @@ use sha2::{Digest, Sha256};
 /// Refuse to load a web root bigger than this: a mistaken `--web-root /` should fail, not eat RAM.
 const MAX_WEB_ROOT_BYTES: u64 = 64 * 1024 * 1024; // 64 MiB
 
+/// The link worker runs under its own response's policy (a worker does not inherit the page's):
+/// the app's script and module from here, its WebSocket to here, nothing else.
+const WORKER_POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'";
+
 /// The app's files that keep their name from build to build: index.html, the service worker,
-/// and the editor bundle's entry (whose chunks are hashed).
-const UNHASHED_ASSETS: [&str; 3] = ["/index.html", "/sw.js", "/editor/editor.js"];
+/// the link worker's script and the editor bundle's entry (whose chunks are hashed).
+const UNHASHED_ASSETS: [&str; 4] = ["/index.html", "/sw.js", "/link-worker.js", "/editor/editor.js"];
 
 /// One file of the app.
 struct Asset {
@@ -119,6 +123,9 @@ impl WebApp {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        if key == "/link-worker.js" {
+            headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(WORKER_POLICY));
+        }
         if key == "/index.html" {
             headers.insert(header::CONTENT_SECURITY_POLICY, self.policy.clone());
             headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -202,12 +209,18 @@ mod tests {
         let root = temp_root("serve");
         std::fs::write(root.join("index.html"), "<html></html>").expect("write");
         std::fs::write(root.join("sub/app.wasm"), [0, 97, 115, 109]).expect("write");
+        std::fs::write(root.join("link-worker.js"), "'use strict';").expect("write");
         let app = WebApp::load(&root).expect("loads");
-        assert_eq!(app.size(), (2, 17));
+        assert_eq!(app.size(), (3, 30));
         let index = app.respond("/");
         assert_eq!(index.status(), StatusCode::OK);
         assert_eq!(index.headers()[header::CACHE_CONTROL], "no-cache");
         assert_eq!(app.respond("/sub/app.wasm").headers()[header::CONTENT_TYPE], "application/wasm");
+        // The link worker runs under a policy of its own: nothing but this relay.
+        let worker = app.respond("/link-worker.js");
+        assert_eq!(worker.headers()[header::CONTENT_SECURITY_POLICY], WORKER_POLICY);
+        assert_eq!(worker.headers()[header::CACHE_CONTROL], "no-cache");
+        assert!(!app.respond("/sub/app.wasm").headers().contains_key(header::CONTENT_SECURITY_POLICY));
         for escape in ["/../Cargo.toml", "/sub/../../etc/passwd", "/%2e%2e/x", "/nope"] {
             assert_eq!(app.respond(escape).status(), StatusCode::NOT_FOUND, "{escape}");
         }

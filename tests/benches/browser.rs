@@ -9,7 +9,8 @@
 //! - keystroke → echo painted, measured inside the page (xterm.js input → render), 200 samples;
 //!   again while the Files tab uploads on the same connection;
 //! - real keys: WebDriver types into xterm.js's textarea, the page times `keydown` → painted,
-//!   with the median of each hop on the way (sent, echo message, parsed, frame, painted); again
+//!   with the median of each hop on the way (to the link worker, echo back from it, parsed,
+//!   frame, painted); again
 //!   100 ms away (a proxy holding each direction 50 ms in front of the relay), with predictive
 //!   echo on (keydown → the frame painting the prediction) and off; and again in a Chromium with
 //!   its deferral of tasks after input turned off, which is what bounds the figure;
@@ -28,6 +29,7 @@ use serde_json::{json, Value};
 use tether_tests::agent::{pair, Agent};
 use tether_tests::latency::DelayProxy;
 use tether_tests::page::echo_in_page;
+use tether_tests::process::Guard;
 use tether_tests::webdriver::Browser;
 use tether_tests::{wait_until, web_root, Relay};
 
@@ -75,8 +77,10 @@ fn main() {
     let input = wait_until(Duration::from_secs(30), "the terminal", || {
         browser.find(".pane:not(.hidden) .xterm-helper-textarea")
     });
-    let seq = bulk(&browser, &input, "clear; seq 1 200000; echo seq-$((1+1))-done", "seq-2-done");
+    let before = CpuTimes::now();
+    let seq = bulk(&browser, TETHER, &input, "clear; seq 1 200000; echo seq-$((1+1))-done", "seq-2-done");
     println!("  seq 1 200000        {seq}");
+    println!("    CPU meanwhile     {}", CpuTimes::now().since(&before, seq.outside));
     let (alone, longest) = xterm_alone(&browser, "seq");
     println!("    xterm.js alone    {alone:.2} s first write → last line painted, longest task {longest:.0} ms: the page takes {:.2}× that", seq.seconds / alone);
 
@@ -84,8 +88,16 @@ fn main() {
     let make = format!("head -c 15000000 /dev/urandom | base64 > {}", file.display());
     assert!(Command::new("sh").args(["-c", &make]).status().is_ok_and(|s| s.success()));
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-    let cat = bulk(&browser, &input, &format!("clear; cat {}; echo cat-$((5+5))-done", file.display()), "cat-10-done");
+    let before = CpuTimes::now();
+    let cat = bulk(
+        &browser,
+        TETHER,
+        &input,
+        &format!("clear; cat {}; echo cat-$((5+5))-done", file.display()),
+        "cat-10-done",
+    );
     println!("  cat {:.1} MB base64   {cat} ({:.1} MB/s)", size as f64 / 1e6, size as f64 / 1e6 / cat.seconds);
+    println!("    CPU meanwhile     {}", CpuTimes::now().since(&before, cat.outside));
     let (alone, longest) = xterm_alone(&browser, "cat");
     println!("    xterm.js alone    {alone:.2} s first write → last line painted, longest task {longest:.0} ms: the page takes {:.2}× that", cat.seconds / alone);
 
@@ -98,10 +110,10 @@ fn main() {
 
     // Timestamps at the page's socket (every send, every message), from a script that runs
     // before the app's own: a fresh load with it, then real keys.
-    browser.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": SOCKET_TRACE }));
+    browser.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": LINK_TRACE }));
     browser.goto(&relay.url);
     let input = reopen(&browser, &invite);
-    let Keys { p50, p99, n, .. } = real_keystrokes(&browser, &input);
+    let Keys { p50, p99, n, .. } = real_keystrokes(&browser, TETHER, &input);
     println!("  real key → echo    p50 {p50:.2} ms  p99 {p99:.2} ms ({n} WebDriver key events, keydown → painted)");
 
     // What bounds that figure: after a discrete input event Chromium's renderer defers every
@@ -109,9 +121,9 @@ fn main() {
     // keys in a Chromium with that policy off show the cost of the policy alone.
     {
         let undeferred = Browser::start_with_flags(&scratch, &[DEFER_OFF]);
-        undeferred.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": SOCKET_TRACE }));
+        undeferred.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": LINK_TRACE }));
         let input = reopen(&undeferred, &invite);
-        let Keys { p50, p99, n, .. } = real_keystrokes(&undeferred, &input);
+        let Keys { p50, p99, n, .. } = real_keystrokes(&undeferred, TETHER, &input);
         println!("  real key, {DEFER_OFF}  p50 {p50:.2} ms  p99 {p99:.2} ms ({n} keys)");
     }
 
@@ -132,7 +144,7 @@ fn main() {
             let ms = status.as_str()?.split("round trip ").nth(1)?.split(' ').next()?.parse::<u64>().ok()?;
             (ms >= 90).then_some(())
         });
-        let Keys { p50, p99, n, predicted } = real_keystrokes(&browser, &input);
+        let Keys { p50, p99, n, predicted } = real_keystrokes(&browser, TETHER, &input);
         let setting = if on { "on " } else { "off" };
         println!(
             "  real key, 100 ms RTT, predictive echo {setting} p50 {p50:.1} ms  p99 {p99:.1} ms ({n} keys, {predicted} \
@@ -144,6 +156,160 @@ fn main() {
     wait_until(Duration::from_secs(30), "the page back on the near path", || browser.find(".tab.files-tab"));
 
     files_bench(&browser, &scratch, &downloads);
+    drop(browser);
+    sshx_bench(&scratch, &home);
+}
+
+/// The page's terminal in sshx (`window.benchTerm`, from the local patch `sshx_bench` names).
+const SSHX: Target = Target { term: "window.benchTerm", area: "textarea[data-bench]" };
+
+/// sshx beside us, measured the same way in the same Chromium: `seq`, `cat`, real keys. It runs
+/// from a checkout of ekzhang/sshx named by `SSHX_DIR`, built there (`cargo build --release`,
+/// `npm ci && npm run build`) with a local patch that is never committed here: its page puts
+/// its xterm.js `Terminal` on `window.benchTerm` and its "new terminal" on
+/// `window.benchCreate`. Without `SSHX_DIR` the bench says it was not measured.
+fn sshx_bench(scratch: &Path, home: &Path) {
+    let Some(dir) = std::env::var_os("SSHX_DIR").map(PathBuf::from) else {
+        println!("  sshx beside us      not measured: set SSHX_DIR to a built, patched sshx checkout");
+        return;
+    };
+    let port = tether_tests::cluster::free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let mut command = Command::new(dir.join("target/release/sshx-server"));
+    command.args(["--listen", "127.0.0.1", "--port", &port.to_string()]).current_dir(&dir);
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let _server = Guard::spawn(command);
+    wait_until(Duration::from_secs(30), "sshx-server listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    // Its host side, with the same shell and empty home as ours.
+    let mut command = Command::new(dir.join("target/release/sshx"));
+    command.args(["--server", &server, "--quiet"]).env("SHELL", "/bin/bash").env("HOME", home).current_dir(home);
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut client = Guard::spawn(command);
+    let stdout = client.take_stdout().expect("sshx's stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.trim().starts_with("http") {
+                let _ = tx.send(line.trim().to_owned());
+            }
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(30)).expect("sshx prints its link");
+
+    let browser = Browser::start(scratch);
+    browser.goto(&server);
+    browser.execute("localStorage.setItem('sshx-settings-store', JSON.stringify({ name: 'bench' }))", json!([]));
+    browser.goto(&url);
+    // A terminal of its own (sshx starts with none open in a new session): asked for once its
+    // page is up, and again only if none came within a few seconds. Keys go to its textarea.
+    wait_until(Duration::from_secs(60), "sshx's terminal", || {
+        browser.execute("if (window.benchCreate) window.benchCreate(); return null", json!([]));
+        (0..50).find_map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            browser
+                .execute(
+                    "const t = window.benchTerm; if (!t || !t.textarea) return null; \
+                     t.textarea.setAttribute('data-bench', ''); return true",
+                    json!([]),
+                )
+                .as_bool()
+        })
+    });
+    let input = wait_until(Duration::from_secs(30), "sshx's textarea", || browser.find(SSHX.area));
+    wait_until(Duration::from_secs(30), "sshx's prompt", || {
+        terminal_lines(&browser, SSHX).iter().any(|l| !l.trim().is_empty()).then_some(())
+    });
+    let seq = bulk(&browser, SSHX, &input, "clear; seq 1 200000; echo seq-$((1+1))-done", "seq-2-done");
+    println!("  sshx: seq 1 200000  {seq}");
+    let file = scratch.join("bulk.b64");
+    let cat =
+        bulk(&browser, SSHX, &input, &format!("clear; cat {}; echo cat-$((5+5))-done", file.display()), "cat-10-done");
+    println!("  sshx: cat base64    {cat}");
+    browser.send_keys(&input, "clear; exec cat\n");
+    std::thread::sleep(Duration::from_millis(500));
+    let Keys { p50, p99, n, .. } = real_keystrokes(&browser, SSHX, &input);
+    println!("  sshx: real key → echo p50 {p50:.2} ms  p99 {p99:.2} ms ({n} WebDriver key events, keydown → painted)");
+}
+
+/// CPU seconds used so far on this machine, by who used them: what bounds a flood when every
+/// part of the path shares the machine's cores. From `/proc`, thread by thread.
+struct CpuTimes(Vec<(&'static str, f64)>);
+
+impl CpuTimes {
+    const PARTS: [&'static str; 6] =
+        ["page main thread", "link worker", "rest of Chromium", "relay", "agent", "the rest"];
+
+    fn now() -> CpuTimes {
+        const TICKS_PER_S: f64 = 100.0; // USER_HZ on Linux
+        let mut used = vec![0.0; Self::PARTS.len()];
+        for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = process.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let name = std::fs::read_to_string(process.path().join("comm")).unwrap_or_default();
+            let command = std::fs::read(process.path().join("cmdline")).unwrap_or_default();
+            let renderer = String::from_utf8_lossy(&command).contains("--type=renderer");
+            for thread in std::fs::read_dir(process.path().join("task")).into_iter().flatten().flatten() {
+                let tid = thread.file_name().to_string_lossy().parse::<u32>().unwrap_or(0);
+                let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
+                let thread_name = std::fs::read_to_string(thread.path().join("comm")).unwrap_or_default();
+                // Fields after the name's closing parenthesis: state is the first, utime the 12th.
+                let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+                let ticks: f64 =
+                    fields.get(11..13).map_or(0.0, |t| t.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+                let part = match name.trim() {
+                    n if n.starts_with("chromium") || n.starts_with("chrome") => {
+                        if thread_name.starts_with("DedicatedWorker") {
+                            1
+                        } else if renderer && tid == pid {
+                            0
+                        } else {
+                            2
+                        }
+                    }
+                    "tether-relay" => 3,
+                    "tether" => 4,
+                    _ => 5,
+                };
+                used[part] += ticks / TICKS_PER_S;
+            }
+        }
+        CpuTimes(Self::PARTS.iter().copied().zip(used).collect())
+    }
+
+    /// What each part used since `before`, over `seconds` of wall time on this machine's cores.
+    fn since(&self, before: &CpuTimes, seconds: f64) -> String {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let used: Vec<(&str, f64)> =
+            self.0.iter().zip(&before.0).map(|(&(part, now), &(_, then))| (part, now - then)).collect();
+        let total: f64 = used.iter().map(|(_, s)| s).sum();
+        let parts: Vec<String> = used.iter().map(|(part, s)| format!("{part} {s:.2}")).collect();
+        format!(
+            "{} s — {total:.2} CPU-s in {seconds:.2} s on {cores} cores ({:.0}% of the machine)",
+            parts.join(", "),
+            100.0 * total / (seconds * cores as f64)
+        )
+    }
+}
+
+/// Where a page keeps its terminal: a JS expression for its xterm.js `Terminal`, and the CSS
+/// selector of the textarea its keys go to (`$TERM$` and `$AREA$` in the bench's scripts).
+#[derive(Clone, Copy)]
+struct Target {
+    term: &'static str,
+    area: &'static str,
+}
+
+const TETHER: Target = Target {
+    term: "document.querySelector('.pane:not(.hidden) .terminal').xterm",
+    area: ".pane:not(.hidden) .xterm-helper-textarea",
+};
+
+impl Target {
+    fn script(&self, js: &str) -> String {
+        js.replace("$TERM$", self.term).replace("$AREA$", self.area)
+    }
 }
 
 /// A bulk output's figures: Enter → the render showing its last line, timed in the page.
@@ -167,11 +333,11 @@ impl std::fmt::Display for Bulk {
 
 /// Type `command` and Enter; time in the page from the Enter's `keydown` to the first render
 /// whose screen shows `last_line` (output is written in order, so every byte before it was too).
-fn bulk(browser: &Browser, input: &str, command: &str, last_line: &str) -> Bulk {
+fn bulk(browser: &Browser, target: Target, input: &str, command: &str, last_line: &str) -> Bulk {
     browser.execute(
-        "const [last] = arguments; \
-         const term = document.querySelector('.pane:not(.hidden) .terminal').xterm; \
-         const area = document.querySelector('.pane:not(.hidden) .xterm-helper-textarea'); \
+        &target.script("const [last] = arguments; \
+         const term = $TERM$; \
+         const area = document.querySelector('$AREA$'); \
          const bulk = window.tetherBulk = { enter: null, shown: null, longest: 0 }; \
          const onKey = (e) => { if (e.key === 'Enter') { bulk.enter = e.timeStamp; area.removeEventListener('keydown', onKey, true); } }; \
          area.addEventListener('keydown', onKey, true); \
@@ -184,13 +350,13 @@ fn bulk(browser: &Browser, input: &str, command: &str, last_line: &str) -> Bulk 
            for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
              const line = buf.getLine(i); \
              if (line && line.translateToString(true) === last) { \
-               bulk.shown = performance.now(); sub.dispose(); setTimeout(() => tasks.disconnect(), 0); return; } } });",
+               bulk.shown = performance.now(); sub.dispose(); setTimeout(() => tasks.disconnect(), 0); return; } } });"),
         json!([last_line]),
     );
     let started = Instant::now();
     browser.send_keys(input, &format!("{command}\n"));
     wait_until(BULK, &format!("{last_line:?} on screen"), || {
-        terminal_lines(browser).iter().any(|l| l.trim_end() == last_line).then_some(())
+        terminal_lines(browser, target).iter().any(|l| l.trim_end() == last_line).then_some(())
     });
     let outside = started.elapsed().as_secs_f64();
     let figures = wait_until(Duration::from_secs(10), "the page's figures", || {
@@ -430,24 +596,25 @@ fn files_bench(browser: &Browser, scratch: &Path, downloads: &Path) {
     }
 }
 
-/// Run before the app's scripts: timestamps of every WebSocket send and message (the app's
-/// bindings take `send` from the prototype when they load, so it is wrapped first).
-const SOCKET_TRACE: &str = "
+/// Run before the app's scripts: timestamps of every message the page posts to its link worker
+/// (which holds the connection, seals and sends) and every message it hears back (opened
+/// output), and of animation frames. The app's bindings take `postMessage` from the prototype
+/// when they load, so it is wrapped first.
+const LINK_TRACE: &str = "
 (() => {
   const trace = window.tetherTrace = { sends: [], messages: [], frames: [] };
   const raf = window.requestAnimationFrame.bind(window);
   window.requestAnimationFrame = (callback) => raf((t) => { trace.frames.push(performance.now()); callback(t); });
-  const send = WebSocket.prototype.send;
-  WebSocket.prototype.send = function (data) { trace.sends.push(performance.now()); return send.call(this, data); };
-  const Native = window.WebSocket;
+  const post = Worker.prototype.postMessage;
+  Worker.prototype.postMessage = function (...args) { trace.sends.push(performance.now()); return post.apply(this, args); };
+  const Native = window.Worker;
   const Traced = function (...args) {
-    const ws = new Native(...args);
-    ws.addEventListener('message', () => trace.messages.push(performance.now()));
-    return ws;
+    const worker = new Native(...args);
+    worker.addEventListener('message', () => trace.messages.push(performance.now()));
+    return worker;
   };
   Traced.prototype = Native.prototype;
-  for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) Traced[k] = Native[k];
-  window.WebSocket = Traced;
+  window.Worker = Traced;
 })();
 ";
 
@@ -463,11 +630,11 @@ struct Keys {
 /// each from its `keydown` (the event's own time stamp) to the render in which the cursor moved,
 /// or to the frame that paints the key's prediction if predictive echo drew it first. WebDriver's
 /// own pace gives each key a random phase against the page's frames.
-fn real_keystrokes(browser: &Browser, input: &str) -> Keys {
+fn real_keystrokes(browser: &Browser, target: Target, input: &str) -> Keys {
     browser.execute(
-        "const term = document.querySelector('.pane:not(.hidden) .terminal').xterm; \
-         const area = document.querySelector('.pane:not(.hidden) .xterm-helper-textarea'); \
-         const trace = window.tetherTrace; \
+        &target.script("const term = $TERM$; \
+         const area = document.querySelector('$AREA$'); \
+         const trace = window.tetherTrace || { sends: [], messages: [], frames: [] }; \
          window.tetherKeys = []; window.tetherHops = []; \
          const cursor = () => `${term.buffer.active.cursorY + term.buffer.active.baseY}:${term.buffer.active.cursorX}`; \
          const parsed = []; term.onWriteParsed(() => parsed.push(performance.now())); \
@@ -490,7 +657,7 @@ fn real_keystrokes(browser: &Browser, input: &str) -> Keys {
              if (!done && predicted() && predicted() !== shown) { done = true; sub.dispose(); watch.disconnect(); \
                requestAnimationFrame(() => { window.tetherPredicted++; window.tetherKeys.push(performance.now() - key); }); } }); \
            if (overlay) watch.observe(overlay, { attributes: true }); \
-         }, true);",
+         }, true);"),
         json!([]),
     );
     for n in 1..=KEYSTROKES {
@@ -499,8 +666,9 @@ fn real_keystrokes(browser: &Browser, input: &str) -> Keys {
             (browser.execute("return window.tetherKeys.length", json!([])).as_u64()? >= n as u64).then_some(())
         });
     }
-    // Where the time goes, median per hop: the key to the socket (event, xterm.js, sealing), the
-    // round trip (relay, host, program), parsing the echo, and waiting to paint it.
+    // Where the time goes, median per hop: the key to the link worker (event, xterm.js), the
+    // round trip (the worker's sealing and opening, relay, host, program), parsing the echo, and
+    // waiting to paint it.
     let hops = browser.execute(
         "const h = window.tetherHops.filter(h => h.sent && h.message).map(h => { \
            const parsed = Math.min(h.parsed || h.painted, h.painted); \
@@ -512,9 +680,9 @@ fn real_keystrokes(browser: &Browser, input: &str) -> Keys {
         json!([]),
     );
     let hops: Vec<f64> = serde_json::from_value(hops).unwrap_or_default();
-    if let [to_socket, round_trip, parse, frame, paint, n] = hops[..] {
+    if let [to_worker, round_trip, parse, frame, paint, n] = hops[..] {
         println!(
-            "    median hops: keydown → sent {to_socket:.2} · → echo message {round_trip:.2} · → parsed {parse:.2} · \
+            "    median hops: keydown → to the link worker {to_worker:.2} · → echo back from it {round_trip:.2} · → parsed {parse:.2} · \
              → animation frame {frame:.2} · → painted {paint:.2} ms ({n} keys)"
         );
     }
@@ -525,13 +693,15 @@ fn real_keystrokes(browser: &Browser, input: &str) -> Keys {
     Keys { p50: samples[samples.len() / 2], p99: samples[samples.len() * 99 / 100], n: samples.len(), predicted }
 }
 
-fn terminal_lines(browser: &Browser) -> Vec<String> {
-    let script = "const term = document.querySelector('.pane:not(.hidden) .terminal').xterm; \
+fn terminal_lines(browser: &Browser, target: Target) -> Vec<String> {
+    let script = target.script(
+        "const term = $TERM$; \
                   const buf = term.buffer.active; const lines = []; \
                   for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
                     const line = buf.getLine(i); lines.push(line ? line.translateToString(true) : ''); } \
-                  return lines";
-    let value: Value = browser.execute(script, json!([]));
+                  return lines",
+    );
+    let value: Value = browser.execute(&script, json!([]));
     serde_json::from_value(value).unwrap_or_default()
 }
 

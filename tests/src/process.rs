@@ -25,6 +25,11 @@ impl Guard {
         Guard { child }
     }
 
+    /// Its standard output, when it was piped (once).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
     pub fn id(&self) -> u32 {
         self.child.id()
     }

@@ -108,7 +108,12 @@ pub(super) fn host_menu(props: &MenuProps) -> Html {
     let devices = use_state(|| None::<Result<Vec<DeviceEntry>, String>>);
     {
         let (devices, link) = (devices.clone(), props.link.clone());
-        use_effect_with(props.generation, move |_| {
+        use_effect_with(props.generation, move |generation| {
+            // Not connected (generation 0): nothing to ask, and no error to show for it; the
+            // status bar says why, and the next connection asks again.
+            if *generation == 0 {
+                return devices.set(None);
+            }
             wasm_bindgen_futures::spawn_local(async move {
                 devices.set(Some(match link.call(&Request::ListDevices, Vec::new()).await {
                     Ok((Response::Devices { devices }, _)) => Ok(devices),
@@ -136,6 +141,7 @@ pub(super) fn host_menu(props: &MenuProps) -> Html {
         })
     });
     let list = match &*devices {
+        None if props.generation == 0 => html! { <p class="note">{ "not connected" }</p> },
         None => html! { <p class="note">{ "asking the host…" }</p> },
         Some(Err(why)) => html! { <p class="error" role="alert">{ why }</p> },
         Some(Ok(list)) if list.is_empty() => html! { <p class="note">{ "No remembered devices." }</p> },

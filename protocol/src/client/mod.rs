@@ -46,6 +46,8 @@ pub mod streams;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use crate::api::{ErrorCode, Request, Response};
 use crate::cmd::cmd_frame;
 pub use crate::connection::Path;
@@ -98,7 +100,7 @@ pub enum ClientEvent {
 
 /// A request the host refused, or that could not be asked: the code says which failure it was
 /// when the host said so (an editor's save that found the file `changed`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refused {
     pub code: Option<ErrorCode>,
     pub message: String,

@@ -1,0 +1,213 @@
+//! What the page and its link worker say to each other: commands in (`ToWorker`), news out
+//! (`FromWorker`), each a JSON header and, where there are bytes, an `ArrayBuffer` beside it.
+//!
+//! Invariants:
+//! - A message is a batch: a JS array of `[header, bytes]` pairs, handled in order. `header` is
+//!   the JSON of one `ToWorker` or `FromWorker`; `bytes` is an `ArrayBuffer` or `null`.
+//! - Bytes are transferred, never copied by `postMessage`: the sender gives its buffer up.
+//! - Only plaintext the page itself made or will show crosses here, inside one browser tab;
+//!   secrets cross once (the host's secret, to the worker that proves it).
+//! - A malformed item (never expected: both ends are this one WASM build) is dropped with a
+//!   console warning, never a panic.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tether_protocol::api::{Request, Response};
+use tether_protocol::client::Refused;
+use tether_protocol::signal::Route;
+use tether_protocol::upgrade::Action;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::Status;
+
+/// The page's commands to its link worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// The first command: whom to reach, as whom.
+    Open {
+        relay: String,
+        host_id: String,
+        identity: String,
+        secret: Vec<u8>,
+    },
+    /// A call; its answer comes back as `Answer { id }`. Bytes: the payload.
+    Call {
+        id: u64,
+        request: Request,
+    },
+    /// A request whose answer nobody waits for. Bytes: the payload.
+    Send {
+        request: Request,
+    },
+    /// Open a stream under the page's `handle`; its answer comes as `Answer { id: handle }`.
+    OpenStream {
+        handle: u32,
+        request: Request,
+    },
+    /// Input on stream `handle`. Bytes: the input.
+    Input {
+        handle: u32,
+    },
+    Consumed {
+        handle: u32,
+        n: u64,
+    },
+    Forget {
+        handle: u32,
+    },
+    Nudge,
+    ReconnectNow {
+        why: String,
+    },
+    Close,
+    /// What the page's peer connection reports (it lives in the page: workers have none).
+    Direct(DirectNews),
+}
+
+/// `upgrade::DirectEvent`, its bytes beside the header.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum DirectNews {
+    Description {
+        attempt: u32,
+        sdp: String,
+    },
+    Open {
+        attempt: u32,
+        route: Route,
+    },
+    /// Bytes: what came over the data channel.
+    Bytes {
+        attempt: u32,
+    },
+    Closed {
+        attempt: u32,
+        why: String,
+    },
+}
+
+/// The worker's news for the page.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// The worker runs and takes commands.
+    Ready,
+    Status {
+        status: Status,
+        generation: u64,
+    },
+    /// The path and round trip the status bar shows ("via relay · round trip 3 ms").
+    Summary {
+        summary: String,
+        round_trip_ms: u64,
+    },
+    /// A call's or a stream's answer. Bytes: the payload.
+    Answer {
+        id: u64,
+        answer: Result<Response, Refused>,
+    },
+    /// Something happened on stream `handle`.
+    Stream {
+        handle: u32,
+        event: StreamNews,
+    },
+    /// Do this with the peer connection.
+    Peer(Action),
+    /// Bytes: sealed bytes for the data channel.
+    DirectSend,
+    /// Bytes the worker's WebSocket has not sent yet (what bulk senders pace on).
+    Unsent {
+        bytes: u32,
+    },
+}
+
+/// `client::StreamEvent`, its bytes beside the header.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum StreamNews {
+    /// Bytes: the data.
+    Data {
+        seq: u64,
+    },
+    Skipped {
+        from: u64,
+        to: u64,
+    },
+    Eof,
+    Writable,
+    Resumed {
+        response: Response,
+    },
+    Lost {
+        why: String,
+    },
+}
+
+/// Items gathered to go as one message.
+#[derive(Default)]
+pub struct Batch {
+    items: Vec<(String, Option<js_sys::ArrayBuffer>)>,
+}
+
+impl Batch {
+    pub fn push(&mut self, header: &impl Serialize, bytes: Option<js_sys::ArrayBuffer>) {
+        match serde_json::to_string(header) {
+            Ok(json) => self.items.push((json, bytes)),
+            Err(e) => warn(&format!("link: cannot encode a message: {e}")),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The message and its transfer list, leaving the batch empty.
+    pub fn take(&mut self) -> (js_sys::Array, js_sys::Array) {
+        let (message, transfer) = (js_sys::Array::new(), js_sys::Array::new());
+        for (header, bytes) in self.items.drain(..) {
+            let bytes: JsValue = match bytes {
+                Some(buffer) => {
+                    transfer.push(&buffer);
+                    buffer.into()
+                }
+                None => JsValue::NULL,
+            };
+            message.push(&js_sys::Array::of2(&header.into(), &bytes));
+        }
+        (message, transfer)
+    }
+}
+
+/// A copy of `bytes` in a buffer of its own, to transfer.
+pub fn buffer_of(bytes: &[u8]) -> js_sys::ArrayBuffer {
+    js_sys::Uint8Array::from(bytes).buffer()
+}
+
+/// The bytes of a transferred buffer (none: empty).
+pub fn bytes_of(buffer: Option<&js_sys::ArrayBuffer>) -> Vec<u8> {
+    buffer.map(|b| js_sys::Uint8Array::new(b).to_vec()).unwrap_or_default()
+}
+
+/// The items of a message, in order.
+pub fn read<T: DeserializeOwned>(data: &JsValue) -> Vec<(T, Option<js_sys::ArrayBuffer>)> {
+    let Some(items) = data.dyn_ref::<js_sys::Array>() else {
+        warn("link: a message that is not a batch");
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let item = item.dyn_into::<js_sys::Array>().ok()?;
+            let header = item.get(0).as_string()?;
+            match serde_json::from_str(&header) {
+                Ok(header) => Some((header, item.get(1).dyn_into::<js_sys::ArrayBuffer>().ok())),
+                Err(e) => {
+                    warn(&format!("link: cannot read a message: {e}"));
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+pub fn warn(message: &str) {
+    web_sys::console::warn_1(&message.into());
+}

@@ -1,0 +1,417 @@
+//! The link worker: a dedicated Worker running this same WASM build, holding one host's
+//! protocol `Client` and its WebSocket to the relay. Sealing, opening, reordering, redials and
+//! timers all run here, off the page's main thread; the page sends commands and hears plaintext
+//! (`messages`). The data channel stays in the page (Chromium has no `RTCPeerConnection` in a
+//! worker): its sealed bytes cross to here to be opened, and sealed bytes cross back to be sent.
+//!
+//! Invariants:
+//! - One worker, one `Client`, one host. Commands are handled in the order the page made them;
+//!   a message's commands all go in before the client is drained, so what the page asked for
+//!   in one task (an upload's chunks) is sealed as one batch.
+//! - Everything the client puts out after a message, a socket event or a timer goes back as one
+//!   message, in the client's order.
+//! - Handles and call ids are the page's: the worker maps them to the client's and back, and
+//!   forgets a stream's mapping when it ends.
+//! - `Close` is the last command: the worker says goodbye on the link and ends itself.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use tether_protocol::client::{Client, ClientEvent, Output, Path, RedialPolicy, StreamEvent};
+use tether_protocol::identity::HostAddress;
+use tether_protocol::upgrade::DirectEvent;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{BinaryType, CloseEvent, DedicatedWorkerGlobalScope, MessageEvent, WebSocket};
+
+use super::messages::{self, buffer_of, bytes_of, Batch, DirectNews, FromWorker, StreamNews, ToWorker};
+use super::Status;
+use crate::timer::{now_ms, Timer};
+
+/// How often the worker tells the page how much its WebSocket still holds, while it holds some.
+const UNSENT_POLL_MS: u32 = 2;
+
+/// Whether this code runs in a dedicated worker (and not in the page).
+pub fn is_worker() -> bool {
+    web_sys::window().is_none() && js_sys::global().dyn_ref::<DedicatedWorkerGlobalScope>().is_some()
+}
+
+/// Take the worker's messages from now on, and tell the page.
+pub fn run() {
+    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let worker: Rc<RefCell<Option<Shared>>> = Rc::default();
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        on_commands(&worker, messages::read::<ToWorker>(&event.data()));
+    });
+    scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget(); // the worker's handler for as long as it lives
+    let mut ready = Batch::default();
+    ready.push(&FromWorker::Ready, None);
+    post(&mut ready);
+}
+
+type Shared = Rc<RefCell<LinkWorker>>;
+
+struct LinkWorker {
+    client: Client,
+    address: HostAddress,
+    socket: Option<Socket>,
+    timer: Option<Timer>,
+    /// The client's call ids and the page's, for calls and stream answers alike.
+    calls: HashMap<u64, u64>,
+    /// Stream handles: the page's to the client's, and back.
+    to_client: HashMap<u32, u32>,
+    to_page: HashMap<u32, u32>,
+    /// The latest status, and the summary and round trip the page was last told.
+    status: Status,
+    summary: String,
+    round_trip_ms: u64,
+    /// What the WebSocket held when the page was last told, and the timer that looks again.
+    unsent: u32,
+    unsent_poll: Option<Timer>,
+    out: Batch,
+}
+
+/// A WebSocket and the closures it calls (they must live as long as it does).
+struct Socket {
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        let _ = self.ws.close();
+    }
+}
+
+fn on_commands(worker: &Rc<RefCell<Option<Shared>>>, commands: Vec<(ToWorker, Option<js_sys::ArrayBuffer>)>) {
+    let mut closing = false;
+    for (command, bytes) in commands {
+        if let ToWorker::Open { relay, host_id, identity, secret } = command {
+            let address = HostAddress { relay, host_id };
+            *worker.borrow_mut() = Some(LinkWorker::open(address, identity, secret));
+            continue;
+        }
+        let Some(shared) = worker.borrow().clone() else {
+            messages::warn("link worker: a command before Open");
+            continue;
+        };
+        closing |= matches!(command, ToWorker::Close);
+        shared.borrow_mut().command(command, bytes.as_ref());
+    }
+    let shared = worker.borrow().clone();
+    if let Some(shared) = shared {
+        flush(&shared);
+        if closing {
+            shared.borrow_mut().socket = None;
+            js_sys::global().unchecked_into::<DedicatedWorkerGlobalScope>().close();
+        }
+    }
+}
+
+impl LinkWorker {
+    fn open(address: HostAddress, identity: String, secret: Vec<u8>) -> Shared {
+        let mut client = Client::new(&address.host_id, &identity, &secret, RedialPolicy::PAGE);
+        client.seed_jitter(crate::browser::random_u64());
+        Rc::new(RefCell::new(LinkWorker {
+            client,
+            address,
+            socket: None,
+            timer: None,
+            calls: HashMap::new(),
+            to_client: HashMap::new(),
+            to_page: HashMap::new(),
+            status: Status::Connecting,
+            summary: String::new(),
+            round_trip_ms: 0,
+            unsent: 0,
+            unsent_poll: None,
+            out: Batch::default(),
+        }))
+    }
+
+    fn command(&mut self, command: ToWorker, bytes: Option<&js_sys::ArrayBuffer>) {
+        let now = now_ms();
+        match command {
+            ToWorker::Open { .. } => {}
+            ToWorker::Call { id, request } => match self.client.call(&request, bytes_of(bytes), now) {
+                Ok(call) => {
+                    self.calls.insert(call, id);
+                }
+                Err(e) => self.answer(id, Err(e.to_string().into()), Vec::new()),
+            },
+            ToWorker::Send { request } => {
+                let _ = self.client.send(&request, bytes_of(bytes), now);
+            }
+            ToWorker::OpenStream { handle, request } => match self.client.open(&request, now) {
+                Ok(ours) => {
+                    self.calls.insert(u64::from(ours), u64::from(handle));
+                    self.to_client.insert(handle, ours);
+                    self.to_page.insert(ours, handle);
+                }
+                Err(e) => self.answer(u64::from(handle), Err(e.to_string().into()), Vec::new()),
+            },
+            ToWorker::Input { handle } => {
+                let written = match self.to_client.get(&handle) {
+                    Some(&ours) => self.client.write_input(ours, &bytes_of(bytes), now).map_err(|e| e.to_string()),
+                    None => Err("that stream is not open".to_owned()),
+                };
+                if let Err(why) = written {
+                    messages::warn(&format!("input not delivered: {why}"));
+                }
+            }
+            ToWorker::Consumed { handle, n } => {
+                if let Some(&ours) = self.to_client.get(&handle) {
+                    self.client.consumed(ours, n, now);
+                }
+            }
+            ToWorker::Forget { handle } => {
+                if let Some(ours) = self.to_client.remove(&handle) {
+                    self.to_page.remove(&ours);
+                    self.client.detach(ours, now);
+                }
+            }
+            ToWorker::Nudge => self.client.nudge(now),
+            ToWorker::ReconnectNow { why } => self.client.reconnect_now(&why, now),
+            ToWorker::Close => self.client.close(now),
+            ToWorker::Direct(news) => {
+                let event = match news {
+                    DirectNews::Description { attempt, sdp } => DirectEvent::Description { attempt, sdp },
+                    DirectNews::Open { attempt, route } => DirectEvent::Open { attempt, route },
+                    DirectNews::Bytes { attempt } => DirectEvent::Bytes { attempt, bytes: bytes_of(bytes) },
+                    DirectNews::Closed { attempt, why } => DirectEvent::Closed { attempt, why },
+                };
+                self.client.handle_direct(event, now);
+            }
+        }
+    }
+
+    fn answer(
+        &mut self,
+        id: u64,
+        answer: Result<tether_protocol::api::Response, tether_protocol::client::Refused>,
+        payload: Vec<u8>,
+    ) {
+        let bytes = (!payload.is_empty()).then(|| buffer_of(&payload));
+        self.out.push(&FromWorker::Answer { id, answer }, bytes);
+    }
+
+    fn set_status(&mut self, status: Status) {
+        self.status = status.clone();
+        self.out.push(&FromWorker::Status { status, generation: self.client.generation() }, None);
+    }
+
+    /// Tell the page the path and round trip when either changed.
+    fn tell_summary(&mut self, round_trip_ms: Option<u64>) {
+        let summary = self.client.path_summary();
+        let round_trip_ms = round_trip_ms.unwrap_or(self.round_trip_ms);
+        if summary != self.summary || round_trip_ms != self.round_trip_ms {
+            self.summary = summary.clone();
+            self.round_trip_ms = round_trip_ms;
+            self.out.push(&FromWorker::Summary { summary, round_trip_ms }, None);
+        }
+    }
+
+    fn on_event(&mut self, event: ClientEvent) -> bool {
+        match event {
+            ClientEvent::Dial => return true,
+            ClientEvent::Connected { .. } => self.set_status(Status::Connected),
+            ClientEvent::RoundTrip { ms } => self.tell_summary(Some(ms)),
+            ClientEvent::PathChanged { .. } => self.tell_summary(None),
+            ClientEvent::Answer { call, answer } => {
+                let Some(id) = self.calls.remove(&call) else { return false };
+                match answer {
+                    Ok((response, payload)) => self.answer(id, Ok(response), payload),
+                    Err(refused) => {
+                        // A stream that was never opened is forgotten.
+                        if let Some(ours) = u32::try_from(call).ok().filter(|c| self.to_page.contains_key(c)) {
+                            self.to_page.remove(&ours);
+                            self.to_client.remove(&(id as u32));
+                        }
+                        self.answer(id, Err(refused), Vec::new())
+                    }
+                }
+            }
+            ClientEvent::Stream { handle, event } => {
+                let Some(&page) = self.to_page.get(&handle) else { return false };
+                let (news, bytes) = match event {
+                    StreamEvent::Data { seq, bytes } => (StreamNews::Data { seq }, Some(buffer_of(&bytes))),
+                    StreamEvent::Skipped { from, to } => (StreamNews::Skipped { from, to }, None),
+                    StreamEvent::Eof => (StreamNews::Eof, None),
+                    StreamEvent::Writable => (StreamNews::Writable, None),
+                    StreamEvent::Resumed { response } => (StreamNews::Resumed { response }, None),
+                    StreamEvent::Lost { why } => (StreamNews::Lost { why }, None),
+                };
+                if matches!(news, StreamNews::Eof | StreamNews::Lost { .. }) {
+                    self.to_page.remove(&handle);
+                    self.to_client.remove(&page);
+                }
+                self.out.push(&FromWorker::Stream { handle: page, event: news }, bytes);
+            }
+            ClientEvent::Disconnected { why, redial_in_ms } => {
+                self.socket = None;
+                self.set_status(match redial_in_ms {
+                    Some(ms) => Status::Reconnecting { in_ms: ms.min(u64::from(u32::MAX)) as u32, why },
+                    None => Status::Failed(why),
+                });
+            }
+        }
+        false
+    }
+
+    /// Bytes the WebSocket holds unsent.
+    fn unsent_bytes(&self) -> u32 {
+        self.socket.as_ref().map_or(0, |socket| socket.ws.buffered_amount())
+    }
+}
+
+/// Do what the client asks and send the page what it has to say; then re-arm the client's
+/// timer.
+fn flush(shared: &Shared) {
+    loop {
+        let out = shared.borrow_mut().client.poll_output();
+        let Some(out) = out else { break };
+        match out {
+            Output::Transmit { path: Path::Relay, bytes } => {
+                if let Some(socket) = &shared.borrow().socket {
+                    let _ = socket.ws.send_with_u8_array(&bytes);
+                }
+            }
+            Output::Transmit { path: Path::Direct, bytes } => {
+                shared.borrow_mut().out.push(&FromWorker::DirectSend, Some(buffer_of(&bytes)));
+            }
+            Output::Peer(action) => shared.borrow_mut().out.push(&FromWorker::Peer(action), None),
+            Output::Event(event) => {
+                let dial = shared.borrow_mut().on_event(event);
+                if dial {
+                    dial_relay(shared);
+                }
+            }
+        }
+    }
+    arm_timer(shared);
+    tell_unsent(shared);
+    post(&mut shared.borrow_mut().out);
+}
+
+fn arm_timer(shared: &Shared) {
+    let mut worker = shared.borrow_mut();
+    let Some(at) = worker.client.poll_timeout() else {
+        worker.timer = None;
+        return;
+    };
+    let weak = Rc::downgrade(shared);
+    worker.timer = Timer::after(at.saturating_sub(now_ms()) as u32, move || {
+        with_worker(&weak, |shared| {
+            shared.borrow_mut().client.handle_timeout(now_ms());
+            flush(shared);
+        })
+    });
+}
+
+/// Tell the page how much the WebSocket holds when that changed, and look again soon while it
+/// holds anything (a bulk sender waits for it to drain).
+fn tell_unsent(shared: &Shared) {
+    let mut worker = shared.borrow_mut();
+    let unsent = worker.unsent_bytes();
+    if unsent != worker.unsent {
+        worker.unsent = unsent;
+        worker.out.push(&FromWorker::Unsent { bytes: unsent }, None);
+    }
+    if unsent == 0 {
+        worker.unsent_poll = None;
+    } else if worker.unsent_poll.is_none() {
+        let weak = Rc::downgrade(shared);
+        worker.unsent_poll = Timer::after(UNSENT_POLL_MS, move || {
+            with_worker(&weak, |shared| {
+                shared.borrow_mut().unsent_poll = None;
+                tell_unsent(shared);
+                post(&mut shared.borrow_mut().out);
+            })
+        });
+    }
+}
+
+fn dial_relay(shared: &Shared) {
+    let url = shared.borrow().address.client_ws_url();
+    let closed = |shared: &Shared, why: String| {
+        shared.borrow_mut().client.transport_closed(Some(why), now_ms());
+    };
+    let url = match url {
+        Ok(url) => url,
+        Err(e) => return closed(shared, e),
+    };
+    shared.borrow_mut().set_status(Status::Connecting);
+    let ws = match WebSocket::new(&url) {
+        Ok(ws) => ws,
+        Err(_) => return closed(shared, "cannot open a WebSocket".into()),
+    };
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    let weak = Rc::downgrade(shared);
+    let on_open = Closure::<dyn FnMut()>::new({
+        let weak = weak.clone();
+        move || {
+            with_worker(&weak, |shared| {
+                let entropy = crate::browser::entropy();
+                let mut worker = shared.borrow_mut();
+                match entropy {
+                    Ok(entropy) => worker.client.connect(entropy, now_ms()),
+                    Err(e) => {
+                        worker.socket = None;
+                        worker.client.transport_closed(Some(e), now_ms());
+                    }
+                }
+                drop(worker);
+                flush(shared);
+            })
+        }
+    });
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+        let weak = weak.clone();
+        move |event: MessageEvent| {
+            if let Ok(buffer) = event.data().dyn_into::<js_sys::ArrayBuffer>() {
+                let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+                with_worker(&weak, |shared| {
+                    shared.borrow_mut().client.handle_relay(&bytes, now_ms());
+                    flush(shared);
+                });
+            }
+        }
+    });
+    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+        with_worker(&weak, |shared| {
+            let mut worker = shared.borrow_mut();
+            worker.socket = None;
+            worker.client.transport_closed(Some(event.reason()), now_ms());
+            drop(worker);
+            flush(shared);
+        });
+    });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    shared.borrow_mut().socket = Some(Socket { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close });
+}
+
+fn post(batch: &mut Batch) {
+    if batch.is_empty() {
+        return;
+    }
+    let (message, transfer) = batch.take();
+    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    if let Err(e) = scope.post_message_with_transfer(&message, &transfer) {
+        messages::warn(&format!("link worker: cannot post to the page: {e:?}"));
+    }
+}
+
+fn with_worker(weak: &Weak<RefCell<LinkWorker>>, f: impl FnOnce(&Shared)) {
+    if let Some(shared) = weak.upgrade() {
+        f(&shared);
+    }
+}
