@@ -36,6 +36,8 @@ use tether_tests::{wait_until, web_root, Relay};
 const LOADS: usize = 3;
 const KEYSTROKES: usize = 200;
 const BULK: Duration = Duration::from_secs(300);
+/// How long sshx gets for a flood before the bench says it did not finish.
+const SSHX_BULK: Duration = Duration::from_secs(120);
 
 /// Chromium's flag turning off its deferral of tasks between a key event and the next frame.
 const DEFER_OFF: &str = "--disable-features=DeferRendererTasksAfterInput";
@@ -222,16 +224,22 @@ fn sshx_bench(scratch: &Path, home: &Path) {
     wait_until(Duration::from_secs(30), "sshx's prompt", || {
         terminal_lines(&browser, SSHX).iter().any(|l| !l.trim().is_empty()).then_some(())
     });
-    let seq = bulk(&browser, SSHX, &input, "clear; seq 1 200000; echo seq-$((1+1))-done", "seq-2-done");
-    println!("  sshx: seq 1 200000  {seq}");
-    let file = scratch.join("bulk.b64");
-    let cat =
-        bulk(&browser, SSHX, &input, &format!("clear; cat {}; echo cat-$((5+5))-done", file.display()), "cat-10-done");
-    println!("  sshx: cat base64    {cat}");
-    browser.send_keys(&input, "clear; exec cat\n");
+    // Keys first (into `cat`, as ours), then the floods: typed after a flood, its page took no
+    // keys for minutes here.
+    browser.send_keys(&input, "cat\n");
     std::thread::sleep(Duration::from_millis(500));
     let Keys { p50, p99, n, .. } = real_keystrokes(&browser, SSHX, &input);
     println!("  sshx: real key → echo p50 {p50:.2} ms  p99 {p99:.2} ms ({n} WebDriver key events, keydown → painted)");
+    browser.send_keys(&input, "\u{3}"); // Ctrl+C: back to the shell
+    std::thread::sleep(Duration::from_millis(500));
+    let said = |bulk: Option<Bulk>| bulk.map_or(format!("not on screen within {SSHX_BULK:?}"), |b| b.to_string());
+    let seq =
+        bulk_within(&browser, SSHX, &input, "clear; seq 1 200000; echo seq-$((1+1))-done", "seq-2-done", SSHX_BULK);
+    println!("  sshx: seq 1 200000  {}", said(seq));
+    let file = scratch.join("bulk.b64");
+    let command = format!("clear; cat {}; echo cat-$((5+5))-done", file.display());
+    let cat = bulk_within(&browser, SSHX, &input, &command, "cat-10-done", SSHX_BULK);
+    println!("  sshx: cat base64    {}", said(cat));
 }
 
 /// CPU seconds used so far on this machine, by who used them: what bounds a flood when every
@@ -334,6 +342,19 @@ impl std::fmt::Display for Bulk {
 /// Type `command` and Enter; time in the page from the Enter's `keydown` to the first render
 /// whose screen shows `last_line` (output is written in order, so every byte before it was too).
 fn bulk(browser: &Browser, target: Target, input: &str, command: &str, last_line: &str) -> Bulk {
+    bulk_within(browser, target, input, command, last_line, BULK)
+        .unwrap_or_else(|| panic!("{last_line:?} not on screen within {BULK:?}"))
+}
+
+/// `bulk`, or `None` when the last line is not on screen within `limit`.
+fn bulk_within(
+    browser: &Browser,
+    target: Target,
+    input: &str,
+    command: &str,
+    last_line: &str,
+    limit: Duration,
+) -> Option<Bulk> {
     browser.execute(
         &target.script("const [last] = arguments; \
          const term = $TERM$; \
@@ -355,15 +376,18 @@ fn bulk(browser: &Browser, target: Target, input: &str, command: &str, last_line
     );
     let started = Instant::now();
     browser.send_keys(input, &format!("{command}\n"));
-    wait_until(BULK, &format!("{last_line:?} on screen"), || {
-        terminal_lines(browser, target).iter().any(|l| l.trim_end() == last_line).then_some(())
-    });
+    while !terminal_lines(browser, target).iter().any(|l| l.trim_end() == last_line) {
+        if started.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let outside = started.elapsed().as_secs_f64();
     let figures = wait_until(Duration::from_secs(10), "the page's figures", || {
         let bulk = browser.execute("const b = window.tetherBulk; return b.shown === null ? null : b", json!([]));
         Some((bulk["shown"].as_f64()? - bulk["enter"].as_f64()?, bulk["longest"].as_f64()?))
     });
-    Bulk { seconds: figures.0 / 1000.0, outside, longest_task_ms: figures.1 }
+    Some(Bulk { seconds: figures.0 / 1000.0, outside, longest_task_ms: figures.1 })
 }
 
 /// The limit for a bulk output: xterm.js alone, in the same page, at the app terminal's place
@@ -509,7 +533,9 @@ const TRANSFER_BYTES: u64 = 200_000_000; // 200 MB
 
 /// Type `path` into the Files tab's path field and wait for its listing.
 fn files_go(browser: &Browser, dir: &Path) {
-    let field = wait_until(Duration::from_secs(30), "the path field", || browser.find(".pane.files .goto .path"));
+    // Once the pane is shown (a click on its tab renders it a moment later).
+    let field =
+        wait_until(Duration::from_secs(30), "the path field", || browser.find(".pane.files:not(.hidden) .goto .path"));
     browser.execute("document.querySelector('.pane.files .goto .path').value = ''", json!([]));
     browser.send_keys(&field, &format!("{}\n", dir.display()));
     let wanted = dir.display().to_string();
@@ -541,6 +567,11 @@ fn files_bench(browser: &Browser, scratch: &Path, downloads: &Path) {
     std::fs::create_dir_all(&place).expect("files dir");
     let local = scratch.join("upload.bin");
     write_noise(&local, TRANSFER_BYTES);
+    // Connected first: a freshly loaded page lands on a session's tab when it connects.
+    wait_until(Duration::from_secs(30), "the page connected", || {
+        let status = browser.execute("return document.getElementById('status').textContent", json!([]));
+        status.as_str()?.starts_with("connected").then_some(())
+    });
     click(browser, ".tab.files-tab");
     files_go(browser, &place);
 
