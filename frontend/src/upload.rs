@@ -18,9 +18,10 @@ use crate::link::{Link, Refused, RECONNECT_WAIT_MS, RESUMES};
 
 /// A chunk while nobody types: big, for throughput.
 const CHUNK_BYTES: usize = 128 * 1024; // 128 KiB
-/// A chunk while someone types on this connection: small, because hashing and sealing it runs
-/// on the page's one thread, and a keystroke, its echo and the next frame painted each wait for
-/// the chunk at hand (measured: 64 KiB chunks cost the echo a frame at p50, 16 KiB do not).
+/// A chunk while someone types on this connection: small, because a keystroke waits for the
+/// chunk at hand — hashed on the page's main thread, then sealed in the link worker, in order —
+/// and its echo and the next frame painted wait with it (measured when both ran on the main
+/// thread: 64 KiB chunks cost the echo a frame at p50, 16 KiB did not).
 const TYPING_CHUNK_BYTES: usize = 16 * 1024; // 16 KiB
 /// Input this recent means someone is typing.
 const TYPING_MS: u64 = 2_000;
