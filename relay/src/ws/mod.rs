@@ -477,16 +477,27 @@ async fn client_session(
         }
     };
     // As with hosts, reading and writing go on side by side, so neither waits for the other.
-    let (mut sink, stream) = socket.split();
+    let (mut sink, mut stream) = socket.split();
     let authenticated = std::sync::atomic::AtomicBool::new(false);
     let traffic = Traffic::default();
-    let reading = read_client(&app, &host_id, conn, stream, &authenticated, &traffic);
+    let reading = read_client(&app, &host_id, conn, &mut stream, &authenticated, &traffic);
     let writing = write_client(&mut sink, queue, handshaking, &authenticated, &traffic);
     let ended = tokio::select! { read = reading => read, written = writing => written };
     let reason = match ended {
         Ok(reason) => reason.to_owned(),
         Err((code, why)) => {
             let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.send(close(code, &why))).await;
+            // The closing handshake: read on until the client's close comes back. A socket
+            // dropped with unread bytes in it is reset, and a reset can take the close frame
+            // (and its reason — "access revoked", say) with it before the client reads it.
+            let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
             why
         }
     };
@@ -518,7 +529,7 @@ async fn read_client(
     app: &crate::AppState,
     host_id: &str,
     conn: u64,
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
     authenticated: &std::sync::atomic::AtomicBool,
     traffic: &Traffic,
 ) -> Ended {
