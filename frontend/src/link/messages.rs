@@ -13,9 +13,9 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tether_protocol::api::{Request, Response};
-use tether_protocol::client::Refused;
+use tether_protocol::client::{Refused, StreamEvent};
 use tether_protocol::signal::Route;
-use tether_protocol::upgrade::Action;
+use tether_protocol::upgrade::{Action, DirectEvent};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -139,6 +139,44 @@ pub enum StreamNews {
     Lost {
         why: String,
     },
+}
+
+impl DirectNews {
+    /// The event the protocol's client hears, with the bytes that came beside it.
+    pub fn into_event(self, bytes: Option<&js_sys::ArrayBuffer>) -> DirectEvent {
+        match self {
+            DirectNews::Description { attempt, sdp } => DirectEvent::Description { attempt, sdp },
+            DirectNews::Open { attempt, route } => DirectEvent::Open { attempt, route },
+            DirectNews::Bytes { attempt } => DirectEvent::Bytes { attempt, bytes: bytes_of(bytes) },
+            DirectNews::Closed { attempt, why } => DirectEvent::Closed { attempt, why },
+        }
+    }
+}
+
+impl StreamNews {
+    /// A stream event as it crosses: the header, and its bytes in a buffer to transfer.
+    pub fn of_event(event: StreamEvent) -> (StreamNews, Option<js_sys::ArrayBuffer>) {
+        match event {
+            StreamEvent::Data { seq, bytes } => (StreamNews::Data { seq }, Some(buffer_of(&bytes))),
+            StreamEvent::Skipped { from, to } => (StreamNews::Skipped { from, to }, None),
+            StreamEvent::Eof => (StreamNews::Eof, None),
+            StreamEvent::Writable => (StreamNews::Writable, None),
+            StreamEvent::Resumed { response } => (StreamNews::Resumed { response }, None),
+            StreamEvent::Lost { why } => (StreamNews::Lost { why }, None),
+        }
+    }
+
+    /// The event again, with the bytes that came beside it.
+    pub fn into_event(self, bytes: Option<&js_sys::ArrayBuffer>) -> StreamEvent {
+        match self {
+            StreamNews::Data { seq } => StreamEvent::Data { seq, bytes: bytes_of(bytes) },
+            StreamNews::Skipped { from, to } => StreamEvent::Skipped { from, to },
+            StreamNews::Eof => StreamEvent::Eof,
+            StreamNews::Writable => StreamEvent::Writable,
+            StreamNews::Resumed { response } => StreamEvent::Resumed { response },
+            StreamNews::Lost { why } => StreamEvent::Lost { why },
+        }
+    }
 }
 
 /// Items gathered to go as one message.

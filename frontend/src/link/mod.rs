@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
-use messages::{buffer_of, bytes_of, Batch, DirectNews, FromWorker, StreamNews, ToWorker};
+use messages::{buffer_of, bytes_of, Batch, DirectNews, FromWorker, ToWorker};
 use serde::{Deserialize, Serialize};
 use tether_protocol::api::{Request, Response};
 pub use tether_protocol::client::{Refused, StreamEvent};
@@ -297,14 +297,7 @@ impl Link {
                     }
                 }
                 FromWorker::Stream { handle, event } => {
-                    let event = match event {
-                        StreamNews::Data { seq } => StreamEvent::Data { seq, bytes: bytes_of(bytes.as_ref()) },
-                        StreamNews::Skipped { from, to } => StreamEvent::Skipped { from, to },
-                        StreamNews::Eof => StreamEvent::Eof,
-                        StreamNews::Writable => StreamEvent::Writable,
-                        StreamNews::Resumed { response } => StreamEvent::Resumed { response },
-                        StreamNews::Lost { why } => StreamEvent::Lost { why },
-                    };
+                    let event = event.into_event(bytes.as_ref());
                     let ends = matches!(event, StreamEvent::Eof | StreamEvent::Lost { .. });
                     let owner = {
                         let mut inner = self.0.borrow_mut();

@@ -18,14 +18,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
-use tether_protocol::client::{Client, ClientEvent, Output, Path, RedialPolicy, StreamEvent};
+use tether_protocol::client::{Client, ClientEvent, Output, Path, RedialPolicy};
 use tether_protocol::identity::HostAddress;
-use tether_protocol::upgrade::DirectEvent;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, DedicatedWorkerGlobalScope, MessageEvent, WebSocket};
 
-use super::messages::{self, buffer_of, bytes_of, Batch, DirectNews, FromWorker, StreamNews, ToWorker};
+use super::messages::{self, buffer_of, bytes_of, Batch, FromWorker, StreamNews, ToWorker};
 use super::Status;
 use crate::timer::{now_ms, Timer};
 
@@ -63,8 +62,7 @@ struct LinkWorker {
     /// Stream handles: the page's to the client's, and back.
     to_client: HashMap<u32, u32>,
     to_page: HashMap<u32, u32>,
-    /// The latest status, and the summary and round trip the page was last told.
-    status: Status,
+    /// The summary and round trip the page was last told.
     summary: String,
     round_trip_ms: u64,
     /// What the WebSocket held when the page was last told, and the timer that looks again.
@@ -127,7 +125,6 @@ impl LinkWorker {
             calls: HashMap::new(),
             to_client: HashMap::new(),
             to_page: HashMap::new(),
-            status: Status::Connecting,
             summary: String::new(),
             round_trip_ms: 0,
             unsent: 0,
@@ -181,13 +178,7 @@ impl LinkWorker {
             ToWorker::ReconnectNow { why } => self.client.reconnect_now(&why, now),
             ToWorker::Close => self.client.close(now),
             ToWorker::Direct(news) => {
-                let event = match news {
-                    DirectNews::Description { attempt, sdp } => DirectEvent::Description { attempt, sdp },
-                    DirectNews::Open { attempt, route } => DirectEvent::Open { attempt, route },
-                    DirectNews::Bytes { attempt } => DirectEvent::Bytes { attempt, bytes: bytes_of(bytes) },
-                    DirectNews::Closed { attempt, why } => DirectEvent::Closed { attempt, why },
-                };
-                self.client.handle_direct(event, now);
+                self.client.handle_direct(news.into_event(bytes), now);
             }
         }
     }
@@ -203,7 +194,6 @@ impl LinkWorker {
     }
 
     fn set_status(&mut self, status: Status) {
-        self.status = status.clone();
         self.out.push(&FromWorker::Status { status, generation: self.client.generation() }, None);
     }
 
@@ -240,14 +230,7 @@ impl LinkWorker {
             }
             ClientEvent::Stream { handle, event } => {
                 let Some(&page) = self.to_page.get(&handle) else { return false };
-                let (news, bytes) = match event {
-                    StreamEvent::Data { seq, bytes } => (StreamNews::Data { seq }, Some(buffer_of(&bytes))),
-                    StreamEvent::Skipped { from, to } => (StreamNews::Skipped { from, to }, None),
-                    StreamEvent::Eof => (StreamNews::Eof, None),
-                    StreamEvent::Writable => (StreamNews::Writable, None),
-                    StreamEvent::Resumed { response } => (StreamNews::Resumed { response }, None),
-                    StreamEvent::Lost { why } => (StreamNews::Lost { why }, None),
-                };
+                let (news, bytes) = StreamNews::of_event(event);
                 if matches!(news, StreamNews::Eof | StreamNews::Lost { .. }) {
                     self.to_page.remove(&handle);
                     self.to_client.remove(&page);
