@@ -1,13 +1,12 @@
 //! Saving a host's file in the browser.
 //!
 //! When the service worker (`sw.js`) controls the page, a download streams to disk: each chunk
-//! from the host goes to the worker as it arrives, and the host is credited for a chunk only
-//! when the worker's stream pulls for more, so a 2 GB file never sits in the page's memory (the
-//! connection's flow-control window bounds it). Before the worker is active (the very first
+//! from the host goes to the worker as it arrives, and the host is credited for the chunks sent
+//! to it only when the worker's stream pulls for more, so a 2 GB file never sits in the page's
+//! memory (the connection's flow-control window bounds it). Before the worker is active (the very first
 //! visit), the file is gathered into a `Blob` instead.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use tether_protocol::api::{Request, Response};
@@ -16,7 +15,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use yew::Callback;
 
-use tether_protocol::transfer::Download;
+use tether_protocol::transfer::{Download, PullCredit};
 
 use crate::link::{Link, StreamEvent, RECONNECT_WAIT_MS, RESUMES};
 
@@ -54,11 +53,10 @@ fn random_id() -> String {
 
 /// Where a download's bytes go.
 enum Sink {
-    /// To the service worker's stream. Chunks sent but not yet pulled for are credited later.
+    /// To the service worker's stream. Chunks are credited when its stream pulls for more.
     Worker {
         port: web_sys::MessagePort,
-        unpulled: VecDeque<(u32, u64)>,
-        pulls: u32,
+        credit: PullCredit,
     },
     Blob {
         parts: js_sys::Array,
@@ -102,18 +100,13 @@ pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn
                         let _ = tx.send(());
                     }
                 } else if has("pull") {
+                    // The stream wants more: credit what it was handed (`PullCredit`).
                     // (The borrow ends before the link is called: it may hand this download more.)
                     let credit = match &mut download.borrow_mut().sink {
-                        Sink::Worker { unpulled, pulls, .. } => {
-                            let owed = unpulled.pop_front();
-                            if owed.is_none() {
-                                *pulls += 1; // credit the next chunk as soon as it comes
-                            }
-                            owed
-                        }
-                        Sink::Blob { .. } => None,
+                        Sink::Worker { credit, .. } => credit.asked(),
+                        Sink::Blob { .. } => Vec::new(),
                     };
-                    if let Some((stream, n)) = credit {
+                    for (stream, n) in credit {
                         link.consumed(stream, n);
                     }
                 } else if has("cancelled") {
@@ -129,7 +122,7 @@ pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn
             .post_message_with_transferable(&message, &js_sys::Array::of1(&channel.port2()))
             .map_err(|_| "the download worker is not answering".to_owned())?;
         ready.await.map_err(|_| "the download worker is not answering".to_owned())?;
-        download.borrow_mut().sink = Sink::Worker { port, unpulled: VecDeque::new(), pulls: 0 };
+        download.borrow_mut().sink = Sink::Worker { port, credit: PullCredit::default() };
         navigate_to = Some(format!("{DOWNLOAD_PATH}{id}"));
         _listening = Some(Listening { port: channel.port1(), _on_message: on_message });
     }
@@ -166,9 +159,8 @@ pub async fn save(link: &Link, request: FsRequest, name: &str, progress: impl Fn
             break false;
         }
         // Credit owed to the stream that was cut is moot on the new connection.
-        if let Sink::Worker { unpulled, pulls, .. } = &mut download.borrow_mut().sink {
-            *pulls += unpulled.len() as u32;
-            unpulled.clear();
+        if let Sink::Worker { credit, .. } = &mut download.borrow_mut().sink {
+            credit.restart();
         }
     };
     if download.borrow().cancelled {
@@ -246,31 +238,22 @@ async fn read_once(
                     progress(got);
                     let chunk = js_sys::Uint8Array::from(bytes.as_slice());
                     let credit = match &mut held.sink {
-                        Sink::Worker { port, unpulled, pulls } => {
+                        Sink::Worker { port, credit } => {
                             let buffer = chunk.buffer();
                             let _ = port.post_message_with_transferable(
                                 &object(&[("chunk", &buffer)]),
                                 &js_sys::Array::of1(&buffer),
                             );
-                            match *pulls {
-                                0 => {
-                                    unpulled.push_back((stream, n));
-                                    false
-                                }
-                                _ => {
-                                    *pulls -= 1;
-                                    true
-                                }
-                            }
+                            credit.handed(stream, n)
                         }
                         Sink::Blob { parts } => {
                             parts.push(&chunk);
-                            true
+                            Some((stream, n))
                         }
                     };
                     (credit, held.cancelled)
                 };
-                if credit {
+                if let Some((stream, n)) = credit {
                     link.consumed(stream, n);
                 }
                 if cancelled {

@@ -14,6 +14,10 @@
 //!   connection seals side by side (`Sealer::seal_many`) rather than one per answer.
 //! - The same source to the same place is the same upload (`upload_key`), so a transfer cut off
 //!   by a lost link resumes from the byte the host has, on the next connection.
+//! - A download whose consumer asks for bytes only when it runs short (a browser's stream to
+//!   disk, `PullCredit`) credits everything it handed over at each ask, never one chunk per ask:
+//!   asks undercount what was taken, and with credit granted in half-window lumps that left the
+//!   host waiting for credit while the consumer waited for bytes.
 //! - A download resumes from the bytes already received; one whose file shrank under it, or that
 //!   ends short of the size the host announced, is an error, never a silent partial file.
 
@@ -179,6 +183,45 @@ impl Download {
     }
 }
 
+/// Credit for a download whose bytes go to a consumer that asks for more only when it runs short
+/// (a browser's `ReadableStream` pulling below its high-water mark): a chunk handed over is
+/// credited back when the consumer next asks, and all of them then — an ask means everything
+/// handed over before it was taken, or sits within the consumer's mark. The host's window still
+/// bounds what the consumer holds. Credit is (stream, bytes), for the stream the chunk came on.
+#[derive(Debug, Default)]
+pub struct PullCredit {
+    /// Chunks handed over since the last ask.
+    unpulled: VecDeque<(u32, u64)>,
+    /// Asks that came with nothing handed over: the next chunks are credited as they come.
+    asks: u32,
+}
+
+impl PullCredit {
+    /// A chunk of `n` bytes of `stream` was handed to the consumer: credit to give now, if the
+    /// consumer asked before it came.
+    pub fn handed(&mut self, stream: u32, n: u64) -> Option<(u32, u64)> {
+        if self.asks > 0 {
+            self.asks -= 1;
+            return Some((stream, n));
+        }
+        self.unpulled.push_back((stream, n));
+        None
+    }
+
+    /// The consumer asks for more: credit for everything handed to it since it last asked.
+    pub fn asked(&mut self) -> Vec<(u32, u64)> {
+        if self.unpulled.is_empty() {
+            self.asks += 1;
+        }
+        self.unpulled.drain(..).collect()
+    }
+
+    /// The stream was cut and asked for again: credit owed on the old one is moot.
+    pub fn restart(&mut self) {
+        self.unpulled.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +323,48 @@ mod tests {
         assert_ne!(upload_key("/a", 3, "v1"), upload_key("/b", 3, "v1"));
         assert_ne!(upload_key("/a", 3, "v1"), upload_key("/a", 3, "v2"));
         assert_eq!(upload_key("/a", 3, "v1").len(), 32);
+    }
+
+    /// A consumer like a browser's stream: it takes up to three chunks a turn and asks once a
+    /// turn while it is short, and only in a turn in which something came or went (its pulls
+    /// coalesce, and it does not ask again unprompted); the host sends while its window allows
+    /// and the receiver grants credit in half-window lumps, as the connection does.
+    #[test]
+    fn a_consumer_that_asks_less_often_than_it_takes_never_stalls_the_download() {
+        use crate::stream::{RecvWindow, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK};
+        const CHUNK: u64 = MAX_DATA_CHUNK as u64;
+        const CHUNKS: u64 = 400;
+        const HIGH_WATER_CHUNKS: u64 = 4;
+        let mut receiver = RecvWindow::new(INITIAL_WINDOW_BYTES);
+        let mut host_may_send = INITIAL_WINDOW_BYTES;
+        let mut credit = PullCredit::default();
+        let (mut sent, mut held, mut taken) = (0u64, 0u64, 0u64);
+        let give = |receiver: &mut RecvWindow, host_may_send: &mut u64, owed: Vec<(u32, u64)>| {
+            for (_, n) in owed {
+                *host_may_send += receiver.on_consume(n).unwrap_or(0);
+            }
+        };
+        for _turn in 0..10_000 {
+            let before = sent;
+            while sent < CHUNKS && host_may_send >= CHUNK {
+                host_may_send -= CHUNK;
+                receiver.on_receive(1, CHUNK).expect("within the window");
+                sent += 1;
+                held += 1;
+                let now = credit.handed(1, CHUNK).into_iter().collect();
+                give(&mut receiver, &mut host_may_send, now);
+            }
+            let took = held.min(3);
+            held -= took;
+            taken += took;
+            if taken == CHUNKS {
+                return;
+            }
+            if held < HIGH_WATER_CHUNKS && (took > 0 || sent > before) {
+                let owed = credit.asked();
+                give(&mut receiver, &mut host_may_send, owed);
+            }
+        }
+        panic!("stalled: {taken} of {CHUNKS} chunks taken, {sent} sent");
     }
 }
