@@ -12,6 +12,10 @@
 //!   authenticated. A lower counter is a replay, a higher one a drop or a reorder; a wrong tag is
 //!   a forgery (bit flip, truncation, or a counter changed in the clear header, since the counter
 //!   is also inside the authenticated data). Every failure is final for the connection.
+//! - A shell may open frames with an AES of its own (`Opener::admit` → `OpenJob` → `finish`,
+//!   see `siv::S2vFinish`): the counter rules apply when a frame is admitted, and its tag is
+//!   still compared here, in constant time, against the MAC the shell computed; nothing of a
+//!   frame is used before that comparison passed.
 //! - SIV is deterministic, which is safe here because (key, counter) never repeats.
 //! - Over two paths at once (relay and data channel, see `paths`), frames are put back in
 //!   counter order before the opener sees them, and copies of frames already opened (resent
@@ -21,7 +25,7 @@
 use crate::error::{ChannelError, FrameError};
 use crate::frame::{decode_exact, Frame, Header, MAX_PAYLOAD_BYTES};
 use crate::keys::KEY_BYTES;
-use crate::siv::Aes256SivBatch;
+use crate::siv::{ctr_counter_block, Aes256SivBatch, S2vFinish};
 
 /// SIV's synthetic IV (its authentication tag), prepended to every ciphertext.
 pub const TAG_BYTES: usize = 16;
@@ -53,12 +57,74 @@ fn cipher(key: &[u8; KEY_BYTES]) -> Aes256SivBatch {
 /// Seals outgoing frames for one direction.
 pub struct Sealer {
     cipher: Aes256SivBatch,
+    /// Kept for a shell that seals with an AES of its own (`SealJob::keys`).
+    key: [u8; KEY_BYTES],
     next: u64,
+}
+
+/// An inner frame under its counter, to be sealed by the shell's own AES: AES-CBC under the MAC
+/// key from a zero IV over `mac_input`, its last block, is the tag; AES-CTR under the CTR key
+/// from `ctr_counter_block(tag)` over `plaintext` is the ciphertext (`Sealed`).
+pub struct SealJob {
+    ctr: u64,
+    inner: Vec<u8>,
+    finish: S2vFinish,
+    key: [u8; KEY_BYTES],
+}
+
+impl SealJob {
+    pub fn ctr(&self) -> u64 {
+        self.ctr
+    }
+
+    pub fn plaintext(&self) -> &[u8] {
+        &self.inner
+    }
+
+    /// What to CBC-MAC under the MAC key: the tag.
+    pub fn mac_input(&self) -> Vec<u8> {
+        self.finish.cbc_mac_input(&self.inner)
+    }
+
+    /// AES-CTR's first counter block for the tag (it counts in the low 64 bits).
+    pub fn counter_block(tag: &[u8; TAG_BYTES]) -> [u8; TAG_BYTES] {
+        ctr_counter_block(tag)
+    }
+
+    /// The MAC key (S2V's, for AES-CBC) and the CTR key, each an AES-256 key.
+    pub fn keys(&self) -> (&[u8], &[u8]) {
+        self.key.split_at(KEY_BYTES / 2)
+    }
+
+    /// The inner frame back, to seal it here after all.
+    pub fn into_inner(self) -> Vec<u8> {
+        self.inner
+    }
+}
+
+/// What the shell's AES made of a `SealJob`.
+pub enum Sealed {
+    Done {
+        tag: [u8; TAG_BYTES],
+        ciphertext: Vec<u8>,
+    },
+    /// Its AES failed: the frame is sealed here instead.
+    Failed(String),
+}
+
+impl Sealed {
+    /// The sealed frame, as `Sealer::seal_at` would have made it.
+    pub fn frame(ctr: u64, tag: [u8; TAG_BYTES], ciphertext: Vec<u8>) -> Frame {
+        let mut payload = Vec::with_capacity(TAG_BYTES + ciphertext.len());
+        payload.extend_from_slice(&tag);
+        payload.extend_from_slice(&ciphertext);
+        Frame::new(Header::Encrypted { ctr }, payload)
+    }
 }
 
 impl Sealer {
     pub fn new(key: &[u8; KEY_BYTES]) -> Self {
-        Sealer { cipher: cipher(key), next: 0 }
+        Sealer { cipher: cipher(key), key: *key, next: 0 }
     }
 
     /// Seal a frame given as its wire bytes, consuming the next counter.
@@ -71,17 +137,35 @@ impl Sealer {
     /// as `seal_bytes` one by one, but with the AES-SIV of all of them run side by side (`siv`).
     /// Nothing is sealed (and no counter used) if any is too large.
     pub fn seal_many<B: AsRef<[u8]>>(&mut self, inners: &[B]) -> Result<Vec<Frame>, ChannelError> {
+        let first = self.reserve(inners)?;
+        let items: Vec<(u64, &[u8])> = (first..).zip(inners.iter().map(AsRef::as_ref)).collect();
+        Ok(self.seal_at(&items))
+    }
+
+    /// Take counters for these frames, in order, without sealing them (`seal_at`, `job`): the
+    /// first of them. Nothing is taken if any frame is too large.
+    pub fn reserve<B: AsRef<[u8]>>(&mut self, inners: &[B]) -> Result<u64, ChannelError> {
         if let Some(inner) = inners.iter().map(AsRef::as_ref).find(|inner| inner.len() > MAX_SEALED_INNER_BYTES) {
             return Err(ChannelError::TooLarge { len: inner.len() });
         }
         let first = self.next;
         let count = u64::try_from(inners.len()).map_err(|_| ChannelError::CounterExhausted)?;
-        let next = first.checked_add(count).ok_or(ChannelError::CounterExhausted)?;
-        let ads: Vec<_> = (first..next).map(associated_data).collect();
-        let items: Vec<(&[u8], &[u8])> = ads.iter().zip(inners).map(|(ad, inner)| (&ad[..], inner.as_ref())).collect();
-        let sealed = self.cipher.seal(&items);
-        self.next = next;
-        Ok((first..next).zip(sealed).map(|(ctr, sealed)| Frame::new(Header::Encrypted { ctr }, sealed)).collect())
+        self.next = first.checked_add(count).ok_or(ChannelError::CounterExhausted)?;
+        Ok(first)
+    }
+
+    /// Seal frames under counters `reserve` gave them, side by side. Deterministic: a frame
+    /// sealed here is the one a shell's AES makes of its `SealJob`, bit for bit.
+    pub fn seal_at(&self, items: &[(u64, &[u8])]) -> Vec<Frame> {
+        let ads: Vec<_> = items.iter().map(|&(ctr, _)| associated_data(ctr)).collect();
+        let pairs: Vec<(&[u8], &[u8])> = ads.iter().zip(items).map(|(ad, (_, inner))| (&ad[..], *inner)).collect();
+        let sealed = self.cipher.seal(&pairs);
+        items.iter().zip(sealed).map(|(&(ctr, _), sealed)| Frame::new(Header::Encrypted { ctr }, sealed)).collect()
+    }
+
+    /// A frame under a reserved counter, as a job for the shell's AES.
+    pub fn job(&self, ctr: u64, inner: Vec<u8>) -> SealJob {
+        SealJob { ctr, finish: self.cipher.s2v_finish(&associated_data(ctr)), inner, key: self.key }
     }
 
     /// Seal a frame.
@@ -99,12 +183,114 @@ impl Sealer {
 /// Opens incoming frames for one direction.
 pub struct Opener {
     cipher: Aes256SivBatch,
+    /// Kept for a shell that opens with an AES of its own (`OpenJob::keys`).
+    key: [u8; KEY_BYTES],
     next: u64,
+}
+
+/// A sealed frame admitted in its turn, to be opened by the shell's own AES: AES-CTR under the
+/// CTR key from `counter_block` over `ciphertext` gives the plaintext; AES-CBC under the MAC key
+/// from a zero IV over `mac_input(plaintext)`, its last block, is the MAC that `Opener::finish`
+/// compares with the tag.
+pub struct OpenJob {
+    ctr: u64,
+    /// Tag ‖ ciphertext, at least a tag long.
+    sealed: Vec<u8>,
+    finish: S2vFinish,
+    key: [u8; KEY_BYTES],
+}
+
+impl OpenJob {
+    /// The frame's counter (what `Opener::finish` is told back).
+    pub fn ctr(&self) -> u64 {
+        self.ctr
+    }
+
+    /// The synthetic IV the frame came with.
+    pub fn tag(&self) -> [u8; TAG_BYTES] {
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&self.sealed[..TAG_BYTES]);
+        tag
+    }
+
+    /// AES-CTR's first counter block (it counts in the low 64 bits).
+    pub fn counter_block(&self) -> [u8; TAG_BYTES] {
+        ctr_counter_block(&self.tag())
+    }
+
+    pub fn ciphertext(&self) -> &[u8] {
+        &self.sealed[TAG_BYTES..]
+    }
+
+    /// What to CBC-MAC under the MAC key once `plain` is out.
+    pub fn mac_input(&self, plain: &[u8]) -> Vec<u8> {
+        self.finish.cbc_mac_input(plain)
+    }
+
+    /// The MAC key (S2V's, for AES-CBC) and the CTR key, each an AES-256 key.
+    pub fn keys(&self) -> (&[u8], &[u8]) {
+        self.key.split_at(KEY_BYTES / 2)
+    }
+}
+
+/// What the shell's AES made of an `OpenJob`.
+pub enum Opened {
+    /// The plaintext and the CBC-MAC it computed over `OpenJob::mac_input`.
+    Done { plain: Vec<u8>, mac: [u8; TAG_BYTES] },
+    /// Its AES failed (not the frame: a forgery still opens, to a MAC that does not match).
+    Failed(String),
 }
 
 impl Opener {
     pub fn new(key: &[u8; KEY_BYTES]) -> Self {
-        Opener { cipher: cipher(key), next: 0 }
+        Opener { cipher: cipher(key), key: *key, next: 0 }
+    }
+
+    /// Take `frame` in its turn without opening it: the counter rules of `open_bytes`, and the
+    /// counter advances now. What it holds must not be used until `finish` says it is authentic;
+    /// a frame that fails there fails the connection, as any channel error does.
+    pub fn admit(&mut self, frame: &Frame) -> Result<u64, ChannelError> {
+        let Header::Encrypted { ctr } = frame.header else {
+            return Err(ChannelError::NotEncrypted(header_kind(&frame.header)));
+        };
+        if ctr < self.next {
+            return Err(ChannelError::Replayed { expected: self.next, got: ctr });
+        }
+        if ctr > self.next {
+            return Err(ChannelError::OutOfOrder { expected: self.next, got: ctr });
+        }
+        self.next = ctr.saturating_add(1);
+        Ok(ctr)
+    }
+
+    /// An admitted frame's payload, as a job for the shell's AES; `None` when it is too short
+    /// to hold a tag (open it here: it fails as a forgery).
+    pub fn job(&self, ctr: u64, sealed: Vec<u8>) -> Result<OpenJob, Vec<u8>> {
+        if sealed.len() < TAG_BYTES {
+            return Err(sealed);
+        }
+        Ok(OpenJob { ctr, sealed, finish: self.cipher.s2v_finish(&associated_data(ctr)), key: self.key })
+    }
+
+    /// Open an admitted frame here: its inner frame, or why not.
+    pub fn open_admitted(&self, ctr: u64, sealed: &[u8]) -> Result<Frame, ChannelError> {
+        let opened = self.cipher.open(&[(&associated_data(ctr)[..], sealed)]).pop().flatten();
+        Self::inner_frame(&opened.ok_or(ChannelError::Forged { ctr })?)
+    }
+
+    /// The inner frame of a job the shell opened, if its MAC equals the tag (compared in
+    /// constant time).
+    pub fn finish(ctr: u64, tag: &[u8; TAG_BYTES], opened: Opened) -> Result<Frame, ChannelError> {
+        match opened {
+            Opened::Done { plain, mac } => {
+                let differs = tag.iter().zip(&mac).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+                if differs != 0 {
+                    return Err(ChannelError::Forged { ctr });
+                }
+                Self::inner_frame(&plain)
+            }
+            Opened::Failed(why) => Err(ChannelError::CipherFailed { ctr, why }),
+        }
     }
 
     /// Authenticate and decrypt, returning the inner frame's wire bytes.

@@ -98,6 +98,8 @@ pub enum ChannelError {
     CounterExhausted,
     /// The frame to seal would not fit the payload cap once sealed.
     TooLarge { len: usize },
+    /// The shell's own AES could not run over frame `ctr` (see `channel::OpenJob`).
+    CipherFailed { ctr: u64, why: String },
 }
 
 impl fmt::Display for ChannelError {
@@ -120,6 +122,7 @@ impl fmt::Display for ChannelError {
             Self::TooLarge { len } => {
                 write!(f, "secure channel: {len} byte frame too large to seal")
             }
+            Self::CipherFailed { ctr, why } => write!(f, "secure channel: frame {ctr} could not be decrypted: {why}"),
         }
     }
 }

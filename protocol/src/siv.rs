@@ -15,6 +15,10 @@
 //! - A lone message costs no more than through `aes_siv` (the batch of one is its own loop).
 //! - Opening compares the whole tag in constant time and gives no plaintext for a message whose
 //!   tag is wrong.
+//! - A shell with a faster AES of its own (a browser's WebCrypto, native where WASM has only a
+//!   software AES) opens through `S2vFinish` and `ctr_counter_block`: this module still says
+//!   what to encrypt, that AES only runs AES-CTR and AES-CBC over it, and the result is the same
+//!   AES-SIV bit for bit (tests in `tests/siv.rs` run both through plain AES).
 
 use aes::cipher::array::Array;
 use aes::cipher::consts::U16;
@@ -166,6 +170,61 @@ impl BlockCipherEncClosure for CmacRun<'_, '_> {
     }
 }
 
+/// S2V's last step for one message whose associated data is already taken in: what a shell
+/// that runs AES itself needs to compute the synthetic IV of a plaintext.
+#[derive(Clone)]
+pub struct S2vFinish {
+    /// S2V's running value after the associated data (`dbl(CMAC(0)) ⊕ CMAC(AD)`).
+    d: [u8; BLOCK],
+    complete: [u8; BLOCK],
+    padded: [u8; BLOCK],
+}
+
+impl S2vFinish {
+    /// The bytes whose CBC-MAC under K1 — the last block of AES-CBC from a zero IV, padding
+    /// aside — is S2V(AD, `plain`), i.e. the tag: CMAC's input with its subkey already mixed
+    /// into the last block. A whole number of blocks, at least one.
+    pub fn cbc_mac_input(&self, plain: &[u8]) -> Vec<u8> {
+        let mut input;
+        if plain.len() >= BLOCK {
+            // T = plain xorend D, then CMAC's last-block rule.
+            input = Vec::with_capacity(plain.len().div_ceil(BLOCK) * BLOCK);
+            input.extend_from_slice(plain);
+            let end = input.len() - BLOCK;
+            for (byte, d) in input[end..].iter_mut().zip(&self.d) {
+                *byte ^= d;
+            }
+            if input.len() % BLOCK == 0 {
+                let last = input.len() - BLOCK;
+                for (byte, k) in input[last..].iter_mut().zip(&self.complete) {
+                    *byte ^= k;
+                }
+            } else {
+                input.push(0x80);
+                input.resize(input.len().div_ceil(BLOCK) * BLOCK, 0);
+                let last = input.len() - BLOCK;
+                for (byte, k) in input[last..].iter_mut().zip(&self.padded) {
+                    *byte ^= k;
+                }
+            }
+        } else {
+            // T = dbl(D) ⊕ (plain ‖ 10*): one complete block.
+            let mut padded = [0u8; BLOCK];
+            padded[..plain.len()].copy_from_slice(plain);
+            padded[plain.len()] = 0x80;
+            input = xor(xor(dbl(self.d), &padded), &self.complete).to_vec();
+        }
+        input
+    }
+}
+
+/// The first counter block of AES-SIV's CTR pass for the synthetic IV `tag` (bits 63 and 31
+/// cleared). From there the counter only ever adds one to its low 64 bits without carrying out
+/// of them (bit 63 starts clear), so an AES-CTR counting in 64 bits gives the same keystream.
+pub fn ctr_counter_block(tag: &[u8; BLOCK]) -> [u8; BLOCK] {
+    (u128::from_be_bytes(*tag) & !((1u128 << 63) | (1u128 << 31))).to_be_bytes()
+}
+
 impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<C> {
     /// `key`: K1 ‖ K2, twice the cipher's key (64 bytes for AES-256-SIV).
     pub fn new(key: &[u8]) -> Option<Self> {
@@ -182,6 +241,12 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
         let mut siv = SivBatch { mac, ctr, zero_mac: [0; BLOCK], subkeys };
         siv.zero_mac = siv.cmac(&mut [Lane::of(&[0u8; BLOCK])])[0];
         Some(siv)
+    }
+
+    /// S2V's last step for messages with associated data `ad` (see `S2vFinish`).
+    pub fn s2v_finish(&self, ad: &[u8]) -> S2vFinish {
+        let ad_mac = self.cmac(&mut [Lane::of(ad)])[0];
+        S2vFinish { d: xor(dbl(self.zero_mac), &ad_mac), complete: self.subkeys.complete, padded: self.subkeys.padded }
     }
 
     /// The CMACs of all lanes, their chains advanced together.
@@ -219,7 +284,7 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
 
     /// XOR AES-CTR's keystream from the IV `v` (bits 63 and 31 cleared) into `data`.
     fn ctr_xor(&self, v: &[u8; BLOCK], data: &mut [u8]) {
-        let mut counter = u128::from_be_bytes(*v) & !((1u128 << 63) | (1u128 << 31));
+        let mut counter = u128::from_be_bytes(ctr_counter_block(v));
         let mut keystream: Vec<Block<C>> = Vec::with_capacity(CTR_CHUNK_BLOCKS);
         for chunk in data.chunks_mut(CTR_CHUNK_BLOCKS * BLOCK) {
             keystream.clear();

@@ -11,6 +11,7 @@ mod common;
 use common::*;
 
 use tether_protocol::api::{ErrorCode, Request, Response, SessionInfo};
+use tether_protocol::channel::{OpenJob, Opened, SealJob, Sealed};
 use tether_protocol::client::{Client, ClientEvent, Output, Path, RedialPolicy, Status, StreamEvent};
 use tether_protocol::cmd::answer_frame;
 use tether_protocol::connection::{Event, Input};
@@ -29,14 +30,47 @@ struct Wire {
     typed: Vec<(u32, u64, Vec<u8>)>,
     now: u64,
     seed: u8,
+    /// Jobs for the shell's AES (`use_outside_aes`) are kept here instead of answered at once.
+    hold_jobs: bool,
+    held: Vec<(u64, OpenJob)>,
+    held_seals: Vec<(u64, SealJob)>,
+    /// The host heard the client close.
+    closed: bool,
+}
+
+/// What a shell's own AES makes of a job: here the plain block cipher, as WebCrypto's AES-CTR
+/// and AES-CBC would.
+fn open_job(job: &OpenJob) -> Opened {
+    let (mac_key, ctr_key) = job.keys();
+    let plain = ctr_64(ctr_key, job.counter_block(), job.ciphertext());
+    let mac = cbc_mac(mac_key, &job.mac_input(&plain));
+    Opened::Done { plain, mac }
+}
+
+/// The same for sealing.
+fn seal_job(job: &SealJob) -> Sealed {
+    let (mac_key, ctr_key) = job.keys();
+    let tag = cbc_mac(mac_key, &job.mac_input());
+    Sealed::Done { tag, ciphertext: ctr_64(ctr_key, SealJob::counter_block(&tag), job.plaintext()) }
 }
 
 impl Wire {
     fn new(policy: RedialPolicy, secret: &[u8]) -> Wire {
         let client = Client::new(HOST_ID, "invite", secret, policy);
         let host = TestHost::new(vec![credential("invite", SECRET)], entropy(2), 0);
-        let mut wire =
-            Wire { client, host, events: Vec::new(), requests: Vec::new(), typed: Vec::new(), now: 0, seed: 10 };
+        let mut wire = Wire {
+            client,
+            host,
+            events: Vec::new(),
+            requests: Vec::new(),
+            typed: Vec::new(),
+            now: 0,
+            seed: 10,
+            hold_jobs: false,
+            held: Vec::new(),
+            held_seals: Vec::new(),
+            closed: false,
+        };
         wire.settle();
         wire
     }
@@ -69,6 +103,26 @@ impl Wire {
                     Output::Event(event) => self.events.push(event),
                 }
             }
+            let mut answered = false;
+            while let Some((link, job)) = self.client.poll_open() {
+                if self.hold_jobs {
+                    self.held.push((link, job));
+                } else {
+                    self.client.opened(link, job.ctr(), open_job(&job), self.now);
+                    answered = true;
+                }
+            }
+            while let Some((link, job)) = self.client.poll_seal() {
+                if self.hold_jobs {
+                    self.held_seals.push((link, job));
+                } else {
+                    self.client.sealed(link, job.ctr(), seal_job(&job), self.now);
+                    answered = true;
+                }
+            }
+            if answered {
+                continue;
+            }
             if !to_host.is_empty() && self.host.handle_input(Input::Bytes(&to_host), self.now).is_err() {
                 let (bytes, _) = drain(&mut self.host.conn);
                 self.client.handle_relay(&bytes, self.now);
@@ -85,6 +139,7 @@ impl Wire {
                         self.requests.push((id, serde_json::from_value(body).expect("a request")));
                     }
                     Event::Data { stream, seq, bytes } => self.typed.push((stream, seq, bytes)),
+                    Event::Closed { .. } => self.closed = true,
                     _ => {}
                 }
             }
@@ -464,4 +519,159 @@ fn busy_is_asked_again_with_jitter_whatever_the_policy_until_it_has_lasted_a_min
     wire.dial();
     assert!(wire.take_events().contains(&ClientEvent::Connected { generation: 1 }));
     assert_eq!(wire.cut(), None);
+}
+
+/// A connected wire whose client opens frames of `min_bytes` and more with the shell's AES.
+fn opening_outside(min_bytes: usize) -> (Wire, u32) {
+    let mut wire = Wire::new(RedialPolicy::PAGE, SECRET);
+    wire.client.use_outside_aes(min_bytes);
+    assert!(wire.take_events().contains(&ClientEvent::Dial));
+    wire.dial();
+    assert!(wire.take_events().contains(&ClientEvent::Connected { generation: 1 }));
+    let handle = wire.client.open(&attach(), 0).expect("connected");
+    wire.answer(handle as u64, streaming(handle, 0));
+    wire.take_events();
+    (wire, handle)
+}
+
+/// The host sends these chunks in a row; the client gets them all in one message.
+fn send_chunks(wire: &mut Wire, handle: u32, chunks: &[Vec<u8>]) {
+    let mut seq = 0;
+    for chunk in chunks {
+        assert_eq!(wire.host.send_data(handle, seq, chunk).expect("sends"), chunk.len());
+        seq += chunk.len() as u64;
+    }
+    let (bytes, _) = drain(&mut wire.host.conn);
+    wire.client.handle_relay(&bytes, wire.now);
+}
+
+fn stream_bytes(events: &[ClientEvent], handle: u32) -> Vec<u8> {
+    stream_events(events, handle)
+        .into_iter()
+        .flat_map(|event| match event {
+            StreamEvent::Data { bytes, .. } => bytes,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn frames_opened_by_the_shells_aes_come_out_in_order_whatever_order_they_come_back_in() {
+    let (mut wire, handle) = opening_outside(1024);
+    wire.hold_jobs = true;
+    let chunks: Vec<Vec<u8>> =
+        [10usize, 5000, 100, 3000, 7, 20_000].iter().enumerate().map(|(i, &n)| vec![i as u8 + 1; n]).collect();
+    send_chunks(&mut wire, handle, &chunks);
+    wire.settle();
+    // The long ones went out; nothing came out ahead of the first of them, not even the short
+    // one behind it.
+    assert_eq!(wire.held.len(), 3, "5000, 3000 and 20000 bytes go to the shell's AES");
+    let events = std::mem::take(&mut wire.events);
+    assert_eq!(stream_bytes(&events, handle), chunks[0]);
+    // Back last first: each comes out only once those before it are out.
+    let held = std::mem::take(&mut wire.held);
+    let mut seen = Vec::new();
+    for (link, job) in held.into_iter().rev() {
+        wire.client.opened(link, job.ctr(), open_job(&job), wire.now);
+        wire.settle();
+        seen.push(stream_bytes(&std::mem::take(&mut wire.events), handle).len());
+    }
+    assert_eq!(seen, vec![0, 0, 5000 + 100 + 3000 + 7 + 20_000]);
+    // A short frame alone is opened at once.
+    wire.hold_jobs = false;
+    wire.data(handle, 28_117, b"echo");
+    assert_eq!(stream_bytes(&wire.take_events(), handle), b"echo");
+}
+
+#[test]
+fn a_mac_that_is_not_the_tag_fails_the_link_and_nothing_of_the_frame_is_used() {
+    let (mut wire, handle) = opening_outside(64);
+    wire.hold_jobs = true;
+    send_chunks(&mut wire, handle, &[vec![b'x'; 500]]);
+    wire.settle();
+    let (link, job) = wire.held.pop().expect("a job");
+    let Opened::Done { plain, mut mac } = open_job(&job) else { panic!("opens") };
+    mac[15] ^= 0x40;
+    wire.client.opened(link, job.ctr(), Opened::Done { plain, mac }, wire.now);
+    let events = wire.take_events();
+    assert!(stream_bytes(&events, handle).is_empty(), "{events:?}");
+    let why = events.iter().find_map(|event| match event {
+        ClientEvent::Disconnected { why, .. } => Some(why.clone()),
+        _ => None,
+    });
+    assert!(why.as_deref().is_some_and(|why| why.contains("failed authentication")), "{events:?}");
+}
+
+#[test]
+fn a_relay_that_closes_while_frames_are_out_is_heard_once_they_are_back() {
+    let (mut wire, handle) = opening_outside(64);
+    wire.hold_jobs = true;
+    send_chunks(&mut wire, handle, &[vec![b'y'; 4096]]);
+    wire.settle();
+    wire.client.transport_closed(Some("network gone".into()), wire.now);
+    wire.settle();
+    assert!(wire.events.is_empty(), "{:?}", wire.events);
+    let (link, job) = wire.held.pop().expect("a job");
+    wire.client.opened(link, job.ctr(), open_job(&job), wire.now);
+    let events = wire.take_events();
+    assert_eq!(stream_bytes(&events[..1], handle).len(), 4096, "{events:?}");
+    assert!(
+        matches!(events.last(), Some(ClientEvent::Disconnected { why, .. }) if why == "network gone"),
+        "{events:?}"
+    );
+
+    // What comes back for the old link after a redial is dropped.
+    wire.hold_jobs = false;
+    wire.redial();
+    assert!(wire.take_events().contains(&ClientEvent::Connected { generation: 2 }));
+    let stale = open_job(&job);
+    wire.client.opened(link, job.ctr(), stale, wire.now);
+    assert!(wire.client.is_connected());
+}
+
+/// What the host got of stream `handle`, in order.
+fn typed_bytes(wire: &Wire, handle: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for (stream, seq, chunk) in &wire.typed {
+        if *stream == handle {
+            assert_eq!(*seq, bytes.len() as u64, "in order, nothing missing");
+            bytes.extend_from_slice(chunk);
+        }
+    }
+    bytes
+}
+
+#[test]
+fn frames_sealed_by_the_shells_aes_reach_the_host_in_order_and_a_key_behind_one_waits_for_it() {
+    let (mut wire, handle) = opening_outside(1024);
+    wire.hold_jobs = true;
+    let paste = vec![b'p'; 3000];
+    wire.client.write_input(handle, &paste, 0).expect("connected");
+    wire.settle();
+    wire.client.write_input(handle, b"k", 0).expect("connected");
+    wire.settle();
+    assert_eq!(wire.held_seals.len(), 1, "the paste goes to the shell's AES, the key not");
+    assert!(typed_bytes(&wire, handle).is_empty(), "the key waits behind the paste");
+    let (link, job) = wire.held_seals.pop().expect("a job");
+    wire.client.sealed(link, job.ctr(), seal_job(&job), 0);
+    wire.settle();
+    assert_eq!(typed_bytes(&wire, handle), [&paste[..], b"k"].concat());
+
+    // A failed job is sealed here; so is one still out when the client closes.
+    wire.client.write_input(handle, &paste, 0).expect("connected");
+    wire.settle();
+    let (link, job) = wire.held_seals.pop().expect("a job");
+    wire.client.sealed(link, job.ctr(), Sealed::Failed("no AES today".into()), 0);
+    wire.client.write_input(handle, &paste, 0).expect("connected");
+    wire.settle();
+    assert_eq!(wire.held_seals.len(), 1);
+    wire.client.close(0);
+    wire.settle();
+    assert_eq!(typed_bytes(&wire, handle).len(), 3 * paste.len() + 1);
+    assert!(wire.closed, "the close reached the host after what was out");
+    // The job's late result changes nothing.
+    let (link, job) = wire.held_seals.pop().expect("a job");
+    wire.client.sealed(link, job.ctr(), seal_job(&job), 0);
+    wire.settle();
+    assert_eq!(typed_bytes(&wire, handle).len(), 3 * paste.len() + 1);
 }

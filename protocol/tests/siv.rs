@@ -10,6 +10,9 @@ use aes_siv::aead::KeyInit;
 use aes_siv::siv::{Aes128Siv, Aes256Siv};
 use tether_protocol::siv::{Aes256SivBatch, SivBatch};
 
+mod common;
+use common::{cbc_mac, ctr_64};
+
 /// A deterministic stream of bytes (xorshift), so a failure names its own inputs.
 struct Bytes(u64);
 
@@ -117,4 +120,32 @@ fn rfc_5297_deterministic_vector() {
     assert_eq!(batch.open(&[(&ad, &expected)]), vec![Some(plain.clone())]);
     let mut reference = Aes128Siv::new(key[..].try_into().expect("32 bytes"));
     assert_eq!(reference.encrypt([&ad], &plain).expect("seals"), expected);
+}
+
+#[test]
+fn opening_through_aes_cbc_and_aes_ctr_is_aes_siv_bit_for_bit() {
+    use tether_protocol::siv::ctr_counter_block;
+    let mut random = Bytes(7);
+    let key: [u8; 64] = random.take(64).try_into().expect("64 bytes");
+    let batch = Aes256SivBatch::new(&key).expect("a 64-byte key");
+    let (mac_key, ctr_key) = key.split_at(32);
+    for len in lengths() {
+        let ad = random.take(len % 29);
+        let plain = random.take(len);
+        let sealed = reference(&key, &ad, &plain);
+        let tag: [u8; 16] = sealed[..16].try_into().expect("a tag");
+        // CTR from the tag's counter block gives the plaintext back...
+        let opened = ctr_64(ctr_key, ctr_counter_block(&tag), &sealed[16..]);
+        assert_eq!(opened, plain, "{len} bytes");
+        // ...and CBC-MAC over what S2V's last step makes of it gives the tag.
+        let input = batch.s2v_finish(&ad).cbc_mac_input(&opened);
+        assert_eq!(input.len() % 16, 0);
+        assert_eq!(cbc_mac(mac_key, &input), tag, "{len} bytes, AD {} bytes", ad.len());
+        // A changed plaintext does not.
+        if len > 0 {
+            let mut changed = opened.clone();
+            changed[len / 2] ^= 1;
+            assert_ne!(cbc_mac(mac_key, &batch.s2v_finish(&ad).cbc_mac_input(&changed)), tag);
+        }
+    }
 }

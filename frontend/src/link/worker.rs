@@ -13,6 +13,9 @@
 //! - Handles and call ids are the page's: the worker maps them to the client's and back, and
 //!   forgets a stream's mapping when it ends.
 //! - `Close` is the last command: the worker says goodbye on the link and ends itself.
+//! - Long frames are opened and sealed by WebCrypto (`native_aes`) where the browser has it;
+//!   the client puts what comes back in counter order, so the page hears the same events in the
+//!   same order, and the host gets the same frames in the same order, either way.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,6 +28,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, DedicatedWorkerGlobalScope, MessageEvent, WebSocket};
 
 use super::messages::{self, buffer_of, bytes_of, Batch, FromWorker, StreamNews, ToWorker};
+use super::native_aes::{NativeAes, NATIVE_AES_MIN_BYTES};
 use super::Status;
 use crate::timer::{now_ms, Timer};
 
@@ -68,6 +72,8 @@ struct LinkWorker {
     /// What the WebSocket held when the page was last told, and the timer that looks again.
     unsent: u32,
     unsent_poll: Option<Timer>,
+    /// WebCrypto's AES for long frames (`None` without WebCrypto: all open in WASM).
+    native_aes: Option<NativeAes>,
     out: Batch,
 }
 
@@ -117,6 +123,10 @@ impl LinkWorker {
     fn open(address: HostAddress, identity: String, secret: Vec<u8>) -> Shared {
         let mut client = Client::new(&address.host_id, &identity, &secret, RedialPolicy::PAGE);
         client.seed_jitter(crate::browser::random_u64());
+        let native_aes = NativeAes::new();
+        if native_aes.is_some() {
+            client.use_outside_aes(NATIVE_AES_MIN_BYTES);
+        }
         Rc::new(RefCell::new(LinkWorker {
             client,
             address,
@@ -129,6 +139,7 @@ impl LinkWorker {
             round_trip_ms: 0,
             unsent: 0,
             unsent_poll: None,
+            native_aes,
             out: Batch::default(),
         }))
     }
@@ -259,7 +270,12 @@ impl LinkWorker {
 fn flush(shared: &Shared) {
     loop {
         let out = shared.borrow_mut().client.poll_output();
-        let Some(out) = out else { break };
+        let Some(out) = out else {
+            if !run_native_aes(shared) {
+                break;
+            }
+            continue;
+        };
         match out {
             Output::Transmit { path: Path::Relay, bytes } => {
                 if let Some(socket) = &shared.borrow().socket {
@@ -281,6 +297,43 @@ fn flush(shared: &Shared) {
     arm_timer(shared);
     tell_unsent(shared);
     post(&mut shared.borrow_mut().out);
+}
+
+/// Hand the client's open and seal jobs to WebCrypto; each result goes back to the client as
+/// it comes (it keeps counter order). Whether there were any.
+fn run_native_aes(shared: &Shared) -> bool {
+    let mut any = false;
+    loop {
+        let mut worker = shared.borrow_mut();
+        let worker = &mut *worker;
+        let weak = Rc::downgrade(shared);
+        // The client is told to use an outside AES only when WebCrypto is there.
+        let Some(aes) = worker.native_aes.as_mut() else { return any };
+        if let Some((link, job)) = worker.client.poll_open() {
+            let ctr = job.ctr();
+            let opening = aes.open(link, job);
+            wasm_bindgen_futures::spawn_local(async move {
+                let opened = opening.await;
+                with_worker(&weak, |shared| {
+                    shared.borrow_mut().client.opened(link, ctr, opened, now_ms());
+                    flush(shared);
+                });
+            });
+        } else if let Some((link, job)) = worker.client.poll_seal() {
+            let ctr = job.ctr();
+            let sealing = aes.seal(link, job);
+            wasm_bindgen_futures::spawn_local(async move {
+                let sealed = sealing.await;
+                with_worker(&weak, |shared| {
+                    shared.borrow_mut().client.sealed(link, ctr, sealed, now_ms());
+                    flush(shared);
+                });
+            });
+        } else {
+            return any;
+        }
+        any = true;
+    }
 }
 
 fn arm_timer(shared: &Shared) {

@@ -26,6 +26,12 @@ impl Client {
                     ConnOutput::Event(event) => events.push(event),
                 }
             }
+            while let Some(job) = conn.poll_open_job() {
+                self.open_jobs.push_back((self.link, job));
+            }
+            while let Some(job) = conn.poll_seal_job() {
+                self.seal_jobs.push_back((self.link, job));
+            }
             let route = conn.direct_route();
             if route != self.route {
                 self.route = route;

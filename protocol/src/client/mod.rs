@@ -37,6 +37,12 @@
 //!   holds up the host.
 //! - Input (`write_input`) is queued per stream, bounded, and sent in order as the host's credit
 //!   allows; what waits when a link is lost goes on the resumed stream.
+//! - A shell with a faster AES of its own (the page's worker: WebCrypto) may open and seal long
+//!   frames itself (`use_outside_aes`; `poll_open`/`opened`, `poll_seal`/`sealed`); jobs and
+//!   results are tagged with the connection
+//!   they belong to, so one that comes back after a redial is dropped, and a transport that
+//!   closes while frames are out is taken as closed only once they are all back (the host's
+//!   last words may be among them).
 //! - What callers send (calls, input, credit) is taken from the connection at the next
 //!   `poll_output`, all of it at once, so frames sent back to back are sealed as one batch.
 
@@ -49,6 +55,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ErrorCode, Request, Response};
+use crate::channel::{OpenJob, Opened, SealJob, Sealed};
 use crate::cmd::cmd_frame;
 pub use crate::connection::Path;
 use crate::connection::{Connection, Input};
@@ -206,6 +213,16 @@ pub struct Client {
     /// Frames were handed to the connection since it was last pumped, at this time: they are
     /// taken (and sealed together) at the next `poll_output`.
     unpumped: Option<u64>,
+    /// Frames at least this long are opened and sealed by the shell (`use_outside_aes`).
+    outside_from: Option<usize>,
+    /// Connections made so far (`connect`): what the shell's AES jobs are tagged with.
+    link: u64,
+    /// Jobs for the shell's AES, with their link.
+    open_jobs: VecDeque<(u64, OpenJob)>,
+    seal_jobs: VecDeque<(u64, SealJob)>,
+    /// The transport closed (with this reason) while frames were out: taken as closed once
+    /// they are back.
+    closed_while_opening: Option<Option<String>>,
 }
 
 impl Client {
@@ -231,6 +248,11 @@ impl Client {
             route: None,
             out: VecDeque::new(),
             unpumped: None,
+            outside_from: None,
+            link: 0,
+            open_jobs: VecDeque::new(),
+            seal_jobs: VecDeque::new(),
+            closed_while_opening: None,
         };
         client.event(ClientEvent::Dial);
         client
@@ -269,7 +291,15 @@ impl Client {
             return;
         }
         self.upgrade.restart();
-        self.conn = Some(Connection::client(&self.host_id, &self.identity, &self.secret, entropy, now_ms));
+        let mut conn = Connection::client(&self.host_id, &self.identity, &self.secret, entropy, now_ms);
+        if let Some(min_bytes) = self.outside_from {
+            conn.use_outside_aes(min_bytes);
+        }
+        self.conn = Some(conn);
+        self.link += 1;
+        self.open_jobs.clear();
+        self.seal_jobs.clear();
+        self.closed_while_opening = None;
         self.status = Status::Connecting;
         self.pump(now_ms);
     }
@@ -318,10 +348,65 @@ impl Client {
         self.after_upgrade(result, now_ms);
     }
 
+    /// Open and seal frames of at least `min_bytes` with the shell's own AES, on every
+    /// connection from the next one on: take the jobs with `poll_open` and `poll_seal`, hand
+    /// back results with `opened` and `sealed`.
+    pub fn use_outside_aes(&mut self, min_bytes: usize) {
+        self.outside_from = Some(min_bytes);
+    }
+
+    /// The next frame for the shell's AES, with the link it belongs to (see `open_outside`).
+    pub fn poll_open(&mut self) -> Option<(u64, OpenJob)> {
+        if let Some(now_ms) = self.unpumped {
+            self.pump(now_ms);
+        }
+        self.open_jobs.pop_front()
+    }
+
+    /// The next frame for the shell's AES to seal, with the link it belongs to.
+    pub fn poll_seal(&mut self) -> Option<(u64, SealJob)> {
+        if let Some(now_ms) = self.unpumped {
+            self.pump(now_ms);
+        }
+        self.seal_jobs.pop_front()
+    }
+
+    /// What the shell's AES made of seal job `ctr` of `link`. One of a link that is gone is
+    /// dropped.
+    pub fn sealed(&mut self, link: u64, ctr: u64, sealed: Sealed, now_ms: u64) {
+        if link != self.link {
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else { return };
+        conn.sealed(ctr, sealed);
+        self.after(Ok(()), now_ms);
+    }
+
+    /// What the shell's AES made of open job `ctr` of `link`. One of a link that is gone is
+    /// dropped.
+    pub fn opened(&mut self, link: u64, ctr: u64, opened: Opened, now_ms: u64) {
+        if link != self.link {
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else { return };
+        let result = conn.opened(ctr, opened);
+        let still_opening = conn.is_opening();
+        self.after(result, now_ms);
+        if !still_opening {
+            if let Some(reason) = self.closed_while_opening.take() {
+                self.transport_closed(reason, now_ms);
+            }
+        }
+    }
+
     /// The transport to the relay closed (with the relay's reason, if it gave one), or could
     /// not be opened.
     pub fn transport_closed(&mut self, reason: Option<String>, now_ms: u64) {
         if !matches!(self.status, Status::Connecting | Status::Connected) {
+            return;
+        }
+        if self.conn.as_ref().is_some_and(Connection::is_opening) {
+            self.closed_while_opening = Some(reason);
             return;
         }
         let why = reason.filter(|r| !r.is_empty()).unwrap_or_else(|| "the relay closed the connection".to_owned());

@@ -34,6 +34,15 @@
 //!   arrive together over the relay are opened together. Transmits keep counter order; events
 //!   may come out ahead of sealed frames sent before them. A `Direct` transmit is queued only while a data channel is open, and when it fails
 //!   those not yet taken are dropped: their copies go again on the relay.
+//! - Told to (`use_outside_aes`), the connection leaves frames from a size up to the shell's
+//!   own AES, both ways. Opening (`poll_open_job`, `opened`): each frame is admitted in its turn
+//!   (the counter rules) and acted on only once it and every frame before it came back
+//!   authentic, so events keep counter order whichever AES opened what, in whatever order
+//!   results come. Sealing (`poll_seal_job`, `sealed`): counters are taken when frames are
+//!   sealed as ever, and transmits still leave in counter order — a frame sealed here waits
+//!   behind one still out. Before the data channel comes or goes or the connection closes,
+//!   frames still out are sealed here instead (SIV is deterministic: the same bytes), so each
+//!   still takes the path it would have taken alone; a late result for one is ignored.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -47,7 +56,7 @@ use paths::DirectPath;
 pub use paths::{ACK_EVERY_FRAMES, DIRECT_PING_MS, DIRECT_SILENCE_MS};
 use streams::StreamState;
 
-use crate::channel::{Opener, Sealer, MAX_SEALED_INNER_BYTES};
+use crate::channel::{OpenJob, Opened, Opener, SealJob, Sealed, Sealer, MAX_SEALED_INNER_BYTES, TAG_BYTES};
 use crate::error::{AuthError, ChannelError, ConnError};
 use crate::frame::{Control, Frame, FrameDecoder, Header};
 use crate::handshake::{ClientHandshake, HandshakeEntropy, HostHandshake};
@@ -169,6 +178,22 @@ enum State {
     Failed(ConnError),
 }
 
+/// A frame admitted and not yet acted on (see `use_outside_aes`).
+enum Opening {
+    /// Out with the shell's AES; its tag, to compare with the MAC that comes back.
+    Outside { tag: [u8; TAG_BYTES] },
+    /// Opened (or failed), waiting for the frames before it.
+    Ready(Result<Frame, ChannelError>),
+}
+
+/// A frame with its counter, not yet transmitted (see `use_outside_aes`).
+enum Sealing {
+    /// Out with the shell's AES; the inner frame, to seal here if need be.
+    Outside { inner: Vec<u8> },
+    /// Sealed, waiting for the frames before it.
+    Ready(Frame),
+}
+
 /// Most sealed frames opened in one batch (what arrived together beyond that waits its turn).
 const MAX_OPEN_BATCH: usize = 16;
 
@@ -199,6 +224,16 @@ pub struct Connection {
     acked: u64,
     /// Inner frames (wire bytes) waiting to be sealed together, in the order they were sent.
     to_seal: Vec<Vec<u8>>,
+    /// Sealed frames at least this long go to the shell's AES (`use_outside_aes`).
+    outside_from: Option<usize>,
+    /// Frames admitted and not yet acted on, by counter (only with `outside_from`).
+    opening: BTreeMap<u64, Opening>,
+    /// Jobs for the shell's AES, not yet taken (`poll_open_job`).
+    open_jobs: VecDeque<OpenJob>,
+    /// Frames with counters and not yet transmitted, by counter (only with `outside_from`).
+    sealing: BTreeMap<u64, Sealing>,
+    /// Jobs for the shell's AES, not yet taken (`poll_seal_job`).
+    seal_jobs: VecDeque<SealJob>,
 }
 
 impl Connection {
@@ -239,6 +274,11 @@ impl Connection {
             direct_decoder: FrameDecoder::new(),
             acked: 0,
             to_seal: Vec::new(),
+            outside_from: None,
+            opening: BTreeMap::new(),
+            open_jobs: VecDeque::new(),
+            sealing: BTreeMap::new(),
+            seal_jobs: VecDeque::new(),
         }
     }
 
@@ -352,6 +392,7 @@ impl Connection {
     fn open_sealed(&mut self, frames: Vec<Frame>) -> Result<(), ConnError> {
         let opened = match &mut self.state {
             _ if frames.is_empty() => return Ok(()),
+            State::Open { .. } if self.outside_from.is_some() => return self.admit(frames),
             State::Open { opener, .. } => opener.open_many(&frames),
             _ => return Err(ConnError::NotReady("connection is over")),
         };
@@ -376,6 +417,7 @@ impl Connection {
                 step
             }
             State::Open { .. } if self.reorder.is_some() => return self.take_sealed(frame),
+            State::Open { .. } if self.outside_from.is_some() => return self.admit(vec![frame]),
             State::Open { opener, .. } => {
                 let inner = opener.open(&frame)?;
                 return self.handle_inner(inner);
@@ -383,6 +425,91 @@ impl Connection {
             State::Closed | State::Failed(_) => return Err(ConnError::NotReady("connection is over")),
         };
         self.take_step(step, now_ms)
+    }
+
+    /// From now on, frames of at least `min_bytes` go to the shell's own AES: sealed frames
+    /// that long become `OpenJob`s (`poll_open_job`; results back through `opened`), inner
+    /// frames that long `SealJob`s (`poll_seal_job`, `sealed`). Shorter ones (an echo, credit)
+    /// are still done here, at once, though they wait their turn behind frames still out.
+    pub fn use_outside_aes(&mut self, min_bytes: usize) {
+        self.outside_from = Some(min_bytes.max(TAG_BYTES));
+    }
+
+    /// The next sealed frame for the shell's AES (see `use_outside_aes`).
+    pub fn poll_open_job(&mut self) -> Option<OpenJob> {
+        self.open_jobs.pop_front()
+    }
+
+    /// The next frame for the shell's AES to seal (see `use_outside_aes`).
+    pub fn poll_seal_job(&mut self) -> Option<SealJob> {
+        self.seal_jobs.pop_front()
+    }
+
+    /// What the shell's AES made of seal job `ctr`: transmitted once every frame before it
+    /// was. One that failed is sealed here; one for a frame no longer out is ignored.
+    pub fn sealed(&mut self, ctr: u64, sealed: Sealed) {
+        let Some(Sealing::Outside { .. }) = self.sealing.get(&ctr) else { return };
+        match sealed {
+            Sealed::Done { tag, ciphertext } => {
+                self.sealing.insert(ctr, Sealing::Ready(Sealed::frame(ctr, tag, ciphertext)));
+            }
+            Sealed::Failed(_) => self.seal_outside_here(),
+        }
+        self.release_sealed();
+    }
+
+    /// Whether frames are admitted and not yet acted on (some are out with the shell's AES).
+    pub fn is_opening(&self) -> bool {
+        !self.opening.is_empty()
+    }
+
+    /// What the shell's AES made of job `ctr`: it is acted on once every frame before it was.
+    /// A result for a frame not out (the connection failed or closed meanwhile) is ignored.
+    pub fn opened(&mut self, ctr: u64, opened: Opened) -> Result<(), ConnError> {
+        let Some(Opening::Outside { tag }) = self.opening.get(&ctr) else { return Ok(()) };
+        let inner = Opener::finish(ctr, tag, opened);
+        self.opening.insert(ctr, Opening::Ready(inner));
+        self.act_on_opened().map_err(|e| self.fail(e))
+    }
+
+    /// Admit sealed frames in counter order: long ones go out as jobs, short ones open here.
+    fn admit(&mut self, frames: Vec<Frame>) -> Result<(), ConnError> {
+        let min_bytes = self.outside_from.unwrap_or(usize::MAX);
+        for frame in frames {
+            let State::Open { opener, .. } = &mut self.state else { break };
+            let ctr = opener.admit(&frame)?;
+            let opening = match frame.payload.len() >= min_bytes {
+                true => match opener.job(ctr, frame.payload) {
+                    Ok(job) => {
+                        let tag = job.tag();
+                        self.open_jobs.push_back(job);
+                        Opening::Outside { tag }
+                    }
+                    Err(short) => Opening::Ready(opener.open_admitted(ctr, &short)),
+                },
+                false => Opening::Ready(opener.open_admitted(ctr, &frame.payload)),
+            };
+            self.opening.insert(ctr, opening);
+        }
+        self.act_on_opened()
+    }
+
+    /// Act on opened frames in counter order, up to the first still out.
+    fn act_on_opened(&mut self) -> Result<(), ConnError> {
+        while let Some(entry) = self.opening.first_entry() {
+            if matches!(entry.get(), Opening::Outside { .. }) {
+                break;
+            }
+            let Opening::Ready(inner) = entry.remove() else { break };
+            if !matches!(self.state, State::Open { .. }) {
+                // Closed in order: what came after the close is dropped.
+                self.opening.clear();
+                self.open_jobs.clear();
+                break;
+            }
+            self.handle_inner(inner?)?;
+        }
+        Ok(())
     }
 
     fn handle_inner(&mut self, frame: Frame) -> Result<(), ConnError> {
@@ -453,7 +580,7 @@ impl Connection {
             }
             Control::Pong { .. } => {}
             Control::Close { reason } => {
-                self.seal_queued();
+                self.seal_all_now();
                 self.state = State::Closed;
                 self.event(Event::Closed { reason });
             }
@@ -480,10 +607,10 @@ impl Connection {
         self.check_open()?;
         // Last words go on the relay, the path that stays to the end: the data channel is closed
         // right after, and what is still in it may never arrive.
-        self.seal_queued();
+        self.seal_all_now();
         let direct = self.direct.take();
         let sent = self.send_sealed(&Frame::bare(Header::Control(Control::Close { reason: reason.to_owned() })));
-        self.seal_queued();
+        self.seal_all_now();
         self.direct = direct;
         sent?;
         self.state = State::Closed;
@@ -504,42 +631,110 @@ impl Connection {
         Ok(())
     }
 
-    /// Seal what is queued, all at once (`Sealer::seal_many`), and queue it to transmit in
-    /// counter order. Run before output is taken and before anything that changes where sealed
-    /// frames go (the data channel coming or going, closing), so every frame takes the path it
-    /// would have taken sealed alone.
+    /// Seal what is queued, all at once (`Sealer::seal_at`: one batch), and queue it to transmit
+    /// in counter order; with `use_outside_aes`, long frames go to the shell's AES instead, and
+    /// what is sealed here waits behind them. Run before output is taken.
     pub(super) fn seal_queued(&mut self) {
         if self.to_seal.is_empty() {
             return;
         }
         let inners = std::mem::take(&mut self.to_seal);
         let State::Open { sealer, .. } = &mut self.state else { return };
-        let sealed = match sealer.seal_many(&inners) {
-            Ok(sealed) => sealed,
-            // Sizes were checked when queued: only the counter space (2^64) can run out.
+        // Sizes were checked when queued: only the counter space (2^64) can run out.
+        let first = match sealer.reserve(&inners) {
+            Ok(first) => first,
             Err(error) => {
                 self.fail(error.into());
                 return;
             }
         };
-        for frame in sealed {
-            let Header::Encrypted { ctr } = frame.header else { continue };
-            let bytes = match frame.encode() {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    self.fail(error.into());
-                    return;
-                }
-            };
-            match self.direct.as_mut() {
-                // On the data channel, a copy kept until the peer has it; while too many wait
-                // for that, frames take the relay (the receiver puts them back in order either way).
-                Some(direct) if direct.unacked.has_room(bytes.len()) => {
-                    direct.unacked.keep(ctr, bytes.clone());
-                    self.out.push_back(Output::Transmit { path: Path::Direct, bytes });
-                }
-                _ => self.out.push_back(Output::Transmit { path: Path::Relay, bytes }),
+        let min_bytes = self.outside_from.unwrap_or(usize::MAX);
+        let mut here = Vec::with_capacity(inners.len());
+        for (ctr, inner) in (first..).zip(inners) {
+            if inner.len() >= min_bytes {
+                self.seal_jobs.push_back(sealer.job(ctr, inner.clone()));
+                self.sealing.insert(ctr, Sealing::Outside { inner });
+            } else {
+                here.push((ctr, inner));
             }
+        }
+        let items: Vec<(u64, &[u8])> = here.iter().map(|(ctr, inner)| (*ctr, &inner[..])).collect();
+        let frames = sealer.seal_at(&items);
+        if self.sealing.is_empty() {
+            frames.into_iter().for_each(|frame| self.route_sealed(frame));
+            return;
+        }
+        for frame in frames {
+            if let Header::Encrypted { ctr } = frame.header {
+                self.sealing.insert(ctr, Sealing::Ready(frame));
+            }
+        }
+        self.release_sealed();
+    }
+
+    /// Seal what is queued and whatever is still out with the shell's AES, here and now, and
+    /// queue all of it to transmit: before anything that changes where sealed frames go (the
+    /// data channel coming or going, closing), so every frame takes the path it would have taken
+    /// sealed alone.
+    pub(super) fn seal_all_now(&mut self) {
+        self.seal_queued();
+        self.seal_outside_here();
+        self.release_sealed();
+    }
+
+    /// Seal here the frames out with the shell's AES (the same bytes it would have made).
+    fn seal_outside_here(&mut self) {
+        let State::Open { sealer, .. } = &self.state else { return };
+        let items: Vec<(u64, &[u8])> = self
+            .sealing
+            .iter()
+            .filter_map(|(&ctr, sealing)| match sealing {
+                Sealing::Outside { inner } => Some((ctr, &inner[..])),
+                Sealing::Ready(_) => None,
+            })
+            .collect();
+        if items.is_empty() {
+            return;
+        }
+        let frames = sealer.seal_at(&items);
+        self.seal_jobs.clear();
+        for frame in frames {
+            if let Header::Encrypted { ctr } = frame.header {
+                self.sealing.insert(ctr, Sealing::Ready(frame));
+            }
+        }
+    }
+
+    /// Queue sealed frames to transmit in counter order, up to the first still out.
+    fn release_sealed(&mut self) {
+        while let Some(entry) = self.sealing.first_entry() {
+            if matches!(entry.get(), Sealing::Outside { .. }) {
+                break;
+            }
+            if let Sealing::Ready(frame) = entry.remove() {
+                self.route_sealed(frame);
+            }
+        }
+    }
+
+    /// Queue one sealed frame to transmit, on the data channel while one is open and has room.
+    fn route_sealed(&mut self, frame: Frame) {
+        let Header::Encrypted { ctr } = frame.header else { return };
+        let bytes = match frame.encode() {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.fail(error.into());
+                return;
+            }
+        };
+        match self.direct.as_mut() {
+            // On the data channel, a copy kept until the peer has it; while too many wait
+            // for that, frames take the relay (the receiver puts them back in order either way).
+            Some(direct) if direct.unacked.has_room(bytes.len()) => {
+                direct.unacked.keep(ctr, bytes.clone());
+                self.out.push_back(Output::Transmit { path: Path::Direct, bytes });
+            }
+            _ => self.out.push_back(Output::Transmit { path: Path::Relay, bytes }),
         }
     }
 
@@ -572,6 +767,10 @@ impl Connection {
     }
 
     fn fail(&mut self, error: ConnError) -> ConnError {
+        self.opening.clear();
+        self.open_jobs.clear();
+        self.sealing.clear();
+        self.seal_jobs.clear();
         self.state = State::Failed(error.clone());
         error
     }

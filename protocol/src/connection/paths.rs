@@ -61,6 +61,10 @@ impl Connection {
         let len = frame.payload.len();
         reorder.push(ctr, len, frame)?;
         while let Some(frame) = self.reorder.as_mut().and_then(Reorder::pop) {
+            if self.outside_from.is_some() {
+                self.admit(vec![frame])?;
+                continue;
+            }
             let State::Open { opener, .. } = &mut self.state else { break };
             let inner = opener.open(&frame)?;
             self.handle_inner(inner)?;
@@ -79,7 +83,7 @@ impl Connection {
     /// pinged every `DIRECT_PING_MS` and given up after `DIRECT_SILENCE_MS` of silence.
     pub fn open_direct(&mut self, route: Route, now_ms: u64) -> Result<(), ConnError> {
         self.check_open()?;
-        self.seal_queued();
+        self.seal_all_now();
         self.start_reordering();
         let direct =
             self.direct.get_or_insert_with(|| DirectPath { route, unacked: Unacked::new(), last_received_ms: now_ms });
@@ -90,7 +94,7 @@ impl Connection {
     /// The data channel failed (or closed): what it carried that the peer has not acknowledged
     /// is sent again on the relay, in order, and everything after goes there too.
     pub fn direct_failed(&mut self) {
-        self.seal_queued();
+        self.seal_all_now();
         if let Some(mut direct) = self.direct.take() {
             self.out.retain(|out| !matches!(out, Output::Transmit { path: Path::Direct, .. }));
             for (_, bytes) in direct.unacked.take_for_resend() {

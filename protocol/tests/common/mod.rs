@@ -162,3 +162,37 @@ pub fn next_transmit(conn: &mut Connection) -> Vec<u8> {
         other => panic!("expected a transmit, got {other:?}"),
     }
 }
+
+/// AES-CBC's last block from a zero IV and AES-CTR counting in the low 64 bits, as a browser's
+/// WebCrypto runs them, here on the plain block cipher.
+pub fn cbc_mac(key: &[u8], input: &[u8]) -> [u8; 16] {
+    use aes::cipher::{BlockCipherEncrypt, KeyInit};
+    let cipher = aes::Aes256::new_from_slice(key).expect("a 32-byte key");
+    let mut chain = [0u8; 16];
+    for block in input.chunks(16) {
+        let mut next = aes::Block::default();
+        for ((out, a), b) in next.iter_mut().zip(block).zip(&chain) {
+            *out = a ^ b;
+        }
+        cipher.encrypt_block(&mut next);
+        chain.copy_from_slice(&next);
+    }
+    chain
+}
+
+pub fn ctr_64(key: &[u8], first: [u8; 16], data: &[u8]) -> Vec<u8> {
+    use aes::cipher::{BlockCipherEncrypt, KeyInit};
+    let cipher = aes::Aes256::new_from_slice(key).expect("a 32-byte key");
+    let high = u64::from_be_bytes(first[..8].try_into().expect("8 bytes"));
+    let mut low = u64::from_be_bytes(first[8..].try_into().expect("8 bytes"));
+    let mut out = Vec::with_capacity(data.len());
+    for chunk in data.chunks(16) {
+        let mut block = aes::Block::default();
+        block[..8].copy_from_slice(&high.to_be_bytes());
+        block[8..].copy_from_slice(&low.to_be_bytes());
+        cipher.encrypt_block(&mut block);
+        out.extend(chunk.iter().zip(block.iter()).map(|(a, b)| a ^ b));
+        low = low.wrapping_add(1);
+    }
+    out
+}
