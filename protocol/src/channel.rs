@@ -250,6 +250,13 @@ impl Opener {
     /// counter advances now. What it holds must not be used until `finish` says it is authentic;
     /// a frame that fails there fails the connection, as any channel error does.
     pub fn admit(&mut self, frame: &Frame) -> Result<u64, ChannelError> {
+        let ctr = self.its_turn(frame)?;
+        self.next = ctr.saturating_add(1);
+        Ok(ctr)
+    }
+
+    /// The counter of `frame` if it is the sealed frame expected next; why not otherwise.
+    fn its_turn(&self, frame: &Frame) -> Result<u64, ChannelError> {
         let Header::Encrypted { ctr } = frame.header else {
             return Err(ChannelError::NotEncrypted(header_kind(&frame.header)));
         };
@@ -259,12 +266,11 @@ impl Opener {
         if ctr > self.next {
             return Err(ChannelError::OutOfOrder { expected: self.next, got: ctr });
         }
-        self.next = ctr.saturating_add(1);
         Ok(ctr)
     }
 
-    /// An admitted frame's payload, as a job for the shell's AES; `None` when it is too short
-    /// to hold a tag (open it here: it fails as a forgery).
+    /// An admitted frame's payload, as a job for the shell's AES; the payload back when it is
+    /// too short to hold a tag (open it here: it fails as a forgery).
     pub fn job(&self, ctr: u64, sealed: Vec<u8>) -> Result<OpenJob, Vec<u8>> {
         if sealed.len() < TAG_BYTES {
             return Err(sealed);
@@ -295,15 +301,7 @@ impl Opener {
 
     /// Authenticate and decrypt, returning the inner frame's wire bytes.
     pub fn open_bytes(&mut self, frame: &Frame) -> Result<Vec<u8>, ChannelError> {
-        let Header::Encrypted { ctr } = frame.header else {
-            return Err(ChannelError::NotEncrypted(header_kind(&frame.header)));
-        };
-        if ctr < self.next {
-            return Err(ChannelError::Replayed { expected: self.next, got: ctr });
-        }
-        if ctr > self.next {
-            return Err(ChannelError::OutOfOrder { expected: self.next, got: ctr });
-        }
+        let ctr = self.its_turn(frame)?;
         let opened = self.cipher.open(&[(&associated_data(ctr)[..], &frame.payload[..])]).pop().flatten();
         let plain = opened.ok_or(ChannelError::Forged { ctr })?;
         // Counter space is u64 and the sealer refuses to wrap, so an authentic frame never has

@@ -39,10 +39,9 @@
 //!   allows; what waits when a link is lost goes on the resumed stream.
 //! - A shell with a faster AES of its own (the page's worker: WebCrypto) may open and seal long
 //!   frames itself (`use_outside_aes`; `poll_open`/`opened`, `poll_seal`/`sealed`); jobs and
-//!   results are tagged with the connection
-//!   they belong to, so one that comes back after a redial is dropped, and a transport that
-//!   closes while frames are out is taken as closed only once they are all back (the host's
-//!   last words may be among them).
+//!   results are tagged with the connection they belong to, so one that comes back after a
+//!   redial is dropped, and a transport that closes while frames are out to be opened is taken
+//!   as closed only once they are all back (the host's last words may be among them).
 //! - What callers send (calls, input, credit) is taken from the connection at the next
 //!   `poll_output`, all of it at once, so frames sent back to back are sealed as one batch.
 
@@ -355,7 +354,7 @@ impl Client {
         self.outside_from = Some(min_bytes);
     }
 
-    /// The next frame for the shell's AES, with the link it belongs to (see `open_outside`).
+    /// The next frame for the shell's AES to open, with the link it belongs to.
     pub fn poll_open(&mut self) -> Option<(u64, OpenJob)> {
         if let Some(now_ms) = self.unpumped {
             self.pump(now_ms);
