@@ -12,10 +12,12 @@
 //!   authenticated. A lower counter is a replay, a higher one a drop or a reorder; a wrong tag is
 //!   a forgery (bit flip, truncation, or a counter changed in the clear header, since the counter
 //!   is also inside the authenticated data). Every failure is final for the connection.
-//! - A shell may open frames with an AES of its own (`Opener::admit` → `OpenJob` → `finish`,
-//!   see `siv::S2vFinish`): the counter rules apply when a frame is admitted, and its tag is
-//!   still compared here, in constant time, against the MAC the shell computed; nothing of a
-//!   frame is used before that comparison passed.
+//! - A shell may open and seal frames with an AES of its own (`siv::S2vFinish` says what it
+//!   runs). Opening (`Opener::admit` → `OpenJob` → `finish`): the counter rules apply when a
+//!   frame is admitted, and its tag is still compared here, in constant time, against the MAC
+//!   the shell computed; nothing of a frame is used before that comparison passed. Sealing
+//!   (`Sealer::reserve` → `job` → `Sealed::frame`): counters are taken here, each once, in
+//!   order; what the shell makes of a job is what `seal_at` would have made, bit for bit.
 //! - SIV is deterministic, which is safe here because (key, counter) never repeats.
 //! - Over two paths at once (relay and data channel, see `paths`), frames are put back in
 //!   counter order before the opener sees them, and copies of frames already opened (resent
@@ -25,7 +27,7 @@
 use crate::error::{ChannelError, FrameError};
 use crate::frame::{decode_exact, Frame, Header, MAX_PAYLOAD_BYTES};
 use crate::keys::KEY_BYTES;
-use crate::siv::{ctr_counter_block, Aes256SivBatch, S2vFinish};
+use crate::siv::{ctr_counter_block, tags_equal, Aes256SivBatch, S2vFinish};
 
 /// SIV's synthetic IV (its authentication tag), prepended to every ciphertext.
 pub const TAG_BYTES: usize = 16;
@@ -94,11 +96,6 @@ impl SealJob {
     /// The MAC key (S2V's, for AES-CBC) and the CTR key, each an AES-256 key.
     pub fn keys(&self) -> (&[u8], &[u8]) {
         self.key.split_at(KEY_BYTES / 2)
-    }
-
-    /// The inner frame back, to seal it here after all.
-    pub fn into_inner(self) -> Vec<u8> {
-        self.inner
     }
 }
 
@@ -289,8 +286,7 @@ impl Opener {
     pub fn finish(ctr: u64, tag: &[u8; TAG_BYTES], opened: Opened) -> Result<Frame, ChannelError> {
         match opened {
             Opened::Done { plain, mac } => {
-                let differs = tag.iter().zip(&mac).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-                if differs != 0 {
+                if !tags_equal(tag, &mac) {
                     return Err(ChannelError::Forged { ctr });
                 }
                 Self::inner_frame(&plain)

@@ -16,9 +16,9 @@
 //! - Opening compares the whole tag in constant time and gives no plaintext for a message whose
 //!   tag is wrong.
 //! - A shell with a faster AES of its own (a browser's WebCrypto, native where WASM has only a
-//!   software AES) opens through `S2vFinish` and `ctr_counter_block`: this module still says
-//!   what to encrypt, that AES only runs AES-CTR and AES-CBC over it, and the result is the same
-//!   AES-SIV bit for bit (tests in `tests/siv.rs` run both through plain AES).
+//!   software AES) opens and seals through `S2vFinish` and `ctr_counter_block`: this module
+//!   still says what to encrypt, that AES only runs AES-CTR and AES-CBC over it, and the result
+//!   is the same AES-SIV bit for bit (tests in `tests/siv.rs` run both through plain AES).
 
 use aes::cipher::array::Array;
 use aes::cipher::consts::U16;
@@ -113,6 +113,7 @@ impl<'a> Lane<'a> {
 }
 
 /// CMAC's subkeys for a complete and for a padded last block.
+#[derive(Clone)]
 struct Subkeys {
     complete: [u8; BLOCK],
     padded: [u8; BLOCK],
@@ -176,46 +177,48 @@ impl BlockCipherEncClosure for CmacRun<'_, '_> {
 pub struct S2vFinish {
     /// S2V's running value after the associated data (`dbl(CMAC(0)) ⊕ CMAC(AD)`).
     d: [u8; BLOCK],
-    complete: [u8; BLOCK],
-    padded: [u8; BLOCK],
+    subkeys: Subkeys,
 }
 
 impl S2vFinish {
     /// The bytes whose CBC-MAC under K1 — the last block of AES-CBC from a zero IV, padding
-    /// aside — is S2V(AD, `plain`), i.e. the tag: CMAC's input with its subkey already mixed
-    /// into the last block. A whole number of blocks, at least one.
+    /// aside — is S2V(AD, `plain`), i.e. the tag: S2V's last string as CMAC takes it (the lane
+    /// `s2v` runs), its subkey already mixed into the last block. A whole number of blocks.
     pub fn cbc_mac_input(&self, plain: &[u8]) -> Vec<u8> {
-        let mut input;
-        if plain.len() >= BLOCK {
-            // T = plain xorend D, then CMAC's last-block rule.
-            input = Vec::with_capacity(plain.len().div_ceil(BLOCK) * BLOCK);
-            input.extend_from_slice(plain);
-            let end = input.len() - BLOCK;
-            for (byte, d) in input[end..].iter_mut().zip(&self.d) {
-                *byte ^= d;
-            }
-            if input.len() % BLOCK == 0 {
-                let last = input.len() - BLOCK;
-                for (byte, k) in input[last..].iter_mut().zip(&self.complete) {
-                    *byte ^= k;
-                }
-            } else {
-                input.push(0x80);
-                input.resize(input.len().div_ceil(BLOCK) * BLOCK, 0);
-                let last = input.len() - BLOCK;
-                for (byte, k) in input[last..].iter_mut().zip(&self.padded) {
-                    *byte ^= k;
-                }
-            }
-        } else {
-            // T = dbl(D) ⊕ (plain ‖ 10*): one complete block.
-            let mut padded = [0u8; BLOCK];
-            padded[..plain.len()].copy_from_slice(plain);
-            padded[plain.len()] = 0x80;
-            input = xor(xor(dbl(self.d), &padded), &self.complete).to_vec();
+        let lane = last_step_lane(self.d, plain);
+        let mut input = Vec::with_capacity(lane.blocks * BLOCK);
+        for i in 0..lane.blocks {
+            // The lane's chain is still zero: its input is the block itself.
+            input.extend_from_slice(&lane.input(i, &self.subkeys));
         }
         input
     }
+}
+
+/// S2V's last string T for `plain`, as a CMAC lane, `d` being S2V's value after the associated
+/// data: `plain` with `d` xored into its last 16 bytes ("xorend"), or, under a block,
+/// `dbl(d) ⊕ (plain ‖ 10*)`.
+fn last_step_lane(d: [u8; BLOCK], plain: &[u8]) -> Lane<'_> {
+    if plain.len() >= BLOCK {
+        // The bytes before the last 16..=31 go as they are, the rest is the tail.
+        let whole = (plain.len() - BLOCK) / BLOCK * BLOCK;
+        let mut tail = [0u8; 2 * BLOCK];
+        let tail_len = plain.len() - whole;
+        tail[..tail_len].copy_from_slice(&plain[whole..]);
+        let end = xor(tail[tail_len - BLOCK..tail_len].try_into().unwrap_or([0; BLOCK]), &d);
+        tail[tail_len - BLOCK..tail_len].copy_from_slice(&end);
+        Lane::new(&plain[..whole], &tail[..tail_len])
+    } else {
+        let mut padded = [0u8; BLOCK];
+        padded[..plain.len()].copy_from_slice(plain);
+        padded[plain.len()] = 0x80;
+        Lane::new(&[], &xor(dbl(d), &padded))
+    }
+}
+
+/// Whether `mac` is `tag`, compared in constant time (every byte looked at, whatever differs).
+pub fn tags_equal(tag: &[u8], mac: &[u8; BLOCK]) -> bool {
+    tag.len() == BLOCK && tag.iter().zip(mac).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// The first counter block of AES-SIV's CTR pass for the synthetic IV `tag` (bits 63 and 31
@@ -246,7 +249,7 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
     /// S2V's last step for messages with associated data `ad` (see `S2vFinish`).
     pub fn s2v_finish(&self, ad: &[u8]) -> S2vFinish {
         let ad_mac = self.cmac(&mut [Lane::of(ad)])[0];
-        S2vFinish { d: xor(dbl(self.zero_mac), &ad_mac), complete: self.subkeys.complete, padded: self.subkeys.padded }
+        S2vFinish { d: xor(dbl(self.zero_mac), &ad_mac), subkeys: self.subkeys.clone() }
     }
 
     /// The CMACs of all lanes, their chains advanced together.
@@ -261,23 +264,7 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
         let ad_macs = self.cmac(&mut ad_lanes);
         let mut lanes = Vec::with_capacity(items.len());
         for ((_, plain), ad_mac) in items.iter().zip(ad_macs) {
-            let d = xor(dbl(self.zero_mac), &ad_mac);
-            if plain.len() >= BLOCK {
-                // T = plaintext with D xored into its last 16 bytes ("xorend"): the bytes before
-                // the last 16..=31 go as they are, the rest is the tail.
-                let whole = (plain.len() - BLOCK) / BLOCK * BLOCK;
-                let mut tail = [0u8; 2 * BLOCK];
-                let tail_len = plain.len() - whole;
-                tail[..tail_len].copy_from_slice(&plain[whole..]);
-                let end = xor(tail[tail_len - BLOCK..tail_len].try_into().unwrap_or([0; BLOCK]), &d);
-                tail[tail_len - BLOCK..tail_len].copy_from_slice(&end);
-                lanes.push(Lane::new(&plain[..whole], &tail[..tail_len]));
-            } else {
-                let mut padded = [0u8; BLOCK];
-                padded[..plain.len()].copy_from_slice(plain);
-                padded[plain.len()] = 0x80;
-                lanes.push(Lane::new(&[], &xor(dbl(d), &padded)));
-            }
+            lanes.push(last_step_lane(xor(dbl(self.zero_mac), &ad_mac), plain));
         }
         self.cmac(&mut lanes)
     }
@@ -338,11 +325,8 @@ impl<C: BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + KeyInit> SivBatch<
         let inputs: Vec<(&[u8], &[u8])> =
             decrypted.iter().map(|&i| (items[i].0, plains[i].as_deref().unwrap_or_default())).collect();
         let tags = self.s2v(&inputs);
-        let authentic: Vec<bool> = decrypted
-            .iter()
-            .zip(&tags)
-            .map(|(&i, tag)| tag.iter().zip(&items[i].1[..BLOCK]).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
-            .collect();
+        let authentic: Vec<bool> =
+            decrypted.iter().zip(&tags).map(|(&i, tag)| tags_equal(&items[i].1[..BLOCK], tag)).collect();
         drop(inputs);
         for (&i, authentic) in decrypted.iter().zip(authentic) {
             if !authentic {
