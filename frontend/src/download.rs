@@ -2,9 +2,9 @@
 //!
 //! When the service worker (`sw.js`) controls the page, a download streams to disk: each chunk
 //! from the host goes to the worker as it arrives, and the host is credited for the chunks sent
-//! to it only when the worker's stream pulls for more, so a 2 GB file never sits in the page's
-//! memory (the connection's flow-control window bounds it). Before the worker is active (the very first
-//! visit), the file is gathered into a `Blob` instead.
+//! to it only when the worker's stream pulls for more (`transfer::PullCredit`), so a 2 GB file
+//! never sits in the page's memory (the connection's flow-control window bounds it). Before the
+//! worker is active (the very first visit), the file is gathered into a `Blob` instead.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

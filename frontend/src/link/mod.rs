@@ -1,10 +1,10 @@
 //! The browser's connection to one host, as the page sees it: a cheap handle whose calls,
 //! streams and input go to a link worker (`worker`), which holds the protocol crate's sans-IO
 //! `Client` — the same client the command line drives — and the WebSocket to the relay. Sealing
-//! and opening run there, off the main thread (long frames opened by WebCrypto's native AES,
-//! `native_aes`); here answers go to the futures waiting for them,
-//! stream bytes (plaintext) to their owners, and the WebRTC data channel (`direct`), which only
-//! the page can hold, moves sealed bytes between the host and the worker.
+//! and opening run there, off the main thread (long frames through WebCrypto's native AES,
+//! `native_aes`); here answers go to the futures waiting for them, stream bytes (plaintext) to
+//! their owners, and the WebRTC data channel (`direct`), which only the page can hold, moves
+//! sealed bytes between the host and the worker.
 //!
 //! Invariants:
 //! - One link, many streams: every terminal tab and the session list share the connection.

@@ -1,6 +1,6 @@
 // The browser's own AES (WebCrypto: native code, where WASM has only a software AES), for the
-// link worker to open long frames with. The protocol crate says what to run it over
-// (`channel::OpenJob`); this file only runs AES-CTR and AES-CBC. Every byte array passed in is
+// link worker to open and seal long frames with. The protocol crate says what to run it over
+// (`channel::OpenJob`, `SealJob`); this file only runs AES-CTR and AES-CBC. Every byte array passed in is
 // a view of WASM memory: WebCrypto copies its inputs when called, so each is handed over before
 // the first `await` and never read after it.
 
@@ -17,7 +17,8 @@ export function importKeys(macKey, ctrKey) {
   ]);
 }
 
-// AES-CTR from `counter`, counting in its low 64 bits: an ArrayBuffer as long as `data`.
+// AES-CTR from `counter`, counting in its low 64 bits: an ArrayBuffer as long as `data`. Its
+// encryption and decryption are one XOR, so sealing uses it too (the key is for 'decrypt').
 export function ctrXor(key, counter, data) {
   return crypto.subtle.decrypt({ name: 'AES-CTR', counter, length: 64 }, key, data);
 }

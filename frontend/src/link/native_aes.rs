@@ -7,8 +7,9 @@
 //! Invariants:
 //! - Keys are imported once per link and direction, non-extractable; a job of a new link
 //!   imports its own.
-//! - Every failure comes back as `Opened::Failed` (the connection then fails): nothing here
-//!   decides whether a frame is authentic.
+//! - Every failure comes back as `Opened::Failed` (the connection then fails) or
+//!   `Sealed::Failed` (the frame is sealed in WASM instead): nothing here decides whether a
+//!   frame is authentic.
 
 use std::future::Future;
 

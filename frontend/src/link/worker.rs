@@ -306,34 +306,39 @@ fn run_native_aes(shared: &Shared) -> bool {
     loop {
         let mut worker = shared.borrow_mut();
         let worker = &mut *worker;
-        let weak = Rc::downgrade(shared);
         // The client is told to use an outside AES only when WebCrypto is there.
         let Some(aes) = worker.native_aes.as_mut() else { return any };
         if let Some((link, job)) = worker.client.poll_open() {
             let ctr = job.ctr();
-            let opening = aes.open(link, job);
-            wasm_bindgen_futures::spawn_local(async move {
-                let opened = opening.await;
-                with_worker(&weak, |shared| {
-                    shared.borrow_mut().client.opened(link, ctr, opened, now_ms());
-                    flush(shared);
-                });
+            back_to_client(shared, aes.open(link, job), move |client, opened| {
+                client.opened(link, ctr, opened, now_ms())
             });
         } else if let Some((link, job)) = worker.client.poll_seal() {
             let ctr = job.ctr();
-            let sealing = aes.seal(link, job);
-            wasm_bindgen_futures::spawn_local(async move {
-                let sealed = sealing.await;
-                with_worker(&weak, |shared| {
-                    shared.borrow_mut().client.sealed(link, ctr, sealed, now_ms());
-                    flush(shared);
-                });
+            back_to_client(shared, aes.seal(link, job), move |client, sealed| {
+                client.sealed(link, ctr, sealed, now_ms())
             });
         } else {
             return any;
         }
         any = true;
     }
+}
+
+/// Once `result` is ready, hand it to the client and do what it then asks.
+fn back_to_client<T: 'static>(
+    shared: &Shared,
+    result: impl std::future::Future<Output = T> + 'static,
+    deliver: impl FnOnce(&mut Client, T) + 'static,
+) {
+    let weak = Rc::downgrade(shared);
+    wasm_bindgen_futures::spawn_local(async move {
+        let result = result.await;
+        with_worker(&weak, |shared| {
+            deliver(&mut shared.borrow_mut().client, result);
+            flush(shared);
+        });
+    });
 }
 
 fn arm_timer(shared: &Shared) {
