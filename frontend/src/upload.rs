@@ -2,7 +2,9 @@
 //! the one `tether cp` follows): in chunks of `CHUNK_BYTES` (`TYPING_CHUNK_BYTES` while someone
 //! types), within the planner's window of unanswered bytes, each sealed only when the WebSocket
 //! has room (so typing is never queued behind file bytes); the host checks the SHA-256 and
-//! commits atomically. A lost connection is no failure:
+//! commits atomically. A chunk goes from the file to the link worker as the browser read it: the
+//! page's main thread neither copies nor hashes it (the worker hashes it on its way to be
+//! sealed, `Link::upload_bytes`). A lost connection is no failure:
 //! once it is back, the upload goes on from the byte the host has (the same upload name finds
 //! its temporary file). Dropped folders are walked here into their files. The editor's saves
 //! are uploads too (of its text, conditional on the version it started from).
@@ -14,15 +16,20 @@ use tether_protocol::transfer::{upload_key, Upload};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::link::{Link, Refused, RECONNECT_WAIT_MS, RESUMES};
+use crate::link::messages::buffer_of;
+use crate::link::{Hashing, Link, Refused, RECONNECT_WAIT_MS, RESUMES};
 
 /// A chunk while nobody types: big, for throughput.
 const CHUNK_BYTES: usize = 128 * 1024; // 128 KiB
 /// A chunk while someone types on this connection: small, because a keystroke waits for the
-/// chunk at hand — hashed on the page's main thread, then sealed in the link worker, in order —
-/// and its echo and the next frame painted wait with it (measured when both ran on the main
-/// thread: 64 KiB chunks cost the echo a frame at p50, 16 KiB did not).
+/// chunk at hand — hashed and sealed in the link worker, in order — and its echo waits with it
+/// (measured when both ran on the page's main thread: 64 KiB chunks cost the echo a frame at
+/// p50, 16 KiB did not).
 const TYPING_CHUNK_BYTES: usize = 16 * 1024; // 16 KiB
+/// What a file is read in: a `slice` and its `arrayBuffer` cost the page's main thread about
+/// half a millisecond each whatever their length (measured: 1.4 s of the 1.6 s the main thread
+/// spent on a 200 MB upload read in 128 KiB chunks), so chunks are cut from bigger pieces.
+const READ_AHEAD_BYTES: u64 = 4 << 20; // 4 MiB
 /// Input this recent means someone is typing.
 const TYPING_MS: u64 = 2_000;
 
@@ -50,12 +57,38 @@ impl Source<'_> {
         };
         upload_key(path, self.size(), &version)
     }
+}
 
-    async fn slice(&self, start: u64, end: u64) -> Result<Vec<u8>, String> {
-        match self {
-            Source::File(file) => read_slice(file, start, end).await,
-            Source::Bytes { bytes, .. } => Ok(bytes[start as usize..end as usize].to_vec()),
+/// Reads a source's chunks, each in a buffer of its own to hand to the link worker; a file a
+/// whole `READ_AHEAD_BYTES` piece at a time.
+struct Reader<'a> {
+    source: &'a Source<'a>,
+    /// The piece of the file read last, and where it starts.
+    piece: Option<js_sys::ArrayBuffer>,
+    piece_start: u64,
+}
+
+impl<'a> Reader<'a> {
+    fn new(source: &'a Source<'a>) -> Self {
+        Reader { source, piece: None, piece_start: 0 }
+    }
+
+    /// Bytes `start..end` (fewer, none at all, where the file ends sooner than it said).
+    async fn read(&mut self, start: u64, end: u64) -> Result<js_sys::ArrayBuffer, String> {
+        let file = match self.source {
+            Source::File(file) => file,
+            Source::Bytes { bytes, .. } => return Ok(buffer_of(&bytes[start as usize..end as usize])),
+        };
+        let piece_end = |piece: &js_sys::ArrayBuffer| self.piece_start + u64::from(piece.byte_length());
+        if !self.piece.as_ref().is_some_and(|piece| start >= self.piece_start && end <= piece_end(piece)) {
+            let until = (start + READ_AHEAD_BYTES).max(end).min(self.source.size());
+            self.piece = Some(read_slice(file, start, until).await?);
+            self.piece_start = start;
         }
+        let piece = self.piece.as_ref().ok_or("cannot read the file")?;
+        let length = u64::from(piece.byte_length());
+        let (from, to) = ((start - self.piece_start).min(length), (end - self.piece_start).min(length));
+        Ok(piece.slice_with_end(from as u32, to as u32))
     }
 }
 
@@ -115,6 +148,8 @@ async fn send_once(
     };
     use futures_util::stream::{FuturesOrdered, StreamExt};
     let mut plan = Upload::new(&upload, size, offset);
+    let digest = DigestInWorker { link, upload: &upload };
+    let mut reader = Reader::new(source);
     // A few chunks unanswered at a time: the next is read while the last ones travel.
     let mut in_flight = FuturesOrdered::new();
     while !plan.is_sent() {
@@ -129,9 +164,11 @@ async fn send_once(
                 if start >= offset {
                     link.room_for_bulk(chunk_bytes as u32).await;
                 }
-                let bytes = source.slice(start, end).await?;
-                if let Some(chunk) = plan.read(&bytes).map_err(String::from)? {
-                    in_flight.push_back(link.call_fs_with(chunk, bytes));
+                let bytes = reader.read(start, end).await?;
+                let chunk = plan.read_hashed_elsewhere(u64::from(bytes.byte_length())).map_err(String::from)?;
+                let hashing = Hashing { upload: upload.clone(), size, offset: start };
+                if let Some(answer) = link.upload_bytes(chunk, bytes, hashing) {
+                    in_flight.push_back(answer);
                 }
             }
             // The window is full, or everything is read: wait for the oldest answer.
@@ -144,17 +181,39 @@ async fn send_once(
         }
     }
     progress(size);
-    link.call_fs_with(plan.commit(), Vec::new()).await?;
+    let sha256 = digest.finish().await?;
+    link.call_fs_with(plan.commit_with(sha256), Vec::new()).await?;
     Ok(())
 }
 
+/// An upload's digest, taken in the link worker: asked for at the end, forgotten there when the
+/// upload ends any other way.
+struct DigestInWorker<'a> {
+    link: &'a Link,
+    upload: &'a str,
+}
+
+impl DigestInWorker<'_> {
+    async fn finish(self) -> Result<String, String> {
+        let digest = self.link.upload_digest(self.upload).await;
+        std::mem::forget(self); // the worker forgot it as it answered
+        digest
+    }
+}
+
+impl Drop for DigestInWorker<'_> {
+    fn drop(&mut self) {
+        self.link.forget_upload_digest(self.upload);
+    }
+}
+
 /// Bytes `start..end` of a browser file.
-async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
+async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<js_sys::ArrayBuffer, String> {
     let blob = file.slice_with_f64_and_f64(start as f64, end as f64).map_err(|_| "cannot read the file".to_owned())?;
     let buffer = wasm_bindgen_futures::JsFuture::from(blob.array_buffer())
         .await
         .map_err(|_| "cannot read the file".to_owned())?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+    buffer.dyn_into().map_err(|_| "cannot read the file".to_owned())
 }
 
 /// Files found under a dropped entry, each with its path.

@@ -218,6 +218,9 @@ impl std::error::Error for FileError {}
 pub enum TransferError {
     /// The source ended before the size the upload announced.
     SourceShrank { read: u64, size: u64 },
+    /// An upload's bytes came to be hashed at `offset` with `hashed` bytes hashed so far (the
+    /// shell skipped or repeated some: never the user's doing).
+    OutOfOrder { offset: u64, hashed: u64 },
     /// The host's file is smaller than what was already downloaded of it.
     RemoteShrank { have: u64, size: u64 },
     /// A download ended at `got` bytes, not the `size` the host announced.
@@ -229,6 +232,9 @@ impl fmt::Display for TransferError {
         match self {
             TransferError::SourceShrank { read, size } => {
                 write!(f, "the file changed while it was sent ({read} bytes, not {size})")
+            }
+            TransferError::OutOfOrder { offset, hashed } => {
+                write!(f, "upload bytes came out of order (at {offset}, after {hashed}); send it again")
             }
             TransferError::RemoteShrank { have, size } => {
                 write!(f, "the file got smaller ({size} bytes) than what was downloaded ({have}); copy it again")

@@ -6,7 +6,9 @@
 //! Invariants:
 //! - An upload's digest covers the whole file: bytes the host already has (a resumed upload) are
 //!   read and hashed, not sent again. The commit names that digest; the host checks it before
-//!   the file takes its name.
+//!   the file takes its name. A shell whose bytes pass somewhere else on their way (the page's
+//!   link worker) hashes them there with `UploadDigest`, which takes them only in order, from
+//!   offset 0, and finishes only once it has the whole size.
 //! - At most `UPLOAD_WINDOW_BYTES` (and `UPLOAD_WINDOW_CHUNKS` chunks) are sent and unanswered:
 //!   the answers are an upload's flow control, and a connection's other streams (a terminal)
 //!   never wait behind more than that.
@@ -93,19 +95,36 @@ impl Upload {
     /// them as its payload when the host does not have them yet. Fewer bytes than asked for (none
     /// at all) mean the source is shorter than announced.
     pub fn read(&mut self, bytes: &[u8]) -> Result<Option<FsRequest>, TransferError> {
-        if bytes.is_empty() {
+        let len = self.usable(bytes.len() as u64)?;
+        self.digest.update(&bytes[..len as usize]);
+        Ok(self.advance(len))
+    }
+
+    /// `read` for bytes hashed where they pass (an `UploadDigest`), not here: `n` bytes were
+    /// read from `next_read`'s start. Commit with `commit_with` and that digest.
+    pub fn read_hashed_elsewhere(&mut self, n: u64) -> Result<Option<FsRequest>, TransferError> {
+        let len = self.usable(n)?;
+        Ok(self.advance(len))
+    }
+
+    /// Of `n` bytes just read, those within the announced size (none: the source shrank).
+    fn usable(&self, n: u64) -> Result<u64, TransferError> {
+        if n == 0 {
             return Err(TransferError::SourceShrank { read: self.read, size: self.size });
         }
+        Ok(n.min(self.size - self.read))
+    }
+
+    /// `len` bytes were read (and hashed): the chunk to send, unless the host has them.
+    fn advance(&mut self, len: u64) -> Option<FsRequest> {
         let start = self.read;
-        let len = (bytes.len() as u64).min(self.size - start);
-        self.digest.update(&bytes[..len as usize]);
         self.read += len;
         if start < self.host_has {
-            return Ok(None);
+            return None;
         }
         self.in_flight.push_back(len);
         self.unanswered += len;
-        Ok(Some(FsRequest::Chunk { upload: self.upload.clone(), offset: start }))
+        Some(FsRequest::Chunk { upload: self.upload.clone(), offset: start })
     }
 
     /// The oldest chunk unanswered was answered (taken by the host): the bytes the host has now.
@@ -127,8 +146,65 @@ impl Upload {
     }
 
     /// The `commit` naming the whole file's digest (once `is_sent`).
-    pub fn commit(self) -> FsRequest {
-        FsRequest::Commit { upload: self.upload, sha256: self.digest.finish() }
+    pub fn commit(mut self) -> FsRequest {
+        let sha256 = std::mem::take(&mut self.digest).finish();
+        self.commit_with(sha256)
+    }
+
+    /// The `commit` for bytes hashed elsewhere (`read_hashed_elsewhere`): `sha256` is the
+    /// `UploadDigest`'s.
+    pub fn commit_with(self, sha256: String) -> FsRequest {
+        FsRequest::Commit { upload: self.upload, sha256 }
+    }
+}
+
+/// An upload's SHA-256 taken where its bytes pass on their way to the host (the page's link
+/// worker, so its main thread never hashes), apart from the `Upload` that plans them. It takes
+/// the bytes of one attempt in order: offset 0 starts anew (an attempt after a lost link reads
+/// the file again from its start), any other offset must follow what it has, or the attempt's
+/// digest is spoilt (`finish` says why).
+#[derive(Default)]
+pub struct UploadDigest {
+    size: u64,
+    hashed: u64,
+    digest: FileDigest,
+    spoilt: Option<TransferError>,
+}
+
+impl UploadDigest {
+    /// A digest of an upload of `size` bytes.
+    pub fn new(size: u64) -> UploadDigest {
+        UploadDigest { size, ..UploadDigest::default() }
+    }
+
+    /// The bytes read from `offset` (those past the size are not the file's).
+    pub fn update(&mut self, offset: u64, bytes: &[u8]) -> Result<(), TransferError> {
+        if offset == 0 {
+            *self = UploadDigest::new(self.size);
+        }
+        if let Some(spoilt) = &self.spoilt {
+            return Err(spoilt.clone());
+        }
+        if offset != self.hashed {
+            let spoilt = TransferError::OutOfOrder { offset, hashed: self.hashed };
+            self.spoilt = Some(spoilt.clone());
+            return Err(spoilt);
+        }
+        let len = (bytes.len() as u64).min(self.size - self.hashed);
+        self.digest.update(&bytes[..len as usize]);
+        self.hashed += len;
+        Ok(())
+    }
+
+    /// The hex SHA-256 of the whole file, once all of it was hashed.
+    pub fn finish(self) -> Result<String, TransferError> {
+        if let Some(spoilt) = self.spoilt {
+            return Err(spoilt);
+        }
+        if self.hashed < self.size {
+            return Err(TransferError::SourceShrank { read: self.hashed, size: self.size });
+        }
+        Ok(self.digest.finish())
     }
 }
 
@@ -265,6 +341,49 @@ mod tests {
         assert_eq!(sent.first().map(|c| c.0), Some(1_000_000));
         assert_eq!(sent.iter().map(|(_, len)| len).sum::<u64>(), 2_000_000);
         assert_eq!(commit, FsRequest::Commit { upload: "u".into(), sha256: whole });
+    }
+
+    #[test]
+    fn a_digest_taken_where_the_bytes_pass_is_the_planners_and_takes_them_only_in_order() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (_, own) = run(&data, 300_000, 64 * 1024);
+        let FsRequest::Commit { sha256: whole, .. } = own else { panic!("a commit") };
+
+        // The shell's way: the planner counts, the bytes are hashed elsewhere; an attempt cut
+        // off half way begins again at 0, and the host has some of it by then.
+        let mut elsewhere = UploadDigest::new(data.len() as u64);
+        elsewhere.update(0, &data[..500_000]).expect("in order");
+        let mut plan = Upload::new("u", data.len() as u64, 300_000);
+        while !plan.is_sent() {
+            match plan.next_read(100_000) {
+                Some((start, end)) => {
+                    let bytes = &data[start as usize..end as usize];
+                    elsewhere.update(start, bytes).expect("in order");
+                    plan.read_hashed_elsewhere(bytes.len() as u64).expect("reads");
+                }
+                None => {
+                    plan.answered();
+                }
+            }
+        }
+        assert_eq!(
+            plan.commit_with(elsewhere.finish().expect("all of it")),
+            FsRequest::Commit { upload: "u".into(), sha256: whole }
+        );
+
+        let mut gap = UploadDigest::new(100);
+        gap.update(0, &[1; 40]).expect("in order");
+        let out_of_order = Err(TransferError::OutOfOrder { offset: 50, hashed: 40 });
+        assert_eq!(gap.update(50, &[1; 10]), out_of_order);
+        assert_eq!(gap.update(40, &[1; 60]), out_of_order, "spoilt for the rest of the attempt");
+        assert_eq!(gap.finish(), Err(TransferError::OutOfOrder { offset: 50, hashed: 40 }));
+        let mut short = UploadDigest::new(100);
+        short.update(0, &[1; 40]).expect("in order");
+        assert_eq!(short.finish(), Err(TransferError::SourceShrank { read: 40, size: 100 }));
+        let mut again = UploadDigest::new(3);
+        again.update(2, &[1]).expect_err("not from the start");
+        again.update(0, &[1, 2, 3]).expect("an attempt starts anew");
+        assert!(again.finish().is_ok());
     }
 
     #[test]

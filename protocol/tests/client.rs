@@ -652,10 +652,13 @@ fn frames_sealed_by_the_shells_aes_reach_the_host_in_order_and_a_key_behind_one_
     wire.settle();
     assert_eq!(wire.held_seals.len(), 1, "the paste goes to the shell's AES, the key not");
     assert!(typed_bytes(&wire, handle).is_empty(), "the key waits behind the paste");
+    // What a bulk sender paces on counts both, framed, until they are put out to transmit.
+    assert!(wire.client.unsealed_bytes() > paste.len() + 1, "{}", wire.client.unsealed_bytes());
     let (link, job) = wire.held_seals.pop().expect("a job");
     wire.client.sealed(link, job.ctr(), seal_job(&job), 0);
     wire.settle();
     assert_eq!(typed_bytes(&wire, handle), [&paste[..], b"k"].concat());
+    assert_eq!(wire.client.unsealed_bytes(), 0);
 
     // A failed job is sealed here; so is one still out when the client closes.
     wire.client.write_input(handle, &paste, 0).expect("connected");

@@ -15,7 +15,7 @@
 //!   echo on (keydown → the frame painting the prediction) and off; and again in a Chromium with
 //!   its deferral of tasks after input turned off, which is what bounds the figure;
 //! - Files tab: upload (file input → committed on the host) and download (→ saved by Chromium)
-//!   of 200 MB, MB/s;
+//!   of 200 MB, MB/s, and who used the CPU meanwhile;
 //! - the editor: bytes the first load fetched of it (none: it is loaded when an editor opens),
 //!   its bundle's size as an editor's first open fetches it (raw and gzip -9), and Enter on a
 //!   1 MB source file in the Files tab → its first screen painted, cold (the bundle loaded
@@ -576,18 +576,21 @@ fn files_bench(browser: &Browser, scratch: &Path, downloads: &Path) {
     files_go(browser, &place);
 
     let input = browser.find(".pane.files .file-input").expect("the file input");
+    let before = CpuTimes::now();
     let started = Instant::now();
     browser.send_keys(&input, &local.display().to_string());
     wait_until(BULK, "the upload", || {
         (std::fs::metadata(place.join("upload.bin")).map(|m| m.len()).unwrap_or(0) == TRANSFER_BYTES).then_some(())
     });
     let up = started.elapsed();
+    let up_cpu = CpuTimes::now().since(&before, up.as_secs_f64());
 
     files_go(browser, &place);
     browser.execute(
         "[...document.querySelectorAll('.pane.files .file')].find(r => r.dataset.name === 'upload.bin').click()",
         json!([]),
     );
+    let before = CpuTimes::now();
     let started = Instant::now();
     click(browser, ".pane.files .download");
     let saved = downloads.join("upload.bin");
@@ -596,6 +599,7 @@ fn files_bench(browser: &Browser, scratch: &Path, downloads: &Path) {
         (complete && !downloads.join("upload.bin.crdownload").exists()).then_some(())
     });
     let down = started.elapsed();
+    let down_cpu = CpuTimes::now().since(&before, down.as_secs_f64());
     let rate = |d: Duration| TRANSFER_BYTES as f64 / 1e6 / d.as_secs_f64();
     println!(
         "  Files upload        {:.1} MB/s   download {:.1} MB/s ({} MB)",
@@ -603,6 +607,8 @@ fn files_bench(browser: &Browser, scratch: &Path, downloads: &Path) {
         rate(down),
         TRANSFER_BYTES / 1_000_000
     );
+    println!("    CPU upload        {up_cpu}");
+    println!("    CPU download      {down_cpu}");
 
     // Keystrokes in the terminal while the same connection uploads.
     let big = scratch.join("big-upload.bin");

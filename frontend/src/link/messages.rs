@@ -5,6 +5,8 @@
 //! - A message is a batch: a JS array of `[header, bytes]` pairs, handled in order. `header` is
 //!   the JSON of one `ToWorker` or `FromWorker`; `bytes` is an `ArrayBuffer` or `null`.
 //! - Bytes are transferred, never copied by `postMessage`: the sender gives its buffer up.
+//! - The worker counts the bytes of every buffer it is sent, read or not, and says the count
+//!   with `Unsent`: what the page sent beyond it is still on its way, and counts as unsent.
 //! - Only plaintext the page itself made or will show crosses here, inside one browser tab;
 //!   secrets cross once (the host's secret, to the worker that proves it).
 //! - A malformed item (never expected: both ends are this one WASM build) is dropped with a
@@ -31,10 +33,26 @@ pub enum ToWorker {
         identity: String,
         secret: Vec<u8>,
     },
-    /// A call; its answer comes back as `Answer { id }`. Bytes: the payload.
+    /// A call; its answer comes back as `Answer { id }`. Bytes: the payload — with `hashing`,
+    /// an upload's bytes, hashed here on their way.
     Call {
         id: u64,
         request: Request,
+        hashing: Option<Hashing>,
+    },
+    /// Bytes: an upload's bytes the host already has, only hashed.
+    Hash {
+        hashing: Hashing,
+    },
+    /// An upload's digest, once all its bytes were hashed; it comes back as `Digest { id }`, and
+    /// the worker forgets the upload.
+    FinishDigest {
+        id: u64,
+        upload: String,
+    },
+    /// The upload ended otherwise (cancelled, failed): forget its digest.
+    ForgetDigest {
+        upload: String,
     },
     /// A request whose answer nobody waits for. Bytes: the payload.
     Send {
@@ -63,6 +81,18 @@ pub enum ToWorker {
     Close,
     /// What the page's peer connection reports (it lives in the page: workers have none).
     Direct(DirectNews),
+}
+
+/// Where bytes beside a command sit in an upload, to be hashed in the worker
+/// (`transfer::UploadDigest`) so the page's main thread never hashes a file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hashing {
+    /// The upload's name on the host.
+    pub upload: String,
+    /// The whole file's size.
+    pub size: u64,
+    /// The bytes' offset in the file (0: an attempt starts, the digest anew).
+    pub offset: u64,
 }
 
 /// `upgrade::DirectEvent`, its bytes beside the header.
@@ -105,6 +135,11 @@ pub enum FromWorker {
         id: u64,
         answer: Result<Response, Refused>,
     },
+    /// An upload's digest (`FinishDigest`), or why there is none.
+    Digest {
+        id: u64,
+        sha256: Result<String, String>,
+    },
     /// Something happened on stream `handle`.
     Stream {
         handle: u32,
@@ -114,9 +149,12 @@ pub enum FromWorker {
     Peer(Action),
     /// Bytes: sealed bytes for the data channel.
     DirectSend,
-    /// Bytes the worker's WebSocket has not sent yet (what bulk senders pace on).
+    /// What bulk senders pace on: bytes the worker has not sent yet (its WebSocket's, and those
+    /// still to be sealed), and how many bytes of the page's commands it has taken so far (so
+    /// the page counts those it posted since as unsent too).
     Unsent {
         bytes: u32,
+        taken: u64,
     },
 }
 
@@ -244,6 +282,16 @@ pub fn read<T: DeserializeOwned>(data: &JsValue) -> Vec<(T, Option<js_sys::Array
             }
         })
         .collect()
+}
+
+/// Bytes of all the buffers in a message, whether its items can be read or not.
+pub fn bytes_carried(data: &JsValue) -> u64 {
+    let Some(items) = data.dyn_ref::<js_sys::Array>() else { return 0 };
+    items
+        .iter()
+        .filter_map(|item| item.dyn_into::<js_sys::Array>().ok()?.get(1).dyn_into::<js_sys::ArrayBuffer>().ok())
+        .map(|buffer| u64::from(buffer.byte_length()))
+        .sum()
 }
 
 pub fn warn(message: &str) {

@@ -4,7 +4,8 @@
 //! and opening run there, off the main thread (long frames through WebCrypto's native AES,
 //! `native_aes`); here answers go to the futures waiting for them, stream bytes (plaintext) to
 //! their owners, and the WebRTC data channel (`direct`), which only the page can hold, moves
-//! sealed bytes between the host and the worker.
+//! sealed bytes between the host and the worker. An upload's bytes go from the file to the
+//! worker untouched; the worker hashes them on their way (`upload_bytes`, `upload_digest`).
 //!
 //! Invariants:
 //! - One link, many streams: every terminal tab and the session list share the connection.
@@ -34,6 +35,7 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
+pub use messages::Hashing;
 use messages::{buffer_of, bytes_of, Batch, DirectNews, FromWorker, ToWorker};
 use serde::{Deserialize, Serialize};
 use tether_protocol::api::{Request, Response};
@@ -108,11 +110,16 @@ struct Inner {
     direct: Option<PeerAttempt>,
     /// Who waits for which call's answer, and who owns which stream (by its handle).
     answers: HashMap<u64, oneshot::Sender<Reply>>,
+    /// Who waits for which upload's digest (by call id).
+    digests: HashMap<u64, oneshot::Sender<Result<String, String>>>,
     owners: HashMap<u32, Callback<(u32, StreamEvent)>>,
     /// The next call id or stream handle (one count: a stream's answer comes under its handle).
     next_id: u32,
-    /// What the worker's WebSocket held when it last said.
+    /// What the worker had not sent when it last said, and how many bytes of our commands it
+    /// had taken then; how many bytes our commands have carried so far.
     worker_unsent: u32,
+    worker_took: u64,
+    commands_carried: u64,
     /// When this page last sent typed input (`now_ms`), so bulk senders can make way, and how
     /// many times it has.
     last_input_ms: Option<u64>,
@@ -148,9 +155,12 @@ impl Link {
             summary: String::new(),
             direct: None,
             answers: HashMap::new(),
+            digests: HashMap::new(),
             owners: HashMap::new(),
             next_id: 1,
             worker_unsent: 0,
+            worker_took: 0,
+            commands_carried: 0,
             last_input_ms: None,
             inputs: 0,
             round_trip_ms: 0,
@@ -232,7 +242,11 @@ impl Link {
     /// Queue a command for the worker: posted now (`at_once`: keys, credit) or at the end of
     /// the task (calls, so that those made together are sealed together).
     fn command(&self, command: &ToWorker, bytes: Option<js_sys::ArrayBuffer>, at_once: bool) {
-        self.0.borrow_mut().commands.push(command, bytes);
+        {
+            let mut inner = self.0.borrow_mut();
+            inner.commands_carried += bytes.as_ref().map_or(0, |b| u64::from(b.byte_length()));
+            inner.commands.push(command, bytes);
+        }
         if at_once {
             self.post_commands();
         } else if !std::mem::replace(&mut self.0.borrow_mut().post_queued, true) {
@@ -298,6 +312,12 @@ impl Link {
                         let _ = waiting.send(answer.map(|response| (response, bytes_of(bytes.as_ref()))));
                     }
                 }
+                FromWorker::Digest { id, sha256 } => {
+                    let waiting = self.0.borrow_mut().digests.remove(&id);
+                    if let Some(waiting) = waiting {
+                        let _ = waiting.send(sha256);
+                    }
+                }
                 FromWorker::Stream { handle, event } => {
                     let event = event.into_event(bytes.as_ref());
                     let ends = matches!(event, StreamEvent::Eof | StreamEvent::Lost { .. });
@@ -319,7 +339,11 @@ impl Link {
                         direct.send(bytes_of(bytes.as_ref()));
                     }
                 }
-                FromWorker::Unsent { bytes } => self.0.borrow_mut().worker_unsent = bytes,
+                FromWorker::Unsent { bytes, taken } => {
+                    let mut inner = self.0.borrow_mut();
+                    inner.worker_unsent = bytes;
+                    inner.worker_took = taken;
+                }
             }
         }
     }
@@ -356,6 +380,38 @@ impl Link {
         id
     }
 
+    /// An upload's bytes (`bytes`, straight from the file: the page never copies nor hashes
+    /// them), hashed in the worker as `hashing` says, and sent as `request`'s payload — or, with
+    /// no request, only hashed (bytes the host has). Queued at once, in order with everything
+    /// else; the answer to wait for, if a request went.
+    pub fn upload_bytes(
+        &self,
+        request: Option<FsRequest>,
+        bytes: js_sys::ArrayBuffer,
+        hashing: Hashing,
+    ) -> Option<impl std::future::Future<Output = Result<FsResponse, Refused>>> {
+        let Some(request) = request else {
+            self.command(&ToWorker::Hash { hashing }, Some(bytes), false);
+            return None;
+        };
+        let answer = self.start_call(&Request::Fs(request), Some(bytes), Some(hashing));
+        Some(async move { fs_answer(answer.await) })
+    }
+
+    /// The digest the worker took of upload `upload`'s bytes, once they all went by.
+    pub async fn upload_digest(&self, upload: &str) -> Result<String, String> {
+        let id = u64::from(self.next_id());
+        let (reply, answer) = oneshot::channel();
+        self.0.borrow_mut().digests.insert(id, reply);
+        self.command(&ToWorker::FinishDigest { id, upload: upload.to_owned() }, None, false);
+        answer.await.map_err(|_| "connection's worker gone".to_owned())?
+    }
+
+    /// The upload ended before its digest was asked for: the worker forgets it.
+    pub fn forget_upload_digest(&self, upload: &str) {
+        self.command(&ToWorker::ForgetDigest { upload: upload.to_owned() }, None, false);
+    }
+
     /// Send a request; the answer comes back through the returned future.
     pub async fn call(&self, request: &Request, payload: Vec<u8>) -> Result<(Response, Vec<u8>), String> {
         self.call_coded(request, payload).await.map_err(String::from)
@@ -363,12 +419,23 @@ impl Link {
 
     /// `call`, keeping the code of a refusal.
     async fn call_coded(&self, request: &Request, payload: Vec<u8>) -> Reply {
+        let bytes = (!payload.is_empty()).then(|| buffer_of(&payload));
+        self.start_call(request, bytes, None).await
+    }
+
+    /// Queue a call with its payload in a buffer (hashed on the way as an upload's, with
+    /// `hashing`); its answer to wait for.
+    fn start_call(
+        &self,
+        request: &Request,
+        bytes: Option<js_sys::ArrayBuffer>,
+        hashing: Option<Hashing>,
+    ) -> impl std::future::Future<Output = Reply> {
         let id = u64::from(self.next_id());
         let (reply, answer) = oneshot::channel();
         self.0.borrow_mut().answers.insert(id, reply);
-        let bytes = (!payload.is_empty()).then(|| buffer_of(&payload));
-        self.command(&ToWorker::Call { id, request: request.clone() }, bytes, false);
-        answer.await.map_err(|_| Refused { code: None, message: "connection lost".to_owned() })?
+        self.command(&ToWorker::Call { id, request: request.clone(), hashing }, bytes, false);
+        async move { answer.await.map_err(|_| Refused { code: None, message: "connection lost".to_owned() })? }
     }
 
     /// A file service request (`Response::Error` becomes `Err` with its message).
@@ -378,10 +445,7 @@ impl Link {
 
     /// The same with bytes in the payload (an upload's chunk), and the refusal's code.
     pub async fn call_fs_with(&self, request: FsRequest, payload: Vec<u8>) -> Result<FsResponse, Refused> {
-        match self.call_coded(&Request::Fs(request), payload).await? {
-            (Response::Fs(answer), _) => Ok(answer),
-            (other, _) => Err(Refused { code: None, message: format!("unexpected answer {other:?}") }),
-        }
+        fs_answer(self.call_coded(&Request::Fs(request), payload).await)
     }
 
     /// Open a stream (attach, logs, watch_sessions): `owner` hears its events with the stream's
@@ -447,13 +511,17 @@ impl Link {
         }
     }
 
-    /// Bytes sealed and not yet sent: what the worker's WebSocket last said it held, and what
-    /// the data channel holds. Bulk senders (uploads) wait for it to drain before they send
-    /// more, so a keystroke sealed meanwhile never waits behind a pile of file chunks: frames
+    /// Bytes on their way and not yet sent: those our commands carried that the worker has not
+    /// taken yet, what it last said it had not sent (to be sealed, or held by its WebSocket),
+    /// and what the data channel holds. Bulk senders (uploads) wait for it to drain before they
+    /// send more, so a keystroke sent meanwhile never waits behind a pile of file chunks: frames
     /// are sealed in order and cannot be reordered afterwards.
     pub fn unsent_bytes(&self) -> u32 {
         let inner = self.0.borrow();
-        inner.worker_unsent.saturating_add(inner.direct.as_ref().map_or(0, PeerAttempt::unsent_bytes))
+        let untaken = u32::try_from(inner.commands_carried.saturating_sub(inner.worker_took)).unwrap_or(u32::MAX);
+        untaken
+            .saturating_add(inner.worker_unsent)
+            .saturating_add(inner.direct.as_ref().map_or(0, PeerAttempt::unsent_bytes))
     }
 
     /// Until less than `low_water` bytes are unsent (polled every few ms).
@@ -497,6 +565,14 @@ impl Link {
     pub fn forget_stream(&self, handle: u32) {
         self.0.borrow_mut().owners.remove(&handle);
         self.command(&ToWorker::Forget { handle }, None, true);
+    }
+}
+
+/// A file service call's answer.
+fn fs_answer(reply: Reply) -> Result<FsResponse, Refused> {
+    match reply? {
+        (Response::Fs(answer), _) => Ok(answer),
+        (other, _) => Err(Refused { code: None, message: format!("unexpected answer {other:?}") }),
     }
 }
 

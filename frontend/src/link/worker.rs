@@ -13,6 +13,8 @@
 //! - Handles and call ids are the page's: the worker maps them to the client's and back, and
 //!   forgets a stream's mapping when it ends.
 //! - `Close` is the last command: the worker says goodbye on the link and ends itself.
+//! - An upload's bytes are hashed here, in the order the page sent them, on their way to being
+//!   sealed; the page asks for the digest to commit with (`FinishDigest`).
 //! - Long frames are opened and sealed by WebCrypto (`native_aes`) where the browser has it;
 //!   the client puts what comes back in counter order, so the page hears the same events in the
 //!   same order, and the host gets the same frames in the same order, either way.
@@ -23,17 +25,23 @@ use std::rc::{Rc, Weak};
 
 use tether_protocol::client::{Client, ClientEvent, Output, Path, RedialPolicy};
 use tether_protocol::identity::HostAddress;
+use tether_protocol::transfer::UploadDigest;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, DedicatedWorkerGlobalScope, MessageEvent, WebSocket};
 
-use super::messages::{self, buffer_of, bytes_of, Batch, FromWorker, StreamNews, ToWorker};
+use super::messages::{self, buffer_of, bytes_of, Batch, FromWorker, Hashing, StreamNews, ToWorker};
 use super::native_aes::{NativeAes, NATIVE_AES_MIN_BYTES};
 use super::Status;
 use crate::timer::{now_ms, Timer};
 
 /// How often the worker tells the page how much its WebSocket still holds, while it holds some.
 const UNSENT_POLL_MS: u32 = 2;
+
+thread_local! {
+    /// Bytes of the page's commands taken so far (told with `Unsent`).
+    static TAKEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
 /// Whether this code runs in a dedicated worker (and not in the page).
 pub fn is_worker() -> bool {
@@ -45,6 +53,8 @@ pub fn run() {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let worker: Rc<RefCell<Option<Shared>>> = Rc::default();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        // Every buffer counts as taken, even one of a command that is dropped.
+        TAKEN.with(|taken| taken.set(taken.get() + messages::bytes_carried(&event.data())));
         on_commands(&worker, messages::read::<ToWorker>(&event.data()));
     });
     scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -69,9 +79,11 @@ struct LinkWorker {
     /// The summary and round trip the page was last told.
     summary: String,
     round_trip_ms: u64,
-    /// What the WebSocket held when the page was last told, and the timer that looks again.
-    unsent: u32,
+    /// What the page was last told (`Unsent`), and the timer that looks again.
+    unsent: (u32, u64),
     unsent_poll: Option<Timer>,
+    /// Uploads under way, by name: their digests so far.
+    digests: HashMap<String, UploadDigest>,
     /// WebCrypto's AES for long frames (`None` without WebCrypto: all open in WASM).
     native_aes: Option<NativeAes>,
     out: Batch,
@@ -137,8 +149,9 @@ impl LinkWorker {
             to_page: HashMap::new(),
             summary: String::new(),
             round_trip_ms: 0,
-            unsent: 0,
+            unsent: (0, 0),
             unsent_poll: None,
+            digests: HashMap::new(),
             native_aes,
             out: Batch::default(),
         }))
@@ -148,12 +161,36 @@ impl LinkWorker {
         let now = now_ms();
         match command {
             ToWorker::Open { .. } => {}
-            ToWorker::Call { id, request } => match self.client.call(&request, bytes_of(bytes), now) {
-                Ok(call) => {
-                    self.calls.insert(call, id);
+            ToWorker::Call { id, request, hashing } => {
+                let payload = bytes_of(bytes);
+                let called = match hashing {
+                    Some(hashing) => self.hash(hashing, &payload),
+                    None => Ok(()),
                 }
-                Err(e) => self.answer(id, Err(e.to_string().into()), Vec::new()),
-            },
+                .and_then(|()| self.client.call(&request, payload, now).map_err(|e| e.to_string()));
+                match called {
+                    Ok(call) => {
+                        self.calls.insert(call, id);
+                    }
+                    Err(why) => self.answer(id, Err(why.into()), Vec::new()),
+                }
+            }
+            // A failure shows at `FinishDigest`: the digest is then short of the file.
+            ToWorker::Hash { hashing } => {
+                if let Err(why) = self.hash(hashing, &bytes_of(bytes)) {
+                    messages::warn(&format!("upload not hashed: {why}"));
+                }
+            }
+            ToWorker::FinishDigest { id, upload } => {
+                let sha256 = match self.digests.remove(&upload) {
+                    Some(digest) => digest.finish().map_err(String::from),
+                    None => Err("nothing of this upload was hashed".to_owned()),
+                };
+                self.out.push(&FromWorker::Digest { id, sha256 }, None);
+            }
+            ToWorker::ForgetDigest { upload } => {
+                self.digests.remove(&upload);
+            }
             ToWorker::Send { request } => {
                 let _ = self.client.send(&request, bytes_of(bytes), now);
             }
@@ -192,6 +229,13 @@ impl LinkWorker {
                 self.client.handle_direct(news.into_event(bytes), now);
             }
         }
+    }
+
+    /// Hash an upload's bytes on their way (`transfer::UploadDigest`: in order, offset 0 starts
+    /// anew).
+    fn hash(&mut self, hashing: Hashing, bytes: &[u8]) -> Result<(), String> {
+        let digest = self.digests.entry(hashing.upload).or_insert_with(|| UploadDigest::new(hashing.size));
+        digest.update(hashing.offset, bytes).map_err(String::from)
     }
 
     fn answer(
@@ -259,9 +303,11 @@ impl LinkWorker {
         false
     }
 
-    /// Bytes the WebSocket holds unsent.
+    /// Bytes sent and not gone yet: to be sealed (`Client::unsealed_bytes`), or held by the
+    /// WebSocket.
     fn unsent_bytes(&self) -> u32 {
-        self.socket.as_ref().map_or(0, |socket| socket.ws.buffered_amount())
+        let held = self.socket.as_ref().map_or(0, |socket| socket.ws.buffered_amount());
+        held.saturating_add(u32::try_from(self.client.unsealed_bytes()).unwrap_or(u32::MAX))
     }
 }
 
@@ -356,14 +402,15 @@ fn arm_timer(shared: &Shared) {
     });
 }
 
-/// Tell the page how much the WebSocket holds when that changed, and look again soon while it
-/// holds anything (a bulk sender waits for it to drain).
+/// Tell the page what is unsent and what it took when either changed, and look again soon
+/// while anything is unsent (a bulk sender waits for it to drain).
 fn tell_unsent(shared: &Shared) {
     let mut worker = shared.borrow_mut();
     let unsent = worker.unsent_bytes();
-    if unsent != worker.unsent {
-        worker.unsent = unsent;
-        worker.out.push(&FromWorker::Unsent { bytes: unsent }, None);
+    let taken = TAKEN.with(std::cell::Cell::get);
+    if (unsent, taken) != worker.unsent {
+        worker.unsent = (unsent, taken);
+        worker.out.push(&FromWorker::Unsent { bytes: unsent, taken }, None);
     }
     if unsent == 0 {
         worker.unsent_poll = None;

@@ -354,6 +354,12 @@ impl Client {
         self.outside_from = Some(min_bytes);
     }
 
+    /// Bytes sent and not yet put out to transmit (`Connection::unsealed_bytes`; none while
+    /// there is no connection).
+    pub fn unsealed_bytes(&self) -> usize {
+        self.conn.as_ref().map_or(0, Connection::unsealed_bytes)
+    }
+
     /// The next frame for the shell's AES to open, with the link it belongs to.
     pub fn poll_open(&mut self) -> Option<(u64, OpenJob)> {
         if let Some(now_ms) = self.unpumped {

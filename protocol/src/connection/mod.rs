@@ -458,6 +458,22 @@ impl Connection {
         self.release_sealed();
     }
 
+    /// Bytes sent on this connection and not yet put out to transmit: queued to be sealed, out
+    /// with the shell's AES, or sealed behind a frame still out. With what the transport holds,
+    /// what a bulk sender paces on (a keystroke sent now waits behind all of it).
+    pub fn unsealed_bytes(&self) -> usize {
+        let queued: usize = self.to_seal.iter().map(Vec::len).sum();
+        let sealing: usize = self
+            .sealing
+            .values()
+            .map(|sealing| match sealing {
+                Sealing::Outside { inner } => inner.len(),
+                Sealing::Ready(frame) => frame.payload.len(),
+            })
+            .sum();
+        queued + sealing
+    }
+
     /// Whether frames are admitted and not yet acted on (some are out with the shell's AES).
     pub fn is_opening(&self) -> bool {
         !self.opening.is_empty()
