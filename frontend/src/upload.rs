@@ -1,10 +1,11 @@
 //! Uploading a browser file to the host, on the protocol's upload planner (`transfer::Upload`,
 //! the one `tether cp` follows): in chunks of `CHUNK_BYTES` (`TYPING_CHUNK_BYTES` while someone
-//! types), within the planner's window of unanswered bytes, each sealed only when the WebSocket
-//! has room (so typing is never queued behind file bytes); the host checks the SHA-256 and
-//! commits atomically. A chunk goes from the file to the link worker as the browser read it: the
-//! page's main thread neither copies nor hashes it (the worker hashes it on its way to be
-//! sealed, `Link::upload_bytes`). A lost connection is no failure:
+//! types), within the planner's window of unanswered bytes, each handed over only once the link
+//! has sent nearly everything before it (`Link::room_for_bulk`: so typing is never queued behind
+//! file bytes); the host checks the SHA-256 and commits atomically. A chunk goes to the link
+//! worker as a piece of the browser's read of the file: the page's main thread neither hashes
+//! nor seals it (the worker hashes it on its way to be sealed, `Link::upload_bytes`). A lost
+//! connection is no failure:
 //! once it is back, the upload goes on from the byte the host has (the same upload name finds
 //! its temporary file). Dropped folders are walked here into their files. The editor's saves
 //! are uploads too (of its text, conditional on the version it started from).
@@ -160,7 +161,7 @@ async fn send_once(
         let chunk_bytes = if link.input_within(TYPING_MS) { TYPING_CHUNK_BYTES } else { CHUNK_BYTES };
         match plan.next_read(chunk_bytes as u64) {
             Some((start, end)) => {
-                // Sealed only when the socket has room: typing goes out ahead of what is queued.
+                // Handed over only when the link has room: typing goes out ahead of what is queued.
                 if start >= offset {
                     link.room_for_bulk(chunk_bytes as u32).await;
                 }
