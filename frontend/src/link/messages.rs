@@ -5,8 +5,6 @@
 //! - A message is a batch: a JS array of `[header, bytes]` pairs, handled in order. `header` is
 //!   the JSON of one `ToWorker` or `FromWorker`; `bytes` is an `ArrayBuffer` or `null`.
 //! - Bytes are transferred, never copied by `postMessage`: the sender gives its buffer up.
-//! - The worker counts the bytes of every buffer it is sent, read or not, and says the count
-//!   with `Unsent`: what the page sent beyond it is still on its way, and counts as unsent.
 //! - Only plaintext the page itself made or will show crosses here, inside one browser tab;
 //!   secrets cross once (the host's secret, to the worker that proves it).
 //! - A malformed item (never expected: both ends are this one WASM build) is dropped with a
@@ -49,6 +47,13 @@ pub enum ToWorker {
     FinishDigest {
         id: u64,
         upload: String,
+    },
+    /// Answer `Room { id }` once at most `below` bytes are unsent (to be sealed, or held by
+    /// the WebSocket), counting everything the page sent before this: what a bulk sender waits
+    /// for before it sends more.
+    WantRoom {
+        id: u64,
+        below: u32,
     },
     /// The upload ended otherwise (cancelled, failed): forget its digest.
     ForgetDigest {
@@ -149,12 +154,9 @@ pub enum FromWorker {
     Peer(Action),
     /// Bytes: sealed bytes for the data channel.
     DirectSend,
-    /// What bulk senders pace on: bytes the worker has not sent yet (its WebSocket's, and those
-    /// still to be sealed), and how many bytes of the page's commands it has taken so far (so
-    /// the page counts those it posted since as unsent too).
-    Unsent {
-        bytes: u32,
-        taken: u64,
+    /// At most the `below` of `WantRoom { id }` is unsent now.
+    Room {
+        id: u64,
     },
 }
 
@@ -282,16 +284,6 @@ pub fn read<T: DeserializeOwned>(data: &JsValue) -> Vec<(T, Option<js_sys::Array
             }
         })
         .collect()
-}
-
-/// Bytes of all the buffers in a message, whether its items can be read or not.
-pub fn bytes_carried(data: &JsValue) -> u64 {
-    let Some(items) = data.dyn_ref::<js_sys::Array>() else { return 0 };
-    items
-        .iter()
-        .filter_map(|item| item.dyn_into::<js_sys::Array>().ok()?.get(1).dyn_into::<js_sys::ArrayBuffer>().ok())
-        .map(|buffer| u64::from(buffer.byte_length()))
-        .sum()
 }
 
 pub fn warn(message: &str) {

@@ -55,7 +55,7 @@ const WORKER_SCRIPT: &str = "/link-worker.js";
 /// The page's link to its app script, the glue that starts the WASM build (Trunk preloads it;
 /// the JS snippets it imports are preloaded too, under `/snippets/`).
 const GLUE_SELECTOR: &str = "link[rel=modulepreload][href*='tether-frontend-'][href$='.js']:not([href*='/snippets/'])";
-/// How often a bulk sender looks whether the link has room again.
+/// How often a bulk sender looks whether the data channel has room again.
 const BULK_POLL_MS: u32 = 1;
 /// Times a transfer cut off by a lost connection is taken up again, and how long each waits.
 pub const RESUMES: u32 = 10;
@@ -115,11 +115,8 @@ struct Inner {
     owners: HashMap<u32, Callback<(u32, StreamEvent)>>,
     /// The next call id or stream handle (one count: a stream's answer comes under its handle).
     next_id: u32,
-    /// What the worker had not sent when it last said, and how many bytes of our commands it
-    /// had taken then; how many bytes our commands have carried so far.
-    worker_unsent: u32,
-    worker_took: u64,
-    commands_carried: u64,
+    /// Who waits for which ask for room (`room_for_bulk`).
+    rooms: HashMap<u64, oneshot::Sender<()>>,
     /// When this page last sent typed input (`now_ms`), so bulk senders can make way, and how
     /// many times it has.
     last_input_ms: Option<u64>,
@@ -158,9 +155,7 @@ impl Link {
             digests: HashMap::new(),
             owners: HashMap::new(),
             next_id: 1,
-            worker_unsent: 0,
-            worker_took: 0,
-            commands_carried: 0,
+            rooms: HashMap::new(),
             last_input_ms: None,
             inputs: 0,
             round_trip_ms: 0,
@@ -233,6 +228,7 @@ impl Link {
         let mut inner = self.0.borrow_mut();
         inner.direct = None;
         inner.closed = true;
+        inner.rooms.clear(); // whoever waits for room stops waiting
         if let Some(worker) = &inner.worker {
             worker.set_onmessage(None);
             worker.set_onerror(None);
@@ -242,11 +238,7 @@ impl Link {
     /// Queue a command for the worker: posted now (`at_once`: keys, credit) or at the end of
     /// the task (calls, so that those made together are sealed together).
     fn command(&self, command: &ToWorker, bytes: Option<js_sys::ArrayBuffer>, at_once: bool) {
-        {
-            let mut inner = self.0.borrow_mut();
-            inner.commands_carried += bytes.as_ref().map_or(0, |b| u64::from(b.byte_length()));
-            inner.commands.push(command, bytes);
-        }
+        self.0.borrow_mut().commands.push(command, bytes);
         if at_once {
             self.post_commands();
         } else if !std::mem::replace(&mut self.0.borrow_mut().post_queued, true) {
@@ -339,10 +331,11 @@ impl Link {
                         direct.send(bytes_of(bytes.as_ref()));
                     }
                 }
-                FromWorker::Unsent { bytes, taken } => {
-                    let mut inner = self.0.borrow_mut();
-                    inner.worker_unsent = bytes;
-                    inner.worker_took = taken;
+                FromWorker::Room { id } => {
+                    let waiting = self.0.borrow_mut().rooms.remove(&id);
+                    if let Some(waiting) = waiting {
+                        let _ = waiting.send(());
+                    }
                 }
             }
         }
@@ -511,25 +504,26 @@ impl Link {
         }
     }
 
-    /// Bytes on their way and not yet sent: those our commands carried that the worker has not
-    /// taken yet, what it last said it had not sent (to be sealed, or held by its WebSocket),
-    /// and what the data channel holds. Bulk senders (uploads) wait for it to drain before they
-    /// send more, so a keystroke sent meanwhile never waits behind a pile of file chunks: frames
-    /// are sealed in order and cannot be reordered afterwards.
-    pub fn unsent_bytes(&self) -> u32 {
-        let inner = self.0.borrow();
-        let untaken = u32::try_from(inner.commands_carried.saturating_sub(inner.worker_took)).unwrap_or(u32::MAX);
-        untaken
-            .saturating_add(inner.worker_unsent)
-            .saturating_add(inner.direct.as_ref().map_or(0, PeerAttempt::unsent_bytes))
-    }
-
-    /// Until less than `low_water` bytes are unsent (polled every few ms).
+    /// Until at most `low_water` bytes are unsent: the worker's (to be sealed, or held by its
+    /// WebSocket; it answers once that holds, counting everything sent before the ask) and the
+    /// data channel's. Bulk senders (uploads) wait for it before they send more, so a keystroke
+    /// sent meanwhile never waits behind a pile of file chunks: frames are sealed in order and
+    /// cannot be reordered afterwards.
     /// Always after letting the page handle what waits (a key pressed meanwhile is a task of its
     /// own; a chain of resolved promises would never let it in between two chunks).
     pub async fn room_for_bulk(&self, low_water: u32) {
         yield_to_page().await;
-        while self.unsent_bytes() > low_water {
+        let id = u64::from(self.next_id());
+        let (reply, room) = oneshot::channel();
+        self.0.borrow_mut().rooms.insert(id, reply);
+        self.command(&ToWorker::WantRoom { id, below: low_water }, None, true);
+        // No answer: the worker is gone, and so are the sender's calls.
+        let _ = room.await;
+        loop {
+            let direct = self.0.borrow().direct.as_ref().map_or(0, PeerAttempt::unsent_bytes);
+            if direct <= low_water {
+                return;
+            }
             sleep_ms(BULK_POLL_MS).await;
         }
     }

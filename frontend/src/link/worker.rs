@@ -35,13 +35,8 @@ use super::native_aes::{NativeAes, NATIVE_AES_MIN_BYTES};
 use super::Status;
 use crate::timer::{now_ms, Timer};
 
-/// How often the worker tells the page how much its WebSocket still holds, while it holds some.
-const UNSENT_POLL_MS: u32 = 2;
-
-thread_local! {
-    /// Bytes of the page's commands taken so far (told with `Unsent`).
-    static TAKEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
+/// How often the worker looks whether its WebSocket drained, while the page waits for room.
+const ROOM_POLL_MS: u32 = 1;
 
 /// Whether this code runs in a dedicated worker (and not in the page).
 pub fn is_worker() -> bool {
@@ -53,8 +48,6 @@ pub fn run() {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let worker: Rc<RefCell<Option<Shared>>> = Rc::default();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        // Every buffer counts as taken, even one of a command that is dropped.
-        TAKEN.with(|taken| taken.set(taken.get() + messages::bytes_carried(&event.data())));
         on_commands(&worker, messages::read::<ToWorker>(&event.data()));
     });
     scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -79,9 +72,9 @@ struct LinkWorker {
     /// The summary and round trip the page was last told.
     summary: String,
     round_trip_ms: u64,
-    /// What the page was last told (`Unsent`), and the timer that looks again.
-    unsent: (u32, u64),
-    unsent_poll: Option<Timer>,
+    /// The page's asks for room (`WantRoom`: id, below), and the timer that looks again.
+    room_wanted: Vec<(u64, u32)>,
+    room_poll: Option<Timer>,
     /// Uploads under way, by name: their digests so far.
     digests: HashMap<String, UploadDigest>,
     /// WebCrypto's AES for long frames (`None` without WebCrypto: all open in WASM).
@@ -149,8 +142,8 @@ impl LinkWorker {
             to_page: HashMap::new(),
             summary: String::new(),
             round_trip_ms: 0,
-            unsent: (0, 0),
-            unsent_poll: None,
+            room_wanted: Vec::new(),
+            room_poll: None,
             digests: HashMap::new(),
             native_aes,
             out: Batch::default(),
@@ -188,6 +181,7 @@ impl LinkWorker {
                 };
                 self.out.push(&FromWorker::Digest { id, sha256 }, None);
             }
+            ToWorker::WantRoom { id, below } => self.room_wanted.push((id, below)),
             ToWorker::ForgetDigest { upload } => {
                 self.digests.remove(&upload);
             }
@@ -341,7 +335,7 @@ fn flush(shared: &Shared) {
         }
     }
     arm_timer(shared);
-    tell_unsent(shared);
+    answer_room_wanted(shared);
     post(&mut shared.borrow_mut().out);
 }
 
@@ -402,24 +396,27 @@ fn arm_timer(shared: &Shared) {
     });
 }
 
-/// Tell the page what is unsent and what it took when either changed, and look again soon
-/// while anything is unsent (a bulk sender waits for it to drain).
-fn tell_unsent(shared: &Shared) {
+/// Answer the page's asks for room that hold now, and look again soon while any wait (the
+/// WebSocket drains without telling).
+fn answer_room_wanted(shared: &Shared) {
     let mut worker = shared.borrow_mut();
-    let unsent = worker.unsent_bytes();
-    let taken = TAKEN.with(std::cell::Cell::get);
-    if (unsent, taken) != worker.unsent {
-        worker.unsent = (unsent, taken);
-        worker.out.push(&FromWorker::Unsent { bytes: unsent, taken }, None);
+    if worker.room_wanted.is_empty() {
+        return;
     }
-    if unsent == 0 {
-        worker.unsent_poll = None;
-    } else if worker.unsent_poll.is_none() {
+    let unsent = worker.unsent_bytes();
+    let (room, waiting): (Vec<_>, Vec<_>) = worker.room_wanted.drain(..).partition(|&(_, below)| unsent <= below);
+    worker.room_wanted = waiting;
+    for (id, _) in room {
+        worker.out.push(&FromWorker::Room { id }, None);
+    }
+    if worker.room_wanted.is_empty() {
+        worker.room_poll = None;
+    } else if worker.room_poll.is_none() {
         let weak = Rc::downgrade(shared);
-        worker.unsent_poll = Timer::after(UNSENT_POLL_MS, move || {
+        worker.room_poll = Timer::after(ROOM_POLL_MS, move || {
             with_worker(&weak, |shared| {
-                shared.borrow_mut().unsent_poll = None;
-                tell_unsent(shared);
+                shared.borrow_mut().room_poll = None;
+                answer_room_wanted(shared);
                 post(&mut shared.borrow_mut().out);
             })
         });
