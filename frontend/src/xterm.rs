@@ -24,6 +24,10 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub fn open(this: &Terminal, parent: &web_sys::HtmlElement);
 
+    /// The live options object: setting a property changes that option at once.
+    #[wasm_bindgen(method, getter)]
+    pub fn options(this: &Terminal) -> js_sys::Object;
+
     /// Queue bytes for parsing; `callback` runs once they are processed (used for flow control).
     #[wasm_bindgen(method, js_name = write)]
     fn write_with_callback(this: &Terminal, data: &Uint8Array, callback: &Function);

@@ -48,11 +48,22 @@ fn the_invite_opens_a_terminal_on_the_host() {
     let page = Page(&browser);
     browser.goto(&invite);
     page.landed();
+    // The cursor blinks while nobody types and holds still while someone does (a blink
+    // restarted per key would cost every echo a frame): what it did, looked at every 20 ms.
+    let term = "document.querySelector('.pane:not(.hidden) .terminal').xterm";
+    page.script(
+        &format!("window.blinkSeen = new Set(); setInterval(() => blinkSeen.add({term}.options.cursorBlink), 20)"),
+        json!([]),
+    );
     page.type_text("echo tether-$RANDOM\n");
     let text = page.wait_text(None, "echo's output", |t| {
         t.lines().any(|l| {
             l.trim_end().strip_prefix("tether-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         })
+    });
+    assert_eq!(page.script("return blinkSeen.has(false)", json!([])), json!(true), "steady while typing");
+    wait_until(PAGE, "the cursor to blink again after typing", || {
+        (page.script(&format!("return {term}.options.cursorBlink"), json!([])) == json!(true)).then_some(())
     });
     let shot = screenshot(&browser, "invite-terminal");
     assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000), "screenshot {}", shot.display());
