@@ -168,7 +168,7 @@ impl LinkWorker {
                     Err(why) => self.answer(id, Err(why.into()), Vec::new()),
                 }
             }
-            // A failure shows at `FinishDigest`: the digest is then short of the file.
+            // A failure spoils the upload's digest: `FinishDigest` says why.
             ToWorker::Hash { hashing } => {
                 if let Err(why) = self.hash(hashing, &bytes_of(bytes)) {
                     messages::warn(&format!("upload not hashed: {why}"));
