@@ -159,10 +159,16 @@ pub fn terminal_pane(props: &Props) -> Html {
             if *active {
                 let pane2 = pane.clone();
                 *keys.borrow_mut() = Some(Callback::from(move |key: Key| {
-                    let pane = pane2.borrow();
-                    let cursor_app = pane.terminal.as_ref().is_some_and(Terminal::application_cursor_keys);
-                    if let Some(input) = &pane.input {
-                        input.write(key.bytes(cursor_app));
+                    let terminal = {
+                        let pane = pane2.borrow();
+                        let cursor_app = pane.terminal.as_ref().is_some_and(Terminal::application_cursor_keys);
+                        if let Some(input) = &pane.input {
+                            input.write(key.bytes(cursor_app));
+                        }
+                        pane.terminal.clone()
+                    };
+                    if let Some(terminal) = terminal {
+                        hold_cursor_still(&pane2, &terminal);
                     }
                 }));
                 refit(&pane, &link, &session);
@@ -226,6 +232,9 @@ fn hold_cursor_still(pane: &Rc<RefCell<Pane>>, terminal: &Terminal) {
     let set_blink = |terminal: &Terminal, on: bool| {
         let _ = js_sys::Reflect::set(&terminal.options(), &"cursorBlink".into(), &on.into());
     };
+    if pane.borrow().read_only {
+        return; // never blinks
+    }
     if pane.borrow().blink_again.is_none() {
         set_blink(terminal, false);
     }
