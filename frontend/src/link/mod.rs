@@ -304,12 +304,7 @@ impl Link {
                         let _ = waiting.send(answer.map(|response| (response, bytes_of(bytes.as_ref()))));
                     }
                 }
-                FromWorker::Digest { id, sha256 } => {
-                    let waiting = self.0.borrow_mut().digests.remove(&id);
-                    if let Some(waiting) = waiting {
-                        let _ = waiting.send(sha256);
-                    }
-                }
+                FromWorker::Digest { id, sha256 } => hand_over(&mut self.0.borrow_mut().digests, id, sha256),
                 FromWorker::Stream { handle, event } => {
                     let event = event.into_event(bytes.as_ref());
                     let ends = matches!(event, StreamEvent::Eof | StreamEvent::Lost { .. });
@@ -331,12 +326,7 @@ impl Link {
                         direct.send(bytes_of(bytes.as_ref()));
                     }
                 }
-                FromWorker::Room { id } => {
-                    let waiting = self.0.borrow_mut().rooms.remove(&id);
-                    if let Some(waiting) = waiting {
-                        let _ = waiting.send(());
-                    }
-                }
+                FromWorker::Room { id } => hand_over(&mut self.0.borrow_mut().rooms, id, ()),
             }
         }
     }
@@ -559,6 +549,13 @@ impl Link {
     pub fn forget_stream(&self, handle: u32) {
         self.0.borrow_mut().owners.remove(&handle);
         self.command(&ToWorker::Forget { handle }, None, true);
+    }
+}
+
+/// Hand `value` to whoever waits under `id` (nobody: they gave up).
+fn hand_over<T>(waiting: &mut HashMap<u64, oneshot::Sender<T>>, id: u64, value: T) {
+    if let Some(waiting) = waiting.remove(&id) {
+        let _ = waiting.send(value);
     }
 }
 
