@@ -112,13 +112,18 @@ pub fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A marker unlikely to appear by chance, for "did exactly this text arrive" checks.
+/// A marker unlikely to appear by chance, for "did exactly this text arrive" checks, and unique
+/// within this process: tests in parallel threads name their scratch directories with it, and
+/// the clock alone can read the same for two of them (a coarse clock, or the same nanosecond),
+/// which once gave two editor tests one directory.
 pub fn marker(prefix: &str) -> String {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
+    format!("{prefix}-{}-{nanos:x}-{count}", std::process::id())
 }
 
 /// `tether-relay` as an operator runs it: the binary alone, started in an empty directory, so

@@ -285,9 +285,20 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
             expected += 1;
         }
         assert_eq!(expected, 6_500_001, "{who}: every number, about 51 MB");
-        wait_until(FLOOD_WAIT, &format!("{who}: everything typed to arrive"), || {
-            (std::fs::metadata(&typed_file).map(|m| m.len()).unwrap_or(0) == typed as u64).then_some(())
-        });
+        // Every byte typed reaches the program: none lost, none twice. (On failure, how many
+        // did, and what the client said on its terminal: a lost link or refused input.)
+        let arrived = || std::fs::metadata(&typed_file).map(|m| m.len()).unwrap_or(0);
+        let deadline = std::time::Instant::now() + FLOOD_WAIT;
+        while arrived() != typed as u64 {
+            let out = attached.output();
+            let said: Vec<&str> = out.lines().filter(|l| l.contains("[tether")).collect();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{who}: {} of {typed} typed bytes arrived; the client said {said:?}",
+                arrived()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         attached.type_bytes(b"\x1d"); // Ctrl-] d detaches
         attached.type_bytes(b"d");
         assert_eq!(attached.wait_exit(), 0, "{who}");

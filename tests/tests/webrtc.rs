@@ -112,6 +112,13 @@ impl World {
         log.matches(what).count()
     }
 
+    /// What the host's daemon log says about data channels and the relay (for failure messages).
+    fn host_path_log(&self) -> String {
+        let log = std::fs::read_to_string(self.host.state.join("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("data channel") || l.contains("relay")).collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
     /// How many data channel attempts have failed, as the host saw it: either side may give up
     /// first (the host's ICE, or the client's negotiation deadline).
     fn host_attempts_failed(&self) -> usize {
@@ -250,7 +257,11 @@ fn browser_cat_over(world: &World, route: &str) {
     assert_no_console_errors(&browser);
     browser.goto("about:blank");
     let (up, down) = world.forwarded_since(before);
-    assert!(up + down < written / 100, "the relay forwarded {up} + {down} bytes of a {written} byte cat");
+    assert!(
+        up + down < written / 100,
+        "the relay forwarded {up} + {down} bytes of a {written} byte cat; the host's log on paths:\n{}",
+        world.host_path_log()
+    );
 }
 
 #[test]

@@ -167,24 +167,17 @@ async fn serve(mut connection: RelayConnection, mut inbox: mpsc::Receiver<Comman
     loop {
         tokio::select! {
             command = inbox.recv() => {
+                let Some(first) = command else { return }; // its owner is gone
                 // Every command already queued goes in before the flush, so what they send is
                 // sealed together (`Connection` seals what is queued as one batch): an upload's
                 // chunks, queued while the last flush ran, go out side by side.
-                let mut next = command;
-                for _ in 0..COMMAND_QUEUE {
-                    match next {
-                        None => return, // its owner is gone
-                        Some(Command::Close { done }) => {
-                            connection.close().await;
-                            let _ = done.send(());
-                            return;
-                        }
-                        Some(command) => take(&mut connection, command, &mut waiting),
+                for command in queued_batch(first, &mut inbox, COMMAND_QUEUE) {
+                    if let Command::Close { done } = command {
+                        connection.close().await;
+                        let _ = done.send(());
+                        return;
                     }
-                    match inbox.try_recv() {
-                        Ok(command) => next = Some(command),
-                        Err(_) => break,
-                    }
+                    take(&mut connection, command, &mut waiting);
                 }
             }
             () = connection.receive() => {}
@@ -199,6 +192,20 @@ async fn serve(mut connection: RelayConnection, mut inbox: mpsc::Receiver<Comman
             return; // dropping the stream senders ends every stream: their readers see the loss
         }
     }
+}
+
+/// `first` and what is queued behind it, in order, at most `max` in all (answers and output get
+/// their turn between batches). Nothing is taken from the queue that is not in the batch: a
+/// command taken and left was lost — typed bytes went missing from a paste through a flood.
+fn queued_batch<T>(first: T, inbox: &mut mpsc::Receiver<T>, max: usize) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match inbox.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// A caller's request, handed to the client.
@@ -309,4 +316,23 @@ async fn hand_one(connection: &mut RelayConnection, event: ClientEvent, waiting:
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_takes_from_the_queue_only_what_it_hands_over() {
+        let (tx, mut inbox) = mpsc::channel(16);
+        for n in 1..=10 {
+            tx.try_send(n).expect("room");
+        }
+        // A full batch: the command after it stays queued for the next one.
+        assert_eq!(queued_batch(0, &mut inbox, 4), vec![0, 1, 2, 3]);
+        assert_eq!(queued_batch(100, &mut inbox, 4), vec![100, 4, 5, 6]);
+        // A short queue ends a batch early; nothing went missing on the way.
+        assert_eq!(queued_batch(200, &mut inbox, 64), vec![200, 7, 8, 9, 10]);
+        assert_eq!(queued_batch(300, &mut inbox, 64), vec![300]);
+    }
 }
