@@ -305,6 +305,39 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
     }
 }
 
+/// A paste bigger than the link's window, into a program that leaves its input unread for longer
+/// than `tether send` waits for it (10 s), all arrives once the program reads: the host holds one
+/// window, the client the rest.
+#[test]
+fn a_paste_into_a_program_that_reads_late_all_arrives() {
+    const PASTE_BYTES: usize = 3 << 20; // 3 MiB: three windows
+    let (_relay, host, invite, client) = agent::paired(scratch());
+    let typed_file = scratch().join(tether_tests::marker("late"));
+    let script = format!("stty raw -echo; echo ready; sleep 12; exec cat > {}", typed_file.display());
+    let session = host.start(&["sh", "-c", &script]);
+    let mut command = portable_pty::CommandBuilder::new(tether_tests::bin_path("tether"));
+    command.env("TETHER_STATE_DIR", &client.state);
+    command.args(["attach", &session, "-H", &invite]);
+    let attached = PtyClient::spawn_command(command);
+    attached.wait_for("ready");
+    // From a thread: the client may stop reading its keyboard while its own queue is full.
+    let keyboard = attached.keyboard();
+    std::thread::spawn(move || keyboard.try_type_bytes(&vec![b'p'; PASTE_BYTES]));
+    let arrived = || std::fs::metadata(&typed_file).map(|m| m.len()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + FLOOD_WAIT;
+    while arrived() != PASTE_BYTES as u64 {
+        let out = attached.output();
+        let said: Vec<&str> = out.lines().filter(|l| l.contains("[tether")).collect();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {PASTE_BYTES} pasted bytes arrived; the client said {said:?}",
+            arrived()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(std::fs::read(&typed_file).expect("read").iter().all(|&b| b == b'p'), "only what was pasted");
+}
+
 // The CLI runs the connection's timers, and a lost link is made again.
 
 /// `attach -H` to `shell` on a PTY, once a command typed into it has echoed.

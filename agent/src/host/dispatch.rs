@@ -273,6 +273,11 @@ impl HostService for Daemon {
         handle_in_order(self, identity, request, payload)
     }
 
+    fn type_into(&self, identity: &str, session: &str, bytes: &[u8]) -> Result<Written, Answer> {
+        check_session(self, identity, session)?;
+        self.sessions.with_live(session, |s| s.write_input(bytes))
+    }
+
     async fn handle_remote(self: Arc<Self>, identity: String, request: Request, payload: Vec<u8>) -> Answer {
         handle_remote(&self, &identity, request, payload).await
     }

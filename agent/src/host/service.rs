@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tether_protocol::api::{Answer, Request, Response};
 use tether_protocol::cmd::answer_frame;
 use tether_protocol::frame::{Control, Frame, Header};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::host::access::Access;
 use crate::host::identity::HostIdentity;
@@ -63,6 +63,13 @@ pub trait HostService: Send + Sync + 'static {
     /// the order they were typed), from a client authenticated as `identity`. `None`: not one
     /// of those.
     fn handle_in_order(&self, identity: &str, request: &Request, payload: &[u8]) -> Option<InOrder>;
+
+    /// Keystrokes (or a paste) typed on an attach stream into `session`, queued in order behind
+    /// what came before; the receiver fires once the program's terminal has taken them, however
+    /// long the program leaves its input unread (the client's credit waits with it, so its
+    /// window, not a timeout, bounds what the host holds). `Err`: they go nowhere (the session
+    /// ended, or is not this client's to type into).
+    fn type_into(&self, identity: &str, session: &str, bytes: &[u8]) -> Result<oneshot::Receiver<()>, Answer>;
 
     /// Any other request, from a remote client authenticated as `identity`.
     fn handle_remote(

@@ -318,7 +318,10 @@ fn flush(shared: &Shared) {
         };
         match out {
             Output::Transmit { path: Path::Relay, bytes } => {
-                if let Some(socket) = &shared.borrow().socket {
+                // Not on a socket already closing (the relay or the network ended it; its close
+                // event, still to come, tells the client): Chromium would only log an error.
+                if let Some(socket) = shared.borrow().socket.as_ref().filter(|s| s.ws.ready_state() == WebSocket::OPEN)
+                {
                     let _ = socket.ws.send_with_u8_array(&bytes);
                 }
             }

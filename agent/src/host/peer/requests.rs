@@ -273,7 +273,11 @@ fn handle_request<H: HostService>(
 
 /// Keystrokes (or a paste) typed on attach stream `stream`: into its session's terminal, in
 /// order, credited back once the program's terminal has taken them — so the client's window
-/// paces a paste, and a keystroke costs no answer of its own. Bytes on a stream that takes no
+/// paces a paste, and a keystroke costs no answer of its own. However long that takes: a program
+/// that leaves its input unread keeps the window shut, and what is typed meanwhile waits in the
+/// client (which says so when even that is full), never dropped here. (Credit given back on a
+/// timeout let a second window in behind the first, over the session's input backlog, and that
+/// was thrown away unsaid.) Bytes on a stream that takes no
 /// input (or for a session that ended) are credited back at once, so the client is not stuck.
 fn type_into_session<H: HostService>(
     host: &Arc<H>,
@@ -285,19 +289,18 @@ fn type_into_session<H: HostService>(
 ) -> Result<(), ConnError> {
     let n = bytes.len() as u64;
     let Some(session) = peer.inputs.get(&stream) else { return peer.conn.consumed(stream, n) };
-    let write = Request::Write { session: session.clone(), paced: true };
     // Borrowed, not copied: this runs for every keystroke.
     let identity = peer.access.as_ref().map_or("", |a| a.identity());
-    match host.handle_in_order(identity, &write, &bytes) {
-        Some(InOrder::Later(taken)) => {
+    match host.type_into(identity, session, &bytes) {
+        Ok(taken) => {
             let tasks = tasks.clone();
             tokio::spawn(async move {
-                let _ = taken.await;
+                let _ = taken.await; // also when the session ends with them unread
                 let _ = tasks.send(PeerEvent::InputTaken { conn, stream, n });
             });
             Ok(())
         }
-        Some(InOrder::Now(_)) | None => peer.conn.consumed(stream, n),
+        Err(_) => peer.conn.consumed(stream, n),
     }
 }
 

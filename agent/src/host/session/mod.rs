@@ -43,7 +43,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024; // 64 KiB
 /// Room left in the read buffer below which a flood's waiting output is not read on (a PTY
 /// read returns at most about this much).
 const COALESCE_ROOM_BYTES: usize = 4096; // 4 KiB
-/// Input waiting for a program that does not read it; more is refused rather than queued.
+/// Input waiting for a program that does not read it; more is refused rather than queued. One
+/// attach stream's window (`stream::INITIAL_WINDOW_BYTES`): typing on one link never meets it.
 const INPUT_BACKLOG_BYTES: usize = 1 << 20; // 1 MiB
 /// `tether open` requests a browser may fall behind by before it misses some.
 const OPENS_QUEUE: usize = 16;
