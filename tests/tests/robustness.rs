@@ -285,20 +285,8 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
             expected += 1;
         }
         assert_eq!(expected, 6_500_001, "{who}: every number, about 51 MB");
-        // Every byte typed reaches the program: none lost, none twice. (On failure, how many
-        // did, and what the client said on its terminal: a lost link or refused input.)
-        let arrived = || std::fs::metadata(&typed_file).map(|m| m.len()).unwrap_or(0);
-        let deadline = std::time::Instant::now() + FLOOD_WAIT;
-        while arrived() != typed as u64 {
-            let out = attached.output();
-            let said: Vec<&str> = out.lines().filter(|l| l.contains("[tether")).collect();
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{who}: {} of {typed} typed bytes arrived; the client said {said:?}",
-                arrived()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        // Every byte typed reaches the program: none lost, none twice.
+        wait_all_typed_arrived(&attached, &typed_file, typed as u64, who);
         attached.type_bytes(b"\x1d"); // Ctrl-] d detaches
         attached.type_bytes(b"d");
         assert_eq!(attached.wait_exit(), 0, "{who}");
@@ -323,19 +311,26 @@ fn a_paste_into_a_program_that_reads_late_all_arrives() {
     // From a thread: the client may stop reading its keyboard while its own queue is full.
     let keyboard = attached.keyboard();
     std::thread::spawn(move || keyboard.try_type_bytes(&vec![b'p'; PASTE_BYTES]));
-    let arrived = || std::fs::metadata(&typed_file).map(|m| m.len()).unwrap_or(0);
+    wait_all_typed_arrived(&attached, &typed_file, PASTE_BYTES as u64, "the paste");
+    assert!(std::fs::read(&typed_file).expect("read").iter().all(|&b| b == b'p'), "only what was pasted");
+}
+
+/// Wait until `file`, where a program writes what it reads, holds exactly the `typed` bytes
+/// typed into `attached`; on failure say how many came and what the client printed on its
+/// terminal (a lost link, refused input).
+fn wait_all_typed_arrived(attached: &PtyClient, file: &std::path::Path, typed: u64, who: &str) {
+    let arrived = || std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let deadline = std::time::Instant::now() + FLOOD_WAIT;
-    while arrived() != PASTE_BYTES as u64 {
+    while arrived() != typed {
         let out = attached.output();
         let said: Vec<&str> = out.lines().filter(|l| l.contains("[tether")).collect();
         assert!(
             std::time::Instant::now() < deadline,
-            "{} of {PASTE_BYTES} pasted bytes arrived; the client said {said:?}",
+            "{who}: {} of {typed} typed bytes arrived; the client said {said:?}",
             arrived()
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(std::fs::read(&typed_file).expect("read").iter().all(|&b| b == b'p'), "only what was pasted");
 }
 
 // The CLI runs the connection's timers, and a lost link is made again.
