@@ -106,15 +106,19 @@ impl World {
         self.host_said("moved to a data channel")
     }
 
+    /// The host's daemon log so far.
+    fn host_log(&self) -> String {
+        std::fs::read_to_string(self.host.state.join("daemon.log")).unwrap_or_default()
+    }
+
     /// How many times the host's daemon log says `what`.
     fn host_said(&self, what: &str) -> usize {
-        let log = std::fs::read_to_string(self.host.state.join("daemon.log")).unwrap_or_default();
-        log.matches(what).count()
+        self.host_log().matches(what).count()
     }
 
     /// What the host's daemon log says about data channels and the relay (for failure messages).
     fn host_path_log(&self) -> String {
-        let log = std::fs::read_to_string(self.host.state.join("daemon.log")).unwrap_or_default();
+        let log = self.host_log();
         let lines: Vec<&str> = log.lines().filter(|l| l.contains("data channel") || l.contains("relay")).collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }

@@ -195,17 +195,10 @@ async fn serve(mut connection: RelayConnection, mut inbox: mpsc::Receiver<Comman
 }
 
 /// `first` and what is queued behind it, in order, at most `max` in all (answers and output get
-/// their turn between batches). Nothing is taken from the queue that is not in the batch: a
-/// command taken and left was lost — typed bytes went missing from a paste through a flood.
-fn queued_batch<T>(first: T, inbox: &mut mpsc::Receiver<T>, max: usize) -> Vec<T> {
-    let mut batch = vec![first];
-    while batch.len() < max {
-        match inbox.try_recv() {
-            Ok(next) => batch.push(next),
-            Err(_) => break,
-        }
-    }
-    batch
+/// their turn between batches). Each is taken from the queue only when the one before it was
+/// handled, so none is taken and left (one was, and typed bytes went missing from a paste).
+fn queued_batch<T>(first: T, inbox: &mut mpsc::Receiver<T>, max: usize) -> impl Iterator<Item = T> + '_ {
+    std::iter::once(first).chain(std::iter::from_fn(|| inbox.try_recv().ok()).take(max.saturating_sub(1)))
 }
 
 /// A caller's request, handed to the client.
@@ -329,10 +322,16 @@ mod tests {
             tx.try_send(n).expect("room");
         }
         // A full batch: the command after it stays queued for the next one.
-        assert_eq!(queued_batch(0, &mut inbox, 4), vec![0, 1, 2, 3]);
-        assert_eq!(queued_batch(100, &mut inbox, 4), vec![100, 4, 5, 6]);
+        assert_eq!(queued_batch(0, &mut inbox, 4).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert_eq!(queued_batch(100, &mut inbox, 4).collect::<Vec<_>>(), vec![100, 4, 5, 6]);
         // A short queue ends a batch early; nothing went missing on the way.
-        assert_eq!(queued_batch(200, &mut inbox, 64), vec![200, 7, 8, 9, 10]);
-        assert_eq!(queued_batch(300, &mut inbox, 64), vec![300]);
+        assert_eq!(queued_batch(200, &mut inbox, 64).collect::<Vec<_>>(), vec![200, 7, 8, 9, 10]);
+        assert_eq!(queued_batch(300, &mut inbox, 64).collect::<Vec<_>>(), vec![300]);
+        // A batch left part way (a `close`) leaves the rest queued.
+        for n in 11..=13 {
+            tx.try_send(n).expect("room");
+        }
+        assert_eq!(queued_batch(400, &mut inbox, 64).take(2).collect::<Vec<_>>(), vec![400, 11]);
+        assert_eq!(inbox.try_recv(), Ok(12));
     }
 }

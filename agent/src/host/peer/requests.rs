@@ -274,11 +274,10 @@ fn handle_request<H: HostService>(
 /// Keystrokes (or a paste) typed on attach stream `stream`: into its session's terminal, in
 /// order, credited back once the program's terminal has taken them — so the client's window
 /// paces a paste, and a keystroke costs no answer of its own. However long that takes: a program
-/// that leaves its input unread keeps the window shut, and what is typed meanwhile waits in the
-/// client (which says so when even that is full), never dropped here. (Credit given back on a
-/// timeout let a second window in behind the first, over the session's input backlog, and that
-/// was thrown away unsaid.) Bytes on a stream that takes no
-/// input (or for a session that ended) are credited back at once, so the client is not stuck.
+/// that leaves its input unread keeps the window shut, so what the host holds stays within the
+/// session's input backlog and the rest waits in the client — never dropped here. Bytes on a
+/// stream that takes no input (or for a session that ended) are credited back at once, so the
+/// client is not stuck.
 fn type_into_session<H: HostService>(
     host: &Arc<H>,
     conn: u64,
