@@ -254,10 +254,20 @@ impl PtyClient {
     }
 
     pub fn wait_for(&self, needle: &str) -> String {
-        wait_until(WAIT, &format!("{needle:?} on the attached terminal"), || {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
             let out = self.output();
-            out.contains(needle).then_some(out)
-        })
+            if out.contains(needle) {
+                return out;
+            }
+            // On failure, what the terminal did show (the end of it).
+            let shown = &out[out.floor_char_boundary(out.len().saturating_sub(2048))..];
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not on the attached terminal in {WAIT:?}; it ends {shown:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Wait for the process to exit; returns its exit code.
