@@ -5,7 +5,8 @@
 //! - `seq 1 200000` and a 20 MB `cat` of base64: from the Enter's `keydown` to the render showing
 //!   the last line, timed in the page (output is written in order, so every byte before it was
 //!   written too), with the longest main-thread task meanwhile; each beside xterm.js alone in
-//!   the same page writing the same output (the limit);
+//!   the same page writing the same output (the limit), with the CPU every part of the path
+//!   used (Chromium's by process and thread) and the floor that puts on the machine's cores;
 //! - keystroke → echo painted, measured inside the page (xterm.js input → render), 200 samples;
 //!   again while the Files tab uploads on the same connection;
 //! - real keys: WebDriver types into xterm.js's textarea, the page times `keydown` → painted,
@@ -82,9 +83,9 @@ fn main() {
     let before = CpuTimes::now();
     let seq = bulk(&browser, TETHER, &input, "clear; seq 1 200000; echo seq-$((1+1))-done", "seq-2-done");
     println!("  seq 1 200000        {seq}");
-    println!("    CPU meanwhile     {}", CpuTimes::now().since(&before, seq.outside));
-    let (alone, longest) = xterm_alone(&browser, "seq");
-    println!("    xterm.js alone    {alone:.2} s first write → last line painted, longest task {longest:.0} ms: the page takes {:.2}× that", seq.seconds / alone);
+    let used = CpuTimes::now().since(&before);
+    println!("    CPU meanwhile     {}", used.report(seq.outside));
+    compare_with_alone(&browser, "seq", &seq, &used);
 
     let file = scratch.join("bulk.b64");
     let make = format!("head -c 15000000 /dev/urandom | base64 > {}", file.display());
@@ -99,9 +100,9 @@ fn main() {
         "cat-10-done",
     );
     println!("  cat {:.1} MB base64   {cat} ({:.1} MB/s)", size as f64 / 1e6, size as f64 / 1e6 / cat.seconds);
-    println!("    CPU meanwhile     {}", CpuTimes::now().since(&before, cat.outside));
-    let (alone, longest) = xterm_alone(&browser, "cat");
-    println!("    xterm.js alone    {alone:.2} s first write → last line painted, longest task {longest:.0} ms: the page takes {:.2}× that", cat.seconds / alone);
+    let used = CpuTimes::now().since(&before);
+    println!("    CPU meanwhile     {}", used.report(cat.outside));
+    compare_with_alone(&browser, "cat", &cat, &used);
 
     browser.send_keys(&input, "clear; exec cat\n");
     std::thread::sleep(Duration::from_millis(500));
@@ -243,12 +244,23 @@ fn sshx_bench(scratch: &Path, home: &Path) {
 }
 
 /// CPU seconds used so far on this machine, by who used them: what bounds a flood when every
-/// part of the path shares the machine's cores. From `/proc`, thread by thread.
+/// part of the path shares the machine's cores. From `/proc`, thread by thread; Chromium's by
+/// process type (`--type=` on its command line) and, in the renderer, by thread.
 struct CpuTimes(Vec<(&'static str, f64)>);
 
 impl CpuTimes {
-    const PARTS: [&'static str; 6] =
-        ["page main thread", "link worker", "rest of Chromium", "relay", "agent", "the rest"];
+    const PARTS: [&'static str; 10] = [
+        "page main thread",
+        "link worker",
+        "renderer's thread pool (WebCrypto, V8's GC)",
+        "renderer's other threads",
+        "Chromium's network service",
+        "Chromium's GPU process",
+        "Chromium's browser process",
+        "relay",
+        "agent",
+        "the rest",
+    ];
 
     fn now() -> CpuTimes {
         const TICKS_PER_S: f64 = 100.0; // USER_HZ on Linux
@@ -257,7 +269,7 @@ impl CpuTimes {
             let Ok(pid) = process.file_name().to_string_lossy().parse::<u32>() else { continue };
             let name = std::fs::read_to_string(process.path().join("comm")).unwrap_or_default();
             let command = std::fs::read(process.path().join("cmdline")).unwrap_or_default();
-            let renderer = String::from_utf8_lossy(&command).contains("--type=renderer");
+            let command = String::from_utf8_lossy(&command);
             for thread in std::fs::read_dir(process.path().join("task")).into_iter().flatten().flatten() {
                 let tid = thread.file_name().to_string_lossy().parse::<u32>().unwrap_or(0);
                 let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
@@ -268,17 +280,29 @@ impl CpuTimes {
                     fields.get(11..13).map_or(0.0, |t| t.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
                 let part = match name.trim() {
                     n if n.starts_with("chromium") || n.starts_with("chrome") => {
-                        if thread_name.starts_with("DedicatedWorker") {
-                            1
-                        } else if renderer && tid == pid {
-                            0
+                        if command.contains("--type=renderer") {
+                            if thread_name.starts_with("DedicatedWorker") {
+                                1
+                            } else if tid == pid {
+                                0
+                            } else if thread_name.starts_with("ThreadPool") {
+                                2
+                            } else {
+                                3
+                            }
+                        } else if command.contains("NetworkService") {
+                            4
+                        } else if command.contains("--type=gpu-process") {
+                            5
+                        } else if !command.contains("--type=") {
+                            6
                         } else {
-                            2
+                            9 // zygote, storage, audio and the like
                         }
                     }
-                    "tether-relay" => 3,
-                    "tether" => 4,
-                    _ => 5,
+                    "tether-relay" => 7,
+                    "tether" => 8,
+                    _ => 9,
                 };
                 used[part] += ticks / TICKS_PER_S;
             }
@@ -286,19 +310,54 @@ impl CpuTimes {
         CpuTimes(Self::PARTS.iter().copied().zip(used).collect())
     }
 
-    /// What each part used since `before`, over `seconds` of wall time on this machine's cores.
-    fn since(&self, before: &CpuTimes, seconds: f64) -> String {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let used: Vec<(&str, f64)> =
-            self.0.iter().zip(&before.0).map(|(&(part, now), &(_, then))| (part, now - then)).collect();
-        let total: f64 = used.iter().map(|(_, s)| s).sum();
-        let parts: Vec<String> = used.iter().map(|(part, s)| format!("{part} {s:.2}")).collect();
+    /// What each part used since `before`.
+    fn since(&self, before: &CpuTimes) -> CpuTimes {
+        CpuTimes(self.0.iter().zip(&before.0).map(|(&(part, now), &(_, then))| (part, now - then)).collect())
+    }
+
+    fn total(&self) -> f64 {
+        self.0.iter().map(|(_, s)| s).sum()
+    }
+
+    /// What each part used, over `seconds` of wall time on this machine's cores.
+    fn report(&self, seconds: f64) -> String {
+        let total = self.total();
+        let parts: Vec<String> = self.0.iter().map(|(part, s)| format!("{part} {s:.2}")).collect();
         format!(
-            "{} s — {total:.2} CPU-s in {seconds:.2} s on {cores} cores ({:.0}% of the machine)",
+            "{} s — {total:.2} CPU-s in {seconds:.2} s on {} cores ({:.0}% of the machine)",
             parts.join(", "),
-            100.0 * total / (seconds * cores as f64)
+            cores(),
+            100.0 * total / (seconds * cores() as f64)
         )
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// xterm.js alone writing what a bulk output wrote, beside the page's figure, and what bounds
+/// the page's: the CPU the whole path used, spread over all of the machine's cores, is the least
+/// wall time this machine could take for it — printed as a ratio to xterm.js alone.
+fn compare_with_alone(browser: &Browser, kind: &str, page: &Bulk, used: &CpuTimes) {
+    let (alone, alone_used) = xterm_alone(browser, kind);
+    println!(
+        "    xterm.js alone    {:.2} s first write → last line painted, longest task {:.0} ms, {} renders: the page takes {:.2}× that",
+        alone.seconds,
+        alone.longest_task_ms,
+        alone.renders,
+        page.seconds / alone.seconds
+    );
+    println!("    CPU xterm.js alone {}", alone_used.report(alone.outside));
+    let alone = alone.seconds;
+    let floor = used.total() / cores() as f64;
+    println!(
+        "    floor on {} cores  {floor:.2} s ({:.2}× xterm.js alone): the page's path used {:.2} CPU-s, {:.2} more than xterm.js alone",
+        cores(),
+        floor / alone,
+        used.total(),
+        used.total() - alone_used.total()
+    );
 }
 
 /// Where a page keeps its terminal: a JS expression for its xterm.js `Terminal`, and the CSS
@@ -323,18 +382,21 @@ impl Target {
 /// A bulk output's figures: Enter → the render showing its last line, timed in the page.
 struct Bulk {
     seconds: f64,
-    /// The same from outside: WebDriver's send → the poll that saw the line.
+    /// The same from outside: WebDriver's send → the page's answer that it is shown.
     outside: f64,
     /// The longest main-thread task meanwhile (Long Tasks API; 0: none over 50 ms).
     longest_task_ms: f64,
+    /// Renders of the terminal meanwhile: a page showing output as it streams in paints a
+    /// frame's worth of rows each frame, where xterm.js given everything at once paints few.
+    renders: f64,
 }
 
 impl std::fmt::Display for Bulk {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(
             f,
-            "{:.2} s Enter → last line painted (polled from outside: {:.2} s), longest main-thread task {:.0} ms",
-            self.seconds, self.outside, self.longest_task_ms
+            "{:.2} s Enter → last line painted (from outside: {:.2} s), longest main-thread task {:.0} ms, {} renders",
+            self.seconds, self.outside, self.longest_task_ms, self.renders
         )
     }
 }
@@ -359,7 +421,7 @@ fn bulk_within(
         &target.script("const [last] = arguments; \
          const term = $TERM$; \
          const area = document.querySelector('$AREA$'); \
-         const bulk = window.tetherBulk = { enter: null, shown: null, longest: 0 }; \
+         const bulk = window.tetherBulk = { enter: null, shown: null, longest: 0, renders: 0 }; \
          const onKey = (e) => { if (e.key === 'Enter') { bulk.enter = e.timeStamp; area.removeEventListener('keydown', onKey, true); } }; \
          area.addEventListener('keydown', onKey, true); \
          const tasks = new PerformanceObserver((list) => { \
@@ -367,46 +429,47 @@ fn bulk_within(
          tasks.observe({ type: 'longtask' }); \
          const sub = term.onRender(() => { \
            if (bulk.enter === null) return; \
+           bulk.renders++; \
            const buf = term.buffer.active; \
            for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
              const line = buf.getLine(i); \
              if (line && line.translateToString(true) === last) { \
-               bulk.shown = performance.now(); sub.dispose(); setTimeout(() => tasks.disconnect(), 0); return; } } });"),
+               bulk.shown = performance.now(); sub.dispose(); \
+               setTimeout(() => { tasks.disconnect(); if (bulk.wake) bulk.wake(); }, 0); return; } } });"),
         json!([last_line]),
     );
     let started = Instant::now();
     browser.send_keys(input, &format!("{command}\n"));
-    while !terminal_lines(browser, target).iter().any(|l| l.trim_end() == last_line) {
+    // The page says when the line is shown: nothing polls it meanwhile, which would take the
+    // main thread (and Chromium's browser process) from the flood being measured. Each wait is
+    // shorter than WebDriver's 30 s script timeout.
+    let wait = "const done = arguments[arguments.length - 1]; const b = window.tetherBulk; \
+                const answer = () => done(b.shown === null ? null : b); \
+                if (b.shown !== null) { answer(); return; } \
+                b.wake = answer; setTimeout(answer, 20000);";
+    let figures = loop {
+        let bulk = browser.execute_async(wait, json!([]));
+        if let (Some(shown), Some(enter), Some(longest), Some(renders)) =
+            (bulk["shown"].as_f64(), bulk["enter"].as_f64(), bulk["longest"].as_f64(), bulk["renders"].as_f64())
+        {
+            break (shown - enter, longest, renders);
+        }
         if started.elapsed() > limit {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     let outside = started.elapsed().as_secs_f64();
-    let figures = wait_until(Duration::from_secs(10), "the page's figures", || {
-        let bulk = browser.execute("const b = window.tetherBulk; return b.shown === null ? null : b", json!([]));
-        Some((bulk["shown"].as_f64()? - bulk["enter"].as_f64()?, bulk["longest"].as_f64()?))
-    });
-    Some(Bulk { seconds: figures.0 / 1000.0, outside, longest_task_ms: figures.1 })
+    Some(Bulk { seconds: figures.0 / 1000.0, outside, longest_task_ms: figures.1, renders: figures.2 })
 }
 
 /// The limit for a bulk output: xterm.js alone, in the same page, at the app terminal's place
 /// and size and with its options, writing the same output (`seq`: the same lines; `cat`: 15 MB
 /// of fresh random bytes as base64, 76 characters a line, as the PTY gives them) in 64 KiB
-/// writes queued at once, from the first write to the render showing the last line. Seconds,
-/// and the longest main-thread task meanwhile (ms).
-fn xterm_alone(browser: &Browser, kind: &str) -> (f64, f64) {
-    let figures = browser.execute_async(
-        "const [kind, done] = [arguments[0], arguments[arguments.length - 1]]; \
-         const app = document.querySelector('.pane:not(.hidden) .terminal'); \
-         const r = app.getBoundingClientRect(); \
-         const box = document.createElement('div'); \
-         box.style.cssText = `position: fixed; left: ${r.left}px; top: ${r.top}px; width: ${r.width}px; \
-           height: ${r.height}px; z-index: 100; background: #101418`; \
-         document.body.appendChild(box); \
-         const term = new Terminal({ fontSize: 14, scrollback: 10000, cols: app.xterm.cols, rows: app.xterm.rows, \
-           theme: { background: '#101418' } }); \
-         term.open(box); \
+/// writes queued at once, from the first write to the render showing the last line; and the
+/// CPU used meanwhile (the output is made before, outside that).
+fn xterm_alone(browser: &Browser, kind: &str) -> (Bulk, CpuTimes) {
+    browser.execute(
+        "const [kind] = arguments; \
          const lines = []; let last; \
          if (kind === 'seq') { \
            for (let i = 1; i <= 200000; i++) lines.push(String(i)); last = 'seq-2-done'; \
@@ -418,24 +481,44 @@ fn xterm_alone(browser: &Browser, kind: &str) -> (f64, f64) {
            for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76)); last = 'cat-10-done'; \
          } \
          lines.push(last); \
-         const bytes = new TextEncoder().encode(lines.join('\\r\\n') + '\\r\\n'); \
+         window.tetherAlone = { last, bytes: new TextEncoder().encode(lines.join('\\r\\n') + '\\r\\n') };",
+        json!([kind]),
+    );
+    let (before, started) = (CpuTimes::now(), Instant::now());
+    let figures = browser.execute_async(
+        "const done = arguments[arguments.length - 1]; \
+         const { last, bytes } = window.tetherAlone; delete window.tetherAlone; \
+         const app = document.querySelector('.pane:not(.hidden) .terminal'); \
+         const r = app.getBoundingClientRect(); \
+         const box = document.createElement('div'); \
+         box.style.cssText = `position: fixed; left: ${r.left}px; top: ${r.top}px; width: ${r.width}px; \
+           height: ${r.height}px; z-index: 100; background: #101418`; \
+         document.body.appendChild(box); \
+         const term = new Terminal({ fontSize: 14, scrollback: 10000, cols: app.xterm.cols, rows: app.xterm.rows, \
+           theme: { background: '#101418' } }); \
+         term.open(box); \
          let longest = 0; \
          const tasks = new PerformanceObserver((list) => { \
            for (const t of list.getEntries()) longest = Math.max(longest, t.duration); }); \
          tasks.observe({ type: 'longtask' }); \
          const start = performance.now(); \
+         let renders = 0; \
          const sub = term.onRender(() => { \
+           renders++; \
            const buf = term.buffer.active; \
            for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
              const line = buf.getLine(i); \
              if (line && line.translateToString(true) === last) { \
                const ms = performance.now() - start; sub.dispose(); \
-               setTimeout(() => { tasks.disconnect(); term.dispose(); box.remove(); done([ms, longest]); }, 0); \
+               setTimeout(() => { tasks.disconnect(); term.dispose(); box.remove(); done([ms, longest, renders]); }, 0); \
                return; } } }); \
          for (let i = 0; i < bytes.length; i += 65536) term.write(bytes.subarray(i, i + 65536));",
-        json!([kind]),
+        json!([]),
     );
-    (figures[0].as_f64().unwrap_or(f64::NAN) / 1000.0, figures[1].as_f64().unwrap_or(f64::NAN))
+    let outside = started.elapsed().as_secs_f64();
+    let figure = |i: usize| figures[i].as_f64().unwrap_or(f64::NAN);
+    let alone = Bulk { seconds: figure(0) / 1000.0, outside, longest_task_ms: figure(1), renders: figure(2) };
+    (alone, CpuTimes::now().since(&before))
 }
 
 /// Open `url` and wait for its terminal: the newest session (the `cat` the keystrokes go to),
@@ -583,7 +666,7 @@ fn files_bench(browser: &Browser, scratch: &Path, downloads: &Path) {
         (std::fs::metadata(place.join("upload.bin")).map(|m| m.len()).unwrap_or(0) == TRANSFER_BYTES).then_some(())
     });
     let up = started.elapsed();
-    let up_cpu = CpuTimes::now().since(&before, up.as_secs_f64());
+    let up_cpu = CpuTimes::now().since(&before).report(up.as_secs_f64());
 
     files_go(browser, &place);
     browser.execute(
@@ -599,7 +682,7 @@ fn files_bench(browser: &Browser, scratch: &Path, downloads: &Path) {
         (complete && !downloads.join("upload.bin.crdownload").exists()).then_some(())
     });
     let down = started.elapsed();
-    let down_cpu = CpuTimes::now().since(&before, down.as_secs_f64());
+    let down_cpu = CpuTimes::now().since(&before).report(down.as_secs_f64());
     let rate = |d: Duration| TRANSFER_BYTES as f64 / 1e6 / d.as_secs_f64();
     println!(
         "  Files upload        {:.1} MB/s   download {:.1} MB/s ({} MB)",

@@ -27,6 +27,8 @@ async fn start_relay_configured(webrtc: crate::WebrtcPolicy, handshake_timeout: 
     std::fs::create_dir_all(&root).expect("web root");
     std::fs::write(root.join("index.html"), "<html></html>").expect("index");
     let web = crate::web::WebApp::load(&root).expect("web app");
+    // The app is read into memory: its directory goes now, not left behind in /tmp.
+    let _ = std::fs::remove_dir_all(&root);
     let app = Arc::new(crate::AppState {
         web,
         hub: Arc::new(crate::hub::Hub::new(256, usize::MAX)),
