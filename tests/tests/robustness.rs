@@ -293,26 +293,61 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
     }
 }
 
-/// A paste bigger than the link's window, into a program that leaves its input unread for longer
-/// than `tether send` waits for it (10 s), all arrives once the program reads: the host holds one
-/// window, the client the rest.
+/// A paste bigger than the session's input backlog (1 MiB) and the link's window, into a program
+/// that leaves its input unread for longer than `tether send` waits for it (10 s), all arrives
+/// once the program reads — through a relay (the host holds one window, the client the rest)
+/// and attached locally (the daemon holds the backlog, the client waits for room).
 #[test]
 fn a_paste_into_a_program_that_reads_late_all_arrives() {
-    const PASTE_BYTES: usize = 3 << 20; // 3 MiB: three windows
+    paste_into_a_late_reader(true);
+}
+
+#[test]
+fn a_local_paste_into_a_program_that_reads_late_all_arrives() {
+    paste_into_a_late_reader(false);
+}
+
+fn paste_into_a_late_reader(remote: bool) {
+    const PASTE_BYTES: usize = 3 << 20; // 3 MiB: three windows, three backlogs
     let (_relay, host, invite, client) = agent::paired(scratch());
     let typed_file = scratch().join(tether_tests::marker("late"));
     let script = format!("stty raw -echo; echo ready; sleep 12; exec cat > {}", typed_file.display());
     let session = host.start(&["sh", "-c", &script]);
     let mut command = portable_pty::CommandBuilder::new(tether_tests::bin_path("tether"));
-    command.env("TETHER_STATE_DIR", &client.state);
-    command.args(["attach", &session, "-H", &invite]);
+    command.env("TETHER_STATE_DIR", if remote { &client.state } else { &host.state });
+    command.args(["attach", &session]);
+    if remote {
+        command.args(["-H", &invite]);
+    }
     let attached = PtyClient::spawn_command(command);
     attached.wait_for("ready");
     // From a thread: the client may stop reading its keyboard while its own queue is full.
     let keyboard = attached.keyboard();
     std::thread::spawn(move || keyboard.try_type_bytes(&vec![b'p'; PASTE_BYTES]));
-    wait_all_typed_arrived(&attached, &typed_file, PASTE_BYTES as u64, "the paste");
-    assert!(std::fs::read(&typed_file).expect("read").iter().all(|&b| b == b'p'), "only what was pasted");
+    let who = if remote { "the paste through a relay" } else { "the local paste" };
+    wait_all_typed_arrived(&attached, &typed_file, PASTE_BYTES as u64, who);
+    assert!(std::fs::read(&typed_file).expect("read").iter().all(|&b| b == b'p'), "{who}: only what was pasted");
+}
+
+/// Two local clients pasting at once into a program that reads late fill its input backlog
+/// between them: the one refused room waits for it, and both pastes arrive whole.
+#[test]
+fn two_local_pastes_into_a_late_reader_both_arrive() {
+    const PASTE_BYTES: usize = 1536 << 10; // 1.5 MiB each: together over the 1 MiB backlog twice
+    let host = Agent::new(scratch());
+    let typed_file = scratch().join(tether_tests::marker("late-two"));
+    let script = format!("stty raw -echo; echo ready; sleep 12; exec cat > {}", typed_file.display());
+    let session = host.start(&["sh", "-c", &script]);
+    let clients: Vec<PtyClient> = (0..2).map(|_| PtyClient::spawn(&host, &["attach", &session])).collect();
+    for (client, key) in clients.iter().zip([b'a', b'b']) {
+        client.wait_for("ready");
+        let keyboard = client.keyboard();
+        std::thread::spawn(move || keyboard.try_type_bytes(&vec![key; PASTE_BYTES]));
+    }
+    wait_all_typed_arrived(&clients[0], &typed_file, 2 * PASTE_BYTES as u64, "two local pastes");
+    let typed = std::fs::read(&typed_file).expect("read");
+    let count = |key: u8| typed.iter().filter(|&&b| b == key).count();
+    assert_eq!((count(b'a'), count(b'b')), (PASTE_BYTES, PASTE_BYTES), "each paste whole, nothing else");
 }
 
 /// Wait until `file`, where a program writes what it reads, holds exactly the `typed` bytes

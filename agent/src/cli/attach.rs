@@ -10,12 +10,15 @@ use tether_protocol::api::Request;
 use tether_protocol::input::MAX_INPUT_CHUNK_BYTES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::reach::agent::Agent;
+use crate::reach::agent::{Agent, Typist};
 use crate::reach::stream::OutputEvent;
 
 /// `Ctrl-]`: the detach prefix, as in telnet.
 const DETACH_PREFIX: u8 = 0x1d;
 const DETACH_KEY: u8 = b'd';
+/// How long a detach waits for room in the input of a program that is not reading, for keys
+/// typed before it.
+const DETACH_INPUT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Leave the alternate screen, show the cursor, stop mouse reporting and bracketed paste, normal
 /// cursor keys, default colours.
 const RESET_MODES: &[u8] =
@@ -45,6 +48,7 @@ pub async fn attach(client: &Agent, session: &str) -> Result<Ended, String> {
     // for the other (the way to the agent full of keystrokes, the output queue full of bytes).
     let mut typed: Vec<u8> = Vec::new();
     let mut resized: Option<(u16, u16)> = None;
+    let mut typist = Typist::new(stream, &id);
     let ended = loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -74,21 +78,36 @@ pub async fn attach(client: &Agent, session: &str) -> Result<Ended, String> {
                 }
             }
             _ = winch.recv() => resized = terminal_size().or(resized),
-            permit = client.reserve(), if !typed.is_empty() || resized.is_some() => {
+            permit = client.reserve(), if (!typed.is_empty() && typist.ready()) || resized.is_some() => {
                 let permit = permit?;
                 match resized.take() {
                     Some((cols, rows)) => permit.send(&Request::Resize { session: id.clone(), cols, rows }, Vec::new())?,
-                    None => permit.type_input(stream, &id, std::mem::take(&mut typed))?,
+                    None => typist.type_input(permit, std::mem::take(&mut typed)),
+                }
+            }
+            typing = typist.progress() => {
+                if let Err(why) = typing {
+                    let note = format!("\r\n[tether: typed input was not delivered: {why}]\r\n");
+                    stdout.write_all(note.as_bytes()).await.map_err(|e| e.to_string())?;
                 }
             }
         }
     };
     // No more output is read from here on: drop the stream so nothing can wait on it.
     drop(events);
-    if !typed.is_empty() {
+    // What was typed before the detach goes on, but the detach does not wait for a program
+    // that is not reading (`DETACH_INPUT_WAIT` at most, for room in its input).
+    let mut unsent = typist.finish(DETACH_INPUT_WAIT).await.err();
+    if !typed.is_empty() && unsent.is_none() {
         if let Ok(permit) = client.reserve().await {
-            let _ = permit.type_input(stream, &id, typed);
+            let mut last = Typist::new(stream, &id);
+            last.type_input(permit, typed);
+            unsent = last.finish(DETACH_INPUT_WAIT).await.err();
         }
+    }
+    if let Some(why) = unsent {
+        let note = format!("\r\n[tether: detached with typed input not delivered: {why}]\r\n");
+        stdout.write_all(note.as_bytes()).await.map_err(|e| e.to_string())?;
     }
     let _ = client.send(&Request::Detach { stream }, Vec::new()).await;
     stdout.write_all(RESET_MODES).await.map_err(|e| e.to_string())?;

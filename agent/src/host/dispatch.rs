@@ -98,7 +98,7 @@ pub fn handle_in_order(daemon: &Daemon, owner: &str, request: &Request, payload:
             Ok(written) => InOrder::Later(Box::pin(when_written(written))),
             Err(answer) => InOrder::Now(answer),
         },
-        Request::Write { session, paced } => match sessions.with_live(session, |s| s.write_input(payload)) {
+        Request::Write { session, paced } => match sessions.write_input(session, payload) {
             Ok(written) if *paced => InOrder::Later(Box::pin(when_written(written))),
             Ok(_) => InOrder::Now((Response::Ok, Vec::new())),
             Err(answer) => InOrder::Now(answer),
@@ -275,7 +275,7 @@ impl HostService for Daemon {
 
     fn type_into(&self, identity: &str, session: &str, bytes: &[u8]) -> Result<Written, Answer> {
         check_session(self, identity, session)?;
-        self.sessions.with_live(session, |s| s.write_input(bytes))
+        self.sessions.write_input(session, bytes)
     }
 
     async fn handle_remote(self: Arc<Self>, identity: String, request: Request, payload: Vec<u8>) -> Answer {

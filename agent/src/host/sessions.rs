@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::host::config::Config;
 use crate::host::session::notify::Notifier;
 use crate::host::session::prompt::PromptDetector;
-use crate::host::session::{Session, Spawn};
+use crate::host::session::{InputRefused, Session, Spawn, Written};
 use crate::host::store::Store;
 use crate::paths::StateDir;
 use crate::random::random_bytes;
@@ -319,6 +319,18 @@ impl Sessions {
     /// Where pushes go from now on (the daemon's, once it is up).
     pub fn push_with(&self, pusher: std::sync::Arc<crate::host::push::Pusher>) {
         self.notifier.push_with(pusher);
+    }
+
+    /// Raw input to a live session (`Session::write_input`), refused with the reason's code:
+    /// `LimitReached` while the program leaves its backlog unread, `NotRunning` once it ended.
+    pub fn write_input(&self, id: &str, bytes: &[u8]) -> Result<Written, Answer> {
+        self.live(id)?.write_input(bytes).map_err(|refused| {
+            let code = match refused {
+                InputRefused::Backlog { .. } => ErrorCode::LimitReached,
+                InputRefused::Ended => ErrorCode::NotRunning,
+            };
+            error_answer(code, refused.to_string())
+        })
     }
 
     pub fn with_live<T>(&self, id: &str, action: impl FnOnce(&Session) -> Result<T, String>) -> Result<T, Answer> {

@@ -145,19 +145,75 @@ impl SendPermit<'_> {
             }
         }
     }
+}
 
-    /// Type `bytes` into `session`, attached on `stream`: through a relay they ride the attach
-    /// stream (paced by the host's credit, no answer of their own); to the local daemon they are
-    /// a `write`. Never blocks.
-    pub fn type_input(self, stream: u32, session: &str, bytes: Vec<u8>) -> Result<(), String> {
-        match self {
+/// Keys typed while attached, on their way into the session, paced so that a program that
+/// reads late makes the typist wait rather than lose input. Through a relay keys ride the
+/// attach stream, paced by the host's credit: nothing to wait for here. To the local daemon
+/// each batch is queued, then waited for until the program took it
+/// (`LocalClient::queue_input`, `input_taken`), and the next batch waits for both.
+pub struct Typist<'a> {
+    stream: u32,
+    session: &'a str,
+    under_way: Option<(Step, &'a LocalClient, Typing<'a>)>,
+}
+
+/// Where a local batch is.
+#[derive(Clone, Copy, PartialEq)]
+enum Step {
+    Queueing,
+    Taking,
+}
+
+type Typing<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + 'a>>;
+
+impl<'a> Typist<'a> {
+    /// The typist for keys into `session`, attached on `stream`.
+    pub fn new(stream: u32, session: &'a str) -> Typist<'a> {
+        Typist { stream, session, under_way: None }
+    }
+
+    /// Whether it may take the next batch now.
+    pub fn ready(&self) -> bool {
+        self.under_way.is_none()
+    }
+
+    /// Type `bytes` (only when `ready`): through a relay into `permit` at once; to the local
+    /// daemon the permit is let go and `progress` carries them on.
+    pub fn type_input(&mut self, permit: SendPermit<'a>, bytes: Vec<u8>) {
+        match permit {
+            SendPermit::Remote(permit) => permit.type_input(self.stream, bytes),
             SendPermit::Local(permit) => {
-                permit.send(&Request::Write { session: session.to_owned(), paced: false }, bytes)
+                let client = permit.client();
+                self.under_way = Some((Step::Queueing, client, Box::pin(client.queue_input(self.session, bytes))));
             }
-            SendPermit::Remote(permit) => {
-                permit.type_input(stream, bytes);
-                Ok(())
-            }
+        }
+    }
+
+    /// Local typing's next step: resolves when the batch under way was queued (its wait for
+    /// the program then begins) or taken (the typist is ready again); never, with none under
+    /// way. `Err`: the session refused it (the batch is dropped).
+    pub async fn progress(&mut self) -> Result<(), String> {
+        let Some((step, client, typing)) = &mut self.under_way else { return std::future::pending().await };
+        let (step, client) = (*step, *client);
+        let result = typing.as_mut().await;
+        self.under_way = match (step, &result) {
+            (Step::Queueing, Ok(())) => Some((Step::Taking, client, Box::pin(client.input_taken(self.session)))),
+            _ => None,
+        };
+        result
+    }
+
+    /// On detach: a batch still being queued gets until `deadline` to be. What is queued stays
+    /// queued — the program reads it when it reads; waiting for that is not the detach's job.
+    /// `Err` says why a batch was not delivered.
+    pub async fn finish(self, deadline: std::time::Duration) -> Result<(), String> {
+        match self.under_way {
+            Some((Step::Queueing, _, typing)) => match tokio::time::timeout(deadline, typing).await {
+                Ok(result) => result,
+                Err(_) => Err("the program is not reading its input".to_owned()),
+            },
+            _ => Ok(()),
         }
     }
 }

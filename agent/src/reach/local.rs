@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tether_protocol::api::{Request, Response};
+use tether_protocol::api::{ErrorCode, Request, Response};
 use tether_protocol::cmd::{cmd_frame, cmd_parts, MAX_CMD_FRAME_BYTES};
 use tether_protocol::frame::{Control, Frame, Header};
 use tether_protocol::stream::next_request_id;
@@ -125,13 +125,50 @@ impl LocalClient {
     }
 
     async fn call_with_id(&self, id: u64, request: &Request, payload: Vec<u8>) -> Result<Answer, String> {
+        match self.ask(id, request, payload).await? {
+            (Response::Error { message, .. }, _) => Err(message),
+            reply => Ok(reply),
+        }
+    }
+
+    /// A request's answer, an error response included; `Err` only when it cannot be sent or
+    /// the daemon has gone.
+    async fn ask(&self, id: u64, request: &Request, payload: Vec<u8>) -> Result<Answer, String> {
         let frame = request_frame(id, request, payload)?;
         let (done, wait) = oneshot::channel();
         lock(&self.waiters).insert(id, done);
         self.tx.send(frame).await.map_err(|_| lost(Lost::Daemon))?;
-        match wait.await.map_err(|_| lost(Lost::Daemon))? {
-            (Response::Error { message, .. }, _) => Err(message),
-            reply => Ok(reply),
+        wait.await.map_err(|_| lost(Lost::Daemon))
+    }
+
+    /// Queue typed `bytes` in `session`'s input (`Ok` once they are, not once they are read):
+    /// while its backlog is full — a paste into a program that reads late, or another client's
+    /// input — wait until what is queued was taken, then queue them. Nothing typed is dropped.
+    /// `Err` if the session cannot take them at all (it ended).
+    pub async fn queue_input(&self, session: &str, bytes: Vec<u8>) -> Result<(), String> {
+        let write = Request::Write { session: session.to_owned(), paced: false };
+        loop {
+            match self.ask(self.id(), &write, bytes.clone()).await? {
+                (Response::Error { code: ErrorCode::LimitReached, .. }, _) => self.input_taken(session).await?,
+                (Response::Error { message, .. }, _) => return Err(message),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Wait until the program has taken every byte queued in `session`'s input so far, however
+    /// long that is (a typist sends no more meanwhile: the way `attach -H`'s stream credit
+    /// paces it through a relay).
+    pub async fn input_taken(&self, session: &str) -> Result<(), String> {
+        // An empty paced write is answered once all queued before it was written, or after the
+        // daemon's wait for a program that is not reading: then wait again.
+        let write = Request::Write { session: session.to_owned(), paced: true };
+        loop {
+            match self.ask(self.id(), &write, Vec::new()).await? {
+                (Response::Error { code: ErrorCode::TimedOut, .. }, _) => continue,
+                (Response::Error { message, .. }, _) => return Err(message),
+                _ => return Ok(()),
+            }
         }
     }
 }
@@ -142,7 +179,12 @@ pub struct LocalPermit<'a> {
     permit: mpsc::Permit<'a, Frame>,
 }
 
-impl LocalPermit<'_> {
+impl<'a> LocalPermit<'a> {
+    /// The client this room is on (for a caller that sends in another way after all).
+    pub fn client(&self) -> &'a LocalClient {
+        self.client
+    }
+
     /// Send without waiting for the answer; never blocks.
     pub fn send(self, request: &Request, payload: Vec<u8>) -> Result<(), String> {
         self.permit.send(request_frame(self.client.id(), request, payload)?);

@@ -343,8 +343,9 @@ impl Session {
     }
 
     /// Raw input to the program, queued in order; never blocks (see `InputQueue`). The receiver
-    /// hears when the program's terminal has taken it (for callers that pace themselves).
-    pub fn write_input(&self, bytes: &[u8]) -> Result<Written, String> {
+    /// hears when the program's terminal has taken it (for callers that pace themselves); empty
+    /// input is heard once everything queued before it was taken.
+    pub fn write_input(&self, bytes: &[u8]) -> Result<Written, InputRefused> {
         self.input.push(bytes)
     }
 
@@ -361,7 +362,7 @@ impl Session {
                 }
             }
         }
-        self.write_input(&bytes)
+        self.write_input(&bytes).map_err(|refused| refused.to_string())
     }
 
     pub fn resize(&self, cols: u16, rows: u16) -> Result<(), String> {
@@ -465,16 +466,37 @@ impl InputQueue {
         Ok(InputQueue { tx, queued })
     }
 
-    fn push(&self, bytes: &[u8]) -> Result<Written, String> {
+    fn push(&self, bytes: &[u8]) -> Result<Written, InputRefused> {
         use std::sync::atomic::Ordering;
         let waiting = self.queued.load(Ordering::Relaxed);
         if waiting + bytes.len() > INPUT_BACKLOG_BYTES {
-            return Err(format!("the program is not reading its input ({waiting} bytes are waiting)"));
+            return Err(InputRefused::Backlog { waiting });
         }
         self.queued.fetch_add(bytes.len(), Ordering::Relaxed);
         let (written, heard) = tokio::sync::oneshot::channel();
-        self.tx.send((bytes.to_vec(), written)).map_err(|_| "the session no longer takes input".to_owned())?;
+        self.tx.send((bytes.to_vec(), written)).map_err(|_| InputRefused::Ended)?;
         Ok(heard)
+    }
+}
+
+/// Why input was not queued: nothing of it was.
+#[derive(Debug)]
+pub enum InputRefused {
+    /// The program has left this much input unread, and the backlog has no room for more: a
+    /// sender waits for what is queued to be taken (empty input says when) and sends again.
+    Backlog { waiting: usize },
+    /// The program's terminal is gone.
+    Ended,
+}
+
+impl std::fmt::Display for InputRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            InputRefused::Backlog { waiting } => {
+                write!(f, "the program is not reading its input ({waiting} bytes are waiting)")
+            }
+            InputRefused::Ended => write!(f, "the session no longer takes input"),
+        }
     }
 }
 
