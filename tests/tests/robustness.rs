@@ -329,25 +329,40 @@ fn paste_into_a_late_reader(remote: bool) {
     assert!(std::fs::read(&typed_file).expect("read").iter().all(|&b| b == b'p'), "{who}: only what was pasted");
 }
 
-/// Two local clients pasting at once into a program that reads late fill its input backlog
-/// between them: the one refused room waits for it, and both pastes arrive whole.
+/// Two clients pasting at once into a program that reads late fill its input backlog between
+/// them: the one refused room waits for it, and both pastes arrive whole — attached locally
+/// (the client waits) and through a relay (the host holds the refused keys, uncredited).
 #[test]
 fn two_local_pastes_into_a_late_reader_both_arrive() {
+    two_pastes_into_a_late_reader(false);
+}
+
+#[test]
+fn two_pastes_through_a_relay_into_a_late_reader_both_arrive() {
+    two_pastes_into_a_late_reader(true);
+}
+
+fn two_pastes_into_a_late_reader(remote: bool) {
     const PASTE_BYTES: usize = 1536 << 10; // 1.5 MiB each: together over the 1 MiB backlog twice
-    let host = Agent::new(scratch());
+    let (_relay, host, invite, client) = agent::paired(scratch());
     let typed_file = scratch().join(tether_tests::marker("late-two"));
     let script = format!("stty raw -echo; echo ready; sleep 12; exec cat > {}", typed_file.display());
     let session = host.start(&["sh", "-c", &script]);
-    let clients: Vec<PtyClient> = (0..2).map(|_| PtyClient::spawn(&host, &["attach", &session])).collect();
+    let attach = || match remote {
+        true => PtyClient::spawn(&client, &["attach", &session, "-H", &invite]),
+        false => PtyClient::spawn(&host, &["attach", &session]),
+    };
+    let clients = [attach(), attach()];
     for (client, key) in clients.iter().zip([b'a', b'b']) {
         client.wait_for("ready");
         let keyboard = client.keyboard();
         std::thread::spawn(move || keyboard.try_type_bytes(&vec![key; PASTE_BYTES]));
     }
-    wait_all_typed_arrived(&clients[0], &typed_file, 2 * PASTE_BYTES as u64, "two local pastes");
+    let who = if remote { "two pastes through a relay" } else { "two local pastes" };
+    wait_all_typed_arrived(&clients[0], &typed_file, 2 * PASTE_BYTES as u64, who);
     let typed = std::fs::read(&typed_file).expect("read");
     let count = |key: u8| typed.iter().filter(|&&b| b == key).count();
-    assert_eq!((count(b'a'), count(b'b')), (PASTE_BYTES, PASTE_BYTES), "each paste whole, nothing else");
+    assert_eq!((count(b'a'), count(b'b')), (PASTE_BYTES, PASTE_BYTES), "{who}: each paste whole, nothing else");
 }
 
 /// Wait until `file`, where a program writes what it reads, holds exactly the `typed` bytes

@@ -266,7 +266,7 @@ async fn link_once<H: HostService>(
             Some(event) = task_events.recv() => {
                 let conn = event.conn();
                 if let Some(peer) = link.peers.get_mut(&conn) {
-                    let step = on_task_event(host, peer, event);
+                    let step = on_task_event(host, peer, event, &link.tasks);
                     link.after_step(conn, step).await?;
                 }
             }

@@ -25,6 +25,9 @@ pub enum PeerEvent {
     /// An exec read `n` bytes of its stdin, or a session's terminal took `n` bytes typed on an
     /// attach stream: credit the client.
     InputTaken { conn: u64, stream: u32, n: u64 },
+    /// The session attach stream `stream` types into has room in its input again: what the
+    /// stream holds is typed (`requests::type_held`).
+    InputRoom { conn: u64, stream: u32 },
     /// An exec's output was all read and its process reaped.
     ExecFinished { conn: u64, id: u64, code: i32 },
     /// News of the peer's data channel (see `upgrade`).
@@ -42,6 +45,7 @@ impl PeerEvent {
             | PeerEvent::StreamSkip { conn, .. }
             | PeerEvent::StreamEnd { conn, .. }
             | PeerEvent::InputTaken { conn, .. }
+            | PeerEvent::InputRoom { conn, .. }
             | PeerEvent::ExecFinished { conn, .. }
             | PeerEvent::Direct { conn, .. } => *conn,
         }

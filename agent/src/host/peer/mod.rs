@@ -52,15 +52,23 @@ pub struct Peer {
     streams: HashMap<u32, tokio::task::AbortHandle>,
     /// Session streams that ended while output was still waiting: (stream, end).
     ended: Vec<(u32, u64)>,
-    /// Attach streams, by the session their input (keystrokes, the client's stream bytes the
-    /// other way) is typed into.
-    inputs: HashMap<u32, String>,
+    /// Attach streams, by where their input (keystrokes, the client's stream bytes the other
+    /// way) is typed.
+    inputs: HashMap<u32, TypedInput>,
     /// One permit per request task under way.
     in_flight: Arc<Semaphore>,
     /// The data channel being negotiated or carrying the connection (see `upgrade`).
     direct: Option<DirectLink>,
     /// Authenticated, and its invite waits for TURN credentials the link has asked the relay for.
     pub awaiting_invite: bool,
+}
+
+/// Where an attach stream's keys go, and those the session's full input backlog refused (another
+/// client's paste filled it): kept in order and typed again once it has room, later keys behind
+/// them. They are credited only once typed, so the stream's window bounds what is held.
+struct TypedInput {
+    session: String,
+    held: VecDeque<Vec<u8>>,
 }
 
 /// Output waiting for flow-control credit, in order, and the permits to give back to the
@@ -189,8 +197,11 @@ impl Peer {
             PeerEvent::InputTaken { stream, n, .. } => self.conn.consumed(stream, n)?,
             PeerEvent::ExecFinished { id, code, .. } => self.finished.push((id, code)),
             PeerEvent::Direct { conn, event } => self.on_direct(conn, event)?,
-            // The handshake's events are the link's to act on (`requests::on_task_event`).
-            PeerEvent::HelloComputed { .. } | PeerEvent::ProofTurn { .. } => return Ok(()),
+            // The handshake's events, and typing what was held, are the link's to act on
+            // (`requests::on_task_event`).
+            PeerEvent::HelloComputed { .. } | PeerEvent::ProofTurn { .. } | PeerEvent::InputRoom { .. } => {
+                return Ok(())
+            }
         }
         self.send_finished()
     }

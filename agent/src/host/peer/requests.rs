@@ -3,6 +3,7 @@
 //! (exec, signals, streams, and everything the daemon answers through `HostService`) and its
 //! stream bytes: an exec's stdin, and keystrokes typed on an attach stream.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tether_protocol::api::{ErrorCode, Request, Response};
@@ -14,7 +15,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::events::PeerEvent;
 use super::upgrade::RelayIce;
-use super::{Backlog, Peer, MAX_PEER_STREAMS, MAX_REQUESTS_IN_FLIGHT};
+use super::{Backlog, Peer, TypedInput, MAX_PEER_STREAMS, MAX_REQUESTS_IN_FLIGHT};
 use crate::host::access::throttle::{ProofTurn, Throttle};
 use crate::host::exec::{self, Exec, WINDOW_BYTES};
 use crate::host::service::{HostService, InOrder, StreamItem};
@@ -109,10 +110,16 @@ pub fn handle_events<H: HostService>(
 /// What one of a peer's tasks reported: the hello's maths are done, or a proof's turn came (the
 /// handshake's, acted on here), or anything else its execs, streams and requests produced
 /// (`Peer::apply`).
-pub fn on_task_event<H: HostService>(host: &Arc<H>, peer: &mut Peer, event: PeerEvent) -> Result<(), ConnError> {
+pub fn on_task_event<H: HostService>(
+    host: &Arc<H>,
+    peer: &mut Peer,
+    event: PeerEvent,
+    tasks: &mpsc::UnboundedSender<PeerEvent>,
+) -> Result<(), ConnError> {
     match event {
         PeerEvent::HelloComputed { answer, .. } => peer.conn.finish_hello(answer, monotonic_ms()),
         PeerEvent::ProofTurn { turn, .. } => verify(host, peer, Some(turn)),
+        PeerEvent::InputRoom { conn, stream } => type_held(host, conn, peer, stream, tasks),
         other => peer.apply(other),
     }
 }
@@ -216,7 +223,7 @@ fn handle_request<H: HostService>(
         request if request.opens_stream() => {
             // A viewer's keystrokes go nowhere (credited back, dropped).
             if let (Request::Attach { session, .. }, false) = (&request, viewer) {
-                peer.inputs.insert(id as u32, session.clone());
+                peer.inputs.insert(id as u32, TypedInput { session: session.clone(), held: VecDeque::new() });
             }
             serve_stream(host, conn, peer, id, request, tasks)
         }
@@ -286,21 +293,55 @@ fn type_into_session<H: HostService>(
     bytes: Vec<u8>,
     tasks: &mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<(), ConnError> {
-    let n = bytes.len() as u64;
-    let Some(session) = peer.inputs.get(&stream) else { return peer.conn.consumed(stream, n) };
+    let Some(input) = peer.inputs.get_mut(&stream) else { return peer.conn.consumed(stream, bytes.len() as u64) };
+    let waiting = !input.held.is_empty();
+    input.held.push_back(bytes);
+    if waiting {
+        return Ok(()); // behind keys waiting for room: typed after them
+    }
+    type_held(host, conn, peer, stream, tasks)
+}
+
+/// Type what attach stream `stream` holds, in order, each credited once the terminal took it,
+/// until all is typed or the session's input backlog is full: then what is left waits for
+/// room (`PeerEvent::InputRoom`). Input the session refuses otherwise (it ended) is credited and
+/// dropped.
+fn type_held<H: HostService>(
+    host: &Arc<H>,
+    conn: u64,
+    peer: &mut Peer,
+    stream: u32,
+    tasks: &mpsc::UnboundedSender<PeerEvent>,
+) -> Result<(), ConnError> {
     // Borrowed, not copied: this runs for every keystroke.
     let identity = peer.access.as_ref().map_or("", |a| a.identity());
-    match host.type_into(identity, session, &bytes) {
-        Ok(taken) => {
-            let tasks = tasks.clone();
-            tokio::spawn(async move {
-                let _ = taken.await; // also when the session ends with them unread
-                let _ = tasks.send(PeerEvent::InputTaken { conn, stream, n });
-            });
-            Ok(())
+    let Some(input) = peer.inputs.get_mut(&stream) else { return Ok(()) };
+    while let Some(bytes) = input.held.pop_front() {
+        let n = bytes.len() as u64;
+        match host.type_into(identity, &input.session, &bytes) {
+            Ok(taken) => {
+                let tasks = tasks.clone();
+                tokio::spawn(async move {
+                    let _ = taken.await; // also when the session ends with them unread
+                    let _ = tasks.send(PeerEvent::InputTaken { conn, stream, n });
+                });
+            }
+            Err((Response::Error { code: ErrorCode::LimitReached, .. }, _)) => {
+                input.held.push_front(bytes);
+                // Empty input is taken once all queued before it was: there is room then.
+                if let Ok(room) = host.type_into(identity, &input.session, &[]) {
+                    let tasks = tasks.clone();
+                    tokio::spawn(async move {
+                        let _ = room.await;
+                        let _ = tasks.send(PeerEvent::InputRoom { conn, stream });
+                    });
+                    return Ok(());
+                }
+            }
+            Err(_) => peer.conn.consumed(stream, n)?,
         }
-        Err(_) => peer.conn.consumed(stream, n),
     }
+    Ok(())
 }
 
 /// Serve a stream request (`attach`, `logs`, the watches, file listings, reads and archives)
