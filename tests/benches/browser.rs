@@ -116,8 +116,9 @@ fn main() {
     browser.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": LINK_TRACE }));
     browser.goto(&relay.url);
     let input = reopen(&browser, &invite);
-    let Keys { p50, p99, n, .. } = real_keystrokes(&browser, TETHER, &input);
+    let Keys { p50, p99, n, hops, .. } = real_keystrokes(&browser, TETHER, &input);
     println!("  real key → echo    p50 {p50:.2} ms  p99 {p99:.2} ms ({n} WebDriver key events, keydown → painted)");
+    print!("{hops}");
 
     // What bounds that figure: after a discrete input event Chromium's renderer defers every
     // per-frame task (a socket's message among them) until the next frame is drawn. The same
@@ -126,8 +127,9 @@ fn main() {
         let undeferred = Browser::start_with_flags(&scratch, &[DEFER_OFF]);
         undeferred.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": LINK_TRACE }));
         let input = reopen(&undeferred, &invite);
-        let Keys { p50, p99, n, .. } = real_keystrokes(&undeferred, TETHER, &input);
+        let Keys { p50, p99, n, hops, .. } = real_keystrokes(&undeferred, TETHER, &input);
         println!("  real key, {DEFER_OFF}  p50 {p50:.2} ms  p99 {p99:.2} ms ({n} keys)");
+        print!("{hops}");
     }
 
     // The same page 100 ms away: through a proxy holding each direction 50 ms (no `tc netem`
@@ -147,12 +149,13 @@ fn main() {
             let ms = status.as_str()?.split("round trip ").nth(1)?.split(' ').next()?.parse::<u64>().ok()?;
             (ms >= 90).then_some(())
         });
-        let Keys { p50, p99, n, predicted } = real_keystrokes(&browser, TETHER, &input);
+        let Keys { p50, p99, n, predicted, hops } = real_keystrokes(&browser, TETHER, &input);
         let setting = if on { "on " } else { "off" };
         println!(
             "  real key, 100 ms RTT, predictive echo {setting} p50 {p50:.1} ms  p99 {p99:.1} ms ({n} keys, {predicted} \
              painted by prediction; keydown → painted)"
         );
+        print!("{hops}");
     }
     click(&browser, "#typeahead-toggle");
     browser.goto(&invite);
@@ -744,6 +747,9 @@ struct Keys {
     p99: f64,
     n: usize,
     predicted: u64,
+    /// The median of each hop on the way, as a line to print under the figure (empty where the
+    /// page has no trace of its link: sshx).
+    hops: String,
 }
 
 /// Real key events, one at a time, typed by WebDriver into xterm.js's textarea; the page times
@@ -800,17 +806,18 @@ fn real_keystrokes(browser: &Browser, target: Target, input: &str) -> Keys {
         json!([]),
     );
     let hops: Vec<f64> = serde_json::from_value(hops).unwrap_or_default();
-    if let [to_worker, round_trip, parse, frame, paint, n] = hops[..] {
-        println!(
+    let hops = match hops[..] {
+        [to_worker, round_trip, parse, frame, paint, n] => format!(
             "    median hops: keydown → to the link worker {to_worker:.2} · → echo back from it {round_trip:.2} · → parsed {parse:.2} · \
-             → animation frame {frame:.2} · → painted {paint:.2} ms ({n} keys)"
-        );
-    }
+             → animation frame {frame:.2} · → painted {paint:.2} ms ({n} keys)\n"
+        ),
+        _ => String::new(),
+    };
     let samples = browser.execute("return window.tetherKeys", json!([]));
     let mut samples: Vec<f64> = serde_json::from_value(samples).expect("samples");
     samples.sort_by(f64::total_cmp);
     let predicted = browser.execute("return window.tetherPredicted", json!([])).as_u64().unwrap_or(0);
-    Keys { p50: samples[samples.len() / 2], p99: samples[samples.len() * 99 / 100], n: samples.len(), predicted }
+    Keys { p50: samples[samples.len() / 2], p99: samples[samples.len() * 99 / 100], n: samples.len(), predicted, hops }
 }
 
 fn terminal_lines(browser: &Browser, target: Target) -> Vec<String> {
