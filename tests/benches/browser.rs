@@ -345,10 +345,12 @@ fn cores() -> usize {
 fn compare_with_alone(browser: &Browser, kind: &str, page: &Bulk, used: &CpuTimes) {
     let (alone, alone_used) = xterm_alone(browser, kind);
     println!(
-        "    xterm.js alone    {:.2} s first write → last line painted, longest task {:.0} ms, {} renders: the page takes {:.2}× that",
+        "    xterm.js alone    {:.2} s first write → last line painted, longest task {:.0} ms, {} renders, output parsed from {:.0} to {:.0} ms: the page takes {:.2}× that",
         alone.seconds,
         alone.longest_task_ms,
         alone.renders,
+        alone.parsed.map_or(f64::NAN, |p| p.0),
+        alone.parsed.map_or(f64::NAN, |p| p.1),
         page.seconds / alone.seconds
     );
     println!("    CPU xterm.js alone {}", alone_used.report(alone.outside));
@@ -392,6 +394,10 @@ struct Bulk {
     /// Renders of the terminal meanwhile: a page showing output as it streams in paints a
     /// frame's worth of rows each frame, where xterm.js given everything at once paints few.
     renders: f64,
+    /// When xterm.js parsed the first and the last of the output, ms from the start: before the
+    /// first, the command starting and its output on its way; between them, the output
+    /// streaming in (or, alone, being parsed); after the last, the frame that paints it.
+    parsed: Option<(f64, f64)>,
 }
 
 impl std::fmt::Display for Bulk {
@@ -400,7 +406,11 @@ impl std::fmt::Display for Bulk {
             f,
             "{:.2} s Enter → last line painted (from outside: {:.2} s), longest main-thread task {:.0} ms, {} renders",
             self.seconds, self.outside, self.longest_task_ms, self.renders
-        )
+        )?;
+        match self.parsed {
+            Some((first, last)) => write!(f, ", output parsed from {first:.0} to {last:.0} ms"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -424,7 +434,10 @@ fn bulk_within(
         &target.script("const [last] = arguments; \
          const term = $TERM$; \
          const area = document.querySelector('$AREA$'); \
-         const bulk = window.tetherBulk = { enter: null, shown: null, longest: 0, renders: 0 }; \
+         const bulk = window.tetherBulk = { enter: null, shown: null, longest: 0, renders: 0, first: null, last: null }; \
+         const parsed = term.onWriteParsed && term.onWriteParsed(() => { \
+           if (bulk.enter === null || bulk.shown !== null) return; \
+           bulk.last = performance.now(); if (bulk.first === null) bulk.first = bulk.last; }); \
          const onKey = (e) => { if (e.key === 'Enter') { bulk.enter = e.timeStamp; area.removeEventListener('keydown', onKey, true); } }; \
          area.addEventListener('keydown', onKey, true); \
          const tasks = new PerformanceObserver((list) => { \
@@ -437,7 +450,7 @@ fn bulk_within(
            for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
              const line = buf.getLine(i); \
              if (line && line.translateToString(true) === last) { \
-               bulk.shown = performance.now(); sub.dispose(); \
+               bulk.shown = performance.now(); sub.dispose(); if (parsed) parsed.dispose(); \
                setTimeout(() => { tasks.disconnect(); if (bulk.wake) bulk.wake(); }, 0); return; } } });"),
         json!([last_line]),
     );
@@ -450,19 +463,25 @@ fn bulk_within(
                 const answer = () => done(b.shown === null ? null : b); \
                 if (b.shown !== null) { answer(); return; } \
                 b.wake = answer; setTimeout(answer, 20000);";
-    let figures = loop {
+    let bulk = loop {
         let bulk = browser.execute_async(wait, json!([]));
-        if let (Some(shown), Some(enter), Some(longest), Some(renders)) =
-            (bulk["shown"].as_f64(), bulk["enter"].as_f64(), bulk["longest"].as_f64(), bulk["renders"].as_f64())
-        {
-            break (shown - enter, longest, renders);
+        if bulk["shown"].is_number() {
+            break bulk;
         }
         if started.elapsed() > limit {
             return None;
         }
     };
     let outside = started.elapsed().as_secs_f64();
-    Some(Bulk { seconds: figures.0 / 1000.0, outside, longest_task_ms: figures.1, renders: figures.2 })
+    let figure = |name: &str| bulk[name].as_f64().unwrap_or(f64::NAN);
+    let enter = figure("enter");
+    Some(Bulk {
+        seconds: (figure("shown") - enter) / 1000.0,
+        outside,
+        longest_task_ms: figure("longest"),
+        renders: figure("renders"),
+        parsed: bulk["first"].as_f64().zip(bulk["last"].as_f64()).map(|(first, last)| (first - enter, last - enter)),
+    })
 }
 
 /// The limit for a bulk output: xterm.js alone, in the same page, at the app terminal's place
@@ -504,8 +523,10 @@ fn xterm_alone(browser: &Browser, kind: &str) -> (Bulk, CpuTimes) {
          const tasks = new PerformanceObserver((list) => { \
            for (const t of list.getEntries()) longest = Math.max(longest, t.duration); }); \
          tasks.observe({ type: 'longtask' }); \
+         let renders = 0, firstParsed = null, lastParsed = null; \
+         const parsed = term.onWriteParsed(() => { \
+           lastParsed = performance.now() - start; if (firstParsed === null) firstParsed = lastParsed; }); \
          const start = performance.now(); \
-         let renders = 0; \
          const sub = term.onRender(() => { \
            renders++; \
            const buf = term.buffer.active; \
@@ -513,14 +534,20 @@ fn xterm_alone(browser: &Browser, kind: &str) -> (Bulk, CpuTimes) {
              const line = buf.getLine(i); \
              if (line && line.translateToString(true) === last) { \
                const ms = performance.now() - start; sub.dispose(); \
-               setTimeout(() => { tasks.disconnect(); term.dispose(); box.remove(); done([ms, longest, renders]); }, 0); \
+               setTimeout(() => { tasks.disconnect(); term.dispose(); box.remove(); parsed.dispose(); done([ms, longest, renders, firstParsed, lastParsed]); }, 0); \
                return; } } }); \
          for (let i = 0; i < bytes.length; i += 65536) term.write(bytes.subarray(i, i + 65536));",
         json!([]),
     );
     let outside = started.elapsed().as_secs_f64();
     let figure = |i: usize| figures[i].as_f64().unwrap_or(f64::NAN);
-    let alone = Bulk { seconds: figure(0) / 1000.0, outside, longest_task_ms: figure(1), renders: figure(2) };
+    let alone = Bulk {
+        seconds: figure(0) / 1000.0,
+        outside,
+        longest_task_ms: figure(1),
+        renders: figure(2),
+        parsed: Some((figure(3), figure(4))),
+    };
     (alone, CpuTimes::now().since(&before))
 }
 
