@@ -248,8 +248,13 @@ fn sshx_bench(scratch: &Path, home: &Path) {
 
 /// CPU seconds used so far on this machine, by who used them: what bounds a flood when every
 /// part of the path shares the machine's cores. From `/proc`, thread by thread; Chromium's by
-/// process type (`--type=` on its command line) and, in the renderer, by thread.
-struct CpuTimes(Vec<(&'static str, f64)>);
+/// process type (`--type=` on its command line) and, in the renderer, by thread. Beside them,
+/// how long the page's main thread was ready to run but waited for a core (its `schedstat`):
+/// the share of a flood's time that more busy threads than cores cost it.
+struct CpuTimes {
+    used: Vec<(&'static str, f64)>,
+    main_waited: f64,
+}
 
 impl CpuTimes {
     const PARTS: [&'static str; 10] = [
@@ -267,7 +272,9 @@ impl CpuTimes {
 
     fn now() -> CpuTimes {
         const TICKS_PER_S: f64 = 100.0; // USER_HZ on Linux
+        const NS_PER_S: f64 = 1e9;
         let mut used = vec![0.0; Self::PARTS.len()];
+        let mut main_waited = 0.0;
         for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = process.file_name().to_string_lossy().parse::<u32>() else { continue };
             let name = std::fs::read_to_string(process.path().join("comm")).unwrap_or_default();
@@ -308,29 +315,45 @@ impl CpuTimes {
                     _ => 9,
                 };
                 used[part] += ticks / TICKS_PER_S;
+                if part == 0 {
+                    // On a CPU, waiting on a run queue (ns), time slices.
+                    let schedstat = std::fs::read_to_string(thread.path().join("schedstat")).unwrap_or_default();
+                    let waited = schedstat.split_whitespace().nth(1).and_then(|ns| ns.parse::<f64>().ok());
+                    main_waited += waited.unwrap_or(0.0) / NS_PER_S;
+                }
             }
         }
-        CpuTimes(Self::PARTS.iter().copied().zip(used).collect())
+        CpuTimes { used: Self::PARTS.iter().copied().zip(used).collect(), main_waited }
     }
 
     /// What each part used since `before`.
     fn since(&self, before: &CpuTimes) -> CpuTimes {
-        CpuTimes(self.0.iter().zip(&before.0).map(|(&(part, now), &(_, then))| (part, now - then)).collect())
+        CpuTimes {
+            used: self.used.iter().zip(&before.used).map(|(&(part, now), &(_, then))| (part, now - then)).collect(),
+            main_waited: self.main_waited - before.main_waited,
+        }
+    }
+
+    /// What the page's main thread ran for.
+    fn main_ran(&self) -> f64 {
+        self.used[0].1
     }
 
     fn total(&self) -> f64 {
-        self.0.iter().map(|(_, s)| s).sum()
+        self.used.iter().map(|(_, s)| s).sum()
     }
 
     /// What each part used, over `seconds` of wall time on this machine's cores.
     fn report(&self, seconds: f64) -> String {
         let total = self.total();
-        let parts: Vec<String> = self.0.iter().map(|(part, s)| format!("{part} {s:.2}")).collect();
+        let parts: Vec<String> = self.used.iter().map(|(part, s)| format!("{part} {s:.2}")).collect();
         format!(
-            "{} s — {total:.2} CPU-s in {seconds:.2} s on {} cores ({:.0}% of the machine)",
+            "{} s — {total:.2} CPU-s in {seconds:.2} s on {} cores ({:.0}% of the machine); the page's main thread \
+             waited {:.2} s for a core",
             parts.join(", "),
             cores(),
-            100.0 * total / (seconds * cores() as f64)
+            100.0 * total / (seconds * cores() as f64),
+            self.main_waited
         )
     }
 }
@@ -341,7 +364,9 @@ fn cores() -> usize {
 
 /// xterm.js alone writing what a bulk output wrote, beside the page's figure, and what bounds
 /// the page's: the CPU the whole path used, spread over all of the machine's cores, is the least
-/// wall time this machine could take for it — printed as a ratio to xterm.js alone.
+/// wall time this machine could take for it — printed as a ratio to xterm.js alone; and the
+/// page's main thread, which runs xterm.js: what it ran for beside xterm.js alone's, and how
+/// long it waited for a core that the rest of the path had.
 fn compare_with_alone(browser: &Browser, kind: &str, page: &Bulk, used: &CpuTimes) {
     let (alone, alone_used) = xterm_alone(browser, kind);
     println!(
@@ -362,6 +387,13 @@ fn compare_with_alone(browser: &Browser, kind: &str, page: &Bulk, used: &CpuTime
         floor / alone,
         used.total(),
         used.total() - alone_used.total()
+    );
+    println!(
+        "    page main thread  ran {:.2} s ({:.2}× xterm.js alone's {:.2} s), waited {:.2} s for a core",
+        used.main_ran(),
+        used.main_ran() / alone_used.main_ran(),
+        alone_used.main_ran(),
+        used.main_waited
     );
 }
 
