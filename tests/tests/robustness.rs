@@ -299,34 +299,12 @@ fn attach_takes_a_50_mb_flood_while_keys_are_typed() {
 /// and attached locally (the daemon holds the backlog, the client waits for room).
 #[test]
 fn a_paste_into_a_program_that_reads_late_all_arrives() {
-    paste_into_a_late_reader(true);
+    pastes_into_a_late_reader(true, &[(b'p', 3 << 20)]); // 3 MiB: three windows, three backlogs
 }
 
 #[test]
 fn a_local_paste_into_a_program_that_reads_late_all_arrives() {
-    paste_into_a_late_reader(false);
-}
-
-fn paste_into_a_late_reader(remote: bool) {
-    const PASTE_BYTES: usize = 3 << 20; // 3 MiB: three windows, three backlogs
-    let (_relay, host, invite, client) = agent::paired(scratch());
-    let typed_file = scratch().join(tether_tests::marker("late"));
-    let script = format!("stty raw -echo; echo ready; sleep 12; exec cat > {}", typed_file.display());
-    let session = host.start(&["sh", "-c", &script]);
-    let mut command = portable_pty::CommandBuilder::new(tether_tests::bin_path("tether"));
-    command.env("TETHER_STATE_DIR", if remote { &client.state } else { &host.state });
-    command.args(["attach", &session]);
-    if remote {
-        command.args(["-H", &invite]);
-    }
-    let attached = PtyClient::spawn_command(command);
-    attached.wait_for("ready");
-    // From a thread: the client may stop reading its keyboard while its own queue is full.
-    let keyboard = attached.keyboard();
-    std::thread::spawn(move || keyboard.try_type_bytes(&vec![b'p'; PASTE_BYTES]));
-    let who = if remote { "the paste through a relay" } else { "the local paste" };
-    wait_all_typed_arrived(&attached, &typed_file, PASTE_BYTES as u64, who);
-    assert!(std::fs::read(&typed_file).expect("read").iter().all(|&b| b == b'p'), "{who}: only what was pasted");
+    pastes_into_a_late_reader(false, &[(b'p', 3 << 20)]);
 }
 
 /// Two clients pasting at once into a program that reads late fill its input backlog between
@@ -334,35 +312,43 @@ fn paste_into_a_late_reader(remote: bool) {
 /// (the client waits) and through a relay (the host holds the refused keys, uncredited).
 #[test]
 fn two_local_pastes_into_a_late_reader_both_arrive() {
-    two_pastes_into_a_late_reader(false);
+    // 1.5 MiB each: together over the 1 MiB backlog twice.
+    pastes_into_a_late_reader(false, &[(b'a', 1536 << 10), (b'b', 1536 << 10)]);
 }
 
 #[test]
 fn two_pastes_through_a_relay_into_a_late_reader_both_arrive() {
-    two_pastes_into_a_late_reader(true);
+    pastes_into_a_late_reader(true, &[(b'a', 1536 << 10), (b'b', 1536 << 10)]);
 }
 
-fn two_pastes_into_a_late_reader(remote: bool) {
-    const PASTE_BYTES: usize = 1536 << 10; // 1.5 MiB each: together over the 1 MiB backlog twice
+/// Each `(key, bytes)` pasted at once by a client of its own, attached through a relay or
+/// locally, into a program that reads only after 12 s: every paste arrives whole, and nothing
+/// else does.
+fn pastes_into_a_late_reader(remote: bool, pastes: &[(u8, usize)]) {
     let (_relay, host, invite, client) = agent::paired(scratch());
-    let typed_file = scratch().join(tether_tests::marker("late-two"));
+    let typed_file = scratch().join(tether_tests::marker("late"));
     let script = format!("stty raw -echo; echo ready; sleep 12; exec cat > {}", typed_file.display());
     let session = host.start(&["sh", "-c", &script]);
-    let attach = || match remote {
-        true => PtyClient::spawn(&client, &["attach", &session, "-H", &invite]),
-        false => PtyClient::spawn(&host, &["attach", &session]),
-    };
-    let clients = [attach(), attach()];
-    for (client, key) in clients.iter().zip([b'a', b'b']) {
-        client.wait_for("ready");
-        let keyboard = client.keyboard();
-        std::thread::spawn(move || keyboard.try_type_bytes(&vec![key; PASTE_BYTES]));
+    let attached: Vec<PtyClient> = pastes
+        .iter()
+        .map(|_| match remote {
+            true => PtyClient::spawn(&client, &["attach", &session, "-H", &invite]),
+            false => PtyClient::spawn(&host, &["attach", &session]),
+        })
+        .collect();
+    for (attached, &(key, bytes)) in attached.iter().zip(pastes) {
+        attached.wait_for("ready");
+        // From a thread: the client may stop reading its keyboard while its own queue is full.
+        let keyboard = attached.keyboard();
+        std::thread::spawn(move || keyboard.try_type_bytes(&vec![key; bytes]));
     }
-    let who = if remote { "two pastes through a relay" } else { "two local pastes" };
-    wait_all_typed_arrived(&clients[0], &typed_file, 2 * PASTE_BYTES as u64, who);
+    let who = format!("{} paste(s) {}", pastes.len(), if remote { "through a relay" } else { "attached locally" });
+    let total: usize = pastes.iter().map(|&(_, bytes)| bytes).sum();
+    wait_all_typed_arrived(&attached[0], &typed_file, total as u64, &who);
     let typed = std::fs::read(&typed_file).expect("read");
-    let count = |key: u8| typed.iter().filter(|&&b| b == key).count();
-    assert_eq!((count(b'a'), count(b'b')), (PASTE_BYTES, PASTE_BYTES), "{who}: each paste whole, nothing else");
+    for &(key, bytes) in pastes {
+        assert_eq!(typed.iter().filter(|&&b| b == key).count(), bytes, "{who}: the {:?} paste whole", key as char);
+    }
 }
 
 /// Wait until `file`, where a program writes what it reads, holds exactly the `typed` bytes

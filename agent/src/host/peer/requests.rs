@@ -326,16 +326,19 @@ fn type_held<H: HostService>(
                     let _ = tasks.send(PeerEvent::InputTaken { conn, stream, n });
                 });
             }
+            // Empty input is taken once all queued before it was: there is room then.
             Err((Response::Error { code: ErrorCode::LimitReached, .. }, _)) => {
-                input.held.push_front(bytes);
-                // Empty input is taken once all queued before it was: there is room then.
-                if let Ok(room) = host.type_into(identity, &input.session, &[]) {
-                    let tasks = tasks.clone();
-                    tokio::spawn(async move {
-                        let _ = room.await;
-                        let _ = tasks.send(PeerEvent::InputRoom { conn, stream });
-                    });
-                    return Ok(());
+                match host.type_into(identity, &input.session, &[]) {
+                    Ok(room) => {
+                        input.held.push_front(bytes);
+                        let tasks = tasks.clone();
+                        tokio::spawn(async move {
+                            let _ = room.await;
+                            let _ = tasks.send(PeerEvent::InputRoom { conn, stream });
+                        });
+                        return Ok(());
+                    }
+                    Err(_) => peer.conn.consumed(stream, n)?, // it takes no input at all now
                 }
             }
             Err(_) => peer.conn.consumed(stream, n)?,
