@@ -432,6 +432,48 @@ struct Bulk {
     parsed: Option<(f64, f64)>,
 }
 
+impl Bulk {
+    /// From what `WATCH_FLOOD` recorded in the page, and the time from outside.
+    fn of(flood: &Value, outside: f64) -> Bulk {
+        let figure = |name: &str| flood[name].as_f64().unwrap_or(f64::NAN);
+        let start = figure("start");
+        Bulk {
+            seconds: (figure("shown") - start) / 1000.0,
+            outside,
+            longest_task_ms: figure("longest"),
+            renders: figure("renders"),
+            parsed: flood["first"]
+                .as_f64()
+                .zip(flood["last"].as_f64())
+                .map(|(first, last)| (first - start, last - start)),
+        }
+    }
+}
+
+/// In-page: `watchFlood(term, last, done)` watches `term` from when the returned record is given
+/// its `start` (a `performance.now()` time) until a render shows `last`: the longest task, the
+/// renders and when the first and last output was parsed meanwhile, then when it was `shown`;
+/// `done(record)` is called once it is. One watcher for the page's terminal and for xterm.js
+/// alone, so both are timed alike.
+const WATCH_FLOOD: &str = "const watchFlood = (term, last, done) => { \
+    const flood = { start: null, shown: null, longest: 0, renders: 0, first: null, last: null }; \
+    const tasks = new PerformanceObserver((list) => { \
+      for (const t of list.getEntries()) flood.longest = Math.max(flood.longest, t.duration); }); \
+    tasks.observe({ type: 'longtask' }); \
+    const parsed = term.onWriteParsed && term.onWriteParsed(() => { \
+      if (flood.start === null || flood.shown !== null) return; \
+      flood.last = performance.now(); if (flood.first === null) flood.first = flood.last; }); \
+    const rendered = term.onRender(() => { \
+      if (flood.start === null) return; \
+      flood.renders++; \
+      const buf = term.buffer.active; \
+      for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
+        const line = buf.getLine(i); \
+        if (line && line.translateToString(true) === last) { \
+          flood.shown = performance.now(); rendered.dispose(); if (parsed) parsed.dispose(); \
+          setTimeout(() => { tasks.disconnect(); done(flood); }, 0); return; } } }); \
+    return flood; }; ";
+
 impl std::fmt::Display for Bulk {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(
@@ -462,30 +504,14 @@ fn bulk_within(
     last_line: &str,
     limit: Duration,
 ) -> Option<Bulk> {
-    browser.execute(
-        &target.script("const [last] = arguments; \
-         const term = $TERM$; \
+    let watch = target.script(
+        "const [last] = arguments; \
          const area = document.querySelector('$AREA$'); \
-         const bulk = window.tetherBulk = { enter: null, shown: null, longest: 0, renders: 0, first: null, last: null }; \
-         const parsed = term.onWriteParsed && term.onWriteParsed(() => { \
-           if (bulk.enter === null || bulk.shown !== null) return; \
-           bulk.last = performance.now(); if (bulk.first === null) bulk.first = bulk.last; }); \
-         const onKey = (e) => { if (e.key === 'Enter') { bulk.enter = e.timeStamp; area.removeEventListener('keydown', onKey, true); } }; \
-         area.addEventListener('keydown', onKey, true); \
-         const tasks = new PerformanceObserver((list) => { \
-           for (const t of list.getEntries()) bulk.longest = Math.max(bulk.longest, t.duration); }); \
-         tasks.observe({ type: 'longtask' }); \
-         const sub = term.onRender(() => { \
-           if (bulk.enter === null) return; \
-           bulk.renders++; \
-           const buf = term.buffer.active; \
-           for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
-             const line = buf.getLine(i); \
-             if (line && line.translateToString(true) === last) { \
-               bulk.shown = performance.now(); sub.dispose(); if (parsed) parsed.dispose(); \
-               setTimeout(() => { tasks.disconnect(); if (bulk.wake) bulk.wake(); }, 0); return; } } });"),
-        json!([last_line]),
+         const bulk = window.tetherBulk = watchFlood($TERM$, last, () => { if (bulk.wake) bulk.wake(); }); \
+         const onKey = (e) => { if (e.key === 'Enter') { bulk.start = e.timeStamp; area.removeEventListener('keydown', onKey, true); } }; \
+         area.addEventListener('keydown', onKey, true);",
     );
+    browser.execute(&format!("{WATCH_FLOOD}{watch}"), json!([last_line]));
     let started = Instant::now();
     browser.send_keys(input, &format!("{command}\n"));
     // The page says when the line is shown: nothing polls it meanwhile, which would take the
@@ -495,25 +521,16 @@ fn bulk_within(
                 const answer = () => done(b.shown === null ? null : b); \
                 if (b.shown !== null) { answer(); return; } \
                 b.wake = answer; setTimeout(answer, 20000);";
-    let bulk = loop {
-        let bulk = browser.execute_async(wait, json!([]));
-        if bulk["shown"].is_number() {
-            break bulk;
+    let flood = loop {
+        let flood = browser.execute_async(wait, json!([]));
+        if flood["shown"].is_number() {
+            break flood;
         }
         if started.elapsed() > limit {
             return None;
         }
     };
-    let outside = started.elapsed().as_secs_f64();
-    let figure = |name: &str| bulk[name].as_f64().unwrap_or(f64::NAN);
-    let enter = figure("enter");
-    Some(Bulk {
-        seconds: (figure("shown") - enter) / 1000.0,
-        outside,
-        longest_task_ms: figure("longest"),
-        renders: figure("renders"),
-        parsed: bulk["first"].as_f64().zip(bulk["last"].as_f64()).map(|(first, last)| (first - enter, last - enter)),
-    })
+    Some(Bulk::of(&flood, started.elapsed().as_secs_f64()))
 }
 
 /// The limit for a bulk output: xterm.js alone, in the same page, at the app terminal's place
@@ -539,8 +556,7 @@ fn xterm_alone(browser: &Browser, kind: &str) -> (Bulk, CpuTimes) {
         json!([kind]),
     );
     let (before, started) = (CpuTimes::now(), Instant::now());
-    let figures = browser.execute_async(
-        "const done = arguments[arguments.length - 1]; \
+    let script = "const done = arguments[arguments.length - 1]; \
          const { last, bytes } = window.tetherAlone; delete window.tetherAlone; \
          const app = document.querySelector('.pane:not(.hidden) .terminal'); \
          const r = app.getBoundingClientRect(); \
@@ -551,36 +567,11 @@ fn xterm_alone(browser: &Browser, kind: &str) -> (Bulk, CpuTimes) {
          const term = new Terminal({ fontSize: 14, scrollback: 10000, cols: app.xterm.cols, rows: app.xterm.rows, \
            theme: { background: '#101418' } }); \
          term.open(box); \
-         let longest = 0; \
-         const tasks = new PerformanceObserver((list) => { \
-           for (const t of list.getEntries()) longest = Math.max(longest, t.duration); }); \
-         tasks.observe({ type: 'longtask' }); \
-         let renders = 0, firstParsed = null, lastParsed = null; \
-         const parsed = term.onWriteParsed(() => { \
-           lastParsed = performance.now() - start; if (firstParsed === null) firstParsed = lastParsed; }); \
-         const start = performance.now(); \
-         const sub = term.onRender(() => { \
-           renders++; \
-           const buf = term.buffer.active; \
-           for (let i = buf.viewportY; i < buf.viewportY + term.rows; i++) { \
-             const line = buf.getLine(i); \
-             if (line && line.translateToString(true) === last) { \
-               const ms = performance.now() - start; sub.dispose(); \
-               setTimeout(() => { tasks.disconnect(); term.dispose(); box.remove(); parsed.dispose(); done([ms, longest, renders, firstParsed, lastParsed]); }, 0); \
-               return; } } }); \
-         for (let i = 0; i < bytes.length; i += 65536) term.write(bytes.subarray(i, i + 65536));",
-        json!([]),
-    );
-    let outside = started.elapsed().as_secs_f64();
-    let figure = |i: usize| figures[i].as_f64().unwrap_or(f64::NAN);
-    let alone = Bulk {
-        seconds: figure(0) / 1000.0,
-        outside,
-        longest_task_ms: figure(1),
-        renders: figure(2),
-        parsed: Some((figure(3), figure(4))),
-    };
-    (alone, CpuTimes::now().since(&before))
+         const flood = watchFlood(term, last, () => { term.dispose(); box.remove(); done(flood); }); \
+         flood.start = performance.now(); \
+         for (let i = 0; i < bytes.length; i += 65536) term.write(bytes.subarray(i, i + 65536));";
+    let flood = browser.execute_async(&format!("{WATCH_FLOOD}{script}"), json!([]));
+    (Bulk::of(&flood, started.elapsed().as_secs_f64()), CpuTimes::now().since(&before))
 }
 
 /// Open `url` and wait for its terminal: the newest session (the `cat` the keystrokes go to),
